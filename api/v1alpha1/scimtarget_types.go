@@ -1,0 +1,359 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SecretKeySelector names one key of a Secret. The Secret is always read from a namespace
+// the operator chooses (the ScimTarget's own, or the cluster-resource namespace for a
+// ClusterScimTarget); a reference never carries a namespace.
+type SecretKeySelector struct {
+	// name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// key inside the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// SecretReference names a whole Secret whose keys are fixed by the field that uses it.
+type SecretReference struct {
+	// name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// BearerTokenAuth sends `Authorization: Bearer <token>`.
+type BearerTokenAuth struct {
+	// secretKeyRef selects the key holding the token.
+	SecretKeyRef SecretKeySelector `json:"secretKeyRef"`
+}
+
+// BasicAuth sends HTTP basic credentials read from the keys `username` and `password`.
+type BasicAuth struct {
+	// secretRef names the Secret with the keys `username` and `password`.
+	SecretRef SecretReference `json:"secretRef"`
+}
+
+// OAuth2ClientCredentials obtains a token with the OAuth 2.0 client credentials grant.
+type OAuth2ClientCredentials struct {
+	// tokenURL is the token endpoint.
+	// +kubebuilder:validation:Pattern=`^https?://`
+	TokenURL string `json:"tokenURL"`
+	// clientIDSecretKeyRef selects the key holding the client ID.
+	ClientIDSecretKeyRef SecretKeySelector `json:"clientIDSecretKeyRef"`
+	// clientSecretSecretKeyRef selects the key holding the client secret.
+	ClientSecretSecretKeyRef SecretKeySelector `json:"clientSecretSecretKeyRef"`
+	// scopes requested with the token.
+	// +optional
+	// +listType=atomic
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// ClientTLSAuth adds a client certificate (mTLS) to any authentication method.
+type ClientTLSAuth struct {
+	// clientCertSecretRef names a kubernetes.io/tls Secret (keys `tls.crt` and `tls.key`).
+	ClientCertSecretRef SecretReference `json:"clientCertSecretRef"`
+}
+
+// Auth says how the operator authenticates to the SCIM endpoint: exactly one of
+// bearerToken, basic or oauth2ClientCredentials, optionally with a client certificate.
+// +kubebuilder:validation:XValidation:rule="(has(self.bearerToken) ? 1 : 0) + (has(self.basic) ? 1 : 0) + (has(self.oauth2ClientCredentials) ? 1 : 0) == 1",message="auth must set exactly one of bearerToken, basic or oauth2ClientCredentials (tls may be added to any of them)"
+type Auth struct {
+	// bearerToken authenticates with a static token.
+	// +optional
+	BearerToken *BearerTokenAuth `json:"bearerToken,omitempty"`
+	// basic authenticates with a username and password.
+	// +optional
+	Basic *BasicAuth `json:"basic,omitempty"`
+	// oauth2ClientCredentials authenticates with an OAuth 2.0 access token.
+	// +optional
+	OAuth2ClientCredentials *OAuth2ClientCredentials `json:"oauth2ClientCredentials,omitempty"`
+	// tls adds a client certificate to the connection.
+	// +optional
+	TLS *ClientTLSAuth `json:"tls,omitempty"`
+}
+
+// TLSConfig customises server certificate verification.
+type TLSConfig struct {
+	// caBundleSecretRef selects a PEM bundle of CAs trusted for the endpoint.
+	// +optional
+	CABundleSecretRef *SecretKeySelector `json:"caBundleSecretRef,omitempty"`
+	// insecureSkipVerify disables server certificate verification. Never use it in
+	// production; the operator emits a Warning event while it is set.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// DeletionPolicy says what happens to an account when its identity is deprovisioned.
+// +kubebuilder:validation:Enum=Delete;Deactivate;Orphan
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyDelete deactivates the account, then deletes it.
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+	// DeletionPolicyDeactivate sets active=false and keeps the account.
+	DeletionPolicyDeactivate DeletionPolicy = "Deactivate"
+	// DeletionPolicyOrphan leaves the account untouched.
+	DeletionPolicyOrphan DeletionPolicy = "Orphan"
+)
+
+// RateLimit bounds the request rate to a target.
+type RateLimit struct {
+	// requestsPerSecond is the sustained rate.
+	// +kubebuilder:validation:Minimum=1
+	RequestsPerSecond int32 `json:"requestsPerSecond"`
+	// burst is the largest number of requests sent at once.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Burst int32 `json:"burst,omitempty"`
+}
+
+// PatchMode selects how accounts are updated.
+// +kubebuilder:validation:Enum=Auto;Patch;Put
+type PatchMode string
+
+const (
+	// PatchModeAuto uses PATCH when the ServiceProviderConfig says it is supported, else PUT.
+	PatchModeAuto PatchMode = "Auto"
+	// PatchModePatch always uses PATCH.
+	PatchModePatch PatchMode = "Patch"
+	// PatchModePut always uses PUT.
+	PatchModePut PatchMode = "Put"
+)
+
+// MatchAttribute selects the attribute used to find an existing account before creating one.
+// +kubebuilder:validation:Enum=externalId;userName
+type MatchAttribute string
+
+const (
+	// MatchExternalID matches on externalId, then userName.
+	MatchExternalID MatchAttribute = "externalId"
+	// MatchUserName matches on userName (case-insensitively).
+	MatchUserName MatchAttribute = "userName"
+)
+
+// Capabilities are what a SCIM service provider supports, from discovery or an override.
+type Capabilities struct {
+	// patch: PATCH is supported.
+	// +optional
+	Patch *bool `json:"patch,omitempty"`
+	// filter: list filtering is supported.
+	// +optional
+	Filter *bool `json:"filter,omitempty"`
+	// etag: ETags and If-Match are supported.
+	// +optional
+	ETag *bool `json:"etag,omitempty"`
+	// bulk: bulk operations are supported.
+	// +optional
+	Bulk *bool `json:"bulk,omitempty"`
+	// sort: sorting is supported.
+	// +optional
+	Sort *bool `json:"sort,omitempty"`
+	// maxResults is the largest page the provider returns.
+	// +optional
+	MaxResults *int32 `json:"maxResults,omitempty"`
+}
+
+// Compatibility adapts the client to service providers that read the RFC differently.
+type Compatibility struct {
+	// patchMode selects PATCH or PUT for updates.
+	// +kubebuilder:default=Auto
+	// +optional
+	PatchMode PatchMode `json:"patchMode,omitempty"`
+	// matchAttribute is the attribute used to find an existing account.
+	// +kubebuilder:default=externalId
+	// +optional
+	MatchAttribute MatchAttribute `json:"matchAttribute,omitempty"`
+	// serviceProviderConfigOverride replaces discovered capabilities field by field.
+	// +optional
+	ServiceProviderConfigOverride *Capabilities `json:"serviceProviderConfigOverride,omitempty"`
+}
+
+// OrphanPolicy says what to do with accounts that carry this cluster's externalId prefix but
+// match no ServiceIdentity.
+// +kubebuilder:validation:Enum=Ignore;Report;Deactivate;Delete
+type OrphanPolicy string
+
+const (
+	OrphanPolicyIgnore     OrphanPolicy = "Ignore"
+	OrphanPolicyReport     OrphanPolicy = "Report"
+	OrphanPolicyDeactivate OrphanPolicy = "Deactivate"
+	OrphanPolicyDelete     OrphanPolicy = "Delete"
+)
+
+// Orphans configures orphan detection.
+type Orphans struct {
+	// policy for orphaned accounts.
+	// +kubebuilder:default=Report
+	// +optional
+	Policy OrphanPolicy `json:"policy,omitempty"`
+	// interval between orphan scans.
+	// +kubebuilder:default="1h"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+}
+
+// CircuitBreaker protects a target against mass deletion.
+type CircuitBreaker struct {
+	// maxDeletionsPerInterval is the largest number of accounts deprovisioned per interval;
+	// beyond it deprovisioning pauses and the target reports it.
+	// +kubebuilder:validation:Minimum=1
+	MaxDeletionsPerInterval int32 `json:"maxDeletionsPerInterval"`
+	// interval of the breaker's window.
+	// +kubebuilder:default="1h"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+}
+
+// ScimTargetSpec is one SCIM 2.0 service provider endpoint. ScimTarget and ClusterScimTarget share it.
+// +kubebuilder:validation:XValidation:rule="self.endpoint.startsWith('https://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="endpoint must use https:// unless allowInsecureHTTP is true (plain http sends credentials in clear text; use it only for local development)"
+type ScimTargetSpec struct {
+	// endpoint is the SCIM base URL, e.g. https://app.example.com/scim/v2.
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	// +kubebuilder:validation:MaxLength=2048
+	Endpoint string `json:"endpoint"`
+	// allowInsecureHTTP permits an http:// endpoint (local development only; a Warning event is emitted).
+	// +optional
+	AllowInsecureHTTP bool `json:"allowInsecureHTTP,omitempty"`
+	// auth says how to authenticate.
+	Auth Auth `json:"auth"`
+	// tls customises certificate verification.
+	// +optional
+	TLS *TLSConfig `json:"tls,omitempty"`
+	// deletionPolicy is the default for identities on this target.
+	// +kubebuilder:default=Delete
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+	// resyncInterval is the drift check period.
+	// +kubebuilder:default="10m"
+	// +optional
+	ResyncInterval *metav1.Duration `json:"resyncInterval,omitempty"`
+	// rateLimit bounds the request rate to this target.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+	// compatibility adapts the client to the service provider.
+	// +optional
+	Compatibility *Compatibility `json:"compatibility,omitempty"`
+	// orphans configures orphan detection.
+	// +optional
+	Orphans *Orphans `json:"orphans,omitempty"`
+	// circuitBreaker protects against mass deletion.
+	// +optional
+	CircuitBreaker *CircuitBreaker `json:"circuitBreaker,omitempty"`
+}
+
+// OrphanReport summarises accounts that carry this cluster's prefix but match no identity.
+type OrphanReport struct {
+	// count of orphaned accounts.
+	Count int32 `json:"count"`
+	// userNames of the first orphaned accounts.
+	// +optional
+	// +listType=atomic
+	UserNames []string `json:"userNames,omitempty"`
+}
+
+// ScimTargetStatus is the observed state of a target.
+type ScimTargetStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// conditions: Ready (endpoint reached, auth accepted, discovery parsed).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// capabilities discovered (or overridden).
+	// +optional
+	Capabilities *Capabilities `json:"capabilities,omitempty"`
+	// identities is the number of ServiceIdentities using this target.
+	// +optional
+	Identities int32 `json:"identities,omitempty"`
+	// orphans found on the target.
+	// +optional
+	Orphans *OrphanReport `json:"orphans,omitempty"`
+	// lastProbeTime is when discovery last ran.
+	// +optional
+	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
+}
+
+// ScimTarget is a namespaced SCIM 2.0 service provider. Its secrets are read from its own namespace.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=st;scimt,categories=scim
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpoint`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Identities",type=integer,JSONPath=`.status.identities`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ScimTarget struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ScimTargetSpec   `json:"spec"`
+	Status ScimTargetStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// ScimTargetList is a list of ScimTargets.
+type ScimTargetList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ScimTarget `json:"items"`
+}
+
+// AllowedNamespaces restricts which namespaces' identities may use a ClusterScimTarget.
+// An empty value (no names, no selector) allows every namespace.
+type AllowedNamespaces struct {
+	// names of namespaces allowed.
+	// +optional
+	// +listType=set
+	Names []string `json:"names,omitempty"`
+	// selector matches namespaces by label.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+}
+
+// ClusterScimTargetSpec is a ScimTargetSpec plus namespace tenancy.
+// +kubebuilder:validation:XValidation:rule="self.endpoint.startsWith('https://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="endpoint must use https:// unless allowInsecureHTTP is true (plain http sends credentials in clear text; use it only for local development)"
+type ClusterScimTargetSpec struct {
+	ScimTargetSpec `json:",inline"`
+	// allowedNamespaces restricts which namespaces may use this target.
+	// +optional
+	AllowedNamespaces *AllowedNamespaces `json:"allowedNamespaces,omitempty"`
+}
+
+// ClusterScimTarget is a cluster-wide SCIM 2.0 service provider. Its secrets are read from the
+// operator's cluster-resource namespace.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=cst;cscimt,categories=scim
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpoint`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Identities",type=integer,JSONPath=`.status.identities`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ClusterScimTarget struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ClusterScimTargetSpec `json:"spec"`
+	Status ScimTargetStatus      `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// ClusterScimTargetList is a list of ClusterScimTargets.
+type ClusterScimTargetList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ClusterScimTarget `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ScimTarget{}, &ScimTargetList{}, &ClusterScimTarget{}, &ClusterScimTargetList{})
+}

@@ -1,0 +1,218 @@
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	// KindScimTarget is the kind of a namespaced target.
+	KindScimTarget = "ScimTarget"
+	// KindClusterScimTarget is the kind of a cluster-scoped target.
+	KindClusterScimTarget = "ClusterScimTarget"
+
+	// DeprovisionFinalizer holds a ServiceIdentity until every target confirmed its account is gone.
+	DeprovisionFinalizer = "scim.nhi.dev/deprovision"
+	// ForceOrphanAnnotation set to "true" releases the finalizer without touching the targets.
+	ForceOrphanAnnotation = "scim.nhi.dev/force-orphan"
+)
+
+// TargetReference names a ScimTarget (same namespace) or a ClusterScimTarget.
+type TargetReference struct {
+	// kind of the target.
+	// +kubebuilder:validation:Enum=ScimTarget;ClusterScimTarget
+	// +kubebuilder:default=ScimTarget
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// name of the target.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// WorkloadReference names a workload in the identity's namespace whose lifetime the identity shares.
+type WorkloadReference struct {
+	// apiVersion of the workload, e.g. apps/v1.
+	// +kubebuilder:validation:MinLength=1
+	APIVersion string `json:"apiVersion"`
+	// kind of the workload, e.g. Deployment.
+	// +kubebuilder:validation:MinLength=1
+	Kind string `json:"kind"`
+	// name of the workload.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// ServiceIdentitySpec declares one non-human identity.
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.userName) == has(self.userName) && (!has(self.userName) || self.userName == oldSelf.userName)",message="userName is immutable: delete and recreate the ServiceIdentity to change it"
+// +kubebuilder:validation:XValidation:rule="!(has(self.ttl) && has(self.expiresAt))",message="set either ttl or expiresAt, not both"
+type ServiceIdentitySpec struct {
+	// targetRefs lists the targets on which the identity has an account.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	TargetRefs []TargetReference `json:"targetRefs"`
+	// userName of the account. Defaults to <metadata.name>.<metadata.namespace>. Immutable.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	UserName string `json:"userName,omitempty"`
+	// displayName of the account.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	DisplayName string `json:"displayName,omitempty"`
+	// userType of the account: ServiceAccount, or Agent for AI agents.
+	// +kubebuilder:default=ServiceAccount
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	UserType string `json:"userType,omitempty"`
+	// owner is the accountable human's e-mail address.
+	// +kubebuilder:validation:Pattern=`^[^@\s]+@[^@\s]+$`
+	// +kubebuilder:validation:MaxLength=254
+	// +optional
+	Owner string `json:"owner,omitempty"`
+	// groups (displayNames) the account is a member of.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	Groups []string `json:"groups,omitempty"`
+	// attributes is free-form JSON merged into the SCIM User, e.g. the enterprise extension.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
+	Attributes *apiextensionsv1.JSON `json:"attributes,omitempty"`
+	// suspend sets active=false on every target at once (incident kill switch).
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+	// expiresAt deprovisions the identity at this time (RFC 3339).
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// ttl deprovisions the identity this long after its creation.
+	// +optional
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+	// deletionPolicy overrides the target's.
+	// +optional
+	DeletionPolicy *DeletionPolicy `json:"deletionPolicy,omitempty"`
+	// workloadRef names a workload in the same namespace whose deletion deletes this identity.
+	// +optional
+	WorkloadRef *WorkloadReference `json:"workloadRef,omitempty"`
+}
+
+// TargetState is the state of an identity's account on one target.
+type TargetState string
+
+const (
+	// TargetStatePending: not provisioned yet.
+	TargetStatePending TargetState = "Pending"
+	// TargetStateProvisioned: the account exists and matches the spec.
+	TargetStateProvisioned TargetState = "Provisioned"
+	// TargetStateSuspended: the account exists and is inactive because the identity is suspended.
+	TargetStateSuspended TargetState = "Suspended"
+	// TargetStateError: the last attempt failed; message says why.
+	TargetStateError TargetState = "Error"
+	// TargetStateDeprovisioning: deletion in progress.
+	TargetStateDeprovisioning TargetState = "Deprovisioning"
+	// TargetStateDeprovisioned: the account is gone (or deactivated/orphaned per policy).
+	TargetStateDeprovisioned TargetState = "Deprovisioned"
+)
+
+// IdentityTargetStatus is the account of an identity on one target.
+type IdentityTargetStatus struct {
+	// kind of the target.
+	Kind string `json:"kind"`
+	// name of the target.
+	Name string `json:"name"`
+	// id is the SCIM id the target assigned to the account.
+	// +optional
+	ID string `json:"id,omitempty"`
+	// userName of the account.
+	// +optional
+	UserName string `json:"userName,omitempty"`
+	// active as last read from the target.
+	// +optional
+	Active *bool `json:"active,omitempty"`
+	// version is the account's ETag as last read from the target.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// lastSyncTime is when the account was last confirmed to match the spec.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+	// state of the account.
+	// +optional
+	State TargetState `json:"state,omitempty"`
+	// message explains the state.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// ServiceIdentityStatus is the observed state of an identity.
+type ServiceIdentityStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// conditions: Ready, Reconciling, Stalled, Expired.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// userName is the effective userName (spec.userName or its default).
+	// +optional
+	UserName string `json:"userName,omitempty"`
+	// targets holds one entry per target the identity has (or had) an account on.
+	// +optional
+	// +listType=atomic
+	Targets []IdentityTargetStatus `json:"targets,omitempty"`
+	// expiresAt is when the identity expires, from spec.expiresAt or spec.ttl.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// deprovisionedAt is when every account was deprovisioned.
+	// +optional
+	DeprovisionedAt *metav1.Time `json:"deprovisionedAt,omitempty"`
+}
+
+// ServiceIdentity is one non-human identity, provisioned as a SCIM User on one or more targets.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=si;sid,categories=scim
+// +kubebuilder:printcolumn:name="Targets",type=string,JSONPath=`.spec.targetRefs[*].name`
+// +kubebuilder:printcolumn:name="Username",type=string,JSONPath=`.status.userName`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ServiceIdentity struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ServiceIdentitySpec   `json:"spec"`
+	Status ServiceIdentityStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// ServiceIdentityList is a list of ServiceIdentities.
+type ServiceIdentityList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ServiceIdentity `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ServiceIdentity{}, &ServiceIdentityList{})
+}
+
+// EffectiveUserName is spec.userName, or <name>.<namespace> when unset.
+func (s *ServiceIdentity) EffectiveUserName() string {
+	if s.Spec.UserName != "" {
+		return s.Spec.UserName
+	}
+	return s.Name + "." + s.Namespace
+}
+
+// TargetKind returns the reference's kind with the default applied.
+func (r TargetReference) TargetKind() string {
+	if r.Kind == "" {
+		return KindScimTarget
+	}
+	return r.Kind
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Provides kube-apiserver, etcd, kube-controller-manager and kubectl for tests and `make dev`.
+#
+# 1. Already cached?            -> print the directory and exit (a second run takes well under a second).
+# 2. Try the usual downloads    -> envtest tarball (kube-apiserver, etcd, kubectl) and dl.k8s.io
+#    (kube-controller-manager), with short timeouts so an offline machine fails fast.
+# 3. Otherwise build them from the Go module proxy through a throwaway wrapper module
+#    (k8s.io/kubernetes cannot be `go install`ed because its go.mod replaces staging modules
+#    with local folders; the wrapper replaces them with the published k8s.io/* modules).
+#
+# Usage: hack/envtest-bins.sh            prints the directory holding the binaries (last line of stdout)
+# Env:   K8S_VERSION (default 1.37.2), SCIM_OPERATOR_CACHE (default ~/.cache/scim-operator)
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-1.37.2}"
+CACHE="${SCIM_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scim-operator}"
+OS="$(go env GOOS)"
+ARCH="$(go env GOARCH)"
+DEST="$CACHE/k8s/${K8S_VERSION}-${OS}-${ARCH}"
+BINS=(kube-apiserver etcd kube-controller-manager kubectl)
+
+say() { echo "envtest-bins: $*" >&2; }
+
+complete() {
+  local b
+  for b in "${BINS[@]}"; do [ -x "$DEST/$b" ] || return 1; done
+}
+
+if complete; then
+  echo "$DEST"
+  exit 0
+fi
+
+mkdir -p "$DEST"
+TMP="$(mktemp -d "$CACHE/tmp.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+
+fetch() { # url out
+  curl -fsSL --connect-timeout 5 --max-time 300 -o "$2" "$1"
+}
+
+try_download() {
+  say "trying the envtest download for v${K8S_VERSION} (${OS}/${ARCH})"
+  local url="https://github.com/kubernetes-sigs/controller-tools/releases/download/envtest-v${K8S_VERSION}/envtest-v${K8S_VERSION}-${OS}-${ARCH}.tar.gz"
+  fetch "$url" "$TMP/envtest.tgz" || { say "download not reachable (${url})"; return 1; }
+  tar -xzf "$TMP/envtest.tgz" -C "$TMP"
+  local b
+  for b in kube-apiserver etcd kubectl; do
+    install -m 0755 "$TMP/controller-tools/envtest/$b" "$DEST/$b"
+  done
+  say "trying kube-controller-manager from dl.k8s.io"
+  fetch "https://dl.k8s.io/release/v${K8S_VERSION}/bin/${OS}/${ARCH}/kube-controller-manager" "$TMP/kcm" || return 1
+  install -m 0755 "$TMP/kcm" "$DEST/kube-controller-manager"
+}
+
+build_from_proxy() {
+  say "building from the Go module proxy (first run only; about 10-15 minutes on 2 cores)"
+  local mod="$TMP/wrapper"
+  mkdir -p "$mod"
+  local gomod
+  gomod="$(cd "$mod" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+  [ -f "$gomod" ] || { say "could not fetch k8s.io/kubernetes@v${K8S_VERSION} go.mod"; return 1; }
+  local staging_minor="v0.${K8S_VERSION#*.}"
+  {
+    echo "module scim-operator.local/k8s-binaries"
+    echo
+    grep -E '^go [0-9]' "$gomod" | head -1
+    echo
+    echo "require k8s.io/kubernetes v${K8S_VERSION}"
+    echo
+    echo "replace ("
+    sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/src/k8s.io/.*#\t\1 => \1 '"$staging_minor"'#p' "$gomod"
+    echo ")"
+  } > "$mod/go.mod"
+  local etcd_version
+  etcd_version="$(sed -n 's#^[[:space:]]*go.etcd.io/etcd/server/v3 \(v[^ ]*\).*#\1#p' "$gomod" | head -1)"
+  say "etcd version named by kubernetes: ${etcd_version}"
+  (
+    cd "$mod"
+    export GOFLAGS=-mod=mod CGO_ENABLED=0
+    go get "k8s.io/kubernetes@v${K8S_VERSION}" "go.etcd.io/etcd/server/v3@${etcd_version}" >&2
+    say "go build kube-apiserver kube-controller-manager kubectl etcd"
+    go build -trimpath -ldflags='-s -w' -o "$TMP/out/" \
+      k8s.io/kubernetes/cmd/kube-apiserver \
+      k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kubectl \
+      go.etcd.io/etcd/server/v3 >&2
+  )
+  install -m 0755 "$TMP/out/kube-apiserver" "$DEST/kube-apiserver"
+  install -m 0755 "$TMP/out/kube-controller-manager" "$DEST/kube-controller-manager"
+  install -m 0755 "$TMP/out/kubectl" "$DEST/kubectl"
+  install -m 0755 "$TMP/out/v3" "$DEST/etcd"
+}
+
+start=$(date +%s)
+if ! try_download; then
+  build_from_proxy
+fi
+complete || { say "binaries incomplete in $DEST"; exit 1; }
+say "ready in $(( $(date +%s) - start ))s: $DEST"
+echo "$DEST"

@@ -1,0 +1,292 @@
+// Package scim is a SCIM 2.0 (RFC 7643/7644) client for service provider endpoints.
+// It has no Kubernetes dependencies: controllers build a Client per target and decide
+// retries from the typed *Error it returns.
+package scim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+const (
+	// DefaultTimeout bounds each call.
+	DefaultTimeout = 15 * time.Second
+	// DefaultMaxBodyBytes caps response bodies.
+	DefaultMaxBodyBytes = 4 << 20
+	contentType         = "application/scim+json"
+)
+
+// Authenticator adds credentials to a request.
+type Authenticator interface {
+	Authenticate(req *http.Request) error
+}
+
+// BearerToken authenticates with `Authorization: Bearer <token>`.
+type BearerToken string
+
+// Authenticate implements Authenticator.
+func (t BearerToken) Authenticate(req *http.Request) error {
+	req.Header.Set("Authorization", "Bearer "+string(t))
+	return nil
+}
+
+// Options configure a Client.
+type Options struct {
+	// HTTPClient sends the requests; nil means a client with http.DefaultTransport.
+	HTTPClient *http.Client
+	// Auth adds credentials; nil sends none.
+	Auth Authenticator
+	// Timeout bounds each call (DefaultTimeout when zero).
+	Timeout time.Duration
+	// MaxBodyBytes caps response bodies (DefaultMaxBodyBytes when zero).
+	MaxBodyBytes int64
+	// Limiter, when set, is waited on before every request.
+	Limiter *rate.Limiter
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// Client talks to one SCIM service provider.
+type Client struct {
+	base *url.URL
+	opts Options
+}
+
+// New returns a client for the endpoint (the SCIM base URL, e.g. https://host/scim/v2).
+func New(endpoint string, opts Options) (*Client, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("parsing endpoint: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("endpoint %q: scheme must be http or https", u.Redacted())
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("endpoint %q has no host", u.Redacted())
+	}
+	if u.User != nil {
+		return nil, errors.New("endpoint must not carry credentials; use spec.auth")
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{}
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "scim-operator"
+	}
+	return &Client{base: u, opts: opts}, nil
+}
+
+// Endpoint is the base URL.
+func (c *Client) Endpoint() string { return c.base.String() }
+
+type request struct {
+	method  string
+	path    string // relative to the endpoint, starting with '/'
+	query   url.Values
+	body    any
+	ifMatch string
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (c *Client) do(ctx context.Context, r request) (*response, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	if c.opts.Limiter != nil {
+		if err := c.opts.Limiter.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("SCIM %s %s: waiting for the rate limiter: %w", r.method, r.path, err)
+		}
+	}
+	u := *c.base
+	u.Path = c.base.Path + r.path
+	u.RawQuery = r.query.Encode()
+
+	var body io.Reader
+	if r.body != nil {
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			return nil, fmt.Errorf("SCIM %s %s: encoding body: %w", r.method, r.path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("SCIM %s %s: %w", r.method, r.path, err)
+	}
+	req.Header.Set("Accept", contentType+", application/json")
+	req.Header.Set("User-Agent", c.opts.UserAgent)
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if r.ifMatch != "" {
+		req.Header.Set("If-Match", r.ifMatch)
+	}
+	if c.opts.Auth != nil {
+		if err := c.opts.Auth.Authenticate(req); err != nil {
+			return nil, fmt.Errorf("SCIM %s %s: authenticating: %w", r.method, r.path, err)
+		}
+	}
+	resp, err := c.opts.HTTPClient.Do(req)
+	if err != nil {
+		// url.Error repeats the full URL; keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("SCIM %s %s: %w", r.method, r.path, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxBodyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("SCIM %s %s: reading response: %w", r.method, r.path, err)
+	}
+	if int64(len(data)) > c.opts.MaxBodyBytes {
+		return nil, fmt.Errorf("SCIM %s %s: %w: body larger than %d bytes", r.method, r.path, ErrMalformedResponse, c.opts.MaxBodyBytes)
+	}
+	if resp.StatusCode >= 400 {
+		e := &Error{Method: r.method, Path: r.path, Status: resp.StatusCode,
+			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+		e.ScimType, e.Detail = parseErrorBody(data)
+		return nil, e
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
+}
+
+func (c *Client) resource(ctx context.Context, r request) (Resource, error) {
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if resp.status == http.StatusNoContent || len(bytes.TrimSpace(resp.body)) == 0 {
+		return nil, nil
+	}
+	res, err := ParseResource(resp.body)
+	if err != nil {
+		return nil, fmt.Errorf("SCIM %s %s: %w", r.method, r.path, err)
+	}
+	if etag := resp.header.Get("ETag"); etag != "" && res.Version() == "" {
+		meta, _ := res["meta"].(map[string]any)
+		if meta == nil {
+			meta = map[string]any{}
+		}
+		meta["version"] = etag
+		res["meta"] = meta
+	}
+	return res, nil
+}
+
+// ServiceProviderConfig reads /ServiceProviderConfig.
+func (c *Client) ServiceProviderConfig(ctx context.Context) (*ServiceProviderConfig, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/ServiceProviderConfig"})
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ParseServiceProviderConfig(resp.body)
+	if err != nil {
+		return nil, fmt.Errorf("SCIM GET /ServiceProviderConfig: %w", err)
+	}
+	return cfg, nil
+}
+
+func idPath(kind, id string) string { return "/" + kind + "/" + url.PathEscape(id) }
+
+// Get reads one resource of kind ("Users" or "Groups").
+func (c *Client) Get(ctx context.Context, kind, id string) (Resource, error) {
+	return c.resource(ctx, request{method: http.MethodGet, path: idPath(kind, id)})
+}
+
+// Create POSTs a resource.
+func (c *Client) Create(ctx context.Context, kind string, res Resource) (Resource, error) {
+	out, err := c.resource(ctx, request{method: http.MethodPost, path: "/" + kind, body: res})
+	if err == nil && out == nil {
+		return nil, fmt.Errorf("SCIM POST /%s: %w: no resource in the response", kind, ErrMalformedResponse)
+	}
+	return out, err
+}
+
+// Replace PUTs a resource; ifMatch, when set, is sent as If-Match.
+func (c *Client) Replace(ctx context.Context, kind, id string, res Resource, ifMatch string) (Resource, error) {
+	return c.resource(ctx, request{method: http.MethodPut, path: idPath(kind, id), body: res, ifMatch: ifMatch})
+}
+
+// Patch sends PATCH operations. The result is nil when the provider answered 204.
+func (c *Client) Patch(ctx context.Context, kind, id string, ops []PatchOp, ifMatch string) (Resource, error) {
+	body := map[string]any{"schemas": []string{SchemaPatchOp}, "Operations": ops}
+	return c.resource(ctx, request{method: http.MethodPatch, path: idPath(kind, id), body: body, ifMatch: ifMatch})
+}
+
+// Delete deletes a resource.
+func (c *Client) Delete(ctx context.Context, kind, id string) error {
+	_, err := c.do(ctx, request{method: http.MethodDelete, path: idPath(kind, id)})
+	return err
+}
+
+// Find lists resources of kind where attr equals value. Matches are re-checked on the client
+// (case-insensitively for userName and displayName, exactly otherwise) because providers
+// differ in how they compare.
+func (c *Client) Find(ctx context.Context, kind, attr, value string) ([]Resource, error) {
+	q := url.Values{"filter": {Filter(attr, value)}}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/" + kind, query: q})
+	if err != nil {
+		return nil, err
+	}
+	list, err := ParseListResponse(resp.body)
+	if err != nil {
+		return nil, fmt.Errorf("SCIM GET /%s: %w", kind, err)
+	}
+	var out []Resource
+	for _, r := range list.Resources {
+		if matches(r, attr, value) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func matches(r Resource, attr, value string) bool {
+	got := r.str(attr)
+	switch attr {
+	case "userName", "displayName":
+		return strings.EqualFold(got, value)
+	}
+	return got == value
+}
+
+// List reads one page of resources of kind; startIndex is 1-based.
+func (c *Client) List(ctx context.Context, kind, filter string, startIndex, count int) (*ListResponse, error) {
+	q := url.Values{"startIndex": {strconv.Itoa(startIndex)}, "count": {strconv.Itoa(count)}}
+	if filter != "" {
+		q.Set("filter", filter)
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/" + kind, query: q})
+	if err != nil {
+		return nil, err
+	}
+	list, err := ParseListResponse(resp.body)
+	if err != nil {
+		return nil, fmt.Errorf("SCIM GET /%s: %w", kind, err)
+	}
+	return list, nil
+}
