@@ -80,7 +80,10 @@ build_from_proxy() {
     export GOFLAGS=-mod=mod CGO_ENABLED=0
     go get "k8s.io/kubernetes@v${K8S_VERSION}" "go.etcd.io/etcd/server/v3@${etcd_version}" >&2
     say "go build kube-apiserver kube-controller-manager kubectl etcd"
-    go build -trimpath -ldflags='-s -w' -o "$TMP/out/" \
+    local vpkg=k8s.io/component-base/version
+    local minor="${K8S_VERSION#*.}"; minor="${minor%%.*}"
+    go build -trimpath -o "$TMP/out/" \
+      -ldflags="-s -w -X ${vpkg}.gitVersion=v${K8S_VERSION} -X ${vpkg}.gitMajor=${K8S_VERSION%%.*} -X ${vpkg}.gitMinor=${minor} -X ${vpkg}.gitTreeState=clean" \
       k8s.io/kubernetes/cmd/kube-apiserver \
       k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kubectl \
@@ -89,7 +92,8 @@ build_from_proxy() {
   install -m 0755 "$TMP/out/kube-apiserver" "$DEST/kube-apiserver"
   install -m 0755 "$TMP/out/kube-controller-manager" "$DEST/kube-controller-manager"
   install -m 0755 "$TMP/out/kubectl" "$DEST/kubectl"
-  install -m 0755 "$TMP/out/v3" "$DEST/etcd"
+  # The etcd main package is go.etcd.io/etcd/server/v3, so go build names the binary "server".
+  install -m 0755 "$TMP/out/server" "$DEST/etcd"
 }
 
 start=$(date +%s)

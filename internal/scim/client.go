@@ -290,3 +290,12 @@ func (c *Client) List(ctx context.Context, kind, filter string, startIndex, coun
 	}
 	return list, nil
 }
+
+// BasicAuth authenticates with HTTP basic credentials.
+type BasicAuth struct{ Username, Password string }
+
+// Authenticate implements Authenticator.
+func (b BasicAuth) Authenticate(req *http.Request) error {
+	req.SetBasicAuth(b.Username, b.Password)
+	return nil
+}

@@ -1,0 +1,116 @@
+// Command manager runs the scim-operator controllers.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/controller"
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(scimv1.AddToScheme(scheme))
+}
+
+func main() {
+	var (
+		metricsAddr, probeAddr, clusterID, clusterResourceNS string
+		leaderElect                                          bool
+		concurrency                                          int
+		scimTimeout                                          time.Duration
+		qps                                                  float64
+		burst                                                int
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles.")
+	flag.StringVar(&clusterID, "cluster-id", "", "Prefix of every externalId; default the UID of the kube-system namespace.")
+	flag.StringVar(&clusterResourceNS, "cluster-resource-namespace", envOr("POD_NAMESPACE", "scim-operator-system"),
+		"Namespace holding the Secrets of ClusterScimTargets.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 8, "Parallel ServiceIdentity reconciles.")
+	flag.DurationVar(&scimTimeout, "scim-timeout", 15*time.Second, "Timeout of each SCIM call.")
+	flag.Float64Var(&qps, "kube-api-qps", 50, "Kubernetes API client QPS.")
+	flag.IntVar(&burst, "kube-api-burst", 100, "Kubernetes API client burst.")
+	opts := zap.Options{Development: false}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("setup")
+
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(qps), burst
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         leaderElect,
+		LeaderElectionID:       "scim-operator.scim.nhi.dev",
+	})
+	if err != nil {
+		log.Error(err, "Unable to create the manager")
+		os.Exit(1)
+	}
+	if clusterID == "" {
+		if clusterID, err = kubeSystemUID(mgr.GetAPIReader()); err != nil {
+			log.Error(err, "Unable to derive --cluster-id from the kube-system namespace; set --cluster-id")
+			os.Exit(1)
+		}
+	}
+	log.Info("Starting", "clusterID", clusterID, "clusterResourceNamespace", clusterResourceNS)
+	if err := controller.Setup(mgr, controller.Config{
+		ClusterID:                clusterID,
+		ClusterResourceNamespace: clusterResourceNS,
+		MaxConcurrentReconciles:  concurrency,
+		SCIMTimeout:              scimTimeout,
+	}); err != nil {
+		log.Error(err, "Unable to set up the controllers")
+		os.Exit(1)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "Unable to set up the health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		log.Error(err, "Unable to set up the ready check")
+		os.Exit(1)
+	}
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "Manager stopped with an error")
+		os.Exit(1)
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func kubeSystemUID(r client.Reader) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns := &corev1.Namespace{}
+	if err := r.Get(ctx, types.NamespacedName{Name: "kube-system"}, ns); err != nil {
+		return "", fmt.Errorf("reading namespace kube-system: %w", err)
+	}
+	return string(ns.UID), nil
+}

@@ -1,0 +1,45 @@
+package controller
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Condition types (kstatus: Ready, Reconciling, Stalled).
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+	ConditionExpired     = "Expired"
+)
+
+// Condition reasons.
+const (
+	ReasonReady              = "Ready"
+	ReasonProvisioned        = "Provisioned"
+	ReasonProgressing        = "Progressing"
+	ReasonTargetNotFound     = "TargetNotFound"
+	ReasonNamespaceForbidden = "NamespaceNotAllowed"
+	ReasonCredentials        = "CredentialsUnavailable"
+	ReasonUnauthorized       = "Unauthorized"
+	ReasonUnreachable        = "TargetUnreachable"
+	ReasonRejected           = "RejectedByTarget"
+	ReasonDiscoveryFailed    = "DiscoveryFailed"
+	ReasonDeprovisioning     = "Deprovisioning"
+	ReasonDeprovisionBlocked = "DeprovisionBlocked"
+	ReasonInvalidSpec        = "InvalidSpec"
+)
+
+// setCondition sets a condition; lastTransitionTime only moves when the status changes.
+func setCondition(conds *[]metav1.Condition, generation int64, typ string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(conds, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: truncate(message, 1024), ObservedGeneration: generation,
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}

@@ -1,0 +1,537 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+const (
+	// identityTargetIndex indexes ServiceIdentities by the targets they reference (targetKey).
+	identityTargetIndex = "scim.nhi.dev/target"
+	defaultResync       = 10 * time.Minute
+)
+
+// ServiceIdentityReconciler provisions each ServiceIdentity as a SCIM User on its targets.
+type ServiceIdentityReconciler struct {
+	client.Client
+	Clients  ClientBuilder
+	Recorder recorder.EventRecorder
+	// ClusterID prefixes every externalId.
+	ClusterID string
+	// ClusterResourceNamespace holds the secrets of ClusterScimTargets.
+	ClusterResourceNamespace string
+	// MaxConcurrentReconciles bounds parallel reconciles.
+	MaxConcurrentReconciles int
+	// Now is the clock (tests may replace it).
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// outcome is what one target's step produced.
+type outcome struct {
+	err        error         // transient: retry with backoff
+	stalled    string        // permanent: needs a human
+	reason     string        // condition reason when not ok
+	retryAfter time.Duration // the target asked to wait
+}
+
+func (o outcome) ok() bool { return o.err == nil && o.stalled == "" }
+
+// Reconcile implements reconcile.Reconciler.
+func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	si := &scimv1.ServiceIdentity{}
+	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if si.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
+		patch := client.MergeFrom(si.DeepCopy())
+		controllerutil.AddFinalizer(si, scimv1.DeprovisionFinalizer)
+		if err := r.Patch(ctx, si, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+
+	base := si.DeepCopy()
+	released := false
+	defer func() {
+		if released || equality.Semantic.DeepEqual(base.Status, si.Status) {
+			return
+		}
+		if err := r.Status().Patch(ctx, si, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
+		}
+	}()
+
+	if !si.DeletionTimestamp.IsZero() {
+		res, done, err := r.reconcileDelete(ctx, si)
+		released = done
+		return res, err
+	}
+	return r.reconcileNormal(ctx, si)
+}
+
+func (r *ServiceIdentityReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
+	si.Status.UserName = si.EffectiveUserName()
+	si.Status.ExpiresAt = expiresAt(si)
+
+	desired, err := desiredUser(si, ExternalID(r.ClusterID, si))
+	if err != nil {
+		return r.finish(ctx, si, nil, map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}})
+	}
+
+	entries := indexEntries(si.Namespace, si.Status.Targets)
+	var next []scimv1.IdentityTargetStatus
+	outcomes := map[string]outcome{}
+	resync := time.Duration(0)
+	seen := map[string]bool{}
+	for _, ref := range si.Spec.TargetRefs {
+		key := refKey(ref, si.Namespace)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		entry := entries[key]
+		if entry == nil {
+			entry = &scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending}
+		}
+		out, interval := r.syncTarget(ctx, si, ref, entry, desired)
+		outcomes[key] = out
+		if interval > 0 && (resync == 0 || interval < resync) {
+			resync = interval
+		}
+		next = append(next, *entry)
+	}
+	// Accounts on targets no longer referenced are deprovisioned before their entries go.
+	for key, entry := range entries {
+		if seen[key] {
+			continue
+		}
+		out := r.deprovisionTarget(ctx, si, entry)
+		if !out.ok() {
+			outcomes[key] = out
+			next = append(next, *entry)
+		}
+	}
+	si.Status.Targets = next
+	res, err := r.finish(ctx, si, next, outcomes)
+	if err == nil && res.RequeueAfter == 0 && resync > 0 {
+		res.RequeueAfter = jitter(resync)
+	}
+	return res, err
+}
+
+// finish turns per-target outcomes into conditions and the result.
+func (r *ServiceIdentityReconciler) finish(_ context.Context, si *scimv1.ServiceIdentity, _ []scimv1.IdentityTargetStatus, outcomes map[string]outcome) (ctrl.Result, error) {
+	gen := si.Generation
+	var transient, stalled []string
+	var errs []error
+	var retryAfter time.Duration
+	reason := ""
+	for key, o := range outcomes {
+		switch {
+		case o.stalled != "":
+			stalled = append(stalled, key+": "+o.stalled)
+			reason = o.reason
+		case o.err != nil:
+			transient = append(transient, key+": "+o.err.Error())
+			if reason == "" {
+				reason = o.reason
+			}
+			if o.retryAfter > 0 {
+				retryAfter = max(retryAfter, o.retryAfter)
+			} else {
+				errs = append(errs, fmt.Errorf("%s: %w", key, o.err))
+			}
+		}
+	}
+	sortStrings(transient)
+	sortStrings(stalled)
+	conds := &si.Status.Conditions
+	switch {
+	case len(stalled) > 0:
+		msg := strings.Join(append(stalled, transient...), "; ")
+		setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, reason, msg)
+		setCondition(conds, gen, ConditionStalled, metav1.ConditionTrue, reason, msg)
+		meta.RemoveStatusCondition(conds, ConditionReconciling)
+		si.Status.ObservedGeneration = gen
+		r.Recorder.Eventf(si, nil, "Warning", reason, "Provision", truncate(msg, 512))
+		// A human has to change something; the watch on the spec brings us back.
+		return ctrl.Result{}, reconcile.TerminalError(errors.New(msg))
+	case len(transient) > 0:
+		msg := strings.Join(transient, "; ")
+		setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, reason, msg)
+		setCondition(conds, gen, ConditionReconciling, metav1.ConditionTrue, reason, "Retrying: "+msg)
+		meta.RemoveStatusCondition(conds, ConditionStalled)
+		if len(errs) > 0 {
+			return ctrl.Result{}, errors.Join(errs...)
+		}
+		return ctrl.Result{RequeueAfter: retryAfter}, nil
+	}
+	wasReady := meta.IsStatusConditionTrue(*conds, ConditionReady)
+	msg := fmt.Sprintf("Account %q provisioned on %d target(s)", si.Status.UserName, len(outcomes))
+	if si.Spec.Suspend {
+		msg = fmt.Sprintf("Account %q suspended (active=false) on %d target(s)", si.Status.UserName, len(outcomes))
+	}
+	setCondition(conds, gen, ConditionReady, metav1.ConditionTrue, ReasonProvisioned, msg)
+	meta.RemoveStatusCondition(conds, ConditionReconciling)
+	meta.RemoveStatusCondition(conds, ConditionStalled)
+	si.Status.ObservedGeneration = gen
+	if !wasReady {
+		r.Recorder.Eventf(si, nil, "Normal", ReasonProvisioned, "Provision", msg)
+	}
+	return ctrl.Result{}, nil
+}
+
+// syncTarget makes the account on one target match the spec. It returns the outcome and the
+// target's resync interval.
+func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity, ref scimv1.TargetReference,
+	entry *scimv1.IdentityTargetStatus, desired scim.Resource) (outcome, time.Duration) {
+	t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
+	if err != nil {
+		return r.entryFailed(entry, classify(err)), 0
+	}
+	interval := defaultResync
+	if t.Spec.ResyncInterval != nil && t.Spec.ResyncInterval.Duration > 0 {
+		interval = t.Spec.ResyncInterval.Duration
+	}
+	if refusal, err := namespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
+		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
+	} else if refusal != "" {
+		return r.entryFailed(entry, outcome{stalled: refusal, reason: ReasonNamespaceForbidden}), 0
+	}
+	wantState := scimv1.TargetStateProvisioned
+	if si.Spec.Suspend {
+		wantState = scimv1.TargetStateSuspended
+	}
+	// Nothing changed since the last successful sync and the resync is not due: no remote call.
+	if entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation &&
+		entry.LastSyncTime != nil && r.now().Sub(entry.LastSyncTime.Time) < interval {
+		return outcome{}, interval - r.now().Sub(entry.LastSyncTime.Time)
+	}
+
+	c, err := r.Clients.ForTarget(ctx, t)
+	if err != nil {
+		return r.entryFailed(entry, classify(err)), 0
+	}
+	acct := &accountSync{c: c, t: t, desired: desired, matchAttr: matchAttribute(t)}
+	user, adopted, err := acct.ensure(ctx, entry.ID)
+	if err != nil {
+		return r.entryFailed(entry, classify(err)), 0
+	}
+	if adopted {
+		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", user.UserName(), user.ID(), t.Key())
+	}
+	active, _ := user.Active()
+	entry.ID = user.ID()
+	entry.UserName = user.UserName()
+	entry.Active = &active
+	entry.Version = user.Version()
+	entry.State = wantState
+	entry.Message = ""
+	now := metav1.NewTime(r.now())
+	entry.LastSyncTime = &now
+	return outcome{}, interval
+}
+
+func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o outcome) outcome {
+	entry.State = scimv1.TargetStateError
+	if o.stalled != "" {
+		entry.Message = o.stalled
+	} else if o.err != nil {
+		entry.Message = o.err.Error()
+	}
+	entry.Message = truncate(entry.Message, 512)
+	return o
+}
+
+// classify maps an error to a transient or permanent outcome with a reason.
+func classify(err error) outcome {
+	var nf *errTargetNotFound
+	var se *scim.Error
+	switch {
+	case errors.As(err, &nf):
+		return outcome{err: err, reason: ReasonTargetNotFound}
+	case isCredentialsError(err):
+		return outcome{err: err, reason: ReasonCredentials}
+	case scim.IsUnauthorized(err):
+		return outcome{err: err, reason: ReasonUnauthorized}
+	case errors.Is(err, errNotAdoptable):
+		return outcome{stalled: err.Error(), reason: ReasonRejected}
+	case scim.IsRetryable(err):
+		d, _ := scim.RetryAfter(err)
+		return outcome{err: err, reason: ReasonUnreachable, retryAfter: d}
+	case errors.As(err, &se):
+		// 400 invalid value, 409 that lookup could not resolve, 404 on the endpoint...: a
+		// human has to change the spec or the target.
+		return outcome{stalled: err.Error(), reason: ReasonRejected}
+	}
+	return outcome{err: err, reason: ReasonProgressing}
+}
+
+func matchAttribute(t *Target) scimv1.MatchAttribute {
+	if c := t.Spec.Compatibility; c != nil && c.MatchAttribute != "" {
+		return c.MatchAttribute
+	}
+	return scimv1.MatchExternalID
+}
+
+// reconcileDelete deprovisions every account, then releases the finalizer. done reports that
+// the finalizer was removed (the object may be gone).
+func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, bool, error) {
+	log := logf.FromContext(ctx)
+	if !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
+		return ctrl.Result{}, true, nil
+	}
+	if si.Annotations[scimv1.ForceOrphanAnnotation] == "true" {
+		r.Recorder.Eventf(si, nil, "Warning", "ForceOrphaned", "Deprovision",
+			"Annotation %s=true: finalizer released without deprovisioning; accounts may remain on the targets", scimv1.ForceOrphanAnnotation)
+		log.Info("Finalizer released by annotation; accounts left on targets", "annotation", scimv1.ForceOrphanAnnotation)
+		return ctrl.Result{}, true, r.removeFinalizer(ctx, si)
+	}
+
+	entries := indexEntries(si.Namespace, si.Status.Targets)
+	for _, ref := range si.Spec.TargetRefs {
+		key := refKey(ref, si.Namespace)
+		if entries[key] == nil {
+			// No status yet (e.g. a crash after POST): the lookup by externalId finds the account.
+			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
+			si.Status.Targets = append(si.Status.Targets, e)
+		}
+	}
+	outcomes := map[string]outcome{}
+	for i := range si.Status.Targets {
+		entry := &si.Status.Targets[i]
+		if entry.State == scimv1.TargetStateDeprovisioned {
+			continue
+		}
+		out := r.deprovisionTarget(ctx, si, entry)
+		if !out.ok() {
+			outcomes[targetKey(entry.Kind, si.Namespace, entry.Name)] = out
+		}
+	}
+	gen := si.Generation
+	if len(outcomes) > 0 {
+		var msgs []string
+		var errs []error
+		var retryAfter time.Duration
+		for key, o := range outcomes {
+			m := o.stalled
+			if o.err != nil {
+				m = o.err.Error()
+				if o.retryAfter > 0 {
+					retryAfter = max(retryAfter, o.retryAfter)
+				} else {
+					errs = append(errs, fmt.Errorf("%s: %w", key, o.err))
+				}
+			}
+			msgs = append(msgs, key+": "+m)
+		}
+		sortStrings(msgs)
+		msg := "Waiting to deprovision (finalizer " + scimv1.DeprovisionFinalizer + " kept; set annotation " +
+			scimv1.ForceOrphanAnnotation + "=true to release it without deprovisioning): " + strings.Join(msgs, "; ")
+		setCondition(&si.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked, msg)
+		setCondition(&si.Status.Conditions, gen, ConditionReconciling, metav1.ConditionTrue, ReasonDeprovisioning, msg)
+		if len(errs) > 0 {
+			return ctrl.Result{}, false, errors.Join(errs...)
+		}
+		if retryAfter == 0 {
+			// Permanent refusals still get retried, slowly: the target may be fixed.
+			retryAfter = time.Minute
+		}
+		return ctrl.Result{RequeueAfter: retryAfter}, false, nil
+	}
+	now := metav1.NewTime(r.now())
+	si.Status.DeprovisionedAt = &now
+	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target", si.EffectiveUserName())
+	if err := r.removeFinalizer(ctx, si); err != nil {
+		return ctrl.Result{}, false, err
+	}
+	return ctrl.Result{}, true, nil
+}
+
+func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIdentity) error {
+	patch := client.MergeFrom(si.DeepCopy())
+	controllerutil.RemoveFinalizer(si, scimv1.DeprovisionFinalizer)
+	if err := r.Patch(ctx, si, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("removing finalizer: %w", err)
+	}
+	return nil
+}
+
+// deprovisionTarget applies the deletion policy to the account on one target.
+func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus) outcome {
+	ref := scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}
+	t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
+	if err != nil {
+		entry.State = scimv1.TargetStateDeprovisioning
+		entry.Message = err.Error()
+		return classify(err)
+	}
+	policy := t.DeletionPolicy(si)
+	if policy == scimv1.DeletionPolicyOrphan {
+		entry.State = scimv1.TargetStateDeprovisioned
+		entry.Message = "Account left on the target (deletionPolicy Orphan)"
+		return outcome{}
+	}
+	c, err := r.Clients.ForTarget(ctx, t)
+	if err != nil {
+		entry.State = scimv1.TargetStateDeprovisioning
+		entry.Message = err.Error()
+		return classify(err)
+	}
+	acct := &accountSync{c: c, t: t, matchAttr: matchAttribute(t)}
+	if err := acct.deprovision(ctx, entry.ID, ExternalID(r.ClusterID, si), policy); err != nil {
+		entry.State = scimv1.TargetStateDeprovisioning
+		entry.Message = truncate(err.Error(), 512)
+		return classify(err)
+	}
+	entry.State = scimv1.TargetStateDeprovisioned
+	f := false
+	entry.Active = &f
+	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s)", policy)
+	return outcome{}
+}
+
+// indexEntries keys status entries like refKey does for references made from namespace.
+func indexEntries(namespace string, entries []scimv1.IdentityTargetStatus) map[string]*scimv1.IdentityTargetStatus {
+	out := make(map[string]*scimv1.IdentityTargetStatus, len(entries))
+	for i := range entries {
+		e := entries[i]
+		out[targetKey(e.Kind, namespace, e.Name)] = &e
+	}
+	return out
+}
+
+func expiresAt(si *scimv1.ServiceIdentity) *metav1.Time {
+	switch {
+	case si.Spec.ExpiresAt != nil:
+		t := *si.Spec.ExpiresAt
+		return &t
+	case si.Spec.TTL != nil:
+		t := metav1.NewTime(si.CreationTimestamp.Add(si.Spec.TTL.Duration))
+		return &t
+	}
+	return nil
+}
+
+// jitter spreads resyncs by up to +10%.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d)/10+1))
+}
+
+// SetupWithManager registers the controller, its indexes and watches.
+func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &scimv1.ServiceIdentity{}, identityTargetIndex,
+		func(o client.Object) []string {
+			si := o.(*scimv1.ServiceIdentity)
+			keys := make([]string, 0, len(si.Spec.TargetRefs))
+			for _, ref := range si.Spec.TargetRefs {
+				keys = append(keys, refKey(ref, si.Namespace))
+			}
+			for _, e := range si.Status.Targets {
+				keys = append(keys, targetKey(e.Kind, si.Namespace, e.Name))
+			}
+			return keys
+		}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{}))).
+		Watches(&scimv1.ScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindScimTarget)),
+			builder.WithPredicates(targetChangedPredicate{})).
+		Watches(&scimv1.ClusterScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindClusterScimTarget)),
+			builder.WithPredicates(targetChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
+		Named("serviceidentity").
+		Complete(r)
+}
+
+func (r *ServiceIdentityReconciler) identitiesForTarget(kind string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := &scimv1.ServiceIdentityList{}
+		opts := []client.ListOption{client.MatchingFields{identityTargetIndex: targetKey(kind, o.GetNamespace(), o.GetName())}}
+		if kind == scimv1.KindScimTarget {
+			opts = append(opts, client.InNamespace(o.GetNamespace()))
+		}
+		if err := r.List(ctx, list, opts...); err != nil {
+			logf.FromContext(ctx).Error(err, "Listing identities of a target", "target", targetKey(kind, o.GetNamespace(), o.GetName()))
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, si := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}})
+		}
+		return reqs
+	}
+}
+
+// deletionPredicate passes updates that start a deletion or change finalizers.
+type deletionPredicate struct{ predicate.Funcs }
+
+func (deletionPredicate) Update(e event.UpdateEvent) bool {
+	return !e.ObjectNew.GetDeletionTimestamp().IsZero() &&
+		(e.ObjectOld.GetDeletionTimestamp().IsZero() || len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers()))
+}
+
+// targetChangedPredicate passes target creations, deletions, spec changes and Ready flips,
+// not every status write (probe times), so identities are not woken for nothing.
+type targetChangedPredicate struct{ predicate.Funcs }
+
+func (targetChangedPredicate) Update(e event.UpdateEvent) bool {
+	if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() {
+		return true
+	}
+	return readyStatus(e.ObjectOld) != readyStatus(e.ObjectNew)
+}
+
+func readyStatus(o client.Object) metav1.ConditionStatus {
+	var conds []metav1.Condition
+	switch t := o.(type) {
+	case *scimv1.ScimTarget:
+		conds = t.Status.Conditions
+	case *scimv1.ClusterScimTarget:
+		conds = t.Status.Conditions
+	}
+	if c := meta.FindStatusCondition(conds, ConditionReady); c != nil {
+		return c.Status
+	}
+	return metav1.ConditionUnknown
+}

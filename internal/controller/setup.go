@@ -1,0 +1,41 @@
+package controller
+
+import (
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// Config is what the manager passes to the controllers.
+type Config struct {
+	ClusterID                string
+	ClusterResourceNamespace string
+	MaxConcurrentReconciles  int
+	SCIMTimeout              time.Duration
+	// Clients overrides the SCIM client builder (tests); nil reads credentials from Secrets.
+	Clients ClientBuilder
+}
+
+// Setup registers every controller with the manager.
+func Setup(mgr ctrl.Manager, cfg Config) error {
+	clients := cfg.Clients
+	if clients == nil {
+		clients = NewSecretClientBuilder(mgr.GetClient(), cfg.SCIMTimeout)
+	}
+	rec := mgr.GetEventRecorder("scim-operator")
+	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
+		if err := (&TargetReconciler{
+			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
+			ClusterResourceNamespace: cfg.ClusterResourceNamespace,
+		}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
+	return (&ServiceIdentityReconciler{
+		Client: mgr.GetClient(), Clients: clients, Recorder: rec,
+		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
+		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
+	}).SetupWithManager(mgr)
+}

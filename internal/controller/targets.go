@@ -1,0 +1,126 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// Target is a ScimTarget or ClusterScimTarget seen through their shared spec.
+type Target struct {
+	Kind string
+	Name string
+	// Namespace is the ScimTarget's namespace; empty for a ClusterScimTarget.
+	Namespace string
+	// SecretNamespace is where the target's secrets are read from.
+	SecretNamespace string
+	Spec            *scimv1.ScimTargetSpec
+	Status          *scimv1.ScimTargetStatus
+	// AllowedNamespaces restricts a ClusterScimTarget's users; nil allows all.
+	AllowedNamespaces *scimv1.AllowedNamespaces
+	Object            client.Object
+}
+
+// Key names the target for messages and as a map key: "ScimTarget/ns/name" or "ClusterScimTarget/name".
+func (t *Target) Key() string { return targetKey(t.Kind, t.Namespace, t.Name) }
+
+func targetKey(kind, namespace, name string) string {
+	if kind == scimv1.KindClusterScimTarget {
+		return kind + "/" + name
+	}
+	return kind + "/" + namespace + "/" + name
+}
+
+func refKey(ref scimv1.TargetReference, identityNamespace string) string {
+	return targetKey(ref.TargetKind(), identityNamespace, ref.Name)
+}
+
+// DeletionPolicy is the identity's override or the target's default.
+func (t *Target) DeletionPolicy(si *scimv1.ServiceIdentity) scimv1.DeletionPolicy {
+	if si.Spec.DeletionPolicy != nil {
+		return *si.Spec.DeletionPolicy
+	}
+	if t.Spec.DeletionPolicy != "" {
+		return t.Spec.DeletionPolicy
+	}
+	return scimv1.DeletionPolicyDelete
+}
+
+// errTargetNotFound says a referenced target does not exist.
+type errTargetNotFound struct{ key string }
+
+func (e *errTargetNotFound) Error() string { return e.key + " not found" }
+
+// getTarget resolves a reference made from identityNamespace.
+func getTarget(ctx context.Context, c client.Reader, ref scimv1.TargetReference, identityNamespace, clusterResourceNamespace string) (*Target, error) {
+	switch ref.TargetKind() {
+	case scimv1.KindClusterScimTarget:
+		obj := &scimv1.ClusterScimTarget{}
+		if err := c.Get(ctx, types.NamespacedName{Name: ref.Name}, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, &errTargetNotFound{key: refKey(ref, identityNamespace)}
+			}
+			return nil, err
+		}
+		return clusterTargetView(obj, clusterResourceNamespace), nil
+	default:
+		obj := &scimv1.ScimTarget{}
+		if err := c.Get(ctx, types.NamespacedName{Namespace: identityNamespace, Name: ref.Name}, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, &errTargetNotFound{key: refKey(ref, identityNamespace)}
+			}
+			return nil, err
+		}
+		return namespacedTargetView(obj), nil
+	}
+}
+
+func namespacedTargetView(obj *scimv1.ScimTarget) *Target {
+	return &Target{
+		Kind: scimv1.KindScimTarget, Name: obj.Name, Namespace: obj.Namespace, SecretNamespace: obj.Namespace,
+		Spec: &obj.Spec, Status: &obj.Status, Object: obj,
+	}
+}
+
+func clusterTargetView(obj *scimv1.ClusterScimTarget, clusterResourceNamespace string) *Target {
+	return &Target{
+		Kind: scimv1.KindClusterScimTarget, Name: obj.Name, SecretNamespace: clusterResourceNamespace,
+		Spec: &obj.Spec.ScimTargetSpec, Status: &obj.Status, AllowedNamespaces: obj.Spec.AllowedNamespaces, Object: obj,
+	}
+}
+
+// namespaceAllowed checks a ClusterScimTarget's allowedNamespaces; "" means allowed, else the rule that refused.
+func namespaceAllowed(ctx context.Context, c client.Reader, t *Target, namespace string) (string, error) {
+	a := t.AllowedNamespaces
+	if a == nil || (len(a.Names) == 0 && a.Selector == nil) {
+		return "", nil
+	}
+	for _, n := range a.Names {
+		if n == namespace {
+			return "", nil
+		}
+	}
+	if a.Selector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(a.Selector)
+		if err != nil {
+			return fmt.Sprintf("%s has an invalid allowedNamespaces.selector: %v", t.Key(), err), nil
+		}
+		ns := &corev1.Namespace{}
+		if err := c.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+			return "", err
+		}
+		if sel.Matches(labels.Set(ns.Labels)) {
+			return "", nil
+		}
+	}
+	return fmt.Sprintf("namespace %q is not allowed by %s spec.allowedNamespaces (names %v, selector %s)",
+		namespace, t.Key(), a.Names, metav1.FormatLabelSelector(a.Selector)), nil
+}

@@ -1,0 +1,5 @@
+package controller
+
+import "sort"
+
+func sortStrings(s []string) { sort.Strings(s) }
