@@ -91,6 +91,9 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 			val = userName
 		}
 		found, lerr := a.lookup(ctx, attr, val, externalID)
+		if errors.Is(lerr, errNotAdoptable) {
+			return nil, false, fmt.Errorf("%v; %w", err, lerr) // keep the target's own detail
+		}
 		if lerr != nil {
 			return nil, false, lerr
 		}

@@ -245,4 +245,3 @@ func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named(strings.ToLower(r.Kind)).
 		Complete(r)
 }
-

@@ -6,7 +6,8 @@ import (
 	"sync"
 )
 
-// stats counts requests by method and resource type ("Users", "Groups", "ServiceProviderConfig").
+// stats counts requests by method and what they address: "Users" (a list), "Users?filter"
+// (a filtered query), "Users/{id}" (one resource), "ServiceProviderConfig"...
 type stats struct {
 	mu     sync.Mutex
 	counts map[string]int
@@ -16,7 +17,9 @@ func (s *Server) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		kind := strings.TrimPrefix(r.URL.Path, BasePath+"/")
 		if i := strings.IndexByte(kind, '/'); i >= 0 {
-			kind = kind[:i]
+			kind = kind[:i] + "/{id}"
+		} else if r.URL.Query().Has("filter") {
+			kind += "?filter"
 		}
 		s.stats.mu.Lock()
 		if s.stats.counts == nil {
@@ -28,7 +31,7 @@ func (s *Server) count(next http.Handler) http.Handler {
 	})
 }
 
-// Requests returns the number of requests seen for a method and resource type, e.g. ("POST", "Users").
+// Requests returns the number of requests seen for a method and address, e.g. ("GET", "Users/{id}").
 func (s *Server) Requests(method, kind string) int {
 	s.stats.mu.Lock()
 	defer s.stats.mu.Unlock()

@@ -1,0 +1,209 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
+)
+
+const (
+	testClusterID = "test-cluster"
+	testToken     = "suite-token"
+	operatorNS    = "scim-operator-system"
+)
+
+var (
+	testEnv    *envtest.Environment
+	k8s        client.Client
+	scimSrv    *scimserver.Server
+	scimAddr   string
+	stopMgr    context.CancelFunc
+	mgrDone    chan struct{}
+	testScheme = runtime.NewScheme()
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controller Suite")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	SetDefaultEventuallyTimeout(15 * time.Second)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	Expect(assets).NotTo(BeEmpty(),
+		"KUBEBUILDER_ASSETS is not set: run `make test`, or export KUBEBUILDER_ASSETS=$(hack/envtest-bins.sh)")
+
+	utilruntime.Must(clientgoscheme.AddToScheme(testScheme))
+	utilruntime.Must(scimv1.AddToScheme(testScheme))
+
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	cfg, err := testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	k8s, err = client.New(cfg, client.Options{Scheme: testScheme})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}})).To(Succeed())
+
+	scimSrv, err = scimserver.New(testToken)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(scimSrv.Start("127.0.0.1:0")).To(Succeed())
+	scimAddr = scimSrv.Addr()
+
+	startManager()
+})
+
+func startManager() {
+	mgr, err := ctrl.NewManager(testEnv.Config, ctrl.Options{
+		Scheme:                 testScheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// The restart spec starts a second manager in this process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(Setup(mgr, Config{
+		ClusterID: testClusterID, ClusterResourceNamespace: operatorNS,
+		MaxConcurrentReconciles: 4, SCIMTimeout: 2 * time.Second,
+	})).To(Succeed())
+	ctx, cancel := context.WithCancel(context.Background())
+	stopMgr = cancel
+	mgrDone = make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(mgrDone)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+}
+
+var _ = AfterSuite(func() {
+	if stopMgr != nil {
+		stopMgr()
+		Eventually(mgrDone, 30*time.Second).Should(BeClosed())
+	}
+	if scimSrv != nil {
+		scimSrv.Stop()
+	}
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+// --- helpers shared by the specs ---
+
+func newNamespace(ctx context.Context) string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
+	Expect(k8s.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func endpoint() string { return "http://" + scimAddr + scimserver.BasePath }
+
+func createTarget(ctx context.Context, ns, name, token string, mutate ...func(*scimv1.ScimTarget)) *scimv1.ScimTarget {
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-token"},
+		StringData: map[string]string{"token": token},
+	}
+	Expect(k8s.Create(ctx, secret)).To(Succeed())
+	t := &scimv1.ScimTarget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: scimv1.ScimTargetSpec{
+			Endpoint:          endpoint(),
+			AllowInsecureHTTP: true,
+			Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{
+				SecretKeyRef: scimv1.SecretKeySelector{Name: secret.Name, Key: "token"},
+			}},
+		},
+	}
+	for _, m := range mutate {
+		m(t)
+	}
+	Expect(k8s.Create(ctx, t)).To(Succeed())
+	return t
+}
+
+func newIdentity(ns, name string, targets ...string) *scimv1.ServiceIdentity {
+	si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	for _, t := range targets {
+		si.Spec.TargetRefs = append(si.Spec.TargetRefs, scimv1.TargetReference{Name: t})
+	}
+	return si
+}
+
+func get[T client.Object](ctx context.Context, obj T) func() (T, error) {
+	return func() (T, error) {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		return obj, err
+	}
+}
+
+func condition(obj client.Object, typ string) *metav1.Condition {
+	var conds []metav1.Condition
+	switch o := obj.(type) {
+	case *scimv1.ServiceIdentity:
+		conds = o.Status.Conditions
+	case *scimv1.ScimTarget:
+		conds = o.Status.Conditions
+	case *scimv1.ClusterScimTarget:
+		conds = o.Status.Conditions
+	}
+	for i := range conds {
+		if conds[i].Type == typ {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
+// HaveCondition matches an object whose condition typ has the status (and reason, when given).
+func HaveCondition(typ string, status metav1.ConditionStatus, reason ...string) OmegaMatcher {
+	return WithTransform(func(obj client.Object) string {
+		c := condition(obj, typ)
+		if c == nil {
+			return "<none>"
+		}
+		if len(reason) > 0 {
+			return fmt.Sprintf("%s/%s", c.Status, c.Reason)
+		}
+		return string(c.Status)
+	}, Equal(func() string {
+		if len(reason) > 0 {
+			return fmt.Sprintf("%s/%s", status, reason[0])
+		}
+		return string(status)
+	}()))
+}
+
+func externalIDOf(ns, name string) string { return testClusterID + "/" + ns + "/" + name }
+
+func accountsWithExternalID(ns, name string) func() []map[string]any {
+	return func() []map[string]any { return scimSrv.UsersWhere("externalId", externalIDOf(ns, name)) }
+}
+
+func keyOf(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
