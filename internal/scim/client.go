@@ -120,7 +120,13 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		}
 	}
 	u := *c.base
-	u.Path = c.base.Path + r.path
+	// r.path is already escaped (ids go through url.PathEscape); keep both forms in step.
+	u.RawPath = c.base.EscapedPath() + r.path
+	unescaped, err := url.PathUnescape(u.RawPath)
+	if err != nil {
+		return nil, fmt.Errorf("SCIM %s %s: %w", r.method, r.path, err)
+	}
+	u.Path = unescaped
 	u.RawQuery = r.query.Encode()
 
 	var body io.Reader
