@@ -46,7 +46,9 @@ envtest-bins: ## Provide kube-apiserver, etcd, kube-controller-manager, kubectl 
 
 .PHONY: test
 test: verify vet ## Verify, then run every test against a real kube-apiserver and the reference SCIM server.
-	assets="$$(hack/envtest-bins.sh)"; KUBEBUILDER_ASSETS="$$assets" go test ./... -count=1 -coverprofile cover.out
+	@assets="$$(hack/envtest-bins.sh)"; echo "go test ./... (control plane from $$assets; full log in test.log)"; \
+	KUBEBUILDER_ASSETS="$$assets" go test ./... -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; echo "make test: FAILED"; exit 1; }
+	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|[0-9]+ Passed \|' test.log
 	@go tool cover -func cover.out | tail -1
 
 .PHONY: lint
