@@ -46,24 +46,25 @@ func (a *accountSync) useETag() bool {
 
 // ensure makes the account exist and match desired. knownID is the id from status, if any.
 // A new account costs one lookup and one POST; an unchanged one costs one GET.
-func (a *accountSync) ensure(ctx context.Context, knownID string) (user scim.Resource, adopted bool, err error) {
+func (a *accountSync) ensure(ctx context.Context, knownID string) (user scim.Resource, adopted, updated bool, err error) {
 	if knownID != "" {
 		user, err = a.c.Get(ctx, usersEndpoint, knownID)
 		switch {
 		case scim.IsNotFound(err):
 			user = nil // deleted on the target: find or recreate below
 		case err != nil:
-			return nil, false, fmt.Errorf("reading account %s on %s: %w", knownID, a.t.Key(), err)
+			return nil, false, false, fmt.Errorf("reading account %s on %s: %w", knownID, a.t.Key(), err)
 		}
 	}
 	if user == nil {
 		user, adopted, err = a.findOrCreate(ctx)
 		if err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
 	}
+	before := user
 	user, err = a.update(ctx, user)
-	return user, adopted, err
+	return user, adopted, err == nil && diffUser(a.desired, before) != nil, err
 }
 
 func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, error) {

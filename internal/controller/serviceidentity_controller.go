@@ -110,6 +110,14 @@ func (r *ServiceIdentityReconciler) now() time.Time {
 func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
 	si.Status.ExpiresAt = expiresAt(si)
+	if exp := si.Status.ExpiresAt; exp != nil && !r.now().Before(exp.Time) {
+		return r.reconcileExpired(ctx, si)
+	}
+	if meta.IsStatusConditionTrue(si.Status.Conditions, ConditionExpired) {
+		setCondition(&si.Status.Conditions, si.Generation, ConditionExpired, metav1.ConditionFalse, "Extended",
+			"Expiry moved to the future; provisioning again")
+		si.Status.DeprovisionedAt = nil
+	}
 
 	desired, err := desiredUser(si, ExternalID(r.ClusterID, si))
 	if err != nil {
@@ -153,6 +161,12 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 	res, err := r.finish(ctx, si, next, outcomes)
 	if err == nil && res.RequeueAfter == 0 && resync > 0 {
 		res.RequeueAfter = jitter(resync)
+	}
+	// Wake exactly at expiry rather than polling for it.
+	if exp := si.Status.ExpiresAt; err == nil && exp != nil {
+		if until := exp.Sub(r.now()); res.RequeueAfter == 0 || until < res.RequeueAfter {
+			res.RequeueAfter = max(until, time.Millisecond)
+		}
 	}
 	return res, err
 }
@@ -251,12 +265,19 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		return r.entryFailed(entry, classify(err)), 0
 	}
 	acct := &accountSync{c: c, t: t, desired: desired, matchAttr: matchAttribute(t)}
-	user, adopted, err := acct.ensure(ctx, entry.ID)
+	user, adopted, updated, err := acct.ensure(ctx, entry.ID)
 	if err != nil {
 		return r.entryFailed(entry, classify(err)), 0
 	}
-	if adopted {
+	switch {
+	case adopted:
 		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", user.UserName(), user.ID(), t.Key())
+	case wantState == scimv1.TargetStateSuspended && entry.State != wantState:
+		r.Recorder.Eventf(si, nil, "Warning", "Suspended", "Suspend", "Account %q set active=false on %s (spec.suspend)", user.UserName(), t.Key())
+	case entry.State == scimv1.TargetStateSuspended && wantState == scimv1.TargetStateProvisioned:
+		r.Recorder.Eventf(si, nil, "Normal", "Resumed", "Suspend", "Account %q set active=true on %s", user.UserName(), t.Key())
+	case updated && entry.ID != "":
+		r.Recorder.Eventf(si, nil, "Normal", "Updated", "Provision", "Account %q updated on %s", user.UserName(), t.Key())
 	}
 	active, _ := user.Active()
 	entry.ID = user.ID()
@@ -326,56 +347,11 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 		return ctrl.Result{}, true, r.removeFinalizer(ctx, si)
 	}
 
-	entries := indexEntries(si.Namespace, si.Status.Targets)
-	for _, ref := range si.Spec.TargetRefs {
-		key := refKey(ref, si.Namespace)
-		if entries[key] == nil {
-			// No status yet (e.g. a crash after POST): the lookup by externalId finds the account.
-			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
-			si.Status.Targets = append(si.Status.Targets, e)
-		}
-	}
-	outcomes := map[string]outcome{}
-	for i := range si.Status.Targets {
-		entry := &si.Status.Targets[i]
-		if entry.State == scimv1.TargetStateDeprovisioned {
-			continue
-		}
-		out := r.deprovisionTarget(ctx, si, entry)
-		if !out.ok() {
-			outcomes[targetKey(entry.Kind, si.Namespace, entry.Name)] = out
-		}
-	}
-	gen := si.Generation
+	outcomes := r.deprovisionAll(ctx, si)
 	if len(outcomes) > 0 {
-		var msgs []string
-		var errs []error
-		var retryAfter time.Duration
-		for key, o := range outcomes {
-			m := o.stalled
-			if o.err != nil {
-				m = o.err.Error()
-				if o.retryAfter > 0 {
-					retryAfter = max(retryAfter, o.retryAfter)
-				} else {
-					errs = append(errs, fmt.Errorf("%s: %w", key, o.err))
-				}
-			}
-			msgs = append(msgs, key+": "+m)
-		}
-		sortStrings(msgs)
-		msg := "Waiting to deprovision (finalizer " + scimv1.DeprovisionFinalizer + " kept; set annotation " +
-			scimv1.ForceOrphanAnnotation + "=true to release it without deprovisioning): " + strings.Join(msgs, "; ")
-		setCondition(&si.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked, msg)
-		setCondition(&si.Status.Conditions, gen, ConditionReconciling, metav1.ConditionTrue, ReasonDeprovisioning, msg)
-		if len(errs) > 0 {
-			return ctrl.Result{}, false, errors.Join(errs...)
-		}
-		if retryAfter == 0 {
-			// Permanent refusals still get retried, slowly: the target may be fixed.
-			retryAfter = time.Minute
-		}
-		return ctrl.Result{RequeueAfter: retryAfter}, false, nil
+		res, err := r.deprovisionBlocked(si, outcomes, "Waiting to deprovision (finalizer "+scimv1.DeprovisionFinalizer+
+			" kept; set annotation "+scimv1.ForceOrphanAnnotation+"=true to release it without deprovisioning)")
+		return res, false, err
 	}
 	now := metav1.NewTime(r.now())
 	si.Status.DeprovisionedAt = &now
@@ -384,6 +360,63 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 		return ctrl.Result{}, false, err
 	}
 	return ctrl.Result{}, true, nil
+}
+
+// deprovisionAll applies the deletion policy on every target the identity has (or may have)
+// an account on, and returns the targets that did not confirm.
+func (r *ServiceIdentityReconciler) deprovisionAll(ctx context.Context, si *scimv1.ServiceIdentity) map[string]outcome {
+	entries := indexEntries(si.Namespace, si.Status.Targets)
+	for _, ref := range si.Spec.TargetRefs {
+		if entries[refKey(ref, si.Namespace)] == nil {
+			// No status yet (e.g. a crash after POST): the lookup by externalId finds the account.
+			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
+			si.Status.Targets = append(si.Status.Targets, e)
+			entries[refKey(ref, si.Namespace)] = &e
+		}
+	}
+	outcomes := map[string]outcome{}
+	for i := range si.Status.Targets {
+		entry := &si.Status.Targets[i]
+		if entry.State == scimv1.TargetStateDeprovisioned {
+			continue
+		}
+		if out := r.deprovisionTarget(ctx, si, entry); !out.ok() {
+			outcomes[targetKey(entry.Kind, si.Namespace, entry.Name)] = out
+		}
+	}
+	return outcomes
+}
+
+// deprovisionBlocked reports targets that did not confirm and schedules the retry.
+func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentity, outcomes map[string]outcome, prefix string) (ctrl.Result, error) {
+	var msgs []string
+	var errs []error
+	var retryAfter time.Duration
+	for key, o := range outcomes {
+		m := o.stalled
+		if o.err != nil {
+			m = o.err.Error()
+			if o.retryAfter > 0 {
+				retryAfter = max(retryAfter, o.retryAfter)
+			} else {
+				errs = append(errs, fmt.Errorf("%s: %w", key, o.err))
+			}
+		}
+		msgs = append(msgs, key+": "+m)
+	}
+	sortStrings(msgs)
+	msg := prefix + ": " + strings.Join(msgs, "; ")
+	gen := si.Generation
+	setCondition(&si.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked, msg)
+	setCondition(&si.Status.Conditions, gen, ConditionReconciling, metav1.ConditionTrue, ReasonDeprovisioning, msg)
+	if len(errs) > 0 {
+		return ctrl.Result{}, errors.Join(errs...)
+	}
+	if retryAfter == 0 {
+		// Permanent refusals are still retried, slowly: the target may be fixed.
+		retryAfter = time.Minute
+	}
+	return ctrl.Result{RequeueAfter: retryAfter}, nil
 }
 
 func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIdentity) error {

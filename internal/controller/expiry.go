@@ -1,0 +1,40 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// ReasonExpired marks an identity past spec.expiresAt / spec.ttl.
+const ReasonExpired = "Expired"
+
+// reconcileExpired deprovisions every account of an expired identity per its deletion policy.
+// The object stays for audit; extending the expiry provisions again.
+func (r *ServiceIdentityReconciler) reconcileExpired(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
+	exp := si.Status.ExpiresAt.Time.UTC().Format(time.RFC3339)
+	if outcomes := r.deprovisionAll(ctx, si); len(outcomes) > 0 {
+		return r.deprovisionBlocked(si, outcomes, fmt.Sprintf("Expired at %s; waiting to deprovision", exp))
+	}
+	gen := si.Generation
+	conds := &si.Status.Conditions
+	wasExpired := meta.IsStatusConditionTrue(*conds, ConditionExpired)
+	msg := fmt.Sprintf("Expired at %s; accounts deprovisioned per deletionPolicy. Extend spec.ttl or spec.expiresAt to provision again", exp)
+	setCondition(conds, gen, ConditionExpired, metav1.ConditionTrue, ReasonExpired, msg)
+	setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, ReasonExpired, msg)
+	setCondition(conds, gen, ConditionStalled, metav1.ConditionTrue, ReasonExpired, msg)
+	meta.RemoveStatusCondition(conds, ConditionReconciling)
+	si.Status.ObservedGeneration = gen
+	if !wasExpired {
+		now := metav1.NewTime(r.now())
+		si.Status.DeprovisionedAt = &now
+		r.Recorder.Eventf(si, nil, "Warning", ReasonExpired, "Deprovision", msg)
+	}
+	return ctrl.Result{}, nil
+}
