@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
@@ -38,15 +39,20 @@ func kstatusOf(si *scimv1.ServiceIdentity) (kstatus.Status, string) {
 	return res.Status, res.Message
 }
 
+// kstatusEventually polls the kstatus of an identity as read from the API server.
+func kstatusEventually(ctx context.Context, si *scimv1.ServiceIdentity) AsyncAssertion {
+	return Eventually(func() kstatus.Status {
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		s, _ := kstatusOf(si)
+		return s
+	})
+}
+
 var _ = Describe("Identity lifecycle", func() {
 	ctx := context.Background()
 	var ns string
 
-	BeforeEach(func() {
-		ns = newNamespace(ctx)
-		t := createTarget(ctx, ns, "acme", testToken)
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-	})
+	BeforeEach(func() { ns = readyTargetNamespace(ctx) })
 	AfterEach(func() { scimSrv.Faults.Clear() })
 
 	It("suspends the account within a second and re-activates it", func() {
@@ -55,16 +61,18 @@ var _ = Describe("Identity lifecycle", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		Expect(account(ns, "kill-switch")["active"]).To(BeTrue())
 
-		si.Spec.Suspend = true
-		Expect(k8s.Update(ctx, si)).To(Succeed())
+		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Spec.Suspend = true
+		})
 		Eventually(func() any { return account(ns, "kill-switch")["active"] }, "1s", "10ms").Should(BeFalse())
 		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) scimv1.TargetState {
 			return s.Status.Targets[0].State
 		}, Equal(scimv1.TargetStateSuspended)))
 		Expect(*si.Status.Targets[0].Active).To(BeFalse())
 
-		si.Spec.Suspend = false
-		Expect(k8s.Update(ctx, si)).To(Succeed())
+		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Spec.Suspend = false
+		})
 		Eventually(func() any { return account(ns, "kill-switch")["active"] }, "1s", "10ms").Should(BeTrue())
 	})
 
@@ -119,8 +127,9 @@ var _ = Describe("Identity lifecycle", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked))
 		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("maintenance"))
 
-		si.Annotations = map[string]string{scimv1.ForceOrphanAnnotation: "true"}
-		Expect(k8s.Update(ctx, si)).To(Succeed())
+		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Annotations = map[string]string{scimv1.ForceOrphanAnnotation: "true"}
+		})
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(ns, "stuck"), si)) }).Should(BeTrue())
 		Expect(accountsWithExternalID(ns, "stuck")()).To(HaveLen(1))
 	})
@@ -137,8 +146,9 @@ var _ = Describe("Identity lifecycle", func() {
 
 		// Work pending: a spec change the target is slow to take.
 		scimSrv.Faults.Add(scimserver.On(http.MethodPatch, "/Users/", scimserver.Fault{Latency: 1500 * time.Millisecond}))
-		si.Spec.DisplayName = "slow"
-		Expect(k8s.Update(ctx, si)).To(Succeed())
+		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Spec.DisplayName = "slow"
+		})
 		Expect(k8s.Get(ctx, keyOf(ns, "gitops"), si)).To(Succeed())
 		st, _ := kstatusOf(si)
 		Expect(st).To(Equal(kstatus.InProgressStatus))

@@ -12,6 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
@@ -20,11 +22,7 @@ var _ = Describe("ServiceIdentity", func() {
 	ctx := context.Background()
 	var ns string
 
-	BeforeEach(func() {
-		ns = newNamespace(ctx)
-		t := createTarget(ctx, ns, "acme", testToken)
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-	})
+	BeforeEach(func() { ns = readyTargetNamespace(ctx) })
 	AfterEach(func() { scimSrv.Faults.Clear() })
 
 	It("provisions the account with the right userName, displayName, externalId and active", func() {
@@ -60,9 +58,10 @@ var _ = Describe("ServiceIdentity", func() {
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 
-		si.Spec.DisplayName = "After"
-		si.Spec.Attributes = &apiextensionsv1.JSON{Raw: []byte(`{"title":"robot","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Risk"}}`)}
-		Expect(k8s.Update(ctx, si)).To(Succeed())
+		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Spec.DisplayName = "After"
+			si.Spec.Attributes = &apiextensionsv1.JSON{Raw: []byte(`{"title":"robot","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Risk"}}`)}
+		})
 		Eventually(func(g Gomega) {
 			accts := accountsWithExternalID(ns, "updater")()
 			g.Expect(accts).To(HaveLen(1))
@@ -172,8 +171,9 @@ var _ = Describe("ServiceIdentity", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		scimSrv.Users.Remove(si.Status.Targets[0].ID)
 		// A spec change triggers a sync; drift without one is the resync interval's job.
-		si.Spec.DisplayName = "again"
-		Expect(k8s.Update(ctx, si)).To(Succeed())
+		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Spec.DisplayName = "again"
+		})
 		Eventually(accountsWithExternalID(ns, "recreated")).Should(HaveLen(1))
 		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) string {
 			return s.Status.Targets[0].ID
@@ -193,17 +193,22 @@ var _ = Describe("ServiceIdentity", func() {
 		si := newIdentity(ns, "fixed", "acme")
 		si.Spec.UserName = "fixed-name"
 		Expect(k8s.Create(ctx, si)).To(Succeed())
+		patch := client.MergeFrom(si.DeepCopy()) // no resourceVersion: only validation can refuse it
 		si.Spec.UserName = "other-name"
-		err := k8s.Update(ctx, si)
+		err := k8s.Patch(ctx, si, patch)
 		Expect(err).To(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring("userName is immutable"))
 	})
 
 	It("makes two requests per new identity and exactly one GET per steady-state resync", func() {
 		t := &scimv1.ScimTarget{}
-		Expect(k8s.Get(ctx, keyOf(ns, "acme"), t)).To(Succeed())
-		t.Spec.ResyncInterval = &metav1.Duration{Duration: 2 * time.Second}
-		Expect(k8s.Update(ctx, t)).To(Succeed())
+		Eventually(func() error {
+			if err := k8s.Get(ctx, keyOf(ns, "acme"), t); err != nil {
+				return err
+			}
+			t.Spec.ResyncInterval = &metav1.Duration{Duration: 2 * time.Second}
+			return k8s.Update(ctx, t)
+		}).Should(Succeed())
 		userRequests := func() map[string]int {
 			out := map[string]int{}
 			for k, v := range scimSrv.RequestCounts() {

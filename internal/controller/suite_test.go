@@ -207,3 +207,23 @@ func accountsWithExternalID(ns, name string) func() []map[string]any {
 }
 
 func keyOf(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
+
+// readyTargetNamespace makes a namespace with a Ready ScimTarget "acme" and returns its name.
+func readyTargetNamespace(ctx context.Context) string {
+	ns := newNamespace(ctx)
+	t := createTarget(ctx, ns, "acme", testToken)
+	Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	return ns
+}
+
+// updateIdentity applies mutate to the latest version of si and updates it, retrying on conflicts
+// with the controller's own writes.
+func updateIdentity(ctx context.Context, si *scimv1.ServiceIdentity, mutate func(*scimv1.ServiceIdentity)) {
+	Eventually(func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(si), si); err != nil {
+			return err
+		}
+		mutate(si)
+		return k8s.Update(ctx, si)
+	}).Should(Succeed())
+}

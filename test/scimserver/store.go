@@ -152,56 +152,44 @@ func (s *Store) GetAll(_ *http.Request, params scim.ListRequestParams) (scim.Pag
 
 // Replace implements scim.ResourceHandler.
 func (s *Store) Replace(r *http.Request, id string, attributes scim.ResourceAttributes) (scim.Resource, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rec, ok := s.records[id]
-	if !ok {
-		return scim.Resource{}, notFound(id)
-	}
-	if err := checkIfMatch(r, rec); err != nil {
-		return scim.Resource{}, err
-	}
-	attrs := map[string]any(attributes)
-	if s.conflict(attrs, id) {
-		return scim.Resource{}, scimerrors.ScimErrorUniqueness
-	}
-	rec.attrs = attrs
-	rec.version++
-	rec.modified = time.Now().UTC()
-	return s.toResource(rec), nil
+	return s.write(r, id, func(map[string]any) (map[string]any, error) { return attributes, nil })
 }
 
 // Delete implements scim.ResourceHandler.
 func (s *Store) Delete(r *http.Request, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, ok := s.records[id]
-	if !ok {
-		return notFound(id)
-	}
-	if err := checkIfMatch(r, rec); err != nil {
+	if _, err := s.writable(r, id); err != nil {
 		return err
 	}
 	delete(s.records, id)
 	return nil
 }
 
-// Patch implements scim.ResourceHandler (add, replace, remove; value filters with eq).
-func (s *Store) Patch(r *http.Request, id string, ops []scim.PatchOperation) (scim.Resource, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// writable returns the record for a write: it must exist and match If-Match. Callers hold mu.
+func (s *Store) writable(r *http.Request, id string) (*record, error) {
 	rec, ok := s.records[id]
 	if !ok {
-		return scim.Resource{}, notFound(id)
+		return nil, notFound(id)
 	}
 	if err := checkIfMatch(r, rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// write replaces a record's attributes with what change makes of a copy of them, keeping
+// uniqueness and bumping the version.
+func (s *Store) write(r *http.Request, id string, change func(attrs map[string]any) (map[string]any, error)) (scim.Resource, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, err := s.writable(r, id)
+	if err != nil {
 		return scim.Resource{}, err
 	}
-	attrs := deepCopy(rec.attrs).(map[string]any)
-	for _, op := range ops {
-		if err := applyPatch(attrs, op); err != nil {
-			return scim.Resource{}, err
-		}
+	attrs, err := change(deepCopy(rec.attrs).(map[string]any))
+	if err != nil {
+		return scim.Resource{}, err
 	}
 	if s.conflict(attrs, id) {
 		return scim.Resource{}, scimerrors.ScimErrorUniqueness
@@ -210,6 +198,18 @@ func (s *Store) Patch(r *http.Request, id string, ops []scim.PatchOperation) (sc
 	rec.version++
 	rec.modified = time.Now().UTC()
 	return s.toResource(rec), nil
+}
+
+// Patch implements scim.ResourceHandler (add, replace, remove; value filters with eq).
+func (s *Store) Patch(r *http.Request, id string, ops []scim.PatchOperation) (scim.Resource, error) {
+	return s.write(r, id, func(attrs map[string]any) (map[string]any, error) {
+		for _, op := range ops {
+			if err := applyPatch(attrs, op); err != nil {
+				return nil, err
+			}
+		}
+		return attrs, nil
+	})
 }
 
 // Len is the number of stored resources.
