@@ -13,6 +13,9 @@ const (
 
 	// DeprovisionFinalizer holds a ServiceIdentity until every target confirmed its account is gone.
 	DeprovisionFinalizer = "scim.nhi.dev/deprovision"
+	// InUseFinalizer holds a target while identities use it, and a Secret while a target uses it,
+	// so credentials stay usable until the last account is deprovisioned.
+	InUseFinalizer = "scim.nhi.dev/in-use"
 	// ForceOrphanAnnotation set to "true" releases the finalizer without touching the targets.
 	ForceOrphanAnnotation = "scim.nhi.dev/force-orphan"
 )
@@ -134,6 +137,10 @@ type IdentityTargetStatus struct {
 	// version is the account's ETag as last read from the target.
 	// +optional
 	Version string `json:"version,omitempty"`
+	// groups are the displayNames of the groups the operator made the account a member of.
+	// +optional
+	// +listType=atomic
+	Groups []string `json:"groups,omitempty"`
 	// lastSyncTime is when the account was last confirmed to match the spec.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`

@@ -307,6 +307,11 @@ func (in *IdentityTargetStatus) DeepCopyInto(out *IdentityTargetStatus) {
 		*out = new(bool)
 		**out = **in
 	}
+	if in.Groups != nil {
+		in, out := &in.Groups, &out.Groups
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.LastSyncTime != nil {
 		in, out := &in.LastSyncTime, &out.LastSyncTime
 		*out = (*in).DeepCopy()

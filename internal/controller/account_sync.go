@@ -164,7 +164,7 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 }
 
 // deprovision applies a Delete or Deactivate policy. 404 at any step counts as done.
-func (a *accountSync) deprovision(ctx context.Context, id, externalID string, policy scimv1.DeletionPolicy) error {
+func (a *accountSync) deprovision(ctx context.Context, id, externalID string, policy scimv1.DeletionPolicy, groups []string) error {
 	if id == "" {
 		found, err := a.lookup(ctx, "externalId", externalID, externalID)
 		if err != nil {
@@ -195,6 +195,12 @@ func (a *accountSync) deprovision(ctx context.Context, id, externalID string, po
 	}
 	if policy != scimv1.DeletionPolicyDelete {
 		return nil
+	}
+	// Providers differ in whether deleting a user drops its memberships; leave explicitly.
+	for _, g := range groups {
+		if err := a.leaveGroup(ctx, g, id); err != nil {
+			return err
+		}
 	}
 	if err := a.c.Delete(ctx, usersEndpoint, id); err != nil && !scim.IsNotFound(err) {
 		return fmt.Errorf("deleting account %s on %s: %w", id, a.t.Key(), err)

@@ -5,15 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -31,6 +36,8 @@ const targetSecretIndex = "scim.nhi.dev/secret"
 // credentials resolved, ServiceProviderConfig discovered, Ready explained.
 type TargetReconciler struct {
 	client.Client
+	// probed remembers, per target, the Secret versions of the last successful probe.
+	probed                   sync.Map
 	Kind                     string // scimv1.KindScimTarget or scimv1.KindClusterScimTarget
 	Clients                  ClientBuilder
 	Recorder                 recorder.EventRecorder
@@ -40,6 +47,7 @@ type TargetReconciler struct {
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets;clusterscimtargets,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets/status;clusterscimtargets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets/finalizers;clusterscimtargets/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;patch;update
 
 func (r *TargetReconciler) newObject() client.Object {
 	if r.Kind == scimv1.KindClusterScimTarget {
@@ -61,31 +69,66 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !obj.GetDeletionTimestamp().IsZero() {
-		return ctrl.Result{}, nil
+	if obj.GetDeletionTimestamp().IsZero() && !controllerutil.ContainsFinalizer(obj, scimv1.InUseFinalizer) {
+		patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+		controllerutil.AddFinalizer(obj, scimv1.InUseFinalizer)
+		if err := r.Patch(ctx, obj, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
 	}
 	base := obj.DeepCopyObject().(client.Object)
 	t := r.view(obj)
+	released := false
 	defer func() {
-		if equality.Semantic.DeepEqual(r.view(base).Status, t.Status) {
+		if released || equality.Semantic.DeepEqual(r.view(base).Status, t.Status) {
 			return
 		}
 		if err := r.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 		}
 	}()
+	if !obj.GetDeletionTimestamp().IsZero() {
+		res, released, retErr = r.reconcileDelete(ctx, t)
+		return res, retErr
+	}
+	if err := r.holdSecrets(ctx, t); err != nil {
+		return ctrl.Result{}, err
+	}
+	return r.reconcileNormal(ctx, t)
+}
+
+func resyncInterval(spec *scimv1.ScimTargetSpec) time.Duration {
+	if spec.ResyncInterval != nil && spec.ResyncInterval.Duration > 0 {
+		return spec.ResyncInterval.Duration
+	}
+	return defaultResync
+}
+
+// reconcileNormal probes the endpoint when the spec, the credentials or the readiness changed,
+// or the resync interval passed; otherwise it only refreshes the identity count.
+func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl.Result, error) {
+	gen := t.Object.GetGeneration()
+	conds := &t.Status.Conditions
+	interval := resyncInterval(t.Spec)
+	count, err := r.countIdentities(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	t.Status.Identities = count
+
+	credentials := r.secretsVersion(ctx, t)
+	if last := t.Status.LastProbeTime; last != nil && t.Status.ObservedGeneration == gen &&
+		meta.IsStatusConditionTrue(*conds, ConditionReady) && r.probedWith(t) == credentials {
+		if due := interval - time.Since(last.Time); due > 0 {
+			return ctrl.Result{RequeueAfter: due}, nil
+		}
+	}
 
 	r.warnInsecure(t)
-	interval := defaultResync
-	if t.Spec.ResyncInterval != nil && t.Spec.ResyncInterval.Duration > 0 {
-		interval = t.Spec.ResyncInterval.Duration
-	}
-	gen := obj.GetGeneration()
-	conds := &t.Status.Conditions
-
 	cfg, err := r.probe(ctx, t)
 	now := metav1.Now()
 	t.Status.LastProbeTime = &now
+	t.Status.ObservedGeneration = gen
 	if err != nil {
 		o := classify(err)
 		reason := o.reason
@@ -93,7 +136,6 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 			reason = ReasonDiscoveryFailed
 		}
 		setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, reason, err.Error())
-		t.Status.ObservedGeneration = gen
 		if o.retryAfter > 0 {
 			return ctrl.Result{RequeueAfter: o.retryAfter}, nil
 		}
@@ -103,17 +145,139 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		}
 		return ctrl.Result{}, err
 	}
+	r.probed.Store(t.Key(), credentials)
 	t.Status.Capabilities = capabilities(cfg, t.Spec.Compatibility)
 	setCondition(conds, gen, ConditionReady, metav1.ConditionTrue, ReasonReady,
 		fmt.Sprintf("Endpoint reached, credentials accepted, ServiceProviderConfig parsed (patch=%t, filter=%t, etag=%t)", cfg.Patch, cfg.Filter, cfg.ETag))
-	t.Status.ObservedGeneration = gen
-
-	count, err := r.countIdentities(ctx, t)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	t.Status.Identities = count
 	return ctrl.Result{RequeueAfter: jitter(interval)}, nil
+}
+
+func (r *TargetReconciler) probedWith(t *Target) string {
+	v, _ := r.probed.Load(t.Key())
+	s, _ := v.(string)
+	return s
+}
+
+// secretsVersion identifies the current content of the target's Secrets (by resourceVersion).
+func (r *TargetReconciler) secretsVersion(ctx context.Context, t *Target) string {
+	var parts []string
+	for _, name := range secretNames(t.Spec) {
+		s := &corev1.Secret{}
+		rv := "missing"
+		if err := r.Get(ctx, types.NamespacedName{Namespace: t.SecretNamespace, Name: name}, s); err == nil {
+			rv = s.ResourceVersion
+		}
+		parts = append(parts, name+"="+rv)
+	}
+	return strings.Join(parts, ",")
+}
+
+// holdSecrets puts the in-use finalizer on the target's Secrets, so deleting a namespace
+// cannot remove credentials before the accounts they reach are deprovisioned.
+func (r *TargetReconciler) holdSecrets(ctx context.Context, t *Target) error {
+	for _, name := range secretNames(t.Spec) {
+		s := &corev1.Secret{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: t.SecretNamespace, Name: name}, s); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue // the probe reports it
+			}
+			return err
+		}
+		if !s.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(s, scimv1.InUseFinalizer) {
+			continue
+		}
+		patch := client.MergeFrom(s.DeepCopy())
+		controllerutil.AddFinalizer(s, scimv1.InUseFinalizer)
+		if err := r.Patch(ctx, s, patch); err != nil {
+			return fmt.Errorf("holding secret %s/%s: %w", s.Namespace, s.Name, err)
+		}
+	}
+	return nil
+}
+
+// reconcileDelete keeps a target while identities still use it, then releases its Secrets
+// (unless another target uses them) and its own finalizer.
+func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl.Result, bool, error) {
+	if !controllerutil.ContainsFinalizer(t.Object, scimv1.InUseFinalizer) {
+		return ctrl.Result{}, true, nil
+	}
+	users, err := r.identitiesOf(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, false, err
+	}
+	gen := t.Object.GetGeneration()
+	if len(users) > 0 {
+		t.Status.Identities = int32(len(users))
+		shown := users[:min(len(users), 5)]
+		msg := fmt.Sprintf("Deletion waits for %d ServiceIdentities still using this target to deprovision (%s)",
+			len(users), strings.Join(shown, ", "))
+		setCondition(&t.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, "InUse", msg)
+		return ctrl.Result{}, false, nil // the watch on identities brings us back
+	}
+	if err := r.releaseSecrets(ctx, t); err != nil {
+		return ctrl.Result{}, false, err
+	}
+	patch := client.MergeFrom(t.Object.DeepCopyObject().(client.Object))
+	controllerutil.RemoveFinalizer(t.Object, scimv1.InUseFinalizer)
+	if err := r.Patch(ctx, t.Object, patch); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, false, fmt.Errorf("removing finalizer: %w", err)
+	}
+	r.probed.Delete(t.Key())
+	return ctrl.Result{}, true, nil
+}
+
+func (r *TargetReconciler) releaseSecrets(ctx context.Context, t *Target) error {
+	for _, name := range secretNames(t.Spec) {
+		shared, err := r.secretUsedByOthers(ctx, t, name)
+		if err != nil {
+			return err
+		}
+		if shared {
+			continue
+		}
+		s := &corev1.Secret{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: t.SecretNamespace, Name: name}, s); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return err
+		}
+		if !controllerutil.ContainsFinalizer(s, scimv1.InUseFinalizer) {
+			continue
+		}
+		patch := client.MergeFrom(s.DeepCopy())
+		controllerutil.RemoveFinalizer(s, scimv1.InUseFinalizer)
+		if err := r.Patch(ctx, s, patch); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("releasing secret %s/%s: %w", s.Namespace, s.Name, err)
+		}
+	}
+	return nil
+}
+
+// secretUsedByOthers reports whether another target (of either kind) reads the same Secret.
+func (r *TargetReconciler) secretUsedByOthers(ctx context.Context, t *Target, name string) (bool, error) {
+	nsTargets := &scimv1.ScimTargetList{}
+	if err := r.List(ctx, nsTargets, client.InNamespace(t.SecretNamespace), client.MatchingFields{targetSecretIndex: name}); err != nil {
+		return false, err
+	}
+	for _, o := range nsTargets.Items {
+		if t.Kind != scimv1.KindScimTarget || o.Name != t.Name {
+			return true, nil
+		}
+	}
+	if t.SecretNamespace != r.ClusterResourceNamespace {
+		return false, nil
+	}
+	clTargets := &scimv1.ClusterScimTargetList{}
+	if err := r.List(ctx, clTargets, client.MatchingFields{targetSecretIndex: name}); err != nil {
+		return false, err
+	}
+	for _, o := range clTargets.Items {
+		if t.Kind != scimv1.KindClusterScimTarget || o.Name != t.Name {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (r *TargetReconciler) warnInsecure(t *Target) {
@@ -170,15 +334,26 @@ func capabilities(cfg *scim.ServiceProviderConfig, compat *scimv1.Compatibility)
 }
 
 func (r *TargetReconciler) countIdentities(ctx context.Context, t *Target) (int32, error) {
+	users, err := r.identitiesOf(ctx, t)
+	return int32(len(users)), err
+}
+
+// identitiesOf lists "namespace/name" of the identities that reference the target or still
+// have an account on it.
+func (r *TargetReconciler) identitiesOf(ctx context.Context, t *Target) ([]string, error) {
 	list := &scimv1.ServiceIdentityList{}
 	opts := []client.ListOption{client.MatchingFields{identityTargetIndex: t.Key()}}
 	if t.Kind == scimv1.KindScimTarget {
 		opts = append(opts, client.InNamespace(t.Namespace))
 	}
 	if err := r.List(ctx, list, opts...); err != nil {
-		return 0, fmt.Errorf("counting identities: %w", err)
+		return nil, fmt.Errorf("listing identities: %w", err)
 	}
-	return int32(len(list.Items)), nil
+	out := make([]string, 0, len(list.Items))
+	for _, si := range list.Items {
+		out = append(out, si.Namespace+"/"+si.Name)
+	}
+	return out, nil
 }
 
 func secretNames(spec *scimv1.ScimTargetSpec) []string {
@@ -240,8 +415,48 @@ func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return reqs
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(r.newObject(), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToTargets)).
+		Watches(&scimv1.ServiceIdentity{}, handler.EnqueueRequestsFromMapFunc(r.targetsOfIdentity),
+			builder.WithPredicates(identityUsePredicate{})).
 		Named(strings.ToLower(r.Kind)).
 		Complete(r)
+}
+
+// targetsOfIdentity maps an identity to the targets of r.Kind it references or has accounts on.
+func (r *TargetReconciler) targetsOfIdentity(_ context.Context, o client.Object) []reconcile.Request {
+	si := o.(*scimv1.ServiceIdentity)
+	seen := map[string]bool{}
+	var reqs []reconcile.Request
+	add := func(kind, name string) {
+		if kind == "" {
+			kind = scimv1.KindScimTarget
+		}
+		if kind != r.Kind || seen[name] {
+			return
+		}
+		seen[name] = true
+		key := types.NamespacedName{Name: name}
+		if kind == scimv1.KindScimTarget {
+			key.Namespace = si.Namespace
+		}
+		reqs = append(reqs, reconcile.Request{NamespacedName: key})
+	}
+	for _, ref := range si.Spec.TargetRefs {
+		add(ref.Kind, ref.Name)
+	}
+	for _, e := range si.Status.Targets {
+		add(e.Kind, e.Name)
+	}
+	return reqs
+}
+
+// identityUsePredicate passes the identity events that change which targets are in use:
+// creation, deletion, a new spec, the start of a deletion, a status entry added or dropped.
+type identityUsePredicate struct{ predicate.Funcs }
+
+func (identityUsePredicate) Update(e event.UpdateEvent) bool {
+	o, n := e.ObjectOld.(*scimv1.ServiceIdentity), e.ObjectNew.(*scimv1.ServiceIdentity)
+	return o.Generation != n.Generation || o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero() ||
+		len(o.Status.Targets) != len(n.Status.Targets)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -280,15 +281,38 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		r.Recorder.Eventf(si, nil, "Normal", "Updated", "Provision", "Account %q updated on %s", user.UserName(), t.Key())
 	}
 	active, _ := user.Active()
+	joined := entry.Groups
+	if entry.ID != user.ID() {
+		joined = nil // a new, recreated or adopted account: nothing joined through us yet
+	}
 	entry.ID = user.ID()
+	entry.Groups = joined
 	entry.UserName = user.UserName()
 	entry.Active = &active
 	entry.Version = user.Version()
 	entry.State = wantState
 	entry.Message = ""
+	if !sameSet(joined, si.Spec.Groups) {
+		entry.Groups, err = acct.syncGroups(ctx, user.ID(), si.Spec.Groups, joined)
+		if err != nil {
+			return r.entryFailed(entry, classify(err)), 0
+		}
+	}
 	now := metav1.NewTime(r.now())
 	entry.LastSyncTime = &now
 	return outcome{}, interval
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o outcome) outcome {
@@ -450,7 +474,7 @@ func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *s
 		return classify(err)
 	}
 	acct := &accountSync{c: c, t: t, matchAttr: matchAttribute(t)}
-	if err := acct.deprovision(ctx, entry.ID, ExternalID(r.ClusterID, si), policy); err != nil {
+	if err := acct.deprovision(ctx, entry.ID, ExternalID(r.ClusterID, si), policy, entry.Groups); err != nil {
 		entry.State = scimv1.TargetStateDeprovisioning
 		entry.Message = truncate(err.Error(), 512)
 		return classify(err)

@@ -206,11 +206,16 @@ type PatchOp struct {
 // Filter builds `attr eq "value"` with the value quoted and escaped per RFC 7644 §3.4.2.2
 // (a JSON string literal).
 func Filter(attr, value string) string {
+	return attr + " eq " + Quote(value)
+}
+
+// Quote renders a value as a SCIM filter string literal (a JSON string, HTML left unescaped).
+func Quote(value string) string {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(value) // a string always encodes
-	return attr + " eq " + strings.TrimSuffix(buf.String(), "\n")
+	return strings.TrimSuffix(buf.String(), "\n")
 }
 
 // parseErrorBody reads a SCIM error body; status may be a string or a number.

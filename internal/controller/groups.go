@@ -1,0 +1,108 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+const groupsEndpoint = "Groups"
+
+// syncGroups makes the account a member of every wanted group, creating groups that do not
+// exist, and removes it from the groups it joined through the operator but are no longer
+// wanted. Groups joined by other means are never touched. It returns the groups joined
+// through the operator after the calls that succeeded, so the record stays exact on failure.
+func (a *accountSync) syncGroups(ctx context.Context, userID string, want, joined []string) ([]string, error) {
+	now := slices.Clone(joined)
+	for _, name := range want {
+		if slices.Contains(now, name) {
+			continue
+		}
+		if err := a.joinGroup(ctx, name, userID); err != nil {
+			return now, err
+		}
+		now = append(now, name)
+	}
+	for _, name := range joined {
+		if slices.Contains(want, name) {
+			continue
+		}
+		if err := a.leaveGroup(ctx, name, userID); err != nil {
+			return now, err
+		}
+		now = slices.DeleteFunc(now, func(n string) bool { return n == name })
+	}
+	return now, nil
+}
+
+func (a *accountSync) findGroup(ctx context.Context, name string) (scim.Resource, error) {
+	found, err := a.c.Find(ctx, groupsEndpoint, "displayName", name)
+	if err != nil {
+		return nil, fmt.Errorf("looking up group %q on %s: %w", name, a.t.Key(), err)
+	}
+	if len(found) == 0 {
+		return nil, nil
+	}
+	return found[0], nil
+}
+
+func (a *accountSync) joinGroup(ctx context.Context, name, userID string) error {
+	g, err := a.findGroup(ctx, name)
+	if err != nil {
+		return err
+	}
+	member := []map[string]any{{"value": userID}}
+	if g == nil {
+		_, err = a.c.Create(ctx, groupsEndpoint, scim.Resource{"schemas": []string{scim.SchemaGroup}, "displayName": name, "members": member})
+		if err == nil {
+			return nil
+		}
+		if !scim.IsConflict(err) {
+			return fmt.Errorf("creating group %q on %s: %w", name, a.t.Key(), err)
+		}
+		// Created concurrently by someone else: join it.
+		if g, err = a.findGroup(ctx, name); err != nil || g == nil {
+			return fmt.Errorf("group %q on %s: created concurrently but not found: %v", name, a.t.Key(), err)
+		}
+	}
+	if isMember(g, userID) {
+		return nil
+	}
+	if _, err := a.c.Patch(ctx, groupsEndpoint, g.ID(), []scim.PatchOp{{Op: "add", Path: "members", Value: member}}, ""); err != nil {
+		return fmt.Errorf("adding the account to group %q on %s: %w", name, a.t.Key(), err)
+	}
+	return nil
+}
+
+// leaveGroup removes one member in RFC form (path members[value eq "<id>"]), never by
+// replacing the member list. A missing group counts as done.
+func (a *accountSync) leaveGroup(ctx context.Context, name, userID string) error {
+	g, err := a.findGroup(ctx, name)
+	if err != nil || g == nil {
+		return err
+	}
+	if !isMember(g, userID) {
+		return nil
+	}
+	path := "members[value eq " + scim.Quote(userID) + "]"
+	_, err = a.c.Patch(ctx, groupsEndpoint, g.ID(), []scim.PatchOp{{Op: "remove", Path: path}}, "")
+	if err != nil && !scim.IsNotFound(err) {
+		return fmt.Errorf("removing the account from group %q on %s: %w", name, a.t.Key(), err)
+	}
+	return nil
+}
+
+// isMember reports membership; a group listed without members (providers that omit them,
+// RFC 7644 §3.4.2.5 "returned: request") is treated as not containing the user, and the add
+// that follows is idempotent on conforming providers.
+func isMember(g scim.Resource, userID string) bool {
+	members, _ := g["members"].([]any)
+	for _, m := range members {
+		if mm, ok := m.(map[string]any); ok && mm["value"] == userID {
+			return true
+		}
+	}
+	return false
+}
