@@ -33,14 +33,18 @@ import (
 const (
 	// identityTargetIndex indexes ServiceIdentities by the targets they reference (targetKey).
 	identityTargetIndex = "scim.nhi.dev/target"
-	defaultResync       = 10 * time.Minute
+	// identityWorkloadIndex indexes ServiceIdentities by spec.workloadRef ("Kind/name").
+	identityWorkloadIndex = "scim.nhi.dev/workload"
+	defaultResync         = 10 * time.Minute
 )
 
 // ServiceIdentityReconciler provisions each ServiceIdentity as a SCIM User on its targets.
 type ServiceIdentityReconciler struct {
 	client.Client
-	Clients  ClientBuilder
-	Recorder recorder.EventRecorder
+	// APIReader reads objects the cache does not hold (workloads named by spec.workloadRef).
+	APIReader client.Reader
+	Clients   ClientBuilder
+	Recorder  recorder.EventRecorder
 	// ClusterID prefixes every externalId.
 	ClusterID string
 	// ClusterResourceNamespace holds the secrets of ClusterScimTargets.
@@ -118,6 +122,10 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 		setCondition(&si.Status.Conditions, si.Generation, ConditionExpired, metav1.ConditionFalse, "Extended",
 			"Expiry moved to the future; provisioning again")
 		si.Status.DeprovisionedAt = nil
+	}
+
+	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
+		return r.finish(ctx, si, nil, map[string]outcome{"spec.workloadRef": o})
 	}
 
 	desired, err := desiredUser(si, ExternalID(r.ClusterID, si))
@@ -529,7 +537,27 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &scimv1.ServiceIdentity{}, identityWorkloadIndex,
+		func(o client.Object) []string {
+			if ref := o.(*scimv1.ServiceIdentity).Spec.WorkloadRef; ref != nil {
+				return []string{ref.Kind + "/" + ref.Name}
+			}
+			return nil
+		}); err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr)
+	for _, gvk := range WorkloadKinds {
+		w := &metav1.PartialObjectMetadata{}
+		w.SetGroupVersionKind(gvk)
+		// A workload created after the identity that names it: provision now, not at the next retry.
+		b = b.WatchesMetadata(w, handler.EnqueueRequestsFromMapFunc(r.identitiesForWorkload(gvk.Kind)),
+			builder.WithPredicates(predicate.Funcs{
+				UpdateFunc: func(event.UpdateEvent) bool { return false },
+				DeleteFunc: func(event.DeleteEvent) bool { return false },
+			}))
+	}
+	return b.
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{}))).
 		Watches(&scimv1.ScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindScimTarget)),
@@ -539,6 +567,22 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("serviceidentity").
 		Complete(r)
+}
+
+func (r *ServiceIdentityReconciler) identitiesForWorkload(kind string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := &scimv1.ServiceIdentityList{}
+		if err := r.List(ctx, list, client.InNamespace(o.GetNamespace()),
+			client.MatchingFields{identityWorkloadIndex: kind + "/" + o.GetName()}); err != nil {
+			logf.FromContext(ctx).Error(err, "Listing identities of a workload")
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, si := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}})
+		}
+		return reqs
+	}
 }
 
 func (r *ServiceIdentityReconciler) identitiesForTarget(kind string) handler.MapFunc {

@@ -33,8 +33,13 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 			return err
 		}
 	}
+	for _, gvk := range WorkloadKinds {
+		if err := (&WorkloadReconciler{Client: mgr.GetClient(), GVK: gvk, Recorder: rec}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
 	return (&ServiceIdentityReconciler{
-		Client: mgr.GetClient(), Clients: clients, Recorder: rec,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
 	}).SetupWithManager(mgr)

@@ -1,0 +1,207 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// Workload annotations (DESIGN §1).
+const (
+	AnnotationTargets     = "scim.nhi.dev/targets"
+	AnnotationGroups      = "scim.nhi.dev/groups"
+	AnnotationOwner       = "scim.nhi.dev/owner"
+	AnnotationDisplayName = "scim.nhi.dev/display-name"
+	AnnotationTTL         = "scim.nhi.dev/ttl"
+)
+
+// WorkloadKinds are the kinds whose annotations ask for an identity.
+var WorkloadKinds = []schema.GroupVersionKind{
+	{Group: "", Version: "v1", Kind: "ServiceAccount"},
+	{Group: "apps", Version: "v1", Kind: "Deployment"},
+	{Group: "apps", Version: "v1", Kind: "StatefulSet"},
+	{Group: "batch", Version: "v1", Kind: "CronJob"},
+}
+
+// WorkloadReconciler keeps a ServiceIdentity named <kind-lowercase>-<name>, controlled by the
+// workload, in step with the workload's scim.nhi.dev/* annotations. It watches metadata only.
+type WorkloadReconciler struct {
+	client.Client
+	GVK      schema.GroupVersionKind
+	Recorder recorder.EventRecorder
+}
+
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities,verbs=create;delete
+
+func (r *WorkloadReconciler) newObject() *metav1.PartialObjectMetadata {
+	o := &metav1.PartialObjectMetadata{}
+	o.SetGroupVersionKind(r.GVK)
+	return o
+}
+
+// IdentityName is the name of the ServiceIdentity made for a workload.
+func IdentityName(kind, name string) string { return strings.ToLower(kind) + "-" + name }
+
+// Reconcile implements reconcile.Reconciler.
+func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	w := r.newObject()
+	if err := r.Get(ctx, req.NamespacedName, w); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	name := IdentityName(r.GVK.Kind, w.Name)
+	existing := &scimv1.ServiceIdentity{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: w.Namespace, Name: name}, existing)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	found := err == nil
+	ours := found && metav1.IsControlledBy(existing, w)
+
+	value, asked := w.Annotations[AnnotationTargets]
+	if !asked || !w.DeletionTimestamp.IsZero() {
+		if ours && existing.DeletionTimestamp.IsZero() {
+			// Annotation removed: the identity goes, and its finalizer deprovisions the account.
+			if err := r.Delete(ctx, existing); err != nil && !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, err
+			}
+			r.Recorder.Eventf(w, existing, "Normal", "IdentityDeleted", "Deprovision",
+				"Annotation %s removed: ServiceIdentity %s deleted", AnnotationTargets, name)
+		}
+		return ctrl.Result{}, nil
+	}
+	spec, err := specFromAnnotations(value, w.Annotations)
+	if err != nil {
+		r.Recorder.Eventf(w, nil, "Warning", "InvalidAnnotation", "Provision", "%v; no ServiceIdentity was created or changed", err)
+		return ctrl.Result{}, nil
+	}
+	if found && !ours {
+		r.Recorder.Eventf(w, existing, "Warning", "NameTaken", "Provision",
+			"ServiceIdentity %s/%s exists and is not controlled by this %s; rename one of them", w.Namespace, name, r.GVK.Kind)
+		return ctrl.Result{}, nil
+	}
+	si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: name}}
+	op, err := controllerutil.CreateOrUpdate(ctx, r.Client, si, func() error {
+		// The schema defaults userType; keep the defaulted value to avoid a diff.
+		if spec.UserType == "" {
+			spec.UserType = si.Spec.UserType
+		}
+		si.Spec = *spec
+		return controllerutil.SetControllerReference(w, si, r.Scheme())
+	})
+	if err != nil {
+		r.Recorder.Eventf(w, nil, "Warning", "IdentityFailed", "Provision", "Could not write ServiceIdentity %s: %v", name, err)
+		return ctrl.Result{}, err
+	}
+	if op != controllerutil.OperationResultNone {
+		reason := map[controllerutil.OperationResult]string{controllerutil.OperationResultCreated: "IdentityCreated"}[op]
+		if reason == "" {
+			reason = "IdentityUpdated"
+		}
+		r.Recorder.Eventf(w, si, "Normal", reason, "Provision", "ServiceIdentity %s %s from the scim.nhi.dev/* annotations", name, op)
+	}
+	return ctrl.Result{}, nil
+}
+
+// specFromAnnotations builds the identity spec; an error names the bad annotation.
+func specFromAnnotations(targets string, ann map[string]string) (*scimv1.ServiceIdentitySpec, error) {
+	spec := &scimv1.ServiceIdentitySpec{}
+	for _, item := range splitList(targets) {
+		ref := scimv1.TargetReference{Kind: scimv1.KindScimTarget, Name: item}
+		if kind, name, ok := strings.Cut(item, "/"); ok {
+			if kind != scimv1.KindScimTarget && kind != scimv1.KindClusterScimTarget {
+				return nil, fmt.Errorf("annotation %s: %q: kind must be ScimTarget or ClusterScimTarget", AnnotationTargets, item)
+			}
+			ref = scimv1.TargetReference{Kind: kind, Name: name}
+		}
+		if ref.Name == "" || strings.ContainsAny(ref.Name, "/ ") {
+			return nil, fmt.Errorf("annotation %s: %q is not a target name", AnnotationTargets, item)
+		}
+		spec.TargetRefs = append(spec.TargetRefs, ref)
+	}
+	if len(spec.TargetRefs) == 0 {
+		return nil, fmt.Errorf("annotation %s is empty: name at least one target, e.g. \"acme,ClusterScimTarget/corp\"", AnnotationTargets)
+	}
+	spec.Groups = splitList(ann[AnnotationGroups])
+	spec.Owner = strings.TrimSpace(ann[AnnotationOwner])
+	if spec.Owner != "" && (!strings.Contains(spec.Owner, "@") || strings.ContainsAny(spec.Owner, " \t")) {
+		return nil, fmt.Errorf("annotation %s: %q is not an e-mail address", AnnotationOwner, spec.Owner)
+	}
+	spec.DisplayName = strings.TrimSpace(ann[AnnotationDisplayName])
+	if v := strings.TrimSpace(ann[AnnotationTTL]); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("annotation %s: %q is not a positive duration (e.g. 24h)", AnnotationTTL, v)
+		}
+		spec.TTL = &metav1.Duration{Duration: d}
+	}
+	return spec, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if p := strings.TrimSpace(part); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// SetupWithManager watches the workload kind's metadata and the identities it controls.
+func (r *WorkloadReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("workload-"+strings.ToLower(r.GVK.Kind)).
+		For(r.newObject(), builder.WithPredicates(workloadPredicate{})).
+		// Owns() resolves the owner type through the scheme, which has no kind for metadata-only
+		// objects; map the controller reference by hand.
+		Watches(&scimv1.ServiceIdentity{}, handler.EnqueueRequestsFromMapFunc(r.controllerOf)).
+		Complete(r)
+}
+
+func (r *WorkloadReconciler) controllerOf(_ context.Context, o client.Object) []reconcile.Request {
+	ref := metav1.GetControllerOf(o)
+	if ref == nil || ref.Kind != r.GVK.Kind || ref.APIVersion != r.GVK.GroupVersion().String() {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
+}
+
+func hasScimAnnotation(o client.Object) bool {
+	for k := range o.GetAnnotations() {
+		if strings.HasPrefix(k, "scim.nhi.dev/") {
+			return true
+		}
+	}
+	return false
+}
+
+// workloadPredicate passes workloads that carry (or just lost) scim.nhi.dev/* annotations;
+// the many workloads without them cost nothing beyond their metadata in the cache.
+type workloadPredicate struct{ predicate.Funcs }
+
+func (workloadPredicate) Create(e event.CreateEvent) bool { return hasScimAnnotation(e.Object) }
+func (workloadPredicate) Delete(event.DeleteEvent) bool   { return false } // garbage collection follows
+func (workloadPredicate) Update(e event.UpdateEvent) bool {
+	return hasScimAnnotation(e.ObjectOld) || hasScimAnnotation(e.ObjectNew)
+}
+func (workloadPredicate) Generic(e event.GenericEvent) bool { return hasScimAnnotation(e.Object) }

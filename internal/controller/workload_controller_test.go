@@ -1,0 +1,116 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+func deployment(ns, name string, annotations map[string]string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations, Labels: map[string]string{"team": "x"}},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "example.com/agent:1"}}},
+			},
+		},
+	}
+}
+
+func eventReasons(ctx context.Context, ns, regarding string) func() []string {
+	return func() []string {
+		list := &eventsv1.EventList{}
+		Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		var out []string
+		for _, e := range list.Items {
+			if e.Regarding.Name == regarding {
+				out = append(out, e.Reason)
+			}
+		}
+		return out
+	}
+}
+
+var _ = Describe("Workload annotations", func() {
+	ctx := context.Background()
+	var ns string
+	BeforeEach(func() { ns = readyTargetNamespace(ctx) })
+
+	It("creates an owned identity for an annotated ServiceAccount and provisions it", func() {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ledger-sync",
+			Labels: map[string]string{"team": "payments"},
+			Annotations: map[string]string{
+				AnnotationTargets: "acme", AnnotationGroups: "payments-writers-" + ns, AnnotationOwner: "payments-team@example.com",
+			}}}
+		Expect(k8s.Create(ctx, sa)).To(Succeed())
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serviceaccount-ledger-sync"}}
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(metav1.IsControlledBy(si, sa)).To(BeTrue())
+		Expect(si.Labels).NotTo(HaveKey("team"))
+		Expect(si.Spec.TargetRefs).To(Equal([]scimv1.TargetReference{{Kind: scimv1.KindScimTarget, Name: "acme"}}))
+		Expect(si.Spec.Groups).To(Equal([]string{"payments-writers-" + ns}))
+		Expect(si.Spec.Owner).To(Equal("payments-team@example.com"))
+		Expect(accountsWithExternalID(ns, "serviceaccount-ledger-sync")()).To(HaveLen(1))
+	})
+
+	It("follows annotation edits and deletes the identity when the annotation goes", func() {
+		d := deployment(ns, "fraud-agent", map[string]string{
+			AnnotationTargets: "acme", AnnotationDisplayName: "Fraud triage agent", AnnotationTTL: "24h"})
+		Expect(k8s.Create(ctx, d)).To(Succeed())
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployment-fraud-agent"}}
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(si.Spec.TTL.Duration).To(Equal(24 * time.Hour))
+		Expect(si.Spec.DisplayName).To(Equal("Fraud triage agent"))
+		Expect(si.Status.ExpiresAt).NotTo(BeNil())
+
+		Eventually(func() error {
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
+			d.Annotations[AnnotationDisplayName] = "Fraud agent v2"
+			return k8s.Update(ctx, d)
+		}).Should(Succeed())
+		Eventually(func() any { return account(ns, "deployment-fraud-agent")["displayName"] }).Should(Equal("Fraud agent v2"))
+
+		Eventually(func() error {
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
+			delete(d.Annotations, AnnotationTargets)
+			return k8s.Update(ctx, d)
+		}).Should(Succeed())
+		Eventually(gone(ctx, si)).Should(BeTrue())
+		Expect(accountsWithExternalID(ns, "deployment-fraud-agent")()).To(BeEmpty())
+	})
+
+	It("warns on the workload for a bad annotation and creates nothing", func() {
+		d := deployment(ns, "bad-ttl", map[string]string{AnnotationTargets: "acme", AnnotationTTL: "soon"})
+		Expect(k8s.Create(ctx, d)).To(Succeed())
+		Eventually(eventReasons(ctx, ns, "bad-ttl")).Should(ContainElement("InvalidAnnotation"))
+		Consistently(gone(ctx, &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployment-bad-ttl"}}), "1s").
+			Should(BeTrue())
+	})
+
+	It("adds the ownerReference for spec.workloadRef once the workload exists", func() {
+		si := newIdentity(ns, "by-ref", "acme")
+		si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "later"}
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonWorkloadNotFound))
+		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("Deployment " + ns + "/later not found"))
+		Expect(accountsWithExternalID(ns, "by-ref")()).To(BeEmpty())
+
+		d := deployment(ns, "later", nil)
+		Expect(k8s.Create(ctx, d)).To(Succeed())
+		Eventually(get(ctx, si), "5s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(si.OwnerReferences).To(ContainElement(And(
+			HaveField("Kind", "Deployment"), HaveField("Name", "later"), HaveField("UID", d.UID))))
+	})
+})
