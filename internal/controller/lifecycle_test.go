@@ -74,6 +74,7 @@ var _ = Describe("Identity lifecycle", func() {
 			si.Spec.Suspend = false
 		})
 		Eventually(func() any { return account(ns, "kill-switch")["active"] }, "1s", "10ms").Should(BeTrue())
+		Eventually(eventReasons(ctx, ns, "kill-switch")).Should(ContainElements(ReasonProvisioned, "Suspended", "Resumed"))
 	})
 
 	It("deprovisions at expiry, keeps the object and says Expired", func() {
@@ -92,6 +93,7 @@ var _ = Describe("Identity lifecycle", func() {
 		Expect(si.Status.DeprovisionedAt.Time).To(BeTemporally("<", si.Status.ExpiresAt.Add(2*time.Second)))
 		st, _ := kstatusOf(si)
 		Expect(st).To(Equal(kstatus.FailedStatus))
+		Eventually(eventReasons(ctx, ns, "temporary")).Should(ContainElement(ReasonExpired))
 	})
 
 	DescribeTable("applies the deletion policy, the identity's overriding the target's",
@@ -132,6 +134,7 @@ var _ = Describe("Identity lifecycle", func() {
 		})
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(ns, "stuck"), si)) }).Should(BeTrue())
 		Expect(accountsWithExternalID(ns, "stuck")()).To(HaveLen(1))
+		Eventually(eventReasons(ctx, ns, "stuck")).Should(ContainElement("ForceOrphaned"))
 	})
 
 	It("computes kstatus for each state on real objects", func() {

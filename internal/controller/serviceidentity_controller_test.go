@@ -73,6 +73,7 @@ var _ = Describe("ServiceIdentity", func() {
 		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) int64 {
 			return s.Status.ObservedGeneration
 		}, Equal(si.Generation)))
+		Eventually(eventReasons(ctx, ns, "updater")).Should(ContainElement("Updated"))
 	})
 
 	It("deletes the account before releasing the finalizer", func() {
@@ -84,6 +85,7 @@ var _ = Describe("ServiceIdentity", func() {
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(ns, "short-lived"), si)) }).Should(BeTrue())
 		Expect(accountsWithExternalID(ns, "short-lived")()).To(BeEmpty())
+		Eventually(eventReasons(ctx, ns, "short-lived")).Should(ContainElement("Deprovisioned"))
 	})
 
 	It("keeps the finalizer and says why while the SCIM server is down, then removes the account", func() {
@@ -149,6 +151,7 @@ var _ = Describe("ServiceIdentity", func() {
 		accts := accountsWithExternalID(ns, "handmade")()
 		Expect(accts).To(HaveLen(1))
 		Expect(accts[0]["id"]).To(Equal(id))
+		Eventually(eventReasons(ctx, ns, "handmade")).Should(ContainElement("Adopted"))
 	})
 
 	It("stalls with the target's detail when the userName belongs to another owner", func() {
@@ -160,6 +163,7 @@ var _ = Describe("ServiceIdentity", func() {
 		Expect(condition(si, ConditionStalled).Message).To(And(
 			ContainSubstring("already in use"), ContainSubstring("someone-else/x/y")))
 		Expect(si.Status.ObservedGeneration).To(Equal(si.Generation))
+		Eventually(eventReasons(ctx, ns, "taken")).Should(ContainElement(ReasonRejected))
 		// No hot loop: a stalled identity makes no further requests on its own.
 		before := scimSrv.Requests(http.MethodPost, "Users")
 		Consistently(func() int { return scimSrv.Requests(http.MethodPost, "Users") }, "2s").Should(Equal(before))
