@@ -50,6 +50,13 @@ test: verify vet ## Verify, then run every test against a real kube-apiserver an
 	KUBEBUILDER_ASSETS="$$assets" go test ./... -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; echo "make test: FAILED"; exit 1; }
 	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|[0-9]+ Passed \|' test.log
 	@go tool cover -func cover.out | tail -1
+	@$(MAKE) --no-print-directory test-e2e
+
+.PHONY: test-e2e
+test-e2e: ## End-to-end suite: real control plane with garbage collection, operator binary, kubectl.
+	@assets="$$(hack/envtest-bins.sh)"; echo "go test -tags e2e ./test/e2e (full log in test-e2e.log)"; \
+	KUBEBUILDER_ASSETS="$$assets" go test -tags e2e ./test/e2e/ -count=1 -v -timeout 20m > test-e2e.log 2>&1 || { cat test-e2e.log; echo "make test-e2e: FAILED"; exit 1; }
+	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|revocation latency:|operator killed|garbage collector picked|e2e suite ran' test-e2e.log
 
 .PHONY: lint
 lint: ## Run golangci-lint.
@@ -76,4 +83,5 @@ deploy: manifests ## Install the operator into the current kubeconfig's cluster.
 
 .PHONY: dev
 dev: build ## Local control plane + reference SCIM server + operator + samples; Ctrl-C stops all.
-	assets="$$(hack/envtest-bins.sh)"; KUBEBUILDER_ASSETS="$$assets" go run ./hack/dev $(DEV_ARGS)
+	go build -o bin/dev ./hack/dev
+	assets="$$(hack/envtest-bins.sh)"; KUBEBUILDER_ASSETS="$$assets" bin/dev $(DEV_ARGS)

@@ -63,6 +63,9 @@ func main() {
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "scim-operator.scim.nhi.dev",
+		// Out of a cluster there is no pod namespace file; elect in the operator's namespace.
+		LeaderElectionNamespace:       clusterResourceNS,
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		log.Error(err, "Unable to create the manager")

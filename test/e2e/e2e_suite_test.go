@@ -1,0 +1,198 @@
+//go:build e2e
+
+// Package e2e runs the user stories on a real control plane with garbage collection and
+// namespace deletion (kube-controller-manager), the operator as its own process with only the
+// shipped RBAC, and the reference SCIM server on 127.0.0.1:18080 (the address in the examples).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/controlplane"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
+)
+
+const (
+	operatorNS = "scim-operator-system"
+	operatorSA = "scim-operator-controller-manager"
+	scimAddr   = "127.0.0.1:18080"
+)
+
+var (
+	root      string
+	workDir   string
+	cp        *controlplane.ControlPlane
+	k8s       client.Client
+	scimSrv   *scimserver.Server
+	operator  *operatorProcess
+	clusterID string
+	started   = time.Now()
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "End-to-end Suite")
+}
+
+var _ = BeforeSuite(func() {
+	SetDefaultEventuallyTimeout(60 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	Expect(assets).NotTo(BeEmpty(), "KUBEBUILDER_ASSETS is not set: run `make test-e2e`")
+	var err error
+	root, err = filepath.Abs(filepath.Join("..", ".."))
+	Expect(err).NotTo(HaveOccurred())
+	workDir = GinkgoT().TempDir()
+
+	By("building the operator binary")
+	bin := filepath.Join(workDir, "manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd")
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), string(out))
+
+	By("starting etcd, kube-apiserver and kube-controller-manager")
+	cp, err = controlplane.Start(controlplane.Options{Assets: assets, Dir: workDir, ControllerManager: true})
+	Expect(err).NotTo(HaveOccurred())
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(scimv1.AddToScheme(scheme))
+	k8s, err = client.New(cp.Config, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	ns := &corev1.Namespace{}
+	Expect(k8s.Get(context.Background(), client.ObjectKey{Name: "kube-system"}, ns)).To(Succeed())
+	clusterID = string(ns.UID)
+
+	By("installing the operator as users do: kubectl apply -k config/default")
+	kubectl("apply", "-k", filepath.Join(root, "config", "default"))
+	kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+
+	By("waiting until the garbage collector watches ServiceIdentities")
+	waitForGarbageCollector()
+
+	By("starting the reference SCIM server on " + scimAddr)
+	scimSrv, err = scimserver.New("dev-token")
+	Expect(err).NotTo(HaveOccurred())
+	Expect(scimSrv.Start(scimAddr)).To(Succeed(), "is `make dev` running? it uses the same port")
+
+	By("starting the operator as the " + operatorSA + " service account")
+	operator = &operatorProcess{bin: bin, kubeconfig: serviceAccountKubeconfig()}
+	operator.start()
+})
+
+var _ = AfterSuite(func() {
+	if operator != nil {
+		operator.stop(syscall.SIGTERM)
+	}
+	if scimSrv != nil {
+		scimSrv.Stop()
+	}
+	if cp != nil {
+		Expect(cp.Stop()).To(Succeed())
+	}
+	fmt.Printf("e2e suite ran in %s\n", time.Since(started).Round(time.Second))
+})
+
+// kubectl runs kubectl as the cluster admin and returns its stdout; a failure fails the spec.
+func kubectl(args ...string) string {
+	GinkgoHelper()
+	cmd := cp.Kubectl(context.Background(), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	Expect(cmd.Run()).To(Succeed(), "kubectl %s: %s", strings.Join(args, " "), stderr.String())
+	return stdout.String()
+}
+
+// serviceAccountKubeconfig writes a kubeconfig holding a token of the operator's service
+// account, so the operator runs with exactly the RBAC of config/rbac.
+func serviceAccountKubeconfig() string {
+	token := strings.TrimSpace(kubectl("create", "token", operatorSA, "-n", operatorNS, "--duration=2h"))
+	cfg, err := clientcmd.LoadFromFile(cp.Kubeconfig)
+	Expect(err).NotTo(HaveOccurred())
+	for name := range cfg.AuthInfos {
+		cfg.AuthInfos[name].ClientCertificateData = nil
+		cfg.AuthInfos[name].ClientKeyData = nil
+		cfg.AuthInfos[name].Token = token
+	}
+	path := filepath.Join(workDir, "operator.kubeconfig")
+	Expect(clientcmd.WriteToFile(*cfg, path)).To(Succeed())
+	return path
+}
+
+type operatorProcess struct {
+	bin, kubeconfig string
+	cmd             *exec.Cmd
+	done            chan struct{}
+	runs            int
+}
+
+func (o *operatorProcess) start() {
+	GinkgoHelper()
+	o.runs++
+	log, err := os.Create(filepath.Join(workDir, fmt.Sprintf("operator-%d.log", o.runs)))
+	Expect(err).NotTo(HaveOccurred())
+	o.cmd = exec.Command(o.bin, "--kubeconfig", o.kubeconfig, "--cluster-resource-namespace", operatorNS,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect")
+	o.cmd.Stdout, o.cmd.Stderr = log, log
+	Expect(o.cmd.Start()).To(Succeed())
+	o.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); _ = log.Close(); close(done) }(o.cmd, o.done)
+}
+
+func (o *operatorProcess) stop(sig syscall.Signal) {
+	if o.cmd == nil || o.cmd.Process == nil {
+		return
+	}
+	_ = o.cmd.Process.Signal(sig)
+	select {
+	case <-o.done:
+	case <-time.After(30 * time.Second):
+		_ = o.cmd.Process.Kill()
+		<-o.done
+	}
+	o.cmd = nil
+}
+
+// waitForGarbageCollector deletes an owner of a throwaway ServiceIdentity until the garbage
+// collector removes the dependent. kube-controller-manager rediscovers resources every 30 s,
+// so a CRD installed a moment ago is not yet collected; in a real cluster the CRDs are long
+// installed, and the revocation figures should not include this one-time wait.
+func waitForGarbageCollector() {
+	GinkgoHelper()
+	ctx := context.Background()
+	start := time.Now()
+	owner := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "gc-probe"}}
+	Expect(k8s.Create(ctx, owner)).To(Succeed())
+	probe := &scimv1.ServiceIdentity{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "gc-probe", OwnerReferences: []metav1.OwnerReference{
+			{APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID}}},
+		Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "none"}}},
+	}
+	Expect(k8s.Create(ctx, probe)).To(Succeed())
+	Expect(k8s.Delete(ctx, owner)).To(Succeed())
+	Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(probe), probe))
+	}, "90s").Should(BeTrue())
+	fmt.Printf("garbage collector picked up the ServiceIdentity CRD after %s\n", time.Since(start).Round(time.Millisecond))
+}
