@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
 func externalID(ns, name string) string { return clusterID + "/" + ns + "/" + name }
@@ -184,10 +186,20 @@ var _ = Describe("The examples, installed as users install them", Ordered, func(
 			}
 			return c
 		}
-		applyStdin(yaml.String())
-		Eventually(count, "60s", "1ms").Should(BeNumerically(">=", 3))
+		// Slow creates down so the kill lands mid-way, with POSTs in flight.
+		scimSrv.Faults.Add(scimserver.On(http.MethodPost, "/Users", scimserver.Fault{Latency: 100 * time.Millisecond}))
+		base := scimSrv.Users.Len()
+		applied := make(chan struct{})
+		go func() { // kubectl takes a while for 50 objects; the operator starts on the first ones
+			defer GinkgoRecover()
+			defer close(applied)
+			applyStdin(yaml.String())
+		}()
+		Eventually(func() int { return scimSrv.Users.Len() - base }, "60s", "1ms").Should(BeNumerically(">=", 10))
 		operator.stop(syscall.SIGKILL)
 		killedAt := count()
+		Eventually(applied).Should(BeClosed())
+		scimSrv.Faults.Clear()
 		fmt.Printf("operator killed with %d of %d accounts created\n", killedAt, n)
 		Expect(killedAt).To(BeNumerically("<", n), "the kill came too late to prove anything")
 		operator.start()
