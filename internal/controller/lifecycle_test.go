@@ -120,6 +120,15 @@ var _ = Describe("Identity lifecycle", func() {
 		Entry("the identity's Orphan overrides the target's Delete", scimv1.DeletionPolicyDelete, ptr.To(scimv1.DeletionPolicyOrphan), true, true),
 	)
 
+	It("counts an account already gone from the target as deprovisioned", func() {
+		si := newIdentity(ns, "already-gone", "acme")
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		scimSrv.Users.Remove(si.Status.Targets[0].ID)
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(gone(ctx, si)).Should(BeTrue())
+	})
+
 	It("releases a stuck finalizer with the force-orphan annotation", func() {
 		si := newIdentity(ns, "stuck", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
