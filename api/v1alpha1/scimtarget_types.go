@@ -254,6 +254,9 @@ type OrphanReport struct {
 	// +optional
 	// +listType=atomic
 	UserNames []string `json:"userNames,omitempty"`
+	// lastScanTime is when the target was last scanned for orphans.
+	// +optional
+	LastScanTime *metav1.Time `json:"lastScanTime,omitempty"`
 }
 
 // ScimTargetStatus is the observed state of a target.

@@ -48,7 +48,7 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.C
 	if err != nil {
 		return nil, err
 	}
-	return scim.New(t.Spec.Endpoint, scim.Options{HTTPClient: b.HTTPClient, Auth: auth, Timeout: b.Timeout})
+	return scim.New(t.Spec.Endpoint, scim.Options{HTTPClient: b.HTTPClient, Auth: auth, Timeout: b.Timeout, Observer: observeRequest(t.Key())})
 }
 
 func (b *SecretClientBuilder) authenticator(ctx context.Context, t *Target) (scim.Authenticator, error) {

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -42,6 +43,10 @@ type TargetReconciler struct {
 	Clients                  ClientBuilder
 	Recorder                 recorder.EventRecorder
 	ClusterResourceNamespace string
+	// ClusterID is the externalId prefix that marks this cluster's accounts (orphan scan).
+	ClusterID string
+	// Breaker is shared with the identity controller.
+	Breaker *Breaker
 }
 
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets;clusterscimtargets,verbs=get;list;watch;update;patch
@@ -83,7 +88,9 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		if released || equality.Semantic.DeepEqual(r.view(base).Status, t.Status) {
 			return
 		}
-		if err := r.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		// Optimistic lock: a stale cached base would merge this scan's report into the last one.
+		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+		if err := r.Status().Patch(ctx, obj, patch); err != nil && !apierrors.IsNotFound(err) {
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 		}
 	}()
@@ -104,17 +111,55 @@ func resyncInterval(spec *scimv1.ScimTargetSpec) time.Duration {
 	return defaultResync
 }
 
-// reconcileNormal probes the endpoint when the spec, the credentials or the readiness changed,
-// or the resync interval passed; otherwise it only refreshes the identity count.
+// reconcileNormal refreshes the identity count and the breaker state, probes the endpoint
+// when due, and scans for orphans when due.
 func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl.Result, error) {
-	gen := t.Object.GetGeneration()
-	conds := &t.Status.Conditions
-	interval := resyncInterval(t.Spec)
 	count, err := r.countIdentities(ctx, t)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	t.Status.Identities = count
+	breakerWait := r.breakerStatus(t)
+	res, err := r.probeIfDue(ctx, t)
+	if err != nil || !meta.IsStatusConditionTrue(t.Status.Conditions, ConditionReady) {
+		return res, err
+	}
+	orphanWait, err := r.orphansIfDue(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, d := range []time.Duration{breakerWait, orphanWait} {
+		if d > 0 && (res.RequeueAfter == 0 || d < res.RequeueAfter) {
+			res.RequeueAfter = d
+		}
+	}
+	return res, nil
+}
+
+// breakerStatus puts an open breaker on the target as Stalled=True; it returns when to look again.
+func (r *TargetReconciler) breakerStatus(t *Target) time.Duration {
+	gen := t.Object.GetGeneration()
+	if r.Breaker == nil {
+		return 0
+	}
+	open, msg, wait := r.Breaker.Open(t)
+	if !open {
+		meta.RemoveStatusCondition(&t.Status.Conditions, ConditionStalled)
+		return 0
+	}
+	if !meta.IsStatusConditionTrue(t.Status.Conditions, ConditionStalled) {
+		r.Recorder.Eventf(t.Object, nil, "Warning", ReasonBreakerOpen, "Deprovision", msg)
+	}
+	setCondition(&t.Status.Conditions, gen, ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen, msg)
+	return max(wait, time.Second)
+}
+
+// probeIfDue probes the endpoint when the spec, the credentials or the readiness changed, or
+// the resync interval passed.
+func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Result, error) {
+	gen := t.Object.GetGeneration()
+	conds := &t.Status.Conditions
+	interval := resyncInterval(t.Spec)
 
 	credentials := r.secretsVersion(ctx, t)
 	if last := t.Status.LastProbeTime; last != nil && t.Status.ObservedGeneration == gen &&
@@ -415,10 +460,11 @@ func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return reqs
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
+		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}, annotationPredicate(breakerReleaseAnnotation)))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToTargets)).
 		Watches(&scimv1.ServiceIdentity{}, handler.EnqueueRequestsFromMapFunc(r.targetsOfIdentity),
 			builder.WithPredicates(identityUsePredicate{})).
+		WatchesRawSource(source.Channel(r.Breaker.Trips(r.Kind), &handler.EnqueueRequestForObject{})).
 		Named(strings.ToLower(r.Kind)).
 		Complete(r)
 }

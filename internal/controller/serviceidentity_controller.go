@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -53,6 +54,12 @@ type ServiceIdentityReconciler struct {
 	MaxConcurrentReconciles int
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
+	// verified remembers when each account (identity UID|target) was last confirmed.
+	verified sync.Map
+	// Clock times revocations (shared with the workload controllers); nil disables the histogram.
+	Clock *revocationClock
+	// Breaker limits deprovisionings per target (shared with the target controllers).
+	Breaker *Breaker
 }
 
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities,verbs=get;list;watch;update;patch
@@ -250,10 +257,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if err != nil {
 		return r.entryFailed(entry, classify(err)), 0
 	}
-	interval := defaultResync
-	if t.Spec.ResyncInterval != nil && t.Spec.ResyncInterval.Duration > 0 {
-		interval = t.Spec.ResyncInterval.Duration
-	}
+	interval := resyncInterval(t.Spec)
 	if refusal, err := namespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
 		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
 	} else if refusal != "" {
@@ -263,10 +267,11 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if si.Spec.Suspend {
 		wantState = scimv1.TargetStateSuspended
 	}
-	// Nothing changed since the last successful sync and the resync is not due: no remote call.
-	if entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation &&
-		entry.LastSyncTime != nil && r.now().Sub(entry.LastSyncTime.Time) < interval {
-		return outcome{}, interval - r.now().Sub(entry.LastSyncTime.Time)
+	verifyKey := string(si.UID) + "|" + t.Key()
+	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
+	// Nothing changed since the last check and the resync is not due: no remote call.
+	if last := r.lastVerified(verifyKey, entry); inStep && !last.IsZero() && r.now().Sub(last) < interval {
+		return outcome{}, interval - r.now().Sub(last)
 	}
 
 	c, err := r.Clients.ForTarget(ctx, t)
@@ -278,9 +283,16 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if err != nil {
 		return r.entryFailed(entry, classify(err)), 0
 	}
+	recreated := inStep && user.ID() != entry.ID
 	switch {
 	case adopted:
 		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", user.UserName(), user.ID(), t.Key())
+	case recreated:
+		driftCorrections.WithLabelValues(t.Key(), "recreated").Inc()
+		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was deleted on %s; recreated", user.UserName(), t.Key())
+	case updated && inStep:
+		driftCorrections.WithLabelValues(t.Key(), "updated").Inc()
+		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was changed on %s; owned attributes restored", user.UserName(), t.Key())
 	case wantState == scimv1.TargetStateSuspended && entry.State != wantState:
 		r.Recorder.Eventf(si, nil, "Warning", "Suspended", "Suspend", "Account %q set active=false on %s (spec.suspend)", user.UserName(), t.Key())
 	case entry.State == scimv1.TargetStateSuspended && wantState == scimv1.TargetStateProvisioned:
@@ -288,6 +300,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	case updated && entry.ID != "":
 		r.Recorder.Eventf(si, nil, "Normal", "Updated", "Provision", "Account %q updated on %s", user.UserName(), t.Key())
 	}
+	unchanged := inStep && !updated && !recreated && !adopted && entry.Version == user.Version()
 	active, _ := user.Active()
 	joined := entry.Groups
 	if entry.ID != user.ID() {
@@ -306,9 +319,31 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 			return r.entryFailed(entry, classify(err)), 0
 		}
 	}
-	now := metav1.NewTime(r.now())
-	entry.LastSyncTime = &now
+	now := r.now()
+	r.verified.Store(verifyKey, now)
+	// An unchanged account is not worth a status write at every resync: lastSyncTime moves
+	// when something changed, and otherwise at most every syncHeartbeat.
+	if !unchanged || entry.LastSyncTime == nil || now.Sub(entry.LastSyncTime.Time) >= syncHeartbeat {
+		t := metav1.NewTime(now)
+		entry.LastSyncTime = &t
+	}
 	return outcome{}, interval
+}
+
+// syncHeartbeat bounds how stale status.targets[].lastSyncTime may be for an unchanged account.
+const syncHeartbeat = time.Hour
+
+// lastVerified is when the account was last confirmed: in memory since this process started,
+// else the recorded lastSyncTime.
+func (r *ServiceIdentityReconciler) lastVerified(key string, entry *scimv1.IdentityTargetStatus) time.Time {
+	var last time.Time
+	if entry.LastSyncTime != nil {
+		last = entry.LastSyncTime.Time
+	}
+	if v, ok := r.verified.Load(key); ok && v.(time.Time).After(last) {
+		last = v.(time.Time)
+	}
+	return last
 }
 
 func sameSet(a, b []string) bool {
@@ -387,6 +422,12 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	}
 	now := metav1.NewTime(r.now())
 	si.Status.DeprovisionedAt = &now
+	if r.Clock != nil {
+		if start := r.Clock.start(si); !start.IsZero() {
+			revocationLatency.Observe(now.Sub(start).Seconds())
+		}
+		r.Clock.forget(si)
+	}
 	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target", si.EffectiveUserName())
 	if err := r.removeFinalizer(ctx, si); err != nil {
 		return ctrl.Result{}, false, err
@@ -481,8 +522,18 @@ func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *s
 		entry.Message = err.Error()
 		return classify(err)
 	}
+	if r.Breaker != nil {
+		if ok, wait := r.Breaker.Allow(t); !ok {
+			entry.State = scimv1.TargetStateDeprovisioning
+			entry.Message = fmt.Sprintf("Paused by the circuit breaker of %s; see its status", t.Key())
+			return outcome{err: errors.New(entry.Message), reason: ReasonBreakerOpen, retryAfter: wait}
+		}
+	}
 	acct := &accountSync{c: c, t: t, matchAttr: matchAttribute(t)}
 	if err := acct.deprovision(ctx, entry.ID, ExternalID(r.ClusterID, si), policy, entry.Groups); err != nil {
+		if r.Breaker != nil {
+			r.Breaker.Refund(t)
+		}
 		entry.State = scimv1.TargetStateDeprovisioning
 		entry.Message = truncate(err.Error(), 512)
 		return classify(err)
@@ -559,7 +610,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return b.
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{}))).
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{clock: r.Clock}))).
 		Watches(&scimv1.ScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindScimTarget)),
 			builder.WithPredicates(targetChangedPredicate{})).
 		Watches(&scimv1.ClusterScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindClusterScimTarget)),
@@ -604,12 +655,19 @@ func (r *ServiceIdentityReconciler) identitiesForTarget(kind string) handler.Map
 	}
 }
 
-// deletionPredicate passes updates that start a deletion or change finalizers.
-type deletionPredicate struct{ predicate.Funcs }
+// deletionPredicate passes updates that start a deletion or change finalizers, and notes
+// when a deletion was first seen for the revocation histogram.
+type deletionPredicate struct {
+	predicate.Funcs
+	clock *revocationClock
+}
 
-func (deletionPredicate) Update(e event.UpdateEvent) bool {
-	return !e.ObjectNew.GetDeletionTimestamp().IsZero() &&
-		(e.ObjectOld.GetDeletionTimestamp().IsZero() || len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers()))
+func (p deletionPredicate) Update(e event.UpdateEvent) bool {
+	started := !e.ObjectNew.GetDeletionTimestamp().IsZero() && e.ObjectOld.GetDeletionTimestamp().IsZero()
+	if started && p.clock != nil {
+		p.clock.mark(string(e.ObjectNew.GetUID()), time.Now())
+	}
+	return started || !e.ObjectNew.GetDeletionTimestamp().IsZero() && len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers())
 }
 
 // targetChangedPredicate passes target creations, deletions, spec changes and Ready flips,
@@ -617,7 +675,8 @@ func (deletionPredicate) Update(e event.UpdateEvent) bool {
 type targetChangedPredicate struct{ predicate.Funcs }
 
 func (targetChangedPredicate) Update(e event.UpdateEvent) bool {
-	if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() {
+	if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() ||
+		e.ObjectOld.GetAnnotations()[breakerReleaseAnnotation] != e.ObjectNew.GetAnnotations()[breakerReleaseAnnotation] {
 		return true
 	}
 	return readyStatus(e.ObjectOld) != readyStatus(e.ObjectNew)

@@ -25,22 +25,25 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		clients = NewSecretClientBuilder(mgr.GetClient(), cfg.SCIMTimeout)
 	}
 	rec := mgr.GetEventRecorder("scim-operator")
+	clock := &revocationClock{}
+	breaker := NewBreaker()
+	states.use(mgr.GetClient())
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
 		if err := (&TargetReconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
-			ClusterResourceNamespace: cfg.ClusterResourceNamespace,
+			ClusterResourceNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Breaker: breaker,
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}
 	for _, gvk := range WorkloadKinds {
-		if err := (&WorkloadReconciler{Client: mgr.GetClient(), GVK: gvk, Recorder: rec}).SetupWithManager(mgr); err != nil {
+		if err := (&WorkloadReconciler{Client: mgr.GetClient(), GVK: gvk, Recorder: rec, Clock: clock}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}
 	return (&ServiceIdentityReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
-		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
+		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: clock, Breaker: breaker,
 	}).SetupWithManager(mgr)
 }

@@ -46,6 +46,8 @@ type WorkloadReconciler struct {
 	client.Client
 	GVK      schema.GroupVersionKind
 	Recorder recorder.EventRecorder
+	// Clock notes workload deletions for the revocation histogram.
+	Clock *revocationClock
 }
 
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
@@ -171,7 +173,7 @@ func splitList(s string) []string {
 func (r *WorkloadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("workload-"+strings.ToLower(r.GVK.Kind)).
-		For(r.newObject(), builder.WithPredicates(workloadPredicate{})).
+		For(r.newObject(), builder.WithPredicates(workloadPredicate{clock: r.Clock, kind: r.GVK.Kind})).
 		// Owns() resolves the owner type through the scheme, which has no kind for metadata-only
 		// objects; map the controller reference by hand.
 		Watches(&scimv1.ServiceIdentity{}, handler.EnqueueRequestsFromMapFunc(r.controllerOf)).
@@ -197,10 +199,21 @@ func hasScimAnnotation(o client.Object) bool {
 
 // workloadPredicate passes workloads that carry (or just lost) scim.nhi.dev/* annotations;
 // the many workloads without them cost nothing beyond their metadata in the cache.
-type workloadPredicate struct{ predicate.Funcs }
+type workloadPredicate struct {
+	predicate.Funcs
+	clock *revocationClock
+	kind  string
+}
 
 func (workloadPredicate) Create(e event.CreateEvent) bool { return hasScimAnnotation(e.Object) }
-func (workloadPredicate) Delete(event.DeleteEvent) bool   { return false } // garbage collection follows
+
+// Delete records when an annotated workload went; garbage collection deletes its identity.
+func (p workloadPredicate) Delete(e event.DeleteEvent) bool {
+	if p.clock != nil && hasScimAnnotation(e.Object) {
+		p.clock.mark(workloadKey(e.Object.GetNamespace(), p.kind, e.Object.GetName()), time.Now())
+	}
+	return false
+}
 func (workloadPredicate) Update(e event.UpdateEvent) bool {
 	return hasScimAnnotation(e.ObjectOld) || hasScimAnnotation(e.ObjectNew)
 }

@@ -55,6 +55,9 @@ type Options struct {
 	Limiter *rate.Limiter
 	// UserAgent is sent with every request.
 	UserAgent string
+	// Observer, when set, is told of every request: method, HTTP status (0 when no response
+	// arrived) and duration. Controllers export it as metrics.
+	Observer func(method string, status int, d time.Duration)
 }
 
 // Client talks to one SCIM service provider.
@@ -154,7 +157,15 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			return nil, fmt.Errorf("SCIM %s %s: authenticating: %w", r.method, r.path, err)
 		}
 	}
+	began := time.Now()
 	resp, err := c.opts.HTTPClient.Do(req)
+	if c.opts.Observer != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		c.opts.Observer(r.method, status, time.Since(began))
+	}
 	if err != nil {
 		// url.Error repeats the full URL; keep only the cause.
 		var ue *url.Error
@@ -304,4 +315,33 @@ type BasicAuth struct{ Username, Password string }
 func (b BasicAuth) Authenticate(req *http.Request) error {
 	req.SetBasicAuth(b.Username, b.Password)
 	return nil
+}
+
+// DefaultMaxPages caps ListAll so a provider that never stops paging cannot loop forever.
+const DefaultMaxPages = 1000
+
+// ListAll reads every resource of kind matching filter, page by page: 1-based startIndex,
+// advanced by the number of resources received (not by itemsPerPage, which providers get
+// wrong), until an empty page, totalResults, or maxPages (DefaultMaxPages when <= 0).
+func (c *Client) ListAll(ctx context.Context, kind, filter string, pageSize, maxPages int) ([]Resource, error) {
+	if maxPages <= 0 {
+		maxPages = DefaultMaxPages
+	}
+	var all []Resource
+	start := 1
+	for page := 0; page < maxPages; page++ {
+		list, err := c.List(ctx, kind, filter, start, pageSize)
+		if err != nil {
+			return all, err
+		}
+		if len(list.Resources) == 0 {
+			return all, nil
+		}
+		all = append(all, list.Resources...)
+		start += len(list.Resources)
+		if list.TotalResults > 0 && start > list.TotalResults {
+			return all, nil
+		}
+	}
+	return all, fmt.Errorf("SCIM GET /%s: still paging after %d pages; giving up", kind, maxPages)
 }

@@ -326,3 +326,50 @@ func FuzzParseListResponse(f *testing.F) {
 		}
 	})
 }
+
+func TestListAllPaging(t *testing.T) {
+	var starts []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := r.URL.Query().Get("startIndex")
+		starts = append(starts, start)
+		// A provider that returns 2 per page whatever count says and lies in itemsPerPage.
+		pages := map[string]string{
+			"1": `{"totalResults":5,"itemsPerPage":10,"Resources":[{"id":"1"},{"id":"2"}]}`,
+			"3": `{"totalResults":"5","itemsPerPage":10,"Resources":[{"id":"3"},{"id":"4"}]}`,
+			"5": `{"totalResults":5,"Resources":[{"id":"5"}]}`,
+		}
+		_, _ = io.WriteString(w, pages[start])
+	}))
+	defer srv.Close()
+	c, _ := New(srv.URL, Options{})
+	got, err := c.ListAll(context.Background(), "Users", "", 10, 0)
+	if err != nil || len(got) != 5 || got[4].ID() != "5" {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	if strings.Join(starts, ",") != "1,3,5" {
+		t.Errorf("startIndex sequence %v, want 1,3,5", starts)
+	}
+}
+
+func TestListAllStopsOnEmptyPageAndCapsPages(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("startIndex") == "2" {
+			_, _ = io.WriteString(w, `{"Resources":[]}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"Resources":[{"id":"x"}]}`) // no totalResults at all
+	}))
+	defer srv.Close()
+	c, _ := New(srv.URL, Options{})
+	if got, err := c.ListAll(context.Background(), "Users", "", 1, 0); err != nil || len(got) != 1 {
+		t.Fatalf("empty page must stop: %v %v", got, err)
+	}
+	endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"Resources":[{"id":"again"}]}`)
+	}))
+	defer endless.Close()
+	c2, _ := New(endless.URL, Options{})
+	if _, err := c2.ListAll(context.Background(), "Users", "", 1, 3); err == nil {
+		t.Fatal("a provider that never stops must hit the page cap")
+	}
+}

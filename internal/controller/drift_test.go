@@ -1,0 +1,222 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// metricValue reads one sample from the controller-runtime registry ("" label values match all).
+func metricValue(name string, labels map[string]string) float64 {
+	families, err := crmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == k && lp.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				total += m.Counter.GetValue()
+			case m.Gauge != nil:
+				total += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				total += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return total
+}
+
+func fastTarget(ctx context.Context, ns, name string, mutate ...func(*scimv1.ScimTarget)) *scimv1.ScimTarget {
+	t := createTarget(ctx, ns, name, testToken, append([]func(*scimv1.ScimTarget){func(t *scimv1.ScimTarget) {
+		t.Spec.ResyncInterval = &metav1.Duration{Duration: time.Second}
+	}}, mutate...)...)
+	Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	return t
+}
+
+var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
+	ctx := context.Background()
+	var ns string
+	BeforeEach(func() { ns = newNamespace(ctx) })
+
+	It("restores owned attributes changed on the target, flips active back and recreates a deleted account", func() {
+		fastTarget(ctx, ns, "fast")
+		key := targetKey(scimv1.KindScimTarget, ns, "fast")
+		si := newIdentity(ns, "drifty", "fast")
+		si.Spec.DisplayName = "The real name"
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		id := si.Status.Targets[0].ID
+		updatedBefore := metricValue("scim_operator_drift_corrections_total", map[string]string{"target": key, "kind": "updated"})
+
+		scimSrv.Users.Mutate(id, func(a map[string]any) { a["displayName"] = "tampered"; a["active"] = false; a["title"] = "not ours" })
+		Eventually(func() []any { a := account(ns, "drifty"); return []any{a["displayName"], a["active"], a["title"]} }, "5s").
+			Should(Equal([]any{"The real name", true, "not ours"}))
+		Eventually(func() float64 {
+			return metricValue("scim_operator_drift_corrections_total", map[string]string{"target": key, "kind": "updated"})
+		}).Should(Equal(updatedBefore + 1))
+
+		scimSrv.Users.Remove(id)
+		Eventually(accountsWithExternalID(ns, "drifty"), "5s").Should(HaveLen(1))
+		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) string { return s.Status.Targets[0].ID },
+			Equal(account(ns, "drifty")["id"])))
+		Expect(metricValue("scim_operator_drift_corrections_total", map[string]string{"target": key, "kind": "recreated"})).To(BeNumerically(">=", 1))
+		Eventually(eventReasons(ctx, ns, "drifty")).Should(ContainElement("DriftCorrected"))
+	})
+
+	DescribeTable("reports orphans and applies the policy, never touching accounts without our prefix",
+		func(policy scimv1.OrphanPolicy, want string) {
+			// Two accounts with this cluster's prefix and no identity; one foreign account.
+			// userNames that sort first, so they are among the names the status shows.
+			orphanA := scimSrv.Users.Put(map[string]any{"userName": "000-ghost-a." + ns, "externalId": externalIDOf(ns, "ghost-a"), "active": true})
+			orphanB := scimSrv.Users.Put(map[string]any{"userName": "000-ghost-b." + ns, "externalId": externalIDOf(ns, "ghost-b"), "active": true})
+			foreign := scimSrv.Users.Put(map[string]any{"userName": "foreign." + ns, "externalId": "other-cluster/" + ns + "/x", "active": true})
+			t := fastTarget(ctx, ns, "scan", func(t *scimv1.ScimTarget) {
+				t.Spec.Orphans = &scimv1.Orphans{Policy: policy, Interval: &metav1.Duration{Duration: time.Hour}} // one scan
+			})
+			si := newIdentity(ns, "alive", "scan")
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+
+			Eventually(func() []string {
+				Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+				if t.Status.Orphans == nil {
+					return nil
+				}
+				var mine []string
+				for _, n := range t.Status.Orphans.UserNames {
+					if strings.HasSuffix(n, "."+ns) {
+						mine = append(mine, n)
+					}
+				}
+				return mine
+			}, "10s").Should(ConsistOf("000-ghost-a."+ns, "000-ghost-b."+ns))
+			Expect(t.Status.Orphans.Count).To(BeNumerically(">=", 2), fmt.Sprintf("%+v", *t.Status.Orphans))
+			Eventually(eventReasons(ctx, ns, "scan")).Should(ContainElement("OrphansFound"))
+			Expect(metricValue("scim_operator_orphans", map[string]string{"target": targetKey(scimv1.KindScimTarget, ns, "scan")})).To(BeNumerically(">=", 2))
+
+			for _, id := range []string{orphanA, orphanB} {
+				Eventually(func() string {
+					for _, u := range scimSrv.Users.All() {
+						if u["id"] == id {
+							return fmt.Sprintf("present active=%v", u["active"])
+						}
+					}
+					return "absent"
+				}).Should(Equal(want), id)
+			}
+			for _, u := range scimSrv.Users.All() {
+				if u["id"] == foreign {
+					Expect(u["active"]).To(BeTrue())
+				}
+			}
+			Expect(account(ns, "alive")["active"]).To(BeTrue())
+			for _, id := range []string{orphanA, orphanB, foreign} {
+				scimSrv.Users.Remove(id) // do not leak into other specs' scans
+			}
+		},
+		Entry("Report leaves them alone", scimv1.OrphanPolicyReport, "present active=true"),
+		Entry("Deactivate sets active=false", scimv1.OrphanPolicyDeactivate, "present active=false"),
+		Entry("Delete removes them", scimv1.OrphanPolicyDelete, "absent"),
+	)
+
+	It("pauses deprovisioning past the circuit breaker and resumes when released", func() {
+		t := fastTarget(ctx, ns, "guarded", func(t *scimv1.ScimTarget) {
+			t.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 2, Interval: &metav1.Duration{Duration: time.Hour}}
+		})
+		var ids []*scimv1.ServiceIdentity
+		for i := range 5 {
+			si := newIdentity(ns, fmt.Sprintf("mass-%d", i), "guarded")
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			ids = append(ids, si)
+		}
+		for _, si := range ids {
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		}
+		for _, si := range ids {
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+		}
+		remaining := func() int {
+			n := 0
+			for _, si := range ids {
+				n += len(accountsWithExternalID(ns, si.Name)())
+			}
+			return n
+		}
+		Eventually(remaining).Should(Equal(3))
+		Consistently(remaining, "2s").Should(Equal(3))
+		Eventually(get(ctx, t)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen))
+		Expect(condition(t, ConditionStalled).Message).To(ContainSubstring("maxDeletionsPerInterval=2"))
+		waiting := 0
+		for _, si := range ids {
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(si), si); err == nil {
+				Expect(si.Finalizers).To(ContainElement(scimv1.DeprovisionFinalizer))
+				waiting++
+			}
+		}
+		Expect(waiting).To(Equal(3))
+
+		Eventually(func() error {
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
+				return err
+			}
+			t.Annotations = map[string]string{breakerReleaseAnnotation: "released-by-test"}
+			return k8s.Update(ctx, t)
+		}).Should(Succeed())
+		// Two more go through at once; the breaker holds the last one until the next release.
+		Eventually(remaining).Should(Equal(1))
+		Eventually(func() error {
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
+				return err
+			}
+			t.Spec.CircuitBreaker.MaxDeletionsPerInterval = 10
+			return k8s.Update(ctx, t)
+		}).Should(Succeed())
+		Eventually(remaining).Should(Equal(0))
+		for _, si := range ids {
+			Eventually(gone(ctx, si)).Should(BeTrue())
+		}
+		Eventually(get(ctx, t)).ShouldNot(HaveCondition(ConditionStalled, metav1.ConditionTrue))
+	})
+
+	It("exports revocation latency, request and state metrics", func() {
+		readyTargetNs := readyTargetNamespace(ctx)
+		Expect(testutil.CollectAndCount(revocationLatency)).To(Equal(1))
+		before := metricValue("scim_operator_revocation_latency_seconds", nil)
+		posts := metricValue("scim_operator_scim_requests_total", map[string]string{"method": "POST", "code": "201"})
+		si := newIdentity(readyTargetNs, "measured", "acme")
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(metricValue("scim_operator_scim_requests_total", map[string]string{"method": "POST", "code": "201"})).To(BeNumerically(">", posts))
+		Expect(metricValue("scim_operator_identities", map[string]string{"state": "Ready"})).To(BeNumerically(">=", 1))
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(gone(ctx, si)).Should(BeTrue())
+		Eventually(func() float64 { return metricValue("scim_operator_revocation_latency_seconds", nil) }).Should(Equal(before + 1))
+		Expect(metricValue("scim_operator_scim_request_duration_seconds", map[string]string{"method": "DELETE"})).To(BeNumerically(">=", 1))
+	})
+})

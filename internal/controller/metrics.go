@@ -1,0 +1,141 @@
+package controller
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+var (
+	scimRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scim_operator_scim_requests_total",
+		Help: "SCIM requests sent, by target, method and HTTP status code (0: no response).",
+	}, []string{"target", "method", "code"})
+	scimRequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "scim_operator_scim_request_duration_seconds",
+		Help:    "SCIM request latency, by target and method.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+	}, []string{"target", "method"})
+	driftCorrections = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scim_operator_drift_corrections_total",
+		Help: "Accounts corrected at resync because they differed from the spec (updated) or were gone (recreated).",
+	}, []string{"target", "kind"})
+	orphanAccounts = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "scim_operator_orphans",
+		Help: "Accounts with this cluster's externalId prefix and no ServiceIdentity, at the last scan.",
+	}, []string{"target"})
+	revocationLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "scim_operator_revocation_latency_seconds",
+		Help:    "From the deletion of a ServiceIdentity (or of its workload) to every target confirming the account is gone.",
+		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300},
+	})
+	identityStates = prometheus.NewDesc("scim_operator_identities",
+		"ServiceIdentities by state (Ready, NotReady, Stalled, Expired, Suspended, Deleting).", []string{"state"}, nil)
+	deprovisionBacklog = prometheus.NewDesc("scim_operator_deprovision_backlog",
+		"ServiceIdentities being deleted whose accounts are not yet deprovisioned.", nil, nil)
+
+	states = &stateCollector{}
+)
+
+func init() {
+	metrics.Registry.MustRegister(scimRequests, scimRequestDuration, driftCorrections, orphanAccounts, revocationLatency, states)
+}
+
+// observeRequest is the SCIM client's observer for one target.
+func observeRequest(target string) func(method string, status int, d time.Duration) {
+	return func(method string, status int, d time.Duration) {
+		scimRequests.WithLabelValues(target, method, strconv.Itoa(status)).Inc()
+		scimRequestDuration.WithLabelValues(target, method).Observe(d.Seconds())
+	}
+}
+
+// stateCollector counts identities by state from the informer cache at scrape time.
+type stateCollector struct{ reader atomic.Pointer[client.Reader] }
+
+func (s *stateCollector) use(r client.Reader) { s.reader.Store(&r) }
+
+func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- identityStates
+	ch <- deprovisionBacklog
+}
+
+func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	r := s.reader.Load()
+	if r == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list := &scimv1.ServiceIdentityList{}
+	if err := (*r).List(ctx, list); err != nil {
+		return
+	}
+	counts := map[string]float64{"Ready": 0, "NotReady": 0, "Stalled": 0, "Expired": 0, "Suspended": 0, "Deleting": 0}
+	for i := range list.Items {
+		counts[identityState(&list.Items[i])]++
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(identityStates, prometheus.GaugeValue, n, state)
+	}
+	ch <- prometheus.MustNewConstMetric(deprovisionBacklog, prometheus.GaugeValue, counts["Deleting"])
+}
+
+func identityState(si *scimv1.ServiceIdentity) string {
+	conds := si.Status.Conditions
+	switch {
+	case !si.DeletionTimestamp.IsZero():
+		return "Deleting"
+	case meta.IsStatusConditionTrue(conds, ConditionExpired):
+		return "Expired"
+	case meta.IsStatusConditionTrue(conds, ConditionStalled):
+		return "Stalled"
+	case meta.IsStatusConditionTrue(conds, ConditionReady) && si.Spec.Suspend:
+		return "Suspended"
+	case meta.IsStatusConditionTrue(conds, ConditionReady):
+		return "Ready"
+	}
+	return "NotReady"
+}
+
+// revocationClock remembers when deletions were first seen, for the revocation histogram:
+// identities by UID, workloads by namespace/kind/name (their identities are deleted by the
+// garbage collector a moment later).
+type revocationClock struct{ seen sync.Map }
+
+func workloadKey(namespace, kind, name string) string { return namespace + "/" + kind + "/" + name }
+
+func (c *revocationClock) mark(key string, at time.Time) { c.seen.LoadOrStore(key, at) }
+
+// start is the earliest recorded deletion for the identity or the workloads that own it.
+func (c *revocationClock) start(si *scimv1.ServiceIdentity) time.Time {
+	start := si.DeletionTimestamp.Time
+	consider := func(key string) {
+		if v, ok := c.seen.Load(key); ok && v.(time.Time).Before(start) || ok && start.IsZero() {
+			start = v.(time.Time)
+		}
+	}
+	if v, ok := c.seen.Load(string(si.UID)); ok {
+		// The watch event is more precise than deletionTimestamp (whole seconds).
+		start = v.(time.Time)
+	}
+	for _, o := range si.OwnerReferences {
+		consider(workloadKey(si.Namespace, o.Kind, o.Name))
+	}
+	return start
+}
+
+func (c *revocationClock) forget(si *scimv1.ServiceIdentity) {
+	c.seen.Delete(string(si.UID))
+	for _, o := range si.OwnerReferences {
+		c.seen.Delete(workloadKey(si.Namespace, o.Kind, o.Name))
+	}
+}

@@ -1,0 +1,144 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+const (
+	defaultOrphanInterval = time.Hour
+	orphanNamesShown      = 10
+	orphanPageSize        = 200
+)
+
+func orphanPolicy(t *Target) (scimv1.OrphanPolicy, time.Duration) {
+	policy, interval := scimv1.OrphanPolicyReport, defaultOrphanInterval
+	if o := t.Spec.Orphans; o != nil {
+		if o.Policy != "" {
+			policy = o.Policy
+		}
+		if o.Interval != nil && o.Interval.Duration > 0 {
+			interval = o.Interval.Duration
+		}
+	}
+	return policy, interval
+}
+
+// orphansIfDue scans the target for accounts carrying this cluster's externalId prefix that
+// no ServiceIdentity owns, reports them and applies spec.orphans.policy. Accounts without the
+// prefix are never touched. It returns when the next scan is due.
+func (r *TargetReconciler) orphansIfDue(ctx context.Context, t *Target) (time.Duration, error) {
+	policy, interval := orphanPolicy(t)
+	if policy == scimv1.OrphanPolicyIgnore || r.ClusterID == "" {
+		t.Status.Orphans = nil
+		return 0, nil
+	}
+	if o := t.Status.Orphans; o != nil && o.LastScanTime != nil {
+		if due := interval - time.Since(o.LastScanTime.Time); due > 0 {
+			return due, nil
+		}
+	}
+	c, err := r.Clients.ForTarget(ctx, t)
+	if err != nil {
+		return 0, err
+	}
+	orphans, err := r.findOrphans(ctx, c)
+	if err != nil {
+		return 0, fmt.Errorf("scanning %s for orphaned accounts: %w", t.Key(), err)
+	}
+	acted := 0
+	if policy == scimv1.OrphanPolicyDeactivate || policy == scimv1.OrphanPolicyDelete {
+		acted, err = r.cleanOrphans(ctx, t, c, orphans, policy)
+		if err != nil {
+			return 0, err
+		}
+	}
+	names := make([]string, 0, len(orphans))
+	for _, u := range orphans {
+		names = append(names, u.UserName())
+	}
+	sort.Strings(names)
+	previous := int32(-1)
+	if t.Status.Orphans != nil {
+		previous = t.Status.Orphans.Count
+	}
+	now := metav1.Now()
+	t.Status.Orphans = &scimv1.OrphanReport{Count: int32(len(orphans)), UserNames: names[:min(len(names), orphanNamesShown)], LastScanTime: &now}
+	orphanAccounts.WithLabelValues(t.Key()).Set(float64(len(orphans)))
+	if len(orphans) > 0 && int32(len(orphans)) != previous {
+		r.Recorder.Eventf(t.Object, nil, "Warning", "OrphansFound", "Scan",
+			"%d account(s) carry this cluster's externalId prefix but have no ServiceIdentity (policy %s, %d acted on): %s",
+			len(orphans), policy, acted, strings.Join(t.Status.Orphans.UserNames, ", "))
+	}
+	return jitter(interval), nil
+}
+
+// findOrphans lists the prefixed accounts (server-side filter, or a full scan when the
+// provider cannot filter) and keeps those whose namespace/name has no ServiceIdentity.
+func (r *TargetReconciler) findOrphans(ctx context.Context, c *scim.Client) ([]scim.Resource, error) {
+	prefix := r.ClusterID + "/"
+	users, err := c.ListAll(ctx, usersEndpoint, "externalId sw "+scim.Quote(prefix), orphanPageSize, 0)
+	if err != nil && !scim.IsRetryable(err) && !scim.IsUnauthorized(err) {
+		users, err = c.ListAll(ctx, usersEndpoint, "", orphanPageSize, 0) // filter refused: scan everything
+	}
+	if err != nil {
+		return nil, err
+	}
+	var orphans []scim.Resource
+	for _, u := range users {
+		rest, ok := strings.CutPrefix(u.ExternalID(), prefix)
+		if !ok {
+			continue
+		}
+		ns, name, ok := strings.Cut(rest, "/")
+		if !ok || ns == "" || name == "" {
+			continue
+		}
+		err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &scimv1.ServiceIdentity{})
+		switch {
+		case apierrors.IsNotFound(err):
+			orphans = append(orphans, u)
+		case err != nil:
+			return nil, err
+		}
+	}
+	return orphans, nil
+}
+
+func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *Target, c *scim.Client, orphans []scim.Resource, policy scimv1.OrphanPolicy) (int, error) {
+	acted := 0
+	for _, u := range orphans {
+		if active, present := u.Active(); policy == scimv1.OrphanPolicyDeactivate && present && !active {
+			continue
+		}
+		if r.Breaker != nil {
+			if ok, _ := r.Breaker.Allow(t); !ok {
+				return acted, nil // the breaker's status says why; the next scan continues
+			}
+		}
+		var err error
+		if policy == scimv1.OrphanPolicyDelete {
+			err = c.Delete(ctx, usersEndpoint, u.ID())
+		} else {
+			_, err = c.Patch(ctx, usersEndpoint, u.ID(), []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, "")
+		}
+		if err != nil && !scim.IsNotFound(err) {
+			if r.Breaker != nil {
+				r.Breaker.Refund(t)
+			}
+			return acted, fmt.Errorf("%s orphaned account %q: %w", strings.ToLower(string(policy)), u.UserName(), err)
+		}
+		acted++
+	}
+	return acted, nil
+}
