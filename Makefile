@@ -85,3 +85,10 @@ deploy: manifests ## Install the operator into the current kubeconfig's cluster.
 dev: build ## Local control plane + reference SCIM server + operator + samples; Ctrl-C stops all.
 	go build -o bin/dev ./hack/dev
 	assets="$$(hack/envtest-bins.sh)"; KUBEBUILDER_ASSETS="$$assets" bin/dev $(DEV_ARGS)
+
+##@ Benchmarks
+
+BENCH_ARGS ?=
+.PHONY: bench
+bench: build ## Revocation latency, provisioning throughput, request efficiency, memory (flags: BENCH_ARGS="-n 1000 -memory-n 10000 -out bench-results.json").
+	assets="$$(hack/envtest-bins.sh)"; KUBEBUILDER_ASSETS="$$assets" go run ./test/bench $(BENCH_ARGS)

@@ -14,6 +14,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -32,12 +33,12 @@ func init() {
 
 func main() {
 	var (
-		metricsAddr, probeAddr, clusterID, clusterResourceNS string
-		leaderElect                                          bool
-		concurrency                                          int
-		scimTimeout                                          time.Duration
-		qps                                                  float64
-		burst                                                int
+		metricsAddr, probeAddr, clusterID, clusterResourceNS, pprofAddr string
+		leaderElect                                                     bool
+		concurrency                                                     int
+		scimTimeout                                                     time.Duration
+		qps                                                             float64
+		burst                                                           int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -45,10 +46,11 @@ func main() {
 	flag.StringVar(&clusterID, "cluster-id", "", "Prefix of every externalId; default the UID of the kube-system namespace.")
 	flag.StringVar(&clusterResourceNS, "cluster-resource-namespace", envOr("POD_NAMESPACE", "scim-operator-system"),
 		"Namespace holding the Secrets of ClusterScimTargets.")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 8, "Parallel ServiceIdentity reconciles.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "Parallel ServiceIdentity reconciles.")
 	flag.DurationVar(&scimTimeout, "scim-timeout", 15*time.Second, "Timeout of each SCIM call.")
-	flag.Float64Var(&qps, "kube-api-qps", 50, "Kubernetes API client QPS.")
-	flag.IntVar(&burst, "kube-api-burst", 100, "Kubernetes API client burst.")
+	flag.Float64Var(&qps, "kube-api-qps", 200, "Kubernetes API client QPS (revocation of many identities at once needs headroom).")
+	flag.IntVar(&burst, "kube-api-burst", 400, "Kubernetes API client burst.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the pprof endpoint; \"0\" disables it.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -61,8 +63,11 @@ func main() {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "scim-operator.scim.nhi.dev",
+		PprofBindAddress:       pprofAddr,
+		// Managed fields are never read here; dropping them from the cache saves memory.
+		Cache:            cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		LeaderElection:   leaderElect,
+		LeaderElectionID: "scim-operator.scim.nhi.dev",
 		// Out of a cluster there is no pod namespace file; elect in the operator's namespace.
 		LeaderElectionNamespace:       clusterResourceNS,
 		LeaderElectionReleaseOnCancel: true,

@@ -387,7 +387,8 @@ func (r *TargetReconciler) countIdentities(ctx context.Context, t *Target) (int3
 // have an account on it.
 func (r *TargetReconciler) identitiesOf(ctx context.Context, t *Target) ([]string, error) {
 	list := &scimv1.ServiceIdentityList{}
-	opts := []client.ListOption{client.MatchingFields{identityTargetIndex: t.Key()}}
+	// Read-only use: skip the deep copy of every identity of a large target.
+	opts := []client.ListOption{client.MatchingFields{identityTargetIndex: t.Key()}, client.UnsafeDisableDeepCopy}
 	if t.Kind == scimv1.KindScimTarget {
 		opts = append(opts, client.InNamespace(t.Namespace))
 	}

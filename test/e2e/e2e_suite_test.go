@@ -20,7 +20,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -174,25 +173,15 @@ func (o *operatorProcess) stop(sig syscall.Signal) {
 	o.cmd = nil
 }
 
-// waitForGarbageCollector deletes an owner of a throwaway ServiceIdentity until the garbage
-// collector removes the dependent. kube-controller-manager rediscovers resources every 30 s,
-// so a CRD installed a moment ago is not yet collected; in a real cluster the CRDs are long
-// installed, and the revocation figures should not include this one-time wait.
+// waitForGarbageCollector waits until the garbage collector collects ServiceIdentities, so
+// the revocation figures do not include kube-controller-manager's one-time rediscovery.
 func waitForGarbageCollector() {
 	GinkgoHelper()
-	ctx := context.Background()
-	start := time.Now()
-	owner := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "gc-probe"}}
-	Expect(k8s.Create(ctx, owner)).To(Succeed())
 	probe := &scimv1.ServiceIdentity{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "gc-probe", OwnerReferences: []metav1.OwnerReference{
-			{APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID}}},
-		Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "none"}}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "gc-probe"},
+		Spec:       scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "none"}}},
 	}
-	Expect(k8s.Create(ctx, probe)).To(Succeed())
-	Expect(k8s.Delete(ctx, owner)).To(Succeed())
-	Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(probe), probe))
-	}, "90s").Should(BeTrue())
-	fmt.Printf("garbage collector picked up the ServiceIdentity CRD after %s\n", time.Since(start).Round(time.Millisecond))
+	took, err := controlplane.WaitForGarbageCollector(context.Background(), k8s, probe, 90*time.Second)
+	Expect(err).NotTo(HaveOccurred())
+	fmt.Printf("garbage collector picked up the ServiceIdentity CRD after %s\n", took.Round(time.Millisecond))
 }

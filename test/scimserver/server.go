@@ -168,3 +168,14 @@ func (s *Server) UsersWhere(attr, value string) []map[string]any {
 	}
 	return out
 }
+
+// UsersWhereFunc returns the stored Users for which keep is true.
+func (s *Server) UsersWhereFunc(keep func(map[string]any) bool) []map[string]any {
+	var out []map[string]any
+	for _, u := range s.Users.All() {
+		if keep(u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}

@@ -1,0 +1,642 @@
+// Command bench measures the operator on a local control plane (etcd, kube-apiserver,
+// kube-controller-manager) with the reference SCIM server on loopback, the operator running as
+// its own process: provisioning throughput against a bare loop of the same SCIM calls,
+// revocation latency through real garbage collection, SCIM requests and Kubernetes writes per
+// identity, and operator memory. It prints a table and writes JSON (`make bench`).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/test/controlplane"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
+)
+
+const (
+	ns        = "bench"
+	token     = "bench-token"
+	clusterID = "bench"
+)
+
+type figure struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Unit   string  `json:"unit"`
+	Target string  `json:"target,omitempty"`
+	Met    *bool   `json:"met,omitempty"`
+}
+
+type results struct {
+	N           int      `json:"n"`
+	MemoryN     int      `json:"memoryN"`
+	Concurrency int      `json:"concurrency"`
+	Figures     []figure `json:"figures"`
+	HeapTop     []string `json:"heapTop,omitempty"`
+	StartedAt   string   `json:"startedAt"`
+	Seconds     float64  `json:"seconds"`
+}
+
+func (r *results) add(name string, value float64, unit, target string, met ...bool) {
+	f := figure{Name: name, Value: value, Unit: unit, Target: target}
+	if len(met) > 0 {
+		f.Met = &met[0]
+	}
+	r.Figures = append(r.Figures, f)
+	fmt.Printf("    %-58s %12.3f %-8s %s\n", name, value, unit, target)
+}
+
+type bench struct {
+	cp      *controlplane.ControlPlane
+	k8s     client.Client
+	srv     *scimserver.Server
+	op      *exec.Cmd
+	opDone  chan struct{}
+	metrics string
+	pprof   string
+	revoked sync.Map // SCIM id -> time the account was first deactivated or deleted
+	res     *results
+	workDir string
+	manager string
+	conc    int
+}
+
+func main() {
+	n := flag.Int("n", 1000, "identities for provisioning, resync and revocation")
+	memN := flag.Int("memory-n", 10000, "identities Ready when operator memory is measured (0 skips)")
+	out := flag.String("out", "bench-results.json", "where to write the JSON results")
+	manager := flag.String("manager", "bin/manager", "operator binary")
+	conc := flag.Int("concurrency", 16, "operator --max-concurrent-reconciles, also the bare loop's parallelism")
+	flag.StringVar(&extraArgs, "operator-args", "", "extra operator flags, space-separated (e.g. \"--kube-api-qps=500\")")
+	flag.Parse()
+	start := time.Now()
+	b := &bench{res: &results{N: *n, MemoryN: *memN, Concurrency: *conc, StartedAt: start.UTC().Format(time.RFC3339)},
+		manager: *manager, conc: *conc}
+	err := b.run(*n, *memN)
+	b.stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	b.res.Seconds = time.Since(start).Seconds()
+	data, _ := json.MarshalIndent(b.res, "", "  ")
+	if err := os.WriteFile(*out, data, 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("\nbench: done in %s; results in %s\n", time.Since(start).Round(time.Second), *out)
+}
+
+var extraArgs string
+
+func step(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
+
+func freePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (b *bench) run(n, memN int) error {
+	ctx := context.Background()
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return fmt.Errorf("KUBEBUILDER_ASSETS is not set: run `make bench`")
+	}
+	var err error
+	b.workDir, err = os.MkdirTemp("", "scim-bench-")
+	if err != nil {
+		return err
+	}
+	step("Starting etcd, kube-apiserver, kube-controller-manager")
+	b.cp, err = controlplane.Start(controlplane.Options{Assets: assets, Dir: b.workDir, ControllerManager: true,
+		CRDDirs: []string{filepath.Join("config", "crd", "bases")}})
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(scimv1.AddToScheme(scheme))
+	cfg := *b.cp.Config
+	cfg.QPS, cfg.Burst = 2000, 4000
+	if b.k8s, err = client.New(&cfg, client.Options{Scheme: scheme}); err != nil {
+		return err
+	}
+	if err := b.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	probe := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gc-probe"},
+		Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "none"}}}}
+	if took, err := controlplane.WaitForGarbageCollector(ctx, b.k8s, probe, 90*time.Second); err != nil {
+		return err
+	} else {
+		step("Garbage collector watches ServiceIdentities (after %s)", took.Round(time.Millisecond))
+	}
+
+	step("Starting the reference SCIM server on loopback")
+	if b.srv, err = scimserver.New(token); err != nil {
+		return err
+	}
+	b.srv.Faults.Add(b.recordRevocations)
+	if err := b.srv.Start("127.0.0.1:0"); err != nil {
+		return err
+	}
+
+	step("Starting the operator (%s, --max-concurrent-reconciles=%d)", b.manager, b.conc)
+	if err := b.startOperator(); err != nil {
+		return err
+	}
+	if err := b.createTarget(ctx); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second) // let the idle process settle before reading its RSS
+	idle, err := b.rss()
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("\n%-62s %12s %-8s %s\n", "figure", "value", "unit", "target")
+	b.res.add("operator RSS, idle", idle, "MiB", "")
+
+	bare, err := b.bareLoop(ctx, n)
+	if err != nil {
+		return err
+	}
+	if err := b.provision(ctx, n, bare); err != nil {
+		return err
+	}
+	if err := b.resync(ctx, n); err != nil {
+		return err
+	}
+	ready, err := b.rss()
+	if err != nil {
+		return err
+	}
+	b.res.add(fmt.Sprintf("operator RSS, %d identities Ready", n), ready, "MiB", "")
+	if err := b.revoke(ctx, n); err != nil {
+		return err
+	}
+	if memN > 0 {
+		if err := b.memory(ctx, memN); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordRevocations notes, per account, when it was first deactivated or deleted.
+func (b *bench) recordRevocations(r *http.Request) *scimserver.Fault {
+	if (r.Method == http.MethodPatch || r.Method == http.MethodDelete) && strings.Contains(r.URL.Path, "/Users/") {
+		id := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+		b.revoked.LoadOrStore(id, time.Now())
+	}
+	return nil
+}
+
+func (b *bench) startOperator() error {
+	b.metrics, b.pprof = freePort(), freePort()
+	log, err := os.Create(filepath.Join(b.workDir, "operator.log"))
+	if err != nil {
+		return err
+	}
+	b.op = exec.Command(b.manager, "--kubeconfig", b.cp.Kubeconfig, "--cluster-id", clusterID,
+		"--metrics-bind-address", b.metrics, "--pprof-bind-address", b.pprof, "--health-probe-bind-address", "0",
+		"--max-concurrent-reconciles", strconv.Itoa(b.conc), "--cluster-resource-namespace", ns)
+	b.op.Args = append(b.op.Args, strings.Fields(extraArgs)...)
+	b.op.Stdout, b.op.Stderr = log, log
+	if err := b.op.Start(); err != nil {
+		return err
+	}
+	b.opDone = make(chan struct{})
+	go func() { _ = b.op.Wait(); _ = log.Close(); close(b.opDone) }()
+	return nil
+}
+
+func (b *bench) stop() {
+	if b.op != nil && b.op.Process != nil {
+		_ = b.op.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-b.opDone:
+		case <-time.After(10 * time.Second):
+			_ = b.op.Process.Kill()
+		}
+	}
+	if b.srv != nil {
+		b.srv.Stop()
+	}
+	if b.cp != nil {
+		_ = b.cp.Stop()
+	}
+	if b.workDir != "" {
+		_ = os.RemoveAll(b.workDir)
+	}
+}
+
+func (b *bench) createTarget(ctx context.Context) error {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "token"}, StringData: map[string]string{"token": token}}
+	if err := b.k8s.Create(ctx, secret); err != nil {
+		return err
+	}
+	t := &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}, Spec: scimv1.ScimTargetSpec{
+		Endpoint: b.srv.Endpoint(), AllowInsecureHTTP: true,
+		Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "token", Key: "token"}}},
+	}}
+	if err := b.k8s.Create(ctx, t); err != nil {
+		return err
+	}
+	return waitFor(60*time.Second, func() (bool, error) {
+		if err := b.k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
+			return false, err
+		}
+		return meta.IsStatusConditionTrue(t.Status.Conditions, "Ready"), nil
+	})
+}
+
+func waitFor(timeout time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// bareLoop runs the SCIM calls of provisioning (lookup by externalId, POST) for n users with
+// the operator's client and parallelism, without Kubernetes: the ceiling the operator is
+// compared with.
+func (b *bench) bareLoop(ctx context.Context, n int) (float64, error) {
+	c, err := scim.New(b.srv.Endpoint(), scim.Options{Auth: scim.BearerToken(token)})
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	err = parallel(n, b.conc, func(i int) error {
+		ext := fmt.Sprintf("bare/%s/u-%d", ns, i)
+		if _, err := c.Find(ctx, "Users", "externalId", ext); err != nil {
+			return err
+		}
+		_, err := c.Create(ctx, "Users", scim.Resource{"schemas": []string{scim.SchemaUser}, "userName": fmt.Sprintf("bare-%d", i),
+			"externalId": ext, "active": true, "userType": "ServiceAccount"})
+		return err
+	})
+	took := time.Since(start)
+	for _, u := range b.srv.UsersWhereFunc(func(u map[string]any) bool { return strings.HasPrefix(fmt.Sprint(u["externalId"]), "bare/") }) {
+		b.srv.Users.Remove(u["id"].(string))
+	}
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / took.Seconds(), nil
+}
+
+func parallel(n, workers int, fn func(i int) error) error {
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	next := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err })
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+func identityName(i int) string { return fmt.Sprintf("id-%05d", i) }
+
+// provision creates n owners (ConfigMaps, untimed), then n identities owned by them at once,
+// and times until every identity is Ready.
+func (b *bench) provision(ctx context.Context, n int, bare float64) error {
+	step("Provisioning %d identities", n)
+	owners := make([]*corev1.ConfigMap, n)
+	if err := parallel(n, 32, func(i int) error {
+		owners[i] = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
+		return b.k8s.Create(ctx, owners[i])
+	}); err != nil {
+		return err
+	}
+	b.srv.ResetCounts()
+	writesBefore, err := b.kubeWrites()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := parallel(n, 32, func(i int) error {
+		o := owners[i]
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: identityName(i),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: o.Name, UID: o.UID}}},
+			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "app"}}, DisplayName: "Bench " + identityName(i)}}
+		return b.k8s.Create(ctx, si)
+	}); err != nil {
+		return err
+	}
+	if err := b.waitReady(ctx, n, 10*time.Minute); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	throughput := float64(n) / took.Seconds()
+	writesAfter, err := b.kubeWrites()
+	if err != nil {
+		return err
+	}
+	counts := b.srv.RequestCounts()
+	scimPerIdentity := float64(counts["GET Users?filter"]+counts["POST Users"]+counts["PATCH Users/{id}"]+counts["PUT Users/{id}"]+counts["GET Users/{id}"]) / float64(n)
+	ratio := throughput / bare
+	b.res.add("bare loop of the same SCIM calls", bare, "ids/s", "")
+	b.res.add(fmt.Sprintf("provisioning: %d identities created -> all Ready", n), took.Seconds(), "s", "")
+	b.res.add("provisioning throughput", throughput, "ids/s", "")
+	b.res.add("provisioning throughput / bare loop", ratio*100, "%", ">= 50 %", ratio >= 0.5)
+	b.res.add("SCIM requests per new identity", scimPerIdentity, "req", "<= 2", scimPerIdentity <= 2)
+	b.res.add("Kubernetes API writes per identity provisioned", (writesAfter-writesBefore)/float64(n), "writes", "")
+	return nil
+}
+
+func (b *bench) waitReady(ctx context.Context, n int, timeout time.Duration) error {
+	return waitFor(timeout, func() (bool, error) {
+		list := &scimv1.ServiceIdentityList{}
+		if err := b.k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		ready := 0
+		for _, si := range list.Items {
+			if meta.IsStatusConditionTrue(si.Status.Conditions, "Ready") {
+				ready++
+			}
+		}
+		return ready >= n, nil
+	})
+}
+
+// kubeWrites sums the operator's own client-go write requests (rest_client_requests_total).
+func (b *bench) kubeWrites() (float64, error) {
+	resp, err := http.Get("http://" + b.metrics + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	total := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "rest_client_requests_total{") {
+			continue
+		}
+		for _, verb := range []string{`method="POST"`, `method="PUT"`, `method="PATCH"`, `method="DELETE"`} {
+			if strings.Contains(line, verb) {
+				v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+				total += v
+			}
+		}
+	}
+	return total, sc.Err()
+}
+
+// resync shortens the resync interval and counts the requests of one full wave.
+func (b *bench) resync(ctx context.Context, n int) error {
+	step("Steady-state resync of %d identities", n)
+	if err := b.setResync(ctx, 20*time.Second); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second) // the target change itself wakes every identity (no SCIM call: not due)
+	b.srv.ResetCounts()
+	writesBefore, err := b.kubeWrites()
+	if err != nil {
+		return err
+	}
+	if err := waitFor(90*time.Second, func() (bool, error) { return b.srv.Requests("GET", "Users/{id}") >= n, nil }); err != nil {
+		return fmt.Errorf("resync wave: %w", err)
+	}
+	time.Sleep(time.Second)
+	counts := b.srv.RequestCounts()
+	writesAfter, err := b.kubeWrites()
+	if err != nil {
+		return err
+	}
+	gets := float64(counts["GET Users/{id}"]) / float64(n)
+	scimWrites := counts["PATCH Users/{id}"] + counts["PUT Users/{id}"] + counts["POST Users"]
+	b.res.add("SCIM GETs per identity per steady-state resync", gets, "req", "exactly 1", gets == 1)
+	b.res.add("SCIM writes during the resync wave", float64(scimWrites), "req", "0", scimWrites == 0)
+	b.res.add("Kubernetes API writes per identity per resync", (writesAfter-writesBefore)/float64(n), "writes", "")
+	return b.setResync(ctx, 10*time.Minute)
+}
+
+func (b *bench) setResync(ctx context.Context, d time.Duration) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		t := &scimv1.ScimTarget{}
+		if err := b.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, t); err != nil {
+			return err
+		}
+		t.Spec.ResyncInterval = &metav1.Duration{Duration: d}
+		return b.k8s.Update(ctx, t)
+	})
+}
+
+// revoke deletes every owner (in parallel) and measures, per identity, owner deleted ->
+// account deactivated or deleted on the target.
+func (b *bench) revoke(ctx context.Context, n int) error {
+	step("Revocation: deleting the owners of %d identities (garbage collection)", n)
+	ids := map[string]string{} // identity name -> SCIM id
+	for _, u := range b.srv.Users.All() {
+		if ext, _ := u["externalId"].(string); strings.HasPrefix(ext, clusterID+"/"+ns+"/") {
+			ids[strings.TrimPrefix(ext, clusterID+"/"+ns+"/")] = u["id"].(string)
+		}
+	}
+	deletedAt := make([]time.Time, n)
+	bg := metav1.DeletePropagationBackground
+	if err := parallel(n, 32, func(i int) error {
+		o := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
+		err := b.k8s.Delete(ctx, o, &client.DeleteOptions{PropagationPolicy: &bg})
+		deletedAt[i] = time.Now()
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := waitFor(5*time.Minute, func() (bool, error) {
+		for i := range n {
+			if _, ok := b.revoked.Load(ids[identityName(i)]); !ok {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		return fmt.Errorf("revocation: %w", err)
+	}
+	lat := make([]float64, 0, n)
+	for i := range n {
+		at, _ := b.revoked.Load(ids[identityName(i)])
+		lat = append(lat, at.(time.Time).Sub(deletedAt[i]).Seconds())
+	}
+	sort.Float64s(lat)
+	pct := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	b.res.add("revocation latency p50 (owner deleted -> account inactive)", pct(0.50), "s", "<= 0.5 s", pct(0.50) <= 0.5)
+	b.res.add("revocation latency p90", pct(0.90), "s", "")
+	b.res.add("revocation latency p99", pct(0.99), "s", "<= 2 s", pct(0.99) <= 2)
+	b.res.add("revocation latency max", lat[len(lat)-1], "s", "")
+	if p50, p99, err := b.operatorRevocation(); err == nil {
+		b.res.add("  of which operator (identity deletion seen -> confirmed) p50", p50, "s", "")
+		b.res.add("  of which operator p99", p99, "s", "")
+	}
+	// The identities go once every target confirmed; wait so the next phase starts clean.
+	return waitFor(5*time.Minute, func() (bool, error) {
+		list := &scimv1.ServiceIdentityList{}
+		err := b.k8s.List(ctx, list, client.InNamespace(ns))
+		return err == nil && len(list.Items) == 0, err
+	})
+}
+
+// memory provisions memN identities and reads the operator's RSS and heap profile.
+func (b *bench) memory(ctx context.Context, memN int) error {
+	step("Memory: %d identities Ready", memN)
+	if err := parallel(memN, 32, func(i int) error {
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("mem-%05d", i)},
+			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "app"}}}}
+		return b.k8s.Create(ctx, si)
+	}); err != nil {
+		return err
+	}
+	if err := b.waitReady(ctx, memN, 20*time.Minute); err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second)
+	rss, err := b.rss()
+	if err != nil {
+		return err
+	}
+	b.res.add(fmt.Sprintf("operator RSS, %d identities Ready", memN), rss, "MiB", "<= 150 MiB", rss <= 150)
+	b.res.HeapTop = b.heapTop()
+	return nil
+}
+
+func (b *bench) rss() (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.op.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", b.op.Process.Pid)
+}
+
+// heapTop summarises the operator's in-use heap with `go tool pprof -top`.
+func (b *bench) heapTop() []string {
+	resp, err := http.Get("http://" + b.pprof + "/debug/pprof/heap")
+	if err != nil {
+		return []string{"heap profile unavailable: " + err.Error()}
+	}
+	defer resp.Body.Close()
+	path := filepath.Join(b.workDir, "heap.pb.gz")
+	f, err := os.Create(path)
+	if err != nil {
+		return nil
+	}
+	_, _ = io.Copy(f, resp.Body)
+	_ = f.Close()
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-sample_index=inuse_space", "-nodecount=12", b.manager, path).Output()
+	if err != nil {
+		return []string{"pprof failed: " + err.Error()}
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		lines = append(lines, strings.TrimRight(l, " "))
+	}
+	fmt.Println("\nheap (inuse_space), top of the operator's profile:")
+	for _, l := range lines {
+		fmt.Println("    " + l)
+	}
+	return lines
+}
+
+// operatorRevocation reads the operator's scim_operator_revocation_latency_seconds histogram
+// and interpolates p50 and p99 within its buckets.
+func (b *bench) operatorRevocation() (float64, float64, error) {
+	resp, err := http.Get("http://" + b.metrics + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	type bucket struct{ le, count float64 }
+	var buckets []bucket
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "scim_operator_revocation_latency_seconds_bucket{") {
+			continue
+		}
+		le := line[strings.Index(line, `le="`)+4:]
+		le = le[:strings.Index(le, `"`)]
+		bound, err := strconv.ParseFloat(le, 64)
+		if err != nil { // +Inf
+			continue
+		}
+		c, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+		buckets = append(buckets, bucket{bound, c})
+	}
+	if len(buckets) == 0 || buckets[len(buckets)-1].count == 0 {
+		return 0, 0, fmt.Errorf("no revocations recorded")
+	}
+	total := buckets[len(buckets)-1].count
+	q := func(p float64) float64 {
+		want := p * total
+		prevLe, prevCount := 0.0, 0.0
+		for _, bk := range buckets {
+			if bk.count >= want {
+				if bk.count == prevCount {
+					return bk.le
+				}
+				return prevLe + (bk.le-prevLe)*(want-prevCount)/(bk.count-prevCount)
+			}
+			prevLe, prevCount = bk.le, bk.count
+		}
+		return buckets[len(buckets)-1].le
+	}
+	return q(0.5), q(0.99), sc.Err()
+}
