@@ -43,8 +43,17 @@ func (r *TargetReconciler) orphansIfDue(ctx context.Context, t *Target) (time.Du
 		t.Status.Orphans = nil
 		return 0, nil
 	}
-	if o := t.Status.Orphans; o != nil && o.LastScanTime != nil {
-		if due := interval - time.Since(o.LastScanTime.Time); due > 0 {
+	// The last report, from memory or status, whichever is newer: the cache may not show our
+	// own last write yet, and a status write that lost a conflict must not cost a rescan.
+	last := t.Status.Orphans
+	if v, ok := r.orphanReports.Load(t.Key()); ok {
+		if mem := v.(*scimv1.OrphanReport); last == nil || last.LastScanTime == nil || mem.LastScanTime.After(last.LastScanTime.Time) {
+			last = mem.DeepCopy()
+		}
+	}
+	if last != nil && last.LastScanTime != nil {
+		if due := interval - time.Since(last.LastScanTime.Time); due > 0 {
+			t.Status.Orphans = last
 			return due, nil
 		}
 	}
@@ -69,11 +78,12 @@ func (r *TargetReconciler) orphansIfDue(ctx context.Context, t *Target) (time.Du
 	}
 	sort.Strings(names)
 	previous := int32(-1)
-	if t.Status.Orphans != nil {
-		previous = t.Status.Orphans.Count
+	if last != nil {
+		previous = last.Count
 	}
 	now := metav1.Now()
 	t.Status.Orphans = &scimv1.OrphanReport{Count: int32(len(orphans)), UserNames: names[:min(len(names), orphanNamesShown)], LastScanTime: &now}
+	r.orphanReports.Store(t.Key(), t.Status.Orphans.DeepCopy())
 	orphanAccounts.WithLabelValues(t.Key()).Set(float64(len(orphans)))
 	if len(orphans) > 0 && int32(len(orphans)) != previous {
 		r.Recorder.Eventf(t.Object, nil, "Warning", "OrphansFound", "Scan",

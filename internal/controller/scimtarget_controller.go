@@ -38,7 +38,9 @@ const targetSecretIndex = "scim.nhi.dev/secret"
 type TargetReconciler struct {
 	client.Client
 	// probed remembers, per target, the Secret versions of the last successful probe.
-	probed                   sync.Map
+	probed sync.Map
+	// orphanReports remembers, per target, the last orphan scan.
+	orphanReports            sync.Map
 	Kind                     string // scimv1.KindScimTarget or scimv1.KindClusterScimTarget
 	Clients                  ClientBuilder
 	Recorder                 recorder.EventRecorder

@@ -34,9 +34,7 @@ import (
 const (
 	// identityTargetIndex indexes ServiceIdentities by the targets they reference (targetKey).
 	identityTargetIndex = "scim.nhi.dev/target"
-	// identityWorkloadIndex indexes ServiceIdentities by spec.workloadRef ("Kind/name").
-	identityWorkloadIndex = "scim.nhi.dev/workload"
-	defaultResync         = 10 * time.Minute
+	defaultResync       = 10 * time.Minute
 )
 
 // ServiceIdentityReconciler provisions each ServiceIdentity as a SCIM User on its targets.
@@ -60,6 +58,8 @@ type ServiceIdentityReconciler struct {
 	Clock *revocationClock
 	// Breaker limits deprovisionings per target (shared with the target controllers).
 	Breaker *Breaker
+	// retired marks identities (by UID) whose workload was just deleted.
+	retired sync.Map
 }
 
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities,verbs=get;list;watch;update;patch
@@ -131,6 +131,11 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 		si.Status.DeprovisionedAt = nil
 	}
 
+	if why, err := r.ownerRetired(ctx, si); err != nil {
+		return ctrl.Result{}, err
+	} else if why != "" {
+		return r.reconcileOwnerRetired(si, r.deprovisionAll(ctx, si), why)
+	}
 	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
 		return r.finish(ctx, si, nil, map[string]outcome{"spec.workloadRef": o})
 	}
@@ -422,12 +427,6 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	}
 	now := metav1.NewTime(r.now())
 	si.Status.DeprovisionedAt = &now
-	if r.Clock != nil {
-		if start := r.Clock.start(si); !start.IsZero() {
-			revocationLatency.Observe(now.Sub(start).Seconds())
-		}
-		r.Clock.forget(si)
-	}
 	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target", si.EffectiveUserName())
 	if err := r.removeFinalizer(ctx, si); err != nil {
 		return ctrl.Result{}, false, err
@@ -438,6 +437,16 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 // deprovisionAll applies the deletion policy on every target the identity has (or may have)
 // an account on, and returns the targets that did not confirm.
 func (r *ServiceIdentityReconciler) deprovisionAll(ctx context.Context, si *scimv1.ServiceIdentity) map[string]outcome {
+	outcomes, worked := r.deprovisionEntries(ctx, si)
+	if worked && len(outcomes) == 0 {
+		r.observeRevocation(si)
+	}
+	return outcomes
+}
+
+// deprovisionEntries does the work of deprovisionAll; worked reports that some target was
+// deprovisioned in this pass.
+func (r *ServiceIdentityReconciler) deprovisionEntries(ctx context.Context, si *scimv1.ServiceIdentity) (map[string]outcome, bool) {
 	entries := indexEntries(si.Namespace, si.Status.Targets)
 	for _, ref := range si.Spec.TargetRefs {
 		if entries[refKey(ref, si.Namespace)] == nil {
@@ -448,16 +457,30 @@ func (r *ServiceIdentityReconciler) deprovisionAll(ctx context.Context, si *scim
 		}
 	}
 	outcomes := map[string]outcome{}
+	worked := false
 	for i := range si.Status.Targets {
 		entry := &si.Status.Targets[i]
 		if entry.State == scimv1.TargetStateDeprovisioned {
 			continue
 		}
+		worked = true
 		if out := r.deprovisionTarget(ctx, si, entry); !out.ok() {
 			outcomes[targetKey(entry.Kind, si.Namespace, entry.Name)] = out
 		}
 	}
-	return outcomes
+	return outcomes, worked
+}
+
+// observeRevocation records the time from the deletion (of the identity or its workload) to
+// now, when every target confirmed.
+func (r *ServiceIdentityReconciler) observeRevocation(si *scimv1.ServiceIdentity) {
+	if r.Clock == nil {
+		return
+	}
+	if start := r.Clock.start(si); !start.IsZero() {
+		revocationLatency.Observe(r.now().Sub(start).Seconds())
+	}
+	r.Clock.forget(si)
 }
 
 // deprovisionBlocked reports targets that did not confirm and schedules the retry.
@@ -588,25 +611,15 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &scimv1.ServiceIdentity{}, identityWorkloadIndex,
-		func(o client.Object) []string {
-			if ref := o.(*scimv1.ServiceIdentity).Spec.WorkloadRef; ref != nil {
-				return []string{ref.Kind + "/" + ref.Name}
-			}
-			return nil
-		}); err != nil {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &scimv1.ServiceIdentity{}, identityOwnerIndex,
+		func(o client.Object) []string { return workloadOwners(o.(*scimv1.ServiceIdentity)) }); err != nil {
 		return err
 	}
 	b := ctrl.NewControllerManagedBy(mgr)
 	for _, gvk := range WorkloadKinds {
 		w := &metav1.PartialObjectMetadata{}
 		w.SetGroupVersionKind(gvk)
-		// A workload created after the identity that names it: provision now, not at the next retry.
-		b = b.WatchesMetadata(w, handler.EnqueueRequestsFromMapFunc(r.identitiesForWorkload(gvk.Kind)),
-			builder.WithPredicates(predicate.Funcs{
-				UpdateFunc: func(event.UpdateEvent) bool { return false },
-				DeleteFunc: func(event.DeleteEvent) bool { return false },
-			}))
+		b = b.WatchesMetadata(w, workloadEvents{r: r, kind: gvk.Kind})
 	}
 	return b.
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
@@ -618,22 +631,6 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("serviceidentity").
 		Complete(r)
-}
-
-func (r *ServiceIdentityReconciler) identitiesForWorkload(kind string) handler.MapFunc {
-	return func(ctx context.Context, o client.Object) []reconcile.Request {
-		list := &scimv1.ServiceIdentityList{}
-		if err := r.List(ctx, list, client.InNamespace(o.GetNamespace()),
-			client.MatchingFields{identityWorkloadIndex: kind + "/" + o.GetName()}); err != nil {
-			logf.FromContext(ctx).Error(err, "Listing identities of a workload")
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for _, si := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}})
-		}
-		return reqs
-	}
 }
 
 func (r *ServiceIdentityReconciler) identitiesForTarget(kind string) handler.MapFunc {

@@ -114,3 +114,43 @@ var _ = Describe("Workload annotations", func() {
 			HaveField("Kind", "Deployment"), HaveField("Name", "later"), HaveField("UID", d.UID))))
 	})
 })
+
+var _ = Describe("Workload retirement", func() {
+	ctx := context.Background()
+
+	It("revokes the accounts as soon as the owning workload is deleted, before garbage collection", func() {
+		ns := readyTargetNamespace(ctx)
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "retiring",
+			Annotations: map[string]string{AnnotationTargets: "acme"}}}
+		Expect(k8s.Create(ctx, sa)).To(Succeed())
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serviceaccount-retiring"}}
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(accountsWithExternalID(ns, si.Name)()).To(HaveLen(1))
+
+		// envtest runs no garbage collector: the identity stays, the account must go anyway.
+		Expect(k8s.Delete(ctx, sa)).To(Succeed())
+		Eventually(accountsWithExternalID(ns, si.Name), "5s").Should(BeEmpty())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("ServiceAccount " + ns + "/retiring was deleted"))
+		Eventually(eventReasons(ctx, ns, si.Name)).Should(ContainElement(ReasonOwnerDeleted))
+
+		// What the garbage collector would do next: the finalizer has nothing left to do.
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(gone(ctx, si)).Should(BeTrue())
+	})
+
+	It("does not revoke when a workload of the same name still exists", func() {
+		ns := readyTargetNamespace(ctx)
+		d := deployment(ns, "steady", map[string]string{AnnotationTargets: "acme"})
+		Expect(k8s.Create(ctx, d)).To(Succeed())
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployment-steady"}}
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		// An unrelated Deployment deleted in another namespace must not touch this one.
+		other := readyTargetNamespace(ctx)
+		od := deployment(other, "steady", nil)
+		Expect(k8s.Create(ctx, od)).To(Succeed())
+		Expect(k8s.Delete(ctx, od)).To(Succeed())
+		Consistently(accountsWithExternalID(ns, si.Name), "1s").Should(HaveLen(1))
+		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	})
+})

@@ -1,0 +1,154 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// ReasonOwnerDeleted: the workload that owns the identity is gone; its accounts were
+// deprovisioned without waiting for the garbage collector to delete the identity.
+const ReasonOwnerDeleted = "OwnerDeleted"
+
+// identityOwnerIndex indexes ServiceIdentities by their workloads ("Kind/name"), from
+// ownerReferences of workload kinds and spec.workloadRef.
+const identityOwnerIndex = "scim.nhi.dev/owner"
+
+func isWorkloadKind(apiVersion, kind string) bool {
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		return false
+	}
+	for _, gvk := range WorkloadKinds {
+		if gvk.Group == gv.Group && gvk.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func workloadOwners(si *scimv1.ServiceIdentity) []string {
+	var keys []string
+	for _, o := range si.OwnerReferences {
+		if isWorkloadKind(o.APIVersion, o.Kind) {
+			keys = append(keys, o.Kind+"/"+o.Name)
+		}
+	}
+	if ref := si.Spec.WorkloadRef; ref != nil {
+		keys = append(keys, ref.Kind+"/"+ref.Name)
+	}
+	return keys
+}
+
+// workloadEvents enqueues the identities of a workload: on creation (spec.workloadRef waits
+// for it) and on deletion, which is also noted so the accounts are revoked at once instead of
+// after the garbage collector has deleted the identity.
+type workloadEvents struct {
+	r    *ServiceIdentityReconciler
+	kind string
+}
+
+func (h workloadEvents) enqueue(ctx context.Context, o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request], retired bool) {
+	list := &scimv1.ServiceIdentityList{}
+	if err := h.r.List(ctx, list, client.InNamespace(o.GetNamespace()),
+		client.MatchingFields{identityOwnerIndex: h.kind + "/" + o.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing identities of a workload")
+		return
+	}
+	if retired && len(list.Items) > 0 && h.r.Clock != nil {
+		h.r.Clock.mark(workloadKey(o.GetNamespace(), h.kind, o.GetName()), time.Now())
+	}
+	for _, si := range list.Items {
+		if retired {
+			h.r.retired.Store(si.UID, true)
+		}
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}})
+	}
+}
+
+func (h workloadEvents) Create(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(ctx, e.Object, q, false)
+}
+
+func (h workloadEvents) Update(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	// Foreground deletion keeps the workload, with a deletionTimestamp, until its dependents go.
+	if e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero() {
+		h.enqueue(ctx, e.ObjectNew, q, true)
+	}
+}
+
+func (h workloadEvents) Delete(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(ctx, e.Object, q, true)
+}
+
+func (h workloadEvents) Generic(context.Context, event.GenericEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+var _ handler.EventHandler = workloadEvents{}
+
+// ownerRetired reports that a workload owning the identity is gone. A deletion event is
+// confirmed against the API server (not the cache) before anything is revoked; an identity
+// already revoked for that reason stays revoked until the garbage collector deletes it.
+func (r *ServiceIdentityReconciler) ownerRetired(ctx context.Context, si *scimv1.ServiceIdentity) (string, error) {
+	if c := meta.FindStatusCondition(si.Status.Conditions, ConditionReady); c != nil && c.Reason == ReasonOwnerDeleted {
+		return c.Message, nil
+	}
+	if _, marked := r.retired.Load(si.UID); !marked {
+		return "", nil
+	}
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	for _, o := range si.OwnerReferences {
+		if !isWorkloadKind(o.APIVersion, o.Kind) {
+			continue
+		}
+		gv, _ := schema.ParseGroupVersion(o.APIVersion)
+		w := &metav1.PartialObjectMetadata{}
+		w.SetGroupVersionKind(gv.WithKind(o.Kind))
+		err := reader.Get(ctx, client.ObjectKey{Namespace: si.Namespace, Name: o.Name}, w)
+		switch {
+		case apierrors.IsNotFound(err), err == nil && (w.UID != o.UID || !w.DeletionTimestamp.IsZero()):
+			return fmt.Sprintf("%s %s/%s was deleted", o.Kind, si.Namespace, o.Name), nil
+		case err != nil:
+			return "", err
+		}
+	}
+	r.retired.Delete(si.UID) // the event was for another object of that name
+	return "", nil
+}
+
+// reconcileOwnerRetired revokes every account now; the garbage collector deletes the identity
+// next, and its finalizer then has nothing left to do.
+func (r *ServiceIdentityReconciler) reconcileOwnerRetired(si *scimv1.ServiceIdentity, outcomes map[string]outcome, why string) (ctrl.Result, error) {
+	if len(outcomes) > 0 {
+		return r.deprovisionBlocked(si, outcomes, why+"; deprovisioning")
+	}
+	gen := si.Generation
+	msg := why
+	if c := meta.FindStatusCondition(si.Status.Conditions, ConditionReady); c == nil || c.Reason != ReasonOwnerDeleted {
+		msg = why + "; accounts deprovisioned per deletionPolicy, the garbage collector deletes this identity"
+		r.Recorder.Eventf(si, nil, "Normal", ReasonOwnerDeleted, "Deprovision", msg)
+	}
+	setCondition(&si.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted, msg)
+	setCondition(&si.Status.Conditions, gen, ConditionReconciling, metav1.ConditionTrue, ReasonOwnerDeleted, msg)
+	meta.RemoveStatusCondition(&si.Status.Conditions, ConditionStalled)
+	si.Status.ObservedGeneration = gen
+	return ctrl.Result{}, nil
+}
