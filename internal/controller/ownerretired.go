@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -75,7 +74,7 @@ func (h workloadEvents) enqueue(ctx context.Context, o client.Object, q workqueu
 	}
 	for _, si := range list.Items {
 		if retired {
-			h.r.retired.Store(si.UID, true)
+			h.r.retired.Store(si.UID, o.GetUID()) // the deleted workload's UID: no lookup needed later
 		}
 		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}})
 	}
@@ -101,37 +100,24 @@ func (h workloadEvents) Generic(context.Context, event.GenericEvent, workqueue.T
 
 var _ handler.EventHandler = workloadEvents{}
 
-// ownerRetired reports that a workload owning the identity is gone. A deletion event is
-// confirmed against the API server (not the cache) before anything is revoked; an identity
-// already revoked for that reason stays revoked until the garbage collector deletes it.
-func (r *ServiceIdentityReconciler) ownerRetired(ctx context.Context, si *scimv1.ServiceIdentity) (string, error) {
+// ownerRetired reports that a workload owning the identity is gone: the watch delivered the
+// deletion of the very object (same UID) an ownerReference names. An identity already revoked
+// for that reason stays revoked until the garbage collector deletes it.
+func (r *ServiceIdentityReconciler) ownerRetired(si *scimv1.ServiceIdentity) string {
 	if c := meta.FindStatusCondition(si.Status.Conditions, ConditionReady); c != nil && c.Reason == ReasonOwnerDeleted {
-		return c.Message, nil
+		return c.Message
 	}
-	if _, marked := r.retired.Load(si.UID); !marked {
-		return "", nil
-	}
-	reader := r.APIReader
-	if reader == nil {
-		reader = r.Client
+	v, marked := r.retired.Load(si.UID)
+	if !marked {
+		return ""
 	}
 	for _, o := range si.OwnerReferences {
-		if !isWorkloadKind(o.APIVersion, o.Kind) {
-			continue
-		}
-		gv, _ := schema.ParseGroupVersion(o.APIVersion)
-		w := &metav1.PartialObjectMetadata{}
-		w.SetGroupVersionKind(gv.WithKind(o.Kind))
-		err := reader.Get(ctx, client.ObjectKey{Namespace: si.Namespace, Name: o.Name}, w)
-		switch {
-		case apierrors.IsNotFound(err), err == nil && (w.UID != o.UID || !w.DeletionTimestamp.IsZero()):
-			return fmt.Sprintf("%s %s/%s was deleted", o.Kind, si.Namespace, o.Name), nil
-		case err != nil:
-			return "", err
+		if o.UID == v.(types.UID) {
+			return fmt.Sprintf("%s %s/%s was deleted", o.Kind, si.Namespace, o.Name)
 		}
 	}
-	r.retired.Delete(si.UID) // the event was for another object of that name
-	return "", nil
+	r.retired.Delete(si.UID) // a namesake of the owner went, not the owner
+	return ""
 }
 
 // reconcileOwnerRetired revokes every account now; the garbage collector deletes the identity

@@ -131,9 +131,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 		si.Status.DeprovisionedAt = nil
 	}
 
-	if why, err := r.ownerRetired(ctx, si); err != nil {
-		return ctrl.Result{}, err
-	} else if why != "" {
+	if why := r.ownerRetired(si); why != "" {
 		return r.reconcileOwnerRetired(si, r.deprovisionAll(ctx, si), why)
 	}
 	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {

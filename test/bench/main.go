@@ -92,7 +92,7 @@ func main() {
 	memN := flag.Int("memory-n", 10000, "identities Ready when operator memory is measured (0 skips)")
 	out := flag.String("out", "bench-results.json", "where to write the JSON results")
 	manager := flag.String("manager", "bin/manager", "operator binary")
-	conc := flag.Int("concurrency", 16, "operator --max-concurrent-reconciles, also the bare loop's parallelism")
+	conc := flag.Int("concurrency", 32, "operator --max-concurrent-reconciles, also the bare loop's parallelism")
 	flag.StringVar(&extraArgs, "operator-args", "", "extra operator flags, space-separated (e.g. \"--kube-api-qps=500\")")
 	flag.Parse()
 	start := time.Now()
@@ -349,13 +349,13 @@ func parallel(n, workers int, fn func(i int) error) error {
 
 func identityName(i int) string { return fmt.Sprintf("id-%05d", i) }
 
-// provision creates n owners (ConfigMaps, untimed), then n identities owned by them at once,
+// provision creates n owners (ServiceAccounts, a workload kind, untimed), then n identities owned by them at once,
 // and times until every identity is Ready.
 func (b *bench) provision(ctx context.Context, n int, bare float64) error {
 	step("Provisioning %d identities", n)
-	owners := make([]*corev1.ConfigMap, n)
+	owners := make([]*corev1.ServiceAccount, n)
 	if err := parallel(n, 32, func(i int) error {
-		owners[i] = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
+		owners[i] = &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
 		return b.k8s.Create(ctx, owners[i])
 	}); err != nil {
 		return err
@@ -369,7 +369,7 @@ func (b *bench) provision(ctx context.Context, n int, bare float64) error {
 	if err := parallel(n, 32, func(i int) error {
 		o := owners[i]
 		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: identityName(i),
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: o.Name, UID: o.UID}}},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: o.Name, UID: o.UID}}},
 			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "app"}}, DisplayName: "Bench " + identityName(i)}}
 		return b.k8s.Create(ctx, si)
 	}); err != nil {
@@ -489,7 +489,7 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 	deletedAt := make([]time.Time, n)
 	bg := metav1.DeletePropagationBackground
 	if err := parallel(n, 32, func(i int) error {
-		o := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
+		o := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
 		err := b.k8s.Delete(ctx, o, &client.DeleteOptions{PropagationPolicy: &bg})
 		deletedAt[i] = time.Now()
 		return err
