@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -205,14 +204,7 @@ var _ = Describe("ServiceIdentity", func() {
 	})
 
 	It("makes two requests per new identity and exactly one GET and no write per steady-state resync", func() {
-		t := &scimv1.ScimTarget{}
-		Eventually(func() error {
-			if err := k8s.Get(ctx, keyOf(ns, "acme"), t); err != nil {
-				return err
-			}
-			t.Spec.ResyncInterval = &metav1.Duration{Duration: 2 * time.Second}
-			return k8s.Update(ctx, t)
-		}).Should(Succeed())
+		fastTarget(ctx, ns, "fast") // resyncInterval 1s, observed by the operator (Ready) before the identity exists
 		userRequests := func() map[string]int {
 			out := map[string]int{}
 			for k, v := range scimSrv.RequestCounts() {
@@ -233,7 +225,7 @@ var _ = Describe("ServiceIdentity", func() {
 		}
 
 		before := userRequests()
-		si := newIdentity(ns, "efficient", "acme")
+		si := newIdentity(ns, "efficient", "fast")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		provisioned := userRequests()
