@@ -50,7 +50,16 @@ test: verify vet ## Verify, then run every test against a real kube-apiserver an
 	KUBEBUILDER_ASSETS="$$assets" go test ./... -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; echo "make test: FAILED"; exit 1; }
 	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|[0-9]+ Passed \|' test.log
 	@go tool cover -func cover.out | tail -1
+	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory test-e2e
+
+FUZZTIME ?= 3s
+.PHONY: fuzz
+fuzz: ## Run each fuzz target of the SCIM client for FUZZTIME (seed corpus in internal/scim/testdata/fuzz).
+	@for f in FuzzParseListResponse FuzzParseServiceProviderConfig FuzzParseResource FuzzFilter; do \
+		go test ./internal/scim/ -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) > fuzz.log 2>&1 || { cat fuzz.log; exit 1; }; \
+		echo "fuzz $$f: $$(grep -Eo 'execs: [0-9]+' fuzz.log | tail -1) ok"; \
+	done
 
 .PHONY: test-e2e
 test-e2e: ## End-to-end suite: real control plane with garbage collection, operator binary, kubectl.

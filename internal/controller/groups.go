@@ -70,7 +70,7 @@ func (a *accountSync) joinGroup(ctx context.Context, name, userID string) error 
 	if isMember(g, userID) {
 		return nil
 	}
-	if _, err := a.c.Patch(ctx, groupsEndpoint, g.ID(), []scim.PatchOp{{Op: "add", Path: "members", Value: member}}, ""); err != nil {
+	if err := a.c.AddMembers(ctx, g.ID(), []string{userID}, 0); err != nil {
 		return fmt.Errorf("adding the account to group %q on %s: %w", name, a.t.Key(), err)
 	}
 	return nil
@@ -86,9 +86,7 @@ func (a *accountSync) leaveGroup(ctx context.Context, name, userID string) error
 	if !isMember(g, userID) {
 		return nil
 	}
-	path := "members[value eq " + scim.Quote(userID) + "]"
-	_, err = a.c.Patch(ctx, groupsEndpoint, g.ID(), []scim.PatchOp{{Op: "remove", Path: path}}, "")
-	if err != nil && !scim.IsNotFound(err) {
+	if err := a.c.RemoveMember(ctx, g.ID(), userID); err != nil && !scim.IsNotFound(err) {
 		return fmt.Errorf("removing the account from group %q on %s: %w", name, a.t.Key(), err)
 	}
 	return nil

@@ -270,6 +270,10 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 		return ctrl.Result{}, false, fmt.Errorf("removing finalizer: %w", err)
 	}
 	r.probed.Delete(t.Key())
+	r.orphanReports.Delete(t.Key())
+	if f, ok := r.Clients.(interface{ Forget(key string) }); ok {
+		f.Forget(t.Key()) // drop its connections, token cache and rate limiter
+	}
 	return ctrl.Result{}, true, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -58,6 +59,19 @@ type Options struct {
 	// Observer, when set, is told of every request: method, HTTP status (0 when no response
 	// arrived) and duration. Controllers export it as metrics.
 	Observer func(method string, status int, d time.Duration)
+	// MaxRetries bounds in-call retries of idempotent requests (default 2; negative: none).
+	MaxRetries int
+	// RetryBase is the first backoff (default 100ms), doubled per attempt, with jitter.
+	RetryBase time.Duration
+	// FilterUnsupported makes Find scan the whole list instead of filtering on the provider.
+	FilterUnsupported bool
+}
+
+// Refresher is an Authenticator whose credential can be dropped and fetched again (OAuth2):
+// a 401 invalidates it once and the request is retried.
+type Refresher interface {
+	Authenticator
+	Invalidate()
 }
 
 // Client talks to one SCIM service provider.
@@ -94,6 +108,15 @@ func New(endpoint string, opts Options) (*Client, error) {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "scim-operator"
 	}
+	switch {
+	case opts.MaxRetries == 0:
+		opts.MaxRetries = 2
+	case opts.MaxRetries < 0:
+		opts.MaxRetries = 0
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = 100 * time.Millisecond
+	}
 	return &Client{base: u, opts: opts}, nil
 }
 
@@ -114,9 +137,46 @@ type response struct {
 	body   []byte
 }
 
+// do sends a request with the client's retry policy: idempotent requests (all but POST) are
+// retried on network errors and 5xx (not 501) with jittered exponential backoff, at most
+// MaxRetries times and never past the call's budget (Timeout); a 401 with a refreshable
+// credential (OAuth2) refreshes it once and retries. 429 and 503 with Retry-After are not
+// waited for here: the error carries the wait for the caller to schedule.
 func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	refreshed := false
+	for attempt := 0; ; attempt++ {
+		resp, err := c.once(ctx, r)
+		if err == nil {
+			return resp, nil
+		}
+		if rf, ok := c.opts.Auth.(Refresher); ok && !refreshed && statusOf(err) == http.StatusUnauthorized {
+			refreshed = true
+			rf.Invalidate()
+			continue
+		}
+		if r.method == http.MethodPost || attempt >= c.opts.MaxRetries || !IsRetryable(err) {
+			return nil, err
+		}
+		if _, asked := RetryAfter(err); asked {
+			return nil, err
+		}
+		wait := c.opts.RetryBase << attempt
+		wait += time.Duration(rand.Int64N(int64(wait)/2 + 1)) // jitter: up to +50%
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return nil, err // no budget left for another attempt
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
+// once sends one attempt.
+func (c *Client) once(ctx context.Context, r request) (*response, error) {
 	if c.opts.Limiter != nil {
 		if err := c.opts.Limiter.Wait(ctx); err != nil {
 			return nil, fmt.Errorf("SCIM %s %s: waiting for the rate limiter: %w", r.method, r.path, err)
@@ -262,24 +322,78 @@ func (c *Client) Delete(ctx context.Context, kind, id string) error {
 
 // Find lists resources of kind where attr equals value. Matches are re-checked on the client
 // (case-insensitively for userName and displayName, exactly otherwise) because providers
-// differ in how they compare.
+// differ in how they compare, and some ignore the filter and return every resource (all pages
+// are then read). When the provider cannot filter (Options.FilterUnsupported, or it answers
+// the filter with 400 invalidFilter, 403 or 501) the whole list is scanned instead.
 func (c *Client) Find(ctx context.Context, kind, attr, value string) ([]Resource, error) {
-	q := url.Values{"filter": {Filter(attr, value)}}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/" + kind, query: q})
+	var all []Resource
+	var err error
+	if !c.opts.FilterUnsupported {
+		all, err = c.ListAll(ctx, kind, Filter(attr, value), DefaultPageSize, 0)
+	}
+	if c.opts.FilterUnsupported || filterRefused(err) {
+		all, err = c.ListAll(ctx, kind, "", DefaultPageSize, 0)
+	}
 	if err != nil {
 		return nil, err
 	}
-	list, err := ParseListResponse(resp.body)
-	if err != nil {
-		return nil, fmt.Errorf("SCIM GET /%s: %w", kind, err)
-	}
 	var out []Resource
-	for _, r := range list.Resources {
+	for _, r := range all {
 		if matches(r, attr, value) {
 			out = append(out, r)
 		}
 	}
 	return out, nil
+}
+
+// DefaultPageSize is the count asked for per page.
+const DefaultPageSize = 100
+
+func filterRefused(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Status == http.StatusNotImplemented || e.Status == http.StatusForbidden ||
+		(e.Status == http.StatusBadRequest && (e.ScimType == "invalidFilter" || e.ScimType == ""))
+}
+
+// AddMembers adds members to a group with PATCH add operations of at most chunk members each
+// (DefaultMemberChunk when chunk <= 0); the member list is never replaced.
+func (c *Client) AddMembers(ctx context.Context, groupID string, memberIDs []string, chunk int) error {
+	if chunk <= 0 {
+		chunk = DefaultMemberChunk
+	}
+	for start := 0; start < len(memberIDs); start += chunk {
+		end := min(start+chunk, len(memberIDs))
+		members := make([]map[string]any, 0, end-start)
+		for _, id := range memberIDs[start:end] {
+			members = append(members, map[string]any{"value": id})
+		}
+		if _, err := c.Patch(ctx, "Groups", groupID, []PatchOp{{Op: "add", Path: "members", Value: members}}, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RemoveMember removes one member in RFC form: path members[value eq "<id>"].
+func (c *Client) RemoveMember(ctx context.Context, groupID, memberID string) error {
+	_, err := c.Patch(ctx, "Groups", groupID, []PatchOp{{Op: "remove", Path: "members[value eq " + Quote(memberID) + "]"}}, "")
+	return err
+}
+
+// DefaultMemberChunk is how many members one PATCH adds at most.
+const DefaultMemberChunk = 100
+
+// ResourceTypes reads /ResourceTypes (RFC 7644 §4), where the provider serves it.
+func (c *Client) ResourceTypes(ctx context.Context) ([]Resource, error) {
+	return c.ListAll(ctx, "ResourceTypes", "", DefaultPageSize, 10)
+}
+
+// Schemas reads /Schemas (RFC 7644 §4), where the provider serves it.
+func (c *Client) Schemas(ctx context.Context) ([]Resource, error) {
+	return c.ListAll(ctx, "Schemas", "", DefaultPageSize, 10)
 }
 
 func matches(r Resource, attr, value string) bool {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -156,7 +157,7 @@ func TestFindQuotesAndRechecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.query != "filter=userName+eq+%22bot.ns%22" {
+	if q, _ := url.ParseQuery(rec.query); q.Get("filter") != `userName eq "bot.ns"` {
 		t.Errorf("query %q", rec.query)
 	}
 	if len(got) != 1 || got[0].ID() != "1" {
@@ -372,4 +373,32 @@ func TestListAllStopsOnEmptyPageAndCapsPages(t *testing.T) {
 	if _, err := c2.ListAll(context.Background(), "Users", "", 1, 3); err == nil {
 		t.Fatal("a provider that never stops must hit the page cap")
 	}
+}
+
+func FuzzParseServiceProviderConfig(f *testing.F) {
+	f.Add([]byte(`{"patch":{"supported":true},"filter":{"supported":"true","maxResults":"200"}}`))
+	f.Add([]byte(`{"etag":{"supported":null}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg, err := ParseServiceProviderConfig(b)
+		if err == nil && cfg == nil {
+			t.Fatal("nil config without error")
+		}
+		if err != nil && !errors.Is(err, ErrMalformedResponse) {
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
+
+func FuzzParseResource(f *testing.F) {
+	f.Add([]byte(`{"id":"a","active":"true","meta":{"version":"W/\"1\""}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseResource(b)
+		if err == nil {
+			_, _ = r.Active()
+			_ = r.Version() + r.ID() + r.UserName() + r.ExternalID()
+		} else if !errors.Is(err, ErrMalformedResponse) {
+			t.Fatalf("untyped error %v", err)
+		}
+	})
 }

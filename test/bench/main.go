@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -73,18 +74,19 @@ func (r *results) add(name string, value float64, unit, target string, met ...bo
 }
 
 type bench struct {
-	cp      *controlplane.ControlPlane
-	k8s     client.Client
-	srv     *scimserver.Server
-	op      *exec.Cmd
-	opDone  chan struct{}
-	metrics string
-	pprof   string
-	revoked sync.Map // SCIM id -> time the account was first deactivated or deleted
-	res     *results
-	workDir string
-	manager string
-	conc    int
+	cp       *controlplane.ControlPlane
+	k8s      client.Client
+	srv      *scimserver.Server
+	op       *exec.Cmd
+	opDone   chan struct{}
+	metrics  string
+	pprof    string
+	revoked  sync.Map // SCIM id -> time the account was first deactivated or deleted
+	res      *results
+	workDir  string
+	manager  string
+	conc     int
+	stopOnce sync.Once
 }
 
 func main() {
@@ -98,6 +100,15 @@ func main() {
 	start := time.Now()
 	b := &bench{res: &results{N: *n, MemoryN: *memN, Concurrency: *conc, StartedAt: start.UTC().Format(time.RFC3339)},
 		manager: *manager, conc: *conc}
+	// Ctrl-C stops every process the bench started.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		fmt.Fprintln(os.Stderr, "bench: interrupted; stopping")
+		b.stop()
+		os.Exit(130)
+	}()
 	err := b.run(*n, *memN)
 	b.stop()
 	if err != nil {
@@ -242,6 +253,10 @@ func (b *bench) startOperator() error {
 }
 
 func (b *bench) stop() {
+	b.stopOnce.Do(b.stopAll)
+}
+
+func (b *bench) stopAll() {
 	if b.op != nil && b.op.Process != nil {
 		_ = b.op.Process.Signal(syscall.SIGTERM)
 		select {
@@ -282,6 +297,12 @@ func (b *bench) createTarget(ctx context.Context) error {
 }
 
 func waitFor(timeout time.Duration, cond func() (bool, error)) error {
+	return waitEvery(20*time.Millisecond, timeout, cond)
+}
+
+// waitEvery polls cond; listing thousands of objects is kept to a few times a second so the
+// measurement does not load the API server it measures.
+func waitEvery(every, timeout time.Duration, cond func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := cond()
@@ -291,7 +312,7 @@ func waitFor(timeout time.Duration, cond func() (bool, error)) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("timed out after %s", timeout)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
@@ -397,7 +418,7 @@ func (b *bench) provision(ctx context.Context, n int, bare float64) error {
 }
 
 func (b *bench) waitReady(ctx context.Context, n int, timeout time.Duration) error {
-	return waitFor(timeout, func() (bool, error) {
+	return waitEvery(250*time.Millisecond, timeout, func() (bool, error) {
 		list := &scimv1.ServiceIdentityList{}
 		if err := b.k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
 			return false, err
@@ -522,7 +543,7 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 		b.res.add("  of which operator p99", p99, "s", "")
 	}
 	// The identities go once every target confirmed; wait so the next phase starts clean.
-	return waitFor(5*time.Minute, func() (bool, error) {
+	return waitEvery(250*time.Millisecond, 5*time.Minute, func() (bool, error) {
 		list := &scimv1.ServiceIdentityList{}
 		err := b.k8s.List(ctx, list, client.InNamespace(ns))
 		return err == nil && len(list.Items) == 0, err
