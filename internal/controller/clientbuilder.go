@@ -2,12 +2,15 @@ package controller
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -78,7 +81,7 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.C
 			return nil, err
 		}
 		secrets[name] = s
-		versions = append(versions, name+"="+s.ResourceVersion)
+		versions = append(versions, name+"="+dataHash(s))
 	}
 	spec, _ := json.Marshal([]any{t.Spec.Endpoint, t.Spec.Auth, t.Spec.TLS, t.Spec.RateLimit})
 	fingerprint := string(spec) + strings.Join(versions, ",")
@@ -209,6 +212,21 @@ func (b *SecretClientBuilder) secret(ctx context.Context, t *Target, name string
 		return nil, fmt.Errorf("reading secret %s/%s: %w", t.SecretNamespace, name, err)
 	}
 	return s, nil
+}
+
+// dataHash identifies a Secret's content; its resourceVersion also moves for metadata (our
+// own in-use finalizer), which must not throw away connections and cached tokens.
+func dataHash(s *corev1.Secret) string {
+	h := sha256.New()
+	keys := make([]string, 0, len(s.Data))
+	for k := range s.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		_, _ = fmt.Fprintf(h, "%s=%x;", k, s.Data[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 func key(t *Target, secrets map[string]*corev1.Secret, name, k string) (string, error) {

@@ -205,14 +205,14 @@ func (r *TargetReconciler) probedWith(t *Target) string {
 	return s
 }
 
-// secretsVersion identifies the current content of the target's Secrets (by resourceVersion).
+// secretsVersion identifies the current content of the target's Secrets.
 func (r *TargetReconciler) secretsVersion(ctx context.Context, t *Target) string {
 	var parts []string
 	for _, name := range secretNames(t.Spec) {
 		s := &corev1.Secret{}
 		rv := "missing"
 		if err := r.Get(ctx, types.NamespacedName{Namespace: t.SecretNamespace, Name: name}, s); err == nil {
-			rv = s.ResourceVersion
+			rv = dataHash(s)
 		}
 		parts = append(parts, name+"="+rv)
 	}

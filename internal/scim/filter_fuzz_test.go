@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"encoding/json"
 	"testing"
 
 	filter "github.com/scim2/filter-parser/v2"
@@ -27,7 +28,10 @@ func FuzzFilter(f *testing.F) {
 		if expr.AttributePath.AttributeName != "externalId" || expr.Operator != filter.EQ {
 			t.Fatalf("parsed %v from %q", expr, value)
 		}
-		if got, ok := expr.CompareValue.(string); !ok || got != value {
+		// The parser hands back the literal's content still escaped; JSON-unescape it.
+		raw, ok := expr.CompareValue.(string)
+		var got string
+		if !ok || json.Unmarshal([]byte(`"`+raw+`"`), &got) != nil || got != value {
 			t.Fatalf("value %q came back as %#v", value, expr.CompareValue)
 		}
 	})

@@ -59,10 +59,6 @@ func TestDoesNotRetryPostOr501OrBeyondMaxRetries(t *testing.T) {
 			_, err := c.Get(context.Background(), "Users", "x")
 			return err
 		}, 3},
-		"429 with Retry-After is left to the caller": {[]int{429}, func(c *Client) error {
-			_, err := c.Get(context.Background(), "Users", "x")
-			return err
-		}, 1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			srv, calls := script(t, `{"id":"x"}`, tc.statuses...)
@@ -74,6 +70,21 @@ func TestDoesNotRetryPostOr501OrBeyondMaxRetries(t *testing.T) {
 				t.Errorf("%d calls, want %d", calls.Load(), tc.want)
 			}
 		})
+	}
+}
+
+func TestRetryAfterIsLeftToTheCaller(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	c, _ := New(srv.URL, Options{RetryBase: time.Millisecond})
+	_, err := c.Get(context.Background(), "Users", "x")
+	if d, ok := RetryAfter(err); !ok || d != 30*time.Second || calls.Load() != 1 {
+		t.Fatalf("want one call and Retry-After 30s for the caller, got %v after %d calls", err, calls.Load())
 	}
 }
 

@@ -77,7 +77,8 @@ func New(token string) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/scim/", http.StripPrefix("/scim", protocol))
-	s.handler = s.Faults.wrap(s.count(s.authenticate(mux)))
+	// Counted first, so requests a fault answers are counted too: they are what clients sent.
+	s.handler = s.count(s.Faults.wrap(s.authenticate(mux)))
 	return s, nil
 }
 
