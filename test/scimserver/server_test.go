@@ -76,6 +76,15 @@ func TestReferenceServerConformance(t *testing.T) {
 		t.Errorf("deleted user: want 404, got %v", err)
 	}
 
+	rts, err := c.ResourceTypes(ctx)
+	if err != nil || len(rts) != 2 {
+		t.Errorf("ResourceTypes: %v %v", rts, err)
+	}
+	schemas, err := c.Schemas(ctx)
+	if err != nil || len(schemas) < 2 {
+		t.Errorf("Schemas: %d %v", len(schemas), err)
+	}
+
 	bad, _ := scim.New(hs.URL+scimserver.BasePath, scim.Options{Auth: scim.BearerToken("nope")})
 	if _, err := bad.Get(ctx, "Users", "x"); !scim.IsUnauthorized(err) {
 		t.Errorf("bad token: want 401, got %v", err)
