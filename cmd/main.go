@@ -46,7 +46,7 @@ func main() {
 	flag.StringVar(&clusterID, "cluster-id", "", "Prefix of every externalId; default the UID of the kube-system namespace.")
 	flag.StringVar(&clusterResourceNS, "cluster-resource-namespace", envOr("POD_NAMESPACE", "scim-operator-system"),
 		"Namespace holding the Secrets of ClusterScimTargets.")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 32, "Parallel ServiceIdentity reconciles.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 64, "Parallel ServiceIdentity reconciles.")
 	flag.DurationVar(&scimTimeout, "scim-timeout", 15*time.Second, "Timeout of each SCIM call.")
 	flag.Float64Var(&qps, "kube-api-qps", 200, "Kubernetes API client QPS (revocation of many identities at once needs headroom).")
 	flag.IntVar(&burst, "kube-api-burst", 400, "Kubernetes API client burst.")
