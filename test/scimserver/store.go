@@ -124,11 +124,7 @@ func (s *Store) Get(_ *http.Request, id string) (scim.Resource, error) {
 func (s *Store) GetAll(_ *http.Request, params scim.ListRequestParams) (scim.Page, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	recs := make([]*record, 0, len(s.records))
-	for _, rec := range s.records {
-		recs = append(recs, rec)
-	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].seq < recs[j].seq })
+	recs := s.inOrder()
 	var matched []scim.Resource
 	for _, rec := range recs {
 		res := s.toResource(rec)
@@ -212,6 +208,16 @@ func (s *Store) Patch(r *http.Request, id string, ops []scim.PatchOperation) (sc
 	})
 }
 
+// inOrder lists the records in creation order; the caller holds mu.
+func (s *Store) inOrder() []*record {
+	recs := make([]*record, 0, len(s.records))
+	for _, rec := range s.records {
+		recs = append(recs, rec)
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].seq < recs[j].seq })
+	return recs
+}
+
 // Len is the number of stored resources.
 func (s *Store) Len() int {
 	s.mu.Lock()
@@ -223,11 +229,7 @@ func (s *Store) Len() int {
 func (s *Store) All() []map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	recs := make([]*record, 0, len(s.records))
-	for _, rec := range s.records {
-		recs = append(recs, rec)
-	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].seq < recs[j].seq })
+	recs := s.inOrder()
 	out := make([]map[string]any, 0, len(recs))
 	for _, rec := range recs {
 		m := deepCopy(rec.attrs).(map[string]any)
