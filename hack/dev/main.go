@@ -121,6 +121,10 @@ The local cluster is yours to play with:
     %s get serviceidentities -A
     curl -s -H 'Authorization: Bearer %s' http://%s%s/Users
 
+Retire a workload and watch its account go within a second:
+
+    kubectl -n payments delete deployment fraud-agent
+
 Logs: %s (operator), %s (kube-controller-manager)
 Press Ctrl-C to stop everything.
 `, cp.Kubeconfig, filepath.Join(assets, "kubectl"), token, scimAddr, scimserver.BasePath,
