@@ -3,6 +3,9 @@ package controller
 import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
 
 // Condition types (kstatus: Ready, Reconciling, Stalled).
@@ -35,6 +38,19 @@ func setCondition(conds *[]metav1.Condition, generation int64, typ string, statu
 	meta.SetStatusCondition(conds, metav1.Condition{
 		Type: typ, Status: status, Reason: reason, Message: truncate(message, 1024), ObservedGeneration: generation,
 	})
+}
+
+// conditionsOf returns the status conditions of any kind this operator serves.
+func conditionsOf(o client.Object) []metav1.Condition {
+	switch t := o.(type) {
+	case *scimv1.ServiceIdentity:
+		return t.Status.Conditions
+	case *scimv1.ScimTarget:
+		return t.Status.Conditions
+	case *scimv1.ClusterScimTarget:
+		return t.Status.Conditions
+	}
+	return nil
 }
 
 func truncate(s string, n int) string {

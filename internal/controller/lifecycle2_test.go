@@ -172,3 +172,28 @@ var _ = Describe("Groups, target guard and several targets", func() {
 		Entry("an owner that is not an e-mail", func(si *scimv1.ServiceIdentity) { si.Spec.Owner = "nobody" }, "spec.owner"),
 	)
 })
+
+var _ = Describe("Target references", func() {
+	ctx := context.Background()
+
+	It("deprovisions the account on a target dropped from targetRefs and forgets its entry", func() {
+		ns := readyTargetNamespace(ctx)
+		other, err := scimserver.New(testToken)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(other.Start("127.0.0.1:0")).To(Succeed())
+		defer other.Stop()
+		second := createTarget(ctx, ns, "second", testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = other.Endpoint() })
+		Eventually(get(ctx, second)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+
+		si := newIdentity(ns, "two-homes", "acme", "second")
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(other.UsersWhere("externalId", externalIDOf(ns, "two-homes"))).To(HaveLen(1))
+
+		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.TargetRefs = si.Spec.TargetRefs[:1] })
+		Eventually(func() []map[string]any { return other.UsersWhere("externalId", externalIDOf(ns, "two-homes")) }).Should(BeEmpty())
+		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) int { return len(s.Status.Targets) }, Equal(1)))
+		Expect(accountsWithExternalID(ns, "two-homes")()).To(HaveLen(1))
+		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	})
+})

@@ -135,12 +135,12 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 		return r.reconcileOwnerRetired(si, r.deprovisionAll(ctx, si), why)
 	}
 	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
-		return r.finish(ctx, si, nil, map[string]outcome{"spec.workloadRef": o})
+		return r.finish(si, map[string]outcome{"spec.workloadRef": o})
 	}
 
 	desired, err := desiredUser(si, ExternalID(r.ClusterID, si))
 	if err != nil {
-		return r.finish(ctx, si, nil, map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}})
+		return r.finish(si, map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}})
 	}
 
 	entries := indexEntries(si.Namespace, si.Status.Targets)
@@ -165,11 +165,17 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 		}
 		next = append(next, *entry)
 	}
-	// Accounts on targets no longer referenced are deprovisioned before their entries go.
-	for key, entry := range entries {
-		if seen[key] {
-			continue
+	// Accounts on targets no longer referenced are deprovisioned before their entries go
+	// (in a stable order, so the status does not churn).
+	var dropped []string
+	for key := range entries {
+		if !seen[key] {
+			dropped = append(dropped, key)
 		}
+	}
+	sortStrings(dropped)
+	for _, key := range dropped {
+		entry := entries[key]
 		out := r.deprovisionTarget(ctx, si, entry)
 		if !out.ok() {
 			outcomes[key] = out
@@ -177,7 +183,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 		}
 	}
 	si.Status.Targets = next
-	res, err := r.finish(ctx, si, next, outcomes)
+	res, err := r.finish(si, outcomes)
 	if err == nil && res.RequeueAfter == 0 && resync > 0 {
 		res.RequeueAfter = jitter(resync)
 	}
@@ -191,7 +197,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 }
 
 // finish turns per-target outcomes into conditions and the result.
-func (r *ServiceIdentityReconciler) finish(_ context.Context, si *scimv1.ServiceIdentity, _ []scimv1.IdentityTargetStatus, outcomes map[string]outcome) (ctrl.Result, error) {
+func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]outcome) (ctrl.Result, error) {
 	gen := si.Generation
 	var transient, stalled []string
 	var errs []error
@@ -678,14 +684,7 @@ func (targetChangedPredicate) Update(e event.UpdateEvent) bool {
 }
 
 func readyStatus(o client.Object) metav1.ConditionStatus {
-	var conds []metav1.Condition
-	switch t := o.(type) {
-	case *scimv1.ScimTarget:
-		conds = t.Status.Conditions
-	case *scimv1.ClusterScimTarget:
-		conds = t.Status.Conditions
-	}
-	if c := meta.FindStatusCondition(conds, ConditionReady); c != nil {
+	if c := meta.FindStatusCondition(conditionsOf(o), ConditionReady); c != nil {
 		return c.Status
 	}
 	return metav1.ConditionUnknown

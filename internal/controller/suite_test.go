@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -164,21 +165,7 @@ func get[T client.Object](ctx context.Context, obj T) func() (T, error) {
 }
 
 func condition(obj client.Object, typ string) *metav1.Condition {
-	var conds []metav1.Condition
-	switch o := obj.(type) {
-	case *scimv1.ServiceIdentity:
-		conds = o.Status.Conditions
-	case *scimv1.ScimTarget:
-		conds = o.Status.Conditions
-	case *scimv1.ClusterScimTarget:
-		conds = o.Status.Conditions
-	}
-	for i := range conds {
-		if conds[i].Type == typ {
-			return &conds[i]
-		}
-	}
-	return nil
+	return meta.FindStatusCondition(conditionsOf(obj), typ)
 }
 
 // HaveCondition matches an object whose condition typ has the status (and reason, when given).
