@@ -40,6 +40,14 @@ func setCondition(conds *[]metav1.Condition, generation int64, typ string, statu
 	})
 }
 
+// lockedPatch is a merge patch that fails on a stale base (409, retried by the controller).
+// Lists such as finalizers and ownerReferences are replaced whole by a merge patch, so a stale
+// copy would drop entries others added meanwhile (the garbage collector's foregroundDeletion,
+// another controller's finalizer on a shared Secret).
+func lockedPatch(base client.Object) client.Patch {
+	return client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+}
+
 // conditionsOf returns the status conditions of any kind this operator serves.
 func conditionsOf(o client.Object) []metav1.Condition {
 	switch t := o.(type) {

@@ -77,7 +77,7 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if obj.GetDeletionTimestamp().IsZero() && !controllerutil.ContainsFinalizer(obj, scimv1.InUseFinalizer) {
-		patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+		patch := lockedPatch(obj.DeepCopyObject().(client.Object))
 		controllerutil.AddFinalizer(obj, scimv1.InUseFinalizer)
 		if err := r.Patch(ctx, obj, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
@@ -91,8 +91,7 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 			return
 		}
 		// Optimistic lock: a stale cached base would merge this scan's report into the last one.
-		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
-		if err := r.Status().Patch(ctx, obj, patch); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.Status().Patch(ctx, obj, lockedPatch(base)); err != nil && !apierrors.IsNotFound(err) {
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 		}
 	}()
@@ -233,7 +232,7 @@ func (r *TargetReconciler) holdSecrets(ctx context.Context, t *Target) error {
 		if !s.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(s, scimv1.InUseFinalizer) {
 			continue
 		}
-		patch := client.MergeFrom(s.DeepCopy())
+		patch := lockedPatch(s.DeepCopy())
 		controllerutil.AddFinalizer(s, scimv1.InUseFinalizer)
 		if err := r.Patch(ctx, s, patch); err != nil {
 			return fmt.Errorf("holding secret %s/%s: %w", s.Namespace, s.Name, err)
@@ -264,7 +263,7 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 	if err := r.releaseSecrets(ctx, t); err != nil {
 		return ctrl.Result{}, false, err
 	}
-	patch := client.MergeFrom(t.Object.DeepCopyObject().(client.Object))
+	patch := lockedPatch(t.Object.DeepCopyObject().(client.Object))
 	controllerutil.RemoveFinalizer(t.Object, scimv1.InUseFinalizer)
 	if err := r.Patch(ctx, t.Object, patch); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, false, fmt.Errorf("removing finalizer: %w", err)
@@ -296,7 +295,7 @@ func (r *TargetReconciler) releaseSecrets(ctx context.Context, t *Target) error 
 		if !controllerutil.ContainsFinalizer(s, scimv1.InUseFinalizer) {
 			continue
 		}
-		patch := client.MergeFrom(s.DeepCopy())
+		patch := lockedPatch(s.DeepCopy())
 		controllerutil.RemoveFinalizer(s, scimv1.InUseFinalizer)
 		if err := r.Patch(ctx, s, patch); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("releasing secret %s/%s: %w", s.Namespace, s.Name, err)

@@ -54,7 +54,7 @@ func (r *ServiceIdentityReconciler) ensureWorkloadOwner(ctx context.Context, si 
 		}
 		return outcome{err: err, reason: ReasonProgressing}
 	}
-	patch := client.MergeFrom(si.DeepCopy())
+	patch := lockedPatch(si.DeepCopy())
 	si.OwnerReferences = append(si.OwnerReferences, metav1.OwnerReference{
 		APIVersion: ref.APIVersion, Kind: ref.Kind, Name: w.Name, UID: w.UID, BlockOwnerDeletion: ptr.To(false),
 	})
