@@ -1,8 +1,12 @@
 package controller
 
 import (
+	"encoding/json"
+	"slices"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -46,6 +50,29 @@ func setCondition(conds *[]metav1.Condition, generation int64, typ string, statu
 // another controller's finalizer on a shared Secret).
 func lockedPatch(base client.Object) client.Patch {
 	return client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+}
+
+// finalizersPatch changes metadata.finalizers with a JSON patch that first tests the list is
+// still what we read: it fails only if someone changed the finalizers meanwhile, not on every
+// resourceVersion move (our own status writes), which keeps the revocation path free of
+// conflicts. With no finalizers read, the resourceVersion is tested instead.
+// Use: p := finalizersPatch(obj.GetFinalizers()); change obj's finalizers; r.Patch(ctx, obj, p).
+func finalizersPatch(before []string) client.Patch { return finalizersJSONPatch{before: slices.Clone(before)} }
+
+type finalizersJSONPatch struct{ before []string }
+
+func (p finalizersJSONPatch) Type() types.PatchType { return types.JSONPatchType }
+
+func (p finalizersJSONPatch) Data(obj client.Object) ([]byte, error) {
+	test := map[string]any{"op": "test", "path": "/metadata/finalizers", "value": p.before}
+	if len(p.before) == 0 {
+		test = map[string]any{"op": "test", "path": "/metadata/resourceVersion", "value": obj.GetResourceVersion()}
+	}
+	after := obj.GetFinalizers()
+	if after == nil {
+		after = []string{}
+	}
+	return json.Marshal([]map[string]any{test, {"op": "add", "path": "/metadata/finalizers", "value": after}})
 }
 
 // conditionsOf returns the status conditions of any kind this operator serves.

@@ -77,7 +77,7 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if obj.GetDeletionTimestamp().IsZero() && !controllerutil.ContainsFinalizer(obj, scimv1.InUseFinalizer) {
-		patch := lockedPatch(obj.DeepCopyObject().(client.Object))
+		patch := finalizersPatch(obj.GetFinalizers())
 		controllerutil.AddFinalizer(obj, scimv1.InUseFinalizer)
 		if err := r.Patch(ctx, obj, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
@@ -232,7 +232,7 @@ func (r *TargetReconciler) holdSecrets(ctx context.Context, t *Target) error {
 		if !s.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(s, scimv1.InUseFinalizer) {
 			continue
 		}
-		patch := lockedPatch(s.DeepCopy())
+		patch := finalizersPatch(s.GetFinalizers())
 		controllerutil.AddFinalizer(s, scimv1.InUseFinalizer)
 		if err := r.Patch(ctx, s, patch); err != nil {
 			return fmt.Errorf("holding secret %s/%s: %w", s.Namespace, s.Name, err)
@@ -263,7 +263,7 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 	if err := r.releaseSecrets(ctx, t); err != nil {
 		return ctrl.Result{}, false, err
 	}
-	patch := lockedPatch(t.Object.DeepCopyObject().(client.Object))
+	patch := finalizersPatch(t.Object.GetFinalizers())
 	controllerutil.RemoveFinalizer(t.Object, scimv1.InUseFinalizer)
 	if err := r.Patch(ctx, t.Object, patch); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, false, fmt.Errorf("removing finalizer: %w", err)
@@ -295,7 +295,7 @@ func (r *TargetReconciler) releaseSecrets(ctx context.Context, t *Target) error 
 		if !controllerutil.ContainsFinalizer(s, scimv1.InUseFinalizer) {
 			continue
 		}
-		patch := lockedPatch(s.DeepCopy())
+		patch := finalizersPatch(s.GetFinalizers())
 		controllerutil.RemoveFinalizer(s, scimv1.InUseFinalizer)
 		if err := r.Patch(ctx, s, patch); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("releasing secret %s/%s: %w", s.Namespace, s.Name, err)

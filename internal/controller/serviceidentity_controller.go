@@ -86,7 +86,7 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if si.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
-		patch := lockedPatch(si.DeepCopy())
+		patch := finalizersPatch(si.GetFinalizers())
 		controllerutil.AddFinalizer(si, scimv1.DeprovisionFinalizer)
 		if err := r.Patch(ctx, si, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
@@ -520,7 +520,7 @@ func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentit
 }
 
 func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIdentity) error {
-	patch := lockedPatch(si.DeepCopy())
+	patch := finalizersPatch(si.GetFinalizers())
 	controllerutil.RemoveFinalizer(si, scimv1.DeprovisionFinalizer)
 	if err := r.Patch(ctx, si, patch); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer: %w", err)
