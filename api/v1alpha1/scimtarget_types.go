@@ -358,5 +358,5 @@ type ClusterScimTargetList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&ScimTarget{}, &ScimTargetList{}, &ClusterScimTarget{}, &ClusterScimTargetList{})
+	register(&ScimTarget{}, &ScimTargetList{}, &ClusterScimTarget{}, &ClusterScimTargetList{})
 }

@@ -205,7 +205,7 @@ type ServiceIdentityList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&ServiceIdentity{}, &ServiceIdentityList{})
+	register(&ServiceIdentity{}, &ServiceIdentityList{})
 }
 
 // EffectiveUserName is spec.userName, or <name>.<namespace> when unset.

@@ -86,8 +86,9 @@ func run(assets, manager, dir, scimAddr, token string, smoke bool) error {
 	if err := op.Start(); err != nil {
 		return fmt.Errorf("starting the operator: %w", err)
 	}
-	opDone := make(chan error, 1)
-	go func() { opDone <- op.Wait() }()
+	var opErr error
+	opDone := make(chan struct{})
+	go func() { opErr = op.Wait(); close(opDone) }()
 	defer func() {
 		step("Stopping the operator")
 		_ = syscall.Kill(-op.Process.Pid, syscall.SIGTERM)
@@ -138,8 +139,8 @@ Press Ctrl-C to stop everything.
 	select {
 	case <-ctx.Done():
 		fmt.Println()
-	case err := <-opDone:
-		return fmt.Errorf("the operator exited (%v); see %s", err, strings.TrimSpace(filepath.Join(dir, "operator.log")))
+	case <-opDone:
+		return fmt.Errorf("the operator exited (%v); see %s", opErr, strings.TrimSpace(filepath.Join(dir, "operator.log")))
 	}
 	return nil
 }

@@ -57,7 +57,9 @@ func lockedPatch(base client.Object) client.Patch {
 // resourceVersion move (our own status writes), which keeps the revocation path free of
 // conflicts. With no finalizers read, the resourceVersion is tested instead.
 // Use: p := finalizersPatch(obj.GetFinalizers()); change obj's finalizers; r.Patch(ctx, obj, p).
-func finalizersPatch(before []string) client.Patch { return finalizersJSONPatch{before: slices.Clone(before)} }
+func finalizersPatch(before []string) client.Patch {
+	return finalizersJSONPatch{before: slices.Clone(before)}
+}
 
 type finalizersJSONPatch struct{ before []string }
 

@@ -162,12 +162,7 @@ var _ = Describe("Identity lifecycle", func() {
 		Expect(k8s.Get(ctx, keyOf(ns, "gitops"), si)).To(Succeed())
 		st, _ = kstatusOf(si)
 		Expect(st).To(Equal(kstatus.InProgressStatus))
-		Eventually(func() kstatus.Status {
-			Expect(k8s.Get(ctx, keyOf(ns, "gitops"), si)).To(Succeed())
-			s, _ := kstatusOf(si)
-			return s
-		}).
-			Should(Equal(kstatus.CurrentStatus))
+		kstatusEventually(ctx, si).Should(Equal(kstatus.CurrentStatus))
 		scimSrv.Faults.Clear()
 
 		// Target temporarily down: InProgress with a message.
@@ -186,12 +181,7 @@ var _ = Describe("Identity lifecycle", func() {
 		scimSrv.Users.Put(map[string]any{"userName": "gitops-bad." + ns, "externalId": "elsewhere/a/b"})
 		bad := newIdentity(ns, "gitops-bad", "acme")
 		Expect(k8s.Create(ctx, bad)).To(Succeed())
-		Eventually(func() kstatus.Status {
-			Expect(k8s.Get(ctx, keyOf(ns, "gitops-bad"), bad)).To(Succeed())
-			s, _ := kstatusOf(bad)
-			return s
-		}).
-			Should(Equal(kstatus.FailedStatus))
+		kstatusEventually(ctx, bad).Should(Equal(kstatus.FailedStatus))
 	})
 })
 

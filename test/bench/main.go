@@ -133,7 +133,7 @@ func freePort() string {
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String()
 }
 
@@ -441,7 +441,7 @@ func (b *bench) kubeWrites() (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	total := 0.0
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -592,7 +592,7 @@ func (b *bench) heapTop() []string {
 	if err != nil {
 		return []string{"heap profile unavailable: " + err.Error()}
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	path := filepath.Join(b.workDir, "heap.pb.gz")
 	f, err := os.Create(path)
 	if err != nil {

@@ -41,7 +41,8 @@ type ControlPlane struct {
 	Kubeconfig string
 	opts       Options
 	kcm        *exec.Cmd
-	kcmDone    chan error
+	kcmDone    chan struct{}
+	kcmErr     error
 }
 
 // Start starts etcd, kube-apiserver and, if asked, kube-controller-manager, and writes an
@@ -114,12 +115,12 @@ func (cp *ControlPlane) startControllerManager() error {
 		return fmt.Errorf("starting kube-controller-manager: %w", err)
 	}
 	cp.kcm = cmd
-	cp.kcmDone = make(chan error, 1)
-	go func() { cp.kcmDone <- cmd.Wait(); _ = logFile.Close() }()
+	cp.kcmDone = make(chan struct{})
+	go func() { cp.kcmErr = cmd.Wait(); _ = logFile.Close(); close(cp.kcmDone) }()
 	// It has no health endpoint here (secure port off); give it a moment and check it is alive.
 	select {
-	case err := <-cp.kcmDone:
-		return fmt.Errorf("kube-controller-manager exited at start (%v); see %s", err, logPath)
+	case <-cp.kcmDone:
+		return fmt.Errorf("kube-controller-manager exited at start (%v); see %s", cp.kcmErr, logPath)
 	case <-time.After(2 * time.Second):
 	}
 	return nil
