@@ -119,8 +119,10 @@ func (c *revocationClock) mark(key string, at time.Time) { c.seen.LoadOrStore(ke
 func (c *revocationClock) start(si *scimv1.ServiceIdentity) time.Time {
 	start := si.DeletionTimestamp.Time
 	consider := func(key string) {
-		if v, ok := c.seen.Load(key); ok && v.(time.Time).Before(start) || ok && start.IsZero() {
-			start = v.(time.Time)
+		if v, ok := c.seen.Load(key); ok {
+			if at := v.(time.Time); start.IsZero() || at.Before(start) {
+				start = at
+			}
 		}
 	}
 	if v, ok := c.seen.Load(string(si.UID)); ok {

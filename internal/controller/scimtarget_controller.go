@@ -391,14 +391,9 @@ func (r *TargetReconciler) countIdentities(ctx context.Context, t *Target) (int3
 // identitiesOf lists "namespace/name" of the identities that reference the target or still
 // have an account on it.
 func (r *TargetReconciler) identitiesOf(ctx context.Context, t *Target) ([]string, error) {
-	list := &scimv1.ServiceIdentityList{}
-	// Read-only use: skip the deep copy of every identity of a large target.
-	opts := []client.ListOption{client.MatchingFields{identityTargetIndex: t.Key()}, client.UnsafeDisableDeepCopy}
-	if t.Kind == scimv1.KindScimTarget {
-		opts = append(opts, client.InNamespace(t.Namespace))
-	}
-	if err := r.List(ctx, list, opts...); err != nil {
-		return nil, fmt.Errorf("listing identities: %w", err)
+	list, err := identitiesOfTarget(ctx, r.Client, t.Kind, t.Namespace, t.Name)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]string, 0, len(list.Items))
 	for _, si := range list.Items {

@@ -639,13 +639,9 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 func (r *ServiceIdentityReconciler) identitiesForTarget(kind string) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
-		list := &scimv1.ServiceIdentityList{}
-		opts := []client.ListOption{client.MatchingFields{identityTargetIndex: targetKey(kind, o.GetNamespace(), o.GetName())}}
-		if kind == scimv1.KindScimTarget {
-			opts = append(opts, client.InNamespace(o.GetNamespace()))
-		}
-		if err := r.List(ctx, list, opts...); err != nil {
-			logf.FromContext(ctx).Error(err, "Listing identities of a target", "target", targetKey(kind, o.GetNamespace(), o.GetName()))
+		list, err := identitiesOfTarget(ctx, r.Client, kind, o.GetNamespace(), o.GetName())
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "Listing identities of a target")
 			return nil
 		}
 		reqs := make([]reconcile.Request, 0, len(list.Items))

@@ -124,3 +124,17 @@ func namespaceAllowed(ctx context.Context, c client.Reader, t *Target, namespace
 	return fmt.Sprintf("namespace %q is not allowed by %s spec.allowedNamespaces (names %v, selector %s)",
 		namespace, t.Key(), a.Names, metav1.FormatLabelSelector(a.Selector)), nil
 }
+
+// identitiesOfTarget lists, read-only (no deep copies), the identities that reference a target
+// or still have an account on it.
+func identitiesOfTarget(ctx context.Context, c client.Reader, kind, namespace, name string) (*scimv1.ServiceIdentityList, error) {
+	list := &scimv1.ServiceIdentityList{}
+	opts := []client.ListOption{client.MatchingFields{identityTargetIndex: targetKey(kind, namespace, name)}, client.UnsafeDisableDeepCopy}
+	if kind == scimv1.KindScimTarget {
+		opts = append(opts, client.InNamespace(namespace))
+	}
+	if err := c.List(ctx, list, opts...); err != nil {
+		return nil, fmt.Errorf("listing identities of %s: %w", targetKey(kind, namespace, name), err)
+	}
+	return list, nil
+}

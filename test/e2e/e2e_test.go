@@ -31,7 +31,8 @@ func accounts(ns, name string) []map[string]any {
 	return scimSrv.UsersWhere("externalId", externalID(ns, name))
 }
 
-func readyReason(ns, name string) func() string {
+// ready reports "<status>/<reason>: <message>" of an identity's Ready condition.
+func ready(ns, name string) func() string {
 	return func() string {
 		si := &scimv1.ServiceIdentity{}
 		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, si); err != nil {
@@ -43,8 +44,6 @@ func readyReason(ns, name string) func() string {
 		return "no Ready condition"
 	}
 }
-
-func ready(ns, name string) func() string { return readyReason(ns, name) }
 
 const isReady = "True/Provisioned"
 
