@@ -60,6 +60,8 @@ func workloadOwners(si *scimv1.ServiceIdentity) []string {
 type workloadEvents struct {
 	r    *ServiceIdentityReconciler
 	kind string
+	// onlyRetired ignores creations (the revoker's queue).
+	onlyRetired bool
 }
 
 func (h workloadEvents) enqueue(ctx context.Context, o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request], retired bool) {
@@ -81,7 +83,9 @@ func (h workloadEvents) enqueue(ctx context.Context, o client.Object, q workqueu
 }
 
 func (h workloadEvents) Create(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	h.enqueue(ctx, e.Object, q, false)
+	if !h.onlyRetired {
+		h.enqueue(ctx, e.Object, q, false)
+	}
 }
 
 func (h workloadEvents) Update(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {

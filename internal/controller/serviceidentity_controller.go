@@ -60,6 +60,10 @@ type ServiceIdentityReconciler struct {
 	Breaker *Breaker
 	// retired marks identities (by UID) whose workload was just deleted.
 	retired sync.Map
+	// locks serialises this controller and the revoker on one identity.
+	locks keyLocks
+	// confirmed holds deprovisionings the targets confirmed (shared with the revoker).
+	confirmed confirmed
 }
 
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities,verbs=get;list;watch;update;patch
@@ -81,8 +85,13 @@ func (o outcome) ok() bool { return o.err == nil && o.stalled == "" }
 
 // Reconcile implements reconcile.Reconciler.
 func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	unlock := r.locks.lock(req.NamespacedName)
+	defer unlock()
 	si := &scimv1.ServiceIdentity{}
 	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.confirmed.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if si.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
@@ -132,7 +141,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 	}
 
 	if why := r.ownerRetired(si); why != "" {
-		return r.reconcileOwnerRetired(si, r.deprovisionAll(ctx, si), why)
+		return r.reconcileOwnerRetired(si, r.deprovisionAll(ctx, si, true), why)
 	}
 	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
 		return r.finish(si, map[string]outcome{"spec.workloadRef": o})
@@ -423,7 +432,7 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 		return ctrl.Result{}, true, r.removeFinalizer(ctx, si)
 	}
 
-	outcomes := r.deprovisionAll(ctx, si)
+	outcomes := r.deprovisionAll(ctx, si, true)
 	if len(outcomes) > 0 {
 		res, err := r.deprovisionBlocked(si, outcomes, "Waiting to deprovision (finalizer "+scimv1.DeprovisionFinalizer+
 			" kept; set annotation "+scimv1.ForceOrphanAnnotation+"=true to release it without deprovisioning)")
@@ -435,13 +444,16 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	if err := r.removeFinalizer(ctx, si); err != nil {
 		return ctrl.Result{}, false, err
 	}
+	r.confirmed.forget(client.ObjectKeyFromObject(si))
 	return ctrl.Result{}, true, nil
 }
 
 // deprovisionAll applies the deletion policy on every target the identity has (or may have)
-// an account on, and returns the targets that did not confirm.
-func (r *ServiceIdentityReconciler) deprovisionAll(ctx context.Context, si *scimv1.ServiceIdentity) map[string]outcome {
-	outcomes, worked := r.deprovisionEntries(ctx, si)
+// an account on, and returns the targets that did not confirm. A final deprovisioning (the
+// identity or its workload is gone) is remembered until the identity goes; one that may be
+// undone (expiry, which can be extended) is not.
+func (r *ServiceIdentityReconciler) deprovisionAll(ctx context.Context, si *scimv1.ServiceIdentity, final bool) map[string]outcome {
+	outcomes, worked := r.deprovisionEntries(ctx, si, final)
 	if worked && len(outcomes) == 0 {
 		r.observeRevocation(si)
 	}
@@ -450,7 +462,7 @@ func (r *ServiceIdentityReconciler) deprovisionAll(ctx context.Context, si *scim
 
 // deprovisionEntries does the work of deprovisionAll; worked reports that some target was
 // deprovisioned in this pass.
-func (r *ServiceIdentityReconciler) deprovisionEntries(ctx context.Context, si *scimv1.ServiceIdentity) (map[string]outcome, bool) {
+func (r *ServiceIdentityReconciler) deprovisionEntries(ctx context.Context, si *scimv1.ServiceIdentity, final bool) (map[string]outcome, bool) {
 	entries := indexEntries(si.Namespace, si.Status.Targets)
 	for _, ref := range si.Spec.TargetRefs {
 		if entries[refKey(ref, si.Namespace)] == nil {
@@ -467,9 +479,16 @@ func (r *ServiceIdentityReconciler) deprovisionEntries(ctx context.Context, si *
 		if entry.State == scimv1.TargetStateDeprovisioned {
 			continue
 		}
+		key := targetKey(entry.Kind, si.Namespace, entry.Name)
+		if done, ok := r.confirmed.lookup(si, key); ok {
+			*entry = done // confirmed by the revoker (or an earlier pass) whose status is not written yet
+			continue
+		}
 		worked = true
 		if out := r.deprovisionTarget(ctx, si, entry); !out.ok() {
-			outcomes[targetKey(entry.Kind, si.Namespace, entry.Name)] = out
+			outcomes[key] = out
+		} else if final {
+			r.confirmed.record(si, key, *entry)
 		}
 	}
 	return outcomes, worked
@@ -617,6 +636,9 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &scimv1.ServiceIdentity{}, identityOwnerIndex,
 		func(o client.Object) []string { return workloadOwners(o.(*scimv1.ServiceIdentity)) }); err != nil {
+		return err
+	}
+	if err := r.setupRevoker(mgr); err != nil {
 		return err
 	}
 	b := ctrl.NewControllerManagedBy(mgr)

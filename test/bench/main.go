@@ -386,7 +386,7 @@ func (b *bench) provision(ctx context.Context, n int, bare float64) error {
 	if err != nil {
 		return err
 	}
-	start := time.Now()
+	qBefore, cpuBefore, start := b.queueStats(), cpuSeconds(), time.Now()
 	if err := parallel(n, 32, func(i int) error {
 		o := owners[i]
 		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: identityName(i),
@@ -401,6 +401,7 @@ func (b *bench) provision(ctx context.Context, n int, bare float64) error {
 		return err
 	}
 	took := time.Since(start)
+	cpuAfter, qAfter := cpuSeconds(), b.queueStats()
 	throughput := float64(n) / took.Seconds()
 	writesAfter, err := b.kubeWrites()
 	if err != nil {
@@ -416,6 +417,8 @@ func (b *bench) provision(ctx context.Context, n int, bare float64) error {
 	b.res.add("provisioning throughput / bare loop", ratio*100, "%", ">= 50 %", ratio >= 0.5)
 	b.res.add("SCIM requests per new identity", scimPerIdentity, "req", "<= 2", scimPerIdentity <= 2)
 	b.res.add("Kubernetes API writes per identity provisioned", (writesAfter-writesBefore)/float64(n), "writes", "")
+	b.addQueue("provisioning", qBefore, qAfter)
+	b.addCPU("provisioning", cpuBefore, cpuAfter, took.Seconds())
 	return nil
 }
 
@@ -435,8 +438,9 @@ func (b *bench) waitReady(ctx context.Context, n int, timeout time.Duration) err
 	})
 }
 
-// kubeWrites sums the operator's own client-go write requests (rest_client_requests_total).
-func (b *bench) kubeWrites() (float64, error) {
+// scrape sums the operator's metric samples whose line starts with prefix and contains
+// every one of labels.
+func (b *bench) scrape(prefix string, labels ...string) (float64, error) {
 	resp, err := http.Get("http://" + b.metrics + "/metrics")
 	if err != nil {
 		return 0, err
@@ -444,19 +448,61 @@ func (b *bench) kubeWrites() (float64, error) {
 	defer func() { _ = resp.Body.Close() }()
 	total := 0.0
 	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+next:
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "rest_client_requests_total{") {
+		if !strings.HasPrefix(line, prefix) {
 			continue
 		}
-		for _, verb := range []string{`method="POST"`, `method="PUT"`, `method="PATCH"`, `method="DELETE"`} {
-			if strings.Contains(line, verb) {
-				v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
-				total += v
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue next
 			}
 		}
+		v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+		total += v
 	}
 	return total, sc.Err()
+}
+
+// kubeWrites sums the operator's own client-go write requests (rest_client_requests_total).
+func (b *bench) kubeWrites() (float64, error) {
+	total := 0.0
+	for _, verb := range []string{`method="POST"`, `method="PUT"`, `method="PATCH"`, `method="DELETE"`} {
+		v, err := b.scrape("rest_client_requests_total{", verb)
+		if err != nil {
+			return 0, err
+		}
+		total += v
+	}
+	return total, nil
+}
+
+// queueStats samples the serviceidentity work queue: time items waited and time reconciles took
+// (sums and counts, controller-runtime's workqueue histograms).
+type queueStats struct{ waitSum, waitCount, workSum, workCount float64 }
+
+func (b *bench) queueStats() queueStats {
+	var q queueStats
+	name := `name="serviceidentity"`
+	q.waitSum, _ = b.scrape("workqueue_queue_duration_seconds_sum{", name)
+	q.waitCount, _ = b.scrape("workqueue_queue_duration_seconds_count{", name)
+	q.workSum, _ = b.scrape("workqueue_work_duration_seconds_sum{", name)
+	q.workCount, _ = b.scrape("workqueue_work_duration_seconds_count{", name)
+	return q
+}
+
+func (b *bench) addQueue(phase string, before, after queueStats) {
+	avg := func(sum, count float64) float64 {
+		if count == 0 {
+			return 0
+		}
+		return sum / count
+	}
+	b.res.add(fmt.Sprintf("  %s: reconciles", phase), after.workCount-before.workCount, "", "")
+	b.res.add(fmt.Sprintf("  %s: mean wait in the work queue", phase), avg(after.waitSum-before.waitSum, after.waitCount-before.waitCount), "s", "")
+	b.res.add(fmt.Sprintf("  %s: mean reconcile time", phase), avg(after.workSum-before.workSum, after.workCount-before.workCount), "s", "")
 }
 
 // resync shortens the resync interval and counts the requests of one full wave.
@@ -511,6 +557,7 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 	}
 	deletedAt := make([]time.Time, n)
 	bg := metav1.DeletePropagationBackground
+	qBefore, cpuBefore, start := b.queueStats(), cpuSeconds(), time.Now()
 	if err := parallel(n, 32, func(i int) error {
 		o := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
 		err := b.k8s.Delete(ctx, o, &client.DeleteOptions{PropagationPolicy: &bg})
@@ -529,6 +576,7 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 	}); err != nil {
 		return fmt.Errorf("revocation: %w", err)
 	}
+	wall, cpuAfter, qAfter := time.Since(start).Seconds(), cpuSeconds(), b.queueStats()
 	lat := make([]float64, 0, n)
 	for i := range n {
 		at, _ := b.revoked.Load(ids[identityName(i)])
@@ -540,6 +588,8 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 	b.res.add("revocation latency p90", pct(0.90), "s", "")
 	b.res.add("revocation latency p99", pct(0.99), "s", "<= 2 s", pct(0.99) <= 2)
 	b.res.add("revocation latency max", lat[len(lat)-1], "s", "")
+	b.addQueue("revocation", qBefore, qAfter)
+	b.addCPU("revocation", cpuBefore, cpuAfter, wall)
 
 	// The identities go once every target confirmed; wait so the next phase starts clean.
 	return waitEvery(250*time.Millisecond, 5*time.Minute, func() (bool, error) {

@@ -1,0 +1,169 @@
+package controller
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// revoker is the fast path of revocation. It runs as its own controller, with its own work
+// queue and workers, on the same triggers that start a revocation in the identity controller:
+// a workload deleted, an identity's deletion started. It only makes the SCIM calls and writes
+// nothing to Kubernetes, so a revocation never waits behind a backlog of provisioning,
+// resyncs or status writes in the identity controller's queue. It records what each target
+// confirmed; the identity controller, woken by the same events, then finds the work done and
+// writes the status, the Events and the finalizer. When a target refuses, the identity
+// controller retries with backoff and reports why in the conditions, as always.
+type revoker struct {
+	r *ServiceIdentityReconciler
+}
+
+// Reconcile deprovisions an identity that is being deleted, or whose workload was deleted.
+func (v revoker) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	r := v.r
+	unlock := r.locks.lock(req.NamespacedName)
+	defer unlock()
+	si := &scimv1.ServiceIdentity{}
+	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	switch {
+	case !si.DeletionTimestamp.IsZero():
+		if si.Annotations[scimv1.ForceOrphanAnnotation] == "true" {
+			return ctrl.Result{}, nil
+		}
+	case r.ownerRetired(si) == "":
+		return ctrl.Result{}, nil
+	}
+	if outcomes := r.deprovisionAll(ctx, si, true); len(outcomes) > 0 {
+		// The identity controller retries these and reports them in the conditions.
+		logf.FromContext(ctx).V(1).Info("Fast revocation incomplete; the identity controller retries", "targets", len(outcomes))
+	}
+	return ctrl.Result{}, nil
+}
+
+// setupRevoker registers the revoker's controller.
+func (r *ServiceIdentityReconciler) setupRevoker(mgr ctrl.Manager) error {
+	b := ctrl.NewControllerManagedBy(mgr).Named("revoke")
+	for _, gvk := range WorkloadKinds {
+		w := &metav1.PartialObjectMetadata{}
+		w.SetGroupVersionKind(gvk)
+		b = b.WatchesMetadata(w, workloadEvents{r: r, kind: gvk.Kind, onlyRetired: true})
+	}
+	return b.
+		Watches(&scimv1.ServiceIdentity{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(deletionStarted{clock: r.Clock})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
+		Complete(revoker{r: r})
+}
+
+// deletionStarted passes only the update that sets an identity's deletionTimestamp (and
+// identities already being deleted when the operator starts), and notes the time for the
+// revocation histogram.
+type deletionStarted struct {
+	predicate.Funcs
+	clock *revocationClock
+}
+
+func (deletionStarted) Create(e event.CreateEvent) bool { return !e.Object.GetDeletionTimestamp().IsZero() }
+
+func (deletionStarted) Delete(event.DeleteEvent) bool { return false }
+
+func (deletionStarted) Generic(event.GenericEvent) bool { return false }
+
+func (p deletionStarted) Update(e event.UpdateEvent) bool {
+	started := e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+	if started && p.clock != nil {
+		p.clock.mark(string(e.ObjectNew.GetUID()), time.Now())
+	}
+	return started
+}
+
+// confirmed records, per identity, the deprovisionings targets have confirmed, so that neither
+// the revoker nor the identity controller sends them twice while the status that records them
+// is still on its way through the API server and the cache. An entry goes with its identity.
+type confirmed struct {
+	m sync.Map // types.NamespacedName -> confirmedEntry
+}
+
+type confirmedEntry struct {
+	uid     types.UID
+	targets map[string]scimv1.IdentityTargetStatus // targetKey -> the Deprovisioned entry
+}
+
+// lookup returns the confirmed entry of one target of si, if any.
+func (c *confirmed) lookup(si *scimv1.ServiceIdentity, key string) (scimv1.IdentityTargetStatus, bool) {
+	v, ok := c.m.Load(client.ObjectKeyFromObject(si))
+	if !ok || v.(confirmedEntry).uid != si.UID {
+		return scimv1.IdentityTargetStatus{}, false
+	}
+	e, ok := v.(confirmedEntry).targets[key]
+	return e, ok
+}
+
+// record notes a confirmed deprovisioning. Callers hold the identity's lock.
+func (c *confirmed) record(si *scimv1.ServiceIdentity, key string, entry scimv1.IdentityTargetStatus) {
+	name := client.ObjectKeyFromObject(si)
+	next := confirmedEntry{uid: si.UID, targets: map[string]scimv1.IdentityTargetStatus{}}
+	if v, ok := c.m.Load(name); ok && v.(confirmedEntry).uid == si.UID {
+		for k, e := range v.(confirmedEntry).targets {
+			next.targets[k] = e
+		}
+	}
+	next.targets[key] = entry
+	c.m.Store(name, next)
+}
+
+func (c *confirmed) forget(name types.NamespacedName) { c.m.Delete(name) }
+
+// keyLocks serialises the revoker and the identity controller on one identity (each work
+// queue already serialises its own workers). Locks exist only while held or awaited.
+// k8s.io/utils/keymutex only offers hashed locks, which would serialise unrelated identities.
+type keyLocks struct {
+	mu    sync.Mutex
+	locks map[types.NamespacedName]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	refs int
+}
+
+func (k *keyLocks) lock(name types.NamespacedName) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[types.NamespacedName]*keyLock{}
+	}
+	l := k.locks[name]
+	if l == nil {
+		l = &keyLock{}
+		k.locks[name] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, name)
+		}
+		k.mu.Unlock()
+	}
+}
