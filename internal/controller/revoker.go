@@ -81,7 +81,9 @@ type deletionStarted struct {
 	clock *revocationClock
 }
 
-func (deletionStarted) Create(e event.CreateEvent) bool { return !e.Object.GetDeletionTimestamp().IsZero() }
+func (deletionStarted) Create(e event.CreateEvent) bool {
+	return !e.Object.GetDeletionTimestamp().IsZero()
+}
 
 func (deletionStarted) Delete(event.DeleteEvent) bool { return false }
 

@@ -33,6 +33,8 @@ const (
 	testClusterID = "test-cluster"
 	testToken     = "suite-token"
 	operatorNS    = "scim-operator-system"
+	// testWorkers is the identity controller's (and the revoker's) MaxConcurrentReconciles.
+	testWorkers = 4
 )
 
 var (
@@ -91,7 +93,7 @@ func startManager() {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(Setup(mgr, Config{
 		ClusterID: testClusterID, ClusterResourceNamespace: operatorNS,
-		MaxConcurrentReconciles: 4, SCIMTimeout: 2 * time.Second,
+		MaxConcurrentReconciles: testWorkers, SCIMTimeout: 2 * time.Second,
 	})).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	stopMgr = cancel

@@ -2,6 +2,11 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -13,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
 func deployment(ns, name string, annotations map[string]string) *appsv1.Deployment {
@@ -137,6 +143,60 @@ var _ = Describe("Workload retirement", func() {
 		// What the garbage collector would do next: the finalizer has nothing left to do.
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue())
+	})
+
+	It("revokes while every identity worker is busy, and sends the deprovisioning once", func() {
+		ns := readyTargetNamespace(ctx)
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "urgent",
+			Annotations: map[string]string{AnnotationTargets: "acme"}}}
+		Expect(k8s.Create(ctx, sa)).To(Succeed())
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serviceaccount-urgent"}}
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		accountPath := "/Users/" + si.Status.Targets[0].ID
+
+		// Provisioning of the "busy-" identities hangs on the target until released (or until
+		// the client's 2 s timeout), holding every worker of the identity controller.
+		var inFlight, atRevocation atomic.Int32
+		var mu sync.Mutex
+		var revocations []string
+		release := make(chan struct{})
+		DeferCleanup(func() { close(release); scimSrv.Faults.Clear() })
+		scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
+			switch {
+			case strings.Contains(r.URL.RawQuery, "%2F"+ns+"%2Fbusy-") || strings.Contains(r.URL.RawQuery, "/"+ns+"/busy-"):
+				inFlight.Add(1)
+				defer inFlight.Add(-1)
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+			case strings.HasSuffix(r.URL.Path, accountPath) && r.Method != http.MethodGet:
+				mu.Lock()
+				defer mu.Unlock()
+				if len(revocations) == 0 {
+					atRevocation.Store(inFlight.Load())
+				}
+				revocations = append(revocations, r.Method)
+			}
+			return nil
+		})
+		for i := range testWorkers {
+			Expect(k8s.Create(ctx, newIdentity(ns, fmt.Sprintf("busy-%d", i), "acme"))).To(Succeed())
+		}
+		Eventually(inFlight.Load).Should(BeEquivalentTo(testWorkers))
+
+		Expect(k8s.Delete(ctx, sa)).To(Succeed())
+		Eventually(accountsWithExternalID(ns, si.Name), "1500ms", "10ms").Should(BeEmpty())
+		Expect(atRevocation.Load()).To(BeEquivalentTo(testWorkers), "every identity worker was busy when the account went")
+
+		// The identity controller records the revocation without calling the target again,
+		// and so does the deletion that the garbage collector would start next.
+		Eventually(get(ctx, si), "10s").Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(gone(ctx, si)).Should(BeTrue())
+		mu.Lock()
+		defer mu.Unlock()
+		Expect(revocations).To(Equal([]string{http.MethodPatch, http.MethodDelete}), "deactivated, then deleted, once")
 	})
 
 	It("does not revoke when a workload of the same name still exists", func() {

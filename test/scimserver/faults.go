@@ -92,10 +92,13 @@ func containsSegment(path, seg string) bool {
 	return false
 }
 
+// pick consults the rules outside the lock, so a rule may block one request (hold it in
+// flight) without holding up the others.
 func (f *Faults) pick(r *http.Request) *Fault {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, rule := range f.rules {
+	rules := f.rules
+	f.mu.Unlock()
+	for _, rule := range rules {
 		if ft := rule(r); ft != nil {
 			return ft
 		}
