@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -39,6 +40,9 @@ func (v revoker) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 	defer unlock()
 	si := &scimv1.ServiceIdentity{}
 	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.confirmed.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {

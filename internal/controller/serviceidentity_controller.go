@@ -444,7 +444,8 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	if err := r.removeFinalizer(ctx, si); err != nil {
 		return ctrl.Result{}, false, err
 	}
-	r.confirmed.forget(client.ObjectKeyFromObject(si))
+	// confirmed keeps the record until the cache no longer has the identity (NotFound above),
+	// so a pass on a copy from before the finalizer went cannot deprovision again.
 	return ctrl.Result{}, true, nil
 }
 

@@ -204,10 +204,16 @@ var _ = Describe("ServiceIdentity", func() {
 	})
 
 	It("makes two requests per new identity and exactly one GET and no write per steady-state resync", func() {
-		fastTarget(ctx, ns, "fast") // resyncInterval 1s, observed by the operator (Ready) before the identity exists
+		// A server of its own: the suite's server also serves the resyncs of other specs' identities.
+		own, err := scimserver.New(testToken)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(own.Start("127.0.0.1:0")).To(Succeed())
+		DeferCleanup(own.Stop)
+		// resyncInterval 1s, observed by the operator (Ready) before the identity exists
+		fastTarget(ctx, ns, "fast", func(t *scimv1.ScimTarget) { t.Spec.Endpoint = own.Endpoint() })
 		userRequests := func() map[string]int {
 			out := map[string]int{}
-			for k, v := range scimSrv.RequestCounts() {
+			for k, v := range own.RequestCounts() {
 				if strings.Contains(k, " Users") && k != "GET Users" { // "GET Users" is the target's credential probe
 					out[k] = v
 				}
