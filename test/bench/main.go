@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -58,10 +57,13 @@ type results struct {
 	N           int      `json:"n"`
 	MemoryN     int      `json:"memoryN"`
 	Concurrency int      `json:"concurrency"`
+	SCIMLatency string   `json:"scimLatency"`
 	Figures     []figure `json:"figures"`
 	HeapTop     []string `json:"heapTop,omitempty"`
-	StartedAt   string   `json:"startedAt"`
-	Seconds     float64  `json:"seconds"`
+	// Profiles holds CPU profile summaries by phase and process (-profile).
+	Profiles  map[string][]string `json:"profiles,omitempty"`
+	StartedAt string              `json:"startedAt"`
+	Seconds   float64             `json:"seconds"`
 }
 
 func (r *results) add(name string, value float64, unit, target string, met ...bool) {
@@ -75,7 +77,8 @@ func (r *results) add(name string, value float64, unit, target string, met ...bo
 
 type bench struct {
 	cp       *controlplane.ControlPlane
-	k8s      client.Client
+	k8s      client.WithWatch
+	ready    *readyTracker
 	srv      *scimserver.Server
 	op       *exec.Cmd
 	opDone   chan struct{}
@@ -86,6 +89,8 @@ type bench struct {
 	workDir  string
 	manager  string
 	conc     int
+	profile  bool
+	latency  time.Duration
 	stopOnce sync.Once
 }
 
@@ -95,11 +100,14 @@ func main() {
 	out := flag.String("out", "bench-results.json", "where to write the JSON results")
 	manager := flag.String("manager", "bin/manager", "operator binary")
 	conc := flag.Int("concurrency", 64, "operator --max-concurrent-reconciles, also the bare loop's parallelism")
+	latency := flag.Duration("scim-latency", 0, "added to every SCIM request (a provider farther away than loopback), for the bare loop and the operator alike")
+	profile := flag.Bool("profile", false, "record CPU profiles of the operator and kube-apiserver while provisioning")
 	flag.StringVar(&extraArgs, "operator-args", "", "extra operator flags, space-separated (e.g. \"--kube-api-qps=500\")")
 	flag.Parse()
 	start := time.Now()
-	b := &bench{res: &results{N: *n, MemoryN: *memN, Concurrency: *conc, StartedAt: start.UTC().Format(time.RFC3339)},
-		manager: *manager, conc: *conc}
+	b := &bench{res: &results{N: *n, MemoryN: *memN, Concurrency: *conc, SCIMLatency: latency.String(), StartedAt: start.UTC().Format(time.RFC3339)},
+		manager: *manager, conc: *conc, profile: *profile, latency: *latency}
+	b.res.Profiles = map[string][]string{}
 	// Ctrl-C stops every process the bench started.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -159,12 +167,15 @@ func (b *bench) run(n, memN int) error {
 	utilruntime.Must(scimv1.AddToScheme(scheme))
 	cfg := *b.cp.Config
 	cfg.QPS, cfg.Burst = 2000, 4000
-	if b.k8s, err = client.New(&cfg, client.Options{Scheme: scheme}); err != nil {
+	if b.k8s, err = client.NewWithWatch(&cfg, client.Options{Scheme: scheme}); err != nil {
 		return err
 	}
 	if err := b.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	b.ready = b.trackReady(watchCtx)
 	probe := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gc-probe"},
 		Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "none"}}}}
 	if took, err := controlplane.WaitForGarbageCollector(ctx, b.k8s, probe, 90*time.Second); err != nil {
@@ -178,6 +189,10 @@ func (b *bench) run(n, memN int) error {
 		return err
 	}
 	b.srv.Faults.Add(b.recordRevocations)
+	if b.latency > 0 {
+		// A provider farther away than loopback: every request waits this long first.
+		b.srv.Faults.Add(func(*http.Request) *scimserver.Fault { return &scimserver.Fault{Latency: b.latency} })
+	}
 	if err := b.srv.Start("127.0.0.1:0"); err != nil {
 		return err
 	}
@@ -387,20 +402,34 @@ func (b *bench) provision(ctx context.Context, n int, bare float64) error {
 		return err
 	}
 	qBefore, cpuBefore, start := b.queueStats(), cpuSeconds(), time.Now()
+	if b.profile {
+		// Roughly the length of the phase; the summaries print after its figures.
+		defer b.startProfiles("provisioning", time.Duration(n/200+1)*time.Second)()
+	}
+	names, createdAt := make([]string, n), make([]time.Time, n)
 	if err := parallel(n, 32, func(i int) error {
 		o := owners[i]
-		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: identityName(i),
+		names[i] = identityName(i)
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names[i],
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: o.Name, UID: o.UID}}},
 			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "app"}}, DisplayName: "Bench " + identityName(i)}}
-		return b.k8s.Create(ctx, si)
+		err := b.k8s.Create(ctx, si)
+		createdAt[i] = time.Now()
+		return err
 	}); err != nil {
 		return err
 	}
 	created := time.Since(start)
-	if err := b.waitReady(ctx, n, 10*time.Minute); err != nil {
+	if err := b.waitReady(names, 10*time.Minute); err != nil {
 		return err
 	}
 	took := time.Since(start)
+	toReady := make([]float64, 0, n)
+	for i, name := range names {
+		at, _ := b.ready.readyAt(name)
+		toReady = append(toReady, at.Sub(createdAt[i]).Seconds())
+	}
+	p := percentiles(toReady)
 	cpuAfter, qAfter := cpuSeconds(), b.queueStats()
 	throughput := float64(n) / took.Seconds()
 	writesAfter, err := b.kubeWrites()
@@ -413,6 +442,8 @@ func (b *bench) provision(ctx context.Context, n int, bare float64) error {
 	b.res.add("bare loop of the same SCIM calls", bare, "ids/s", "")
 	b.res.add(fmt.Sprintf("  of which the API server taking the %d creates", n), created.Seconds(), "s", "")
 	b.res.add(fmt.Sprintf("provisioning: %d identities created -> all Ready", n), took.Seconds(), "s", "")
+	b.res.add("  per identity, created -> Ready, p50", p(0.50), "s", "")
+	b.res.add("  per identity, created -> Ready, p99", p(0.99), "s", "")
 	b.res.add("provisioning throughput", throughput, "ids/s", "")
 	b.res.add("provisioning throughput / bare loop", ratio*100, "%", ">= 50 %", ratio >= 0.5)
 	b.res.add("SCIM requests per new identity", scimPerIdentity, "req", "<= 2", scimPerIdentity <= 2)
@@ -422,20 +453,20 @@ func (b *bench) provision(ctx context.Context, n int, bare float64) error {
 	return nil
 }
 
-func (b *bench) waitReady(ctx context.Context, n int, timeout time.Duration) error {
-	return waitEvery(250*time.Millisecond, timeout, func() (bool, error) {
-		list := &scimv1.ServiceIdentityList{}
-		if err := b.k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
-			return false, err
+// waitReady waits until every named identity was seen Ready.
+func (b *bench) waitReady(names []string, timeout time.Duration) error {
+	return waitFor(timeout, func() (bool, error) { return b.ready.count(names) == len(names), nil })
+}
+
+// percentiles sorts values and returns a function giving the p-th percentile (0 < p <= 1).
+func percentiles(values []float64) func(p float64) float64 {
+	sort.Float64s(values)
+	return func(p float64) float64 {
+		if len(values) == 0 {
+			return 0
 		}
-		ready := 0
-		for _, si := range list.Items {
-			if meta.IsStatusConditionTrue(si.Status.Conditions, "Ready") {
-				ready++
-			}
-		}
-		return ready >= n, nil
-	})
+		return values[min(len(values)-1, int(p*float64(len(values))))]
+	}
 }
 
 // scrape sums the operator's metric samples whose line starts with prefix and contains
@@ -479,13 +510,23 @@ func (b *bench) kubeWrites() (float64, error) {
 	return total, nil
 }
 
-// queueStats samples the serviceidentity work queue: time items waited and time reconciles took
-// (sums and counts, controller-runtime's workqueue histograms).
-type queueStats struct{ waitSum, waitCount, workSum, workCount float64 }
+// queueStats samples the work queues of the identity controller ("serviceidentity") and of the
+// revoker ("revoke"): time items waited and time reconciles took (sums and counts,
+// controller-runtime's workqueue histograms).
+type queueStats map[string]struct{ waitSum, waitCount, workSum, workCount float64 }
+
+var queues = []string{"serviceidentity", "revoke"}
 
 func (b *bench) queueStats() queueStats {
-	var q queueStats
-	name := `name="serviceidentity"`
+	qs := queueStats{}
+	for _, q := range queues {
+		qs[q] = b.queueOf(q)
+	}
+	return qs
+}
+
+func (b *bench) queueOf(queue string) (q struct{ waitSum, waitCount, workSum, workCount float64 }) {
+	name := `name="` + queue + `"`
 	q.waitSum, _ = b.scrape("workqueue_queue_duration_seconds_sum{", name)
 	q.waitCount, _ = b.scrape("workqueue_queue_duration_seconds_count{", name)
 	q.workSum, _ = b.scrape("workqueue_work_duration_seconds_sum{", name)
@@ -500,9 +541,15 @@ func (b *bench) addQueue(phase string, before, after queueStats) {
 		}
 		return sum / count
 	}
-	b.res.add(fmt.Sprintf("  %s: reconciles", phase), after.workCount-before.workCount, "", "")
-	b.res.add(fmt.Sprintf("  %s: mean wait in the work queue", phase), avg(after.waitSum-before.waitSum, after.waitCount-before.waitCount), "s", "")
-	b.res.add(fmt.Sprintf("  %s: mean reconcile time", phase), avg(after.workSum-before.workSum, after.workCount-before.workCount), "s", "")
+	for _, q := range queues {
+		a, z := before[q], after[q]
+		if z.workCount == a.workCount {
+			continue
+		}
+		b.res.add(fmt.Sprintf("  %s, %s queue: reconciles", phase, q), z.workCount-a.workCount, "", "")
+		b.res.add(fmt.Sprintf("  %s, %s queue: mean wait", phase, q), avg(z.waitSum-a.waitSum, z.waitCount-a.waitCount), "s", "")
+		b.res.add(fmt.Sprintf("  %s, %s queue: mean reconcile time", phase, q), avg(z.workSum-a.workSum, z.workCount-a.workCount), "s", "")
+	}
 }
 
 // resync shortens the resync interval and counts the requests of one full wave.
@@ -557,6 +604,7 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 	}
 	deletedAt := make([]time.Time, n)
 	bg := metav1.DeletePropagationBackground
+	b.srv.ResetCounts()
 	qBefore, cpuBefore, start := b.queueStats(), cpuSeconds(), time.Now()
 	if err := parallel(n, 32, func(i int) error {
 		o := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
@@ -582,8 +630,7 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 		at, _ := b.revoked.Load(ids[identityName(i)])
 		lat = append(lat, at.(time.Time).Sub(deletedAt[i]).Seconds())
 	}
-	sort.Float64s(lat)
-	pct := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	pct := percentiles(lat)
 	b.res.add("revocation latency p50 (owner deleted -> account inactive)", pct(0.50), "s", "<= 0.5 s", pct(0.50) <= 0.5)
 	b.res.add("revocation latency p90", pct(0.90), "s", "")
 	b.res.add("revocation latency p99", pct(0.99), "s", "<= 2 s", pct(0.99) <= 2)
@@ -592,24 +639,34 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 	b.addCPU("revocation", cpuBefore, cpuAfter, wall)
 
 	// The identities go once every target confirmed; wait so the next phase starts clean.
-	return waitEvery(250*time.Millisecond, 5*time.Minute, func() (bool, error) {
+	if err := waitEvery(250*time.Millisecond, 5*time.Minute, func() (bool, error) {
 		list := &scimv1.ServiceIdentityList{}
 		err := b.k8s.List(ctx, list, client.InNamespace(ns))
 		return err == nil && len(list.Items) == 0, err
-	})
+	}); err != nil {
+		return err
+	}
+	// Deletion policy Delete: one PATCH (active false, first, so a failed DELETE still leaves
+	// the account inactive) and one DELETE, however many events and passes the revocation took.
+	counts := b.srv.RequestCounts()
+	b.res.add("SCIM requests per revocation, garbage collection included",
+		float64(counts["PATCH Users/{id}"]+counts["DELETE Users/{id}"]+counts["GET Users/{id}"]+counts["GET Users?filter"])/float64(n), "req", "2 (PATCH, DELETE)")
+	return nil
 }
 
 // memory provisions memN identities and reads the operator's RSS and heap profile.
 func (b *bench) memory(ctx context.Context, memN int) error {
 	step("Memory: %d identities Ready", memN)
+	names := make([]string, memN)
 	if err := parallel(memN, 32, func(i int) error {
-		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("mem-%05d", i)},
+		names[i] = fmt.Sprintf("mem-%05d", i)
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names[i]},
 			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "app"}}}}
 		return b.k8s.Create(ctx, si)
 	}); err != nil {
 		return err
 	}
-	if err := b.waitReady(ctx, memN, 20*time.Minute); err != nil {
+	if err := b.waitReady(names, 20*time.Minute); err != nil {
 		return err
 	}
 	time.Sleep(3 * time.Second)
@@ -636,28 +693,13 @@ func (b *bench) rss() (float64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", b.op.Process.Pid)
 }
 
-// heapTop summarises the operator's in-use heap with `go tool pprof -top`.
+// heapTop summarises the operator's in-use heap.
 func (b *bench) heapTop() []string {
-	resp, err := http.Get("http://" + b.pprof + "/debug/pprof/heap")
-	if err != nil {
+	path := filepath.Join(b.workDir, "heap.pb.gz")
+	if err := download(http.DefaultClient, "http://"+b.pprof+"/debug/pprof/heap", path); err != nil {
 		return []string{"heap profile unavailable: " + err.Error()}
 	}
-	defer func() { _ = resp.Body.Close() }()
-	path := filepath.Join(b.workDir, "heap.pb.gz")
-	f, err := os.Create(path)
-	if err != nil {
-		return nil
-	}
-	_, _ = io.Copy(f, resp.Body)
-	_ = f.Close()
-	out, err := exec.Command("go", "tool", "pprof", "-top", "-sample_index=inuse_space", "-nodecount=12", b.manager, path).Output()
-	if err != nil {
-		return []string{"pprof failed: " + err.Error()}
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		lines = append(lines, strings.TrimRight(l, " "))
-	}
+	lines := pprofTop(path, "-sample_index=inuse_space")
 	fmt.Println("\nheap (inuse_space), top of the operator's profile:")
 	for _, l := range lines {
 		fmt.Println("    " + l)
