@@ -121,16 +121,23 @@ var _ = Describe("Workload annotations", func() {
 	})
 })
 
+// provisionedServiceAccount creates a ServiceAccount annotated for target "acme" and waits
+// until its identity is Ready.
+func provisionedServiceAccount(ctx context.Context, ns, name string) (*corev1.ServiceAccount, *scimv1.ServiceIdentity) {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+		Annotations: map[string]string{AnnotationTargets: "acme"}}}
+	Expect(k8s.Create(ctx, sa)).To(Succeed())
+	si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serviceaccount-" + name}}
+	Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	return sa, si
+}
+
 var _ = Describe("Workload retirement", func() {
 	ctx := context.Background()
 
 	It("revokes the accounts as soon as the owning workload is deleted, before garbage collection", func() {
 		ns := readyTargetNamespace(ctx)
-		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "retiring",
-			Annotations: map[string]string{AnnotationTargets: "acme"}}}
-		Expect(k8s.Create(ctx, sa)).To(Succeed())
-		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serviceaccount-retiring"}}
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		sa, si := provisionedServiceAccount(ctx, ns, "retiring")
 		Expect(accountsWithExternalID(ns, si.Name)()).To(HaveLen(1))
 
 		// envtest runs no garbage collector: the identity stays, the account must go anyway.
@@ -147,11 +154,7 @@ var _ = Describe("Workload retirement", func() {
 
 	It("revokes while every identity worker is busy, and sends the deprovisioning once", func() {
 		ns := readyTargetNamespace(ctx)
-		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "urgent",
-			Annotations: map[string]string{AnnotationTargets: "acme"}}}
-		Expect(k8s.Create(ctx, sa)).To(Succeed())
-		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serviceaccount-urgent"}}
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		sa, si := provisionedServiceAccount(ctx, ns, "urgent")
 		accountPath := "/Users/" + si.Status.Targets[0].ID
 
 		// Provisioning of the "busy-" identities hangs on the target until released (or until
