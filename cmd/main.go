@@ -48,8 +48,8 @@ func main() {
 		"Namespace holding the Secrets of ClusterScimTargets.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 64, "Parallel ServiceIdentity reconciles.")
 	flag.DurationVar(&scimTimeout, "scim-timeout", 15*time.Second, "Timeout of each SCIM call.")
-	flag.Float64Var(&qps, "kube-api-qps", 200, "Kubernetes API client QPS (revocation of many identities at once needs headroom).")
-	flag.IntVar(&burst, "kube-api-burst", 400, "Kubernetes API client burst.")
+	flag.Float64Var(&qps, "kube-api-qps", 500, "Kubernetes API client QPS: 2 writes per identity provisioned or revoked, so this bounds bursts (API Priority and Fairness still protects the server).")
+	flag.IntVar(&burst, "kube-api-burst", 1000, "Kubernetes API client burst.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the pprof endpoint; \"0\" disables it.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)

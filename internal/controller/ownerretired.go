@@ -24,6 +24,12 @@ import (
 // deprovisioned without waiting for the garbage collector to delete the identity.
 const ReasonOwnerDeleted = "OwnerDeleted"
 
+// ownerRetiredGrace is how long the identity controller leaves an identity whose workload was
+// deleted to the garbage collector before it records the revocation on the identity itself.
+// A mass retirement so costs one Kubernetes write per identity (the finalizer) instead of
+// three (status, Event, finalizer), while the accounts go at once through the revoker.
+const ownerRetiredGrace = 5 * time.Second
+
 // identityOwnerIndex indexes ServiceIdentities by their workloads ("Kind/name"), from
 // ownerReferences of workload kinds and spec.workloadRef.
 const identityOwnerIndex = "scim.nhi.dev/owner"
@@ -75,10 +81,19 @@ func (h workloadEvents) enqueue(ctx context.Context, o client.Object, q workqueu
 		h.r.Clock.mark(workloadKey(o.GetNamespace(), h.kind, o.GetName()), time.Now())
 	}
 	for _, si := range list.Items {
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}}
 		if retired {
 			h.r.retired.Store(si.UID, o.GetUID()) // the deleted workload's UID: no lookup needed later
 		}
-		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}})
+		switch {
+		case !retired || h.onlyRetired:
+			q.Add(req)
+		default:
+			// The revoker deprovisions now. The identity controller records it once the garbage
+			// collector has started deleting the identity (which wakes it at once), or after
+			// ownerRetiredGrace when the identity stays (orphan propagation, no collector).
+			q.AddAfter(req, ownerRetiredGrace)
+		}
 	}
 }
 

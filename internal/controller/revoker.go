@@ -57,8 +57,12 @@ func (v revoker) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 		return ctrl.Result{}, nil
 	}
 	if outcomes := r.deprovisionAll(ctx, si, true); len(outcomes) > 0 {
-		// The identity controller retries these and reports them in the conditions.
+		// The identity controller retries these and reports them in the conditions, now.
 		logf.FromContext(ctx).V(1).Info("Fast revocation incomplete; the identity controller retries", "targets", len(outcomes))
+		select {
+		case r.wake <- event.GenericEvent{Object: si}:
+		case <-ctx.Done():
+		}
 	}
 	return ctrl.Result{}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -463,11 +464,38 @@ func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}, annotationPredicate(breakerReleaseAnnotation)))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToTargets)).
-		Watches(&scimv1.ServiceIdentity{}, handler.EnqueueRequestsFromMapFunc(r.targetsOfIdentity),
+		Watches(&scimv1.ServiceIdentity{}, enqueueAfter(identityCountDelay, r.targetsOfIdentity),
 			builder.WithPredicates(identityUsePredicate{})).
 		WatchesRawSource(source.Channel(r.Breaker.Trips(r.Kind), &handler.EnqueueRequestForObject{})).
 		Named(strings.ToLower(r.Kind)).
 		Complete(r)
+}
+
+// identityCountDelay gathers the identity events of a burst (a thousand identities applied at
+// once) into one target reconcile, instead of a status write per identity: the target's
+// in-use finalizer is set when the target is created, so only the count and the release of a
+// deleted target wait this long.
+const identityCountDelay = time.Second
+
+// enqueueAfter enqueues what fn maps an event's object to, d later. The work queue keeps the
+// earliest time of an item already waiting, so every event of a burst lands in one reconcile.
+func enqueueAfter(d time.Duration, fn handler.MapFunc) handler.EventHandler {
+	add := func(ctx context.Context, o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, req := range fn(ctx, o) {
+			q.AddAfter(req, d)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.Object, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.ObjectNew, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.Object, q)
+		},
+	}
 }
 
 // targetsOfIdentity maps an identity to the targets of r.Kind it references or has accounts on.

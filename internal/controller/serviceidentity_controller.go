@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -64,6 +65,8 @@ type ServiceIdentityReconciler struct {
 	locks keyLocks
 	// confirmed holds deprovisionings the targets confirmed (shared with the revoker).
 	confirmed confirmed
+	// wake lets the revoker hand an identity it could not finish to this controller.
+	wake chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities,verbs=get;list;watch;update;patch
@@ -285,7 +288,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if si.Spec.Suspend {
 		wantState = scimv1.TargetStateSuspended
 	}
-	verifyKey := string(si.UID) + "|" + t.Key()
+	verifyKey := string(si.UID) + "|" + t.Key() // forgetIdentity drops it
 	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
 	// Nothing changed since the last check and the resync is not due: no remote call.
 	if last := r.lastVerified(verifyKey, entry); inStep && !last.IsZero() && r.now().Sub(last) < interval {
@@ -440,12 +443,17 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	}
 	now := metav1.NewTime(r.now())
 	si.Status.DeprovisionedAt = &now
-	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target", si.EffectiveUserName())
+	why := ""
+	if owner := r.ownerRetired(si); owner != "" {
+		why = " (" + owner + ")"
+	}
+	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target%s", si.EffectiveUserName(), why)
 	if err := r.removeFinalizer(ctx, si); err != nil {
 		return ctrl.Result{}, false, err
 	}
 	// confirmed keeps the record until the cache no longer has the identity (NotFound above),
 	// so a pass on a copy from before the finalizer went cannot deprovision again.
+	r.forgetIdentity(si)
 	return ctrl.Result{}, true, nil
 }
 
@@ -537,6 +545,14 @@ func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentit
 		retryAfter = time.Minute
 	}
 	return ctrl.Result{RequeueAfter: retryAfter}, nil
+}
+
+// forgetIdentity drops what this process remembers of an identity that is gone.
+func (r *ServiceIdentityReconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
+	r.retired.Delete(si.UID)
+	for _, e := range si.Status.Targets {
+		r.verified.Delete(string(si.UID) + "|" + targetKey(e.Kind, si.Namespace, e.Name))
+	}
 }
 
 func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIdentity) error {
@@ -639,6 +655,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		func(o client.Object) []string { return workloadOwners(o.(*scimv1.ServiceIdentity)) }); err != nil {
 		return err
 	}
+	r.wake = make(chan event.GenericEvent, 64)
 	if err := r.setupRevoker(mgr); err != nil {
 		return err
 	}
@@ -655,6 +672,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(targetChangedPredicate{})).
 		Watches(&scimv1.ClusterScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindClusterScimTarget)),
 			builder.WithPredicates(targetChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("serviceidentity").
 		Complete(r)

@@ -605,6 +605,10 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 	deletedAt := make([]time.Time, n)
 	bg := metav1.DeletePropagationBackground
 	b.srv.ResetCounts()
+	writesBefore, err := b.kubeWrites()
+	if err != nil {
+		return err
+	}
 	qBefore, cpuBefore, start := b.queueStats(), cpuSeconds(), time.Now()
 	if err := parallel(n, 32, func(i int) error {
 		o := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
@@ -648,6 +652,11 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 	}
 	// Deletion policy Delete: one PATCH (active false, first, so a failed DELETE still leaves
 	// the account inactive) and one DELETE, however many events and passes the revocation took.
+	writesAfter, err := b.kubeWrites()
+	if err != nil {
+		return err
+	}
+	b.res.add("Kubernetes API writes per identity revoked (the operator's)", (writesAfter-writesBefore)/float64(n), "writes", "")
 	counts := b.srv.RequestCounts()
 	b.res.add("SCIM requests per revocation, garbage collection included",
 		float64(counts["PATCH Users/{id}"]+counts["DELETE Users/{id}"]+counts["GET Users/{id}"]+counts["GET Users?filter"])/float64(n), "req", "2 (PATCH, DELETE)")

@@ -120,7 +120,13 @@ var _ = Describe("The examples, installed as users install them", Ordered, func(
 			}
 			return out
 		}
-		before, w := versions(), writes()
+		// Settled first: a target's identity count follows identity changes a second later.
+		var before map[string]string
+		Eventually(func(g Gomega) {
+			before = versions()
+			g.Consistently(versions, "1500ms", "250ms").Should(Equal(before))
+		}, "30s").Should(Succeed())
+		w := writes()
 		kubectl("apply", "-k", samples)
 		Consistently(writes, "3s").Should(Equal(w))
 		Expect(versions()).To(Equal(before))
