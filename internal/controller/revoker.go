@@ -35,6 +35,21 @@ type revoker struct {
 
 // Reconcile deprovisions an identity that is being deleted, or whose workload was deleted.
 func (v revoker) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	si, failed := v.revoke(ctx, req)
+	if failed {
+		// The identity controller retries and reports it in the conditions, now (and outside
+		// the identity's lock, which it needs).
+		select {
+		case v.r.wake <- event.GenericEvent{Object: si}:
+		case <-ctx.Done():
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// revoke makes the SCIM calls under the identity's lock; failed reports a target that did not
+// confirm.
+func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceIdentity, bool) {
 	r := v.r
 	unlock := r.locks.lock(req.NamespacedName)
 	defer unlock()
@@ -43,28 +58,24 @@ func (v revoker) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 		if apierrors.IsNotFound(err) {
 			r.confirmed.forget(req.NamespacedName)
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return nil, false
 	}
 	if !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
-		return ctrl.Result{}, nil
+		return nil, false
 	}
 	switch {
 	case !si.DeletionTimestamp.IsZero():
 		if si.Annotations[scimv1.ForceOrphanAnnotation] == "true" {
-			return ctrl.Result{}, nil
+			return nil, false
 		}
 	case r.ownerRetired(si) == "":
-		return ctrl.Result{}, nil
+		return nil, false
 	}
-	if outcomes := r.deprovisionAll(ctx, si, true); len(outcomes) > 0 {
-		// The identity controller retries these and reports them in the conditions, now.
-		logf.FromContext(ctx).V(1).Info("Fast revocation incomplete; the identity controller retries", "targets", len(outcomes))
-		select {
-		case r.wake <- event.GenericEvent{Object: si}:
-		case <-ctx.Done():
-		}
+	outcomes := r.deprovisionAll(ctx, si, true)
+	if len(outcomes) > 0 {
+		logf.FromContext(ctx).V(1).Info("Fast revocation incomplete; the identity controller takes over", "targets", len(outcomes))
 	}
-	return ctrl.Result{}, nil
+	return si, len(outcomes) > 0
 }
 
 // setupRevoker registers the revoker's controller.

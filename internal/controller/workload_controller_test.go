@@ -202,6 +202,25 @@ var _ = Describe("Workload retirement", func() {
 		Expect(revocations).To(Equal([]string{http.MethodPatch, http.MethodDelete}), "deactivated, then deleted, once")
 	})
 
+	It("reports a refused revocation at once, without waiting for the garbage collector", func() {
+		ns := readyTargetNamespace(ctx)
+		sa, si := provisionedServiceAccount(ctx, ns, "refused")
+		accountPath := "/Users/" + si.Status.Targets[0].ID
+		DeferCleanup(scimSrv.Faults.Clear)
+		scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
+			if strings.HasSuffix(r.URL.Path, accountPath) && r.Method != http.MethodGet {
+				return &scimserver.Fault{Status: http.StatusForbidden, Detail: "account is protected by policy"}
+			}
+			return nil
+		})
+		start := time.Now()
+		Expect(k8s.Delete(ctx, sa)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked))
+		Expect(time.Since(start)).To(BeNumerically("<", ownerRetiredGrace), "the revoker handed the failure over")
+		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("account is protected by policy"))
+		Expect(accountsWithExternalID(ns, si.Name)()).To(ConsistOf(HaveKeyWithValue("active", true)))
+	})
+
 	It("does not revoke when a workload of the same name still exists", func() {
 		ns := readyTargetNamespace(ctx)
 		d := deployment(ns, "steady", map[string]string{AnnotationTargets: "acme"})
