@@ -83,7 +83,7 @@ func (h workloadEvents) enqueue(ctx context.Context, o client.Object, q workqueu
 	for _, si := range list.Items {
 		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}}
 		if retired {
-			h.r.retired.Store(si.UID, o.GetUID()) // the deleted workload's UID: no lookup needed later
+			h.r.markRetired(si.UID, o.GetUID())
 		}
 		switch {
 		case !retired || h.onlyRetired:
@@ -119,6 +119,20 @@ func (h workloadEvents) Generic(context.Context, event.GenericEvent, workqueue.T
 
 var _ handler.EventHandler = workloadEvents{}
 
+// markRetired notes the deleted workload's UID for an identity (no lookup needed later),
+// unless a retirement of the identity was already confirmed.
+func (r *ServiceIdentityReconciler) markRetired(identity, workload types.UID) {
+	for {
+		v, loaded := r.retired.LoadOrStore(identity, workload)
+		if !loaded {
+			return
+		}
+		if _, confirmed := v.(string); confirmed || r.retired.CompareAndSwap(identity, v, workload) {
+			return
+		}
+	}
+}
+
 // ownerRetired reports that a workload owning the identity is gone: the watch delivered the
 // deletion of the very object (same UID) an ownerReference names. An identity already revoked
 // for that reason stays revoked until the garbage collector deletes it.
@@ -130,9 +144,16 @@ func (r *ServiceIdentityReconciler) ownerRetired(si *scimv1.ServiceIdentity) str
 	if !marked {
 		return ""
 	}
+	if why, ok := v.(string); ok {
+		return why // confirmed earlier; the garbage collector may since have orphaned the identity
+	}
 	for _, o := range si.OwnerReferences {
 		if o.UID == v.(types.UID) {
-			return fmt.Sprintf("%s %s/%s was deleted", o.Kind, si.Namespace, o.Name)
+			why := fmt.Sprintf("%s %s/%s was deleted", o.Kind, si.Namespace, o.Name)
+			// Remembered as confirmed: with orphan propagation the collector removes this
+			// ownerReference next, and the identity must stay revoked, not be provisioned again.
+			r.retired.Store(si.UID, why)
+			return why
 		}
 	}
 	r.retired.Delete(si.UID) // a namesake of the owner went, not the owner

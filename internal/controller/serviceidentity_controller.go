@@ -59,7 +59,8 @@ type ServiceIdentityReconciler struct {
 	Clock *revocationClock
 	// Breaker limits deprovisionings per target (shared with the target controllers).
 	Breaker *Breaker
-	// retired marks identities (by UID) whose workload was just deleted.
+	// retired marks identities (by UID) whose workload was just deleted: the workload's UID,
+	// then the reason once an ownerReference confirmed it.
 	retired sync.Map
 	// locks serialises this controller and the revoker on one identity.
 	locks keyLocks

@@ -221,6 +221,34 @@ var _ = Describe("Workload retirement", func() {
 		Expect(accountsWithExternalID(ns, si.Name)()).To(ConsistOf(HaveKeyWithValue("active", true)))
 	})
 
+	It("keeps an identity orphaned by its deleted workload revoked", func() {
+		ns := readyTargetNamespace(ctx)
+		// Owned by hand (the workload controller deletes identities it generated itself).
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphaned"}}
+		Expect(k8s.Create(ctx, sa)).To(Succeed())
+		si := newIdentity(ns, "orphaned", "acme")
+		si.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: sa.Name, UID: sa.UID}}
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		orphan := metav1.DeletePropagationOrphan
+		Expect(k8s.Delete(ctx, sa, &client.DeleteOptions{PropagationPolicy: &orphan})).To(Succeed())
+		Eventually(accountsWithExternalID(ns, si.Name)).Should(BeEmpty())
+		// What the garbage collector does for orphan propagation: drop the ownerReference.
+		Eventually(func() error {
+			cur := &scimv1.ServiceIdentity{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(si), cur); err != nil {
+				return err
+			}
+			patch := client.MergeFromWithOptions(cur.DeepCopy(), client.MergeFromWithOptimisticLock{})
+			cur.OwnerReferences = nil
+			return k8s.Patch(ctx, cur, patch)
+		}).Should(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Expect(si.OwnerReferences).To(BeEmpty())
+		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("ServiceAccount " + ns + "/orphaned was deleted"))
+		Consistently(accountsWithExternalID(ns, si.Name), "2s").Should(BeEmpty())
+	})
+
 	It("does not revoke when a workload of the same name still exists", func() {
 		ns := readyTargetNamespace(ctx)
 		d := deployment(ns, "steady", map[string]string{AnnotationTargets: "acme"})
