@@ -48,6 +48,8 @@ func run(assets, manager, dir, scimAddr, token string, smoke bool) error {
 	cp, err := controlplane.Start(controlplane.Options{
 		Assets: assets, Dir: dir, ControllerManager: true,
 		CRDDirs: []string{filepath.Join("config", "crd", "bases")},
+		// As config/default installs it.
+		Kustomizations: []string{filepath.Join("config", "admission")},
 	})
 	if err != nil {
 		return err

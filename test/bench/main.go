@@ -54,12 +54,14 @@ type figure struct {
 }
 
 type results struct {
-	N           int      `json:"n"`
-	MemoryN     int      `json:"memoryN"`
-	Concurrency int      `json:"concurrency"`
-	SCIMLatency string   `json:"scimLatency"`
-	Figures     []figure `json:"figures"`
-	HeapTop     []string `json:"heapTop,omitempty"`
+	N           int    `json:"n"`
+	MemoryN     int    `json:"memoryN"`
+	Concurrency int    `json:"concurrency"`
+	SCIMLatency string `json:"scimLatency"`
+	// AdmissionPolicy: config/admission was installed.
+	AdmissionPolicy bool     `json:"admissionPolicy"`
+	Figures         []figure `json:"figures"`
+	HeapTop         []string `json:"heapTop,omitempty"`
 	// Profiles holds CPU profile summaries by phase and process (-profile).
 	Profiles  map[string][]string `json:"profiles,omitempty"`
 	StartedAt string              `json:"startedAt"`
@@ -76,22 +78,24 @@ func (r *results) add(name string, value float64, unit, target string, met ...bo
 }
 
 type bench struct {
-	cp       *controlplane.ControlPlane
-	k8s      client.WithWatch
-	ready    *readyTracker
-	srv      *scimserver.Server
-	op       *exec.Cmd
-	opDone   chan struct{}
-	metrics  string
-	pprof    string
-	revoked  sync.Map // SCIM id -> time the account was first deactivated or deleted
-	res      *results
-	workDir  string
-	manager  string
-	conc     int
-	profile  bool
-	latency  time.Duration
-	stopOnce sync.Once
+	cp      *controlplane.ControlPlane
+	k8s     client.WithWatch
+	ready   *readyTracker
+	srv     *scimserver.Server
+	op      *exec.Cmd
+	opDone  chan struct{}
+	metrics string
+	pprof   string
+	revoked sync.Map // SCIM id -> time the account was first deactivated or deleted
+	res     *results
+	workDir string
+	manager string
+	conc    int
+	profile bool
+	latency time.Duration
+	// admission installs config/admission (the finalizer set at creation), as config/default does.
+	admission bool
+	stopOnce  sync.Once
 }
 
 func main() {
@@ -101,12 +105,13 @@ func main() {
 	manager := flag.String("manager", "bin/manager", "operator binary")
 	conc := flag.Int("concurrency", 64, "operator --max-concurrent-reconciles, also the bare loop's parallelism")
 	latency := flag.Duration("scim-latency", 0, "added to every SCIM request (a provider farther away than loopback), for the bare loop and the operator alike")
+	admission := flag.Bool("admission-policy", true, "install config/admission (finalizer set at creation, as config/default does); false measures an install without it (Kubernetes < 1.36)")
 	profile := flag.Bool("profile", false, "record CPU profiles of the operator and kube-apiserver while provisioning")
 	flag.StringVar(&extraArgs, "operator-args", "", "extra operator flags, space-separated (e.g. \"--kube-api-qps=500\")")
 	flag.Parse()
 	start := time.Now()
-	b := &bench{res: &results{N: *n, MemoryN: *memN, Concurrency: *conc, SCIMLatency: latency.String(), StartedAt: start.UTC().Format(time.RFC3339)},
-		manager: *manager, conc: *conc, profile: *profile, latency: *latency}
+	b := &bench{res: &results{N: *n, MemoryN: *memN, Concurrency: *conc, SCIMLatency: latency.String(), AdmissionPolicy: *admission, StartedAt: start.UTC().Format(time.RFC3339)},
+		manager: *manager, conc: *conc, profile: *profile, latency: *latency, admission: *admission}
 	b.res.Profiles = map[string][]string{}
 	// Ctrl-C stops every process the bench started.
 	sig := make(chan os.Signal, 1)
@@ -157,8 +162,13 @@ func (b *bench) run(n, memN int) error {
 		return err
 	}
 	step("Starting etcd, kube-apiserver, kube-controller-manager")
-	b.cp, err = controlplane.Start(controlplane.Options{Assets: assets, Dir: b.workDir, ControllerManager: true,
-		CRDDirs: []string{filepath.Join("config", "crd", "bases")}})
+	opts := controlplane.Options{Assets: assets, Dir: b.workDir, ControllerManager: true,
+		CRDDirs: []string{filepath.Join("config", "crd", "bases")}}
+	if b.admission {
+		// As config/default installs it: the finalizer is set at creation.
+		opts.Kustomizations = []string{filepath.Join("config", "admission")}
+	}
+	b.cp, err = controlplane.Start(opts)
 	if err != nil {
 		return err
 	}

@@ -99,6 +99,7 @@ var _ = Describe("The examples, installed as users install them", Ordered, func(
 		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: "outsiders", Name: "sneaky"},
 			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Kind: scimv1.KindClusterScimTarget, Name: "corp"}}}}
 		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Expect(si.Finalizers).To(ConsistOf(scimv1.DeprovisionFinalizer), "set at creation by config/admission's MutatingAdmissionPolicy")
 		Eventually(ready("outsiders", "sneaky")).Should(HavePrefix("False/NamespaceNotAllowed"))
 		Expect(accounts("outsiders", "sneaky")).To(BeEmpty())
 	})

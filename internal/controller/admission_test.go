@@ -1,0 +1,60 @@
+package controller
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+var _ = Describe("The admission policy of config/admission", func() {
+	ctx := context.Background()
+
+	It("sets the deprovision finalizer at creation, keeping others and never twice", func() {
+		data, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", "finalizer-policy.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		policy := &admissionv1.MutatingAdmissionPolicy{}
+		Expect(yaml.UnmarshalStrict([]byte(strings.Split(string(data), "\n---\n")[0]), policy)).To(Succeed())
+		Expect(policy.Kind).To(Equal("MutatingAdmissionPolicy"))
+		policy.Name = "test-" + policy.Name
+		Expect(k8s.Create(ctx, policy)).To(Succeed())
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
+		// The shipped binding applies everywhere; this one only to a namespace of this spec, so
+		// the other specs keep exercising the operator adding the finalizer itself.
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "admission-", Labels: map[string]string{"scim-test/admission": "on"}}}
+		Expect(k8s.Create(ctx, ns)).To(Succeed())
+		binding := &admissionv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+			Spec: admissionv1.MutatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+				MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: ns.Labels}}}}
+		Expect(k8s.Create(ctx, binding)).To(Succeed())
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+
+		create := func(finalizers ...string) ([]string, error) {
+			// No target of that name: the operator leaves the accounts alone.
+			si := newIdentity(ns.Name, "", "absent")
+			si.GenerateName = "si-"
+			si.Finalizers = finalizers
+			err := k8s.Create(ctx, si)
+			return si.Finalizers, err // as the API server stored them
+		}
+		created := func(finalizers ...string) []string {
+			f, err := create(finalizers...)
+			Expect(err).NotTo(HaveOccurred())
+			return f
+		}
+		// Once the policy is active, and the API server has published the CRD's schema to it
+		// (until then creates get 503, which is why the policy is not in this suite's setup).
+		Eventually(create).Should(Equal([]string{scimv1.DeprovisionFinalizer}))
+		Expect(created("example.com/keep")).To(Equal([]string{"example.com/keep", scimv1.DeprovisionFinalizer}))
+		Expect(created(scimv1.DeprovisionFinalizer)).To(Equal([]string{scimv1.DeprovisionFinalizer}))
+	})
+})
