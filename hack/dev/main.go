@@ -102,8 +102,19 @@ func run(assets, manager, dir, scimAddr, token string, smoke bool) error {
 	}()
 
 	step("Applying config/samples")
-	if err := kubectl("apply", "-k", "config/samples"); err != nil {
-		return err
+	// Just after the CRDs are created, the API server answers creates of kinds that a
+	// MutatingAdmissionPolicy (config/admission) matches with 503 until it has published their
+	// schema: apply again (it is idempotent) for a while, as GitOps tools do.
+	for start := time.Now(); ; {
+		err := kubectl("apply", "-k", "config/samples")
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			return err
+		}
+		fmt.Printf("(retrying in 1s; %s since the first try)\n", time.Since(start).Round(time.Millisecond))
+		time.Sleep(time.Second)
 	}
 	if err := kubectl("wait", "--for=condition=Ready", "--timeout=120s", "-n", "payments", "serviceidentity", "--all"); err != nil {
 		if smoke {
