@@ -11,6 +11,8 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -56,5 +58,21 @@ var _ = Describe("The admission policy of config/admission", func() {
 		Eventually(create).Should(Equal([]string{scimv1.DeprovisionFinalizer}))
 		Expect(created("example.com/keep")).To(Equal([]string{"example.com/keep", scimv1.DeprovisionFinalizer}))
 		Expect(created(scimv1.DeprovisionFinalizer)).To(Equal([]string{scimv1.DeprovisionFinalizer}))
+
+		// GitOps with server-side apply: the finalizer set at creation is nobody's field, so
+		// applying the same manifest again (or a changed one) leaves it in place.
+		manifest := func(displayName string) *unstructured.Unstructured {
+			u := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": scimv1.GroupVersion.String(), "kind": "ServiceIdentity",
+				"metadata": map[string]any{"namespace": ns.Name, "name": "from-git"},
+				"spec":     map[string]any{"displayName": displayName, "targetRefs": []any{map[string]any{"name": "absent"}}},
+			}}
+			return u
+		}
+		for _, name := range []string{"first", "first", "changed"} {
+			u := manifest(name)
+			Expect(k8s.Patch(ctx, u, client.Apply, client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
+			Expect(u.GetFinalizers()).To(ContainElement(scimv1.DeprovisionFinalizer), name)
+		}
 	})
 })
