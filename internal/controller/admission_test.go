@@ -70,9 +70,12 @@ var _ = Describe("The admission policy of config/admission", func() {
 			return u
 		}
 		for _, name := range []string{"first", "first", "changed"} {
-			u := manifest(name)
-			Expect(k8s.Patch(ctx, u, client.Apply, client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
-			Expect(u.GetFinalizers()).To(ContainElement(scimv1.DeprovisionFinalizer), name)
+			Expect(k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(manifest(name)),
+				client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
+			si := &scimv1.ServiceIdentity{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "from-git"}, si)).To(Succeed())
+			Expect(si.Spec.DisplayName).To(Equal(name))
+			Expect(si.Finalizers).To(ContainElement(scimv1.DeprovisionFinalizer), name)
 		}
 	})
 })
