@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -118,6 +119,16 @@ func (h workloadEvents) Generic(context.Context, event.GenericEvent, workqueue.T
 }
 
 var _ handler.EventHandler = workloadEvents{}
+
+// watchWorkloads adds metadata-only watches of every workload kind, handled by workloadEvents.
+func (r *ServiceIdentityReconciler) watchWorkloads(b *builder.TypedBuilder[reconcile.Request], onlyRetired bool) *builder.TypedBuilder[reconcile.Request] {
+	for _, gvk := range WorkloadKinds {
+		w := &metav1.PartialObjectMetadata{}
+		w.SetGroupVersionKind(gvk)
+		b = b.WatchesMetadata(w, workloadEvents{r: r, kind: gvk.Kind, onlyRetired: onlyRetired})
+	}
+	return b
+}
 
 // markRetired notes the deleted workload's UID for an identity (no lookup needed later),
 // unless a retirement of the identity was already confirmed.

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -80,13 +79,7 @@ func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceI
 
 // setupRevoker registers the revoker's controller.
 func (r *ServiceIdentityReconciler) setupRevoker(mgr ctrl.Manager) error {
-	b := ctrl.NewControllerManagedBy(mgr).Named("revoke")
-	for _, gvk := range WorkloadKinds {
-		w := &metav1.PartialObjectMetadata{}
-		w.SetGroupVersionKind(gvk)
-		b = b.WatchesMetadata(w, workloadEvents{r: r, kind: gvk.Kind, onlyRetired: true})
-	}
-	return b.
+	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr).Named("revoke"), true).
 		Watches(&scimv1.ServiceIdentity{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(deletionStarted{clock: r.Clock})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Complete(revoker{r: r})

@@ -660,13 +660,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := r.setupRevoker(mgr); err != nil {
 		return err
 	}
-	b := ctrl.NewControllerManagedBy(mgr)
-	for _, gvk := range WorkloadKinds {
-		w := &metav1.PartialObjectMetadata{}
-		w.SetGroupVersionKind(gvk)
-		b = b.WatchesMetadata(w, workloadEvents{r: r, kind: gvk.Kind})
-	}
-	return b.
+	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr), false).
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{clock: r.Clock}))).
 		Watches(&scimv1.ScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindScimTarget)),
