@@ -207,6 +207,11 @@ func (b *bench) run(n, memN int) error {
 		return err
 	}
 
+	floor, err := b.createFloor(ctx, n)
+	if err != nil {
+		return err
+	}
+
 	step("Starting the operator (%s, --max-concurrent-reconciles=%d)", b.manager, b.conc)
 	if err := b.startOperator(); err != nil {
 		return err
@@ -227,7 +232,7 @@ func (b *bench) run(n, memN int) error {
 	if err != nil {
 		return err
 	}
-	if err := b.provision(ctx, n, bare); err != nil {
+	if err := b.provision(ctx, n, bare, floor); err != nil {
 		return err
 	}
 	if err := b.resync(ctx, n); err != nil {
@@ -341,6 +346,35 @@ func waitEvery(every, timeout time.Duration, cond func() (bool, error)) error {
 	}
 }
 
+// createFloor times n ServiceIdentity creates (same parallelism as the provisioning phase)
+// before the operator runs: what the API server costs with nothing else to do. They are
+// removed again, finalizers first (the admission policy sets one), untimed.
+func (b *bench) createFloor(ctx context.Context, n int) (time.Duration, error) {
+	step("Timing %d identity creates with no operator running", n)
+	const floorNS = "bench-floor"
+	if err := b.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: floorNS}}); err != nil {
+		return 0, err
+	}
+	ids := make([]*scimv1.ServiceIdentity, n)
+	start := time.Now()
+	if err := parallel(n, 32, func(i int) error {
+		ids[i] = &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: floorNS, Name: identityName(i)},
+			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "app"}}, DisplayName: "Bench " + identityName(i)}}
+		return b.k8s.Create(ctx, ids[i])
+	}); err != nil {
+		return 0, err
+	}
+	took := time.Since(start)
+	return took, parallel(n, 32, func(i int) error {
+		patch := client.MergeFrom(ids[i].DeepCopy())
+		ids[i].Finalizers = nil
+		if err := b.k8s.Patch(ctx, ids[i], patch); err != nil {
+			return err
+		}
+		return b.k8s.Delete(ctx, ids[i])
+	})
+}
+
 // bareLoop runs the SCIM calls of provisioning (lookup by externalId, POST) for n users with
 // the operator's client and parallelism, without Kubernetes: the ceiling the operator is
 // compared with.
@@ -397,15 +431,19 @@ func identityName(i int) string { return fmt.Sprintf("id-%05d", i) }
 
 // provision creates n owners (ServiceAccounts, a workload kind, untimed), then n identities owned by them at once,
 // and times until every identity is Ready.
-func (b *bench) provision(ctx context.Context, n int, bare float64) error {
+func (b *bench) provision(ctx context.Context, n int, bare float64, floor time.Duration) error {
 	step("Provisioning %d identities", n)
 	owners := make([]*corev1.ServiceAccount, n)
+	ownersStart := time.Now()
 	if err := parallel(n, 32, func(i int) error {
 		owners[i] = &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
 		return b.k8s.Create(ctx, owners[i])
 	}); err != nil {
 		return err
 	}
+	// The floor under provisioning: the API server accepting as many plain creates, with the
+	// operator idle (it has nothing to do for ServiceAccounts that own no identity yet).
+	ownersTook := time.Since(ownersStart)
 	b.srv.ResetCounts()
 	writesBefore, err := b.kubeWrites()
 	if err != nil {
@@ -450,7 +488,9 @@ func (b *bench) provision(ctx context.Context, n int, bare float64) error {
 	scimPerIdentity := float64(counts["GET Users?filter"]+counts["POST Users"]+counts["PATCH Users/{id}"]+counts["PUT Users/{id}"]+counts["GET Users/{id}"]) / float64(n)
 	ratio := throughput / bare
 	b.res.add("bare loop of the same SCIM calls", bare, "ids/s", "")
+	b.res.add(fmt.Sprintf("  floor: the API server taking %d identity creates, no operator running", n), floor.Seconds(), "s", "")
 	b.res.add(fmt.Sprintf("  of which the API server taking the %d creates", n), created.Seconds(), "s", "")
+	b.res.add(fmt.Sprintf("  for comparison: %d ServiceAccount creates, operator idle", n), ownersTook.Seconds(), "s", "")
 	b.res.add(fmt.Sprintf("provisioning: %d identities created -> all Ready", n), took.Seconds(), "s", "")
 	b.res.add("  per identity, created -> Ready, p50", p(0.50), "s", "")
 	b.res.add("  per identity, created -> Ready, p99", p(0.99), "s", "")
