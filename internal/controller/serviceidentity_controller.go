@@ -452,8 +452,8 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	if err := r.removeFinalizer(ctx, si); err != nil {
 		return ctrl.Result{}, false, err
 	}
-	// confirmed keeps the record until the cache no longer has the identity (NotFound above),
-	// so a pass on a copy from before the finalizer went cannot deprovision again.
+	// retired and verified go now; confirmed stays until the cache no longer has the identity
+	// (NotFound above), so a pass on a copy from before the finalizer went cannot deprovision again.
 	r.forgetIdentity(si)
 	return ctrl.Result{}, true, nil
 }
