@@ -662,7 +662,8 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr), false).
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{clock: r.Clock}))).
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{clock: r.Clock},
+			ownersChangedPredicate{}))).
 		Watches(&scimv1.ScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindScimTarget)),
 			builder.WithPredicates(targetChangedPredicate{})).
 		Watches(&scimv1.ClusterScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindClusterScimTarget)),
@@ -701,6 +702,19 @@ func (p deletionPredicate) Update(e event.UpdateEvent) bool {
 		p.clock.mark(string(e.ObjectNew.GetUID()), time.Now())
 	}
 	return started || !e.ObjectNew.GetDeletionTimestamp().IsZero() && len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers())
+}
+
+// ownersChangedPredicate passes updates that change ownerReferences: the garbage collector
+// orphaning an identity whose workload was deleted (propagation Orphan) wakes the identity
+// controller at once to record the revocation, instead of after ownerRetiredGrace.
+type ownersChangedPredicate struct{ predicate.Funcs }
+
+func (ownersChangedPredicate) Create(event.CreateEvent) bool   { return false }
+func (ownersChangedPredicate) Delete(event.DeleteEvent) bool   { return false }
+func (ownersChangedPredicate) Generic(event.GenericEvent) bool { return false }
+
+func (ownersChangedPredicate) Update(e event.UpdateEvent) bool {
+	return !equality.Semantic.DeepEqual(e.ObjectOld.GetOwnerReferences(), e.ObjectNew.GetOwnerReferences())
 }
 
 // targetChangedPredicate passes target creations, deletions, spec changes and Ready flips,

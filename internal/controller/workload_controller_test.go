@@ -234,6 +234,7 @@ var _ = Describe("Workload retirement", func() {
 		Expect(k8s.Delete(ctx, sa, &client.DeleteOptions{PropagationPolicy: &orphan})).To(Succeed())
 		Eventually(accountsWithExternalID(ns, si.Name)).Should(BeEmpty())
 		// What the garbage collector does for orphan propagation: drop the ownerReference.
+		orphanedAt := time.Now()
 		Eventually(func() error {
 			cur := &scimv1.ServiceIdentity{}
 			if err := k8s.Get(ctx, client.ObjectKeyFromObject(si), cur); err != nil {
@@ -244,6 +245,7 @@ var _ = Describe("Workload retirement", func() {
 			return k8s.Patch(ctx, cur, patch)
 		}).Should(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Expect(time.Since(orphanedAt)).To(BeNumerically("<", ownerRetiredGrace/2), "the orphaning itself wakes the identity controller")
 		Expect(si.OwnerReferences).To(BeEmpty())
 		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("ServiceAccount " + ns + "/orphaned was deleted"))
 		Consistently(accountsWithExternalID(ns, si.Name), "2s").Should(BeEmpty())
