@@ -289,7 +289,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if si.Spec.Suspend {
 		wantState = scimv1.TargetStateSuspended
 	}
-	verifyKey := string(si.UID) + "|" + t.Key() // forgetIdentity drops it
+	verifyKey := verifiedKey(si, t.Key())
 	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
 	// Nothing changed since the last check and the resync is not due: no remote call.
 	if last := r.lastVerified(verifyKey, entry); inStep && !last.IsZero() && r.now().Sub(last) < interval {
@@ -548,11 +548,16 @@ func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentit
 	return ctrl.Result{RequeueAfter: retryAfter}, nil
 }
 
+// verifiedKey keys r.verified: one account, the identity's on one target.
+func verifiedKey(si *scimv1.ServiceIdentity, target string) string {
+	return string(si.UID) + "|" + target
+}
+
 // forgetIdentity drops what this process remembers of an identity that is gone.
 func (r *ServiceIdentityReconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
 	r.retired.Delete(si.UID)
 	for _, e := range si.Status.Targets {
-		r.verified.Delete(string(si.UID) + "|" + targetKey(e.Kind, si.Namespace, e.Name))
+		r.verified.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
 	}
 }
 
@@ -697,11 +702,8 @@ type deletionPredicate struct {
 }
 
 func (p deletionPredicate) Update(e event.UpdateEvent) bool {
-	started := !e.ObjectNew.GetDeletionTimestamp().IsZero() && e.ObjectOld.GetDeletionTimestamp().IsZero()
-	if started && p.clock != nil {
-		p.clock.mark(string(e.ObjectNew.GetUID()), time.Now())
-	}
-	return started || !e.ObjectNew.GetDeletionTimestamp().IsZero() && len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers())
+	return deletionStarted{clock: p.clock}.Update(e) ||
+		!e.ObjectNew.GetDeletionTimestamp().IsZero() && len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers())
 }
 
 // ownersChangedPredicate passes updates that change ownerReferences: the garbage collector

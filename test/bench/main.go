@@ -361,8 +361,7 @@ func (b *bench) createFloor(ctx context.Context, n int) (time.Duration, error) {
 	ids := make([]*scimv1.ServiceIdentity, n)
 	cpuBefore, start := cpuSeconds(), time.Now()
 	if err := parallel(n, 32, func(i int) error {
-		ids[i] = &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: floorNS, Name: identityName(i)},
-			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "app"}}, DisplayName: "Bench " + identityName(i)}}
+		ids[i] = benchIdentity(floorNS, identityName(i))
 		return b.k8s.Create(ctx, ids[i])
 	}); err != nil {
 		return 0, err
@@ -451,6 +450,13 @@ func parallel(n, workers int, fn func(i int) error) error {
 
 func identityName(i int) string { return fmt.Sprintf("id-%05d", i) }
 
+// benchIdentity is the identity the provisioning phase (and its floor) creates: one target,
+// a display name.
+func benchIdentity(namespace, name string) *scimv1.ServiceIdentity {
+	return &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "app"}}, DisplayName: "Bench " + name}}
+}
+
 // provision creates n owners (ServiceAccounts, a workload kind, untimed), then n identities owned by them at once,
 // and times until every identity is Ready.
 func (b *bench) provision(ctx context.Context, n int, bare float64, floor time.Duration) error {
@@ -480,9 +486,8 @@ func (b *bench) provision(ctx context.Context, n int, bare float64, floor time.D
 	if err := parallel(n, 32, func(i int) error {
 		o := owners[i]
 		names[i] = identityName(i)
-		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names[i],
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: o.Name, UID: o.UID}}},
-			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "app"}}, DisplayName: "Bench " + identityName(i)}}
+		si := benchIdentity(ns, names[i])
+		si.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: o.Name, UID: o.UID}}
 		err := b.k8s.Create(ctx, si)
 		createdAt[i] = time.Now()
 		return err
