@@ -191,10 +191,11 @@ type Orphans struct {
 	// +kubebuilder:default=Report
 	// +optional
 	Policy OrphanPolicy `json:"policy,omitempty"`
-	// interval between orphan scans.
+	// interval between orphan scans (at least 30s).
 	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s')",message="orphans.interval must be at least 30s"
 	// +optional
-	Interval *metav1.Duration `json:"interval,omitempty"`
+	Interval *Duration `json:"interval,omitempty"`
 }
 
 // CircuitBreaker protects a target against mass deletion.
@@ -203,10 +204,11 @@ type CircuitBreaker struct {
 	// beyond it deprovisioning pauses and the target reports it.
 	// +kubebuilder:validation:Minimum=1
 	MaxDeletionsPerInterval int32 `json:"maxDeletionsPerInterval"`
-	// interval of the breaker's window.
+	// interval of the breaker's window (at least 1m).
 	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="circuitBreaker.interval must be at least 1m"
 	// +optional
-	Interval *metav1.Duration `json:"interval,omitempty"`
+	Interval *Duration `json:"interval,omitempty"`
 }
 
 // ScimTargetSpec is one SCIM 2.0 service provider endpoint. ScimTarget and ClusterScimTarget share it.
@@ -228,10 +230,12 @@ type ScimTargetSpec struct {
 	// +kubebuilder:default=Delete
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
-	// resyncInterval is the drift check period.
+	// resyncInterval is the drift check period (at least 30s). Annotation
+	// scim.nhi.dev/resync-requested-at, set to a new value on an identity, checks it at once.
 	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s')",message="resyncInterval must be at least 30s"
 	// +optional
-	ResyncInterval *metav1.Duration `json:"resyncInterval,omitempty"`
+	ResyncInterval *Duration `json:"resyncInterval,omitempty"`
 	// rateLimit bounds the request rate to this target.
 	// +optional
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
@@ -244,6 +248,72 @@ type ScimTargetSpec struct {
 	// circuitBreaker protects against mass deletion.
 	// +optional
 	CircuitBreaker *CircuitBreaker `json:"circuitBreaker,omitempty"`
+	// adoption says whether an existing account that is not this cluster's (its externalId is
+	// not ours) may be taken over when its userName matches an identity's. Never (the
+	// default): the identity is Stalled with reason AccountConflict and the account is never
+	// written to or deleted. IfNoExternalID: an account with no externalId at all is adopted
+	// (its externalId is set to ours); an account with another externalId never is.
+	// +kubebuilder:default=Never
+	// +optional
+	Adoption AdoptionPolicy `json:"adoption,omitempty"`
+	// guardrails limit what identities may claim on this target. Each unset field takes the
+	// kind's default: restrictive on a ClusterScimTarget (whose credentials the cluster admin
+	// shares with tenants), open on a ScimTarget (which uses its tenant's own credentials).
+	// +optional
+	Guardrails *Guardrails `json:"guardrails,omitempty"`
+}
+
+// AdoptionPolicy says which existing accounts an identity may take over.
+// +kubebuilder:validation:Enum=Never;IfNoExternalID
+type AdoptionPolicy string
+
+const (
+	// AdoptionNever never takes over an account whose externalId is not this cluster's id for the identity.
+	AdoptionNever AdoptionPolicy = "Never"
+	// AdoptionIfNoExternalID takes over an account with the identity's userName and no externalId.
+	AdoptionIfNoExternalID AdoptionPolicy = "IfNoExternalID"
+)
+
+// UserNameScope says which userNames a namespace may claim on a target.
+// +kubebuilder:validation:Enum=Namespaced;Any
+type UserNameScope string
+
+const (
+	// UserNamesNamespaced: the userName must end with ".<namespace>" (the default userName
+	// <name>.<namespace> does). Default on a ClusterScimTarget.
+	UserNamesNamespaced UserNameScope = "Namespaced"
+	// UserNamesAny: any userName. Default on a ScimTarget.
+	UserNamesAny UserNameScope = "Any"
+)
+
+// Guardrails limit the userNames, groups and attributes identities may claim on a target.
+type Guardrails struct {
+	// userNames a namespace may claim: Namespaced (the userName ends with ".<namespace>") or
+	// Any. Default: Namespaced on a ClusterScimTarget, Any on a ScimTarget.
+	// +optional
+	UserNames UserNameScope `json:"userNames,omitempty"`
+	// groups identities may join, as displayName patterns compared case-insensitively ("*"
+	// matches any run of characters, e.g. "payments-*"). Unset: none on a ClusterScimTarget,
+	// any on a ScimTarget. Set with an empty list: none.
+	// +optional
+	Groups *AllowList `json:"groups,omitempty"`
+	// attributes spec.attributes may set: top-level attribute names ("title"), extension
+	// schema URNs (every sub-attribute) or "<urn>:<sub-attribute>", compared
+	// case-insensitively; "*" allows any. The sensitive attributes password, roles,
+	// entitlements and x509Certificates are refused unless listed by name, "*" does not cover
+	// them. Unset: none on a ClusterScimTarget, any but the sensitive ones on a ScimTarget.
+	// +optional
+	Attributes *AllowList `json:"attributes,omitempty"`
+}
+
+// AllowList is a list of permitted names or patterns; empty permits nothing.
+type AllowList struct {
+	// allowed names or patterns.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=256
+	Allowed []string `json:"allowed,omitempty"`
 }
 
 // OrphanReport summarises accounts that carry this cluster's prefix but match no identity.
@@ -281,6 +351,25 @@ type ScimTargetStatus struct {
 	// lastProbeTime is when discovery last ran.
 	// +optional
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
+	// circuitBreaker is the breaker's current window. It is kept on the API server so that a
+	// restart or a failover does not reset it.
+	// +optional
+	CircuitBreaker *BreakerStatus `json:"circuitBreaker,omitempty"`
+}
+
+// BreakerStatus is one window of the circuit breaker.
+type BreakerStatus struct {
+	// windowStart is when the current window began.
+	WindowStart metav1.Time `json:"windowStart"`
+	// charged is the number of remote deactivations and deletions counted in this window. A
+	// running operator reserves slots a few at a time; slots it reserved but did not use
+	// before a restart stay counted (the breaker errs on the side of pausing).
+	// +kubebuilder:validation:Minimum=0
+	Charged int32 `json:"charged"`
+	// release is the value of annotation scim.nhi.dev/release-breaker this window began with;
+	// setting the annotation to a new value starts a new window.
+	// +optional
+	Release string `json:"release,omitempty"`
 }
 
 // ScimTarget is a namespaced SCIM 2.0 service provider. Its secrets are read from its own namespace.
@@ -310,7 +399,7 @@ type ScimTargetList struct {
 }
 
 // AllowedNamespaces restricts which namespaces' identities may use a ClusterScimTarget.
-// An empty value (no names, no selector) allows every namespace.
+// Unset or empty allows no namespace; `selector: {}` allows every namespace.
 type AllowedNamespaces struct {
 	// names of namespaces allowed.
 	// +optional
@@ -325,7 +414,8 @@ type AllowedNamespaces struct {
 // +kubebuilder:validation:XValidation:rule="self.endpoint.startsWith('https://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="endpoint must use https:// unless allowInsecureHTTP is true (plain http sends credentials in clear text; use it only for local development)"
 type ClusterScimTargetSpec struct {
 	ScimTargetSpec `json:",inline"`
-	// allowedNamespaces restricts which namespaces may use this target.
+	// allowedNamespaces lists the namespaces whose identities may use this target. Unset:
+	// none. Removing a namespace deprovisions its accounts (within the circuit breaker).
 	// +optional
 	AllowedNamespaces *AllowedNamespaces `json:"allowedNamespaces,omitempty"`
 }

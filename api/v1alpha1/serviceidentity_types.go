@@ -18,6 +18,9 @@ const (
 	InUseFinalizer = "scim.nhi.dev/in-use"
 	// ForceOrphanAnnotation set to "true" releases the finalizer without touching the targets.
 	ForceOrphanAnnotation = "scim.nhi.dev/force-orphan"
+	// ResyncRequestedAnnotation set to a new value (e.g. the current time) on an identity
+	// checks its accounts against the targets at once instead of at the next resyncInterval.
+	ResyncRequestedAnnotation = "scim.nhi.dev/resync-requested-at"
 )
 
 // TargetReference names a ScimTarget (same namespace) or a ClusterScimTarget.
@@ -87,12 +90,13 @@ type ServiceIdentitySpec struct {
 	// suspend sets active=false on every target at once (incident kill switch).
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
-	// expiresAt deprovisions the identity at this time (RFC 3339).
+	// expiresAt deprovisions the identity at this time (RFC 3339, e.g. 2030-01-01T00:00:00Z).
 	// +optional
-	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
-	// ttl deprovisions the identity this long after its creation.
+	ExpiresAt *Timestamp `json:"expiresAt,omitempty"`
+	// ttl deprovisions the identity this long after its creation (a Go duration, e.g. 720h).
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="ttl must be a positive duration, e.g. 720h"
 	// +optional
-	TTL *metav1.Duration `json:"ttl,omitempty"`
+	TTL *Duration `json:"ttl,omitempty"`
 	// deletionPolicy overrides the target's.
 	// +optional
 	DeletionPolicy *DeletionPolicy `json:"deletionPolicy,omitempty"`
@@ -175,6 +179,10 @@ type ServiceIdentityStatus struct {
 	// deprovisionedAt is when every account was deprovisioned.
 	// +optional
 	DeprovisionedAt *metav1.Time `json:"deprovisionedAt,omitempty"`
+	// lastHandledResyncRequest is the value of annotation scim.nhi.dev/resync-requested-at
+	// the operator last acted on.
+	// +optional
+	LastHandledResyncRequest string `json:"lastHandledResyncRequest,omitempty"`
 }
 
 // ServiceIdentity is one non-human identity, provisioned as a SCIM User on one or more targets.

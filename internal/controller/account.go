@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -11,11 +13,23 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/scim"
 )
 
-// Attributes the operator always sets; spec.attributes cannot override them.
-var reservedAttributes = map[string]bool{
-	"schemas": true, "id": true, "meta": true, "externalId": true, "userName": true,
-	"active": true, "displayName": true, "userType": true, "groups": true,
+// reservedAttributes are set by the operator (or by the provider) and never through
+// spec.attributes; compared case-insensitively, as SCIM attribute names are.
+var reservedAttributes = []string{
+	"schemas", "id", "meta", "externalId", "userName", "active", "displayName", "userType", "groups",
 }
+
+func isReserved(name string) bool {
+	return slices.ContainsFunc(reservedAttributes, func(r string) bool { return strings.EqualFold(r, name) })
+}
+
+// attrName is an attribute name as RFC 7643 §2.1 defines it (ATTRNAME); extension schema
+// URNs are checked by schemaURN. Anything else (a PATCH path, a filter, a dot) is refused,
+// so spec.attributes cannot smuggle a path such as `emails[type eq "work"]` or `name.x`.
+var (
+	attrName  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,127}$`)
+	schemaURN = regexp.MustCompile(`^urn:[A-Za-z0-9][A-Za-z0-9.:_-]{0,250}$`)
+)
 
 // ExternalID is the deterministic externalId of an identity: <cluster-id>/<namespace>/<name>.
 func ExternalID(clusterID string, si *scimv1.ServiceIdentity) string {
@@ -47,13 +61,10 @@ func desiredUser(si *scimv1.ServiceIdentity, externalID string) (scim.Resource, 
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if reservedAttributes[k] {
-				return nil, fmt.Errorf("spec.attributes may not set %q; use the dedicated spec field", k)
+			if err := checkAttribute(k, extra[k]); err != nil {
+				return nil, err
 			}
 			if isSchemaURN(k) {
-				if _, ok := extra[k].(map[string]any); !ok {
-					return nil, fmt.Errorf("spec.attributes[%q] must be an object", k)
-				}
 				schemas = append(schemas, k)
 			}
 			u[k] = extra[k]
@@ -63,7 +74,36 @@ func desiredUser(si *scimv1.ServiceIdentity, externalID string) (scim.Resource, 
 	return u, nil
 }
 
-func isSchemaURN(k string) bool { return strings.HasPrefix(k, "urn:") }
+func isSchemaURN(k string) bool { return strings.HasPrefix(strings.ToLower(k), "urn:") }
+
+// checkAttribute refuses a spec.attributes entry that is reserved, is not an attribute name
+// or schema URN, names the core User schema (whose sub-attributes would reach reserved ones
+// such as active), or is an extension that is not an object of plain attribute names.
+func checkAttribute(k string, v any) error {
+	switch {
+	case isReserved(k):
+		return fmt.Errorf("spec.attributes may not set %q; use the dedicated spec field", k)
+	case isSchemaURN(k):
+		if !schemaURN.MatchString(k) {
+			return fmt.Errorf("spec.attributes: %q is not a schema URN", k)
+		}
+		if strings.EqualFold(k, scim.SchemaUser) {
+			return fmt.Errorf("spec.attributes may not use the core User schema URN %q; set its attributes by name", k)
+		}
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("spec.attributes[%q] must be an object", k)
+		}
+		for sk := range obj {
+			if !attrName.MatchString(sk) {
+				return fmt.Errorf("spec.attributes[%q]: %q is not an attribute name", k, sk)
+			}
+		}
+	case !attrName.MatchString(k):
+		return fmt.Errorf("spec.attributes: %q is not an attribute name (letters, digits, '-' and '_', starting with a letter)", k)
+	}
+	return nil
+}
 
 // diffUser returns PATCH operations that make current match desired in the attributes desired
 // sets. Extension objects and complex attributes are compared sub-attribute by sub-attribute,
@@ -143,6 +183,37 @@ func jsonEqual(a, b any) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(ja) == string(jb)
+}
+
+// userAttributes are the attributes of the core User schema (RFC 7643 §4.1) a PUT may carry:
+// password is never returned and groups is read-only, so neither is sent back.
+var userAttributes = []string{
+	"id", "externalId", "userName", "name", "displayName", "nickName", "profileUrl", "title", "userType",
+	"preferredLanguage", "locale", "timezone", "active", "emails", "phoneNumbers", "ims", "photos",
+	"addresses", "entitlements", "roles", "x509Certificates",
+}
+
+// replaceBody is the body of a PUT that applies desired to current and keeps what others set:
+// only User attributes, the extensions the spec sets and the enterprise extension, never
+// anything else the provider returned (a hostile provider's body is not echoed back).
+func replaceBody(desired, current scim.Resource) scim.Resource {
+	merged := mergeForReplace(desired, current)
+	out := scim.Resource{}
+	var schemas []any
+	for k, v := range merged {
+		switch {
+		case slices.ContainsFunc(userAttributes, func(a string) bool { return strings.EqualFold(a, k) }):
+			out[k] = v
+		case isSchemaURN(k) && (strings.EqualFold(k, scim.SchemaEnterpriseUser) || desired[k] != nil):
+			if _, ok := v.(map[string]any); ok {
+				out[k] = v
+				schemas = append(schemas, k)
+			}
+		}
+	}
+	sort.Slice(schemas, func(i, j int) bool { return schemas[i].(string) < schemas[j].(string) })
+	out["schemas"] = append([]any{scim.SchemaUser}, schemas...)
+	return out
 }
 
 // mergeForReplace applies desired onto current for a PUT that keeps what others set.

@@ -12,15 +12,32 @@ import (
 
 const usersEndpoint = "Users"
 
-// errNotAdoptable: an account with our userName exists but belongs to someone else.
-var errNotAdoptable = errors.New("account exists and is not adoptable")
+// errAccountConflict: an account the identity needs (its userName, or its externalId twice)
+// is not provably and uniquely ours. Nothing is written to or deleted from it.
+var errAccountConflict = errors.New("account conflict")
 
-// accountSync performs the SCIM calls for one identity on one target.
+// accountSync performs the SCIM calls for one identity on one target. An account is ours only
+// when its externalId is this cluster's id for the identity: every write (PATCH, PUT, DELETE)
+// goes to an account a read has just shown to carry it. Status ids are hints, never proof.
 type accountSync struct {
-	c         *scim.Client
-	t         *Target
+	c *scim.Client
+	t *Target
+	// externalID is this cluster's id for the identity; userName its effective userName.
+	externalID string
+	userName   string
+	// desired is the User the spec asks for (nil when deprovisioning).
 	desired   scim.Resource
 	matchAttr scimv1.MatchAttribute
+	adoption  scimv1.AdoptionPolicy
+	// charge reserves one remote deactivation or deletion with the circuit breaker; refund
+	// gives it back when nothing was changed. nil: no breaker.
+	charge func(ctx context.Context) error
+	refund func()
+}
+
+// ours reports whether a resource read from the target is this identity's account.
+func (a *accountSync) ours(u scim.Resource) bool {
+	return u != nil && u.ID() != "" && u.ExternalID() == a.externalID
 }
 
 // usePatch decides PATCH or PUT from spec.compatibility and the discovered capabilities.
@@ -44,8 +61,9 @@ func (a *accountSync) useETag() bool {
 	return caps != nil && caps.ETag != nil && *caps.ETag
 }
 
-// ensure makes the account exist and match desired. knownID is the id from status, if any.
-// A new account costs one lookup and one POST; an unchanged one costs one GET.
+// ensure makes the account exist and match desired. knownID is the id from status, a hint:
+// the account there is used only if it carries our externalId. A new account costs one
+// lookup and one POST; an unchanged one costs one GET.
 func (a *accountSync) ensure(ctx context.Context, knownID string) (user scim.Resource, adopted, updated bool, err error) {
 	if knownID != "" {
 		user, err = a.c.Get(ctx, usersEndpoint, knownID)
@@ -54,6 +72,8 @@ func (a *accountSync) ensure(ctx context.Context, knownID string) (user scim.Res
 			user = nil // deleted on the target: find or recreate below
 		case err != nil:
 			return nil, false, false, fmt.Errorf("reading account %s on %s: %w", knownID, a.t.Key(), err)
+		case !a.ours(user):
+			user = nil // the id now names someone else's account: never write to it
 		}
 	}
 	if user == nil {
@@ -67,68 +87,120 @@ func (a *accountSync) ensure(ctx context.Context, knownID string) (user scim.Res
 	return user, adopted, err == nil && diffUser(a.desired, before) != nil, err
 }
 
+// findOrCreate finds our account, or an adoptable one, or creates it.
 func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, error) {
-	externalID, _ := a.desired["externalId"].(string)
-	userName, _ := a.desired["userName"].(string)
-	first, firstVal := "externalId", externalID
 	if a.matchAttr == scimv1.MatchUserName {
-		first, firstVal = "userName", userName
-	}
-	found, err := a.lookup(ctx, first, firstVal, externalID)
-	if err != nil || found != nil {
-		return found, found != nil, err
+		found, adopted, err := a.byUserName(ctx)
+		if err != nil || found != nil {
+			return found, adopted, err
+		}
+	} else {
+		found, err := a.byExternalID(ctx)
+		if err != nil || found != nil {
+			return found, false, err
+		}
 	}
 	created, err := a.c.Create(ctx, usersEndpoint, a.desired)
 	if err == nil {
+		if x := created.ExternalID(); x != "" && x != a.externalID {
+			return nil, false, fmt.Errorf("creating account %q on %s: %w: the created account carries another externalId",
+				a.userName, a.t.Key(), scim.ErrMalformedResponse)
+		}
 		return created, false, nil
 	}
 	if !scim.IsConflict(err) {
-		return nil, false, fmt.Errorf("creating account %q on %s: %w", userName, a.t.Key(), err)
+		return nil, false, fmt.Errorf("creating account %q on %s: %w", a.userName, a.t.Key(), err)
 	}
-	// 409: someone holds the userName (or our earlier POST landed). Look up again and adopt.
-	for _, attr := range []string{"externalId", "userName"} {
-		val := externalID
-		if attr == "userName" {
-			val = userName
-		}
-		found, lerr := a.lookup(ctx, attr, val, externalID)
-		if errors.Is(lerr, errNotAdoptable) {
-			return nil, false, fmt.Errorf("%v; %w", err, lerr) // keep the target's own detail
-		}
-		if lerr != nil {
-			return nil, false, lerr
-		}
-		if found != nil {
-			return found, true, nil
-		}
+	// 409: our earlier POST landed (a crash before the status write), or someone else holds
+	// the userName.
+	if found, lerr := a.byExternalID(ctx); lerr != nil || found != nil {
+		return found, false, lerr
 	}
-	return nil, false, fmt.Errorf("%w: creating account %q on %s returned %v, and no account with externalId %q or an empty externalId was found",
-		errNotAdoptable, userName, a.t.Key(), err, externalID)
+	found, adopted, lerr := a.byUserName(ctx)
+	if lerr != nil || found != nil {
+		return found, adopted, lerr
+	}
+	return nil, false, fmt.Errorf("%w: creating account %q on %s was refused (%v), and no account with that userName can be read",
+		errAccountConflict, a.userName, a.t.Key(), err)
 }
 
-// lookup finds an adoptable account: one whose externalId is ours, or empty (made by hand).
-// An account with another externalId is someone else's and is refused.
-func (a *accountSync) lookup(ctx context.Context, attr, value, externalID string) (scim.Resource, error) {
-	matches, err := a.c.Find(ctx, usersEndpoint, attr, value)
+// byExternalID returns the account carrying our externalId; two or more is a conflict a
+// human must resolve (provisioning never picks one).
+func (a *accountSync) byExternalID(ctx context.Context) (scim.Resource, error) {
+	mine, err := a.findOurs(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("looking up %s %q on %s: %w", attr, value, a.t.Key(), err)
+		return nil, err
 	}
-	var refused []string
-	for _, m := range matches {
-		switch m.ExternalID() {
-		case externalID, "":
-			return m, nil
-		default:
-			refused = append(refused, m.ExternalID())
-		}
+	switch len(mine) {
+	case 0:
+		return nil, nil
+	case 1:
+		return mine[0], nil
 	}
-	if len(refused) > 0 && attr == "userName" {
-		return nil, fmt.Errorf("%w: userName %q on %s belongs to externalId %s", errNotAdoptable, value, a.t.Key(), strings.Join(refused, ", "))
+	ids := make([]string, 0, 3)
+	for _, u := range mine[:min(len(mine), 3)] {
+		ids = append(ids, truncate(u.ID(), 64))
 	}
-	return nil, nil
+	return nil, fmt.Errorf("%w: %d accounts on %s carry externalId %q (ids %s...); remove the duplicates on the target",
+		errAccountConflict, len(mine), a.t.Key(), a.externalID, strings.Join(ids, ", "))
 }
 
-// update corrects the owned attributes that differ; one PATCH (or PUT) at most, retried once on 412.
+// findOurs lists every account carrying our externalId.
+func (a *accountSync) findOurs(ctx context.Context) ([]scim.Resource, error) {
+	found, err := a.c.Find(ctx, usersEndpoint, "externalId", a.externalID)
+	if err != nil {
+		return nil, fmt.Errorf("looking up externalId %q on %s: %w", a.externalID, a.t.Key(), err)
+	}
+	var mine []scim.Resource
+	for _, u := range found {
+		if a.ours(u) {
+			mine = append(mine, u)
+		}
+	}
+	return mine, nil
+}
+
+// byUserName returns the account with our userName when it is ours, or adoptable under the
+// target's adoption policy (no externalId at all, and spec.adoption IfNoExternalID). Any
+// other account with that userName is a conflict: it is a person's, or another identity's.
+func (a *accountSync) byUserName(ctx context.Context) (scim.Resource, bool, error) {
+	found, err := a.c.Find(ctx, usersEndpoint, "userName", a.userName)
+	if err != nil {
+		return nil, false, fmt.Errorf("looking up userName %q on %s: %w", a.userName, a.t.Key(), err)
+	}
+	var mine, adoptable []scim.Resource
+	foreign := 0
+	for _, u := range found {
+		switch {
+		case a.ours(u):
+			mine = append(mine, u)
+		case u.ExternalID() == "":
+			adoptable = append(adoptable, u)
+		default:
+			foreign++
+		}
+	}
+	switch {
+	case len(mine) == 1:
+		return mine[0], false, nil // others with the same userName are not ours and stay untouched
+	case len(mine) > 1:
+		return nil, false, fmt.Errorf("%w: %d accounts on %s with userName %q carry externalId %q; remove the duplicates on the target",
+			errAccountConflict, len(mine), a.t.Key(), a.userName, a.externalID)
+	case foreign > 0:
+		return nil, false, fmt.Errorf("%w: userName %q on %s belongs to an account with another externalId; it is left untouched. "+
+			"Choose another spec.userName", errAccountConflict, a.userName, a.t.Key())
+	case len(adoptable) == 1 && a.adoption == scimv1.AdoptionIfNoExternalID:
+		return adoptable[0], true, nil
+	case len(adoptable) > 0:
+		return nil, false, fmt.Errorf("%w: userName %q on %s belongs to an account without an externalId (made by hand, or a person's); "+
+			"it is left untouched. Choose another spec.userName, or set spec.adoption: IfNoExternalID on the target to take it over",
+			errAccountConflict, a.userName, a.t.Key())
+	}
+	return nil, false, nil
+}
+
+// update corrects the owned attributes that differ; one PATCH (or PUT) at most, retried once
+// on 412 after a read that proves ownership again. user was just read and is ours (or adoptable).
 func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Resource, error) {
 	for attempt := 0; ; attempt++ {
 		ops := diffUser(a.desired, user)
@@ -144,11 +216,15 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 		if a.usePatch() {
 			updated, err = a.c.Patch(ctx, usersEndpoint, user.ID(), ops, ifMatch)
 		} else {
-			updated, err = a.c.Replace(ctx, usersEndpoint, user.ID(), mergeForReplace(a.desired, user), ifMatch)
+			updated, err = a.c.Replace(ctx, usersEndpoint, user.ID(), replaceBody(a.desired, user), ifMatch)
 		}
 		if scim.IsPreconditionFailed(err) && attempt == 0 {
-			if user, err = a.c.Get(ctx, usersEndpoint, user.ID()); err != nil {
-				return nil, fmt.Errorf("re-reading account %s on %s after 412: %w", user.ID(), a.t.Key(), err)
+			id, adoptable := user.ID(), user.ExternalID() == ""
+			if user, err = a.c.Get(ctx, usersEndpoint, id); err != nil {
+				return nil, fmt.Errorf("re-reading account %s on %s after 412: %w", id, a.t.Key(), err)
+			}
+			if !a.ours(user) && (!adoptable || user.ExternalID() != "") {
+				return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", errAccountConflict, id, a.t.Key())
 			}
 			continue
 		}
@@ -163,29 +239,41 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 	}
 }
 
-// deprovision applies a Delete or Deactivate policy. 404 at any step counts as done.
-func (a *accountSync) deprovision(ctx context.Context, id, externalID string, policy scimv1.DeletionPolicy, groups []string) error {
-	if id == "" {
-		found, err := a.lookup(ctx, "externalId", externalID, externalID)
-		if err != nil {
+// deprovision applies a Delete or Deactivate policy to every account carrying our externalId
+// (duplicates included), found by one read; hintID (from status) is not trusted on its own.
+// Each deactivation is charged to the circuit breaker just before it is sent. 404 at any step
+// counts as done.
+func (a *accountSync) deprovision(ctx context.Context, policy scimv1.DeletionPolicy, groups []string) error {
+	mine, err := a.findOurs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, u := range mine {
+		if err := a.deprovisionOne(ctx, u, policy, groups); err != nil {
 			return err
 		}
-		if found == nil {
-			return nil
-		}
-		id = found.ID()
 	}
-	deactivate := []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}
+	return nil
+}
+
+func (a *accountSync) deprovisionOne(ctx context.Context, u scim.Resource, policy scimv1.DeletionPolicy, groups []string) error {
+	id := u.ID()
+	if active, present := u.Active(); policy == scimv1.DeletionPolicyDeactivate && present && !active {
+		return nil // already inactive: nothing to send, nothing to charge
+	}
+	if a.charge != nil {
+		if err := a.charge(ctx); err != nil {
+			return err
+		}
+	}
 	var err error
 	if a.usePatch() {
-		_, err = a.c.Patch(ctx, usersEndpoint, id, deactivate, "")
+		_, err = a.c.Patch(ctx, usersEndpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, "")
 	} else {
-		var cur scim.Resource
-		cur, err = a.c.Get(ctx, usersEndpoint, id)
-		if err == nil {
-			cur["active"] = false
-			_, err = a.c.Replace(ctx, usersEndpoint, id, mergeForReplace(scim.Resource{}, cur), "")
-		}
+		_, err = a.c.Replace(ctx, usersEndpoint, id, replaceBody(scim.Resource{"active": false}, u), "")
+	}
+	if err != nil && a.refund != nil {
+		a.refund() // nothing changed (or we cannot tell): do not count it
 	}
 	if scim.IsNotFound(err) {
 		return nil

@@ -1,10 +1,14 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -20,33 +24,68 @@ const ReasonBreakerOpen = "CircuitBreakerOpen"
 
 const defaultBreakerInterval = time.Hour
 
-// Breaker limits deprovisionings (account deletions and deactivations, orphan clean-up
-// included) per target and interval, so a mass deletion pauses and reports instead of
-// emptying the application. Windows live in memory: a restart starts a new window, and
-// nothing waiting is lost because finalizers hold the identities.
+// Breaker limits remote deprovisionings (deactivations and deletions of accounts proven ours,
+// orphan clean-up included) per target and window, so a mass deletion pauses and reports
+// instead of emptying the application. Only a real remote call is charged: a lookup that
+// finds nothing, an account already inactive, or a namespace the target refuses costs
+// nothing.
+//
+// The window lives in the target's status.circuitBreaker, so a restart or a failover does
+// not reset it. Slots are reserved there a few at a time (a tenth of the limit) and handed out
+// from memory; a restart forgets reserved slots it did not use, which only makes the breaker
+// pause earlier, never later.
 type Breaker struct {
-	mu      sync.Mutex
-	windows map[string]*breakerWindow
+	// Client writes the target's status; Reader reads it fresh when a write conflicts.
+	Client client.Client
+	Reader client.Reader
+	// ClusterResourceNamespace is passed to views of re-read targets.
+	ClusterResourceNamespace string
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+
+	mu    sync.Mutex
+	pools map[string]*breakerPool
 	// trips receives, per target kind, the target of a breaker that just opened.
 	trips map[string]chan event.GenericEvent
 }
 
-type breakerWindow struct {
-	times   []time.Time
-	release string
-	open    bool
+// breakerPool holds slots reserved on the API server and not used yet, for one window.
+type breakerPool struct {
+	sync.Mutex
+	uid         types.UID
+	windowStart time.Time
+	release     string
+	free        int
 }
 
 // NewBreaker returns a breaker whose trip notifications are buffered.
-func NewBreaker() *Breaker {
-	return &Breaker{windows: map[string]*breakerWindow{}, trips: map[string]chan event.GenericEvent{
-		scimv1.KindScimTarget:        make(chan event.GenericEvent, 64),
-		scimv1.KindClusterScimTarget: make(chan event.GenericEvent, 64),
-	}}
+func NewBreaker(c client.Client, reader client.Reader, clusterResourceNamespace string) *Breaker {
+	return &Breaker{Client: c, Reader: reader, ClusterResourceNamespace: clusterResourceNamespace,
+		pools: map[string]*breakerPool{}, trips: map[string]chan event.GenericEvent{
+			scimv1.KindScimTarget:        make(chan event.GenericEvent, 64),
+			scimv1.KindClusterScimTarget: make(chan event.GenericEvent, 64),
+		}}
+}
+
+// BreakerOpenError says the breaker refused a deprovisioning; Wait is when a slot frees.
+type BreakerOpenError struct {
+	Target string
+	Wait   time.Duration
+}
+
+func (e *BreakerOpenError) Error() string {
+	return fmt.Sprintf("Paused by the circuit breaker of %s; see its status", e.Target)
 }
 
 // Trips is where the breaker announces, for one target kind, a target whose breaker opened.
 func (b *Breaker) Trips(kind string) <-chan event.GenericEvent { return b.trips[kind] }
+
+func (b *Breaker) now() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}
 
 func breakerLimits(t *Target) (int, time.Duration, bool) {
 	cb := t.Spec.CircuitBreaker
@@ -54,82 +93,128 @@ func breakerLimits(t *Target) (int, time.Duration, bool) {
 		return 0, 0, false
 	}
 	interval := defaultBreakerInterval
-	if cb.Interval != nil && cb.Interval.Duration > 0 {
-		interval = cb.Interval.Duration
+	if cb.Interval != nil {
+		if d, err := cb.Interval.Parse(); err == nil {
+			interval = d
+		}
 	}
 	return int(cb.MaxDeletionsPerInterval), interval, true
 }
 
-// window returns the target's window with old entries dropped; the caller holds mu.
-func (b *Breaker) window(t *Target, interval time.Duration, now time.Time) *breakerWindow {
-	w := b.windows[t.Key()]
-	if w == nil {
-		w = &breakerWindow{}
-		b.windows[t.Key()] = w
+// current is the window a status describes, or a new one when there is none, it expired, or
+// the release annotation changed.
+func currentWindow(t *Target, interval time.Duration, now time.Time) scimv1.BreakerStatus {
+	release := t.Object.GetAnnotations()[breakerReleaseAnnotation]
+	if s := t.Status.CircuitBreaker; s != nil && s.Release == release && now.Sub(s.WindowStart.Time) < interval && !s.WindowStart.After(now) {
+		return *s
 	}
-	if rel := t.Object.GetAnnotations()[breakerReleaseAnnotation]; rel != w.release {
-		w.release, w.times, w.open = rel, nil, false
-	}
-	cut := 0
-	for cut < len(w.times) && now.Sub(w.times[cut]) >= interval {
-		cut++
-	}
-	w.times = w.times[cut:]
-	return w
+	return scimv1.BreakerStatus{WindowStart: metav1.NewTime(now), Release: release}
 }
 
-// Allow reserves one deprovisioning on t. When the limit is reached it returns false and how
-// long until a slot frees.
-func (b *Breaker) Allow(t *Target) (bool, time.Duration) {
+func (b *Breaker) pool(t *Target) *breakerPool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.pools[t.Key()]
+	if p == nil {
+		p = &breakerPool{}
+		b.pools[t.Key()] = p
+	}
+	return p
+}
+
+// Charge reserves one remote deprovisioning on t. It returns a *BreakerOpenError when the
+// window's limit is reached, or the API error of a reservation that could not be written.
+func (b *Breaker) Charge(ctx context.Context, t *Target) error {
 	limit, interval, on := breakerLimits(t)
 	if !on {
-		return true, 0
+		return nil
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	w := b.window(t, interval, now)
-	if len(w.times) >= limit {
-		if !w.open {
-			w.open = true
-			select {
-			case b.trips[t.Kind] <- event.GenericEvent{Object: t.Object.DeepCopyObject().(client.Object)}:
-			default:
-			}
+	p := b.pool(t)
+	p.Lock()
+	defer p.Unlock()
+	now := b.now()
+	// The pool is judged on its own (the cached status may not show our last reservation yet).
+	if p.free > 0 && p.uid == t.Object.GetUID() && now.Sub(p.windowStart) < interval &&
+		p.release == t.Object.GetAnnotations()[breakerReleaseAnnotation] {
+		p.free--
+		return nil
+	}
+	chunk := max(1, min(limit/10, 50))
+	obj := t.Object.DeepCopyObject().(client.Object)
+	for attempt := 0; ; attempt++ {
+		cur := viewOf(obj, b.ClusterResourceNamespace)
+		w := currentWindow(cur, interval, now)
+		if int(w.Charged) >= limit {
+			b.trip(cur)
+			return &BreakerOpenError{Target: cur.Key(), Wait: max(w.WindowStart.Add(interval).Sub(now), time.Second)}
 		}
-		return false, w.times[0].Add(interval).Sub(now)
+		base := obj.DeepCopyObject().(client.Object)
+		k := min(chunk, limit-int(w.Charged))
+		w.Charged += int32(k)
+		cur.Status.CircuitBreaker = &w
+		err := b.Client.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		if err == nil {
+			p.uid, p.windowStart, p.release, p.free = obj.GetUID(), w.WindowStart.Time, w.Release, k-1
+			return nil
+		}
+		if !apierrors.IsConflict(err) || attempt >= 8 {
+			return fmt.Errorf("recording a deprovisioning in the circuit breaker of %s: %w", t.Key(), err)
+		}
+		if err := b.Reader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return fmt.Errorf("reading %s for its circuit breaker: %w", t.Key(), err)
+		}
 	}
-	w.times = append(w.times, now)
-	return true, 0
 }
 
-// Refund gives back a reservation whose deprovisioning failed.
+// Refund gives back a slot whose deprovisioning changed nothing. It stays reserved on the API
+// server and is handed out again by this process.
 func (b *Breaker) Refund(t *Target) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if w := b.windows[t.Key()]; w != nil && len(w.times) > 0 {
-		w.times = w.times[:len(w.times)-1]
+	p := b.pool(t)
+	p.Lock()
+	defer p.Unlock()
+	if p.uid == t.Object.GetUID() {
+		p.free++
 	}
 }
 
-// Open reports an open breaker: a message for the target's status and when to look again.
+func (b *Breaker) trip(t *Target) {
+	select {
+	case b.trips[t.Kind] <- event.GenericEvent{Object: t.Object.DeepCopyObject().(client.Object)}:
+	default:
+	}
+}
+
+// Open reports an open breaker from the target's status: a message for its conditions and
+// when to look again.
 func (b *Breaker) Open(t *Target) (bool, string, time.Duration) {
 	limit, interval, on := breakerLimits(t)
 	if !on {
 		return false, "", 0
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	w := b.window(t, interval, now)
-	if !w.open || len(w.times) < limit {
-		w.open = false
+	now := b.now()
+	w := currentWindow(t, interval, now)
+	if int(w.Charged) < limit {
 		return false, "", 0
 	}
-	return true, fmt.Sprintf("Circuit breaker open: %d deprovisionings in the last %s reached spec.circuitBreaker.maxDeletionsPerInterval=%d; "+
+	p := b.pool(t)
+	p.Lock()
+	unused := p.uid == t.Object.GetUID() && p.windowStart.Equal(w.WindowStart.Time) && p.free > 0
+	p.Unlock()
+	if unused {
+		return false, "", 0
+	}
+	return true, fmt.Sprintf("Circuit breaker open: %d deprovisionings since %s reached spec.circuitBreaker.maxDeletionsPerInterval=%d per %s; "+
 			"further deprovisioning on this target is paused (nothing is lost: finalizers hold the identities). "+
-			"Raise the limit, or set annotation %s to a new value to release it", len(w.times), interval, limit, breakerReleaseAnnotation),
-		w.times[0].Add(interval).Sub(now)
+			"Raise the limit, or set annotation %s to a new value to release it", w.Charged, w.WindowStart.UTC().Format(time.RFC3339), limit, interval,
+			breakerReleaseAnnotation),
+		max(w.WindowStart.Add(interval).Sub(now), time.Second)
+}
+
+// Forget drops what is kept in memory for a deleted target.
+func (b *Breaker) Forget(key string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.pools, key)
 }
 
 // annotationPredicate passes updates that change the value of one annotation.

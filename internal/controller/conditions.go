@@ -35,6 +35,12 @@ const (
 	ReasonDeprovisioning     = "Deprovisioning"
 	ReasonDeprovisionBlocked = "DeprovisionBlocked"
 	ReasonInvalidSpec        = "InvalidSpec"
+	// ReasonAccountConflict: an account the identity needs is not provably and uniquely ours
+	// (a person's account with the same userName, another externalId, duplicates).
+	ReasonAccountConflict = "AccountConflict"
+	// ReasonGuardrail: the identity claims a userName, group or attribute the target's
+	// spec.guardrails do not allow.
+	ReasonGuardrail = "GuardrailViolation"
 )
 
 // setCondition sets a condition; lastTransitionTime only moves when the status changes.

@@ -51,12 +51,25 @@ func metricValue(name string, labels map[string]string) float64 {
 	return total
 }
 
+// fastTarget is a Ready target with the shortest resyncInterval the API allows; specs that
+// need a resync sooner request one with requestResync.
 func fastTarget(ctx context.Context, ns, name string, mutate ...func(*scimv1.ScimTarget)) *scimv1.ScimTarget {
 	t := createTarget(ctx, ns, name, testToken, append([]func(*scimv1.ScimTarget){func(t *scimv1.ScimTarget) {
-		t.Spec.ResyncInterval = &metav1.Duration{Duration: time.Second}
+		t.Spec.ResyncInterval = scimv1.DurationOf(30 * time.Second)
 	}}, mutate...)...)
 	Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 	return t
+}
+
+// requestResync sets the resync annotation to a new value: the identity's accounts are
+// checked against the target at once.
+func requestResync(ctx context.Context, si *scimv1.ServiceIdentity) {
+	updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+		if si.Annotations == nil {
+			si.Annotations = map[string]string{}
+		}
+		si.Annotations[scimv1.ResyncRequestedAnnotation] = time.Now().Format(time.RFC3339Nano)
+	})
 }
 
 var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
@@ -75,6 +88,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		updatedBefore := metricValue("scim_operator_drift_corrections_total", map[string]string{"target": key, "kind": "updated"})
 
 		scimSrv.Users.Mutate(id, func(a map[string]any) { a["displayName"] = "tampered"; a["active"] = false; a["title"] = "not ours" })
+		requestResync(ctx, si)
 		Eventually(func() []any { a := account(ns, "drifty"); return []any{a["displayName"], a["active"], a["title"]} }, "5s").
 			Should(Equal([]any{"The real name", true, "not ours"}))
 		Eventually(func() float64 {
@@ -82,6 +96,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		}).Should(Equal(updatedBefore + 1))
 
 		scimSrv.Users.Remove(id)
+		requestResync(ctx, si)
 		Eventually(accountsWithExternalID(ns, "drifty"), "5s").Should(HaveLen(1))
 		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) string { return s.Status.Targets[0].ID },
 			Equal(account(ns, "drifty")["id"])))
@@ -97,7 +112,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 			orphanB := scimSrv.Users.Put(map[string]any{"userName": "000-ghost-b." + ns, "externalId": externalIDOf(ns, "ghost-b"), "active": true})
 			foreign := scimSrv.Users.Put(map[string]any{"userName": "foreign." + ns, "externalId": "other-cluster/" + ns + "/x", "active": true})
 			t := fastTarget(ctx, ns, "scan", func(t *scimv1.ScimTarget) {
-				t.Spec.Orphans = &scimv1.Orphans{Policy: policy, Interval: &metav1.Duration{Duration: time.Hour}} // one scan
+				t.Spec.Orphans = &scimv1.Orphans{Policy: policy, Interval: scimv1.DurationOf(time.Hour)} // one scan
 			})
 			si := newIdentity(ns, "alive", "scan")
 			Expect(k8s.Create(ctx, si)).To(Succeed())
@@ -147,7 +162,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 
 	It("pauses deprovisioning past the circuit breaker and resumes when released", func() {
 		t := fastTarget(ctx, ns, "guarded", func(t *scimv1.ScimTarget) {
-			t.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 2, Interval: &metav1.Duration{Duration: time.Hour}}
+			t.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 2, Interval: scimv1.DurationOf(time.Hour)}
 		})
 		var ids []*scimv1.ServiceIdentity
 		for i := range 5 {

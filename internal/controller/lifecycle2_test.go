@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"net/http"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -166,8 +167,8 @@ var _ = Describe("Groups, target guard and several targets", func() {
 		Entry("no targets", func(si *scimv1.ServiceIdentity) { si.Spec.TargetRefs = nil }, "spec.targetRefs"),
 		Entry("an unknown target kind", func(si *scimv1.ServiceIdentity) { si.Spec.TargetRefs[0].Kind = "Webhook" }, "Unsupported value: \"Webhook\""),
 		Entry("ttl and expiresAt together", func(si *scimv1.ServiceIdentity) {
-			si.Spec.TTL = &metav1.Duration{Duration: 3600e9}
-			si.Spec.ExpiresAt = &metav1.Time{Time: metav1.Now().Add(3600e9)}
+			si.Spec.TTL = scimv1.DurationOf(time.Hour)
+			si.Spec.ExpiresAt = scimv1.TimestampOf(time.Now().Add(time.Hour))
 		}, "set either ttl or expiresAt, not both"),
 		Entry("an owner that is not an e-mail", func(si *scimv1.ServiceIdentity) { si.Spec.Owner = "nobody" }, "spec.owner"),
 	)

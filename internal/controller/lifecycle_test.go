@@ -79,7 +79,7 @@ var _ = Describe("Identity lifecycle", func() {
 
 	It("deprovisions at expiry, keeps the object and says Expired", func() {
 		si := newIdentity(ns, "temporary", "acme")
-		si.Spec.TTL = &metav1.Duration{Duration: 4 * time.Second}
+		si.Spec.TTL = scimv1.DurationOf(4 * time.Second)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.ExpiresAt).NotTo(BeNil())

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -27,8 +28,10 @@ func orphanPolicy(t *Target) (scimv1.OrphanPolicy, time.Duration) {
 		if o.Policy != "" {
 			policy = o.Policy
 		}
-		if o.Interval != nil && o.Interval.Duration > 0 {
-			interval = o.Interval.Duration
+		if o.Interval != nil {
+			if d, err := o.Interval.Parse(); err == nil {
+				interval = d
+			}
 		}
 	}
 	return policy, interval
@@ -132,8 +135,11 @@ func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *Target, c *scim.
 			continue
 		}
 		if r.Breaker != nil {
-			if ok, _ := r.Breaker.Allow(t); !ok {
+			var open *BreakerOpenError
+			if err := r.Breaker.Charge(ctx, t); errors.As(err, &open) {
 				return acted, nil // the breaker's status says why; the next scan continues
+			} else if err != nil {
+				return acted, err
 			}
 		}
 		var err error

@@ -107,8 +107,10 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 }
 
 func resyncInterval(spec *scimv1.ScimTargetSpec) time.Duration {
-	if spec.ResyncInterval != nil && spec.ResyncInterval.Duration > 0 {
-		return spec.ResyncInterval.Duration
+	if spec.ResyncInterval != nil {
+		if d, err := spec.ResyncInterval.Parse(); err == nil {
+			return d
+		}
 	}
 	return defaultResync
 }

@@ -85,6 +85,7 @@ var _ = Describe("ScimTarget", func() {
 		t := createTarget(ctx, ns, "dev", testToken)
 		Expect(t.Spec.DeletionPolicy).To(Equal(scimv1.DeletionPolicyDelete))
 		Expect(t.Spec.ResyncInterval).NotTo(BeNil())
-		Expect(t.Spec.ResyncInterval.Duration.String()).To(Equal("10m0s"))
+		Expect(*t.Spec.ResyncInterval).To(Equal(scimv1.Duration("10m")))
+		Expect(t.Spec.Adoption).To(Equal(scimv1.AdoptionNever))
 	})
 })

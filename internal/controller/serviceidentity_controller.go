@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -134,7 +135,11 @@ func (r *ServiceIdentityReconciler) now() time.Time {
 
 func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
-	si.Status.ExpiresAt = expiresAt(si)
+	exp, err := expiresAt(si)
+	if err != nil {
+		return r.finish(si, map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}})
+	}
+	si.Status.ExpiresAt = exp
 	if exp := si.Status.ExpiresAt; exp != nil && !r.now().Before(exp.Time) {
 		return r.reconcileExpired(ctx, si)
 	}
@@ -156,6 +161,9 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 		return r.finish(si, map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}})
 	}
 
+	// A new value of the resync annotation checks every account now, whatever the interval.
+	resyncRequest := si.Annotations[scimv1.ResyncRequestedAnnotation]
+	forced := resyncRequest != si.Status.LastHandledResyncRequest
 	entries := indexEntries(si.Namespace, si.Status.Targets)
 	var next []scimv1.IdentityTargetStatus
 	outcomes := map[string]outcome{}
@@ -171,7 +179,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 		if entry == nil {
 			entry = &scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending}
 		}
-		out, interval := r.syncTarget(ctx, si, ref, entry, desired)
+		out, interval := r.syncTarget(ctx, si, ref, entry, desired, forced)
 		outcomes[key] = out
 		if interval > 0 && (resync == 0 || interval < resync) {
 			resync = interval
@@ -197,6 +205,9 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 	}
 	si.Status.Targets = next
 	res, err := r.finish(si, outcomes)
+	if err == nil {
+		si.Status.LastHandledResyncRequest = resyncRequest
+	}
 	if err == nil && res.RequeueAfter == 0 && resync > 0 {
 		res.RequeueAfter = jitter(resync)
 	}
@@ -274,7 +285,7 @@ func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes 
 // syncTarget makes the account on one target match the spec. It returns the outcome and the
 // target's resync interval.
 func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity, ref scimv1.TargetReference,
-	entry *scimv1.IdentityTargetStatus, desired scim.Resource) (outcome, time.Duration) {
+	entry *scimv1.IdentityTargetStatus, desired scim.Resource, forced bool) (outcome, time.Duration) {
 	t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
 	if err != nil {
 		return r.entryFailed(entry, classify(err)), 0
@@ -283,14 +294,18 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if refusal, err := namespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
 		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
 	} else if refusal != "" {
-		return r.entryFailed(entry, outcome{stalled: refusal, reason: ReasonNamespaceForbidden}), 0
+		return r.accessRefused(ctx, si, entry, refusal), 0
+	}
+	if err := guardrailsOf(t).check(t, si); err != nil {
+		// Nothing is sent: an account that exists keeps what it had until the spec complies.
+		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: ReasonGuardrail}), 0
 	}
 	wantState := scimv1.TargetStateProvisioned
 	if si.Spec.Suspend {
 		wantState = scimv1.TargetStateSuspended
 	}
 	verifyKey := verifiedKey(si, t.Key())
-	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
+	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation && !forced
 	// Nothing changed since the last check and the resync is not due: no remote call.
 	if last := r.lastVerified(verifyKey, entry); inStep && !last.IsZero() && r.now().Sub(last) < interval {
 		return outcome{}, interval - r.now().Sub(last)
@@ -300,7 +315,8 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if err != nil {
 		return r.entryFailed(entry, classify(err)), 0
 	}
-	acct := &accountSync{c: c, t: t, desired: desired, matchAttr: matchAttribute(t)}
+	acct := r.accountSync(si, t, c)
+	acct.desired = desired
 	user, adopted, updated, err := acct.ensure(ctx, entry.ID)
 	if err != nil {
 		return r.entryFailed(entry, classify(err)), 0
@@ -395,6 +411,7 @@ func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStat
 func classify(err error) outcome {
 	var nf *errTargetNotFound
 	var se *scim.Error
+	var open *BreakerOpenError
 	switch {
 	case errors.As(err, &nf):
 		return outcome{err: err, reason: ReasonTargetNotFound}
@@ -402,8 +419,10 @@ func classify(err error) outcome {
 		return outcome{err: err, reason: ReasonCredentials}
 	case scim.IsUnauthorized(err):
 		return outcome{err: err, reason: ReasonUnauthorized}
-	case errors.Is(err, errNotAdoptable):
-		return outcome{stalled: err.Error(), reason: ReasonRejected}
+	case errors.Is(err, errAccountConflict):
+		return outcome{stalled: err.Error(), reason: ReasonAccountConflict}
+	case errors.As(err, &open):
+		return outcome{err: err, reason: ReasonBreakerOpen, retryAfter: open.Wait}
 	case scim.IsRetryable(err):
 		d, _ := scim.RetryAfter(err)
 		return outcome{err: err, reason: ReasonUnreachable, retryAfter: d}
@@ -591,18 +610,7 @@ func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *s
 		entry.Message = err.Error()
 		return classify(err)
 	}
-	if r.Breaker != nil {
-		if ok, wait := r.Breaker.Allow(t); !ok {
-			entry.State = scimv1.TargetStateDeprovisioning
-			entry.Message = fmt.Sprintf("Paused by the circuit breaker of %s; see its status", t.Key())
-			return outcome{err: errors.New(entry.Message), reason: ReasonBreakerOpen, retryAfter: wait}
-		}
-	}
-	acct := &accountSync{c: c, t: t, matchAttr: matchAttribute(t)}
-	if err := acct.deprovision(ctx, entry.ID, ExternalID(r.ClusterID, si), policy, entry.Groups); err != nil {
-		if r.Breaker != nil {
-			r.Breaker.Refund(t)
-		}
+	if err := r.accountSync(si, t, c).deprovision(ctx, policy, entry.Groups); err != nil {
 		entry.State = scimv1.TargetStateDeprovisioning
 		entry.Message = truncate(err.Error(), 512)
 		return classify(err)
@@ -612,6 +620,38 @@ func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *s
 	entry.Active = &f
 	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s)", policy)
 	return outcome{}
+}
+
+// accountSync prepares the SCIM calls for si's account on t, with the circuit breaker.
+func (r *ServiceIdentityReconciler) accountSync(si *scimv1.ServiceIdentity, t *Target, c *scim.Client) *accountSync {
+	a := &accountSync{c: c, t: t, externalID: ExternalID(r.ClusterID, si), userName: si.EffectiveUserName(),
+		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption}
+	if r.Breaker != nil {
+		a.charge = func(ctx context.Context) error { return r.Breaker.Charge(ctx, t) }
+		a.refund = func() { r.Breaker.Refund(t) }
+	}
+	return a
+}
+
+// accessRefused handles an identity whose namespace the target does not (or no longer)
+// allow: nothing is provisioned, and an account it still has there is deprovisioned through
+// the one deprovisioning path (ownership proven, breaker charged). A namespace that never had
+// an account costs the target nothing, not even a lookup.
+func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, refusal string) outcome {
+	refused := outcome{stalled: refusal, reason: ReasonNamespaceForbidden}
+	switch {
+	case entry.State == scimv1.TargetStateDeprovisioned:
+		return refused
+	case entry.ID == "" && entry.State != scimv1.TargetStateDeprovisioning:
+		return r.entryFailed(entry, refused)
+	}
+	if out := r.deprovisionTarget(ctx, si, entry); !out.ok() {
+		return out
+	}
+	entry.Message = truncate(refusal+"; the account was deprovisioned", 512)
+	r.Recorder.Eventf(si, nil, "Warning", "AccessWithdrawn", "Deprovision", "%s; account %q deprovisioned on %s",
+		refusal, si.EffectiveUserName(), targetKey(entry.Kind, si.Namespace, entry.Name))
+	return refused
 }
 
 // indexEntries keys status entries like refKey does for references made from namespace.
@@ -624,16 +664,26 @@ func indexEntries(namespace string, entries []scimv1.IdentityTargetStatus) map[s
 	return out
 }
 
-func expiresAt(si *scimv1.ServiceIdentity) *metav1.Time {
+// expiresAt is spec.expiresAt, or creation + spec.ttl; an error names a value that does not
+// parse (one stored before the API server validated it).
+func expiresAt(si *scimv1.ServiceIdentity) (*metav1.Time, error) {
 	switch {
 	case si.Spec.ExpiresAt != nil:
-		t := *si.Spec.ExpiresAt
-		return &t
+		t, err := si.Spec.ExpiresAt.Parse()
+		if err != nil {
+			return nil, fmt.Errorf("spec.expiresAt: %w", err)
+		}
+		mt := metav1.NewTime(t)
+		return &mt, nil
 	case si.Spec.TTL != nil:
-		t := metav1.NewTime(si.CreationTimestamp.Add(si.Spec.TTL.Duration))
-		return &t
+		d, err := si.Spec.TTL.Parse()
+		if err != nil {
+			return nil, fmt.Errorf("spec.ttl: %w", err)
+		}
+		t := metav1.NewTime(si.CreationTimestamp.Add(d))
+		return &t, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // jitter spreads resyncs by up to +10%.
@@ -673,10 +723,30 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(targetChangedPredicate{})).
 		Watches(&scimv1.ClusterScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindClusterScimTarget)),
 			builder.WithPredicates(targetChangedPredicate{})).
+		// A namespace's labels decide whether a ClusterScimTarget's selector allows it: a change
+		// provisions, or withdraws access and deprovisions, at once rather than at the next resync.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.identitiesInNamespace),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("serviceidentity").
 		Complete(r)
+}
+
+// identitiesInNamespace maps a namespace to its identities that use a ClusterScimTarget.
+func (r *ServiceIdentityReconciler) identitiesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &scimv1.ServiceIdentityList{}
+	if err := r.List(ctx, list, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing identities of a namespace")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, si := range list.Items {
+		if slices.ContainsFunc(si.Spec.TargetRefs, func(ref scimv1.TargetReference) bool { return ref.TargetKind() == scimv1.KindClusterScimTarget }) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}})
+		}
+	}
+	return reqs
 }
 
 func (r *ServiceIdentityReconciler) identitiesForTarget(kind string) handler.MapFunc {

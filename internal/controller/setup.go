@@ -26,7 +26,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}
 	rec := mgr.GetEventRecorder("scim-operator")
 	clock := &revocationClock{}
-	breaker := NewBreaker()
+	breaker := NewBreaker(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)
 	states.use(mgr.GetClient())
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
 		if err := (&TargetReconciler{

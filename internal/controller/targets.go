@@ -97,11 +97,27 @@ func clusterTargetView(obj *scimv1.ClusterScimTarget, clusterResourceNamespace s
 	}
 }
 
-// namespaceAllowed checks a ClusterScimTarget's allowedNamespaces; "" means allowed, else the rule that refused.
+// viewOf sees a ScimTarget or ClusterScimTarget object through the shared Target view.
+func viewOf(obj client.Object, clusterResourceNamespace string) *Target {
+	switch o := obj.(type) {
+	case *scimv1.ClusterScimTarget:
+		return clusterTargetView(o, clusterResourceNamespace)
+	case *scimv1.ScimTarget:
+		return namespacedTargetView(o)
+	}
+	panic(fmt.Sprintf("viewOf: %T is not a target", obj))
+}
+
+// namespaceAllowed checks a ClusterScimTarget's allowedNamespaces; "" means allowed, else the
+// rule that refused. A ScimTarget serves its own namespace only (references never cross
+// namespaces). Unset or empty allowedNamespaces allows no namespace.
 func namespaceAllowed(ctx context.Context, c client.Reader, t *Target, namespace string) (string, error) {
+	if t.Kind != scimv1.KindClusterScimTarget {
+		return "", nil
+	}
 	a := t.AllowedNamespaces
 	if a == nil || (len(a.Names) == 0 && a.Selector == nil) {
-		return "", nil
+		return fmt.Sprintf("%s allows no namespace: spec.allowedNamespaces is unset (list names, or use a selector; `selector: {}` allows all)", t.Key()), nil
 	}
 	for _, n := range a.Names {
 		if n == namespace {

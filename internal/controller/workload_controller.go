@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -150,14 +151,18 @@ func specFromAnnotations(targets string, ann map[string]string) (*scimv1.Service
 	}
 	spec.DisplayName = strings.TrimSpace(ann[AnnotationDisplayName])
 	if v := strings.TrimSpace(ann[AnnotationTTL]); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
+		ttl := scimv1.Duration(v)
+		if _, err := ttl.Parse(); err != nil || !durationPattern.MatchString(v) {
 			return nil, fmt.Errorf("annotation %s: %q is not a positive duration (e.g. 24h)", AnnotationTTL, v)
 		}
-		spec.TTL = &metav1.Duration{Duration: d}
+		spec.TTL = &ttl
 	}
 	return spec, nil
 }
+
+// durationPattern is the API's pattern for scimv1.Duration: a value the API server would
+// refuse is reported on the workload instead of failing the identity's creation.
+var durationPattern = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`)
 
 func splitList(s string) []string {
 	var out []string

@@ -77,7 +77,7 @@ var _ = Describe("Workload annotations", func() {
 		Expect(k8s.Create(ctx, d)).To(Succeed())
 		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployment-fraud-agent"}}
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-		Expect(si.Spec.TTL.Duration).To(Equal(24 * time.Hour))
+		Expect(*si.Spec.TTL).To(Equal(scimv1.Duration("24h")))
 		Expect(si.Spec.DisplayName).To(Equal("Fraud triage agent"))
 		Expect(si.Status.ExpiresAt).NotTo(BeNil())
 

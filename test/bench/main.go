@@ -636,7 +636,7 @@ func (b *bench) addQueue(phase string, before, after queueStats) {
 // resync shortens the resync interval and counts the requests of one full wave.
 func (b *bench) resync(ctx context.Context, n int) error {
 	step("Steady-state resync of %d identities", n)
-	if err := b.setResync(ctx, 20*time.Second); err != nil {
+	if err := b.setResync(ctx, 30*time.Second); err != nil {
 		return err
 	}
 	time.Sleep(2 * time.Second) // the target change itself wakes every identity (no SCIM call: not due)
@@ -668,7 +668,7 @@ func (b *bench) setResync(ctx context.Context, d time.Duration) error {
 		if err := b.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, t); err != nil {
 			return err
 		}
-		t.Spec.ResyncInterval = &metav1.Duration{Duration: d}
+		t.Spec.ResyncInterval = scimv1.DurationOf(d)
 		return b.k8s.Update(ctx, t)
 	})
 }

@@ -1,0 +1,149 @@
+package controller
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// errGuardrail: the identity asks for something its target's guardrails do not allow.
+var errGuardrail = errors.New("not allowed by the target's guardrails")
+
+// sensitiveAttributes can only be set where a target's guardrails name them: a "*" never
+// covers them, and an unset allow-list on a ScimTarget does not either.
+var sensitiveAttributes = []string{"password", "roles", "entitlements", "x509Certificates"}
+
+func isSensitive(name string) bool {
+	return slices.ContainsFunc(sensitiveAttributes, func(s string) bool { return strings.EqualFold(s, name) })
+}
+
+// guardrails is a target's spec.guardrails with the kind's defaults applied: restrictive on a
+// ClusterScimTarget (cluster-admin credentials shared with tenants), open on a ScimTarget
+// (the tenant's own credentials).
+type guardrails struct {
+	userNames  scimv1.UserNameScope
+	groups     []string // nil: any
+	attributes []string // nil: any but the sensitive ones
+}
+
+func guardrailsOf(t *Target) guardrails {
+	g := guardrails{userNames: scimv1.UserNamesAny}
+	if t.Kind == scimv1.KindClusterScimTarget {
+		g = guardrails{userNames: scimv1.UserNamesNamespaced, groups: []string{}, attributes: []string{}}
+	}
+	if s := t.Spec.Guardrails; s != nil {
+		if s.UserNames != "" {
+			g.userNames = s.UserNames
+		}
+		if s.Groups != nil {
+			g.groups = append([]string{}, s.Groups.Allowed...)
+		}
+		if s.Attributes != nil {
+			g.attributes = append([]string{}, s.Attributes.Allowed...)
+		}
+	}
+	return g
+}
+
+// check returns an errGuardrail naming every claim of the identity the target does not allow:
+// its userName, groups and the attributes of spec.attributes.
+func (g guardrails) check(t *Target, si *scimv1.ServiceIdentity) error {
+	var refused []string
+	if g.userNames == scimv1.UserNamesNamespaced {
+		if u := si.EffectiveUserName(); !strings.HasSuffix(strings.ToLower(u), "."+si.Namespace) {
+			refused = append(refused, fmt.Sprintf("userName %q (must end with %q)", u, "."+si.Namespace))
+		}
+	}
+	if g.groups != nil {
+		for _, grp := range si.Spec.Groups {
+			if !slices.ContainsFunc(g.groups, func(p string) bool { return globMatch(p, grp) }) {
+				refused = append(refused, fmt.Sprintf("group %q", grp))
+			}
+		}
+	}
+	for _, a := range attributeNames(si) {
+		if !g.attributeAllowed(a) {
+			refused = append(refused, fmt.Sprintf("attribute %q", a))
+		}
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s may not claim %s (see spec.guardrails of %s)", errGuardrail, "namespace "+si.Namespace,
+		strings.Join(refused, ", "), t.Key())
+}
+
+// attributeAllowed decides one attribute name: "title", or "<urn>:<sub-attribute>" for an
+// extension.
+func (g guardrails) attributeAllowed(name string) bool {
+	sub := name
+	urn := ""
+	if isSchemaURN(name) {
+		if i := strings.LastIndex(name, ":"); i > 0 {
+			urn, sub = name[:i], name[i+1:]
+		}
+	}
+	named := func(p string) bool { return strings.EqualFold(p, name) }
+	if isSensitive(sub) {
+		return slices.ContainsFunc(g.attributes, named)
+	}
+	if g.attributes == nil {
+		return true
+	}
+	return slices.ContainsFunc(g.attributes, func(p string) bool {
+		return p == "*" || named(p) || (urn != "" && strings.EqualFold(p, urn))
+	})
+}
+
+// attributeNames lists what spec.attributes sets: top-level names, and "<urn>:<name>" for
+// each sub-attribute of an extension. Sorted, for stable messages.
+func attributeNames(si *scimv1.ServiceIdentity) []string {
+	if si.Spec.Attributes == nil || len(si.Spec.Attributes.Raw) == 0 {
+		return nil
+	}
+	var extra map[string]any
+	if json.Unmarshal(si.Spec.Attributes.Raw, &extra) != nil {
+		return nil // desiredUser reports it
+	}
+	var names []string
+	for k, v := range extra {
+		obj, ok := v.(map[string]any)
+		if !isSchemaURN(k) || !ok {
+			names = append(names, k)
+			continue
+		}
+		for sk := range obj {
+			names = append(names, k+":"+sk)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// globMatch matches s against a pattern where "*" stands for any run of characters,
+// case-insensitively. (path.Match would also give '/', '[' and '\' meanings group names do
+// not expect.)
+func globMatch(pattern, s string) bool {
+	p, v := strings.ToLower(pattern), strings.ToLower(s)
+	parts := strings.Split(p, "*")
+	if len(parts) == 1 {
+		return p == v
+	}
+	if !strings.HasPrefix(v, parts[0]) {
+		return false
+	}
+	v = v[len(parts[0]):]
+	for _, mid := range parts[1 : len(parts)-1] {
+		i := strings.Index(v, mid)
+		if i < 0 {
+			return false
+		}
+		v = v[i+len(mid):]
+	}
+	return strings.HasSuffix(v, parts[len(parts)-1])
+}
