@@ -117,6 +117,9 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 		return found, false, lerr
 	}
 	found, adopted, lerr := a.byUserName(ctx)
+	if errors.Is(lerr, errAccountConflict) {
+		return nil, false, fmt.Errorf("%w (the target answered: %v)", lerr, err) // keep the target's own detail
+	}
 	if lerr != nil || found != nil {
 		return found, adopted, lerr
 	}

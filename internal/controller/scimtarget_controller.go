@@ -106,6 +106,29 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	return r.reconcileNormal(ctx, t)
 }
 
+// validDurations reports a duration of the spec that does not parse (one stored before the
+// API server validated it).
+func validDurations(spec *scimv1.ScimTargetSpec) error {
+	check := func(field string, d *scimv1.Duration) error {
+		if d == nil {
+			return nil
+		}
+		if _, err := d.Parse(); err != nil {
+			return fmt.Errorf("spec.%s: %w", field, err)
+		}
+		return nil
+	}
+	var interval, breaker *scimv1.Duration
+	if spec.Orphans != nil {
+		interval = spec.Orphans.Interval
+	}
+	if spec.CircuitBreaker != nil {
+		breaker = spec.CircuitBreaker.Interval
+	}
+	return errors.Join(check("resyncInterval", spec.ResyncInterval), check("orphans.interval", interval),
+		check("circuitBreaker.interval", breaker))
+}
+
 func resyncInterval(spec *scimv1.ScimTargetSpec) time.Duration {
 	if spec.ResyncInterval != nil {
 		if d, err := spec.ResyncInterval.Parse(); err == nil {
@@ -118,6 +141,14 @@ func resyncInterval(spec *scimv1.ScimTargetSpec) time.Duration {
 // reconcileNormal refreshes the identity count and the breaker state, probes the endpoint
 // when due, and scans for orphans when due.
 func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl.Result, error) {
+	if err := validDurations(t.Spec); err != nil {
+		// Stored before the API server validated it: say so, and use nothing of this spec.
+		gen := t.Object.GetGeneration()
+		setCondition(&t.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, err.Error())
+		setCondition(&t.Status.Conditions, gen, ConditionStalled, metav1.ConditionTrue, ReasonInvalidSpec, err.Error())
+		t.Status.ObservedGeneration = gen
+		return ctrl.Result{}, nil
+	}
 	count, err := r.countIdentities(ctx, t)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -273,6 +304,9 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 	}
 	r.probed.Delete(t.Key())
 	r.orphanReports.Delete(t.Key())
+	if r.Breaker != nil {
+		r.Breaker.Forget(t.Key())
+	}
 	if f, ok := r.Clients.(interface{ Forget(key string) }); ok {
 		f.Forget(t.Key()) // drop its connections, token cache and rate limiter
 	}

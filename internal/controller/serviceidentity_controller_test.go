@@ -141,9 +141,10 @@ var _ = Describe("ServiceIdentity", func() {
 		Expect(si.Status.Targets[0].ID).To(Equal(accountsWithExternalID(ns, "restart")()[0]["id"]))
 	})
 
-	It("adopts a hand-made account with the same userName and no externalId", func() {
+	It("adopts a hand-made account with the same userName and no externalId where the target opts in", func() {
 		id := scimSrv.Users.Put(map[string]any{"userName": "handmade." + ns, "displayName": "made by hand"})
-		si := newIdentity(ns, "handmade", "acme")
+		createTarget(ctx, ns, "adopting", testToken, func(t *scimv1.ScimTarget) { t.Spec.Adoption = scimv1.AdoptionIfNoExternalID })
+		si := newIdentity(ns, "handmade", "adopting")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.Targets[0].ID).To(Equal(id))
@@ -157,12 +158,14 @@ var _ = Describe("ServiceIdentity", func() {
 		scimSrv.Users.Put(map[string]any{"userName": "taken." + ns, "externalId": "someone-else/x/y"})
 		si := newIdentity(ns, "taken", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonRejected))
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonAccountConflict))
 		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionFalse))
+		// The target's own detail, and the conflict named, but not the other owner's externalId
+		// (another tenant's namespace and name).
 		Expect(condition(si, ConditionStalled).Message).To(And(
-			ContainSubstring("already in use"), ContainSubstring("someone-else/x/y")))
+			ContainSubstring("already in use"), ContainSubstring("another externalId"), Not(ContainSubstring("someone-else/x/y"))))
 		Expect(si.Status.ObservedGeneration).To(Equal(si.Generation))
-		Eventually(eventReasons(ctx, ns, "taken")).Should(ContainElement(ReasonRejected))
+		Eventually(eventReasons(ctx, ns, "taken")).Should(ContainElement(ReasonAccountConflict))
 		// No hot loop: a stalled identity makes no further requests on its own.
 		before := scimSrv.Requests(http.MethodPost, "Users")
 		Consistently(func() int { return scimSrv.Requests(http.MethodPost, "Users") }, "2s").Should(Equal(before))

@@ -1,0 +1,515 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
+)
+
+// The attacks of issue 11 played by a tenant with rights in one namespace (ServiceIdentity,
+// ScimTarget, Secret; status writes too, where a spec says so) against a shared operator.
+// Attacks by a hostile provider or through the network are in attacks_provider_test.go,
+// attacks on credentials in attacks_secrets_test.go.
+
+// clusterTarget creates a ClusterScimTarget on the reference server whose token lives in the
+// cluster-resource namespace, and waits until it is Ready.
+func clusterTarget(ctx context.Context, name string, allowed []string, mutate ...func(*scimv1.ClusterScimTarget)) *scimv1.ClusterScimTarget {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, GenerateName: name + "-token-"},
+		StringData: map[string]string{"token": testToken}}
+	Expect(k8s.Create(ctx, secret)).To(Succeed())
+	cst := &scimv1.ClusterScimTarget{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: name + "-"},
+		Spec: scimv1.ClusterScimTargetSpec{ScimTargetSpec: scimv1.ScimTargetSpec{
+			Endpoint: endpoint(), AllowInsecureHTTP: true,
+			Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: secret.Name, Key: "token"}}},
+		}},
+	}
+	if allowed != nil {
+		cst.Spec.AllowedNamespaces = &scimv1.AllowedNamespaces{Names: allowed}
+	}
+	for _, m := range mutate {
+		m(cst)
+	}
+	Expect(k8s.Create(ctx, cst)).To(Succeed())
+	Eventually(get(ctx, cst)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	return cst
+}
+
+func clusterIdentity(ns, name, target string) *scimv1.ServiceIdentity {
+	si := newIdentity(ns, name)
+	si.Spec.TargetRefs = []scimv1.TargetReference{{Kind: scimv1.KindClusterScimTarget, Name: target}}
+	return si
+}
+
+func withAttributes(si *scimv1.ServiceIdentity, attrs string) *scimv1.ServiceIdentity {
+	si.Spec.Attributes = &apiextensionsv1.JSON{Raw: []byte(attrs)}
+	return si
+}
+
+func userByID(id string) map[string]any {
+	for _, u := range scimSrv.Users.All() {
+		if u["id"] == id {
+			return u
+		}
+	}
+	return nil
+}
+
+// stalledWith waits for the identity to be Stalled with reason and returns its message.
+func stalledWith(ctx context.Context, si *scimv1.ServiceIdentity, reason string) string {
+	Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, reason))
+	Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionFalse, reason))
+	return condition(si, ConditionStalled).Message
+}
+
+var _ = Describe("Attacks by a tenant", func() {
+	ctx := context.Background()
+	AfterEach(func() { scimSrv.Faults.Clear() })
+
+	Context("taking over a person's account", func() {
+		It("does not adopt, write to or delete a person's account with the same userName", func() {
+			ns := readyTargetNamespace(ctx)
+			person := map[string]any{"userName": "ceo-" + ns, "displayName": "The CEO", "active": true}
+			id := scimSrv.Users.Put(person)
+			before := userByID(id)
+			si := withAttributes(newIdentity(ns, "impostor", "acme"), `{"title":"pwned"}`)
+			si.Spec.UserName = "CEO-" + ns // userNames compare case-insensitively on the target
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			msg := stalledWith(ctx, si, ReasonAccountConflict)
+			Expect(msg).To(And(ContainSubstring("without an externalId"), ContainSubstring("spec.adoption")))
+			Expect(userByID(id)).To(Equal(before))
+
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+			Eventually(gone(ctx, si)).Should(BeTrue())
+			Expect(userByID(id)).To(Equal(before), "the person's account is neither deactivated nor deleted")
+		})
+
+		It("never adopts an account with another externalId, even where adoption is allowed", func() {
+			ns := newNamespace(ctx)
+			createTarget(ctx, ns, "adopting", testToken, func(t *scimv1.ScimTarget) { t.Spec.Adoption = scimv1.AdoptionIfNoExternalID })
+			id := scimSrv.Users.Put(map[string]any{"userName": "owned." + ns, "externalId": "other-cluster/" + ns + "/owned", "active": true})
+			before := userByID(id)
+			si := newIdentity(ns, "owned", "adopting")
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Expect(stalledWith(ctx, si, ReasonAccountConflict)).To(ContainSubstring("another externalId"))
+			Expect(userByID(id)).To(Equal(before))
+		})
+	})
+
+	Context("acting on a status id alone", func() {
+		It("does not write to or delete the account a forged status id points to", func() {
+			ns := readyTargetNamespace(ctx)
+			victim := scimSrv.Users.Put(map[string]any{"userName": "victim." + ns, "displayName": "Victim", "active": true})
+			before := userByID(victim)
+			si := newIdentity(ns, "forger", "acme")
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			ours := si.Status.Targets[0].ID
+
+			// A tenant who may write the status points the entry at someone else's account.
+			patch := client.MergeFrom(si.DeepCopy())
+			si.Status.Targets[0].ID = victim
+			Expect(k8s.Status().Patch(ctx, si, patch)).To(Succeed())
+			updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "Forged" })
+			Eventually(func() any { return userByID(ours)["displayName"] }).Should(Equal("Forged"))
+			Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) string { return s.Status.Targets[0].ID }, Equal(ours)))
+			Expect(userByID(victim)).To(Equal(before))
+
+			patch = client.MergeFrom(si.DeepCopy())
+			si.Status.Targets[0].ID = victim
+			Expect(k8s.Status().Patch(ctx, si, patch)).To(Succeed())
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+			Eventually(gone(ctx, si)).Should(BeTrue())
+			Expect(userByID(ours)).To(BeNil(), "our account is deleted")
+			Expect(userByID(victim)).To(Equal(before), "the victim's account is untouched")
+		})
+
+		It("stalls provisioning on duplicate accounts and deprovisions every one of ours", func() {
+			ns := readyTargetNamespace(ctx)
+			a := scimSrv.Users.Put(map[string]any{"userName": "dup-a." + ns, "externalId": externalIDOf(ns, "dup"), "active": true})
+			b := scimSrv.Users.Put(map[string]any{"userName": "dup-b." + ns, "externalId": externalIDOf(ns, "dup"), "active": true})
+			beforeA, beforeB := userByID(a), userByID(b)
+			si := newIdentity(ns, "dup", "acme")
+			si.Spec.DisplayName = "Not written to either"
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Expect(stalledWith(ctx, si, ReasonAccountConflict)).To(ContainSubstring("2 accounts"))
+			Expect(userByID(a)).To(Equal(beforeA))
+			Expect(userByID(b)).To(Equal(beforeB))
+
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+			Eventually(gone(ctx, si)).Should(BeTrue())
+			Expect(accountsWithExternalID(ns, "dup")()).To(BeEmpty(), "both duplicates are deprovisioned")
+		})
+
+		It("refuses a listed account without an id instead of deleting /Users/", func() {
+			ns := readyTargetNamespace(ctx)
+			si := newIdentity(ns, "idless", "acme")
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			var mu sync.Mutex
+			bare := 0
+			list, err := json.Marshal(map[string]any{"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:ListResponse"},
+				"totalResults": 1, "Resources": []any{map[string]any{"userName": "idless." + ns, "externalId": externalIDOf(ns, "idless")}}})
+			Expect(err).NotTo(HaveOccurred())
+			scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
+				if strings.HasSuffix(r.URL.Path, "/Users/") {
+					mu.Lock()
+					bare++
+					mu.Unlock()
+				}
+				if r.Method == http.MethodGet && strings.Contains(r.URL.Query().Get("filter"), externalIDOf(ns, "idless")) {
+					return &scimserver.Fault{Body: string(list)}
+				}
+				return nil
+			})
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked))
+			Expect(condition(si, ConditionReady).Message).To(ContainSubstring("malformed"))
+			Expect(si.Finalizers).To(ContainElement(scimv1.DeprovisionFinalizer))
+			mu.Lock()
+			Expect(bare).To(BeZero(), "no request went to /Users/ without an id")
+			mu.Unlock()
+			scimSrv.Faults.Clear()
+			Eventually(gone(ctx, si)).Should(BeTrue())
+			Expect(accountsWithExternalID(ns, "idless")()).To(BeEmpty())
+		})
+	})
+
+	Context("joining any group and setting any attribute", func() {
+		It("cannot claim a userName, group or attribute a shared target does not allow", func() {
+			ns := newNamespace(ctx)
+			cst := clusterTarget(ctx, "shared", []string{ns})
+			admins := "Domain Admins " + ns
+			cases := map[string]*scimv1.ServiceIdentity{
+				`group "` + admins + `"`: func() *scimv1.ServiceIdentity {
+					si := clusterIdentity(ns, "joiner", cst.Name)
+					si.Spec.Groups = []string{admins}
+					return si
+				}(),
+				`attribute "roles"`: withAttributes(clusterIdentity(ns, "roler", cst.Name), `{"roles":[{"value":"admin"}]}`),
+				`attribute "title"`: withAttributes(clusterIdentity(ns, "titler", cst.Name), `{"title":"x"}`),
+				`userName "admin"`: func() *scimv1.ServiceIdentity {
+					si := clusterIdentity(ns, "squatter", cst.Name)
+					si.Spec.UserName = "admin"
+					return si
+				}(),
+			}
+			for want, si := range cases {
+				Expect(k8s.Create(ctx, si)).To(Succeed())
+				Expect(stalledWith(ctx, si, ReasonGuardrail)).To(ContainSubstring(want))
+				Expect(accountsWithExternalID(ns, si.Name)()).To(BeEmpty(), want)
+			}
+			Expect(scimSrv.Groups.All()).NotTo(ContainElement(HaveKeyWithValue("displayName", admins)))
+			Expect(scimSrv.UsersWhere("userName", "admin")).To(BeEmpty())
+
+			// What the cluster admin lists is allowed, by pattern and case-insensitively.
+			allowing := clusterTarget(ctx, "allowing", []string{ns}, func(t *scimv1.ClusterScimTarget) {
+				t.Spec.Guardrails = &scimv1.Guardrails{Groups: &scimv1.AllowList{Allowed: []string{"Team-*"}},
+					Attributes: &scimv1.AllowList{Allowed: []string{"title"}}}
+			})
+			ok := withAttributes(clusterIdentity(ns, "member", allowing.Name), `{"Title":"Engineer"}`)
+			ok.Spec.Groups = []string{"team-" + ns}
+			Expect(k8s.Create(ctx, ok)).To(Succeed())
+			Eventually(get(ctx, ok)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		})
+
+		It("cannot set a sensitive attribute on its own target unless the target names it", func() {
+			ns := readyTargetNamespace(ctx)
+			si := withAttributes(newIdentity(ns, "passworder", "acme"), `{"Password":"hunter2"}`)
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Expect(stalledWith(ctx, si, ReasonGuardrail)).To(ContainSubstring(`attribute "Password"`))
+			Expect(accountsWithExternalID(ns, "passworder")()).To(BeEmpty())
+		})
+
+		DescribeTable("cannot reach a reserved attribute through spec.attributes, whatever its case or form",
+			func(attrs string) {
+				ns := readyTargetNamespace(ctx)
+				si := withAttributes(newIdentity(ns, "sneaky", "acme"), attrs)
+				si.Spec.Suspend = true
+				Expect(k8s.Create(ctx, si)).To(Succeed())
+				stalledWith(ctx, si, ReasonInvalidSpec)
+				Consistently(func() []map[string]any {
+					return scimSrv.UsersWhereFunc(func(u map[string]any) bool { return u["externalId"] == externalIDOf(ns, "sneaky") && u["active"] == true })
+				}, "1s").Should(BeEmpty())
+			},
+			Entry("Active: true re-activating a suspended account", `{"Active":true}`),
+			Entry("EXTERNALID", `{"EXTERNALID":"someone-else"}`),
+			Entry("the core User schema URN", `{"urn:ietf:params:scim:schemas:core:2.0:User":{"active":true}}`),
+			Entry("a PATCH path in a name", `{"emails[type eq \"work\"].value":"x@example.com"}`),
+		)
+	})
+
+	Context("stopping every tenant's revocation with one object", func() {
+		DescribeTable("the API server refuses a malformed duration or timestamp, saying what is wrong",
+			func(create func(ns string) client.Object, message string) {
+				ns := newNamespace(ctx)
+				err := k8s.Create(ctx, create(ns))
+				Expect(err).To(HaveOccurred())
+				Expect(err.Error()).To(ContainSubstring(message))
+			},
+			Entry("ttl: banana", func(ns string) client.Object {
+				si := newIdentity(ns, "poison", "acme")
+				si.Spec.TTL = ptr.To(scimv1.Duration("banana"))
+				return si
+			}, "spec.ttl"),
+			Entry("ttl: 0s", func(ns string) client.Object {
+				si := newIdentity(ns, "poison", "acme")
+				si.Spec.TTL = ptr.To(scimv1.Duration("0s"))
+				return si
+			}, "ttl must be a positive duration"),
+			Entry("expiresAt with a lower-case t and z", func(ns string) client.Object {
+				si := newIdentity(ns, "poison", "acme")
+				si.Spec.ExpiresAt = ptr.To(scimv1.Timestamp("2030-01-01t00:00:00z"))
+				return si
+			}, "spec.expiresAt"),
+			Entry("resyncInterval: banana", func(ns string) client.Object {
+				return &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "poison"}, Spec: scimv1.ScimTargetSpec{
+					Endpoint: "https://scim.example.com", ResyncInterval: ptr.To(scimv1.Duration("banana")),
+					Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "s", Key: "k"}}}}}
+			}, "spec.resyncInterval"),
+			Entry("resyncInterval: 1s", func(ns string) client.Object {
+				return &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "poison"}, Spec: scimv1.ScimTargetSpec{
+					Endpoint: "https://scim.example.com", ResyncInterval: ptr.To(scimv1.Duration("1s")),
+					Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "s", Key: "k"}}}}}
+			}, "resyncInterval must be at least 30s"),
+			Entry("orphans.interval: 1s", func(ns string) client.Object {
+				return &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "poison"}, Spec: scimv1.ScimTargetSpec{
+					Endpoint: "https://scim.example.com", Orphans: &scimv1.Orphans{Interval: ptr.To(scimv1.Duration("1s"))},
+					Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "s", Key: "k"}}}}}
+			}, "orphans.interval must be at least 30s"),
+		)
+
+		It("keeps the cache syncing and revocation working with an object stored before the rules existed", func() {
+			ns := readyTargetNamespace(ctx)
+			poison := newIdentity(ns, "stored-before", "acme")
+			poison.Spec.TTL = ptr.To(scimv1.Duration("banana"))
+			withoutDurationRules(ctx, func() { Expect(k8s.Create(ctx, poison)).To(Succeed()) })
+
+			// A restarted operator: a new cache lists every identity, the poison one included.
+			c, err := cache.New(testEnv.Config, cache.Options{Scheme: testScheme})
+			Expect(err).NotTo(HaveOccurred())
+			_, err = c.GetInformer(ctx, &scimv1.ServiceIdentity{})
+			Expect(err).NotTo(HaveOccurred())
+			cacheCtx, stop := context.WithCancel(ctx)
+			defer stop()
+			go func() { _ = c.Start(cacheCtx) }()
+			syncCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			Expect(c.WaitForCacheSync(syncCtx)).To(BeTrue(), "the informer syncs")
+
+			// The running operator reports the value, and revokes others' accounts as usual.
+			Expect(stalledWith(ctx, poison, ReasonInvalidSpec)).To(ContainSubstring(`"banana" is not a positive duration`))
+			other := newIdentity(ns, "unaffected", "acme")
+			Expect(k8s.Create(ctx, other)).To(Succeed())
+			Eventually(get(ctx, other)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Expect(k8s.Delete(ctx, other)).To(Succeed())
+			Eventually(accountsWithExternalID(ns, "unaffected")).Should(BeEmpty())
+			Expect(k8s.Delete(ctx, poison)).To(Succeed())
+			Eventually(gone(ctx, poison)).Should(BeTrue())
+		})
+	})
+
+	Context("tripping or bypassing the mass-deletion breaker", func() {
+		It("keeps the breaker's window across a restart", func() {
+			ns := newNamespace(ctx)
+			t := fastTarget(ctx, ns, "guarded", func(t *scimv1.ScimTarget) {
+				t.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 2, Interval: scimv1.DurationOf(time.Hour)}
+			})
+			var ids []*scimv1.ServiceIdentity
+			for _, name := range []string{"mass-a", "mass-b", "mass-c"} {
+				si := newIdentity(ns, name, "guarded")
+				Expect(k8s.Create(ctx, si)).To(Succeed())
+				ids = append(ids, si)
+			}
+			for _, si := range ids {
+				Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			}
+			remaining := func() int {
+				n := 0
+				for _, si := range ids {
+					n += len(accountsWithExternalID(ns, si.Name)())
+				}
+				return n
+			}
+			for _, si := range ids {
+				Expect(k8s.Delete(ctx, si)).To(Succeed())
+			}
+			Eventually(remaining).Should(Equal(1))
+			Eventually(get(ctx, t)).Should(WithTransform(func(t *scimv1.ScimTarget) int32 {
+				if t.Status.CircuitBreaker == nil {
+					return -1
+				}
+				return t.Status.CircuitBreaker.Charged
+			}, Equal(int32(2))))
+
+			stopMgr()
+			Eventually(mgrDone, "30s").Should(BeClosed())
+			startManager()
+			Consistently(remaining, "3s").Should(Equal(1), "a restart does not open a new window")
+			Eventually(get(ctx, t)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen))
+
+			Eventually(func() error {
+				if err := k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
+					return err
+				}
+				t.Spec.CircuitBreaker.MaxDeletionsPerInterval = 3
+				return k8s.Update(ctx, t)
+			}).Should(Succeed())
+			Eventually(remaining).Should(Equal(0))
+		})
+
+		It("is charged neither by a namespace the target refuses nor for accounts that do not exist", func() {
+			allowed, refused := newNamespace(ctx), newNamespace(ctx)
+			cst := clusterTarget(ctx, "tripwire", []string{allowed}, func(t *scimv1.ClusterScimTarget) {
+				t.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 1, Interval: scimv1.DurationOf(time.Hour)}
+			})
+			for _, name := range []string{"noise-a", "noise-b", "noise-c"} {
+				si := clusterIdentity(refused, name, cst.Name)
+				Expect(k8s.Create(ctx, si)).To(Succeed())
+				stalledWith(ctx, si, ReasonNamespaceForbidden)
+				Expect(k8s.Delete(ctx, si)).To(Succeed())
+				Eventually(gone(ctx, si)).Should(BeTrue())
+			}
+			real := clusterIdentity(allowed, "real", cst.Name)
+			Expect(k8s.Create(ctx, real)).To(Succeed())
+			Eventually(get(ctx, real)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Expect(k8s.Delete(ctx, real)).To(Succeed())
+			Eventually(gone(ctx, real)).Should(BeTrue())
+			Expect(accountsWithExternalID(allowed, "real")()).To(BeEmpty())
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst)).To(Succeed())
+			Expect(cst.Status.CircuitBreaker).NotTo(BeNil())
+			Expect(cst.Status.CircuitBreaker.Charged).To(Equal(int32(1)))
+		})
+	})
+
+	Context("keeping accounts after access is withdrawn", func() {
+		It("deprovisions a namespace's accounts when a ClusterScimTarget stops allowing it", func() {
+			ns := newNamespace(ctx)
+			cst := clusterTarget(ctx, "withdrawn", []string{ns}, func(t *scimv1.ClusterScimTarget) {
+				t.Spec.DeletionPolicy = scimv1.DeletionPolicyDeactivate
+			})
+			si := clusterIdentity(ns, "tenant-bot", cst.Name)
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Expect(account(ns, "tenant-bot")["active"]).To(BeTrue())
+
+			Eventually(func() error {
+				if err := k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst); err != nil {
+					return err
+				}
+				cst.Spec.AllowedNamespaces.Names = []string{"someone-else"}
+				return k8s.Update(ctx, cst)
+			}).Should(Succeed())
+			Eventually(func() any { return account(ns, "tenant-bot")["active"] }).Should(BeFalse())
+			Expect(stalledWith(ctx, si, ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))
+			Eventually(eventReasons(ctx, ns, "tenant-bot")).Should(ContainElement("AccessWithdrawn"))
+		})
+
+		It("allows no namespace when allowedNamespaces is unset", func() {
+			ns := newNamespace(ctx)
+			cst := clusterTarget(ctx, "unset", nil)
+			si := clusterIdentity(ns, "hopeful", cst.Name)
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Expect(stalledWith(ctx, si, ReasonNamespaceForbidden)).To(ContainSubstring("allows no namespace"))
+			Expect(accountsWithExternalID(ns, "hopeful")()).To(BeEmpty())
+		})
+	})
+
+	It("cannot have the operator PUT back what the provider returned beyond User attributes", func() {
+		ns := newNamespace(ctx)
+		fastTarget(ctx, ns, "put", func(t *scimv1.ScimTarget) {
+			t.Spec.Compatibility = &scimv1.Compatibility{PatchMode: scimv1.PatchModePut}
+		})
+		si := newIdentity(ns, "echo", "put")
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		id := si.Status.Targets[0].ID
+
+		// The provider (or whatever the endpoint really is) answers with more than a User.
+		served := map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"},
+			"id": id, "userName": "echo." + ns, "externalId": externalIDOf(ns, "echo"), "active": true,
+			"internalConfig": "db-password=s3cret", "urn:example:internal": map[string]any{"token": "s3cret"}}
+		body, err := json.Marshal(served)
+		Expect(err).NotTo(HaveOccurred())
+		var mu sync.Mutex
+		var puts []string
+		scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
+			switch {
+			case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/Users/"+id):
+				return &scimserver.Fault{Body: string(body)}
+			case r.Method == http.MethodPut:
+				b, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(b))
+				mu.Lock()
+				puts = append(puts, string(b))
+				mu.Unlock()
+			}
+			return nil
+		})
+		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "Echo" })
+		Eventually(func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), puts...) }).
+			Should(ContainElement(ContainSubstring(`"displayName":"Echo"`)))
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range puts {
+			Expect(p).NotTo(ContainSubstring("s3cret"))
+			var sent map[string]any
+			Expect(json.Unmarshal([]byte(p), &sent)).To(Succeed())
+			Expect(sent).NotTo(HaveKey("internalConfig"))
+			Expect(sent).NotTo(HaveKey("urn:example:internal"))
+		}
+	})
+})
+
+// withoutDurationRules runs fn while the ServiceIdentity CRD has no pattern or CEL rule on
+// spec.ttl, as a CRD from before those rules would, and restores the CRD afterwards.
+func withoutDurationRules(ctx context.Context, fn func()) {
+	s := runtime.NewScheme()
+	Expect(apiextensionsv1.AddToScheme(s)).To(Succeed())
+	c, err := client.New(testEnv.Config, client.Options{Scheme: s})
+	Expect(err).NotTo(HaveOccurred())
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	key := client.ObjectKey{Name: "serviceidentities." + scimv1.GroupVersion.Group}
+	Expect(c.Get(ctx, key, crd)).To(Succeed())
+	original := crd.Spec.Versions[0].DeepCopy()
+	spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"]
+	spec.Properties["ttl"] = apiextensionsv1.JSONSchemaProps{Type: "string"}
+	crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"] = spec
+	Expect(c.Update(ctx, crd)).To(Succeed())
+	// The API server picks a new schema up within moments: probe it with dry-run creates.
+	probe := func() error {
+		si := newIdentity("default", "schema-probe", "none")
+		si.Spec.TTL = ptr.To(scimv1.Duration("banana"))
+		return k8s.Create(ctx, si, client.DryRunAll)
+	}
+	defer func() {
+		Eventually(func() error {
+			if err := c.Get(ctx, key, crd); err != nil {
+				return err
+			}
+			crd.Spec.Versions[0] = *original
+			return c.Update(ctx, crd)
+		}).Should(Succeed())
+		Eventually(probe).ShouldNot(Succeed(), "the rules are back for the specs that follow")
+	}()
+	Eventually(probe).Should(Succeed())
+	fn()
+}

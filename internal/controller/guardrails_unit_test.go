@@ -1,0 +1,122 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+func TestGuardrails(t *testing.T) {
+	cluster := func(g *scimv1.Guardrails) *Target {
+		return &Target{Kind: scimv1.KindClusterScimTarget, Name: "corp", Spec: &scimv1.ScimTargetSpec{Guardrails: g}}
+	}
+	namespaced := func(g *scimv1.Guardrails) *Target {
+		return &Target{Kind: scimv1.KindScimTarget, Namespace: "payments", Name: "acme", Spec: &scimv1.ScimTargetSpec{Guardrails: g}}
+	}
+	identity := func(userName string, groups []string, attrs string) *scimv1.ServiceIdentity {
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: "payments", Name: "bot"},
+			Spec: scimv1.ServiceIdentitySpec{UserName: userName, Groups: groups}}
+		if attrs != "" {
+			si.Spec.Attributes = &apiextensionsv1.JSON{Raw: []byte(attrs)}
+		}
+		return si
+	}
+	allow := func(names ...string) *scimv1.AllowList { return &scimv1.AllowList{Allowed: names} }
+	enterprise := `{"` + scim.SchemaEnterpriseUser + `":{"department":"Payments"}}`
+	for _, tc := range []struct {
+		name    string
+		target  *Target
+		si      *scimv1.ServiceIdentity
+		refused string // "" means allowed
+	}{
+		{"cluster: default userName is namespaced", cluster(nil), identity("", nil, ""), ""},
+		{"cluster: bound to the namespace", cluster(nil), identity("admin", nil, ""), `userName "admin"`},
+		{"cluster: another namespace's suffix", cluster(nil), identity("x.billing", nil, ""), `userName "x.billing"`},
+		{"cluster: case-insensitive suffix", cluster(nil), identity("Bot.PAYMENTS", nil, ""), ""},
+		{"cluster: Any userNames when listed", cluster(&scimv1.Guardrails{UserNames: scimv1.UserNamesAny}), identity("admin", nil, ""), ""},
+		{"cluster: no group by default", cluster(nil), identity("", []string{"readers"}, ""), `group "readers"`},
+		{"cluster: group by pattern, any case", cluster(&scimv1.Guardrails{Groups: allow("Team-*")}), identity("", []string{"team-a"}, ""), ""},
+		{"cluster: group outside the pattern", cluster(&scimv1.Guardrails{Groups: allow("team-*")}), identity("", []string{"admins"}, ""), `group "admins"`},
+		{"cluster: empty list allows none", cluster(&scimv1.Guardrails{Groups: allow()}), identity("", []string{"x"}, ""), `group "x"`},
+		{"cluster: no attribute by default", cluster(nil), identity("", nil, `{"title":"x"}`), `attribute "title"`},
+		{"cluster: attribute listed", cluster(&scimv1.Guardrails{Attributes: allow("Title")}), identity("", nil, `{"title":"x"}`), ""},
+		{"cluster: extension URN covers its sub-attributes", cluster(&scimv1.Guardrails{Attributes: allow(scim.SchemaEnterpriseUser)}), identity("", nil, enterprise), ""},
+		{"cluster: one sub-attribute", cluster(&scimv1.Guardrails{Attributes: allow(scim.SchemaEnterpriseUser + ":department")}), identity("", nil, enterprise), ""},
+		{"cluster: star does not cover password", cluster(&scimv1.Guardrails{Attributes: allow("*")}), identity("", nil, `{"password":"x"}`), `attribute "password"`},
+		{"cluster: password named", cluster(&scimv1.Guardrails{Attributes: allow("password")}), identity("", nil, `{"Password":"x"}`), ""},
+		{"namespaced: open by default", namespaced(nil), identity("admin", []string{"anything"}, `{"title":"x"}`), ""},
+		{"namespaced: sensitive refused by default", namespaced(nil), identity("", nil, `{"Roles":[]}`), `attribute "Roles"`},
+		{"namespaced: guardrails available", namespaced(&scimv1.Guardrails{UserNames: scimv1.UserNamesNamespaced, Groups: allow()}),
+			identity("admin", []string{"g"}, ""), `userName "admin"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := guardrailsOf(tc.target).check(tc.target, tc.si)
+			switch {
+			case tc.refused == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused)):
+				t.Fatalf("want a refusal naming %s, got %v", tc.refused, err)
+			}
+		})
+	}
+}
+
+func TestCheckAttribute(t *testing.T) {
+	for name, refused := range map[string]bool{
+		"title": false, "Active": true, "EXTERNALID": true, "groups": true, "name.givenName": true,
+		`emails[type eq "work"].value`: true, scim.SchemaEnterpriseUser: false, scim.SchemaUser: true,
+		"urn:bad urn": true, "1st": true,
+	} {
+		var v any = "x"
+		if isSchemaURN(name) {
+			v = map[string]any{"department": "x"}
+		}
+		if err := checkAttribute(name, v); (err != nil) != refused {
+			t.Errorf("%q: refused=%v, want %v (%v)", name, err != nil, refused, err)
+		}
+	}
+	if err := checkAttribute(scim.SchemaEnterpriseUser, map[string]any{"manager.value": "x"}); err == nil {
+		t.Error("a path inside an extension must be refused")
+	}
+}
+
+func TestReplaceBody(t *testing.T) {
+	current := scim.Resource{"id": "1", "userName": "bot", "title": "kept", "meta": map[string]any{"version": "1"},
+		"internal": "secret", "urn:example:internal": map[string]any{"token": "x"}, "groups": []any{"g"},
+		scim.SchemaEnterpriseUser: map[string]any{"department": "old", "costCenter": "7"}}
+	desired := scim.Resource{"displayName": "Bot", scim.SchemaEnterpriseUser: map[string]any{"department": "new"}}
+	got := replaceBody(desired, current)
+	for _, k := range []string{"internal", "urn:example:internal", "meta", "groups"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("PUT body carries %q", k)
+		}
+	}
+	ent, _ := got[scim.SchemaEnterpriseUser].(map[string]any)
+	if got["title"] != "kept" || got["displayName"] != "Bot" || ent["department"] != "new" || ent["costCenter"] != "7" {
+		t.Errorf("PUT body lost attributes: %v", got)
+	}
+	schemas, _ := got["schemas"].([]any)
+	if len(schemas) != 2 || schemas[0] != scim.SchemaUser || schemas[1] != scim.SchemaEnterpriseUser {
+		t.Errorf("schemas = %v", schemas)
+	}
+}
+
+func TestGlobMatch(t *testing.T) {
+	for _, tc := range []struct {
+		p, s string
+		want bool
+	}{
+		{"*", "anything", true}, {"team-*", "Team-A", true}, {"team-*", "xteam-a", false}, {"*-readers", "a-readers", true},
+		{"a*b*c", "aXbYc", true}, {"a*b*c", "acb", false}, {"exact", "EXACT", true}, {"exact", "exact2", false},
+		{"a*a", "a", false}, {"[x]", "[x]", true},
+	} {
+		if got := globMatch(tc.p, tc.s); got != tc.want {
+			t.Errorf("globMatch(%q, %q) = %v, want %v", tc.p, tc.s, got, tc.want)
+		}
+	}
+}
