@@ -247,7 +247,9 @@ var _ = Describe("Attacks by a tenant", func() {
 				Expect(k8s.Create(ctx, si)).To(Succeed())
 				stalledWith(ctx, si, ReasonInvalidSpec)
 				Consistently(func() []map[string]any {
-					return scimSrv.UsersWhereFunc(func(u map[string]any) bool { return u["externalId"] == externalIDOf(ns, "sneaky") && u["active"] == true })
+					return scimSrv.UsersWhereFunc(func(u map[string]any) bool {
+						return u["externalId"] == externalIDOf(ns, "sneaky") && u["active"] == true
+					})
 				}, "1s").Should(BeEmpty())
 			},
 			Entry("Active: true re-activating a suspended account", `{"Active":true}`),
