@@ -193,7 +193,7 @@ type Orphans struct {
 	Policy OrphanPolicy `json:"policy,omitempty"`
 	// interval between orphan scans (at least 30s).
 	// +kubebuilder:default="1h"
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s')",message="orphans.interval must be at least 30s"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h)){1,6}$') || duration(self) >= duration('30s')",message="orphans.interval must be at least 30s"
 	// +optional
 	Interval *Duration `json:"interval,omitempty"`
 }
@@ -206,7 +206,7 @@ type CircuitBreaker struct {
 	MaxDeletionsPerInterval int32 `json:"maxDeletionsPerInterval"`
 	// interval of the breaker's window (at least 1m).
 	// +kubebuilder:default="1h"
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="circuitBreaker.interval must be at least 1m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h)){1,6}$') || duration(self) >= duration('1m')",message="circuitBreaker.interval must be at least 1m"
 	// +optional
 	Interval *Duration `json:"interval,omitempty"`
 }
@@ -233,7 +233,7 @@ type ScimTargetSpec struct {
 	// resyncInterval is the drift check period (at least 30s). Annotation
 	// scim.nhi.dev/resync-requested-at, set to a new value on an identity, checks it at once.
 	// +kubebuilder:default="10m"
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s')",message="resyncInterval must be at least 30s"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h)){1,6}$') || duration(self) >= duration('30s')",message="resyncInterval must be at least 30s"
 	// +optional
 	ResyncInterval *Duration `json:"resyncInterval,omitempty"`
 	// rateLimit bounds the request rate to this target.

@@ -94,7 +94,7 @@ type ServiceIdentitySpec struct {
 	// +optional
 	ExpiresAt *Timestamp `json:"expiresAt,omitempty"`
 	// ttl deprovisions the identity this long after its creation (a Go duration, e.g. 720h).
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="ttl must be a positive duration, e.g. 720h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h)){1,6}$') || duration(self) > duration('0s')",message="ttl must be a positive duration, e.g. 720h"
 	// +optional
 	TTL *Duration `json:"ttl,omitempty"`
 	// deletionPolicy overrides the target's.

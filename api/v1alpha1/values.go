@@ -11,7 +11,14 @@ import (
 // before a validation rule existed, or written around it) still decodes, so it cannot stop
 // the operator's informers from syncing after a restart. The controller reports such a value
 // on the object's status instead. Parse it with Parse.
-// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+//
+// A field's CEL minimum is written `!self.matches(<the pattern>) || duration(self) >= ...`: on
+// a value that does not match, duration() would fail to evaluate, and an evaluation error is
+// not ratcheted, so an object stored before the rule could never be updated again (not even
+// to remove its finalizer). The pattern itself reports such a value, and is ratcheted.
+// At most 7 digits per component and 6 components keep every matching value within CEL's
+// duration range.
+// +kubebuilder:validation:Pattern=`^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h)){1,6}$`
 // +kubebuilder:validation:MaxLength=32
 type Duration string
 

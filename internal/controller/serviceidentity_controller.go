@@ -639,9 +639,10 @@ func (r *ServiceIdentityReconciler) accountSync(si *scimv1.ServiceIdentity, t *T
 // an account costs the target nothing, not even a lookup.
 func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, refusal string) outcome {
 	refused := outcome{stalled: refusal, reason: ReasonNamespaceForbidden}
+	withdrawn := outcome{stalled: refusal + "; the account there was deprovisioned", reason: ReasonNamespaceForbidden}
 	switch {
 	case entry.State == scimv1.TargetStateDeprovisioned:
-		return refused
+		return withdrawn
 	case entry.ID == "" && entry.State != scimv1.TargetStateDeprovisioning:
 		return r.entryFailed(entry, refused)
 	}
@@ -651,7 +652,7 @@ func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv
 	entry.Message = truncate(refusal+"; the account was deprovisioned", 512)
 	r.Recorder.Eventf(si, nil, "Warning", "AccessWithdrawn", "Deprovision", "%s; account %q deprovisioned on %s",
 		refusal, si.EffectiveUserName(), targetKey(entry.Kind, si.Namespace, entry.Name))
-	return refused
+	return withdrawn
 }
 
 // indexEntries keys status entries like refKey does for references made from namespace.

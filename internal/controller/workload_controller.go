@@ -162,7 +162,7 @@ func specFromAnnotations(targets string, ann map[string]string) (*scimv1.Service
 
 // durationPattern is the API's pattern for scimv1.Duration: a value the API server would
 // refuse is reported on the workload instead of failing the identity's creation.
-var durationPattern = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`)
+var durationPattern = regexp.MustCompile(`^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h)){1,6}$`)
 
 func splitList(s string) []string {
 	var out []string
