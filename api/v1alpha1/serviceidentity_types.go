@@ -179,10 +179,6 @@ type ServiceIdentityStatus struct {
 	// deprovisionedAt is when every account was deprovisioned.
 	// +optional
 	DeprovisionedAt *metav1.Time `json:"deprovisionedAt,omitempty"`
-	// lastHandledResyncRequest is the value of annotation scim.nhi.dev/resync-requested-at
-	// the operator last acted on.
-	// +optional
-	LastHandledResyncRequest string `json:"lastHandledResyncRequest,omitempty"`
 }
 
 // ServiceIdentity is one non-human identity, provisioned as a SCIM User on one or more targets.

@@ -56,6 +56,9 @@ type ServiceIdentityReconciler struct {
 	Now func() time.Time
 	// verified remembers when each account (identity UID|target) was last confirmed.
 	verified sync.Map
+	// resyncRequests remembers, per identity UID, the value of the resync annotation last acted
+	// on. A restart forgets it, which costs one extra check per annotated identity.
+	resyncRequests sync.Map
 	// Clock times revocations (shared with the workload controllers); nil disables the histogram.
 	Clock *revocationClock
 	// Breaker limits deprovisionings per target (shared with the target controllers).
@@ -163,7 +166,8 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 
 	// A new value of the resync annotation checks every account now, whatever the interval.
 	resyncRequest := si.Annotations[scimv1.ResyncRequestedAnnotation]
-	forced := resyncRequest != si.Status.LastHandledResyncRequest
+	handled, _ := r.resyncRequests.Load(si.UID)
+	forced := resyncRequest != "" && handled != resyncRequest
 	entries := indexEntries(si.Namespace, si.Status.Targets)
 	var next []scimv1.IdentityTargetStatus
 	outcomes := map[string]outcome{}
@@ -206,7 +210,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 	si.Status.Targets = next
 	res, err := r.finish(si, outcomes)
 	if err == nil {
-		si.Status.LastHandledResyncRequest = resyncRequest
+		r.resyncRequests.Store(si.UID, resyncRequest)
 	}
 	if err == nil && res.RequeueAfter == 0 && resync > 0 {
 		res.RequeueAfter = jitter(resync)
@@ -305,9 +309,9 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		wantState = scimv1.TargetStateSuspended
 	}
 	verifyKey := verifiedKey(si, t.Key())
-	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation && !forced
-	// Nothing changed since the last check and the resync is not due: no remote call.
-	if last := r.lastVerified(verifyKey, entry); inStep && !last.IsZero() && r.now().Sub(last) < interval {
+	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
+	// Nothing changed since the last check and the resync is neither due nor requested: no remote call.
+	if last := r.lastVerified(verifyKey, entry); inStep && !forced && !last.IsZero() && r.now().Sub(last) < interval {
 		return outcome{}, interval - r.now().Sub(last)
 	}
 
@@ -575,6 +579,7 @@ func verifiedKey(si *scimv1.ServiceIdentity, target string) string {
 // forgetIdentity drops what this process remembers of an identity that is gone.
 func (r *ServiceIdentityReconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
 	r.retired.Delete(si.UID)
+	r.resyncRequests.Delete(si.UID)
 	for _, e := range si.Status.Targets {
 		r.verified.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
 	}

@@ -212,7 +212,7 @@ var _ = Describe("ServiceIdentity", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(own.Start("127.0.0.1:0")).To(Succeed())
 		DeferCleanup(own.Stop)
-		// resyncInterval 1s, observed by the operator (Ready) before the identity exists
+		// Observed by the operator (Ready) before the identity exists
 		fastTarget(ctx, ns, "fast", func(t *scimv1.ScimTarget) { t.Spec.Endpoint = own.Endpoint() })
 		userRequests := func() map[string]int {
 			out := map[string]int{}
@@ -240,6 +240,8 @@ var _ = Describe("ServiceIdentity", func() {
 		provisioned := userRequests()
 		Expect(delta(before, provisioned)).To(Equal(map[string]int{"GET Users?filter": 1, "POST Users": 1}))
 
+		// A resync (requested now rather than waiting for the 30s interval; the same path).
+		requestResync(ctx, si)
 		resourceVersion := si.ResourceVersion
 		Eventually(func() int { return delta(provisioned, userRequests())["GET Users/{id}"] }, "10s", "5ms").Should(Equal(1))
 		Expect(delta(provisioned, userRequests())).To(Equal(map[string]int{"GET Users/{id}": 1}))
