@@ -333,7 +333,7 @@ var _ = Describe("Attacks on credentials", func() {
 		other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "scim-credentials-" + ns,
 			Labels: map[string]string{SnapshotLabel: "true"}}, StringData: map[string]string{"credentials.json": `{}`}}
 		Expect(k8s.Create(ctx, other)).To(Succeed())
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, other)).To(Succeed()) })
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(ctx, other))).To(Succeed()) }) // or swept below
 		cst := &scimv1.ClusterScimTarget{ObjectMeta: metav1.ObjectMeta{Name: "snapshot-reader-" + ns},
 			Spec: scimv1.ClusterScimTargetSpec{ScimTargetSpec: bearerTarget("", "", other.Name, endpoint()).Spec}}
 		cst.Spec.Auth.BearerToken.SecretKeyRef.Key = "credentials.json"
@@ -341,6 +341,20 @@ var _ = Describe("Attacks on credentials", func() {
 		DeferCleanup(func() { Expect(k8s.Delete(ctx, cst)).To(Succeed()) })
 		Eventually(get(ctx, cst)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonCredentials))
 		Expect(condition(cst, ConditionReady).Message).To(ContainSubstring("credential snapshot"))
+
+		By("a snapshot left by a finalizer removed by hand goes at the next start; a living target's stays")
+		orphan := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "scim-credentials-00000000-0000-0000-0000-" + ns[len(ns)-5:] + "0000000",
+			Labels: map[string]string{SnapshotLabel: "true"}}, StringData: map[string]string{"credentials.json": `{}`}}
+		Expect(k8s.Create(ctx, orphan)).To(Succeed())
+		living := createTarget(ctx, ns, "living", testToken)
+		Eventually(get(ctx, living)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		kept := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "scim-credentials-" + string(living.UID)}}
+		Eventually(get(ctx, kept)).Should(Not(BeNil()))
+		sweeper := &SnapshotSweeper{Reader: k8s, Store: &CredentialStore{Reader: k8s, Writer: k8s, Namespace: operatorNS}}
+		Expect(sweeper.Start(ctx)).To(Succeed())
+		Expect(gone(ctx, orphan)()).To(BeTrue())
+		Expect(gone(ctx, other)()).To(BeTrue())
+		Expect(gone(ctx, kept)()).To(BeFalse())
 	})
 
 	It("a rotated token is used within seconds", func() {

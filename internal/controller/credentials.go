@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
@@ -272,4 +273,58 @@ func secretKeyRefs(spec *scimv1.ScimTargetSpec) [][2]string {
 		refs = append(refs, [2]string{spec.TLS.CABundleSecretRef.Name, spec.TLS.CABundleSecretRef.Key})
 	}
 	return refs
+}
+
+// SnapshotSweeper deletes, when the manager is elected, the snapshots whose target no longer
+// exists: its in-use finalizer was removed by hand, so the target reconciler never deleted it.
+type SnapshotSweeper struct {
+	// Reader lists targets and Secrets' metadata from the API server (mgr.GetAPIReader()): a
+	// target the cache could not decode must not look deleted.
+	Reader client.Reader
+	Store  *CredentialStore
+}
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable.
+func (s *SnapshotSweeper) NeedLeaderElection() bool { return true }
+
+// Start implements manager.Runnable: one sweep.
+func (s *SnapshotSweeper) Start(ctx context.Context) error {
+	if s.Store == nil || s.Store.Writer == nil || s.Store.Namespace == "" {
+		return nil
+	}
+	snapshots := &metav1.PartialObjectMetadataList{}
+	snapshots.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	if err := s.Reader.List(ctx, snapshots, client.InNamespace(s.Store.Namespace), client.MatchingLabels{SnapshotLabel: "true"}); err != nil {
+		return fmt.Errorf("listing credential snapshots: %w", err)
+	}
+	if len(snapshots.Items) == 0 {
+		return nil
+	}
+	// Listed after the snapshots: a snapshot is only written for a target already listed.
+	live := map[string]bool{}
+	nsTargets := &scimv1.ScimTargetList{}
+	clTargets := &scimv1.ClusterScimTargetList{}
+	if err := s.Reader.List(ctx, nsTargets); err != nil {
+		return fmt.Errorf("listing targets: %w", err)
+	}
+	if err := s.Reader.List(ctx, clTargets); err != nil {
+		return fmt.Errorf("listing targets: %w", err)
+	}
+	for _, t := range nsTargets.Items {
+		live[snapshotPrefix+string(t.UID)] = true
+	}
+	for _, t := range clTargets.Items {
+		live[snapshotPrefix+string(t.UID)] = true
+	}
+	for _, m := range snapshots.Items {
+		if live[m.Name] || !strings.HasPrefix(m.Name, snapshotPrefix) {
+			continue
+		}
+		snap := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name}}
+		if err := s.Store.Writer.Delete(ctx, snap); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting credential snapshot %s/%s: %w", m.Namespace, m.Name, err)
+		}
+		logf.FromContext(ctx).Info("Deleted a credential snapshot whose target is gone", "secret", m.Namespace+"/"+m.Name)
+	}
+	return nil
 }

@@ -25,6 +25,9 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	// the cluster-resource namespace only.
 	credentials := &CredentialStore{Reader: mgr.GetAPIReader(), Metadata: mgr.GetCache(), Writer: mgr.GetClient(),
 		Namespace: cfg.ClusterResourceNamespace}
+	if err := mgr.Add(&SnapshotSweeper{Reader: mgr.GetAPIReader(), Store: credentials}); err != nil {
+		return err
+	}
 	clients := cfg.Clients
 	if clients == nil {
 		b := NewSecretClientBuilder(mgr.GetAPIReader(), cfg.SCIMTimeout)
