@@ -59,7 +59,7 @@ func main() {
 
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(qps), burst
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mgrOpts := ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
@@ -71,7 +71,10 @@ func main() {
 		// Out of a cluster there is no pod namespace file; elect in the operator's namespace.
 		LeaderElectionNamespace:       clusterResourceNS,
 		LeaderElectionReleaseOnCancel: true,
-	})
+	}
+	// Secrets are read from the API server, never cached; the cache keeps only their metadata.
+	controller.ConfigureManager(&mgrOpts)
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		log.Error(err, "Unable to create the manager")
 		os.Exit(1)

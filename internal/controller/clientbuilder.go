@@ -19,8 +19,6 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -42,7 +40,11 @@ func (e *CredentialsError) Error() string { return e.Msg }
 // target it keeps the HTTP client (connection pool, TLS settings), the OAuth2 token cache and
 // the rate limiter, and rebuilds them when the spec or a Secret changes.
 type SecretClientBuilder struct {
+	// Reader reads Secrets from the API server, when Credentials is nil.
 	Reader client.Reader
+	// Credentials reads the Secrets (from the API server, again only when their cached
+	// metadata changed) and serves a target being deleted from its snapshot.
+	Credentials *CredentialStore
 	// Timeout bounds each SCIM call.
 	Timeout time.Duration
 
@@ -56,6 +58,9 @@ type targetConn struct {
 	http        *http.Client
 	auth        scim.Authenticator
 	limiter     *rate.Limiter
+
+	// versions are the spec and the Secrets' resourceVersions the connection was built from.
+	versions string
 }
 
 // NewSecretClientBuilder returns a builder with a shared, connection-reusing HTTP client for
@@ -73,28 +78,35 @@ func newTransport() *http.Transport {
 
 // ForTarget implements ClientBuilder.
 func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.Client, error) {
-	secrets := map[string]*corev1.Secret{}
-	var versions []string
-	for _, name := range secretNames(t.Spec) {
-		s, err := b.secret(ctx, t, name)
-		if err != nil {
-			return nil, err
-		}
-		secrets[name] = s
-		versions = append(versions, name+"="+dataHash(s))
-	}
 	spec, _ := json.Marshal([]any{t.Spec.Endpoint, t.Spec.Auth, t.Spec.TLS, t.Spec.RateLimit})
-	fingerprint := string(spec) + strings.Join(versions, ",")
-
+	store := b.Credentials
+	if store == nil {
+		store = &CredentialStore{Reader: b.Reader}
+	}
 	b.mu.Lock()
 	conn := b.conns[t.Key()]
 	b.mu.Unlock()
-	if conn == nil || conn.fingerprint != fingerprint {
-		var err error
-		if conn, err = b.connect(t, secrets); err != nil {
+	// The Secrets are read only when their cached metadata says they changed.
+	if cached, ok := store.Versions(ctx, t); !ok || conn == nil || conn.versions != string(spec)+cached {
+		secrets, read, err := store.Read(ctx, t)
+		if err != nil {
 			return nil, err
 		}
-		conn.fingerprint = fingerprint
+		var hashes []string
+		for _, name := range secretNames(t.Spec) {
+			hashes = append(hashes, name+"="+dataHash(secrets[name]))
+		}
+		fingerprint := string(spec) + strings.Join(hashes, ",")
+		if conn == nil || conn.fingerprint != fingerprint {
+			if conn, err = b.connect(t, secrets); err != nil {
+				return nil, err
+			}
+			conn.fingerprint = fingerprint
+		} else {
+			c := *conn
+			conn = &c
+		}
+		conn.versions = string(spec) + read
 		b.mu.Lock()
 		b.conns[t.Key()] = conn
 		b.mu.Unlock()
@@ -203,19 +215,9 @@ func tlsConfig(t *Target, secrets map[string]*corev1.Secret) (*tls.Config, error
 	return cfg, nil
 }
 
-func (b *SecretClientBuilder) secret(ctx context.Context, t *Target, name string) (*corev1.Secret, error) {
-	s := &corev1.Secret{}
-	if err := b.Reader.Get(ctx, types.NamespacedName{Namespace: t.SecretNamespace, Name: name}, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &CredentialsError{Msg: fmt.Sprintf("secret %s/%s not found", t.SecretNamespace, name)}
-		}
-		return nil, fmt.Errorf("reading secret %s/%s: %w", t.SecretNamespace, name, err)
-	}
-	return s, nil
-}
-
-// dataHash identifies a Secret's content; its resourceVersion also moves for metadata (our
-// own in-use finalizer), which must not throw away connections and cached tokens.
+// dataHash identifies a Secret's content; its resourceVersion also moves for metadata (labels,
+// or the Secret read from the target's snapshot), which must not throw away connections and
+// cached tokens.
 func dataHash(s *corev1.Secret) string {
 	h := sha256.New()
 	keys := make([]string, 0, len(s.Data))

@@ -99,7 +99,6 @@ var _ = Describe("Groups, target guard and several targets", func() {
 		}
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-token"}}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
-		Expect(secret.Finalizers).To(ContainElement(scimv1.InUseFinalizer))
 		target := &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}}
 
 		Expect(k8s.Delete(ctx, secret)).To(Succeed())

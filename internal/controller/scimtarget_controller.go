@@ -50,12 +50,21 @@ type TargetReconciler struct {
 	ClusterID string
 	// Breaker is shared with the identity controller.
 	Breaker *Breaker
+
+	// Credentials reads the Secrets' cached metadata and keeps the credential snapshots.
+	Credentials *CredentialStore
+	// snapshotted remembers, per target and UID, the Secret versions and generation of its snapshot.
+	snapshotted sync.Map
 }
 
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets;clusterscimtargets,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets/status;clusterscimtargets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets/finalizers;clusterscimtargets/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;patch;update
+// Secrets: data read only for the Secrets targets reference (get), metadata watched cluster-wide
+// for rotations (list, watch); written only in the cluster-resource namespace, the credential
+// snapshots (a namespaced Role there).
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=create;update;delete
 
 func (r *TargetReconciler) newObject() client.Object {
 	if r.Kind == scimv1.KindClusterScimTarget {
@@ -99,9 +108,6 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if !obj.GetDeletionTimestamp().IsZero() {
 		res, released, retErr = r.reconcileDelete(ctx, t)
 		return res, retErr
-	}
-	if err := r.holdSecrets(ctx, t); err != nil {
-		return ctrl.Result{}, err
 	}
 	return r.reconcileNormal(ctx, t)
 }
@@ -159,6 +165,9 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl
 	if err != nil || !meta.IsStatusConditionTrue(t.Status.Conditions, ConditionReady) {
 		return res, err
 	}
+	if err := r.snapshotCredentials(ctx, t); err != nil {
+		return ctrl.Result{}, err
+	}
 	orphanWait, err := r.orphansIfDue(ctx, t)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -169,6 +178,21 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl
 		}
 	}
 	return res, nil
+}
+
+// snapshotCredentials keeps the credentials of a Ready target for its last deprovisioning: its
+// Secrets may be deleted before its accounts are (a namespace being deleted).
+func (r *TargetReconciler) snapshotCredentials(ctx context.Context, t *Target) error {
+	memo := fmt.Sprintf("%s@%d", r.secretsVersion(ctx, t), t.Object.GetGeneration())
+	key := t.Key() + "/" + string(t.Object.GetUID())
+	if last, ok := r.snapshotted.Load(key); ok && last == memo {
+		return nil
+	}
+	if err := r.Credentials.Snapshot(ctx, t); err != nil {
+		return err
+	}
+	r.snapshotted.Store(key, memo)
+	return nil
 }
 
 // breakerStatus puts an open breaker on the target as Stalled=True; it returns when to look again.
@@ -238,45 +262,17 @@ func (r *TargetReconciler) probedWith(t *Target) string {
 	return s
 }
 
-// secretsVersion identifies the current content of the target's Secrets.
+// secretsVersion identifies the current content of the target's Secrets, from their cached
+// metadata; without a metadata cache, a probe is made at every reconcile.
 func (r *TargetReconciler) secretsVersion(ctx context.Context, t *Target) string {
-	var parts []string
-	for _, name := range secretNames(t.Spec) {
-		s := &corev1.Secret{}
-		rv := "missing"
-		if err := r.Get(ctx, types.NamespacedName{Namespace: t.SecretNamespace, Name: name}, s); err == nil {
-			rv = dataHash(s)
-		}
-		parts = append(parts, name+"="+rv)
+	if v, ok := r.Credentials.Versions(ctx, t); ok {
+		return v
 	}
-	return strings.Join(parts, ",")
+	return "unknown"
 }
 
-// holdSecrets puts the in-use finalizer on the target's Secrets, so deleting a namespace
-// cannot remove credentials before the accounts they reach are deprovisioned.
-func (r *TargetReconciler) holdSecrets(ctx context.Context, t *Target) error {
-	for _, name := range secretNames(t.Spec) {
-		s := &corev1.Secret{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: t.SecretNamespace, Name: name}, s); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue // the probe reports it
-			}
-			return err
-		}
-		if !s.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(s, scimv1.InUseFinalizer) {
-			continue
-		}
-		patch := finalizersPatch(s.GetFinalizers())
-		controllerutil.AddFinalizer(s, scimv1.InUseFinalizer)
-		if err := r.Patch(ctx, s, patch); err != nil {
-			return fmt.Errorf("holding secret %s/%s: %w", s.Namespace, s.Name, err)
-		}
-	}
-	return nil
-}
-
-// reconcileDelete keeps a target while identities still use it, then releases its Secrets
-// (unless another target uses them) and its own finalizer.
+// reconcileDelete keeps a target while identities still use it, then deletes its credential
+// snapshot and releases its own finalizer.
 func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl.Result, bool, error) {
 	if !controllerutil.ContainsFinalizer(t.Object, scimv1.InUseFinalizer) {
 		return ctrl.Result{}, true, nil
@@ -294,7 +290,7 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 		setCondition(&t.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, "InUse", msg)
 		return ctrl.Result{}, false, nil // the watch on identities brings us back
 	}
-	if err := r.releaseSecrets(ctx, t); err != nil {
+	if err := r.Credentials.DeleteSnapshot(ctx, t); err != nil {
 		return ctrl.Result{}, false, err
 	}
 	patch := finalizersPatch(t.Object.GetFinalizers())
@@ -303,6 +299,7 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 		return ctrl.Result{}, false, fmt.Errorf("removing finalizer: %w", err)
 	}
 	r.probed.Delete(t.Key())
+	r.snapshotted.Delete(t.Key() + "/" + string(t.Object.GetUID()))
 	r.orphanReports.Delete(t.Key())
 	if r.Breaker != nil {
 		r.Breaker.Forget(t.Key())
@@ -311,60 +308,6 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 		f.Forget(t.Key()) // drop its connections, token cache and rate limiter
 	}
 	return ctrl.Result{}, true, nil
-}
-
-func (r *TargetReconciler) releaseSecrets(ctx context.Context, t *Target) error {
-	for _, name := range secretNames(t.Spec) {
-		shared, err := r.secretUsedByOthers(ctx, t, name)
-		if err != nil {
-			return err
-		}
-		if shared {
-			continue
-		}
-		s := &corev1.Secret{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: t.SecretNamespace, Name: name}, s); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return err
-		}
-		if !controllerutil.ContainsFinalizer(s, scimv1.InUseFinalizer) {
-			continue
-		}
-		patch := finalizersPatch(s.GetFinalizers())
-		controllerutil.RemoveFinalizer(s, scimv1.InUseFinalizer)
-		if err := r.Patch(ctx, s, patch); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("releasing secret %s/%s: %w", s.Namespace, s.Name, err)
-		}
-	}
-	return nil
-}
-
-// secretUsedByOthers reports whether another target (of either kind) reads the same Secret.
-func (r *TargetReconciler) secretUsedByOthers(ctx context.Context, t *Target, name string) (bool, error) {
-	nsTargets := &scimv1.ScimTargetList{}
-	if err := r.List(ctx, nsTargets, client.InNamespace(t.SecretNamespace), client.MatchingFields{targetSecretIndex: name}); err != nil {
-		return false, err
-	}
-	for _, o := range nsTargets.Items {
-		if t.Kind != scimv1.KindScimTarget || o.Name != t.Name {
-			return true, nil
-		}
-	}
-	if t.SecretNamespace != r.ClusterResourceNamespace {
-		return false, nil
-	}
-	clTargets := &scimv1.ClusterScimTargetList{}
-	if err := r.List(ctx, clTargets, client.MatchingFields{targetSecretIndex: name}); err != nil {
-		return false, err
-	}
-	for _, o := range clTargets.Items {
-		if t.Kind != scimv1.KindClusterScimTarget || o.Name != t.Name {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 func (r *TargetReconciler) warnInsecure(t *Target) {
@@ -439,28 +382,8 @@ func (r *TargetReconciler) identitiesOf(ctx context.Context, t *Target) ([]strin
 	return out, nil
 }
 
-func secretNames(spec *scimv1.ScimTargetSpec) []string {
-	var names []string
-	a := spec.Auth
-	if a.BearerToken != nil {
-		names = append(names, a.BearerToken.SecretKeyRef.Name)
-	}
-	if a.Basic != nil {
-		names = append(names, a.Basic.SecretRef.Name)
-	}
-	if o := a.OAuth2ClientCredentials; o != nil {
-		names = append(names, o.ClientIDSecretKeyRef.Name, o.ClientSecretSecretKeyRef.Name)
-	}
-	if a.TLS != nil {
-		names = append(names, a.TLS.ClientCertSecretRef.Name)
-	}
-	if spec.TLS != nil && spec.TLS.CABundleSecretRef != nil {
-		names = append(names, spec.TLS.CABundleSecretRef.Name)
-	}
-	return names
-}
-
-// SetupWithManager registers the controller for r.Kind, with a watch on the Secrets it reads.
+// SetupWithManager registers the controller for r.Kind, with a watch on the metadata of the
+// Secrets it reads (a rotation moves their resourceVersion).
 func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), r.newObject(), targetSecretIndex,
 		func(o client.Object) []string { return secretNames(r.view(o).Spec) }); err != nil {
@@ -499,7 +422,7 @@ func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}, annotationPredicate(breakerReleaseAnnotation)))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToTargets)).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToTargets)).
 		Watches(&scimv1.ServiceIdentity{}, enqueueAfter(identityCountDelay, r.targetsOfIdentity),
 			builder.WithPredicates(identityUsePredicate{})).
 		WatchesRawSource(source.Channel(r.Breaker.Trips(r.Kind), &handler.EnqueueRequestForObject{})).

@@ -18,11 +18,21 @@ type Config struct {
 	Clients ClientBuilder
 }
 
-// Setup registers every controller with the manager.
+// Setup registers every controller with the manager, whose options went through
+// ConfigureManager.
 func Setup(mgr ctrl.Manager, cfg Config) error {
+	// Secrets' data from the API server, their metadata from the cache; snapshots written in
+	// the cluster-resource namespace only.
+	credentials := &CredentialStore{Reader: mgr.GetAPIReader(), Metadata: mgr.GetCache(), Writer: mgr.GetClient(),
+		Namespace: cfg.ClusterResourceNamespace}
+	if err := mgr.Add(&SnapshotSweeper{Reader: mgr.GetAPIReader(), Store: credentials}); err != nil {
+		return err
+	}
 	clients := cfg.Clients
 	if clients == nil {
-		clients = NewSecretClientBuilder(mgr.GetClient(), cfg.SCIMTimeout)
+		b := NewSecretClientBuilder(mgr.GetAPIReader(), cfg.SCIMTimeout)
+		b.Credentials = credentials
+		clients = b
 	}
 	rec := mgr.GetEventRecorder("scim-operator")
 	clock := &revocationClock{}
@@ -32,6 +42,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		if err := (&TargetReconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
 			ClusterResourceNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Breaker: breaker,
+			Credentials: credentials,
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}

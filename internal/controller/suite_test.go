@@ -83,13 +83,16 @@ var _ = BeforeSuite(func() {
 })
 
 func startManager() {
-	mgr, err := ctrl.NewManager(testEnv.Config, ctrl.Options{
+	opts := ctrl.Options{
 		Scheme:                 testScheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// The restart spec starts a second manager in this process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	}
+	ConfigureManager(&opts)    // as cmd/main.go does
+	cachedSecrets.watch(&opts) // what of Secrets enters the cache (attacks_secrets_test.go)
+	mgr, err := ctrl.NewManager(testEnv.Config, opts)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(Setup(mgr, Config{
 		ClusterID: testClusterID, ClusterResourceNamespace: operatorNS,
