@@ -13,8 +13,9 @@ const (
 
 	// DeprovisionFinalizer holds a ServiceIdentity until every target confirmed its account is gone.
 	DeprovisionFinalizer = "scim.nhi.dev/deprovision"
-	// InUseFinalizer holds a target while identities use it, and a Secret while a target uses it,
-	// so credentials stay usable until the last account is deprovisioned.
+	// InUseFinalizer holds a target while identities use it, so it (and a snapshot of its
+	// credentials in the operator's namespace) stays usable until the last account is
+	// deprovisioned. The operator puts no finalizer on tenants' Secrets.
 	InUseFinalizer = "scim.nhi.dev/in-use"
 	// ForceOrphanAnnotation set to "true" releases the finalizer without touching the targets.
 	ForceOrphanAnnotation = "scim.nhi.dev/force-orphan"
