@@ -3,6 +3,7 @@ package controller
 import (
 	"encoding/json"
 	"slices"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -90,9 +91,17 @@ func conditionsOf(o client.Object) []metav1.Condition {
 	return nil
 }
 
+// truncate cuts s to at most n bytes, ending in "...", on a rune boundary: a cut inside a
+// multi-byte character would leave invalid UTF-8 in a condition or an Event.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-3] + "..."
+	cut := max(n-3, 0)
+	// Step back to the start of the character at the cut (at most UTFMax-1 bytes: further
+	// back the bytes are not UTF-8 anyway).
+	for i := 0; i < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(s[cut]); i++ {
+		cut--
+	}
+	return s[:cut] + "..."
 }
