@@ -36,6 +36,9 @@ const (
 	ReasonDeprovisioning     = "Deprovisioning"
 	ReasonDeprovisionBlocked = "DeprovisionBlocked"
 	ReasonInvalidSpec        = "InvalidSpec"
+	// ReasonAddressNotAllowed: a namespaced ScimTarget's endpoint or token URL resolves to an
+	// address the operator may not dial for it (see --namespaced-target-allowed-cidrs).
+	ReasonAddressNotAllowed = "AddressNotAllowed"
 )
 
 // setCondition sets a condition; lastTransitionTime only moves when the status changes.

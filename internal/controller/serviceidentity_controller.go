@@ -398,6 +398,8 @@ func classify(err error) outcome {
 	switch {
 	case errors.As(err, &nf):
 		return outcome{err: err, reason: ReasonTargetNotFound}
+	case errors.Is(err, ErrAddressNotAllowed):
+		return outcome{stalled: err.Error(), reason: ReasonAddressNotAllowed}
 	case isCredentialsError(err):
 		return outcome{err: err, reason: ReasonCredentials}
 	case scim.IsUnauthorized(err):
