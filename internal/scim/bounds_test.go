@@ -447,6 +447,51 @@ func TestSlotsBoundRequestsInFlight(t *testing.T) {
 	}
 }
 
+func TestUrgentCallsHaveReservedSlots(t *testing.T) {
+	ctx := context.Background()
+	hang := make(chan struct{})
+	in := make(chan struct{}, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in <- struct{}{}
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+		_, _ = io.WriteString(w, `{"id":"u1"}`)
+	}))
+	defer srv.Close()
+	slots := NewSlots(4, 50*time.Millisecond) // 4 slots and 1 reserved
+	if slots.Size() != 5 {
+		t.Fatalf("Size %d, want 5", slots.Size())
+	}
+	c, _ := New(srv.URL, Options{Slots: slots, Timeout: 10 * time.Second})
+	var wg sync.WaitGroup
+	for range 4 { // ordinary calls hang in every ordinary slot
+		wg.Go(func() { _, _ = c.Get(ctx, "Users", "u1") })
+	}
+	for range 4 {
+		<-in
+	}
+	if _, err := c.Get(ctx, "Users", "u1"); !errors.Is(err, ErrTargetBusy) {
+		t.Fatalf("an ordinary call: want ErrTargetBusy, got %v", err)
+	}
+	urgent := Urgent(ctx)
+	wg.Go(func() {
+		if _, err := c.Get(urgent, "Users", "u1"); err != nil {
+			t.Errorf("the urgent call: %v", err)
+		}
+	})
+	<-in // it reached the target through the reserved slot
+	if _, err := c.Get(urgent, "Users", "u1"); !errors.Is(err, ErrTargetBusy) {
+		t.Fatalf("a second urgent call: want ErrTargetBusy with the reserve taken, got %v", err)
+	}
+	close(hang)
+	wg.Wait()
+	if slots.InFlight() != 0 {
+		t.Errorf("%d slots still taken", slots.InFlight())
+	}
+}
+
 func TestSlotIsHeldWhileAuthenticating(t *testing.T) {
 	ctx := context.Background()
 	var arrived atomic.Int32
