@@ -54,8 +54,9 @@ func main() {
 	flag.IntVar(&burst, "kube-api-burst", 1000, "Kubernetes API client burst.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the pprof endpoint; \"0\" disables it.")
 	flag.IntVar(&requestsPerTarget, "max-concurrent-requests-per-target", 0,
-		"SCIM requests in flight to one target; a call that finds none free within 250ms is retried 1s later, so a "+
-			"target that hangs holds at most this many workers. 0: a quarter of --max-concurrent-reconciles, at least 2.")
+		"SCIM requests in flight to one target (plus a quarter more, at least 1, reserved for revocations); a call that "+
+			"finds none free within 250ms is retried 1s later, so a target that hangs holds a bounded share of the workers. "+
+			"0: a quarter of --max-concurrent-reconciles, at least 2.")
 	flag.StringVar(&allowedCIDRs, "namespaced-target-allowed-cidrs", "",
 		"Comma-separated CIDRs a namespaced ScimTarget's endpoint and OAuth2 token URL may reach although they are refused "+
 			"otherwise (loopback, link-local or --namespaced-target-denied-cidrs), e.g. 127.0.0.1/32 for a local SCIM "+

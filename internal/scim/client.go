@@ -154,6 +154,10 @@ func New(endpoint string, opts Options) (*Client, error) {
 	if opts.RetryBase <= 0 {
 		opts.RetryBase = 100 * time.Millisecond
 	}
+	if hc.Timeout <= 0 {
+		// A backstop behind the per-call deadline of do, which normally fires first.
+		hc.Timeout = 2 * opts.Timeout
+	}
 	return &Client{base: u, opts: opts}, nil
 }
 
