@@ -559,3 +559,32 @@ func TestSlotsDoNotRefuseAHealthyBurst(t *testing.T) {
 		t.Fatalf("%d of 1,000 calls to a healthy target were refused as busy", busy)
 	}
 }
+
+// failingAuth fails as an OAuth2 token fetch from a token endpoint that never answers does.
+type failingAuth struct{}
+
+func (failingAuth) Authenticate(*http.Request) error {
+	return errors.New("obtaining an OAuth2 token: the token endpoint timed out")
+}
+
+func TestBusyErrorsSayWhyTheTargetIsBusy(t *testing.T) {
+	ctx := context.Background()
+	srv := httptest.NewServer(http.HandlerFunc(scimUser))
+	defer srv.Close()
+	slots := NewSlots(1, 10*time.Millisecond)
+	c, _ := New(srv.URL, Options{Slots: slots, Auth: failingAuth{}, MaxRetries: -1})
+	if _, err := c.Get(ctx, "Users", "u1"); err == nil {
+		t.Fatal("the authenticator fails")
+	}
+	release, err := slots.acquire(ctx, "GET /Users/held") // a call stuck in the only slot
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	_, err = c.Get(ctx, "Users", "u1")
+	if !errors.Is(err, ErrTargetBusy) || !strings.Contains(err.Error(), "the token endpoint timed out") {
+		t.Fatalf("want ErrTargetBusy saying why, got %v", err)
+	}
+}
+
+func scimUser(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"id":"u1"}`) }

@@ -240,6 +240,10 @@ func (c *Client) once(ctx context.Context, r request) (*response, error) {
 		return nil, fmt.Errorf("SCIM %s: waiting for a request slot: %w", call, err)
 	}
 	defer release()
+	// How this attempt ended, for the errors of calls that find every slot taken: why the
+	// target is busy. It names no account (the target may be shared among tenants).
+	ended := ""
+	defer func() { c.opts.Slots.note(ended) }()
 	u := *c.base
 	// r.path is already escaped (ids go through url.PathEscape); keep both forms in step.
 	u.RawPath = c.base.EscapedPath() + r.path
@@ -272,6 +276,7 @@ func (c *Client) once(ctx context.Context, r request) (*response, error) {
 	}
 	if c.opts.Auth != nil {
 		if err := c.opts.Auth.Authenticate(req); err != nil {
+			ended = "authenticating: " + err.Error()
 			return nil, fmt.Errorf("SCIM %s: authenticating: %w", call, err)
 		}
 	}
@@ -290,7 +295,14 @@ func (c *Client) once(ctx context.Context, r request) (*response, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		ended = "no answer"
+		if errors.Is(err, context.DeadlineExceeded) {
+			ended = "no answer in time"
+		}
 		return nil, fmt.Errorf("SCIM %s: %w", call, sanitizedError{err})
+	}
+	if resp.StatusCode >= 500 {
+		ended = "answered " + strconv.Itoa(resp.StatusCode)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {

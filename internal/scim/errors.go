@@ -72,10 +72,17 @@ type busyError struct {
 	call       string
 	waited     time.Duration
 	retryAfter time.Duration
+	// lastEnded is how the last call to free a slot ended, when it was not answered: why
+	// the target is busy.
+	lastEnded string
 }
 
 func (e *busyError) Error() string {
-	return fmt.Sprintf("SCIM %s: %v (no slot freed within %s); retrying in %s", e.call, ErrTargetBusy, e.waited, e.retryAfter)
+	msg := fmt.Sprintf("SCIM %s: %v (no slot freed within %s); retrying in %s", e.call, ErrTargetBusy, e.waited, e.retryAfter)
+	if e.lastEnded != "" {
+		msg += "; the last request to finish: " + Sanitize(e.lastEnded, maxProviderText)
+	}
+	return msg
 }
 
 func (e *busyError) Unwrap() error { return ErrTargetBusy }

@@ -2,6 +2,7 @@ package scim
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,8 @@ type Slots struct {
 	ch       chan struct{}
 	reserved chan struct{}
 	maxWait  time.Duration
+	// last is how the last call to give its slot back ended ("" when it was answered).
+	last atomic.Pointer[string]
 }
 
 // NewSlots returns a gate of n slots (at least 1), plus n/4 (at least 1) reserved for urgent
@@ -47,6 +50,13 @@ func (s *Slots) Size() int { return cap(s.ch) + cap(s.reserved) }
 
 // InFlight is the number of slots taken now.
 func (s *Slots) InFlight() int { return len(s.ch) + len(s.reserved) }
+
+// note records how a call that held a slot ended.
+func (s *Slots) note(ended string) {
+	if s != nil {
+		s.last.Store(&ended)
+	}
+}
 
 type urgentKey struct{}
 
@@ -86,7 +96,11 @@ func (s *Slots) acquire(ctx context.Context, call string) (release func(), err e
 	case lane <- struct{}{}:
 		return reserved, nil
 	case <-timer.C:
-		return nil, &busyError{call: call, waited: s.maxWait, retryAfter: BusyRetryAfter}
+		e := &busyError{call: call, waited: s.maxWait, retryAfter: BusyRetryAfter}
+		if last := s.last.Load(); last != nil {
+			e.lastEnded = *last
+		}
+		return nil, e
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
