@@ -57,9 +57,9 @@ type SecretClientBuilder struct {
 	// Guard judges the addresses namespaced ScimTargets dial (endpoint and OAuth2 token URL);
 	// nil means NewAddressGuard(nil, nil). Set it before the first ForTarget.
 	Guard *AddressGuard
-	// SlotsPerTarget bounds the requests in flight to one target (scim.Slots), so a target
-	// that hangs holds at most this many workers; <= 0 means 2. Set it before the first
-	// ForTarget.
+	// SlotsPerTarget bounds the requests in flight to one target (scim.Slots, which keeps a
+	// quarter more for revocations), so a target that hangs holds a bounded share of the
+	// workers; <= 0 means 2. Set it before the first ForTarget.
 	SlotsPerTarget int
 
 	init    sync.Once
@@ -140,9 +140,14 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.C
 	conn := b.conns[t.Key()]
 	b.mu.Unlock()
 	if conn == nil || conn.fingerprint != fingerprint {
+		prev := conn
 		var err error
 		if conn, err = b.connect(t, secrets); err != nil {
 			return nil, err
+		}
+		if prev != nil {
+			// The calls still in flight on the old connection keep counting against the target.
+			conn.slots = prev.slots
 		}
 		conn.fingerprint = fingerprint
 		b.mu.Lock()
@@ -166,7 +171,11 @@ func (b *SecretClientBuilder) Forget(key string) {
 
 func (b *SecretClientBuilder) connect(t *Target, secrets map[string]*corev1.Secret) (*targetConn, error) {
 	guarded := t.Kind != scimv1.KindClusterScimTarget
-	conn := &targetConn{http: b.open, slots: scim.NewSlots(max(b.SlotsPerTarget, 2), scim.DefaultSlotWait)}
+	slots := b.SlotsPerTarget
+	if slots <= 0 {
+		slots = 2
+	}
+	conn := &targetConn{http: b.open, slots: scim.NewSlots(slots, scim.DefaultSlotWait)}
 	if guarded {
 		conn.http = b.guarded
 	}
