@@ -39,6 +39,8 @@ func main() {
 		scimTimeout                                                     time.Duration
 		qps                                                             float64
 		burst                                                           int
+		requestsPerTarget                                               int
+		allowedCIDRs, deniedCIDRs                                       string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -51,11 +53,33 @@ func main() {
 	flag.Float64Var(&qps, "kube-api-qps", 500, "Kubernetes API client QPS: 2 writes per identity provisioned or revoked, so this bounds bursts (API Priority and Fairness still protects the server).")
 	flag.IntVar(&burst, "kube-api-burst", 1000, "Kubernetes API client burst.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the pprof endpoint; \"0\" disables it.")
+	flag.IntVar(&requestsPerTarget, "max-concurrent-requests-per-target", 0,
+		"SCIM requests in flight to one target (plus a quarter more, at least 1, reserved for revocations); a call that "+
+			"finds none free within 250ms is retried 1s later, so a target that hangs holds a bounded share of the workers. "+
+			"0: a quarter of --max-concurrent-reconciles, at least 2.")
+	flag.StringVar(&allowedCIDRs, "namespaced-target-allowed-cidrs", "",
+		"Comma-separated CIDRs a namespaced ScimTarget's endpoint and OAuth2 token URL may reach although they are refused "+
+			"otherwise (loopback, link-local or --namespaced-target-denied-cidrs), e.g. 127.0.0.1/32 for a local SCIM "+
+			"server. Addresses are judged after DNS resolution; namespaced targets never use HTTP(S)_PROXY (a proxy would "+
+			"dial for the operator, out of the guard's sight). ClusterScimTargets are not restricted.")
+	flag.StringVar(&deniedCIDRs, "namespaced-target-denied-cidrs", controller.FormatCIDRs(controller.DefaultDeniedCIDRs),
+		"Comma-separated CIDRs (private and cluster ranges) a namespaced ScimTarget may not reach; loopback, link-local, "+
+			"unspecified and multicast addresses are refused in any case. \"\" refuses only those.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+	allowed, err := controller.ParseCIDRs(allowedCIDRs)
+	if err != nil {
+		log.Error(err, "Invalid --namespaced-target-allowed-cidrs")
+		os.Exit(1)
+	}
+	denied, err := controller.ParseCIDRs(deniedCIDRs)
+	if err != nil {
+		log.Error(err, "Invalid --namespaced-target-denied-cidrs")
+		os.Exit(1)
+	}
 
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(qps), burst
@@ -91,6 +115,10 @@ func main() {
 		ClusterResourceNamespace: clusterResourceNS,
 		MaxConcurrentReconciles:  concurrency,
 		SCIMTimeout:              scimTimeout,
+
+		MaxConcurrentRequestsPerTarget: requestsPerTarget,
+		NamespacedTargetAllowedCIDRs:   allowed,
+		NamespacedTargetDeniedCIDRs:    denied,
 	}); err != nil {
 		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)

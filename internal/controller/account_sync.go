@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -36,9 +37,13 @@ type accountSync struct {
 }
 
 // ours reports whether a resource read from the target is this identity's account.
+// An id a status could not hold (too long, not UTF-8) is never ours either.
 func (a *accountSync) ours(u scim.Resource) bool {
-	return u != nil && u.ID() != "" && u.ExternalID() == a.externalID
+	return u != nil && u.ID() != "" && len(u.ID()) <= maxAccountIDBytes && utf8.ValidString(u.ID()) && u.ExternalID() == a.externalID
 }
+
+// maxAccountIDBytes bounds the provider-assigned ids the operator records on status.
+const maxAccountIDBytes = 512
 
 // usePatch decides PATCH or PUT from spec.compatibility and the discovered capabilities.
 func (a *accountSync) usePatch() bool {
@@ -142,7 +147,7 @@ func (a *accountSync) byExternalID(ctx context.Context) (scim.Resource, error) {
 	}
 	ids := make([]string, 0, 3)
 	for _, u := range mine[:min(len(mine), 3)] {
-		ids = append(ids, truncate(u.ID(), 64))
+		ids = append(ids, scim.Sanitize(u.ID(), 64))
 	}
 	return nil, fmt.Errorf("%w: %d accounts on %s carry externalId %q (ids %s...); remove the duplicates on the target",
 		errAccountConflict, len(mine), a.t.Key(), a.externalID, strings.Join(ids, ", "))

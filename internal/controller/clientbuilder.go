@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -17,10 +19,12 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 )
 
@@ -37,20 +41,34 @@ type CredentialsError struct{ Msg string }
 func (e *CredentialsError) Error() string { return e.Msg }
 
 // SecretClientBuilder reads credentials from Secrets in the target's secret namespace. Per
-// target it keeps the HTTP client (connection pool, TLS settings), the OAuth2 token cache and
-// the rate limiter, and rebuilds them when the spec or a Secret changes.
+// target it keeps the HTTP client (connection pool, TLS settings), the OAuth2 token cache, the
+// rate limiter and the request slots, and rebuilds them when the spec or a Secret changes.
+//
+// Every call has a deadline: the SCIM client's per-call Timeout, which the OAuth2 token fetch
+// shares (it runs on the request's context), and an http.Client Timeout behind it. No client
+// follows redirects. A namespaced ScimTarget, whose URLs a tenant chose, dials through Guard
+// and never through a proxy; a ClusterScimTarget, made by a cluster admin, is not guarded.
 type SecretClientBuilder struct {
 	// Reader reads Secrets from the API server, when Credentials is nil.
 	Reader client.Reader
 	// Credentials reads the Secrets (from the API server, again only when their cached
 	// metadata changed) and serves a target being deleted from its snapshot.
 	Credentials *CredentialStore
-	// Timeout bounds each SCIM call.
+	// Timeout bounds each SCIM call (scim.DefaultTimeout when zero).
 	Timeout time.Duration
+	// Guard judges the addresses namespaced ScimTargets dial (endpoint and OAuth2 token URL);
+	// nil means NewAddressGuard(nil, nil). Set it before the first ForTarget.
+	Guard *AddressGuard
+	// SlotsPerTarget bounds the requests in flight to one target (scim.Slots, which keeps a
+	// quarter more for revocations), so a target that hangs holds a bounded share of the
+	// workers; <= 0 means 2. Set it before the first ForTarget.
+	SlotsPerTarget int
 
-	shared *http.Client
-	mu     sync.Mutex
-	conns  map[string]*targetConn
+	init    sync.Once
+	open    *http.Client // ClusterScimTargets without TLS customisation
+	guarded *http.Client // namespaced ScimTargets without TLS customisation
+	mu      sync.Mutex
+	conns   map[string]*targetConn
 }
 
 type targetConn struct {
@@ -58,22 +76,53 @@ type targetConn struct {
 	http        *http.Client
 	auth        scim.Authenticator
 	limiter     *rate.Limiter
+	slots       *scim.Slots
 
 	// versions are the spec and the Secrets' resourceVersions the connection was built from.
 	versions string
 }
 
-// NewSecretClientBuilder returns a builder with a shared, connection-reusing HTTP client for
+// NewSecretClientBuilder returns a builder with shared, connection-reusing HTTP clients for
 // targets without TLS customisation.
 func NewSecretClientBuilder(reader client.Reader, timeout time.Duration) *SecretClientBuilder {
-	return &SecretClientBuilder{Reader: reader, Timeout: timeout, shared: &http.Client{Transport: newTransport()},
-		conns: map[string]*targetConn{}}
+	return &SecretClientBuilder{Reader: reader, Timeout: timeout, conns: map[string]*targetConn{}}
 }
 
 func newTransport() *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	return tr
+}
+
+// noRedirects makes an http.Client hand back 3xx answers instead of following them.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+func (b *SecretClientBuilder) setup() {
+	b.init.Do(func() {
+		if b.Guard == nil {
+			b.Guard = NewAddressGuard(nil, nil)
+		}
+		b.open = b.httpClient(newTransport(), false)
+		b.guarded = b.httpClient(b.Guard.transport(), true)
+	})
+}
+
+// httpClient wraps a transport in a client that never follows redirects and whose Timeout is a
+// backstop behind the per-call deadline (twice the SCIM timeout, so the call's own deadline,
+// with its clearer error, normally fires first).
+func (b *SecretClientBuilder) httpClient(tr *http.Transport, guarded bool) *http.Client {
+	var rt http.RoundTripper = tr
+	if guarded {
+		rt = guardedRoundTripper{base: tr}
+	}
+	return &http.Client{Transport: rt, CheckRedirect: noRedirects, Timeout: 2 * b.timeout()}
+}
+
+func (b *SecretClientBuilder) timeout() time.Duration {
+	if b.Timeout > 0 {
+		return b.Timeout
+	}
+	return scim.DefaultTimeout
 }
 
 // ForTarget implements ClientBuilder.
@@ -83,6 +132,7 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.C
 	if store == nil {
 		store = &CredentialStore{Reader: b.Reader}
 	}
+	b.setup()
 	b.mu.Lock()
 	conn := b.conns[t.Key()]
 	b.mu.Unlock()
@@ -98,8 +148,13 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.C
 		}
 		fingerprint := string(spec) + strings.Join(hashes, ",")
 		if conn == nil || conn.fingerprint != fingerprint {
+			prev := conn
 			if conn, err = b.connect(t, secrets); err != nil {
 				return nil, err
+			}
+			if prev != nil {
+				// The calls still in flight on the old connection keep counting against the target.
+				conn.slots = prev.slots
 			}
 			conn.fingerprint = fingerprint
 		} else {
@@ -113,7 +168,7 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.C
 	}
 	caps := t.Status.Capabilities
 	return scim.New(t.Spec.Endpoint, scim.Options{
-		HTTPClient: conn.http, Auth: conn.auth, Limiter: conn.limiter, Timeout: b.Timeout,
+		HTTPClient: conn.http, Auth: conn.auth, Limiter: conn.limiter, Timeout: b.Timeout, Slots: conn.slots,
 		Observer:          observeRequest(t.Key()),
 		FilterUnsupported: caps != nil && caps.Filter != nil && !*caps.Filter,
 	})
@@ -127,7 +182,15 @@ func (b *SecretClientBuilder) Forget(key string) {
 }
 
 func (b *SecretClientBuilder) connect(t *Target, secrets map[string]*corev1.Secret) (*targetConn, error) {
-	conn := &targetConn{http: b.shared}
+	guarded := t.Kind != scimv1.KindClusterScimTarget
+	slots := b.SlotsPerTarget
+	if slots <= 0 {
+		slots = 2
+	}
+	conn := &targetConn{http: b.open, slots: scim.NewSlots(slots, scim.DefaultSlotWait)}
+	if guarded {
+		conn.http = b.guarded
+	}
 	if rl := t.Spec.RateLimit; rl != nil {
 		conn.limiter = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), int(max(rl.Burst, 1)))
 	}
@@ -137,8 +200,11 @@ func (b *SecretClientBuilder) connect(t *Target, secrets map[string]*corev1.Secr
 	}
 	if tlsCfg != nil {
 		tr := newTransport()
+		if guarded {
+			tr = b.Guard.transport()
+		}
 		tr.TLSClientConfig = tlsCfg
-		conn.http = &http.Client{Transport: tr}
+		conn.http = b.httpClient(tr, guarded)
 	}
 	a := t.Spec.Auth
 	switch {
@@ -246,27 +312,30 @@ func isCredentialsError(err error) bool {
 
 // oauth2Auth sends a client-credentials access token, cached until it expires; a 401 from the
 // SCIM endpoint invalidates it (scim.Refresher) so the next request fetches a new one.
+//
+// The fetch runs on the SCIM request's context, so it has the call's deadline: a token
+// endpoint that never answers fails the call within the SCIM timeout instead of holding the
+// worker forever. Concurrent callers share one fetch, each waiting at most until its own
+// deadline.
 type oauth2Auth struct {
-	cfg  *clientcredentials.Config
-	http *http.Client
-	mu   sync.Mutex
-	src  oauth2.TokenSource
+	cfg *clientcredentials.Config
+	// http reaches the token endpoint: the target's transport (its TLS settings and, for a
+	// namespaced target, the address guard), without redirects, with a Timeout.
+	http    *http.Client
+	fetches singleflight.Group
+	mu      sync.Mutex
+	tok     *oauth2.Token
 }
 
 func newOAuth2Auth(cfg *clientcredentials.Config, hc *http.Client) *oauth2Auth {
-	a := &oauth2Auth{cfg: cfg, http: hc}
-	a.Invalidate()
-	return a
+	return &oauth2Auth{cfg: cfg, http: hc}
 }
 
 // Authenticate implements scim.Authenticator.
 func (a *oauth2Auth) Authenticate(req *http.Request) error {
-	a.mu.Lock()
-	src := a.src
-	a.mu.Unlock()
-	tok, err := src.Token()
+	tok, err := a.token(req.Context())
 	if err != nil {
-		return &CredentialsError{Msg: "obtaining an OAuth2 token from " + a.cfg.TokenURL + ": " + describeTokenError(err)}
+		return err
 	}
 	tok.SetAuthHeader(req)
 	return nil
@@ -274,29 +343,101 @@ func (a *oauth2Auth) Authenticate(req *http.Request) error {
 
 // Invalidate implements scim.Refresher.
 func (a *oauth2Auth) Invalidate() {
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, a.http)
 	a.mu.Lock()
-	a.src = oauth2.ReuseTokenSource(nil, a.cfg.TokenSource(ctx))
+	a.tok = nil
 	a.mu.Unlock()
 }
 
-// describeTokenError keeps the token endpoint's status and error code, never a body that
-// might echo credentials.
-func describeTokenError(err error) string {
+func (a *oauth2Auth) token(ctx context.Context) (*oauth2.Token, error) {
+	a.mu.Lock()
+	tok := a.tok
+	a.mu.Unlock()
+	if tok.Valid() {
+		return tok, nil
+	}
+	ch := a.fetches.DoChan("token", func() (any, error) { return a.fetch(ctx) })
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*oauth2.Token), nil
+	case <-ctx.Done():
+		// Joined a fetch started by a caller with a later deadline.
+		return nil, a.describe(ctx.Err(), nil)
+	}
+}
+
+// fetch asks the token endpoint for a token within ctx and caches it.
+func (a *oauth2Auth) fetch(ctx context.Context) (*oauth2.Token, error) {
+	// The oauth2 package formats some transport errors with %v; keep the transport's own error
+	// to tell a refused address apart.
+	var transportErr error
+	hc := &http.Client{Timeout: a.http.Timeout, CheckRedirect: noRedirects,
+		Transport: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := a.http.Transport.RoundTrip(r)
+			if err != nil {
+				transportErr = err
+			}
+			return resp, err
+		})}
+	tok, err := a.cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, hc))
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, a.describe(err, transportErr)
+	}
+	a.mu.Lock()
+	a.tok = tok
+	a.mu.Unlock()
+	return tok, nil
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// describe turns a failed fetch into an error that keeps the token endpoint's status and
+// error code but never a body (it might echo credentials), and never, for a refused address,
+// what the dial found.
+func (a *oauth2Auth) describe(err, transportErr error) error {
+	if errors.Is(transportErr, ErrAddressNotAllowed) || errors.Is(err, ErrAddressNotAllowed) {
+		return fmt.Errorf("OAuth2 token URL: %w", ErrAddressNotAllowed)
+	}
+	what := "obtaining an OAuth2 token from " + redactURL(a.cfg.TokenURL) + ": "
 	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return &CredentialsError{Msg: what + "the token endpoint timed out (no answer within the SCIM timeout)"}
+	case errors.Is(err, context.Canceled):
+		return &CredentialsError{Msg: what + "canceled"}
+	case errors.As(err, &re):
 		msg := "token endpoint answered"
 		if re.Response != nil {
 			msg += " " + re.Response.Status
 		}
 		if re.ErrorCode != "" {
-			msg += " (" + re.ErrorCode + ")"
+			msg += " (" + scim.Sanitize(re.ErrorCode, 64) + ")"
 		}
-		return msg
+		return &CredentialsError{Msg: what + msg}
+	case transportErr != nil:
+		cause := transportErr
+		var ue *url.Error
+		if errors.As(cause, &ue) {
+			cause = ue.Err
+		}
+		return &CredentialsError{Msg: what + "token endpoint unreachable: " + scim.Sanitize(cause.Error(), 256)}
 	}
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) {
-		return "token endpoint unreachable: " + errors.Unwrap(err).Error()
+	return &CredentialsError{Msg: what + "token request failed"}
+}
+
+// redactURL shows scheme, host and path: no credentials, no query.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
 	}
-	return "token request failed"
+	return scim.Sanitize((&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String(), 256)
 }

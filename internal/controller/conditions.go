@@ -3,6 +3,7 @@ package controller
 import (
 	"encoding/json"
 	"slices"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,9 @@ const (
 	// ReasonGuardrail: the identity claims a userName, group or attribute the target's
 	// spec.guardrails do not allow.
 	ReasonGuardrail = "GuardrailViolation"
+	// ReasonAddressNotAllowed: a namespaced ScimTarget's endpoint or token URL resolves to an
+	// address the operator may not dial for it (see --namespaced-target-allowed-cidrs).
+	ReasonAddressNotAllowed = "AddressNotAllowed"
 )
 
 // setCondition sets a condition; lastTransitionTime only moves when the status changes.
@@ -96,9 +100,17 @@ func conditionsOf(o client.Object) []metav1.Condition {
 	return nil
 }
 
+// truncate cuts s to at most n bytes, ending in "...", on a rune boundary: a cut inside a
+// multi-byte character would leave invalid UTF-8 in a condition or an Event.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-3] + "..."
+	cut := max(n-3, 0)
+	// Step back to the start of the character at the cut (at most UTFMax-1 bytes: further
+	// back the bytes are not UTF-8 anyway).
+	for i := 0; i < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(s[cut]); i++ {
+		cut--
+	}
+	return s[:cut] + "..."
 }

@@ -77,7 +77,7 @@ func (r *TargetReconciler) orphansIfDue(ctx context.Context, t *Target) (time.Du
 	}
 	names := make([]string, 0, len(orphans))
 	for _, u := range orphans {
-		names = append(names, u.UserName())
+		names = append(names, scim.Sanitize(u.UserName(), 256)) // the provider's text, shown on status
 	}
 	sort.Strings(names)
 	previous := int32(-1)
@@ -152,7 +152,7 @@ func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *Target, c *scim.
 			if r.Breaker != nil {
 				r.Breaker.Refund(t)
 			}
-			return acted, fmt.Errorf("%s orphaned account %q: %w", strings.ToLower(string(policy)), u.UserName(), err)
+			return acted, fmt.Errorf("%s orphaned account %q: %w", strings.ToLower(string(policy)), scim.Sanitize(u.UserName(), 256), err)
 		}
 		acted++
 	}

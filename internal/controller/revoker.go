@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
 )
 
 // revoker is the fast path of revocation. It runs as its own controller, with its own work
@@ -34,7 +35,9 @@ type revoker struct {
 
 // Reconcile deprovisions an identity that is being deleted, or whose workload was deleted.
 func (v revoker) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	si, failed := v.revoke(ctx, req)
+	// Urgent: its SCIM calls may take a target's reserved slots (scim.Slots), so requests of
+	// that target that hang elsewhere (provisioning) cannot hold a revocation back.
+	si, failed := v.revoke(scim.Urgent(ctx), req)
 	if failed {
 		// The identity controller retries and reports it in the conditions, now (and outside
 		// the identity's lock, which it needs).

@@ -326,21 +326,23 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		return r.entryFailed(entry, classify(err)), 0
 	}
 	recreated := inStep && user.ID() != entry.ID
+	// What the provider returned is bounded and sanitised before it is shown anywhere.
+	shownName, shownID := scim.Sanitize(user.UserName(), 256), scim.Sanitize(user.ID(), 128)
 	switch {
 	case adopted:
-		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", user.UserName(), user.ID(), t.Key())
+		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", shownName, shownID, t.Key())
 	case recreated:
 		driftCorrections.WithLabelValues(t.Key(), "recreated").Inc()
-		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was deleted on %s; recreated", user.UserName(), t.Key())
+		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was deleted on %s; recreated", shownName, t.Key())
 	case updated && inStep:
 		driftCorrections.WithLabelValues(t.Key(), "updated").Inc()
-		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was changed on %s; owned attributes restored", user.UserName(), t.Key())
+		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was changed on %s; owned attributes restored", shownName, t.Key())
 	case wantState == scimv1.TargetStateSuspended && entry.State != wantState:
-		r.Recorder.Eventf(si, nil, "Warning", "Suspended", "Suspend", "Account %q set active=false on %s (spec.suspend)", user.UserName(), t.Key())
+		r.Recorder.Eventf(si, nil, "Warning", "Suspended", "Suspend", "Account %q set active=false on %s (spec.suspend)", shownName, t.Key())
 	case entry.State == scimv1.TargetStateSuspended && wantState == scimv1.TargetStateProvisioned:
-		r.Recorder.Eventf(si, nil, "Normal", "Resumed", "Suspend", "Account %q set active=true on %s", user.UserName(), t.Key())
+		r.Recorder.Eventf(si, nil, "Normal", "Resumed", "Suspend", "Account %q set active=true on %s", shownName, t.Key())
 	case updated && entry.ID != "":
-		r.Recorder.Eventf(si, nil, "Normal", "Updated", "Provision", "Account %q updated on %s", user.UserName(), t.Key())
+		r.Recorder.Eventf(si, nil, "Normal", "Updated", "Provision", "Account %q updated on %s", shownName, t.Key())
 	}
 	unchanged := inStep && !updated && !recreated && !adopted && entry.Version == user.Version()
 	active, _ := user.Active()
@@ -350,7 +352,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	}
 	entry.ID = user.ID()
 	entry.Groups = joined
-	entry.UserName = user.UserName()
+	entry.UserName = shownName
 	entry.Active = &active
 	entry.Version = user.Version()
 	entry.State = wantState
@@ -419,6 +421,8 @@ func classify(err error) outcome {
 	switch {
 	case errors.As(err, &nf):
 		return outcome{err: err, reason: ReasonTargetNotFound}
+	case errors.Is(err, ErrAddressNotAllowed):
+		return outcome{stalled: err.Error(), reason: ReasonAddressNotAllowed}
 	case isCredentialsError(err):
 		return outcome{err: err, reason: ReasonCredentials}
 	case scim.IsUnauthorized(err):

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"net/netip"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,6 +17,26 @@ type Config struct {
 	SCIMTimeout              time.Duration
 	// Clients overrides the SCIM client builder (tests); nil reads credentials from Secrets.
 	Clients ClientBuilder
+	// MaxConcurrentRequestsPerTarget bounds the SCIM requests in flight to one target, so a
+	// target that hangs holds a bounded share of the workers; <= 0 means a quarter of
+	// MaxConcurrentReconciles, at least 2.
+	MaxConcurrentRequestsPerTarget int
+	// NamespacedTargetAllowedCIDRs are addresses namespaced ScimTargets may reach even where
+	// they are refused by default (loopback for local development and tests, a private range
+	// that hosts a SCIM service).
+	NamespacedTargetAllowedCIDRs []netip.Prefix
+	// NamespacedTargetDeniedCIDRs are the private and cluster ranges namespaced ScimTargets may
+	// not reach (nil: DefaultDeniedCIDRs). Loopback, link-local, unspecified and multicast
+	// addresses are always refused unless allowed.
+	NamespacedTargetDeniedCIDRs []netip.Prefix
+}
+
+// requestsPerTarget is MaxConcurrentRequestsPerTarget with its default.
+func (c Config) requestsPerTarget() int {
+	if c.MaxConcurrentRequestsPerTarget > 0 {
+		return c.MaxConcurrentRequestsPerTarget
+	}
+	return max(c.MaxConcurrentReconciles/4, 2)
 }
 
 // Setup registers every controller with the manager, whose options went through
@@ -33,6 +54,10 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		b := NewSecretClientBuilder(mgr.GetAPIReader(), cfg.SCIMTimeout)
 		b.Credentials = credentials
 		clients = b
+	}
+	if b, ok := clients.(*SecretClientBuilder); ok {
+		b.Guard = NewAddressGuard(cfg.NamespacedTargetAllowedCIDRs, cfg.NamespacedTargetDeniedCIDRs)
+		b.SlotsPerTarget = cfg.requestsPerTarget()
 	}
 	rec := mgr.GetEventRecorder("scim-operator")
 	clock := &revocationClock{}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -97,6 +98,9 @@ func startManager() {
 	Expect(Setup(mgr, Config{
 		ClusterID: testClusterID, ClusterResourceNamespace: operatorNS,
 		MaxConcurrentReconciles: testWorkers, SCIMTimeout: 2 * time.Second,
+		// The reference SCIM server and the specs' httptest servers listen on 127.0.0.1,
+		// which namespaced targets may not reach without this allowance.
+		NamespacedTargetAllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 	})).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	stopMgr = cancel

@@ -183,8 +183,12 @@ var _ = Describe("Workload retirement", func() {
 			}
 			return nil
 		})
+		// A target admits only a quarter of the workers' requests (at least 2) in flight, so the
+		// busy identities are spread over two targets to hold every worker; the revocation on
+		// "acme" goes through the slots reserved for revocations.
+		createTarget(ctx, ns, "acme-2", testToken)
 		for i := range testWorkers {
-			Expect(k8s.Create(ctx, newIdentity(ns, fmt.Sprintf("busy-%d", i), "acme"))).To(Succeed())
+			Expect(k8s.Create(ctx, newIdentity(ns, fmt.Sprintf("busy-%d", i), []string{"acme", "acme-2"}[i%2]))).To(Succeed())
 		}
 		Eventually(inFlight.Load).Should(BeEquivalentTo(testWorkers))
 

@@ -23,8 +23,18 @@ import (
 const (
 	// DefaultTimeout bounds each call.
 	DefaultTimeout = 15 * time.Second
-	// DefaultMaxBodyBytes caps response bodies.
+	// DefaultMaxBodyBytes caps each response body (4 MiB).
 	DefaultMaxBodyBytes = 4 << 20
+	// DefaultMaxListPages caps the pages one ListAll (or Find) reads: 500 pages of
+	// DefaultPageSize reach DefaultMaxListItems, and each page is a request bounded by Timeout.
+	DefaultMaxListPages = 500
+	// DefaultMaxListItems caps the resources one ListAll (or Find) keeps: five times the 10,000
+	// identities per target the operator is built for.
+	DefaultMaxListItems = 50_000
+	// DefaultMaxListBytes caps the response bytes one ListAll (or Find) reads across its pages
+	// (32 MiB). Parsed into maps a list takes several times its JSON size, so this, not the
+	// page count, is what bounds the memory a provider's list can claim.
+	DefaultMaxListBytes = 32 << 20
 	contentType         = "application/scim+json"
 )
 
@@ -50,8 +60,21 @@ type Options struct {
 	Auth Authenticator
 	// Timeout bounds each call (DefaultTimeout when zero).
 	Timeout time.Duration
-	// MaxBodyBytes caps response bodies (DefaultMaxBodyBytes when zero).
+	// MaxBodyBytes caps each response body (DefaultMaxBodyBytes, 4 MiB, when zero); a larger
+	// body is ErrLimitExceeded.
 	MaxBodyBytes int64
+	// MaxListPages caps the pages of one ListAll or Find (DefaultMaxListPages, 500, when zero).
+	MaxListPages int
+	// MaxListItems caps the resources of one ListAll or Find (DefaultMaxListItems, 50,000, when
+	// zero).
+	MaxListItems int
+	// MaxListBytes caps the response bytes of one ListAll or Find across its pages
+	// (DefaultMaxListBytes, 32 MiB, when zero).
+	// Beyond any of these caps the call fails with ErrLimitExceeded; nothing is truncated.
+	MaxListBytes int64
+	// Slots, when set, bounds the requests in flight to the target; share one among the
+	// clients of one target (see Slots).
+	Slots *Slots
 	// Limiter, when set, is waited on before every request.
 	Limiter *rate.Limiter
 	// UserAgent is sent with every request.
@@ -96,14 +119,28 @@ func New(endpoint string, opts Options) (*Client, error) {
 		return nil, errors.New("endpoint must not carry credentials; use spec.auth")
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{}
+	// A shallow copy: the caller's client (and its connection pool) is shared, but this one
+	// never follows redirects, whatever the caller configured.
+	var hc http.Client
+	if opts.HTTPClient != nil {
+		hc = *opts.HTTPClient
 	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	opts.HTTPClient = &hc
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.MaxListPages <= 0 {
+		opts.MaxListPages = DefaultMaxListPages
+	}
+	if opts.MaxListItems <= 0 {
+		opts.MaxListItems = DefaultMaxListItems
+	}
+	if opts.MaxListBytes <= 0 {
+		opts.MaxListBytes = DefaultMaxListBytes
 	}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "scim-operator"
@@ -116,6 +153,10 @@ func New(endpoint string, opts Options) (*Client, error) {
 	}
 	if opts.RetryBase <= 0 {
 		opts.RetryBase = 100 * time.Millisecond
+	}
+	if hc.Timeout <= 0 {
+		// A backstop behind the per-call deadline of do, which normally fires first.
+		hc.Timeout = 2 * opts.Timeout
 	}
 	return &Client{base: u, opts: opts}, nil
 }
@@ -136,6 +177,12 @@ type response struct {
 	header http.Header
 	body   []byte
 }
+
+// maxPathInErrors bounds the request path quoted in errors: it may hold a provider's id.
+const maxPathInErrors = 160
+
+// label names a request in errors: method and path (ids escaped, so ASCII), bounded.
+func (r request) label() string { return r.method + " " + Sanitize(r.path, maxPathInErrors) }
 
 // do sends a request with the client's retry policy: idempotent requests (all but POST) are
 // retried on network errors and 5xx (not 501) with jittered exponential backoff, at most
@@ -160,7 +207,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			return nil, err
 		}
 		if _, asked := RetryAfter(err); asked {
-			return nil, err
+			return nil, err // a busy target included: the caller schedules the retry
 		}
 		wait := c.opts.RetryBase << attempt
 		wait += time.Duration(rand.Int64N(int64(wait)/2 + 1)) // jitter: up to +50%
@@ -175,19 +222,34 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	}
 }
 
-// once sends one attempt.
+// once sends one attempt. It waits for the rate limiter first and then for a slot (a wait on
+// the limiter must not hold a slot), and holds the slot while it authenticates, sends and
+// reads the response.
 func (c *Client) once(ctx context.Context, r request) (*response, error) {
+	call := r.label()
 	if c.opts.Limiter != nil {
 		if err := c.opts.Limiter.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("SCIM %s %s: waiting for the rate limiter: %w", r.method, r.path, err)
+			return nil, fmt.Errorf("SCIM %s: waiting for the rate limiter: %w", call, err)
 		}
 	}
+	release, err := c.opts.Slots.acquire(ctx, call)
+	if err != nil {
+		if errors.Is(err, ErrTargetBusy) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("SCIM %s: waiting for a request slot: %w", call, err)
+	}
+	defer release()
+	// How this attempt ended, for the errors of calls that find every slot taken: why the
+	// target is busy. It names no account (the target may be shared among tenants).
+	ended := ""
+	defer func() { c.opts.Slots.note(ended) }()
 	u := *c.base
 	// r.path is already escaped (ids go through url.PathEscape); keep both forms in step.
 	u.RawPath = c.base.EscapedPath() + r.path
 	unescaped, err := url.PathUnescape(u.RawPath)
 	if err != nil {
-		return nil, fmt.Errorf("SCIM %s %s: %w", r.method, r.path, err)
+		return nil, fmt.Errorf("SCIM %s: %w", call, err)
 	}
 	u.Path = unescaped
 	u.RawQuery = r.query.Encode()
@@ -196,13 +258,13 @@ func (c *Client) once(ctx context.Context, r request) (*response, error) {
 	if r.body != nil {
 		b, err := json.Marshal(r.body)
 		if err != nil {
-			return nil, fmt.Errorf("SCIM %s %s: encoding body: %w", r.method, r.path, err)
+			return nil, fmt.Errorf("SCIM %s: encoding body: %w", call, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
 	if err != nil {
-		return nil, fmt.Errorf("SCIM %s %s: %w", r.method, r.path, err)
+		return nil, fmt.Errorf("SCIM %s: %w", call, err)
 	}
 	req.Header.Set("Accept", contentType+", application/json")
 	req.Header.Set("User-Agent", c.opts.UserAgent)
@@ -214,7 +276,8 @@ func (c *Client) once(ctx context.Context, r request) (*response, error) {
 	}
 	if c.opts.Auth != nil {
 		if err := c.opts.Auth.Authenticate(req); err != nil {
-			return nil, fmt.Errorf("SCIM %s %s: authenticating: %w", r.method, r.path, err)
+			ended = "authenticating: " + err.Error()
+			return nil, fmt.Errorf("SCIM %s: authenticating: %w", call, err)
 		}
 	}
 	began := time.Now()
@@ -232,36 +295,57 @@ func (c *Client) once(ctx context.Context, r request) (*response, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("SCIM %s %s: %w", r.method, r.path, err)
+		ended = "no answer"
+		if errors.Is(err, context.DeadlineExceeded) {
+			ended = "no answer in time"
+		}
+		return nil, fmt.Errorf("SCIM %s: %w", call, sanitizedError{err})
+	}
+	if resp.StatusCode >= 500 {
+		ended = "answered " + strconv.Itoa(resp.StatusCode)
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// Not followed (see New); neither the body nor the Location header is read.
+		return nil, &Error{Method: r.method, Path: Sanitize(r.path, maxPathInErrors), Status: resp.StatusCode, cause: ErrRedirect}
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxBodyBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("SCIM %s %s: reading response: %w", r.method, r.path, err)
+		return nil, fmt.Errorf("SCIM %s: reading response: %w", call, sanitizedError{err})
 	}
 	if int64(len(data)) > c.opts.MaxBodyBytes {
-		return nil, fmt.Errorf("SCIM %s %s: %w: body larger than %d bytes", r.method, r.path, ErrMalformedResponse, c.opts.MaxBodyBytes)
+		return nil, fmt.Errorf("SCIM %s: %w: response body larger than %d bytes", call, ErrLimitExceeded, c.opts.MaxBodyBytes)
 	}
 	if resp.StatusCode >= 400 {
-		e := &Error{Method: r.method, Path: r.path, Status: resp.StatusCode,
+		e := &Error{Method: r.method, Path: Sanitize(r.path, maxPathInErrors), Status: resp.StatusCode,
 			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
-		e.ScimType, e.Detail = parseErrorBody(data)
+		scimType, detail := parseErrorBody(data)
+		e.ScimType, e.Detail = Sanitize(scimType, maxScimType), Sanitize(detail, maxProviderText)
 		return nil, e
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
-func (c *Client) resource(ctx context.Context, r request) (Resource, error) {
+// resource sends a request answered by one resource. A body that is not a resource with an id
+// is malformed: an id of "" would later address the collection (DELETE /Users/). needBody says
+// an empty answer (204 included) is malformed too.
+func (c *Client) resource(ctx context.Context, r request, needBody bool) (Resource, error) {
 	resp, err := c.do(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	if resp.status == http.StatusNoContent || len(bytes.TrimSpace(resp.body)) == 0 {
+		if needBody {
+			return nil, fmt.Errorf("SCIM %s: %w: no resource in the response", r.label(), ErrMalformedResponse)
+		}
 		return nil, nil
 	}
 	res, err := ParseResource(resp.body)
 	if err != nil {
-		return nil, fmt.Errorf("SCIM %s %s: %w", r.method, r.path, err)
+		return nil, fmt.Errorf("SCIM %s: %w", r.label(), err)
+	}
+	if res.ID() == "" {
+		return nil, fmt.Errorf("SCIM %s: %w: the resource has no id", r.label(), ErrMalformedResponse)
 	}
 	if etag := resp.header.Get("ETag"); etag != "" && res.Version() == "" {
 		meta, _ := res["meta"].(map[string]any)
@@ -287,36 +371,56 @@ func (c *Client) ServiceProviderConfig(ctx context.Context) (*ServiceProviderCon
 	return cfg, nil
 }
 
-func idPath(kind, id string) string { return "/" + kind + "/" + url.PathEscape(id) }
+// idRequest builds a request on one resource; an empty id is refused before anything is sent.
+func idRequest(method, kind, id string) (request, error) {
+	if id == "" {
+		return request{}, fmt.Errorf("SCIM %s /%s/: %w", method, kind, ErrEmptyID)
+	}
+	return request{method: method, path: "/" + kind + "/" + url.PathEscape(id)}, nil
+}
 
 // Get reads one resource of kind ("Users" or "Groups").
 func (c *Client) Get(ctx context.Context, kind, id string) (Resource, error) {
-	return c.resource(ctx, request{method: http.MethodGet, path: idPath(kind, id)})
+	r, err := idRequest(http.MethodGet, kind, id)
+	if err != nil {
+		return nil, err
+	}
+	return c.resource(ctx, r, true)
 }
 
 // Create POSTs a resource.
 func (c *Client) Create(ctx context.Context, kind string, res Resource) (Resource, error) {
-	out, err := c.resource(ctx, request{method: http.MethodPost, path: "/" + kind, body: res})
-	if err == nil && out == nil {
-		return nil, fmt.Errorf("SCIM POST /%s: %w: no resource in the response", kind, ErrMalformedResponse)
-	}
-	return out, err
+	return c.resource(ctx, request{method: http.MethodPost, path: "/" + kind, body: res}, true)
 }
 
 // Replace PUTs a resource; ifMatch, when set, is sent as If-Match.
 func (c *Client) Replace(ctx context.Context, kind, id string, res Resource, ifMatch string) (Resource, error) {
-	return c.resource(ctx, request{method: http.MethodPut, path: idPath(kind, id), body: res, ifMatch: ifMatch})
+	r, err := idRequest(http.MethodPut, kind, id)
+	if err != nil {
+		return nil, err
+	}
+	r.body, r.ifMatch = res, ifMatch
+	return c.resource(ctx, r, false)
 }
 
 // Patch sends PATCH operations. The result is nil when the provider answered 204.
 func (c *Client) Patch(ctx context.Context, kind, id string, ops []PatchOp, ifMatch string) (Resource, error) {
-	body := map[string]any{"schemas": []string{SchemaPatchOp}, "Operations": ops}
-	return c.resource(ctx, request{method: http.MethodPatch, path: idPath(kind, id), body: body, ifMatch: ifMatch})
+	r, err := idRequest(http.MethodPatch, kind, id)
+	if err != nil {
+		return nil, err
+	}
+	r.body = map[string]any{"schemas": []string{SchemaPatchOp}, "Operations": ops}
+	r.ifMatch = ifMatch
+	return c.resource(ctx, r, false)
 }
 
 // Delete deletes a resource.
 func (c *Client) Delete(ctx context.Context, kind, id string) error {
-	_, err := c.do(ctx, request{method: http.MethodDelete, path: idPath(kind, id)})
+	r, err := idRequest(http.MethodDelete, kind, id)
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, r)
 	return err
 }
 
@@ -405,21 +509,35 @@ func matches(r Resource, attr, value string) bool {
 	return got == value
 }
 
-// List reads one page of resources of kind; startIndex is 1-based.
+// List reads one page of resources of kind; startIndex is 1-based. Users and Groups without
+// an id are ErrMalformedResponse.
 func (c *Client) List(ctx context.Context, kind, filter string, startIndex, count int) (*ListResponse, error) {
+	list, _, err := c.page(ctx, kind, filter, startIndex, count)
+	return list, err
+}
+
+// page reads one page and reports the size of its body.
+func (c *Client) page(ctx context.Context, kind, filter string, startIndex, count int) (*ListResponse, int, error) {
 	q := url.Values{"startIndex": {strconv.Itoa(startIndex)}, "count": {strconv.Itoa(count)}}
 	if filter != "" {
 		q.Set("filter", filter)
 	}
 	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/" + kind, query: q})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	list, err := ParseListResponse(resp.body)
 	if err != nil {
-		return nil, fmt.Errorf("SCIM GET /%s: %w", kind, err)
+		return nil, 0, fmt.Errorf("SCIM GET /%s: %w", kind, err)
 	}
-	return list, nil
+	if kind == "Users" || kind == "Groups" {
+		for _, r := range list.Resources {
+			if r.ID() == "" {
+				return nil, 0, fmt.Errorf("SCIM GET /%s: %w: a listed resource has no id", kind, ErrMalformedResponse)
+			}
+		}
+	}
+	return list, len(resp.body), nil
 }
 
 // BasicAuth authenticates with HTTP basic credentials.
@@ -431,25 +549,32 @@ func (b BasicAuth) Authenticate(req *http.Request) error {
 	return nil
 }
 
-// DefaultMaxPages caps ListAll so a provider that never stops paging cannot loop forever.
-const DefaultMaxPages = 1000
-
 // ListAll reads every resource of kind matching filter, page by page: 1-based startIndex,
 // advanced by the number of resources received (not by itemsPerPage, which providers get
-// wrong), until an empty page, totalResults, or maxPages (DefaultMaxPages when <= 0).
+// wrong), until an empty page or totalResults. It reads at most maxPages pages (when > 0, and
+// never more than Options.MaxListPages), Options.MaxListItems resources and
+// Options.MaxListBytes bytes; a list beyond one of these is ErrLimitExceeded and nothing is
+// returned: a truncated list would make accounts look absent.
 func (c *Client) ListAll(ctx context.Context, kind, filter string, pageSize, maxPages int) ([]Resource, error) {
-	if maxPages <= 0 {
-		maxPages = DefaultMaxPages
+	if maxPages <= 0 || maxPages > c.opts.MaxListPages {
+		maxPages = c.opts.MaxListPages
 	}
 	var all []Resource
+	var total int64
 	start := 1
 	for page := 0; page < maxPages; page++ {
-		list, err := c.List(ctx, kind, filter, start, pageSize)
+		list, size, err := c.page(ctx, kind, filter, start, pageSize)
 		if err != nil {
-			return all, err
+			return nil, err
 		}
 		if len(list.Resources) == 0 {
 			return all, nil
+		}
+		if total += int64(size); total > c.opts.MaxListBytes {
+			return nil, fmt.Errorf("SCIM GET /%s: %w: the list is larger than %d bytes", kind, ErrLimitExceeded, c.opts.MaxListBytes)
+		}
+		if len(all)+len(list.Resources) > c.opts.MaxListItems {
+			return nil, fmt.Errorf("SCIM GET /%s: %w: the list has more than %d resources", kind, ErrLimitExceeded, c.opts.MaxListItems)
 		}
 		all = append(all, list.Resources...)
 		start += len(list.Resources)
@@ -457,5 +582,5 @@ func (c *Client) ListAll(ctx context.Context, kind, filter string, pageSize, max
 			return all, nil
 		}
 	}
-	return all, fmt.Errorf("SCIM GET /%s: still paging after %d pages; giving up", kind, maxPages)
+	return nil, fmt.Errorf("SCIM GET /%s: %w: still paging after %d pages", kind, ErrLimitExceeded, maxPages)
 }

@@ -284,8 +284,8 @@ func TestBodySizeCap(t *testing.T) {
 	}))
 	defer srv.Close()
 	c, _ := New(srv.URL, Options{MaxBodyBytes: 1024})
-	if _, err := c.Get(context.Background(), "Users", "u1"); !errors.Is(err, ErrMalformedResponse) {
-		t.Fatalf("want ErrMalformedResponse, got %v", err)
+	if _, err := c.Get(context.Background(), "Users", "u1"); !errors.Is(err, ErrLimitExceeded) || IsRetryable(err) {
+		t.Fatalf("want a non-retryable ErrLimitExceeded, got %v", err)
 	}
 }
 

@@ -138,7 +138,7 @@ type rawServiceProviderConfig struct {
 func ParseServiceProviderConfig(body []byte) (*ServiceProviderConfig, error) {
 	var raw rawServiceProviderConfig
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, fmt.Errorf("%w: ServiceProviderConfig: %v", ErrMalformedResponse, err)
+		return nil, fmt.Errorf("%w: ServiceProviderConfig: %s", ErrMalformedResponse, Sanitize(err.Error(), maxProviderText))
 	}
 	return &ServiceProviderConfig{
 		Patch:      bool(raw.Patch.Supported),
@@ -170,7 +170,7 @@ func ParseListResponse(body []byte) (*ListResponse, error) {
 	}
 	// encoding/json prefers the exact key, so each spelling lands in its own field.
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, fmt.Errorf("%w: ListResponse: %v", ErrMalformedResponse, err)
+		return nil, fmt.Errorf("%w: ListResponse: %s", ErrMalformedResponse, Sanitize(err.Error(), maxProviderText))
 	}
 	res := raw.Resources
 	if len(res) == 0 {
@@ -188,7 +188,7 @@ func ParseListResponse(body []byte) (*ListResponse, error) {
 func ParseResource(body []byte) (Resource, error) {
 	var r Resource
 	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("%w: resource: %v", ErrMalformedResponse, err)
+		return nil, fmt.Errorf("%w: resource: %s", ErrMalformedResponse, Sanitize(err.Error(), maxProviderText))
 	}
 	if r == nil {
 		return nil, fmt.Errorf("%w: resource: empty body", ErrMalformedResponse)

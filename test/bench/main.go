@@ -274,7 +274,9 @@ func (b *bench) startOperator() error {
 	}
 	b.op = exec.Command(b.manager, "--kubeconfig", b.cp.Kubeconfig, "--cluster-id", clusterID,
 		"--metrics-bind-address", b.metrics, "--pprof-bind-address", b.pprof, "--health-probe-bind-address", "0",
-		"--max-concurrent-reconciles", strconv.Itoa(b.conc), "--cluster-resource-namespace", ns)
+		"--max-concurrent-reconciles", strconv.Itoa(b.conc), "--cluster-resource-namespace", ns,
+		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
+		"--namespaced-target-allowed-cidrs", "127.0.0.1/32")
 	b.op.Args = append(b.op.Args, strings.Fields(extraArgs)...)
 	b.op.Stdout, b.op.Stderr = log, log
 	if err := b.op.Start(); err != nil {

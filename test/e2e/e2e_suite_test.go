@@ -152,7 +152,9 @@ func (o *operatorProcess) start() {
 	log, err := os.Create(filepath.Join(workDir, fmt.Sprintf("operator-%d.log", o.runs)))
 	Expect(err).NotTo(HaveOccurred())
 	o.cmd = exec.Command(o.bin, "--kubeconfig", o.kubeconfig, "--cluster-resource-namespace", operatorNS,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect")
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect",
+		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
+		"--namespaced-target-allowed-cidrs", "127.0.0.1/32")
 	o.cmd.Stdout, o.cmd.Stderr = log, log
 	Expect(o.cmd.Start()).To(Succeed())
 	o.done = make(chan struct{})
