@@ -288,8 +288,8 @@ const (
 
 // Guardrails limit the userNames, groups and attributes identities may claim on a target.
 type Guardrails struct {
-	// userNames a namespace may claim: Namespaced (the userName ends with ".<namespace>") or
-	// Any. Default: Namespaced on a ClusterScimTarget, Any on a ScimTarget.
+	// userNames a namespace may claim: Namespaced (the userName is "<label>.<namespace>", the
+	// label made of letters, digits, '.', '-' and '_', so never an e-mail address) or Any. Default: Namespaced on a ClusterScimTarget, Any on a ScimTarget.
 	// +optional
 	UserNames UserNameScope `json:"userNames,omitempty"`
 	// groups identities may join, as displayName patterns compared case-insensitively ("*"
@@ -297,6 +297,10 @@ type Guardrails struct {
 	// any on a ScimTarget. Set with an empty list: none.
 	// +optional
 	Groups *AllowList `json:"groups,omitempty"`
+	// userTypes identities may set (compared case-insensitively; an identity that sets none
+	// sends none). Unset: ServiceAccount and Agent on a ClusterScimTarget, any on a ScimTarget.
+	// +optional
+	UserTypes *AllowList `json:"userTypes,omitempty"`
 	// attributes spec.attributes may set: top-level attribute names ("title"), extension
 	// schema URNs (every sub-attribute) or "<urn>:<sub-attribute>", compared
 	// case-insensitively; "*" allows any. The sensitive attributes password, roles,

@@ -343,6 +343,11 @@ func (in *Guardrails) DeepCopyInto(out *Guardrails) {
 		*out = new(AllowList)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.UserTypes != nil {
+		in, out := &in.UserTypes, &out.UserTypes
+		*out = new(AllowList)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.Attributes != nil {
 		in, out := &in.Attributes, &out.Attributes
 		*out = new(AllowList)

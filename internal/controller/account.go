@@ -87,8 +87,8 @@ func checkAttribute(k string, v any) error {
 		if !schemaURN.MatchString(k) {
 			return fmt.Errorf("spec.attributes: %q is not a schema URN", k)
 		}
-		if strings.EqualFold(k, scim.SchemaUser) {
-			return fmt.Errorf("spec.attributes may not use the core User schema URN %q; set its attributes by name", k)
+		if strings.HasPrefix(strings.ToLower(k), strings.ToLower(scim.SchemaUser)) {
+			return fmt.Errorf("spec.attributes may not use the core User schema URN (%q); set its attributes by name", k)
 		}
 		obj, ok := v.(map[string]any)
 		if !ok {
@@ -101,6 +101,15 @@ func checkAttribute(k string, v any) error {
 		}
 	case !attrName.MatchString(k):
 		return fmt.Errorf("spec.attributes: %q is not an attribute name (letters, digits, '-' and '_', starting with a letter)", k)
+	default:
+		// A complex attribute's sub-attributes become PATCH paths ("name.givenName") too.
+		if obj, ok := v.(map[string]any); ok {
+			for sk := range obj {
+				if !attrName.MatchString(sk) {
+					return fmt.Errorf("spec.attributes[%q]: %q is not an attribute name", k, sk)
+				}
+			}
+		}
 	}
 	return nil
 }

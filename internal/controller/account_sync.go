@@ -71,7 +71,7 @@ func (a *accountSync) useETag() bool {
 // lookup and one POST; an unchanged one costs one GET.
 func (a *accountSync) ensure(ctx context.Context, knownID string) (user scim.Resource, adopted, updated bool, err error) {
 	if knownID != "" {
-		user, err = a.c.Get(ctx, usersEndpoint, knownID)
+		user, err = a.read(ctx, knownID)
 		switch {
 		case scim.IsNotFound(err):
 			user = nil // deleted on the target: find or recreate below
@@ -107,11 +107,20 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 	}
 	created, err := a.c.Create(ctx, usersEndpoint, a.desired)
 	if err == nil {
-		if x := created.ExternalID(); x != "" && x != a.externalID {
-			return nil, false, fmt.Errorf("creating account %q on %s: %w: the created account carries another externalId",
-				a.userName, a.t.Key(), scim.ErrMalformedResponse)
+		if a.ours(created) {
+			return created, false, nil
 		}
-		return created, false, nil
+		// The answer does not show our externalId: a partial representation, or a provider
+		// naming someone else's account. Only a read of that id that shows ours proves it.
+		read, rerr := a.read(ctx, created.ID())
+		if rerr != nil && !scim.IsNotFound(rerr) {
+			return nil, false, fmt.Errorf("reading back account %q created on %s: %w", a.userName, a.t.Key(), rerr)
+		}
+		if !a.ours(read) {
+			return nil, false, fmt.Errorf("%w: the account %s answered to creating %q does not carry externalId %q when read back; it is left untouched",
+				errAccountConflict, a.t.Key(), a.userName, a.externalID)
+		}
+		return read, false, nil
 	}
 	if !scim.IsConflict(err) {
 		return nil, false, fmt.Errorf("creating account %q on %s: %w", a.userName, a.t.Key(), err)
@@ -130,6 +139,19 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 	}
 	return nil, false, fmt.Errorf("%w: creating account %q on %s was refused (%v), and no account with that userName can be read",
 		errAccountConflict, a.userName, a.t.Key(), err)
+}
+
+// read GETs the account with this id; an answer that names another id is someone else's
+// resource and is refused.
+func (a *accountSync) read(ctx context.Context, id string) (scim.Resource, error) {
+	u, err := a.c.Get(ctx, usersEndpoint, id)
+	if err != nil {
+		return nil, err
+	}
+	if u.ID() != id {
+		return nil, fmt.Errorf("reading account %s on %s: %w: the answer names another id", id, a.t.Key(), scim.ErrMalformedResponse)
+	}
+	return u, nil
 }
 
 // byExternalID returns the account carrying our externalId; two or more is a conflict a
@@ -228,7 +250,7 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 		}
 		if scim.IsPreconditionFailed(err) && attempt == 0 {
 			id, adoptable := user.ID(), user.ExternalID() == ""
-			if user, err = a.c.Get(ctx, usersEndpoint, id); err != nil {
+			if user, err = a.read(ctx, id); err != nil {
 				return nil, fmt.Errorf("re-reading account %s on %s after 412: %w", id, a.t.Key(), err)
 			}
 			if !a.ours(user) && (!adoptable || user.ExternalID() != "") {

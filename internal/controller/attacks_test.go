@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -142,6 +143,28 @@ var _ = Describe("Attacks by a tenant", func() {
 			Expect(userByID(victim)).To(Equal(before), "the victim's account is untouched")
 		})
 
+		It("does not write to an account a POST answer names instead of the one created", func() {
+			ns := readyTargetNamespace(ctx)
+			victim := scimSrv.Users.Put(map[string]any{"userName": "victim-post." + ns, "active": true})
+			before := userByID(victim)
+			answer, err := json.Marshal(map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"},
+				"id": victim, "userName": "liar." + ns})
+			Expect(err).NotTo(HaveOccurred())
+			scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
+				if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/Users") {
+					return &scimserver.Fault{Body: string(answer)}
+				}
+				return nil
+			})
+			si := newIdentity(ns, "liar", "acme")
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Expect(stalledWith(ctx, si, ReasonAccountConflict)).To(ContainSubstring("read back"))
+			Expect(userByID(victim)).To(Equal(before))
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+			Eventually(gone(ctx, si)).Should(BeTrue())
+			Expect(userByID(victim)).To(Equal(before))
+		})
+
 		It("stalls provisioning on duplicate accounts and deprovisions every one of ours", func() {
 			ns := readyTargetNamespace(ctx)
 			a := scimSrv.Users.Put(map[string]any{"userName": "dup-a." + ns, "externalId": externalIDOf(ns, "dup"), "active": true})
@@ -229,6 +252,58 @@ var _ = Describe("Attacks by a tenant", func() {
 			ok.Spec.Groups = []string{"team-" + ns}
 			Expect(k8s.Create(ctx, ok)).To(Succeed())
 			Eventually(get(ctx, ok)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		})
+
+		It("loses the groups a ClusterScimTarget stops allowing", func() {
+			ns := newNamespace(ctx)
+			cst := clusterTarget(ctx, "narrowed", []string{ns}, func(t *scimv1.ClusterScimTarget) {
+				t.Spec.Guardrails = &scimv1.Guardrails{Groups: &scimv1.AllowList{Allowed: []string{"prod-admins-*", "readers-*"}}}
+			})
+			si := clusterIdentity(ns, "escalated", cst.Name)
+			si.Spec.Groups = []string{"prod-admins-" + ns, "readers-" + ns}
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			id := si.Status.Targets[0].ID
+			members := func(group string) []string {
+				var ids []string
+				for _, g := range scimSrv.Groups.All() {
+					if g["displayName"] == group {
+						ms, _ := g["members"].([]any)
+						for _, m := range ms {
+							if mm, ok := m.(map[string]any); ok {
+								ids = append(ids, fmt.Sprint(mm["value"]))
+							}
+						}
+					}
+				}
+				return ids
+			}
+			Expect(members("prod-admins-" + ns)).To(ContainElement(id))
+
+			Eventually(func() error {
+				if err := k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst); err != nil {
+					return err
+				}
+				cst.Spec.Guardrails.Groups.Allowed = []string{"readers-*"}
+				return k8s.Update(ctx, cst)
+			}).Should(Succeed())
+			Eventually(func() []string { return members("prod-admins-" + ns) }).ShouldNot(ContainElement(id))
+			Expect(members("readers-" + ns)).To(ContainElement(id))
+			Expect(stalledWith(ctx, si, ReasonGuardrail)).To(ContainSubstring(`group "prod-admins-` + ns))
+		})
+
+		It("cannot pass off an e-mail address ending in its namespace as a namespaced userName", func() {
+			ns := newNamespace(ctx)
+			cst := clusterTarget(ctx, "mailish", []string{ns}, func(t *scimv1.ClusterScimTarget) {
+				t.Spec.Adoption = scimv1.AdoptionIfNoExternalID
+			})
+			person := scimSrv.Users.Put(map[string]any{"userName": "ceo@acme." + ns, "active": true})
+			before := userByID(person)
+			si := clusterIdentity(ns, "ceo", cst.Name)
+			si.Spec.UserName = "ceo@acme." + ns
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Expect(stalledWith(ctx, si, ReasonGuardrail)).To(ContainSubstring("userName"))
+			Expect(userByID(person)).To(Equal(before))
 		})
 
 		It("cannot set a sensitive attribute on its own target unless the target names it", func() {
@@ -423,6 +498,34 @@ var _ = Describe("Attacks by a tenant", func() {
 			Eventually(func() any { return account(ns, "tenant-bot")["active"] }).Should(BeFalse())
 			Expect(stalledWith(ctx, si, ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))
 			Eventually(eventReasons(ctx, ns, "tenant-bot")).Should(ContainElement("AccessWithdrawn"))
+		})
+
+		It("withdraws despite the identity's own Orphan policy or a spec that cannot be provisioned", func() {
+			ns := newNamespace(ctx)
+			cst := clusterTarget(ctx, "withdrawn-hard", []string{ns}, func(t *scimv1.ClusterScimTarget) {
+				t.Spec.DeletionPolicy = scimv1.DeletionPolicyDelete
+			})
+			orphaner := clusterIdentity(ns, "orphaner", cst.Name)
+			orphaner.Spec.DeletionPolicy = ptr.To(scimv1.DeletionPolicyOrphan)
+			blocked := clusterIdentity(ns, "blocked", cst.Name)
+			for _, si := range []*scimv1.ServiceIdentity{orphaner, blocked} {
+				Expect(k8s.Create(ctx, si)).To(Succeed())
+				Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			}
+			// The tenant makes one spec unprovisionable before access goes.
+			updateIdentity(ctx, blocked, func(si *scimv1.ServiceIdentity) { withAttributes(si, `{"Active":true}`) })
+			stalledWith(ctx, blocked, ReasonInvalidSpec)
+
+			Eventually(func() error {
+				if err := k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst); err != nil {
+					return err
+				}
+				cst.Spec.AllowedNamespaces.Names = []string{"someone-else"}
+				return k8s.Update(ctx, cst)
+			}).Should(Succeed())
+			Eventually(accountsWithExternalID(ns, "orphaner")).Should(BeEmpty(), "the target's Delete, not the identity's Orphan")
+			Eventually(accountsWithExternalID(ns, "blocked")).Should(BeEmpty())
+			Expect(stalledWith(ctx, orphaner, ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))
 		})
 
 		It("allows no namespace when allowedNamespaces is unset", func() {

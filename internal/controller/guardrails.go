@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -27,6 +28,7 @@ func isSensitive(name string) bool {
 // (the tenant's own credentials).
 type guardrails struct {
 	userNames  scimv1.UserNameScope
+	userTypes  []string // nil: any
 	groups     []string // nil: any
 	attributes []string // nil: any but the sensitive ones
 }
@@ -34,7 +36,8 @@ type guardrails struct {
 func guardrailsOf(t *Target) guardrails {
 	g := guardrails{userNames: scimv1.UserNamesAny}
 	if t.Kind == scimv1.KindClusterScimTarget {
-		g = guardrails{userNames: scimv1.UserNamesNamespaced, groups: []string{}, attributes: []string{}}
+		g = guardrails{userNames: scimv1.UserNamesNamespaced, userTypes: []string{"ServiceAccount", "Agent"},
+			groups: []string{}, attributes: []string{}}
 	}
 	if s := t.Spec.Guardrails; s != nil {
 		if s.UserNames != "" {
@@ -42,6 +45,9 @@ func guardrailsOf(t *Target) guardrails {
 		}
 		if s.Groups != nil {
 			g.groups = append([]string{}, s.Groups.Allowed...)
+		}
+		if s.UserTypes != nil {
+			g.userTypes = append([]string{}, s.UserTypes.Allowed...)
 		}
 		if s.Attributes != nil {
 			g.attributes = append([]string{}, s.Attributes.Allowed...)
@@ -55,15 +61,17 @@ func guardrailsOf(t *Target) guardrails {
 func (g guardrails) check(t *Target, si *scimv1.ServiceIdentity) error {
 	var refused []string
 	if g.userNames == scimv1.UserNamesNamespaced {
-		if u := si.EffectiveUserName(); !strings.HasSuffix(strings.ToLower(u), "."+si.Namespace) {
-			refused = append(refused, fmt.Sprintf("userName %q (must end with %q)", u, "."+si.Namespace))
+		if u := si.EffectiveUserName(); !namespacedUserName(u, si.Namespace) {
+			refused = append(refused, fmt.Sprintf("userName %q (must be <letters, digits, '.', '-', '_'>.%s)", u, si.Namespace))
 		}
 	}
-	if g.groups != nil {
-		for _, grp := range si.Spec.Groups {
-			if !slices.ContainsFunc(g.groups, func(p string) bool { return globMatch(p, grp) }) {
-				refused = append(refused, fmt.Sprintf("group %q", grp))
-			}
+	if g.userTypes != nil && si.Spec.UserType != "" &&
+		!slices.ContainsFunc(g.userTypes, func(p string) bool { return strings.EqualFold(p, si.Spec.UserType) }) {
+		refused = append(refused, fmt.Sprintf("userType %q", si.Spec.UserType))
+	}
+	for _, grp := range si.Spec.Groups {
+		if !g.groupAllowed(grp) {
+			refused = append(refused, fmt.Sprintf("group %q", grp))
 		}
 	}
 	for _, a := range attributeNames(si) {
@@ -77,6 +85,20 @@ func (g guardrails) check(t *Target, si *scimv1.ServiceIdentity) error {
 	return fmt.Errorf("%w: %s may not claim %s (see spec.guardrails of %s)", errGuardrail, "namespace "+si.Namespace,
 		strings.Join(refused, ", "), t.Key())
 }
+
+func (g guardrails) groupAllowed(name string) bool {
+	return g.groups == nil || slices.ContainsFunc(g.groups, func(p string) bool { return globMatch(p, name) })
+}
+
+// namespacedUserName: the userName is "<label>.<namespace>" where label has only letters,
+// digits, '.', '-' and '_' (so never an e-mail address such as ceo@acme.dev in namespace
+// "dev"), compared case-insensitively.
+func namespacedUserName(u, namespace string) bool {
+	label, ok := strings.CutSuffix(strings.ToLower(u), "."+namespace)
+	return ok && userNameLabel.MatchString(label)
+}
+
+var userNameLabel = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,190}$`)
 
 // attributeAllowed decides one attribute name: "title", or "<urn>:<sub-attribute>" for an
 // extension.

@@ -38,6 +38,17 @@ func TestGuardrails(t *testing.T) {
 		{"cluster: bound to the namespace", cluster(nil), identity("admin", nil, ""), `userName "admin"`},
 		{"cluster: another namespace's suffix", cluster(nil), identity("x.billing", nil, ""), `userName "x.billing"`},
 		{"cluster: case-insensitive suffix", cluster(nil), identity("Bot.PAYMENTS", nil, ""), ""},
+		{"cluster: an e-mail address ending in the namespace", cluster(nil), identity("ceo@acme.payments", nil, ""), `userName "ceo@acme.payments"`},
+		{"cluster: userType outside the defaults", cluster(nil), func() *scimv1.ServiceIdentity {
+			si := identity("", nil, "")
+			si.Spec.UserType = "Employee"
+			return si
+		}(), `userType "Employee"`},
+		{"cluster: Agent userType", cluster(nil), func() *scimv1.ServiceIdentity {
+			si := identity("", nil, "")
+			si.Spec.UserType = "agent"
+			return si
+		}(), ""},
 		{"cluster: Any userNames when listed", cluster(&scimv1.Guardrails{UserNames: scimv1.UserNamesAny}), identity("admin", nil, ""), ""},
 		{"cluster: no group by default", cluster(nil), identity("", []string{"readers"}, ""), `group "readers"`},
 		{"cluster: group by pattern, any case", cluster(&scimv1.Guardrails{Groups: allow("Team-*")}), identity("", []string{"team-a"}, ""), ""},
@@ -70,7 +81,7 @@ func TestCheckAttribute(t *testing.T) {
 	for name, refused := range map[string]bool{
 		"title": false, "Active": true, "EXTERNALID": true, "groups": true, "name.givenName": true,
 		`emails[type eq "work"].value`: true, scim.SchemaEnterpriseUser: false, scim.SchemaUser: true,
-		"urn:bad urn": true, "1st": true,
+		"urn:bad urn": true, "1st": true, scim.SchemaUser + ":roles": true,
 	} {
 		var v any = "x"
 		if isSchemaURN(name) {
@@ -82,6 +93,12 @@ func TestCheckAttribute(t *testing.T) {
 	}
 	if err := checkAttribute(scim.SchemaEnterpriseUser, map[string]any{"manager.value": "x"}); err == nil {
 		t.Error("a path inside an extension must be refused")
+	}
+	if err := checkAttribute("name", map[string]any{`givenName[x eq "y"]`: "x"}); err == nil {
+		t.Error("a path inside a complex attribute must be refused")
+	}
+	if err := checkAttribute("name", map[string]any{"givenName": "x"}); err != nil {
+		t.Errorf("a complex attribute: %v", err)
 	}
 }
 

@@ -64,7 +64,7 @@ func (r *TargetReconciler) orphansIfDue(ctx context.Context, t *Target) (time.Du
 	if err != nil {
 		return 0, err
 	}
-	orphans, err := r.findOrphans(ctx, c)
+	orphans, err := r.findOrphans(ctx, t, c)
 	if err != nil {
 		return 0, fmt.Errorf("scanning %s for orphaned accounts: %w", t.Key(), err)
 	}
@@ -98,9 +98,15 @@ func (r *TargetReconciler) orphansIfDue(ctx context.Context, t *Target) (time.Du
 
 // findOrphans lists the prefixed accounts (server-side filter, or a full scan when the
 // provider cannot filter) and keeps those whose namespace/name has no ServiceIdentity.
-func (r *TargetReconciler) findOrphans(ctx context.Context, c *scim.Client) ([]scim.Resource, error) {
+func (r *TargetReconciler) findOrphans(ctx context.Context, t *Target, c *scim.Client) ([]scim.Resource, error) {
 	prefix := r.ClusterID + "/"
-	users, err := c.ListAll(ctx, usersEndpoint, "externalId sw "+scim.Quote(prefix), orphanPageSize, 0)
+	filter := prefix
+	if t.Kind == scimv1.KindScimTarget {
+		// A tenant's own target is judged for its own namespace only: its server could list
+		// other namespaces' externalIds to learn which of their identities exist.
+		filter += t.Namespace + "/"
+	}
+	users, err := c.ListAll(ctx, usersEndpoint, "externalId sw "+scim.Quote(filter), orphanPageSize, 0)
 	if err != nil && !scim.IsRetryable(err) && !scim.IsUnauthorized(err) {
 		users, err = c.ListAll(ctx, usersEndpoint, "", orphanPageSize, 0) // filter refused: scan everything
 	}
@@ -114,7 +120,7 @@ func (r *TargetReconciler) findOrphans(ctx context.Context, c *scim.Client) ([]s
 			continue
 		}
 		ns, name, ok := strings.Cut(rest, "/")
-		if !ok || ns == "" || name == "" {
+		if !ok || ns == "" || name == "" || (t.Kind == scimv1.KindScimTarget && ns != t.Namespace) {
 			continue
 		}
 		err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &scimv1.ServiceIdentity{})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -59,6 +60,9 @@ type ServiceIdentityReconciler struct {
 	// resyncRequests remembers, per identity UID, the value of the resync annotation last acted
 	// on. A restart forgets it, which costs one extra check per annotated identity.
 	resyncRequests sync.Map
+	// withdrawn remembers (verifiedKey) the targets refusing an identity's namespace on which its
+	// accounts were looked up and deprovisioned. A restart forgets it: one lookup more.
+	withdrawn sync.Map
 	// Clock times revocations (shared with the workload controllers); nil disables the histogram.
 	Clock *revocationClock
 	// Breaker limits deprovisionings per target (shared with the target controllers).
@@ -138,15 +142,12 @@ func (r *ServiceIdentityReconciler) now() time.Time {
 
 func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
-	exp, err := expiresAt(si)
-	if err != nil {
-		return r.finish(si, map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}})
-	}
+	exp, expErr := expiresAt(si)
 	si.Status.ExpiresAt = exp
-	if exp := si.Status.ExpiresAt; exp != nil && !r.now().Before(exp.Time) {
+	if exp != nil && !r.now().Before(exp.Time) {
 		return r.reconcileExpired(ctx, si)
 	}
-	if meta.IsStatusConditionTrue(si.Status.Conditions, ConditionExpired) {
+	if expErr == nil && meta.IsStatusConditionTrue(si.Status.Conditions, ConditionExpired) {
 		setCondition(&si.Status.Conditions, si.Generation, ConditionExpired, metav1.ConditionFalse, "Extended",
 			"Expiry moved to the future; provisioning again")
 		si.Status.DeprovisionedAt = nil
@@ -155,13 +156,18 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 	if why := r.ownerRetired(si); why != "" {
 		return r.reconcileOwnerRetired(si, r.deprovisionAll(ctx, si, true), why)
 	}
-	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
-		return r.finish(si, map[string]outcome{"spec.workloadRef": o})
-	}
-
-	desired, err := desiredUser(si, ExternalID(r.ClusterID, si))
-	if err != nil {
-		return r.finish(si, map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}})
+	// A spec that cannot be provisioned stops provisioning, not the withdrawal of access: the
+	// targets that refuse the namespace are still handled below.
+	var blocked map[string]outcome
+	var desired scim.Resource
+	if expErr != nil {
+		blocked = map[string]outcome{"spec": {stalled: expErr.Error(), reason: ReasonInvalidSpec}}
+	} else if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
+		blocked = map[string]outcome{"spec.workloadRef": o}
+	} else if u, err := desiredUser(si, ExternalID(r.ClusterID, si)); err != nil {
+		blocked = map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}}
+	} else {
+		desired = u
 	}
 
 	// A new value of the resync annotation checks every account now, whatever the interval.
@@ -184,6 +190,9 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 			entry = &scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending}
 		}
 		out, interval := r.syncTarget(ctx, si, ref, entry, desired, forced)
+		if desired == nil && out.ok() {
+			continue // blocked: the entry stays as it was, the spec outcome says why
+		}
 		outcomes[key] = out
 		if interval > 0 && (resync == 0 || interval < resync) {
 			resync = interval
@@ -201,11 +210,20 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 	sortStrings(dropped)
 	for _, key := range dropped {
 		entry := entries[key]
-		out := r.deprovisionTarget(ctx, si, entry)
+		out := r.deprovisionTarget(ctx, si, entry, false)
 		if !out.ok() {
 			outcomes[key] = out
 			next = append(next, *entry)
 		}
+	}
+	if blocked != nil {
+		// Entries of targets skipped above stay.
+		for key, e := range entries {
+			if seen[key] && !slices.ContainsFunc(next, func(n scimv1.IdentityTargetStatus) bool { return targetKey(n.Kind, si.Namespace, n.Name) == key }) {
+				next = append(next, *e)
+			}
+		}
+		maps.Copy(outcomes, blocked)
 	}
 	si.Status.Targets = next
 	res, err := r.finish(si, outcomes)
@@ -298,10 +316,19 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if refusal, err := namespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
 		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
 	} else if refusal != "" {
-		return r.accessRefused(ctx, si, entry, refusal), 0
+		return r.accessRefused(ctx, si, t, entry, refusal), 0
 	}
-	if err := guardrailsOf(t).check(t, si); err != nil {
-		// Nothing is sent: an account that exists keeps what it had until the spec complies.
+	r.withdrawn.Delete(verifiedKey(si, t.Key()))
+	if desired == nil {
+		return outcome{}, 0 // the spec is blocked; reconcileNormal reports why
+	}
+	if g := guardrailsOf(t); g.check(t, si) != nil {
+		// Nothing is provisioned. An account that exists keeps what it has until the spec
+		// complies, but for the groups it joined that the guardrails no longer allow.
+		err := g.check(t, si)
+		if lerr := r.leaveDisallowedGroups(ctx, si, t, entry, g); lerr != nil {
+			err = errors.Join(err, lerr)
+		}
 		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: ReasonGuardrail}), 0
 	}
 	wantState := scimv1.TargetStateProvisioned
@@ -522,7 +549,7 @@ func (r *ServiceIdentityReconciler) deprovisionEntries(ctx context.Context, si *
 			continue
 		}
 		worked = true
-		if out := r.deprovisionTarget(ctx, si, entry); !out.ok() {
+		if out := r.deprovisionTarget(ctx, si, entry, false); !out.ok() {
 			outcomes[key] = out
 		} else if final {
 			r.confirmed.record(si, key, *entry)
@@ -585,6 +612,9 @@ func (r *ServiceIdentityReconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
 	r.retired.Delete(si.UID)
 	r.resyncRequests.Delete(si.UID)
 	for _, e := range si.Status.Targets {
+		r.withdrawn.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
+	}
+	for _, e := range si.Status.Targets {
 		r.verified.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
 	}
 }
@@ -598,8 +628,10 @@ func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *sci
 	return nil
 }
 
-// deprovisionTarget applies the deletion policy to the account on one target.
-func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus) outcome {
+// deprovisionTarget applies the deletion policy to the account on one target. withdrawn: the
+// target no longer allows the identity's namespace, so the target's own policy applies, and
+// Orphan counts as Deactivate.
+func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, withdrawn bool) outcome {
 	ref := scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}
 	t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
 	if err != nil {
@@ -608,6 +640,12 @@ func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *s
 		return classify(err)
 	}
 	policy := t.DeletionPolicy(si)
+	if withdrawn {
+		policy = t.DeletionPolicy(&scimv1.ServiceIdentity{})
+		if policy == scimv1.DeletionPolicyOrphan {
+			policy = scimv1.DeletionPolicyDeactivate
+		}
+	}
 	if policy == scimv1.DeletionPolicyOrphan {
 		entry.State = scimv1.TargetStateDeprovisioned
 		entry.Message = "Account left on the target (deletionPolicy Orphan)"
@@ -631,6 +669,28 @@ func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *s
 	return outcome{}
 }
 
+// leaveDisallowedGroups takes the account out of the groups it joined through the operator that
+// the target's guardrails no longer allow (they were narrowed), once a read proved the account
+// ours.
+func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
+	entry *scimv1.IdentityTargetStatus, g guardrails) error {
+	keep := slices.DeleteFunc(slices.Clone(entry.Groups), func(name string) bool { return !g.groupAllowed(name) })
+	if entry.ID == "" || len(keep) == len(entry.Groups) {
+		return nil
+	}
+	c, err := r.Clients.ForTarget(ctx, t)
+	if err != nil {
+		return err
+	}
+	acct := r.accountSync(si, t, c)
+	user, err := acct.read(ctx, entry.ID)
+	if err != nil || !acct.ours(user) {
+		return nil // not provably ours (or gone): nothing to take back through this id
+	}
+	entry.Groups, err = acct.syncGroups(ctx, user.ID(), keep, entry.Groups)
+	return err
+}
+
 // accountSync prepares the SCIM calls for si's account on t, with the circuit breaker.
 func (r *ServiceIdentityReconciler) accountSync(si *scimv1.ServiceIdentity, t *Target, c *scim.Client) *accountSync {
 	a := &accountSync{c: c, t: t, externalID: ExternalID(r.ClusterID, si), userName: si.EffectiveUserName(),
@@ -643,25 +703,28 @@ func (r *ServiceIdentityReconciler) accountSync(si *scimv1.ServiceIdentity, t *T
 }
 
 // accessRefused handles an identity whose namespace the target does not (or no longer)
-// allow: nothing is provisioned, and an account it still has there is deprovisioned through
-// the one deprovisioning path (ownership proven, breaker charged). A namespace that never had
-// an account costs the target nothing, not even a lookup.
-func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, refusal string) outcome {
-	refused := outcome{stalled: refusal, reason: ReasonNamespaceForbidden}
-	withdrawn := outcome{stalled: refusal + "; the account there was deprovisioned", reason: ReasonNamespaceForbidden}
-	switch {
-	case entry.State == scimv1.TargetStateDeprovisioned:
-		return withdrawn
-	case entry.ID == "" && entry.State != scimv1.TargetStateDeprovisioning:
-		return r.entryFailed(entry, refused)
+// allow: nothing is provisioned, and every account it has there is deprovisioned through the
+// one deprovisioning path (ownership proven by a lookup, breaker charged for real calls only),
+// with the target's deletion policy (an identity's own Orphan does not keep an account whose
+// access was withdrawn). The status is not trusted to say there is nothing to withdraw: one
+// lookup per identity is made, then remembered (a restart repeats it once).
+func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
+	entry *scimv1.IdentityTargetStatus, refusal string) outcome {
+	key := verifiedKey(si, t.Key())
+	if _, done := r.withdrawn.Load(key); !done {
+		had := entry.ID != ""
+		if out := r.deprovisionTarget(ctx, si, entry, true); !out.ok() {
+			return out
+		}
+		r.withdrawn.Store(key, true)
+		if had {
+			r.Recorder.Eventf(si, nil, "Warning", "AccessWithdrawn", "Deprovision", "%s; account %q deprovisioned on %s",
+				refusal, si.EffectiveUserName(), t.Key())
+		}
 	}
-	if out := r.deprovisionTarget(ctx, si, entry); !out.ok() {
-		return out
-	}
-	entry.Message = truncate(refusal+"; the account was deprovisioned", 512)
-	r.Recorder.Eventf(si, nil, "Warning", "AccessWithdrawn", "Deprovision", "%s; account %q deprovisioned on %s",
-		refusal, si.EffectiveUserName(), targetKey(entry.Kind, si.Namespace, entry.Name))
-	return withdrawn
+	msg := refusal + "; nothing is provisioned there, and any account this identity had there was deprovisioned"
+	entry.State, entry.Message = scimv1.TargetStateDeprovisioned, truncate(msg, 512)
+	return outcome{stalled: msg, reason: ReasonNamespaceForbidden}
 }
 
 // indexEntries keys status entries like refKey does for references made from namespace.
