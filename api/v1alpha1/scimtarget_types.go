@@ -330,6 +330,9 @@ type OrphanReport struct {
 	UserNames []string `json:"userNames,omitempty"`
 	// lastScanTime is when the target was last scanned for orphans.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	LastScanTime *metav1.Time `json:"lastScanTime,omitempty"`
 }
 
@@ -354,6 +357,9 @@ type ScimTargetStatus struct {
 	Orphans *OrphanReport `json:"orphans,omitempty"`
 	// lastProbeTime is when discovery last ran.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
 	// circuitBreaker is the breaker's current window. It is kept on the API server so that a
 	// restart or a failover does not reset it.
@@ -364,6 +370,9 @@ type ScimTargetStatus struct {
 // BreakerStatus is one window of the circuit breaker.
 type BreakerStatus struct {
 	// windowStart is when the current window began.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	WindowStart metav1.Time `json:"windowStart"`
 	// charged is the number of remote deactivations and deletions counted in this window. A
 	// running operator reserves slots a few at a time; slots it reserved but did not use

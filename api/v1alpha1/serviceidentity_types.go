@@ -148,6 +148,9 @@ type IdentityTargetStatus struct {
 	Groups []string `json:"groups,omitempty"`
 	// lastSyncTime is when the account was last confirmed to match the spec.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
 	// state of the account.
 	// +optional
@@ -176,9 +179,15 @@ type ServiceIdentityStatus struct {
 	Targets []IdentityTargetStatus `json:"targets,omitempty"`
 	// expiresAt is when the identity expires, from spec.expiresAt or spec.ttl.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 	// deprovisionedAt is when every account was deprovisioned.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	DeprovisionedAt *metav1.Time `json:"deprovisionedAt,omitempty"`
 }
 

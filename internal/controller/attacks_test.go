@@ -7,19 +7,25 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
@@ -373,6 +379,51 @@ var _ = Describe("Attacks by a tenant", func() {
 					Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "s", Key: "k"}}}}}
 			}, "orphans.interval must be at least 30s"),
 		)
+
+		It("cannot poison the informers through a status write", func() {
+			ns := readyTargetNamespace(ctx)
+			si := newIdentity(ns, "status-poison", "acme")
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			lowerCase := []byte(`{"status":{"deprovisionedAt":"2030-01-01t00:00:00z"}}`)
+
+			By("a status time Go cannot parse is refused by the API server, whoever writes it")
+			err := k8s.Status().Patch(ctx, si, client.RawPatch(types.MergePatchType, lowerCase))
+			Expect(err).To(MatchError(ContainSubstring("status.deprovisionedAt")))
+
+			By("and a tenant may not write the status at all (config/admission)")
+			data, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", "status-writers-policy.yaml"))
+			Expect(err).NotTo(HaveOccurred())
+			policy := &admissionv1.ValidatingAdmissionPolicy{}
+			Expect(yaml.UnmarshalStrict([]byte(strings.Split(string(data), "\n---\n")[0]), policy)).To(Succeed())
+			policy.Name = "test-" + policy.Name
+			Expect(k8s.Create(ctx, policy)).To(Succeed())
+			DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
+			// Bound to this spec's namespace only: the suite's other specs write statuses as admin.
+			nsObj := &corev1.Namespace{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
+			nsObj.Labels = map[string]string{"scim-test/status-writers": "on"}
+			Expect(k8s.Update(ctx, nsObj)).To(Succeed())
+			binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+				Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+					ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+					MatchResources:    &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsObj.Labels}}}}
+			Expect(k8s.Create(ctx, binding)).To(Succeed())
+			DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+			grant(ctx, ns, "mallory", rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group},
+				Resources: []string{"serviceidentities", "serviceidentities/status"}, Verbs: []string{"get", "update", "patch"}})
+			mallory := impersonating("mallory")
+			forged := []byte(`{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Forged","message":"","lastTransitionTime":"2030-01-01t00:00:00z"}]}}`)
+			Eventually(func() error {
+				return mallory.Status().Patch(ctx, si, client.RawPatch(types.MergePatchType, forged), client.DryRunAll)
+			}).Should(MatchError(ContainSubstring("only the scim-operator writes the status")))
+			Expect(mallory.Status().Patch(ctx, si, client.RawPatch(types.MergePatchType, forged))).NotTo(Succeed())
+
+			By("the operator keeps serving this namespace")
+			other := newIdentity(ns, "after-poison", "acme")
+			Expect(k8s.Create(ctx, other)).To(Succeed())
+			Eventually(get(ctx, other)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		})
 
 		It("keeps the cache syncing and revocation working with an object stored before the rules existed", func() {
 			ns := readyTargetNamespace(ctx)
