@@ -251,6 +251,7 @@ spec:
   endpoint: http://127.0.0.1:18080/scim/v2
   allowInsecureHTTP: true
   auth: {bearerToken: {secretKeyRef: {name: corp-idp-token, key: token}}}
+  allowedNamespaces: {selector: {}}   # every namespace (unset would allow none)
 `)
 	kubectl("wait", "--for=condition=Ready", "--timeout=60s", "clusterscimtarget/corp-wide")
 }
