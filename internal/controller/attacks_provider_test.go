@@ -85,17 +85,7 @@ func oauth2Target(ctx context.Context, ns, name, tokenURL string) *scimv1.ScimTa
 
 // eventNotes returns the notes of the Events about an object.
 func eventNotes(ctx context.Context, ns, regarding string) func() []string {
-	return func() []string {
-		list := &eventsv1.EventList{}
-		Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
-		var out []string
-		for _, e := range list.Items {
-			if e.Regarding.Name == regarding {
-				out = append(out, e.Note)
-			}
-		}
-		return out
-	}
+	return eventsAbout(ctx, ns, regarding, func(e eventsv1.Event) string { return e.Note })
 }
 
 // BeCleanText matches text that is valid UTF-8, has no control characters and is at most max bytes.

@@ -122,6 +122,26 @@ func recordingServer() (endpoint string, seen func() []string) {
 	}
 }
 
+// installValidatingPolicy creates the ValidatingAdmissionPolicy of a config/admission file,
+// bound (unlike the shipped binding) only to namespaces with these labels, until the spec ends.
+func installValidatingPolicy(ctx context.Context, file string, nsLabels map[string]string) {
+	GinkgoHelper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", file))
+	Expect(err).NotTo(HaveOccurred())
+	policy := &admissionv1.ValidatingAdmissionPolicy{}
+	Expect(yaml.UnmarshalStrict([]byte(strings.Split(string(data), "\n---\n")[0]), policy)).To(Succeed())
+	Expect(policy.Kind).To(Equal("ValidatingAdmissionPolicy"))
+	policy.Name = "test-" + policy.Name
+	Expect(k8s.Create(ctx, policy)).To(Succeed())
+	DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources:    &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels}}}}
+	Expect(k8s.Create(ctx, binding)).To(Succeed())
+	DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+}
+
 // impersonating is a client of the suite's API server acting as user.
 func impersonating(user string) client.Client {
 	cfg := rest.CopyConfig(testEnv.Config)
@@ -154,24 +174,11 @@ var _ = Describe("Attacks on credentials", func() {
 	ctx := context.Background()
 
 	It("a tenant cannot have a Secret it may not read sent to its own URL", func() {
-		data, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", "secret-access-policy.yaml"))
-		Expect(err).NotTo(HaveOccurred())
-		policy := &admissionv1.ValidatingAdmissionPolicy{}
-		Expect(yaml.UnmarshalStrict([]byte(strings.Split(string(data), "\n---\n")[0]), policy)).To(Succeed())
-		Expect(policy.Kind).To(Equal("ValidatingAdmissionPolicy"))
-		policy.Name = "test-" + policy.Name
-		Expect(k8s.Create(ctx, policy)).To(Succeed())
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
 		// The shipped binding applies everywhere; this one to the namespace of this spec (and, as
 		// for any namespaceSelector, to cluster-scoped objects: ClusterScimTargets).
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "secret-access-", Labels: map[string]string{"scim-test/secret-access": "on"}}}
 		Expect(k8s.Create(ctx, ns)).To(Succeed())
-		binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
-				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-				MatchResources:    &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: ns.Labels}}}}
-		Expect(k8s.Create(ctx, binding)).To(Succeed())
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+		installValidatingPolicy(ctx, "secret-access-policy.yaml", ns.Labels)
 
 		// The tenant's own SCIM server, which would receive the token: it accepts any.
 		theirs, tokensSeen := recordingServer()
@@ -198,7 +205,7 @@ var _ = Describe("Attacks on credentials", func() {
 		Eventually(func() error {
 			return mallory.Create(ctx, bearerTarget(ns.Name, "exfil", "payroll-token", theirs), client.DryRunAll)
 		}).Should(MatchError(ContainSubstring(deniedMsg)))
-		err = mallory.Create(ctx, bearerTarget(ns.Name, "exfil", "payroll-token", theirs))
+		err := mallory.Create(ctx, bearerTarget(ns.Name, "exfil", "payroll-token", theirs))
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%v", err)
 		Expect(err.Error()).To(ContainSubstring(deniedMsg))
 

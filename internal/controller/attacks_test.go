@@ -7,15 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -25,7 +22,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
@@ -58,6 +54,17 @@ func clusterTarget(ctx context.Context, name string, allowed []string, mutate ..
 	Expect(k8s.Create(ctx, cst)).To(Succeed())
 	Eventually(get(ctx, cst)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 	return cst
+}
+
+// allowOnly sets a ClusterScimTarget's allowedNamespaces.names.
+func allowOnly(ctx context.Context, cst *scimv1.ClusterScimTarget, names ...string) {
+	Eventually(func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst); err != nil {
+			return err
+		}
+		cst.Spec.AllowedNamespaces.Names = names
+		return k8s.Update(ctx, cst)
+	}).Should(Succeed())
 }
 
 func clusterIdentity(ns, name, target string) *scimv1.ServiceIdentity {
@@ -392,24 +399,12 @@ var _ = Describe("Attacks by a tenant", func() {
 			Expect(err).To(MatchError(ContainSubstring("status.deprovisionedAt")))
 
 			By("and a tenant may not write the status at all (config/admission)")
-			data, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", "status-writers-policy.yaml"))
-			Expect(err).NotTo(HaveOccurred())
-			policy := &admissionv1.ValidatingAdmissionPolicy{}
-			Expect(yaml.UnmarshalStrict([]byte(strings.Split(string(data), "\n---\n")[0]), policy)).To(Succeed())
-			policy.Name = "test-" + policy.Name
-			Expect(k8s.Create(ctx, policy)).To(Succeed())
-			DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
 			// Bound to this spec's namespace only: the suite's other specs write statuses as admin.
 			nsObj := &corev1.Namespace{}
 			Expect(k8s.Get(ctx, client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
 			nsObj.Labels = map[string]string{"scim-test/status-writers": "on"}
 			Expect(k8s.Update(ctx, nsObj)).To(Succeed())
-			binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-				Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
-					ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-					MatchResources:    &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsObj.Labels}}}}
-			Expect(k8s.Create(ctx, binding)).To(Succeed())
-			DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+			installValidatingPolicy(ctx, "status-writers-policy.yaml", nsObj.Labels)
 			grant(ctx, ns, "mallory", rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group},
 				Resources: []string{"serviceidentities", "serviceidentities/status"}, Verbs: []string{"get", "update", "patch"}})
 			mallory := impersonating("mallory")
@@ -539,13 +534,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 			Expect(account(ns, "tenant-bot")["active"]).To(BeTrue())
 
-			Eventually(func() error {
-				if err := k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst); err != nil {
-					return err
-				}
-				cst.Spec.AllowedNamespaces.Names = []string{"someone-else"}
-				return k8s.Update(ctx, cst)
-			}).Should(Succeed())
+			allowOnly(ctx, cst, "someone-else")
 			Eventually(func() any { return account(ns, "tenant-bot")["active"] }).Should(BeFalse())
 			Expect(stalledWith(ctx, si, ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))
 			Eventually(eventReasons(ctx, ns, "tenant-bot")).Should(ContainElement("AccessWithdrawn"))
@@ -567,13 +556,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			updateIdentity(ctx, blocked, func(si *scimv1.ServiceIdentity) { withAttributes(si, `{"Active":true}`) })
 			stalledWith(ctx, blocked, ReasonInvalidSpec)
 
-			Eventually(func() error {
-				if err := k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst); err != nil {
-					return err
-				}
-				cst.Spec.AllowedNamespaces.Names = []string{"someone-else"}
-				return k8s.Update(ctx, cst)
-			}).Should(Succeed())
+			allowOnly(ctx, cst, "someone-else")
 			Eventually(accountsWithExternalID(ns, "orphaner")).Should(BeEmpty(), "the target's Delete, not the identity's Orphan")
 			Eventually(accountsWithExternalID(ns, "blocked")).Should(BeEmpty())
 			Expect(stalledWith(ctx, orphaner, ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))

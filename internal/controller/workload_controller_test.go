@@ -35,14 +35,20 @@ func deployment(ns, name string, annotations map[string]string) *appsv1.Deployme
 	}
 }
 
+// eventReasons returns the reasons of the Events about an object.
 func eventReasons(ctx context.Context, ns, regarding string) func() []string {
+	return eventsAbout(ctx, ns, regarding, func(e eventsv1.Event) string { return e.Reason })
+}
+
+// eventsAbout returns what field picks from each Event about an object.
+func eventsAbout(ctx context.Context, ns, regarding string, field func(eventsv1.Event) string) func() []string {
 	return func() []string {
 		list := &eventsv1.EventList{}
 		Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
 		var out []string
 		for _, e := range list.Items {
 			if e.Regarding.Name == regarding {
-				out = append(out, e.Reason)
+				out = append(out, field(e))
 			}
 		}
 		return out
