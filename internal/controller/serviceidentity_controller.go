@@ -191,7 +191,11 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 		}
 		out, interval := r.syncTarget(ctx, si, ref, entry, desired, forced)
 		if desired == nil && out.ok() {
-			continue // blocked: the entry stays as it was, the spec outcome says why
+			// Blocked: an existing entry stays as it was, and the spec's outcome says why.
+			if entries[key] != nil {
+				next = append(next, *entry)
+			}
+			continue
 		}
 		outcomes[key] = out
 		if interval > 0 && (resync == 0 || interval < resync) {
@@ -216,15 +220,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 			next = append(next, *entry)
 		}
 	}
-	if blocked != nil {
-		// Entries of targets skipped above stay.
-		for key, e := range entries {
-			if seen[key] && !slices.ContainsFunc(next, func(n scimv1.IdentityTargetStatus) bool { return targetKey(n.Kind, si.Namespace, n.Name) == key }) {
-				next = append(next, *e)
-			}
-		}
-		maps.Copy(outcomes, blocked)
-	}
+	maps.Copy(outcomes, blocked)
 	si.Status.Targets = next
 	res, err := r.finish(si, outcomes)
 	if err == nil {
@@ -322,10 +318,10 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if desired == nil {
 		return outcome{}, 0 // the spec is blocked; reconcileNormal reports why
 	}
-	if g := guardrailsOf(t); g.check(t, si) != nil {
+	g := guardrailsOf(t)
+	if err := g.check(t, si); err != nil {
 		// Nothing is provisioned. An account that exists keeps what it has until the spec
 		// complies, but for the groups it joined that the guardrails no longer allow.
-		err := g.check(t, si)
 		if lerr := r.leaveDisallowedGroups(ctx, si, t, entry, g); lerr != nil {
 			err = errors.Join(err, lerr)
 		}
