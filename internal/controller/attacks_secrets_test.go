@@ -287,7 +287,7 @@ var _ = Describe("Attacks on credentials", func() {
 			}
 			Expect(yaml.Unmarshal([]byte(doc), &role)).To(Succeed())
 			for _, rule := range role.Rules {
-				if !(containsAny(rule.APIGroups, "", "*") && containsAny(rule.Resources, "secrets", "*")) {
+				if !containsAny(rule.APIGroups, "", "*") || !containsAny(rule.Resources, "secrets", "*") {
 					continue
 				}
 				if role.Kind == "ClusterRole" {
