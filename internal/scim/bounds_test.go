@@ -588,3 +588,29 @@ func TestBusyErrorsSayWhyTheTargetIsBusy(t *testing.T) {
 }
 
 func scimUser(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"id":"u1"}`) }
+
+// A queue behind a healthy target waits for as long as slots keep coming back: a burst
+// longer than maxWait is served, not refused as busy.
+func TestSlotsQueueBehindAHealthyTarget(t *testing.T) {
+	s := NewSlots(1, 50*time.Millisecond)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			release, err := s.acquire(context.Background(), "GET /Users")
+			if err != nil {
+				errs <- err
+				return
+			}
+			time.Sleep(20 * time.Millisecond) // the call itself: 8 x 20ms is well past maxWait
+			release()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a call behind a moving queue failed: %v", err)
+	}
+}

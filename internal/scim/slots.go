@@ -16,11 +16,13 @@ const (
 
 // Slots bounds the requests in flight to one target. Share one Slots among every Client of a
 // target (the controller's builder keeps one per target). A call holds a slot while it
-// authenticates (an OAuth2 token fetch included) and while its HTTP exchange runs, and waits at
-// most maxWait for one; when none frees in time it fails with ErrTargetBusy (retryable, with a
-// Retry-After), so a target that hangs holds at most Size() of the caller's workers while the
-// others are released to work for other targets. Against a healthy target (calls of a few
-// milliseconds) slots free long before maxWait and the gate costs nothing noticeable.
+// authenticates (an OAuth2 token fetch included) and while its HTTP exchange runs. A call waits
+// for a slot while the target makes progress (some slot was given back within maxWait); when
+// none has been given back for maxWait the target is stuck, and the call fails with
+// ErrTargetBusy (retryable, with a Retry-After). So a target that hangs holds at most Size() of
+// the caller's workers, plus waiters for maxWait each, while the others are released to work
+// for other targets; a burst against a healthy target (calls of a few milliseconds) only
+// queues, however long the queue, within the call's own deadline.
 //
 // Beyond the n slots a few are reserved for urgent calls (revocations, see Urgent): when some
 // of a target's requests hang (a slow lookup, say) while others are answered, they cannot hold
@@ -33,6 +35,8 @@ type Slots struct {
 	maxWait  time.Duration
 	// last is how the last call to give its slot back ended ("" when it was answered).
 	last atomic.Pointer[string]
+	// released is when a slot was last given back (UnixNano): the target's progress.
+	released atomic.Int64
 }
 
 // NewSlots returns a gate of n slots (at least 1), plus n/4 (at least 1) reserved for urgent
@@ -71,8 +75,8 @@ func (s *Slots) acquire(ctx context.Context, call string) (release func(), err e
 	if s == nil {
 		return func() {}, nil
 	}
-	general := func() { <-s.ch }
-	reserved := func() { <-s.reserved }
+	general := func() { <-s.ch; s.released.Store(time.Now().UnixNano()) }
+	reserved := func() { <-s.reserved; s.released.Store(time.Now().UnixNano()) }
 	// A nil channel blocks forever: an ordinary call never takes a reserved slot.
 	var lane chan struct{}
 	if isUrgent(ctx) {
@@ -90,18 +94,25 @@ func (s *Slots) acquire(ctx context.Context, call string) (release func(), err e
 	}
 	timer := time.NewTimer(s.maxWait)
 	defer timer.Stop()
-	select {
-	case s.ch <- struct{}{}:
-		return general, nil
-	case lane <- struct{}{}:
-		return reserved, nil
-	case <-timer.C:
-		e := &busyError{call: call, waited: s.maxWait, retryAfter: BusyRetryAfter}
-		if last := s.last.Load(); last != nil {
-			e.lastEnded = *last
+	for {
+		select {
+		case s.ch <- struct{}{}:
+			return general, nil
+		case lane <- struct{}{}:
+			return reserved, nil
+		case <-timer.C:
+			// Stuck only if no slot came back for maxWait; otherwise the queue moves: wait on.
+			if since := time.Since(time.Unix(0, s.released.Load())); since < s.maxWait {
+				timer.Reset(s.maxWait - since)
+				continue
+			}
+			e := &busyError{call: call, waited: s.maxWait, retryAfter: BusyRetryAfter}
+			if last := s.last.Load(); last != nil {
+				e.lastEnded = *last
+			}
+			return nil, e
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return nil, e
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
