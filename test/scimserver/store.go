@@ -124,18 +124,27 @@ func (s *Store) Get(_ *http.Request, id string) (scim.Resource, error) {
 func (s *Store) GetAll(_ *http.Request, params scim.ListRequestParams) (scim.Page, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	recs := s.inOrder()
-	var matched []scim.Resource
-	for _, rec := range recs {
-		res := s.toResource(rec)
+	// The filter is judged on a shallow view of each record; only matches are copied and
+	// sorted, so a lookup by externalId or userName costs one pass over the records rather than
+	// a deep copy and a sort of all of them (real providers index these attributes).
+	var recs []*record
+	for _, rec := range s.records {
 		if params.FilterValidator != nil {
-			view := map[string]any(res.Attributes)
+			view := make(map[string]any, len(rec.attrs)+1)
+			for k, v := range rec.attrs {
+				view[k] = v
+			}
 			view["id"] = rec.id
 			if params.FilterValidator.PassesFilter(view) != nil {
 				continue
 			}
 		}
-		matched = append(matched, res)
+		recs = append(recs, rec)
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].seq < recs[j].seq })
+	matched := make([]scim.Resource, 0, len(recs))
+	for _, rec := range recs {
+		matched = append(matched, s.toResource(rec))
 	}
 	page := scim.Page{TotalResults: len(matched), Resources: []scim.Resource{}}
 	start := max(params.StartIndex, 1) - 1
