@@ -27,6 +27,12 @@ var DefaultDeniedCIDRs = []netip.Prefix{
 	netip.MustParsePrefix("192.168.0.0/16"),
 	netip.MustParsePrefix("100.64.0.0/10"),
 	netip.MustParsePrefix("fc00::/7"),
+	// Ranges some clusters use for pods and services, benchmarking and IETF protocol
+	// assignments, the reserved class E, and site-local IPv6.
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("fec0::/10"),
 }
 
 // alwaysDenied are refused whatever --namespaced-target-denied-cidrs says (only an explicit
@@ -35,6 +41,12 @@ var DefaultDeniedCIDRs = []netip.Prefix{
 var alwaysDenied = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("255.255.255.255/32"),
+	// IPv6 forms that carry an IPv4 address (local-use NAT64, IPv4-compatible, 6to4, Teredo):
+	// refused outright rather than unwrapped.
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("::/96"),
+	netip.MustParsePrefix("2002::/16"),
+	netip.MustParsePrefix("2001::/32"),
 }
 
 // nat64 is the well-known NAT64 prefix (RFC 6052): its addresses reach the IPv4 address in
@@ -110,7 +122,15 @@ type guardedRoundTripper struct{ base http.RoundTripper }
 
 func (t guardedRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
-	if err != nil && errors.Is(err, ErrAddressNotAllowed) {
+	var dnsErr *net.DNSError
+	switch {
+	case err == nil:
+		return resp, nil
+	case errors.Is(err, ErrAddressNotAllowed):
+		return nil, ErrAddressNotAllowed
+	case errors.As(err, &dnsErr):
+		// A name that does not resolve reads like one that resolves to a refused address, and
+		// the resolver's own address is not shown: a tenant learns nothing of internal names.
 		return nil, ErrAddressNotAllowed
 	}
 	return resp, err
@@ -132,6 +152,13 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 				return nil, fmt.Errorf("%q is not a CIDR: %w", f, err)
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p.Addr().Is4In6() {
+			// ::ffff:10.0.0.0/104 means 10.0.0.0/8: addresses are judged unmapped.
+			if p.Bits() < 96 {
+				return nil, fmt.Errorf("%q: an IPv4-mapped prefix must be at least /96", f)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		out = append(out, p.Masked())
 	}

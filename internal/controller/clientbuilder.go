@@ -91,6 +91,8 @@ func NewSecretClientBuilder(reader client.Reader, timeout time.Duration) *Secret
 func newTransport() *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
+	// A provider's headers are bounded too (Go's default allows 10 MiB).
+	tr.MaxResponseHeaderBytes = 64 << 10
 	return tr
 }
 
@@ -416,7 +418,7 @@ func (a *oauth2Auth) describe(err, transportErr error) error {
 	case errors.As(err, &re):
 		msg := "token endpoint answered"
 		if re.Response != nil {
-			msg += " " + re.Response.Status
+			msg += " " + scim.Sanitize(re.Response.Status, 64) // the reason phrase is the server's
 		}
 		if re.ErrorCode != "" {
 			msg += " (" + scim.Sanitize(re.ErrorCode, 64) + ")"

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
 )
 
 // Condition types (kstatus: Ready, Reconciling, Stalled).
@@ -101,8 +102,12 @@ func conditionsOf(o client.Object) []metav1.Condition {
 }
 
 // truncate cuts s to at most n bytes, ending in "...", on a rune boundary: a cut inside a
-// multi-byte character would leave invalid UTF-8 in a condition or an Event.
+// multi-byte character would leave invalid UTF-8 in a condition or an Event. Every message
+// shown in a condition, a status entry or an Event passes here, so it also drops what
+// scim.Sanitize drops (control and bidi characters, invalid UTF-8), whoever put it in the
+// message (a provider's ids and text reach error messages).
 func truncate(s string, n int) string {
+	s = scim.Sanitize(s, 0)
 	if len(s) <= n {
 		return s
 	}

@@ -106,30 +106,40 @@ func (r *TargetReconciler) findOrphans(ctx context.Context, t *Target, c *scim.C
 		// other namespaces' externalIds to learn which of their identities exist.
 		filter += t.Namespace + "/"
 	}
-	users, err := c.ListAll(ctx, usersEndpoint, "externalId sw "+scim.Quote(filter), orphanPageSize, 0)
-	if err != nil && !scim.IsRetryable(err) && !scim.IsUnauthorized(err) {
-		users, err = c.ListAll(ctx, usersEndpoint, "", orphanPageSize, 0) // filter refused: scan everything
+	// Page by page, keeping only what an orphan report and clean-up need of each orphan: a scan
+	// of a large (or hostile) provider holds one page in memory, not the whole list.
+	var orphans []scim.Resource
+	keep := func(page []scim.Resource) error {
+		for _, u := range page {
+			rest, ok := strings.CutPrefix(u.ExternalID(), prefix)
+			if !ok {
+				continue
+			}
+			ns, name, ok := strings.Cut(rest, "/")
+			if !ok || ns == "" || name == "" || (t.Kind == scimv1.KindScimTarget && ns != t.Namespace) {
+				continue
+			}
+			err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &scimv1.ServiceIdentity{})
+			switch {
+			case apierrors.IsNotFound(err):
+				orphan := scim.Resource{"id": u.ID(), "userName": u.UserName(), "externalId": u.ExternalID()}
+				if active, present := u.Active(); present {
+					orphan["active"] = active
+				}
+				orphans = append(orphans, orphan)
+			case err != nil:
+				return err
+			}
+		}
+		return nil
+	}
+	err := c.EachPage(ctx, usersEndpoint, "externalId sw "+scim.Quote(filter), orphanPageSize, 0, keep)
+	if err != nil && !scim.IsRetryable(err) && !scim.IsUnauthorized(err) && !errors.Is(err, scim.ErrLimitExceeded) {
+		orphans = nil
+		err = c.EachPage(ctx, usersEndpoint, "", orphanPageSize, 0, keep) // filter refused: scan everything
 	}
 	if err != nil {
 		return nil, err
-	}
-	var orphans []scim.Resource
-	for _, u := range users {
-		rest, ok := strings.CutPrefix(u.ExternalID(), prefix)
-		if !ok {
-			continue
-		}
-		ns, name, ok := strings.Cut(rest, "/")
-		if !ok || ns == "" || name == "" || (t.Kind == scimv1.KindScimTarget && ns != t.Namespace) {
-			continue
-		}
-		err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &scimv1.ServiceIdentity{})
-		switch {
-		case apierrors.IsNotFound(err):
-			orphans = append(orphans, u)
-		case err != nil:
-			return nil, err
-		}
 	}
 	return orphans, nil
 }

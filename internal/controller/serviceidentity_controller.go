@@ -367,7 +367,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	case updated && entry.ID != "":
 		r.Recorder.Eventf(si, nil, "Normal", "Updated", "Provision", "Account %q updated on %s", shownName, t.Key())
 	}
-	unchanged := inStep && !updated && !recreated && !adopted && entry.Version == user.Version()
+	unchanged := inStep && !updated && !recreated && !adopted && entry.Version == recordedVersion(user)
 	active, _ := user.Active()
 	joined := entry.Groups
 	if entry.ID != user.ID() {
@@ -377,7 +377,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	entry.Groups = joined
 	entry.UserName = shownName
 	entry.Active = &active
-	entry.Version = user.Version()
+	entry.Version = recordedVersion(user)
 	entry.State = wantState
 	entry.Message = ""
 	if !sameSet(joined, si.Spec.Groups) {
@@ -395,6 +395,18 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		entry.LastSyncTime = &t
 	}
 	return outcome{}, interval
+}
+
+// maxVersionBytes bounds the ETag recorded on status (a provider chooses it).
+const maxVersionBytes = 256
+
+// recordedVersion is the account's ETag as status records it: kept only when status can hold
+// it as it is, else none (and no If-Match is built from status).
+func recordedVersion(u scim.Resource) string {
+	if v := u.Version(); len(v) <= maxVersionBytes && scim.Sanitize(v, 0) == v {
+		return v
+	}
+	return ""
 }
 
 // syncHeartbeat bounds how stale status.targets[].lastSyncTime may be for an unchanged account.
@@ -454,6 +466,10 @@ func classify(err error) outcome {
 		return outcome{stalled: err.Error(), reason: ReasonAccountConflict}
 	case errors.As(err, &open):
 		return outcome{err: err, reason: ReasonBreakerOpen, retryAfter: open.Wait}
+	case errors.Is(err, scim.ErrTargetBusy):
+		// No Retry-After: the controller's exponential backoff spaces the attempts on a target
+		// that stays stuck, instead of one every second.
+		return outcome{err: err, reason: ReasonUnreachable}
 	case scim.IsRetryable(err):
 		d, _ := scim.RetryAfter(err)
 		return outcome{err: err, reason: ReasonUnreachable, retryAfter: d}

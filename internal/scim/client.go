@@ -430,22 +430,27 @@ func (c *Client) Delete(ctx context.Context, kind, id string) error {
 // are then read). When the provider cannot filter (Options.FilterUnsupported, or it answers
 // the filter with 400 invalidFilter, 403 or 501) the whole list is scanned instead.
 func (c *Client) Find(ctx context.Context, kind, attr, value string) ([]Resource, error) {
-	var all []Resource
+	// Only the matches of each page are kept: a provider that ignores the filter costs one page
+	// of memory at a time, not the whole list.
+	var out []Resource
+	keep := func(page []Resource) error {
+		for _, r := range page {
+			if matches(r, attr, value) {
+				out = append(out, r)
+			}
+		}
+		return nil
+	}
 	var err error
 	if !c.opts.FilterUnsupported {
-		all, err = c.ListAll(ctx, kind, Filter(attr, value), DefaultPageSize, 0)
+		err = c.EachPage(ctx, kind, Filter(attr, value), DefaultPageSize, 0, keep)
 	}
 	if c.opts.FilterUnsupported || filterRefused(err) {
-		all, err = c.ListAll(ctx, kind, "", DefaultPageSize, 0)
+		out = nil
+		err = c.EachPage(ctx, kind, "", DefaultPageSize, 0, keep)
 	}
 	if err != nil {
 		return nil, err
-	}
-	var out []Resource
-	for _, r := range all {
-		if matches(r, attr, value) {
-			out = append(out, r)
-		}
 	}
 	return out, nil
 }
@@ -549,38 +554,59 @@ func (b BasicAuth) Authenticate(req *http.Request) error {
 	return nil
 }
 
-// ListAll reads every resource of kind matching filter, page by page: 1-based startIndex,
-// advanced by the number of resources received (not by itemsPerPage, which providers get
-// wrong), until an empty page or totalResults. It reads at most maxPages pages (when > 0, and
-// never more than Options.MaxListPages), Options.MaxListItems resources and
-// Options.MaxListBytes bytes; a list beyond one of these is ErrLimitExceeded and nothing is
-// returned: a truncated list would make accounts look absent.
+// ListAll reads every resource of kind matching filter (see EachPage) and returns them.
 func (c *Client) ListAll(ctx context.Context, kind, filter string, pageSize, maxPages int) ([]Resource, error) {
+	var all []Resource
+	if err := c.EachPage(ctx, kind, filter, pageSize, maxPages, func(page []Resource) error {
+		all = append(all, page...)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return all, nil
+}
+
+// EachPage reads every resource of kind matching filter, page by page, and hands each page to
+// fn, so a caller keeps only what it needs: 1-based startIndex, advanced by the number of
+// resources received (not by itemsPerPage, which providers get wrong), until an empty page or
+// totalResults. It reads at most maxPages pages (when > 0, and never more than
+// Options.MaxListPages), Options.MaxListItems resources and Options.MaxListBytes bytes, within
+// ListTimeout (four times Timeout) in all; a list beyond one of these is ErrLimitExceeded (or
+// the deadline) and the walk stops with that error: a truncated list would make accounts look
+// absent, so callers must not act on the pages seen before an error.
+func (c *Client) EachPage(ctx context.Context, kind, filter string, pageSize, maxPages int, fn func([]Resource) error) error {
 	if maxPages <= 0 || maxPages > c.opts.MaxListPages {
 		maxPages = c.opts.MaxListPages
 	}
-	var all []Resource
+	ctx, cancel := context.WithTimeout(ctx, c.listTimeout())
+	defer cancel()
 	var total int64
+	items := 0
 	start := 1
 	for page := 0; page < maxPages; page++ {
 		list, size, err := c.page(ctx, kind, filter, start, pageSize)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(list.Resources) == 0 {
-			return all, nil
+			return nil
 		}
 		if total += int64(size); total > c.opts.MaxListBytes {
-			return nil, fmt.Errorf("SCIM GET /%s: %w: the list is larger than %d bytes", kind, ErrLimitExceeded, c.opts.MaxListBytes)
+			return fmt.Errorf("SCIM GET /%s: %w: the list is larger than %d bytes", kind, ErrLimitExceeded, c.opts.MaxListBytes)
 		}
-		if len(all)+len(list.Resources) > c.opts.MaxListItems {
-			return nil, fmt.Errorf("SCIM GET /%s: %w: the list has more than %d resources", kind, ErrLimitExceeded, c.opts.MaxListItems)
+		if items += len(list.Resources); items > c.opts.MaxListItems {
+			return fmt.Errorf("SCIM GET /%s: %w: the list has more than %d resources", kind, ErrLimitExceeded, c.opts.MaxListItems)
 		}
-		all = append(all, list.Resources...)
+		if err := fn(list.Resources); err != nil {
+			return err
+		}
 		start += len(list.Resources)
 		if list.TotalResults > 0 && start > list.TotalResults {
-			return all, nil
+			return nil
 		}
 	}
-	return nil, fmt.Errorf("SCIM GET /%s: %w: still paging after %d pages", kind, ErrLimitExceeded, maxPages)
+	return fmt.Errorf("SCIM GET /%s: %w: still paging after %d pages", kind, ErrLimitExceeded, maxPages)
 }
+
+// listTimeout bounds one walk through a list, all its pages together.
+func (c *Client) listTimeout() time.Duration { return 4 * c.opts.Timeout }

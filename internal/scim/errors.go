@@ -164,12 +164,16 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		if secs < 0 {
 			return 0
 		}
-		return time.Duration(secs) * time.Second
+		return min(time.Duration(min(secs, int(MaxRetryAfter/time.Second)))*time.Second, MaxRetryAfter)
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d
+			return min(d, MaxRetryAfter)
 		}
 	}
 	return 0
 }
+
+// MaxRetryAfter bounds the wait a provider may ask for: a Retry-After of a century must not
+// park an identity (and its other targets' work) that long.
+const MaxRetryAfter = 5 * time.Minute

@@ -3,6 +3,7 @@ package scim
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -169,8 +170,8 @@ func ParseListResponse(body []byte) (*ListResponse, error) {
 		Lower        []Resource `json:"resources"`
 	}
 	// encoding/json prefers the exact key, so each spelling lands in its own field.
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, fmt.Errorf("%w: ListResponse: %s", ErrMalformedResponse, Sanitize(err.Error(), maxProviderText))
+	if err := decodeBounded(body, DefaultMaxValues, &raw); err != nil {
+		return nil, malformed("ListResponse", err)
 	}
 	res := raw.Resources
 	if len(res) == 0 {
@@ -184,11 +185,20 @@ func ParseListResponse(body []byte) (*ListResponse, error) {
 	}, nil
 }
 
+// malformed reports a body that could not be decoded: too large once decoded
+// (ErrLimitExceeded), or not the JSON expected (ErrMalformedResponse).
+func malformed(what string, err error) error {
+	if errors.Is(err, ErrLimitExceeded) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %s", ErrMalformedResponse, what, Sanitize(err.Error(), maxProviderText))
+}
+
 // ParseResource parses a single resource body; it must be a JSON object.
 func ParseResource(body []byte) (Resource, error) {
 	var r Resource
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("%w: resource: %s", ErrMalformedResponse, Sanitize(err.Error(), maxProviderText))
+	if err := decodeBounded(body, DefaultMaxValues, &r); err != nil {
+		return nil, malformed("resource", err)
 	}
 	if r == nil {
 		return nil, fmt.Errorf("%w: resource: empty body", ErrMalformedResponse)

@@ -128,8 +128,19 @@ func (s *Store) GetAll(_ *http.Request, params scim.ListRequestParams) (scim.Pag
 	// sorted, so a lookup by externalId or userName costs one pass over the records rather than
 	// a deep copy and a sort of all of them (real providers index these attributes).
 	var recs []*record
+	attr, value, indexed := eqLookup(params)
 	for _, rec := range s.records {
-		if params.FilterValidator != nil {
+		if indexed {
+			// What a provider's index on id, externalId or userName answers, without the
+			// generic filter evaluation (userName is caseExact false in RFC 7643).
+			got, _ := rec.attrs[attr].(string)
+			if attr == "id" {
+				got = rec.id
+			}
+			if got != value && (attr != "userName" || !strings.EqualFold(got, value)) {
+				continue
+			}
+		} else if params.FilterValidator != nil {
 			view := make(map[string]any, len(rec.attrs)+1)
 			for k, v := range rec.attrs {
 				view[k] = v
@@ -383,6 +394,28 @@ func setValue(attrs map[string]any, name string, value any, add bool) {
 }
 
 // exprMatches evaluates `attr eq "value"` (and and/or of them) against a multi-valued item.
+// eqLookup recognises a filter `id|externalId|userName eq "<string>"`, the lookups clients
+// make most, which real providers serve from an index.
+func eqLookup(params scim.ListRequestParams) (attr, value string, ok bool) {
+	if params.FilterValidator == nil {
+		return "", "", false
+	}
+	e, isAttr := params.FilterValidator.GetFilter().(*filter.AttributeExpression)
+	if !isAttr || e.Operator != filter.EQ || e.AttributePath.SubAttribute != nil || e.AttributePath.URIPrefix != nil {
+		return "", "", false
+	}
+	v, isString := e.CompareValue.(string)
+	if !isString {
+		return "", "", false
+	}
+	for _, a := range []string{"id", "externalId", "userName"} {
+		if strings.EqualFold(e.AttributePath.AttributeName, a) {
+			return a, v, true
+		}
+	}
+	return "", "", false
+}
+
 func exprMatches(e filter.Expression, item map[string]any) bool {
 	switch t := e.(type) {
 	case *filter.AttributeExpression:
