@@ -57,6 +57,15 @@ func TestAddressGuard(t *testing.T) {
 		{addr: "64:ff9b::a9fe:a9fe", want: false}, // NAT64 of 169.254.169.254
 		{addr: "64:ff9b::5db8:d822", want: true},  // NAT64 of a public address
 		{addr: "172.32.0.1", want: true},          // just outside 172.16/12
+		// Cluster, benchmarking, reserved and transition ranges (the provider review's list).
+		{addr: "240.1.2.3", want: false},
+		{addr: "198.18.0.1", want: false},
+		{addr: "192.0.0.8", want: false},
+		{addr: "fec0::1", want: false},
+		{addr: "64:ff9b:1::a00:1", want: false},    // local-use NAT64
+		{addr: "::a9fe:a9fe", want: false},         // IPv4-compatible 169.254.169.254
+		{addr: "2002:a9fe:a9fe::1", want: false},   // 6to4
+		{addr: "2001:0:4136:e378::1", want: false}, // Teredo
 		// The allowance lifts exactly what it names.
 		{addr: "127.0.0.1", allowed: loopback, want: true},
 		{addr: "::ffff:127.0.0.1", allowed: loopback, want: true},
@@ -87,9 +96,44 @@ func TestParseCIDRs(t *testing.T) {
 	if _, err := ParseCIDRs("10.0.0.0/33"); err == nil {
 		t.Fatal("an invalid CIDR was accepted")
 	}
+	// An IPv4-mapped prefix means its IPv4 range (addresses are judged unmapped).
+	if got, err := ParseCIDRs("::ffff:10.0.0.0/104"); err != nil || FormatCIDRs(got) != "10.0.0.0/8" {
+		t.Fatalf("mapped: got %v, %v", got, err)
+	}
+	if g := NewAddressGuard(nil, mustCIDRs(t, "::ffff:10.0.0.0/104")); g.Allows(netip.MustParseAddr("10.1.2.3")) {
+		t.Fatal("a mapped deny flag had no effect")
+	}
 	if back, _ := ParseCIDRs(FormatCIDRs(DefaultDeniedCIDRs)); FormatCIDRs(back) != FormatCIDRs(DefaultDeniedCIDRs) {
 		t.Fatal("the default does not round-trip through the flag")
 	}
+}
+
+func mustCIDRs(t *testing.T, s string) []netip.Prefix {
+	t.Helper()
+	p, err := ParseCIDRs(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A name that does not resolve reads like a refused address: no resolver address, no hint
+// that some internal name exists.
+func TestGuardedDNSFailureRevealsNothing(t *testing.T) {
+	_, err := guardedRoundTripper{base: NewAddressGuard(nil, nil).transport()}.RoundTrip(
+		httptestRequest(t, "http://no-such-host.invalid/scim/v2/Users"))
+	if !errors.Is(err, ErrAddressNotAllowed) || err.Error() != ErrAddressNotAllowed.Error() {
+		t.Fatalf("want exactly ErrAddressNotAllowed, got %v", err)
+	}
+}
+
+func httptestRequest(t *testing.T, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
 
 // listener counts the connections it accepts (an HTTP server that got nothing got no dial).

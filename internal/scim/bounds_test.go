@@ -614,3 +614,23 @@ func TestSlotsQueueBehindAHealthyTarget(t *testing.T) {
 		t.Errorf("a call behind a moving queue failed: %v", err)
 	}
 }
+
+// A body under the byte cap built of tiny values ({"a":0},...) is refused by its value count
+// before it is decoded into maps.
+func TestValueCapRefusesExpensiveBodies(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"Resources":[{"id":"x","a":[`)
+	for i := range DefaultMaxValues {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"a":0}`)
+	}
+	b.WriteString(`]}]}`)
+	if _, err := ParseListResponse([]byte(b.String())); !errors.Is(err, ErrLimitExceeded) {
+		t.Fatalf("want ErrLimitExceeded, got %v", err)
+	}
+	if _, err := ParseResource([]byte(`{"id":"1","userName":"bot"}`)); err != nil {
+		t.Fatalf("a small resource: %v", err)
+	}
+}

@@ -239,6 +239,12 @@ func TestRetryAfterHTTPDate(t *testing.T) {
 	if d := parseRetryAfter(now.Add(90*time.Second).Format(http.TimeFormat), now); d != 90*time.Second {
 		t.Errorf("got %v", d)
 	}
+	if d := parseRetryAfter("3153600000", now); d != MaxRetryAfter {
+		t.Errorf("a century of Retry-After: %s, want at most %s", d, MaxRetryAfter)
+	}
+	if d := parseRetryAfter(now.Add(1000*time.Hour).Format(http.TimeFormat), now); d != MaxRetryAfter {
+		t.Errorf("a far Retry-After date: %s, want %s", d, MaxRetryAfter)
+	}
 	if d := parseRetryAfter("soon", now); d != 0 {
 		t.Errorf("got %v", d)
 	}
