@@ -411,55 +411,21 @@ type ScimTargetList struct {
 	Items           []ScimTarget `json:"items"`
 }
 
-// AllowedNamespaces restricts which namespaces' identities may use a ClusterScimTarget.
-// Unset or empty allows no namespace; `selector: {}` allows every namespace.
-type AllowedNamespaces struct {
-	// names of namespaces allowed.
-	// +optional
-	// +listType=set
-	Names []string `json:"names,omitempty"`
-	// selector matches namespaces by label.
-	// +optional
-	Selector *metav1.LabelSelector `json:"selector,omitempty"`
-}
-
-// ClusterScimTargetSpec is a ScimTargetSpec plus namespace tenancy.
-// +kubebuilder:validation:XValidation:rule="self.endpoint.startsWith('https://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="endpoint must use https:// unless allowInsecureHTTP is true (plain http sends credentials in clear text; use it only for local development)"
-type ClusterScimTargetSpec struct {
-	ScimTargetSpec `json:",inline"`
-	// allowedNamespaces lists the namespaces whose identities may use this target. Unset:
-	// none. Removing a namespace deprovisions its accounts (within the circuit breaker).
-	// +optional
-	AllowedNamespaces *AllowedNamespaces `json:"allowedNamespaces,omitempty"`
-}
-
-// ClusterScimTarget is a cluster-wide SCIM 2.0 service provider. Its secrets are read from the
-// operator's cluster-resource namespace.
-// +kubebuilder:object:root=true
-// +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=cst;cscimt,categories=scim
-// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpoint`
-// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Identities",type=integer,JSONPath=`.status.identities`
-// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
-// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-type ClusterScimTarget struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-
-	Spec   ClusterScimTargetSpec `json:"spec"`
-	Status ScimTargetStatus      `json:"status,omitempty"`
-}
-
-// +kubebuilder:object:root=true
-
-// ClusterScimTargetList is a list of ClusterScimTargets.
-type ClusterScimTargetList struct {
-	metav1.TypeMeta `json:",inline"`
-	metav1.ListMeta `json:"metadata,omitempty"`
-	Items           []ClusterScimTarget `json:"items"`
-}
-
 func init() {
-	register(&ScimTarget{}, &ScimTargetList{}, &ClusterScimTarget{}, &ClusterScimTargetList{})
+	register(&ScimTarget{}, &ScimTargetList{})
 }
+
+// TargetKind implements GenericTarget.
+func (t *ScimTarget) TargetKind() string { return KindScimTarget }
+
+// TargetSpec implements GenericTarget.
+func (t *ScimTarget) TargetSpec() *ScimTargetSpec { return &t.Spec }
+
+// TargetStatus implements GenericTarget.
+func (t *ScimTarget) TargetStatus() *ScimTargetStatus { return &t.Status }
+
+// Namespaces implements GenericTarget: a ScimTarget serves its own namespace only.
+func (t *ScimTarget) Namespaces() *AllowedNamespaces { return nil }
+
+// ClusterScoped implements GenericTarget.
+func (t *ScimTarget) ClusterScoped() bool { return false }

@@ -16,12 +16,6 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
 
-// breakerReleaseAnnotation on a target, set to a new value, closes an open circuit breaker.
-const breakerReleaseAnnotation = "scim.nhi.dev/release-breaker"
-
-// ReasonBreakerOpen: deprovisioning paused by spec.circuitBreaker.
-const ReasonBreakerOpen = "CircuitBreakerOpen"
-
 const defaultBreakerInterval = time.Hour
 
 // Breaker limits remote deprovisionings (deactivations and deletions of accounts proven ours,

@@ -14,38 +14,39 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/scim"
 )
 
-// Condition types (kstatus: Ready, Reconciling, Stalled).
+// The contract lives in api/v1alpha1 (condition types and reasons, annotations); these short
+// names keep the controllers readable.
 const (
-	ConditionReady       = "Ready"
-	ConditionReconciling = "Reconciling"
-	ConditionStalled     = "Stalled"
-	ConditionExpired     = "Expired"
-)
-
-// Condition reasons.
-const (
-	ReasonReady              = "Ready"
-	ReasonProvisioned        = "Provisioned"
-	ReasonProgressing        = "Progressing"
-	ReasonTargetNotFound     = "TargetNotFound"
-	ReasonNamespaceForbidden = "NamespaceNotAllowed"
-	ReasonCredentials        = "CredentialsUnavailable"
-	ReasonUnauthorized       = "Unauthorized"
-	ReasonUnreachable        = "TargetUnreachable"
-	ReasonRejected           = "RejectedByTarget"
-	ReasonDiscoveryFailed    = "DiscoveryFailed"
-	ReasonDeprovisioning     = "Deprovisioning"
-	ReasonDeprovisionBlocked = "DeprovisionBlocked"
-	ReasonInvalidSpec        = "InvalidSpec"
-	// ReasonAccountConflict: an account the identity needs is not provably and uniquely ours
-	// (a person's account with the same userName, another externalId, duplicates).
-	ReasonAccountConflict = "AccountConflict"
-	// ReasonGuardrail: the identity claims a userName, group or attribute the target's
-	// spec.guardrails do not allow.
-	ReasonGuardrail = "GuardrailViolation"
-	// ReasonAddressNotAllowed: a namespaced ScimTarget's endpoint or token URL resolves to an
-	// address the operator may not dial for it (see --namespaced-target-allowed-cidrs).
-	ReasonAddressNotAllowed = "AddressNotAllowed"
+	ConditionReady           = scimv1.ConditionReady
+	ConditionReconciling     = scimv1.ConditionReconciling
+	ConditionStalled         = scimv1.ConditionStalled
+	ConditionExpired         = scimv1.ConditionExpired
+	ReasonReady              = scimv1.ReasonReady
+	ReasonProvisioned        = scimv1.ReasonProvisioned
+	ReasonProgressing        = scimv1.ReasonProgressing
+	ReasonTargetNotFound     = scimv1.ReasonTargetNotFound
+	ReasonNamespaceForbidden = scimv1.ReasonNamespaceForbidden
+	ReasonCredentials        = scimv1.ReasonCredentials
+	ReasonUnauthorized       = scimv1.ReasonUnauthorized
+	ReasonUnreachable        = scimv1.ReasonUnreachable
+	ReasonRejected           = scimv1.ReasonRejected
+	ReasonDiscoveryFailed    = scimv1.ReasonDiscoveryFailed
+	ReasonDeprovisioning     = scimv1.ReasonDeprovisioning
+	ReasonDeprovisionBlocked = scimv1.ReasonDeprovisionBlocked
+	ReasonInvalidSpec        = scimv1.ReasonInvalidSpec
+	ReasonAccountConflict    = scimv1.ReasonAccountConflict
+	ReasonGuardrail          = scimv1.ReasonGuardrail
+	ReasonAddressNotAllowed  = scimv1.ReasonAddressNotAllowed
+	ReasonBreakerOpen        = scimv1.ReasonBreakerOpen
+	ReasonExpired            = scimv1.ReasonExpired
+	ReasonOwnerDeleted       = scimv1.ReasonOwnerDeleted
+	ReasonWorkloadNotFound   = scimv1.ReasonWorkloadNotFound
+	AnnotationTargets        = scimv1.AnnotationTargets
+	AnnotationGroups         = scimv1.AnnotationGroups
+	AnnotationOwner          = scimv1.AnnotationOwner
+	AnnotationDisplayName    = scimv1.AnnotationDisplayName
+	AnnotationTTL            = scimv1.AnnotationTTL
+	breakerReleaseAnnotation = scimv1.BreakerReleaseAnnotation
 )
 
 // setCondition sets a condition; lastTransitionTime only moves when the status changes.
@@ -93,10 +94,8 @@ func conditionsOf(o client.Object) []metav1.Condition {
 	switch t := o.(type) {
 	case *scimv1.ServiceIdentity:
 		return t.Status.Conditions
-	case *scimv1.ScimTarget:
-		return t.Status.Conditions
-	case *scimv1.ClusterScimTarget:
-		return t.Status.Conditions
+	case scimv1.GenericTarget:
+		return t.TargetStatus().Conditions
 	}
 	return nil
 }

@@ -12,9 +12,6 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
 
-// ReasonExpired marks an identity past spec.expiresAt / spec.ttl.
-const ReasonExpired = "Expired"
-
 // reconcileExpired deprovisions every account of an expired identity per its deletion policy.
 // The object stays for audit; extending the expiry provisions again.
 func (r *ServiceIdentityReconciler) reconcileExpired(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {

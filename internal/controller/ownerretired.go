@@ -21,10 +21,6 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
 
-// ReasonOwnerDeleted: the workload that owns the identity is gone; its accounts were
-// deprovisioned without waiting for the garbage collector to delete the identity.
-const ReasonOwnerDeleted = "OwnerDeleted"
-
 // ownerRetiredGrace is how long the identity controller leaves an identity whose workload was
 // deleted to the garbage collector before it records the revocation on the identity itself.
 // A mass retirement so costs one Kubernetes write per identity (the finalizer) instead of

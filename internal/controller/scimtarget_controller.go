@@ -67,17 +67,15 @@ type TargetReconciler struct {
 // +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=create;update;delete
 
 func (r *TargetReconciler) newObject() client.Object {
-	if r.Kind == scimv1.KindClusterScimTarget {
-		return &scimv1.ClusterScimTarget{}
+	obj, err := scimv1.NewGenericTarget(r.Kind)
+	if err != nil {
+		panic(err) // Setup passes the two kinds only
 	}
-	return &scimv1.ScimTarget{}
+	return obj.(client.Object)
 }
 
 func (r *TargetReconciler) view(o client.Object) *Target {
-	if ct, ok := o.(*scimv1.ClusterScimTarget); ok {
-		return clusterTargetView(ct, r.ClusterResourceNamespace)
-	}
-	return namespacedTargetView(o.(*scimv1.ScimTarget))
+	return viewOf(o, r.ClusterResourceNamespace)
 }
 
 // Reconcile implements reconcile.Reconciler.

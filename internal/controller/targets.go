@@ -61,51 +61,41 @@ func (e *errTargetNotFound) Error() string { return e.key + " not found" }
 
 // getTarget resolves a reference made from identityNamespace.
 func getTarget(ctx context.Context, c client.Reader, ref scimv1.TargetReference, identityNamespace, clusterResourceNamespace string) (*Target, error) {
-	switch ref.TargetKind() {
-	case scimv1.KindClusterScimTarget:
-		obj := &scimv1.ClusterScimTarget{}
-		if err := c.Get(ctx, types.NamespacedName{Name: ref.Name}, obj); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, &errTargetNotFound{key: refKey(ref, identityNamespace)}
-			}
-			return nil, err
+	obj, err := scimv1.NewGenericTarget(ref.TargetKind())
+	if err != nil {
+		return nil, err
+	}
+	key := types.NamespacedName{Namespace: identityNamespace, Name: ref.Name}
+	if obj.ClusterScoped() {
+		key.Namespace = ""
+	}
+	if err := c.Get(ctx, key, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &errTargetNotFound{key: refKey(ref, identityNamespace)}
 		}
-		return clusterTargetView(obj, clusterResourceNamespace), nil
-	default:
-		obj := &scimv1.ScimTarget{}
-		if err := c.Get(ctx, types.NamespacedName{Namespace: identityNamespace, Name: ref.Name}, obj); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, &errTargetNotFound{key: refKey(ref, identityNamespace)}
-			}
-			return nil, err
-		}
-		return namespacedTargetView(obj), nil
+		return nil, err
 	}
+	return targetView(obj, clusterResourceNamespace), nil
 }
 
-func namespacedTargetView(obj *scimv1.ScimTarget) *Target {
-	return &Target{
-		Kind: scimv1.KindScimTarget, Name: obj.Name, Namespace: obj.Namespace, SecretNamespace: obj.Namespace,
-		Spec: &obj.Spec, Status: &obj.Status, Object: obj,
+// targetView sees a ScimTarget or ClusterScimTarget through the Target view the controllers
+// share: a ClusterScimTarget reads its Secrets from the cluster-resource namespace.
+func targetView(obj scimv1.GenericTarget, clusterResourceNamespace string) *Target {
+	t := &Target{Kind: obj.TargetKind(), Name: obj.GetName(), Namespace: obj.GetNamespace(), SecretNamespace: obj.GetNamespace(),
+		Spec: obj.TargetSpec(), Status: obj.TargetStatus(), AllowedNamespaces: obj.Namespaces(), Object: obj.(client.Object)}
+	if obj.ClusterScoped() {
+		t.Namespace, t.SecretNamespace = "", clusterResourceNamespace
 	}
+	return t
 }
 
-func clusterTargetView(obj *scimv1.ClusterScimTarget, clusterResourceNamespace string) *Target {
-	return &Target{
-		Kind: scimv1.KindClusterScimTarget, Name: obj.Name, SecretNamespace: clusterResourceNamespace,
-		Spec: &obj.Spec.ScimTargetSpec, Status: &obj.Status, AllowedNamespaces: obj.Spec.AllowedNamespaces, Object: obj,
-	}
-}
-
-// viewOf sees a ScimTarget or ClusterScimTarget object through the shared Target view.
+// viewOf sees an object of a target kind through the Target view; the caller knows it is one.
 func viewOf(obj client.Object, clusterResourceNamespace string) *Target {
-	switch o := obj.(type) {
-	case *scimv1.ClusterScimTarget:
-		return clusterTargetView(o, clusterResourceNamespace)
-	case *scimv1.ScimTarget:
-		return namespacedTargetView(o)
+	gt, ok := obj.(scimv1.GenericTarget)
+	if !ok {
+		panic(fmt.Sprintf("viewOf: %T is not a target", obj))
 	}
-	panic(fmt.Sprintf("viewOf: %T is not a target", obj))
+	return targetView(gt, clusterResourceNamespace)
 }
 
 // namespaceAllowed checks a ClusterScimTarget's allowedNamespaces; "" means allowed, else the

@@ -24,15 +24,6 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
 
-// Workload annotations (DESIGN §1).
-const (
-	AnnotationTargets     = "scim.nhi.dev/targets"
-	AnnotationGroups      = "scim.nhi.dev/groups"
-	AnnotationOwner       = "scim.nhi.dev/owner"
-	AnnotationDisplayName = "scim.nhi.dev/display-name"
-	AnnotationTTL         = "scim.nhi.dev/ttl"
-)
-
 // WorkloadKinds are the kinds whose annotations ask for an identity.
 var WorkloadKinds = []schema.GroupVersionKind{
 	{Group: "", Version: "v1", Kind: "ServiceAccount"},

@@ -15,9 +15,6 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
 
-// ReasonWorkloadNotFound: spec.workloadRef names a workload that does not exist (yet).
-const ReasonWorkloadNotFound = "WorkloadNotFound"
-
 // workloadRetry is how often a missing workload is looked for again.
 const workloadRetry = 30 * time.Second
 

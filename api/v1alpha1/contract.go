@@ -1,0 +1,60 @@
+package v1alpha1
+
+// The contract users, GitOps health checks and tools match on: condition types and reasons,
+// finalizers and annotations. The controllers use these names; so may anyone else.
+
+// Condition types. Ready, Reconciling and Stalled follow kstatus; Expired is the identity's.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+	ConditionExpired     = "Expired"
+)
+
+// Condition reasons.
+const (
+	ReasonReady              = "Ready"
+	ReasonProvisioned        = "Provisioned"
+	ReasonProgressing        = "Progressing"
+	ReasonTargetNotFound     = "TargetNotFound"
+	ReasonNamespaceForbidden = "NamespaceNotAllowed"
+	ReasonCredentials        = "CredentialsUnavailable"
+	ReasonUnauthorized       = "Unauthorized"
+	ReasonUnreachable        = "TargetUnreachable"
+	ReasonRejected           = "RejectedByTarget"
+	ReasonDiscoveryFailed    = "DiscoveryFailed"
+	ReasonDeprovisioning     = "Deprovisioning"
+	ReasonDeprovisionBlocked = "DeprovisionBlocked"
+	ReasonInvalidSpec        = "InvalidSpec"
+	// ReasonAccountConflict: an account the identity needs is not provably and uniquely ours
+	// (a person's account with the same userName, another externalId, duplicates).
+	ReasonAccountConflict = "AccountConflict"
+	// ReasonGuardrail: the identity claims a userName, userType, group or attribute the
+	// target's spec.guardrails do not allow.
+	ReasonGuardrail = "GuardrailViolation"
+	// ReasonAddressNotAllowed: a namespaced ScimTarget's endpoint or token URL resolves to an
+	// address the operator may not dial for it (see --namespaced-target-allowed-cidrs).
+	ReasonAddressNotAllowed = "AddressNotAllowed"
+	// ReasonBreakerOpen: deprovisioning paused by spec.circuitBreaker.
+	ReasonBreakerOpen = "CircuitBreakerOpen"
+	// ReasonExpired marks an identity past spec.expiresAt / spec.ttl.
+	ReasonExpired = "Expired"
+	// ReasonOwnerDeleted: the workload that owns the identity is gone; its accounts were
+	// deprovisioned without waiting for the garbage collector to delete the identity.
+	ReasonOwnerDeleted = "OwnerDeleted"
+	// ReasonWorkloadNotFound: spec.workloadRef names a workload that does not exist (yet).
+	ReasonWorkloadNotFound = "WorkloadNotFound"
+)
+
+// Annotations on workloads (ServiceAccount, Deployment, StatefulSet, CronJob) that ask for an
+// identity.
+const (
+	AnnotationTargets     = "scim.nhi.dev/targets"
+	AnnotationGroups      = "scim.nhi.dev/groups"
+	AnnotationOwner       = "scim.nhi.dev/owner"
+	AnnotationDisplayName = "scim.nhi.dev/display-name"
+	AnnotationTTL         = "scim.nhi.dev/ttl"
+)
+
+// BreakerReleaseAnnotation on a target, set to a new value, closes an open circuit breaker.
+const BreakerReleaseAnnotation = "scim.nhi.dev/release-breaker"
