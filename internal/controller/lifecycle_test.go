@@ -96,6 +96,24 @@ var _ = Describe("Identity lifecycle", func() {
 		Eventually(eventReasons(ctx, ns, "temporary")).Should(ContainElement(ReasonExpired))
 	})
 
+	It("honours expiry on a healthy target while another target is stalled", func() {
+		// Another application (its own server): allows no namespace, so Stalled, a TerminalError.
+		other, err := scimserver.New(testToken)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(other.Start("127.0.0.1:0")).To(Succeed())
+		DeferCleanup(other.Stop)
+		refusing := clusterTarget(ctx, "refusing", nil, func(t *scimv1.ClusterScimTarget) { t.Spec.Endpoint = other.Endpoint() })
+		si := newIdentity(ns, "half-stalled", "acme")
+		si.Spec.TargetRefs = append(si.Spec.TargetRefs, scimv1.TargetReference{Kind: scimv1.KindClusterScimTarget, Name: refusing.Name})
+		si.Spec.TTL = scimv1.DurationOf(4 * time.Second)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonNamespaceForbidden))
+		Eventually(func() map[string]any { return account(ns, "half-stalled") }).ShouldNot(BeNil(), "the healthy target has the account")
+
+		Eventually(accountsWithExternalID(ns, "half-stalled"), "10s").Should(BeEmpty(), "expired on the healthy target")
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+	})
+
 	DescribeTable("applies the deletion policy, the identity's overriding the target's",
 		func(targetPolicy scimv1.DeletionPolicy, identityPolicy *scimv1.DeletionPolicy, wantAccount bool, wantActive bool) {
 			t := createTarget(ctx, ns, "policy", testToken, func(t *scimv1.ScimTarget) { t.Spec.DeletionPolicy = targetPolicy })

@@ -117,7 +117,10 @@ func (c *revocationClock) mark(key string, at time.Time) { c.seen.LoadOrStore(ke
 
 // start is the earliest recorded deletion for the identity or the workloads that own it.
 func (c *revocationClock) start(si *scimv1.ServiceIdentity) time.Time {
-	start := si.DeletionTimestamp.Time
+	var start time.Time
+	if si.DeletionTimestamp != nil {
+		start = si.DeletionTimestamp.Time
+	}
 	consider := func(key string) {
 		if v, ok := c.seen.Load(key); ok {
 			if at := v.(time.Time); start.IsZero() || at.Before(start) {

@@ -229,10 +229,16 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 	if err == nil && res.RequeueAfter == 0 && resync > 0 {
 		res.RequeueAfter = jitter(resync)
 	}
-	// Wake exactly at expiry rather than polling for it.
-	if exp := si.Status.ExpiresAt; err == nil && exp != nil {
-		if until := exp.Sub(r.now()); res.RequeueAfter == 0 || until < res.RequeueAfter {
-			res.RequeueAfter = max(until, time.Millisecond)
+	// Wake exactly at expiry rather than polling for it, even when a target is stalled: expiry
+	// is honoured on the healthy targets whatever the others do. (A stall is still reported in
+	// the conditions; only the wake-up at expiry is kept.)
+	if exp := si.Status.ExpiresAt; exp != nil && (err == nil || errors.Is(err, reconcile.TerminalError(nil))) {
+		until := max(exp.Sub(r.now()), time.Millisecond)
+		if err != nil {
+			return ctrl.Result{RequeueAfter: until}, nil
+		}
+		if res.RequeueAfter == 0 || until < res.RequeueAfter {
+			res.RequeueAfter = until
 		}
 	}
 	return res, err
@@ -530,7 +536,7 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 // undone (expiry, which can be extended) is not.
 func (r *ServiceIdentityReconciler) deprovisionAll(ctx context.Context, si *scimv1.ServiceIdentity, final bool) map[string]outcome {
 	outcomes, worked := r.deprovisionEntries(ctx, si, final)
-	if worked && len(outcomes) == 0 {
+	if worked && len(outcomes) == 0 && final {
 		r.observeRevocation(si)
 	}
 	return outcomes
