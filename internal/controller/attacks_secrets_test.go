@@ -326,13 +326,7 @@ var _ = Describe("Attacks on credentials", func() {
 		Eventually(get(ctx, target)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, "InUse"))
 		Expect(k8s.Delete(ctx, secret)).To(Succeed())
 		Eventually(gone(ctx, secret)).Should(BeTrue())
-		for _, si := range ids {
-			Expect(k8s.Delete(ctx, si)).To(Succeed())
-		}
-		for _, si := range ids {
-			Eventually(gone(ctx, si)).Should(BeTrue())
-			Expect(accountsWithExternalID(ns, si.Name)()).To(BeEmpty())
-		}
+		deleteAndWaitRevoked(ctx, ns, ids)
 		Eventually(gone(ctx, target)).Should(BeTrue())
 		Eventually(gone(ctx, snapshot)).Should(BeTrue())
 

@@ -31,6 +31,18 @@ func groupMembers(name string) []string {
 	return nil
 }
 
+// deleteAndWaitRevoked deletes the identities and waits until each is gone with no account left.
+func deleteAndWaitRevoked(ctx context.Context, ns string, ids []*scimv1.ServiceIdentity) {
+	GinkgoHelper()
+	for _, si := range ids {
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+	}
+	for _, si := range ids {
+		Eventually(gone(ctx, si)).Should(BeTrue())
+		Expect(accountsWithExternalID(ns, si.Name)()).To(BeEmpty())
+	}
+}
+
 func gone(ctx context.Context, obj client.Object) func() bool {
 	return func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)) }
 }
@@ -103,13 +115,7 @@ var _ = Describe("Groups, target guard and several targets", func() {
 
 		Expect(k8s.Delete(ctx, secret)).To(Succeed())
 		Expect(k8s.Delete(ctx, target)).To(Succeed())
-		for _, si := range ids {
-			Expect(k8s.Delete(ctx, si)).To(Succeed())
-		}
-		for _, si := range ids {
-			Eventually(gone(ctx, si)).Should(BeTrue())
-			Expect(accountsWithExternalID(ns, si.Name)()).To(BeEmpty())
-		}
+		deleteAndWaitRevoked(ctx, ns, ids)
 		Eventually(gone(ctx, target)).Should(BeTrue())
 		Eventually(gone(ctx, secret)).Should(BeTrue())
 	})

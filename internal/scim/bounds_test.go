@@ -399,21 +399,29 @@ func (a *blockingAuth) Authenticate(req *http.Request) error {
 	return nil
 }
 
-func TestSlotsBoundRequestsInFlight(t *testing.T) {
-	ctx := context.Background()
-	hang := make(chan struct{})
-	var arrived atomic.Int32
-	in := make(chan struct{}, 8)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// holdingServer answers each request only when hang lets it go (or the client gives up); in
+// receives one value per request that arrived, arrived counts them.
+func holdingServer(t *testing.T, hang <-chan struct{}) (srv *httptest.Server, in <-chan struct{}, arrived *atomic.Int32) {
+	t.Helper()
+	arrivals := make(chan struct{}, 8)
+	arrived = &atomic.Int32{}
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrived.Add(1)
-		in <- struct{}{}
+		arrivals <- struct{}{}
 		select {
 		case <-hang:
 		case <-r.Context().Done():
 		}
 		_, _ = io.WriteString(w, `{"id":"u1"}`)
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv, arrivals, arrived
+}
+
+func TestSlotsBoundRequestsInFlight(t *testing.T) {
+	ctx := context.Background()
+	hang := make(chan struct{})
+	srv, in, arrived := holdingServer(t, hang)
 	defer close(hang)
 	slots := NewSlots(2, 50*time.Millisecond)
 	c, _ := New(srv.URL, Options{Slots: slots, Timeout: 10 * time.Second})
@@ -450,16 +458,7 @@ func TestSlotsBoundRequestsInFlight(t *testing.T) {
 func TestUrgentCallsHaveReservedSlots(t *testing.T) {
 	ctx := context.Background()
 	hang := make(chan struct{})
-	in := make(chan struct{}, 8)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		in <- struct{}{}
-		select {
-		case <-hang:
-		case <-r.Context().Done():
-		}
-		_, _ = io.WriteString(w, `{"id":"u1"}`)
-	}))
-	defer srv.Close()
+	srv, in, _ := holdingServer(t, hang)
 	slots := NewSlots(4, 50*time.Millisecond) // 4 slots and 1 reserved
 	if slots.Size() != 5 {
 		t.Fatalf("Size %d, want 5", slots.Size())
