@@ -572,6 +572,34 @@ var _ = Describe("Attacks by a tenant", func() {
 		})
 	})
 
+	It("cannot learn which identities exist in other namespaces from its own target's orphan report", func() {
+		ns, other := newNamespace(ctx), newNamespace(ctx)
+		present := newIdentity(other, "present", "acme")
+		present.Spec.TargetRefs = []scimv1.TargetReference{{Name: "absent-target"}} // exists, provisions nothing
+		Expect(k8s.Create(ctx, present)).To(Succeed())
+		// The tenant's server lists accounts that name other namespaces' identities.
+		probes := []string{
+			scimSrv.Users.Put(map[string]any{"userName": "000-probe-present." + ns, "externalId": externalIDOf(other, "present")}),
+			scimSrv.Users.Put(map[string]any{"userName": "000-probe-absent." + ns, "externalId": externalIDOf(other, "absent")}),
+			scimSrv.Users.Put(map[string]any{"userName": "000-own-ghost." + ns, "externalId": externalIDOf(ns, "ghost")}),
+		}
+		DeferCleanup(func() {
+			for _, id := range probes {
+				scimSrv.Users.Remove(id)
+			}
+		})
+		t := fastTarget(ctx, ns, "nosy", func(t *scimv1.ScimTarget) {
+			t.Spec.Orphans = &scimv1.Orphans{Policy: scimv1.OrphanPolicyReport, Interval: scimv1.DurationOf(time.Hour)}
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+			g.Expect(t.Status.Orphans).NotTo(BeNil())
+			g.Expect(t.Status.Orphans.UserNames).To(ContainElement("000-own-ghost." + ns))
+		}).Should(Succeed())
+		Expect(t.Status.Orphans.UserNames).NotTo(ContainElement(HavePrefix("000-probe-")),
+			"accounts of another namespace are not judged (absent would read as an orphan, present not)")
+	})
+
 	It("cannot have the operator PUT back what the provider returned beyond User attributes", func() {
 		ns := newNamespace(ctx)
 		fastTarget(ctx, ns, "put", func(t *scimv1.ScimTarget) {

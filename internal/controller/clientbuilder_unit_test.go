@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -398,4 +400,28 @@ func TestTargetSlotsAreSharedAmongItsClients(t *testing.T) {
 	}
 	close(hold)
 	wg.Wait()
+}
+
+// A token endpoint's reason phrase is the server's text: bounded and sanitised in the error.
+func TestTokenErrorStatusLineIsSanitised(t *testing.T) {
+	reason := "418 " + strings.Repeat("\x1b[2J\u202e", 1000)
+	err := &oauth2.RetrieveError{Response: &http.Response{StatusCode: 418, Status: reason}, ErrorCode: "invalid_client"}
+	a := &oauth2Auth{cfg: &clientcredentials.Config{TokenURL: "https://login.example.com/token"}}
+	msg := a.describe(err, nil).Error()
+	if len(msg) > 200 || strings.ContainsAny(msg, "\x1b\u202e") {
+		t.Fatalf("unbounded or unsanitised: %d bytes %q", len(msg), msg)
+	}
+}
+
+// A provider's ETag is recorded only when status can hold it as it is.
+func TestRecordedVersionIsBounded(t *testing.T) {
+	for v, want := range map[string]string{
+		`W/"1"`:                   `W/"1"`,
+		strings.Repeat("x", 2048): "",
+		"a\x1bb":                  "",
+	} {
+		if got := recordedVersion(scim.Resource{"meta": map[string]any{"version": v}}); got != want {
+			t.Errorf("recordedVersion(%.20q) = %.20q, want %.20q", v, got, want)
+		}
+	}
 }

@@ -633,3 +633,28 @@ func TestValueCapRefusesExpensiveBodies(t *testing.T) {
 		t.Fatalf("a small resource: %v", err)
 	}
 }
+
+// A provider that answers every page just in time cannot hold one lookup for 500 page
+// timeouts: the whole walk has a deadline of four calls.
+func TestListWalkHasADeadline(t *testing.T) {
+	var served atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := served.Add(1)
+		select {
+		case <-time.After(40 * time.Millisecond): // each page within the per-call timeout
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"totalResults":1000000,"Resources":[{"id":"u%d","userName":"u%d"}]}`, n, n)
+	}))
+	defer srv.Close()
+	c, _ := New(srv.URL, Options{Timeout: 100 * time.Millisecond})
+	began := time.Now()
+	_, err := c.Find(context.Background(), "Users", "userName", "nobody")
+	if err == nil {
+		t.Fatal("the endless list was read to the end")
+	}
+	if d := time.Since(began); d > 2*time.Second {
+		t.Fatalf("the walk took %s; want about 4 x the 100ms timeout", d)
+	}
+}
