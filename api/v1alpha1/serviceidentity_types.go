@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 const (
@@ -160,6 +161,18 @@ type IdentityTargetStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
+// WorkloadOwner names the workload that owns an identity, UID included.
+type WorkloadOwner struct {
+	// apiVersion of the workload.
+	APIVersion string `json:"apiVersion"`
+	// kind of the workload.
+	Kind string `json:"kind"`
+	// name of the workload.
+	Name string `json:"name"`
+	// uid of the workload: a new object of the same name is not the owner.
+	UID types.UID `json:"uid"`
+}
+
 // ServiceIdentityStatus is the observed state of an identity.
 type ServiceIdentityStatus struct {
 	// observedGeneration is the generation the status describes.
@@ -183,6 +196,12 @@ type ServiceIdentityStatus struct {
 	// +kubebuilder:validation:Format=date-time
 	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// workload is the workload that owned the identity when it was provisioned. Whether it
+	// still exists is decided from this record (and the ownerReference) on every reconcile, so
+	// a workload deleted while the operator was down, or orphan propagation removing the
+	// ownerReference, still revokes the accounts.
+	// +optional
+	Workload *WorkloadOwner `json:"workload,omitempty"`
 	// deprovisionedAt is when every account was deprovisioned.
 	// +optional
 	// +kubebuilder:validation:Type=string

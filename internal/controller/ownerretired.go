@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -140,13 +141,78 @@ func (r *ServiceIdentityReconciler) markRetired(identity, workload types.UID) {
 	}
 }
 
-// ownerRetired reports that a workload owning the identity is gone: the watch delivered the
-// deletion of the very object (same UID) an ownerReference names. An identity already revoked
-// for that reason stays revoked until the garbage collector deletes it.
-func (r *ServiceIdentityReconciler) ownerRetired(si *scimv1.ServiceIdentity) string {
+// ownerRetired reports that a workload owning the identity is gone. The watch's deletion event
+// says so at once (the fast path); otherwise it is decided from state on every call: the
+// owner named by the ownerReference, or recorded on status.workload, no longer exists under
+// its UID. An identity already revoked for that reason stays revoked until the garbage
+// collector deletes it.
+func (r *ServiceIdentityReconciler) ownerRetired(ctx context.Context, si *scimv1.ServiceIdentity) (string, error) {
 	if c := meta.FindStatusCondition(si.Status.Conditions, ConditionReady); c != nil && c.Reason == ReasonOwnerDeleted {
-		return c.Message
+		return c.Message, nil
 	}
+	if why := r.retiredByEvent(si); why != "" {
+		return why, nil
+	}
+	w := workloadOwner(si)
+	if w == nil {
+		return "", nil
+	}
+	why, err := r.ownerGone(ctx, si.Namespace, w)
+	if why != "" {
+		r.retired.Store(si.UID, why) // confirmed: stays revoked whatever happens to the ownerReference
+	}
+	return why, err
+}
+
+// workloadOwner is the workload that owns the identity: its ownerReference of a workload kind,
+// else the one status recorded (the garbage collector removes the ownerReference when it
+// orphans the identity).
+func workloadOwner(si *scimv1.ServiceIdentity) *scimv1.WorkloadOwner {
+	for _, o := range si.OwnerReferences {
+		if isWorkloadKind(o.APIVersion, o.Kind) {
+			return &scimv1.WorkloadOwner{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID}
+		}
+	}
+	return si.Status.Workload
+}
+
+// ownerGone looks the workload up (the metadata cache, the API server on a miss) and reports
+// why it counts as gone: absent, being deleted, or replaced by a namesake with another UID.
+func (r *ServiceIdentityReconciler) ownerGone(ctx context.Context, namespace string, w *scimv1.WorkloadOwner) (string, error) {
+	gv, err := schema.ParseGroupVersion(w.APIVersion)
+	if err != nil {
+		return "", nil
+	}
+	m := &metav1.PartialObjectMetadata{}
+	for _, gvk := range WorkloadKinds { // the kinds the cache watches, whatever version the reference names
+		if gvk.Group == gv.Group && gvk.Kind == w.Kind {
+			m.SetGroupVersionKind(gvk)
+		}
+	}
+	if m.Kind == "" {
+		return "", nil
+	}
+	key := types.NamespacedName{Namespace: namespace, Name: w.Name}
+	err = r.Get(ctx, key, m)
+	if apierrors.IsNotFound(err) && r.APIReader != nil {
+		err = r.APIReader.Get(ctx, key, m) // the cache may not have a just-created workload yet
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("%s %s/%s was deleted", w.Kind, namespace, w.Name), nil
+	case err != nil:
+		return "", fmt.Errorf("looking up the owner %s %s/%s: %w", w.Kind, namespace, w.Name, err)
+	case m.UID != w.UID:
+		return fmt.Sprintf("%s %s/%s was deleted (an object of that name now is another one)", w.Kind, namespace, w.Name), nil
+	case !m.DeletionTimestamp.IsZero():
+		return fmt.Sprintf("%s %s/%s is being deleted", w.Kind, namespace, w.Name), nil
+	}
+	return "", nil
+}
+
+// retiredByEvent is the fast path: the watch delivered the deletion of the very object (same
+// UID) an ownerReference names.
+func (r *ServiceIdentityReconciler) retiredByEvent(si *scimv1.ServiceIdentity) string {
 	v, marked := r.retired.Load(si.UID)
 	if !marked {
 		return ""

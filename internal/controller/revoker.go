@@ -70,7 +70,7 @@ func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceI
 		if si.Annotations[scimv1.ForceOrphanAnnotation] == "true" {
 			return nil, false
 		}
-	case r.ownerRetired(si) == "":
+	case !ownerRetiredNow(ctx, r, si):
 		return nil, false
 	}
 	outcomes := r.deprovisionAll(ctx, si, true)
@@ -78,6 +78,13 @@ func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceI
 		logf.FromContext(ctx).V(1).Info("Fast revocation incomplete; the identity controller takes over", "targets", len(outcomes))
 	}
 	return si, len(outcomes) > 0
+}
+
+// ownerRetiredNow is ownerRetired for the fast path: a lookup that fails is left to the
+// identity controller, which retries it.
+func ownerRetiredNow(ctx context.Context, r *ServiceIdentityReconciler, si *scimv1.ServiceIdentity) bool {
+	why, err := r.ownerRetired(ctx, si)
+	return err == nil && why != ""
 }
 
 // setupRevoker registers the revoker's controller.

@@ -153,8 +153,22 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 		si.Status.DeprovisionedAt = nil
 	}
 
-	if why := r.ownerRetired(si); why != "" {
+	why, err := r.ownerRetired(ctx, si)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if why != "" {
 		return r.reconcileOwnerRetired(si, r.deprovisionAll(ctx, si, true), why)
+	}
+	// The owner is there: record it, so its deletion is noticed from state alone later (after a
+	// restart, or once orphan propagation removed the ownerReference). An owner no longer
+	// referenced but still there was detached on purpose.
+	si.Status.Workload = nil
+	for _, o := range si.OwnerReferences {
+		if isWorkloadKind(o.APIVersion, o.Kind) {
+			si.Status.Workload = &scimv1.WorkloadOwner{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID}
+			break
+		}
 	}
 	// A spec that cannot be provisioned stops provisioning, not the withdrawal of access: the
 	// targets that refuse the namespace are still handled below.
@@ -517,7 +531,7 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	now := metav1.NewTime(r.now())
 	si.Status.DeprovisionedAt = &now
 	why := ""
-	if owner := r.ownerRetired(si); owner != "" {
+	if owner, _ := r.ownerRetired(ctx, si); owner != "" {
 		why = " (" + owner + ")"
 	}
 	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target%s", si.EffectiveUserName(), why)

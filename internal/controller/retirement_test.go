@@ -1,0 +1,70 @@
+package controller
+
+import (
+	"context"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// Retirement decided from state (issue 12): the suite has no garbage collector, so an identity
+// whose workload is gone stays, as it does for a while in a real cluster, and a workload deleted
+// while the operator is down produces no event after the restart.
+var _ = Describe("Level-triggered retirement", func() {
+	ctx := context.Background()
+
+	It("revokes the account of a workload deleted while the operator was down, a same-name successor notwithstanding", func() {
+		ns := readyTargetNamespace(ctx)
+		d := deployment(ns, "retired-offline", nil)
+		Expect(k8s.Create(ctx, d)).To(Succeed())
+		si := newIdentity(ns, "offline", "acme")
+		si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name}
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) *scimv1.WorkloadOwner { return s.Status.Workload },
+			And(Not(BeNil()), HaveField("UID", d.UID))), "the owner is recorded on status")
+		Expect(account(ns, "offline")["active"]).To(BeTrue())
+
+		stopMgr()
+		Eventually(mgrDone, "30s").Should(BeClosed())
+		Expect(k8s.Delete(ctx, d)).To(Succeed())
+		successor := deployment(ns, "retired-offline", nil) // same name, another object
+		Expect(k8s.Create(ctx, successor)).To(Succeed())
+		startManager()
+
+		Eventually(accountsWithExternalID(ns, "offline"), "10s").Should(BeEmpty(), "revoked from state, with no deletion event")
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("another one"))
+		Consistently(accountsWithExternalID(ns, "offline"), "1s").Should(BeEmpty(), "and not provisioned again")
+		Expect(k8s.Delete(ctx, successor)).To(Succeed())
+	})
+
+	It("keeps an identity revoked once orphan propagation removed its ownerReference", func() {
+		ns := readyTargetNamespace(ctx)
+		d := deployment(ns, "orphaning", nil)
+		Expect(k8s.Create(ctx, d)).To(Succeed())
+		si := newIdentity(ns, "orphaned", "acme")
+		si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name}
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) *scimv1.WorkloadOwner { return s.Status.Workload },
+			Not(BeNil())))
+
+		stopMgr()
+		Eventually(mgrDone, "30s").Should(BeClosed())
+		// What the garbage collector does for --cascade=orphan, with the operator down: the
+		// ownerReference goes, then the owner. (workloadRef goes too, or it would be re-added.)
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		si.OwnerReferences = nil
+		si.Spec.WorkloadRef = nil
+		Expect(k8s.Update(ctx, si)).To(Succeed())
+		Expect(k8s.Delete(ctx, d)).To(Succeed())
+		startManager()
+
+		Eventually(accountsWithExternalID(ns, "orphaned"), "10s").Should(BeEmpty())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+	})
+})
