@@ -247,6 +247,37 @@ metadata:
 			"and it is not provisioned again")
 	})
 
+	DescribeTable("revokes a workload deleted while the operator was killed (kill -9), whatever the propagation",
+		func(name, cascade string) {
+			applyStdin(fmt.Sprintf(`apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: %s
+  namespace: retire
+  annotations: {scim.nhi.dev/targets: ClusterScimTarget/corp-wide}
+`, name))
+			identity := "serviceaccount-" + name
+			Eventually(ready("retire", identity), "30s").Should(HavePrefix(isReady))
+			Expect(accounts("retire", identity)).To(HaveLen(1))
+
+			operator.stop(syscall.SIGKILL)
+			kubectl("delete", "serviceaccount", name, "-n", "retire", "--cascade="+cascade, "--wait=false")
+			// The garbage collector starts deleting the identity; its finalizer holds it.
+			Eventually(func(g Gomega) {
+				si := &scimv1.ServiceIdentity{}
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "retire", Name: identity}, si)).To(Succeed())
+				g.Expect(si.DeletionTimestamp).NotTo(BeNil())
+			}, "60s").Should(Succeed())
+			Expect(accounts("retire", identity)).To(HaveLen(1), "nothing revoked it while the operator was down")
+
+			operator.start()
+			Eventually(goneIdentity("retire", identity), "60s").Should(BeTrue())
+			Expect(accounts("retire", identity)).To(BeEmpty())
+		},
+		Entry("background", "leaver-bg", "background"),
+		Entry("foreground", "leaver-fg", "foreground"),
+	)
+
 	It("finishes deleting a namespace by itself and leaves no active account behind", func() {
 		kubectl("delete", "namespace", "payments", "--wait=false")
 		Eventually(func() bool {
