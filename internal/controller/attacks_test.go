@@ -371,19 +371,13 @@ var _ = Describe("Attacks by a tenant", func() {
 				return si
 			}, "spec.expiresAt"),
 			Entry("resyncInterval: banana", func(ns string) client.Object {
-				return &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "poison"}, Spec: scimv1.ScimTargetSpec{
-					Endpoint: "https://scim.example.com", ResyncInterval: ptr.To(scimv1.Duration("banana")),
-					Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "s", Key: "k"}}}}}
+				return poisonTarget(ns, func(t *scimv1.ScimTarget) { t.Spec.ResyncInterval = ptr.To(scimv1.Duration("banana")) })
 			}, "spec.resyncInterval"),
 			Entry("resyncInterval: 1s", func(ns string) client.Object {
-				return &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "poison"}, Spec: scimv1.ScimTargetSpec{
-					Endpoint: "https://scim.example.com", ResyncInterval: ptr.To(scimv1.Duration("1s")),
-					Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "s", Key: "k"}}}}}
+				return poisonTarget(ns, func(t *scimv1.ScimTarget) { t.Spec.ResyncInterval = ptr.To(scimv1.Duration("1s")) })
 			}, "resyncInterval must be at least 30s"),
 			Entry("orphans.interval: 1s", func(ns string) client.Object {
-				return &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "poison"}, Spec: scimv1.ScimTargetSpec{
-					Endpoint: "https://scim.example.com", Orphans: &scimv1.Orphans{Interval: ptr.To(scimv1.Duration("1s"))},
-					Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "s", Key: "k"}}}}}
+				return poisonTarget(ns, func(t *scimv1.ScimTarget) { t.Spec.Orphans = &scimv1.Orphans{Interval: ptr.To(scimv1.Duration("1s"))} })
 			}, "orphans.interval must be at least 30s"),
 		)
 
@@ -456,15 +450,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			t := fastTarget(ctx, ns, "guarded", func(t *scimv1.ScimTarget) {
 				t.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 2, Interval: scimv1.DurationOf(time.Hour)}
 			})
-			var ids []*scimv1.ServiceIdentity
-			for _, name := range []string{"mass-a", "mass-b", "mass-c"} {
-				si := newIdentity(ns, name, "guarded")
-				Expect(k8s.Create(ctx, si)).To(Succeed())
-				ids = append(ids, si)
-			}
-			for _, si := range ids {
-				Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-			}
+			ids := readyIdentities(ctx, ns, "guarded", "mass-a", "mass-b", "mass-c")
 			remaining := func() int {
 				n := 0
 				for _, si := range ids {
@@ -645,6 +631,29 @@ var _ = Describe("Attacks by a tenant", func() {
 		}
 	})
 })
+
+// poisonTarget is a ScimTarget that is valid but for what mutate sets.
+func poisonTarget(ns string, mutate func(*scimv1.ScimTarget)) *scimv1.ScimTarget {
+	t := bearerTarget(ns, "poison", "s", "https://scim.example.com")
+	t.Spec.AllowInsecureHTTP = false
+	mutate(t)
+	return t
+}
+
+// readyIdentities creates identities on target and waits until each is Ready.
+func readyIdentities(ctx context.Context, ns, target string, names ...string) []*scimv1.ServiceIdentity {
+	GinkgoHelper()
+	var ids []*scimv1.ServiceIdentity
+	for _, name := range names {
+		si := newIdentity(ns, name, target)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		ids = append(ids, si)
+	}
+	for _, si := range ids {
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	}
+	return ids
+}
 
 // withoutDurationRules runs fn while the ServiceIdentity CRD has no pattern or CEL rule on
 // spec.ttl, as a CRD from before those rules would, and restores the CRD afterwards.

@@ -166,15 +166,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		t := fastTarget(ctx, ns, "guarded", func(t *scimv1.ScimTarget) {
 			t.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 2, Interval: scimv1.DurationOf(time.Hour)}
 		})
-		var ids []*scimv1.ServiceIdentity
-		for i := range 5 {
-			si := newIdentity(ns, fmt.Sprintf("mass-%d", i), "guarded")
-			Expect(k8s.Create(ctx, si)).To(Succeed())
-			ids = append(ids, si)
-		}
-		for _, si := range ids {
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-		}
+		ids := readyIdentities(ctx, ns, "guarded", "mass-0", "mass-1", "mass-2", "mass-3", "mass-4")
 		for _, si := range ids {
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
 		}

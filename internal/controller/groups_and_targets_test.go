@@ -100,15 +100,7 @@ var _ = Describe("Groups, target guard and several targets", func() {
 
 	It("deprovisions everything when a namespace's targets, secrets and identities go at once", func() {
 		// What the namespace controller does: delete every object in the namespace.
-		var ids []*scimv1.ServiceIdentity
-		for _, name := range []string{"a", "b", "c"} {
-			si := newIdentity(ns, name, "acme")
-			Expect(k8s.Create(ctx, si)).To(Succeed())
-			ids = append(ids, si)
-		}
-		for _, si := range ids {
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-		}
+		ids := readyIdentities(ctx, ns, "acme", "a", "b", "c")
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-token"}}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
 		target := &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}}

@@ -168,12 +168,20 @@ func (r *ServiceIdentityReconciler) ownerRetired(ctx context.Context, si *scimv1
 // else the one status recorded (the garbage collector removes the ownerReference when it
 // orphans the identity).
 func workloadOwner(si *scimv1.ServiceIdentity) *scimv1.WorkloadOwner {
+	if w := referencedWorkload(si); w != nil {
+		return w
+	}
+	return si.Status.Workload
+}
+
+// referencedWorkload is the workload an ownerReference of the identity names, if any.
+func referencedWorkload(si *scimv1.ServiceIdentity) *scimv1.WorkloadOwner {
 	for _, o := range si.OwnerReferences {
 		if isWorkloadKind(o.APIVersion, o.Kind) {
 			return &scimv1.WorkloadOwner{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID}
 		}
 	}
-	return si.Status.Workload
+	return nil
 }
 
 // ownerGone looks the workload up (the metadata cache, the API server on a miss) and reports

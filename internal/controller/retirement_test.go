@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -14,19 +15,27 @@ import (
 // Retirement decided from state (issue 12): the suite has no garbage collector, so an identity
 // whose workload is gone stays, as it does for a while in a real cluster, and a workload deleted
 // while the operator is down produces no event after the restart.
+// deploymentIdentity creates a Deployment and an identity on "acme" it owns through
+// spec.workloadRef, and waits until the identity is Ready with its owner recorded on status.
+func deploymentIdentity(ctx context.Context, ns, deploymentName, name string) (*appsv1.Deployment, *scimv1.ServiceIdentity) {
+	GinkgoHelper()
+	d := deployment(ns, deploymentName, nil)
+	Expect(k8s.Create(ctx, d)).To(Succeed())
+	si := newIdentity(ns, name, "acme")
+	si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name}
+	Expect(k8s.Create(ctx, si)).To(Succeed())
+	Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) *scimv1.WorkloadOwner { return s.Status.Workload },
+		And(Not(BeNil()), HaveField("UID", d.UID))), "the owner is recorded on status")
+	return d, si
+}
+
 var _ = Describe("Level-triggered retirement", func() {
 	ctx := context.Background()
 
 	It("revokes the account of a workload deleted while the operator was down, a same-name successor notwithstanding", func() {
 		ns := readyTargetNamespace(ctx)
-		d := deployment(ns, "retired-offline", nil)
-		Expect(k8s.Create(ctx, d)).To(Succeed())
-		si := newIdentity(ns, "offline", "acme")
-		si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name}
-		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) *scimv1.WorkloadOwner { return s.Status.Workload },
-			And(Not(BeNil()), HaveField("UID", d.UID))), "the owner is recorded on status")
+		d, si := deploymentIdentity(ctx, ns, "retired-offline", "offline")
 		Expect(account(ns, "offline")["active"]).To(BeTrue())
 
 		stopMgr()
@@ -45,13 +54,7 @@ var _ = Describe("Level-triggered retirement", func() {
 
 	It("keeps an identity revoked once orphan propagation removed its ownerReference", func() {
 		ns := readyTargetNamespace(ctx)
-		d := deployment(ns, "orphaning", nil)
-		Expect(k8s.Create(ctx, d)).To(Succeed())
-		si := newIdentity(ns, "orphaned", "acme")
-		si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name}
-		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) *scimv1.WorkloadOwner { return s.Status.Workload },
-			Not(BeNil())))
+		d, si := deploymentIdentity(ctx, ns, "orphaning", "orphaned")
 
 		stopMgr()
 		Eventually(mgrDone, "30s").Should(BeClosed())

@@ -163,13 +163,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 	// The owner is there: record it, so its deletion is noticed from state alone later (after a
 	// restart, or once orphan propagation removed the ownerReference). An owner no longer
 	// referenced but still there was detached on purpose.
-	si.Status.Workload = nil
-	for _, o := range si.OwnerReferences {
-		if isWorkloadKind(o.APIVersion, o.Kind) {
-			si.Status.Workload = &scimv1.WorkloadOwner{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID}
-			break
-		}
-	}
+	si.Status.Workload = referencedWorkload(si)
 	// A spec that cannot be provisioned stops provisioning, not the withdrawal of access: the
 	// targets that refuse the namespace are still handled below.
 	var blocked map[string]outcome
