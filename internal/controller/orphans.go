@@ -55,7 +55,7 @@ func (r *TargetReconciler) orphansIfDue(ctx context.Context, t *Target) (time.Du
 		}
 	}
 	if last != nil && last.LastScanTime != nil {
-		if due := interval - time.Since(last.LastScanTime.Time); due > 0 {
+		if due := interval - clockOr(r.Clock).Since(last.LastScanTime.Time); due > 0 {
 			t.Status.Orphans = last
 			return due, nil
 		}
@@ -84,7 +84,7 @@ func (r *TargetReconciler) orphansIfDue(ctx context.Context, t *Target) (time.Du
 	if last != nil {
 		previous = last.Count
 	}
-	now := metav1.Now()
+	now := metav1.NewTime(clockOr(r.Clock).Now())
 	t.Status.Orphans = &scimv1.OrphanReport{Count: int32(len(orphans)), UserNames: names[:min(len(names), orphanNamesShown)], LastScanTime: &now}
 	r.orphanReports.Store(t.Key(), t.Status.Orphans.DeepCopy())
 	orphanAccounts.WithLabelValues(t.Key()).Set(float64(len(orphans)))

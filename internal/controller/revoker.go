@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"sync"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -90,7 +89,7 @@ func ownerRetiredNow(ctx context.Context, r *ServiceIdentityReconciler, si *scim
 // setupRevoker registers the revoker's controller.
 func (r *ServiceIdentityReconciler) setupRevoker(mgr ctrl.Manager) error {
 	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr).Named("revoke"), true).
-		Watches(&scimv1.ServiceIdentity{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(deletionStarted{clock: r.Clock})).
+		Watches(&scimv1.ServiceIdentity{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(deletionStarted{clock: r.Revocations})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Complete(revoker{r: r})
 }
@@ -114,7 +113,7 @@ func (deletionStarted) Generic(event.GenericEvent) bool { return false }
 func (p deletionStarted) Update(e event.UpdateEvent) bool {
 	started := e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
 	if started && p.clock != nil {
-		p.clock.mark(string(e.ObjectNew.GetUID()), time.Now())
+		p.clock.mark(string(e.ObjectNew.GetUID()))
 	}
 	return started
 }

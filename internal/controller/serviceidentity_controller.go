@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,8 +55,8 @@ type ServiceIdentityReconciler struct {
 	ClusterResourceNamespace string
 	// MaxConcurrentReconciles bounds parallel reconciles.
 	MaxConcurrentReconciles int
-	// Now is the clock (tests may replace it).
-	Now func() time.Time
+	// Clock tells the time for expiry, resyncs and status times (nil: the real clock).
+	Clock clock.PassiveClock
 	// verified remembers when each account (identity UID|target) was last confirmed.
 	verified sync.Map
 	// resyncRequests remembers, per identity UID, the value of the resync annotation last acted
@@ -63,8 +65,9 @@ type ServiceIdentityReconciler struct {
 	// withdrawn remembers (verifiedKey) the targets refusing an identity's namespace on which its
 	// accounts were looked up and deprovisioned. A restart forgets it: one lookup more.
 	withdrawn sync.Map
-	// Clock times revocations (shared with the workload controllers); nil disables the histogram.
-	Clock *revocationClock
+	// Revocations times revocations (shared with the workload controllers); nil disables the
+	// histogram.
+	Revocations *revocationClock
 	// Breaker limits deprovisionings per target (shared with the target controllers).
 	Breaker *Breaker
 	// retired marks identities (by UID) whose workload was just deleted: the workload's UID,
@@ -133,12 +136,7 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	return r.reconcileNormal(ctx, si)
 }
 
-func (r *ServiceIdentityReconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
-}
+func (r *ServiceIdentityReconciler) now() time.Time { return clockOr(r.Clock).Now() }
 
 func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
@@ -219,7 +217,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *sci
 			dropped = append(dropped, key)
 		}
 	}
-	sortStrings(dropped)
+	slices.Sort(dropped)
 	for _, key := range dropped {
 		entry := entries[key]
 		out := r.deprovisionTarget(ctx, si, entry, false)
@@ -276,8 +274,8 @@ func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes 
 			}
 		}
 	}
-	sortStrings(transient)
-	sortStrings(stalled)
+	slices.Sort(transient)
+	slices.Sort(stalled)
 	conds := &si.Status.Conditions
 	switch {
 	case len(stalled) > 0:
@@ -439,17 +437,7 @@ func (r *ServiceIdentityReconciler) lastVerified(key string, entry *scimv1.Ident
 	return last
 }
 
-func sameSet(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			return false
-		}
-	}
-	return true
-}
+func sameSet(a, b []string) bool { return sets.New(a...).Equal(sets.New(b...)) }
 
 func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o outcome) outcome {
 	entry.State = scimv1.TargetStateError
@@ -587,13 +575,13 @@ func (r *ServiceIdentityReconciler) deprovisionEntries(ctx context.Context, si *
 // observeRevocation records the time from the deletion (of the identity or its workload) to
 // now, when every target confirmed.
 func (r *ServiceIdentityReconciler) observeRevocation(si *scimv1.ServiceIdentity) {
-	if r.Clock == nil {
+	if r.Revocations == nil {
 		return
 	}
-	if start := r.Clock.start(si); !start.IsZero() {
+	if start := r.Revocations.start(si); !start.IsZero() {
 		revocationLatency.Observe(r.now().Sub(start).Seconds())
 	}
-	r.Clock.forget(si)
+	r.Revocations.forget(si)
 }
 
 // deprovisionBlocked reports targets that did not confirm and schedules the retry.
@@ -613,7 +601,7 @@ func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentit
 		}
 		msgs = append(msgs, key+": "+m)
 	}
-	sortStrings(msgs)
+	slices.Sort(msgs)
 	msg := prefix + ": " + strings.Join(msgs, "; ")
 	gen := si.Generation
 	setCondition(&si.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked, msg)
@@ -786,9 +774,7 @@ func expiresAt(si *scimv1.ServiceIdentity) (*metav1.Time, error) {
 }
 
 // jitter spreads resyncs by up to +10%.
-func jitter(d time.Duration) time.Duration {
-	return d + time.Duration(rand.Int64N(int64(d)/10+1))
-}
+func jitter(d time.Duration) time.Duration { return wait.Jitter(d, 0.1) }
 
 // SetupWithManager registers the controller, its indexes and watches.
 func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -816,7 +802,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr), false).
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{clock: r.Clock},
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{clock: r.Revocations},
 			ownersChangedPredicate{}))).
 		Watches(&scimv1.ScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindScimTarget)),
 			builder.WithPredicates(targetChangedPredicate{})).

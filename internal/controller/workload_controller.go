@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,8 +37,8 @@ type WorkloadReconciler struct {
 	client.Client
 	GVK      schema.GroupVersionKind
 	Recorder recorder.EventRecorder
-	// Clock notes workload deletions for the revocation histogram.
-	Clock *revocationClock
+	// Revocations notes workload deletions for the revocation histogram.
+	Revocations *revocationClock
 }
 
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
@@ -169,7 +168,7 @@ func splitList(s string) []string {
 func (r *WorkloadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("workload-"+strings.ToLower(r.GVK.Kind)).
-		For(r.newObject(), builder.WithPredicates(workloadPredicate{clock: r.Clock, kind: r.GVK.Kind})).
+		For(r.newObject(), builder.WithPredicates(workloadPredicate{clock: r.Revocations, kind: r.GVK.Kind})).
 		// Owns() resolves the owner type through the scheme, which has no kind for metadata-only
 		// objects; map the controller reference by hand.
 		Watches(&scimv1.ServiceIdentity{}, handler.EnqueueRequestsFromMapFunc(r.controllerOf)).
@@ -206,7 +205,7 @@ func (workloadPredicate) Create(e event.CreateEvent) bool { return hasScimAnnota
 // Delete records when an annotated workload went; garbage collection deletes its identity.
 func (p workloadPredicate) Delete(e event.DeleteEvent) bool {
 	if p.clock != nil && hasScimAnnotation(e.Object) {
-		p.clock.mark(workloadKey(e.Object.GetNamespace(), p.kind, e.Object.GetName()), time.Now())
+		p.clock.mark(workloadKey(e.Object.GetNamespace(), p.kind, e.Object.GetName()))
 	}
 	return false
 }
