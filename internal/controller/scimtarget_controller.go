@@ -51,6 +51,8 @@ type TargetReconciler struct {
 	ClusterID string
 	// Breaker is shared with the identity controller.
 	Breaker *Breaker
+	// Deprovisioner takes orphaned accounts away (shared with the identity controller).
+	Deprovisioner *Deprovisioner
 	// Clock tells the time of probes and orphan scans (nil: the real clock).
 	Clock clock.PassiveClock
 

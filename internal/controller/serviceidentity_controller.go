@@ -68,15 +68,14 @@ type ServiceIdentityReconciler struct {
 	// Revocations times revocations (shared with the workload controllers); nil disables the
 	// histogram.
 	Revocations *revocationClock
-	// Breaker limits deprovisionings per target (shared with the target controllers).
-	Breaker *Breaker
+	// Deprovisioner is the one path that takes accounts away (shared with the revoker and the
+	// target controllers' orphan clean-up).
+	Deprovisioner *Deprovisioner
 	// retired marks identities (by UID) whose workload was just deleted: the workload's UID,
 	// then the reason once an ownerReference confirmed it.
 	retired sync.Map
 	// locks serialises this controller and the revoker on one identity.
 	locks keyLocks
-	// confirmed holds deprovisionings the targets confirmed (shared with the revoker).
-	confirmed confirmed
 	// wake lets the revoker hand an identity it could not finish to this controller.
 	wake chan event.GenericEvent
 }
@@ -105,7 +104,7 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	si := &scimv1.ServiceIdentity{}
 	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.confirmed.forget(req.NamespacedName)
+			r.Deprovisioner.confirmed.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -133,107 +132,183 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		released = done
 		return res, err
 	}
-	return r.reconcileNormal(ctx, si)
+	return r.reconcileNormal(ctx, si, base)
 }
 
 func (r *ServiceIdentityReconciler) now() time.Time { return clockOr(r.Clock).Now() }
 
-func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
+// reconcileNormal runs the phases of a live identity, each a method named for what it
+// decides, in this order:
+//
+//  1. lifetime   an identity past its expiry is deprovisioned, and stays so until extended;
+//  2. retirement an identity whose workload is gone (decided from state) is revoked;
+//  3. desired    the account the spec asks for, or why none can be provisioned;
+//  4. record     targets named for the first time are recorded on status before any call;
+//  5. sync       the account on each referenced target is made to match;
+//  6. drop       accounts on targets no longer referenced are deprovisioned;
+//  7. report     conditions, Events and when to look again.
+func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, base *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
-	exp, expErr := expiresAt(si)
-	si.Status.ExpiresAt = exp
-	if exp != nil && !r.now().Before(exp.Time) {
+	expErr, expired := r.lifetime(si)
+	if expired {
 		return r.reconcileExpired(ctx, si)
 	}
-	if expErr == nil && meta.IsStatusConditionTrue(si.Status.Conditions, ConditionExpired) {
-		setCondition(&si.Status.Conditions, si.Generation, ConditionExpired, metav1.ConditionFalse, "Extended",
-			"Expiry moved to the future; provisioning again")
-		si.Status.DeprovisionedAt = nil
-	}
-
-	why, err := r.ownerRetired(ctx, si)
-	if err != nil {
+	if why, err := r.ownerRetired(ctx, si); err != nil {
 		return ctrl.Result{}, err
-	}
-	if why != "" {
-		return r.reconcileOwnerRetired(si, r.deprovisionAll(ctx, si, true), why)
+	} else if why != "" {
+		failed, _ := r.Deprovisioner.Identity(ctx, si, causeRetired)
+		return r.reconcileOwnerRetired(si, failed, why)
 	}
 	// The owner is there: record it, so its deletion is noticed from state alone later (after a
 	// restart, or once orphan propagation removed the ownerReference). An owner no longer
 	// referenced but still there was detached on purpose.
 	si.Status.Workload = referencedWorkload(si)
-	// A spec that cannot be provisioned stops provisioning, not the withdrawal of access: the
-	// targets that refuse the namespace are still handled below.
-	var blocked map[string]outcome
-	var desired scim.Resource
-	if expErr != nil {
-		blocked = map[string]outcome{"spec": {stalled: expErr.Error(), reason: ReasonInvalidSpec}}
-	} else if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
-		blocked = map[string]outcome{"spec.workloadRef": o}
-	} else if u, err := desiredUser(si, ExternalID(r.ClusterID, si)); err != nil {
-		blocked = map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}}
-	} else {
-		desired = u
-	}
 
-	// A new value of the resync annotation checks every account now, whatever the interval.
-	resyncRequest := si.Annotations[scimv1.ResyncRequestedAnnotation]
-	handled, _ := r.resyncRequests.Load(si.UID)
-	forced := resyncRequest != "" && handled != resyncRequest
+	p := &syncPass{outcomes: map[string]outcome{}, seen: map[string]bool{}}
+	p.desired, p.blocked = r.desired(ctx, si, expErr)
+	if p.desired != nil {
+		if err := r.record(ctx, si, base); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	p.entries = indexEntries(si.Namespace, si.Status.Targets)
+	r.sync(ctx, si, p)
+	r.drop(ctx, si, p)
+	return r.report(si, p)
+}
+
+// syncPass carries one reconcile of a live identity through its phases.
+type syncPass struct {
+	desired scim.Resource                           // nil: the spec cannot be provisioned, blocked says why
+	blocked map[string]outcome                      // the spec's own problems, keyed by the field
+	entries map[string]*scimv1.IdentityTargetStatus // status entries as the pass found them
+	seen    map[string]bool                         // targets the spec references
+	next    []scimv1.IdentityTargetStatus           // status entries as the pass leaves them
+	// outcomes per target; resync is the earliest target resync interval.
+	outcomes map[string]outcome
+	resync   time.Duration
+	// resyncRequest is the value of the resync annotation this pass acts on.
+	resyncRequest string
+}
+
+// lifetime sets status.expiresAt and reports whether the identity expired (an expiry that
+// does not parse is returned: it blocks provisioning, not the rest).
+func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity) (error, bool) {
+	exp, err := expiresAt(si)
+	si.Status.ExpiresAt = exp
+	if exp != nil && !r.now().Before(exp.Time) {
+		return nil, true
+	}
+	if err == nil && meta.IsStatusConditionTrue(si.Status.Conditions, ConditionExpired) {
+		setCondition(&si.Status.Conditions, si.Generation, ConditionExpired, metav1.ConditionFalse, "Extended",
+			"Expiry moved to the future; provisioning again")
+		si.Status.DeprovisionedAt = nil
+	}
+	return err, false
+}
+
+// desired is the account the spec asks for. A spec that cannot be provisioned stops
+// provisioning, not the withdrawal of access: targets that refuse the namespace are still
+// handled by sync.
+func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error) (scim.Resource, map[string]outcome) {
+	if expErr != nil {
+		return nil, map[string]outcome{"spec": {stalled: expErr.Error(), reason: ReasonInvalidSpec}}
+	}
+	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
+		return nil, map[string]outcome{"spec.workloadRef": o}
+	}
+	u, err := desiredUser(si, ExternalID(r.ClusterID, si))
+	if err != nil {
+		return nil, map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}}
+	}
+	return u, nil
+}
+
+// record writes a Pending status entry for every target the spec names for the first time,
+// before any call to it. An account created there is then always on record: a targetRef
+// removed before the account's entry would have been written (a crash after the POST) is still
+// looked up by externalId and deprovisioned. It costs one status write per new (identity,
+// target) pair, none at resyncs.
+func (r *ServiceIdentityReconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentity) error {
 	entries := indexEntries(si.Namespace, si.Status.Targets)
-	var next []scimv1.IdentityTargetStatus
-	outcomes := map[string]outcome{}
-	resync := time.Duration(0)
-	seen := map[string]bool{}
+	added := false
+	for _, ref := range si.Spec.TargetRefs {
+		if key := refKey(ref, si.Namespace); entries[key] == nil {
+			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
+				Message: "Recorded before the first call to the target"}
+			si.Status.Targets = append(si.Status.Targets, e)
+			entries[key] = &e
+			added = true
+		}
+	}
+	if !added {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, si, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("recording the targets before provisioning: %w", err)
+	}
+	base.Status = *si.Status.DeepCopy()
+	return nil
+}
+
+// sync makes the account on each referenced target match the spec.
+func (r *ServiceIdentityReconciler) sync(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass) {
+	// A new value of the resync annotation checks every account now, whatever the interval.
+	p.resyncRequest = si.Annotations[scimv1.ResyncRequestedAnnotation]
+	handled, _ := r.resyncRequests.Load(si.UID)
+	forced := p.resyncRequest != "" && handled != p.resyncRequest
 	for _, ref := range si.Spec.TargetRefs {
 		key := refKey(ref, si.Namespace)
-		if seen[key] {
+		if p.seen[key] {
 			continue
 		}
-		seen[key] = true
-		entry := entries[key]
+		p.seen[key] = true
+		entry := p.entries[key]
 		if entry == nil {
 			entry = &scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending}
 		}
-		out, interval := r.syncTarget(ctx, si, ref, entry, desired, forced)
-		if desired == nil && out.ok() {
+		out, interval := r.syncTarget(ctx, si, ref, entry, p.desired, forced)
+		if p.desired == nil && out.ok() {
 			// Blocked: an existing entry stays as it was, and the spec's outcome says why.
-			if entries[key] != nil {
-				next = append(next, *entry)
+			if p.entries[key] != nil {
+				p.next = append(p.next, *entry)
 			}
 			continue
 		}
-		outcomes[key] = out
-		if interval > 0 && (resync == 0 || interval < resync) {
-			resync = interval
+		p.outcomes[key] = out
+		if interval > 0 && (p.resync == 0 || interval < p.resync) {
+			p.resync = interval
 		}
-		next = append(next, *entry)
+		p.next = append(p.next, *entry)
 	}
-	// Accounts on targets no longer referenced are deprovisioned before their entries go
-	// (in a stable order, so the status does not churn).
-	var dropped []string
-	for key := range entries {
-		if !seen[key] {
-			dropped = append(dropped, key)
+}
+
+// drop deprovisions the accounts on targets no longer referenced before their entries go (in
+// a stable order, so the status does not churn). The entry's id is not needed: the account is
+// looked up by externalId.
+func (r *ServiceIdentityReconciler) drop(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass) {
+	for _, key := range slices.Sorted(maps.Keys(p.entries)) {
+		if p.seen[key] {
+			continue
+		}
+		entry := p.entries[key]
+		if out := r.Deprovisioner.Target(ctx, si, entry, causeDropped); !out.ok() {
+			p.outcomes[key] = out
+			p.next = append(p.next, *entry)
 		}
 	}
-	slices.Sort(dropped)
-	for _, key := range dropped {
-		entry := entries[key]
-		out := r.deprovisionTarget(ctx, si, entry, false)
-		if !out.ok() {
-			outcomes[key] = out
-			next = append(next, *entry)
-		}
-	}
-	maps.Copy(outcomes, blocked)
-	si.Status.Targets = next
-	res, err := r.finish(si, outcomes)
+}
+
+// report turns the pass into status, conditions and when to look again.
+func (r *ServiceIdentityReconciler) report(si *scimv1.ServiceIdentity, p *syncPass) (ctrl.Result, error) {
+	maps.Copy(p.outcomes, p.blocked)
+	si.Status.Targets = p.next
+	res, err := r.finish(si, p.outcomes)
 	if err == nil {
-		r.resyncRequests.Store(si.UID, resyncRequest)
+		r.resyncRequests.Store(si.UID, p.resyncRequest)
 	}
-	if err == nil && res.RequeueAfter == 0 && resync > 0 {
-		res.RequeueAfter = jitter(resync)
+	if err == nil && res.RequeueAfter == 0 && p.resync > 0 {
+		res.RequeueAfter = jitter(p.resync)
 	}
 	// Wake exactly at expiry rather than polling for it, even when a target is stalled: expiry
 	// is honoured on the healthy targets whatever the others do. (A stall is still reported in
@@ -354,7 +429,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if err != nil {
 		return r.entryFailed(entry, classify(err)), 0
 	}
-	acct := r.accountSync(si, t, c)
+	acct := r.Deprovisioner.accountSync(si, t, c)
 	acct.desired = desired
 	user, adopted, updated, err := acct.ensure(ctx, entry.ID)
 	if err != nil {
@@ -504,8 +579,7 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 		return ctrl.Result{}, true, r.removeFinalizer(ctx, si)
 	}
 
-	outcomes := r.deprovisionAll(ctx, si, true)
-	if len(outcomes) > 0 {
+	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, causeRetired); len(outcomes) > 0 {
 		res, err := r.deprovisionBlocked(si, outcomes, "Waiting to deprovision (finalizer "+scimv1.DeprovisionFinalizer+
 			" kept; set annotation "+scimv1.ForceOrphanAnnotation+"=true to release it without deprovisioning)")
 		return res, false, err
@@ -524,64 +598,6 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	// (NotFound above), so a pass on a copy from before the finalizer went cannot deprovision again.
 	r.forgetIdentity(si)
 	return ctrl.Result{}, true, nil
-}
-
-// deprovisionAll applies the deletion policy on every target the identity has (or may have)
-// an account on, and returns the targets that did not confirm. A final deprovisioning (the
-// identity or its workload is gone) is remembered until the identity goes; one that may be
-// undone (expiry, which can be extended) is not.
-func (r *ServiceIdentityReconciler) deprovisionAll(ctx context.Context, si *scimv1.ServiceIdentity, final bool) map[string]outcome {
-	outcomes, worked := r.deprovisionEntries(ctx, si, final)
-	if worked && len(outcomes) == 0 && final {
-		r.observeRevocation(si)
-	}
-	return outcomes
-}
-
-// deprovisionEntries does the work of deprovisionAll; worked reports that some target was
-// deprovisioned in this pass.
-func (r *ServiceIdentityReconciler) deprovisionEntries(ctx context.Context, si *scimv1.ServiceIdentity, final bool) (map[string]outcome, bool) {
-	entries := indexEntries(si.Namespace, si.Status.Targets)
-	for _, ref := range si.Spec.TargetRefs {
-		if entries[refKey(ref, si.Namespace)] == nil {
-			// No status yet (e.g. a crash after POST): the lookup by externalId finds the account.
-			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
-			si.Status.Targets = append(si.Status.Targets, e)
-			entries[refKey(ref, si.Namespace)] = &e
-		}
-	}
-	outcomes := map[string]outcome{}
-	worked := false
-	for i := range si.Status.Targets {
-		entry := &si.Status.Targets[i]
-		if entry.State == scimv1.TargetStateDeprovisioned {
-			continue
-		}
-		key := targetKey(entry.Kind, si.Namespace, entry.Name)
-		if done, ok := r.confirmed.lookup(si, key); ok {
-			*entry = done // confirmed by the revoker (or an earlier pass) whose status is not written yet
-			continue
-		}
-		worked = true
-		if out := r.deprovisionTarget(ctx, si, entry, false); !out.ok() {
-			outcomes[key] = out
-		} else if final {
-			r.confirmed.record(si, key, *entry)
-		}
-	}
-	return outcomes, worked
-}
-
-// observeRevocation records the time from the deletion (of the identity or its workload) to
-// now, when every target confirmed.
-func (r *ServiceIdentityReconciler) observeRevocation(si *scimv1.ServiceIdentity) {
-	if r.Revocations == nil {
-		return
-	}
-	if start := r.Revocations.start(si); !start.IsZero() {
-		revocationLatency.Observe(r.now().Sub(start).Seconds())
-	}
-	r.Revocations.forget(si)
 }
 
 // deprovisionBlocked reports targets that did not confirm and schedules the retry.
@@ -642,47 +658,6 @@ func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *sci
 	return nil
 }
 
-// deprovisionTarget applies the deletion policy to the account on one target. withdrawn: the
-// target no longer allows the identity's namespace, so the target's own policy applies, and
-// Orphan counts as Deactivate.
-func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, withdrawn bool) outcome {
-	ref := scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}
-	t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
-	if err != nil {
-		entry.State = scimv1.TargetStateDeprovisioning
-		entry.Message = err.Error()
-		return classify(err)
-	}
-	policy := t.DeletionPolicy(si)
-	if withdrawn {
-		policy = t.DeletionPolicy(&scimv1.ServiceIdentity{})
-		if policy == scimv1.DeletionPolicyOrphan {
-			policy = scimv1.DeletionPolicyDeactivate
-		}
-	}
-	if policy == scimv1.DeletionPolicyOrphan {
-		entry.State = scimv1.TargetStateDeprovisioned
-		entry.Message = "Account left on the target (deletionPolicy Orphan)"
-		return outcome{}
-	}
-	c, err := r.Clients.ForTarget(ctx, t)
-	if err != nil {
-		entry.State = scimv1.TargetStateDeprovisioning
-		entry.Message = err.Error()
-		return classify(err)
-	}
-	if err := r.accountSync(si, t, c).deprovision(ctx, policy, entry.Groups); err != nil {
-		entry.State = scimv1.TargetStateDeprovisioning
-		entry.Message = truncate(err.Error(), 512)
-		return classify(err)
-	}
-	entry.State = scimv1.TargetStateDeprovisioned
-	f := false
-	entry.Active = &f
-	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s)", policy)
-	return outcome{}
-}
-
 // leaveDisallowedGroups takes the account out of the groups it joined through the operator that
 // the target's guardrails no longer allow (they were narrowed), once a read proved the account
 // ours.
@@ -696,24 +671,13 @@ func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, s
 	if err != nil {
 		return err
 	}
-	acct := r.accountSync(si, t, c)
+	acct := r.Deprovisioner.accountSync(si, t, c)
 	user, err := acct.read(ctx, entry.ID)
 	if err != nil || !acct.ours(user) {
 		return nil // not provably ours (or gone): nothing to take back through this id
 	}
 	entry.Groups, err = acct.syncGroups(ctx, user.ID(), keep, entry.Groups)
 	return err
-}
-
-// accountSync prepares the SCIM calls for si's account on t, with the circuit breaker.
-func (r *ServiceIdentityReconciler) accountSync(si *scimv1.ServiceIdentity, t *Target, c *scim.Client) *accountSync {
-	a := &accountSync{c: c, t: t, externalID: ExternalID(r.ClusterID, si), userName: si.EffectiveUserName(),
-		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption}
-	if r.Breaker != nil {
-		a.charge = func(ctx context.Context) error { return r.Breaker.Charge(ctx, t) }
-		a.refund = func() { r.Breaker.Refund(t) }
-	}
-	return a
 }
 
 // accessRefused handles an identity whose namespace the target does not (or no longer)
@@ -727,7 +691,7 @@ func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv
 	key := verifiedKey(si, t.Key())
 	if _, done := r.withdrawn.Load(key); !done {
 		had := entry.ID != ""
-		if out := r.deprovisionTarget(ctx, si, entry, true); !out.ok() {
+		if out := r.Deprovisioner.Target(ctx, si, entry, causeWithdrawn); !out.ok() {
 			return out
 		}
 		r.withdrawn.Store(key, true)

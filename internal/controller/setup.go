@@ -66,12 +66,14 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	revocations := newRevocationClock(cfg.Clock)
 	breaker := NewBreaker(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)
 	breaker.Clock = cfg.Clock
+	deprovisioner := &Deprovisioner{Client: mgr.GetClient(), Clients: clients, Breaker: breaker,
+		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations}
 	states.use(mgr.GetClient())
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
 		if err := (&TargetReconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
 			ClusterResourceNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Breaker: breaker,
-			Credentials: credentials, Clock: cfg.Clock,
+			Deprovisioner: deprovisioner, Credentials: credentials, Clock: cfg.Clock,
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}
@@ -84,6 +86,6 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	return (&ServiceIdentityReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
-		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, Revocations: revocations, Breaker: breaker,
+		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, Revocations: revocations, Deprovisioner: deprovisioner,
 	}).SetupWithManager(mgr)
 }

@@ -141,15 +141,23 @@ func serviceAccountKubeconfig() string {
 
 type operatorProcess struct {
 	bin, kubeconfig string
-	cmd             *exec.Cmd
-	done            chan struct{}
-	runs            int
+	// name names the log files (default "operator").
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	runs int
+	log  string
 }
 
 func (o *operatorProcess) start() {
 	GinkgoHelper()
 	o.runs++
-	log, err := os.Create(filepath.Join(workDir, fmt.Sprintf("operator-%d.log", o.runs)))
+	name := o.name
+	if name == "" {
+		name = "operator"
+	}
+	o.log = filepath.Join(workDir, fmt.Sprintf("%s-%d.log", name, o.runs))
+	log, err := os.Create(o.log)
 	Expect(err).NotTo(HaveOccurred())
 	o.cmd = exec.Command(o.bin, "--kubeconfig", o.kubeconfig, "--cluster-resource-namespace", operatorNS,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect",
@@ -159,6 +167,15 @@ func (o *operatorProcess) start() {
 	Expect(o.cmd.Start()).To(Succeed())
 	o.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); _ = log.Close(); close(done) }(o.cmd, o.done)
+}
+
+// running reports whether the process was started and not stopped.
+func (o *operatorProcess) running() bool { return o.cmd != nil }
+
+// logText is what the current (or last) run logged so far.
+func (o *operatorProcess) logText() string {
+	b, _ := os.ReadFile(o.log)
+	return string(b)
 }
 
 func (o *operatorProcess) stop(sig syscall.Signal) {
