@@ -126,7 +126,9 @@ var _ = Describe("Revocation across restarts and failover", Ordered, func() {
 	)
 
 	It("deprovisions an account whose targetRef was removed while the operator was down right after creating it", func() {
-		created := func(r *http.Request) bool { return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/Users") }
+		created := func(r *http.Request) bool {
+			return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/Users")
+		}
 		killed := killOperatorAt(created, true)
 		createIdentity("retire", "late-ref", scimv1.KindClusterScimTarget, "corp-wide")
 		Eventually(killed, "30s").Should(BeClosed())
