@@ -13,7 +13,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -52,8 +54,9 @@ var _ = Describe("Revocation across restarts and failover", Ordered, func() {
 
 	It("revokes after a restart when killed between the deactivation and the deletion", func() {
 		identity := retiringServiceAccount("kill-mid-revocation")
+		account := forAccount("retire", identity)
 		deactivation := func(r *http.Request) bool {
-			return forAccount("retire", identity)(r) && (r.Method == http.MethodPatch || r.Method == http.MethodPut)
+			return account(r) && (r.Method == http.MethodPatch || r.Method == http.MethodPut)
 		}
 		killed := killOperatorAt(deactivation, true)
 		kubectl("delete", "serviceaccount", "kill-mid-revocation", "-n", "retire", "--wait=false")
@@ -68,12 +71,25 @@ var _ = Describe("Revocation across restarts and failover", Ordered, func() {
 	})
 
 	It("keeps the account revoked after a restart inside the grace window (revoked on the target, nothing recorded yet)", func() {
-		identity := retiringServiceAccount("kill-in-grace")
-		deletion := func(r *http.Request) bool { return forAccount("retire", identity)(r) && r.Method == http.MethodDelete }
+		// An identity the user wrote, owned by a ServiceAccount without annotations: the
+		// workload controller leaves it alone, so with orphan propagation it stays, and only
+		// what the operator recorded or can find out from state keeps it from being provisioned
+		// again (a POST after the 404).
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "retire", Name: "grace"}}
+		Expect(k8s.Create(ctx, sa)).To(Succeed())
+		identity := "kill-in-grace"
+		si := &scimv1.ServiceIdentity{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "retire", Name: identity, OwnerReferences: []metav1.OwnerReference{
+				{APIVersion: "v1", Kind: "ServiceAccount", Name: sa.Name, UID: sa.UID}}},
+			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Kind: scimv1.KindClusterScimTarget, Name: "corp-wide"}}},
+		}
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(ready("retire", identity), "30s").Should(HavePrefix(isReady))
+
+		account := forAccount("retire", identity)
+		deletion := func(r *http.Request) bool { return account(r) && r.Method == http.MethodDelete }
 		killed := killOperatorAt(deletion, true)
-		// Orphan propagation: the identity stays, so only what the operator recorded or can
-		// find out from state keeps it from being provisioned again (a POST after the 404).
-		kubectl("delete", "serviceaccount", "kill-in-grace", "-n", "retire", "--cascade=orphan")
+		kubectl("delete", "serviceaccount", "grace", "-n", "retire", "--cascade=orphan")
 		Eventually(killed, "30s").Should(BeClosed())
 		Expect(accounts("retire", identity)).To(BeEmpty(), "deleted on the target at the kill")
 		Expect(ready("retire", identity)()).To(HavePrefix(isReady), "nothing recorded on the identity at the kill")
@@ -177,10 +193,10 @@ var _ = Describe("Revocation across restarts and failover", Ordered, func() {
 		standby := &operatorProcess{bin: operator.bin, kubeconfig: operator.kubeconfig, name: "standby"}
 		standby.start()
 		DeferCleanup(standby.stop, syscall.SIGTERM)
-		Eventually(standby.logText, "30s").Should(ContainSubstring("attempting to acquire leader lease"))
+		Eventually(standby.logText, "30s").Should(MatchRegexp("(?i)attempting to acquire leader lease"))
 
-		// Slow the deletions down so the kill lands mid-way.
-		scimSrv.Faults.Add(scimserver.On(http.MethodDelete, "/Users", scimserver.Fault{Latency: 20 * time.Millisecond}))
+		// Deletions take 300 ms, as on a slow provider, so the kill lands mid-way.
+		scimSrv.Faults.Add(scimserver.On(http.MethodDelete, "/Users", scimserver.Fault{Latency: 300 * time.Millisecond}))
 		kubectl("delete", "serviceidentities", "--all", "-n", "failover", "--wait=false")
 		Eventually(live, "60s", "1ms").Should(BeNumerically("<=", n-20))
 		operator.stop(syscall.SIGKILL)
@@ -197,7 +213,7 @@ var _ = Describe("Revocation across restarts and failover", Ordered, func() {
 			g.Expect(k8s.List(ctx, list, client.InNamespace("failover"))).To(Succeed())
 			g.Expect(list.Items).To(BeEmpty())
 		}, "60s").Should(Succeed())
-		Expect(standby.logText()).To(ContainSubstring("successfully acquired lease"))
+		Expect(standby.logText()).To(MatchRegexp("(?i)successfully acquired lease"))
 	})
 })
 
@@ -234,7 +250,7 @@ func forAccount(ns, name string) func(*http.Request) bool {
 // killOperatorAt kills the operator (kill -9) at the first request that matches: when it
 // arrives, unserved (served false), or once it was served, before the operator hears back
 // (served true). The channel closes when the operator is dead. Matching requests that arrive
-// meanwhile are dropped unserved: their sender is dying.
+// meanwhile are dropped unserved (their sender is dying); later ones are served.
 func killOperatorAt(match func(*http.Request) bool, served bool) <-chan struct{} {
 	killed := make(chan struct{})
 	var fired atomic.Bool
@@ -247,8 +263,13 @@ func killOperatorAt(match func(*http.Request) bool, served bool) <-chan struct{}
 			return nil
 		}
 		if !fired.CompareAndSwap(false, true) {
-			<-killed
-			return &scimserver.Fault{ResetBeforeServing: true}
+			select {
+			case <-killed:
+				return nil // sent after the kill: by the next operator process
+			default:
+				<-killed
+				return &scimserver.Fault{ResetBeforeServing: true}
+			}
 		}
 		if served {
 			return &scimserver.Fault{Served: kill}
