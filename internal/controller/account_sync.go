@@ -89,7 +89,7 @@ func (a *accountSync) ensure(ctx context.Context, knownID string) (user scim.Res
 	}
 	before := user
 	user, err = a.update(ctx, user)
-	return user, adopted, err == nil && diffUser(a.desired, before) != nil, err
+	return user, adopted, err == nil && scim.Diff(a.desired, before) != nil, err
 }
 
 // findOrCreate finds our account, or an adoptable one, or creates it.
@@ -233,7 +233,7 @@ func (a *accountSync) byUserName(ctx context.Context) (scim.Resource, bool, erro
 // on 412 after a read that proves ownership again. user was just read and is ours (or adoptable).
 func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Resource, error) {
 	for attempt := 0; ; attempt++ {
-		ops := diffUser(a.desired, user)
+		ops := scim.Diff(a.desired, user)
 		if len(ops) == 0 {
 			return user, nil
 		}
@@ -246,7 +246,7 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 		if a.usePatch() {
 			updated, err = a.c.Patch(ctx, usersEndpoint, user.ID(), ops, ifMatch)
 		} else {
-			updated, err = a.c.Replace(ctx, usersEndpoint, user.ID(), replaceBody(a.desired, user), ifMatch)
+			updated, err = a.c.Replace(ctx, usersEndpoint, user.ID(), scim.ReplaceBody(a.desired, user), ifMatch)
 		}
 		if scim.IsPreconditionFailed(err) && attempt == 0 {
 			id, adoptable := user.ID(), user.ExternalID() == ""
@@ -262,7 +262,7 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 			return nil, fmt.Errorf("updating account %s on %s: %w", user.ID(), a.t.Key(), err)
 		}
 		if updated == nil { // 204 No Content: the change is applied; keep what we know
-			updated = mergeForReplace(a.desired, user)
+			updated = scim.MergeForReplace(a.desired, user)
 			updated["id"] = user.ID()
 		}
 		return updated, nil

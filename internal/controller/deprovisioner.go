@@ -176,7 +176,7 @@ func (d *Deprovisioner) Account(ctx context.Context, a *accountSync, u scim.Reso
 	if a.usePatch() {
 		_, err = a.c.Patch(ctx, usersEndpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, "")
 	} else {
-		_, err = a.c.Replace(ctx, usersEndpoint, id, replaceBody(scim.Resource{"active": false}, u), "")
+		_, err = a.c.Replace(ctx, usersEndpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
 	}
 	if err != nil && a.refund != nil {
 		a.refund() // nothing changed (or we cannot tell): do not count it
