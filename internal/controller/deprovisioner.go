@@ -41,9 +41,11 @@ const (
 // state-changing call is charged to the target's circuit breaker just before it is sent, and a
 // 404 counts as done.
 type Deprovisioner struct {
-	Client  client.Client
-	Clients ClientBuilder
-	Breaker *Breaker
+	Client client.Client
+	// APIReader confirms, past the cache, that a target does not exist.
+	APIReader client.Reader
+	Clients   ClientBuilder
+	Breaker   *Breaker
 	// ClusterID prefixes every externalId.
 	ClusterID string
 	// ClusterResourceNamespace holds the secrets of ClusterScimTargets.
@@ -76,7 +78,11 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 	worked := false
 	for i := range si.Status.Targets {
 		entry := &si.Status.Targets[i]
-		if entry.State == scimv1.TargetStateDeprovisioned {
+		// An entry already Deprovisioned is trusted for a deprovisioning that may be undone, but
+		// checked once more for a final one (this process did not confirm it): a copy of the
+		// identity from before its last status write can show Deprovisioned for an account
+		// provisioned again since.
+		if entry.State == scimv1.TargetStateDeprovisioned && cause != causeRetired {
 			continue
 		}
 		key := targetKey(entry.Kind, si.Namespace, entry.Name)
@@ -115,7 +121,21 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	ref := scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}
 	t, err := getTarget(ctx, d.Client, ref, si.Namespace, d.ClusterResourceNamespace)
 	if err != nil {
+		if d.neverExisted(ctx, ref, si, entry, err) {
+			entry.State, entry.Active = scimv1.TargetStateDeprovisioned, nil
+			entry.Message = "The target does not exist; no account was provisioned there"
+			return outcome{}
+		}
 		return entryBlocked(entry, err)
+	}
+	// A target that refuses the namespace decides the policy, whatever the cause: an identity's
+	// own Orphan cannot keep an account whose access the target's owner withdrew.
+	if cause != causeWithdrawn {
+		if refusal, err := namespaceAllowed(ctx, d.Client, t, si.Namespace); err != nil {
+			return entryBlocked(entry, err)
+		} else if refusal != "" {
+			cause = causeWithdrawn
+		}
 	}
 	policy := t.DeletionPolicy(si)
 	if cause == causeWithdrawn {
@@ -149,6 +169,19 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	entry.Active = &f
 	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s)", policy)
 	return outcome{}
+}
+
+// neverExisted reports a target that is not found, also by the API server, for an entry that
+// never recorded an account: a misspelt targetRef. (A target whose accounts are on record cannot
+// go: its in-use finalizer waits for the identities' entries.)
+func (d *Deprovisioner) neverExisted(ctx context.Context, ref scimv1.TargetReference, si *scimv1.ServiceIdentity,
+	entry *scimv1.IdentityTargetStatus, err error) bool {
+	var nf *errTargetNotFound
+	if !errors.As(err, &nf) || entry.ID != "" || d.APIReader == nil {
+		return false
+	}
+	_, err = getTarget(ctx, d.APIReader, ref, si.Namespace, d.ClusterResourceNamespace)
+	return errors.As(err, &nf)
 }
 
 // entryBlocked records on the entry why a deprovisioning did not happen, and classifies it.

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -219,7 +220,7 @@ func (r *ServiceIdentityReconciler) ownerGone(ctx context.Context, namespace str
 }
 
 // retiredByEvent is the fast path: the watch delivered the deletion of the very object (same
-// UID) an ownerReference names.
+// UID) an ownerReference or status.workload names.
 func (r *ServiceIdentityReconciler) retiredByEvent(si *scimv1.ServiceIdentity) string {
 	v, marked := r.retired.Load(si.UID)
 	if !marked {
@@ -228,7 +229,11 @@ func (r *ServiceIdentityReconciler) retiredByEvent(si *scimv1.ServiceIdentity) s
 	if why, ok := v.(string); ok {
 		return why // confirmed earlier; the garbage collector may since have orphaned the identity
 	}
-	for _, o := range si.OwnerReferences {
+	owners := si.OwnerReferences
+	if w := si.Status.Workload; w != nil { // the owner on record, whose ownerReference may be gone already
+		owners = append(slices.Clip(owners), metav1.OwnerReference{Kind: w.Kind, Name: w.Name, UID: w.UID})
+	}
+	for _, o := range owners {
 		if o.UID == v.(types.UID) {
 			why := fmt.Sprintf("%s %s/%s was deleted", o.Kind, si.Namespace, o.Name)
 			// Remembered as confirmed: with orphan propagation the collector removes this

@@ -158,13 +158,13 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, bas
 		failed, _ := r.Deprovisioner.Identity(ctx, si, causeRetired)
 		return r.reconcileOwnerRetired(si, failed, why)
 	}
-	// The owner is there: record it, so its deletion is noticed from state alone later (after a
-	// restart, or once orphan propagation removed the ownerReference). An owner no longer
-	// referenced but still there was detached on purpose.
-	si.Status.Workload = referencedWorkload(si)
-
 	p := &syncPass{outcomes: map[string]outcome{}, seen: map[string]bool{}}
 	p.desired, p.blocked = r.desired(ctx, si, expErr)
+	// The owner is there: record it (after desired, which may have added the ownerReference of
+	// spec.workloadRef), so its deletion is noticed from state alone later (after a restart, or
+	// once orphan propagation removed the ownerReference). An owner no longer referenced but
+	// still there was detached on purpose.
+	si.Status.Workload = referencedWorkload(si)
 	if p.desired != nil {
 		if err := r.record(ctx, si, base); err != nil {
 			return ctrl.Result{}, err
@@ -223,30 +223,43 @@ func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.Serv
 	return u, nil
 }
 
-// record writes a Pending status entry for every target the spec names for the first time,
-// before any call to it. An account created there is then always on record: a targetRef
-// removed before the account's entry would have been written (a crash after the POST) is still
-// looked up by externalId and deprovisioned. It costs one status write per new (identity,
-// target) pair, none at resyncs.
+// record puts on status, before any call that could create or reactivate an account, what a
+// crash must not lose: a Pending entry for every target the spec names that has none or whose
+// entry says Deprovisioned (expiry extended, access given back), and the owning workload. An
+// account created or reactivated there is then always on record: a targetRef removed, an
+// expiry reached again, or an owner deleted while the operator was down after the call is
+// still looked up by externalId and deprovisioned. It costs one status write per new (identity,
+// target) pair or owner, none at resyncs. The write is optimistically locked: a conflict means
+// this pass saw an old status, and it is retried on a fresh one.
 func (r *ServiceIdentityReconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentity) error {
 	entries := indexEntries(si.Namespace, si.Status.Targets)
-	added := false
+	changed := !equality.Semantic.DeepEqual(base.Status.Workload, si.Status.Workload)
 	for _, ref := range si.Spec.TargetRefs {
-		if key := refKey(ref, si.Namespace); entries[key] == nil {
+		key := refKey(ref, si.Namespace)
+		switch e := entries[key]; {
+		case e == nil:
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
 				Message: "Recorded before the first call to the target"}
 			si.Status.Targets = append(si.Status.Targets, e)
 			entries[key] = &e
-			added = true
+			changed = true
+		case e.State == scimv1.TargetStateDeprovisioned:
+			for i := range si.Status.Targets {
+				if t := &si.Status.Targets[i]; targetKey(t.Kind, si.Namespace, t.Name) == key {
+					t.State, t.Message = scimv1.TargetStatePending, "Recorded before provisioning again"
+				}
+			}
+			changed = true
 		}
 	}
-	if !added {
+	if !changed {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, si, client.MergeFrom(base)); err != nil {
+	if err := r.Status().Patch(ctx, si, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("recording the targets before provisioning: %w", err)
 	}
 	base.Status = *si.Status.DeepCopy()
+	base.ResourceVersion = si.ResourceVersion
 	return nil
 }
 

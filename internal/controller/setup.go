@@ -66,7 +66,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	revocations := newRevocationClock(cfg.Clock)
 	breaker := NewBreaker(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)
 	breaker.Clock = cfg.Clock
-	deprovisioner := &Deprovisioner{Client: mgr.GetClient(), Clients: clients, Breaker: breaker,
+	deprovisioner := &Deprovisioner{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations}
 	states.use(mgr.GetClient())
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {

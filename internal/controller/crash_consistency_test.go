@@ -1,0 +1,144 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
+)
+
+// holdWrites holds every POST, PUT and PATCH that match until release is called (a process
+// killed while they are in flight would leave the status as the spec then finds it).
+func holdWrites(match func(*http.Request) bool) (held <-chan struct{}, release func()) {
+	arrived, gate := make(chan struct{}), make(chan struct{})
+	var once, closeArrived sync.Once
+	scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
+		if r.Method == http.MethodGet || r.Method == http.MethodDelete || !match(r) {
+			return nil
+		}
+		closeArrived.Do(func() { close(arrived) })
+		<-gate
+		return nil
+	})
+	return arrived, func() { once.Do(func() { close(gate) }) }
+}
+
+// bodyNames matches requests whose body names the string (read, then put back for the server).
+func bodyNames(s string) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		if strings.Contains(r.URL.Path, s) {
+			return true
+		}
+		if r.Body == nil {
+			return false
+		}
+		b, err := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		return err == nil && strings.Contains(string(b), s)
+	}
+}
+
+func statusEntry(ctx context.Context, si *scimv1.ServiceIdentity, name string) func(Gomega) scimv1.IdentityTargetStatus {
+	return func(g Gomega) scimv1.IdentityTargetStatus {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		for _, e := range si.Status.Targets {
+			if e.Name == name {
+				return e
+			}
+		}
+		return scimv1.IdentityTargetStatus{}
+	}
+}
+
+// What a kill at the worst moment must not lose: before any call that can create or
+// reactivate an account, status already says the account may exist there and who owns it.
+var _ = Describe("What a crash must not lose", func() {
+	ctx := context.Background()
+	AfterEach(func() { scimSrv.Faults.Clear() })
+
+	It("records the target and the owning workload before the first call that creates the account", func() {
+		ns := readyTargetNamespace(ctx)
+		d := deployment(ns, "first-call", nil)
+		Expect(k8s.Create(ctx, d)).To(Succeed())
+		si := newIdentity(ns, "first-call", "acme")
+		si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name}
+		held, release := holdWrites(bodyNames(externalIDOf(ns, "first-call")))
+		DeferCleanup(release)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(held).Should(BeClosed())
+
+		// The POST is in flight: a kill now must find both on record.
+		Expect(statusEntry(ctx, si, "acme")(Default)).To(HaveField("State", scimv1.TargetStatePending))
+		Expect(si.Status.Workload).To(And(Not(BeNil()), HaveField("UID", d.UID)), "the owner is recorded before the account exists")
+		release()
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	})
+
+	It("records a deprovisioned target as Pending before provisioning it again", func() {
+		ns := newNamespace(ctx)
+		cst := clusterTarget(ctx, "given-back", []string{ns})
+		si := clusterIdentity(ns, "returning", cst.Name)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		allowOnly(ctx, cst, "someone-else")
+		Eventually(statusEntry(ctx, si, cst.Name)).Should(HaveField("State", scimv1.TargetStateDeprovisioned))
+		Eventually(accountsWithExternalID(ns, "returning")).Should(BeEmpty())
+
+		held, release := holdWrites(bodyNames(externalIDOf(ns, "returning")))
+		DeferCleanup(release)
+		allowOnly(ctx, cst, ns)
+		Eventually(held).Should(BeClosed())
+		Expect(statusEntry(ctx, si, cst.Name)(Default)).To(HaveField("State", scimv1.TargetStatePending),
+			"Deprovisioned on status while the account is created again: a kill now would make every later revocation skip it")
+		release()
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	})
+
+	It("applies the target's policy to a withdrawn account whatever the identity's own policy, when the tenant drops the targetRef", func() {
+		ns := newNamespace(ctx)
+		cst := clusterTarget(ctx, "withdrawn-drop", []string{ns}, func(t *scimv1.ClusterScimTarget) {
+			t.Spec.DeletionPolicy = scimv1.DeletionPolicyDelete
+		})
+		si := clusterIdentity(ns, "keeper", cst.Name)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		id := account(ns, "keeper")["id"].(string)
+		// The withdrawal fails on the target for now.
+		scimSrv.Faults.Add(scimserver.On("", "/Users/"+id, scimserver.Fault{Status: http.StatusServiceUnavailable, Detail: "maintenance"}))
+		allowOnly(ctx, cst, "someone-else")
+		Eventually(statusEntry(ctx, si, cst.Name)).Should(HaveField("Message", ContainSubstring("maintenance")))
+
+		// The tenant races it: its own Orphan policy, and the target dropped from the spec.
+		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Spec.DeletionPolicy = ptr.To(scimv1.DeletionPolicyOrphan)
+			si.Spec.TargetRefs = []scimv1.TargetReference{{Name: "elsewhere"}}
+		})
+		// The operator acted on the new spec (it reports the new target) before the target is back.
+		Eventually(statusEntry(ctx, si, "elsewhere")).Should(HaveField("Name", "elsewhere"))
+		scimSrv.Faults.Clear()
+		Eventually(accountsWithExternalID(ns, "keeper")).Should(BeEmpty(), "the target's Delete applies, not the identity's Orphan")
+	})
+
+	It("forgets a misspelt targetRef once the spec is fixed", func() {
+		ns := readyTargetNamespace(ctx)
+		si := newIdentity(ns, "typo", "acme", "acmee")
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonTargetNotFound))
+		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.TargetRefs = si.Spec.TargetRefs[:1] })
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(si.Status.Targets).To(ConsistOf(HaveField("Name", "acme")))
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(gone(ctx, si)).Should(BeTrue(), "nothing holds the finalizer")
+	})
+})
