@@ -84,7 +84,7 @@ func oauth2Target(ctx context.Context, ns, name, tokenURL string) *scimv1.ScimTa
 }
 
 // eventNotes returns the notes of the Events about an object.
-func eventNotes(ctx context.Context, ns, regarding string) func() []string {
+func eventNotes(ctx context.Context, ns, regarding string) func(Gomega) []string {
 	return eventsAbout(ctx, ns, regarding, func(e eventsv1.Event) string { return e.Note })
 }
 
@@ -279,7 +279,7 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		}
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonAddressNotAllowed))
 		Eventually(eventNotes(ctx, ns, "scanner")).ShouldNot(BeEmpty())
-		for _, text := range append(eventNotes(ctx, ns, "scanner")(), condition(si, ConditionReady).Message) {
+		for _, text := range append(eventNotes(ctx, ns, "scanner")(Default), condition(si, ConditionReady).Message) {
 			for _, r := range revealing {
 				Expect(withoutOwnURLs(text)).NotTo(ContainSubstring(r))
 			}
@@ -412,7 +412,7 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		}
 		Expect(si.Status.Targets[0].Message).To(BeCleanText(512))
 		Eventually(eventNotes(ctx, ns, "rejected")).ShouldNot(BeEmpty())
-		for _, note := range eventNotes(ctx, ns, "rejected")() {
+		for _, note := range eventNotes(ctx, ns, "rejected")(Default) {
 			Expect(note).To(BeCleanText(1024))
 			Expect(note).NotTo(ContainSubstring("\u202E"))
 		}

@@ -166,10 +166,10 @@ var _ = Describe("Authentication and TLS", func() {
 		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse))
 		Expect(strings.ToLower(condition(t, ConditionReady).Message)).To(ContainSubstring("certificate"))
 
-		Eventually(func() error {
-			Expect(k8s.Get(ctx, keyOf(ns, "self-signed"), t)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(ns, "self-signed"), t)).To(Succeed())
 			t.Spec.TLS = &scimv1.TLSConfig{InsecureSkipVerify: true}
-			return k8s.Update(ctx, t)
+			g.Expect(k8s.Update(ctx, t)).To(Succeed())
 		}).Should(Succeed())
 		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		Eventually(eventReasons(ctx, ns, "self-signed")).Should(ContainElement("InsecureSkipVerify"))
@@ -211,9 +211,12 @@ var _ = Describe("Compatibility", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		var ifMatch atomic.Value
 		ifMatch.Store("")
-		var patches atomic.Int32
+		var patches, reads atomic.Int32
 		id := si.Status.Targets[0].ID
 		scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/Users/"+id) {
+				reads.Add(1) // this account's reads only: the server is shared with other specs' resyncs
+			}
 			if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, id) {
 				ifMatch.Store(r.Header.Get("If-Match"))
 				if patches.Add(1) == 1 {
@@ -223,12 +226,11 @@ var _ = Describe("Compatibility", func() {
 			}
 			return nil
 		})
-		gets := scimSrv.Requests(http.MethodGet, "Users/{id}")
 		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "after 412" })
 		Eventually(func() any { return account(ns, "versioned")["displayName"] }).Should(Equal("after 412"))
 		Expect(ifMatch.Load()).To(HavePrefix(`W/"`))
 		Expect(patches.Load()).To(Equal(int32(2)), "one 412, then one successful PATCH")
-		Expect(scimSrv.Requests(http.MethodGet, "Users/{id}")).To(BeNumerically(">=", gets+2), "a read, and a re-read after 412")
+		Expect(reads.Load()).To(Equal(int32(2)), "a read, and a re-read after 412")
 		Expect(account(ns, "versioned")["nickName"]).To(Equal("changed elsewhere"))
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 	})

@@ -41,8 +41,8 @@ func kstatusOf(si *scimv1.ServiceIdentity) (kstatus.Status, string) {
 
 // kstatusEventually polls the kstatus of an identity as read from the API server.
 func kstatusEventually(ctx context.Context, si *scimv1.ServiceIdentity) AsyncAssertion {
-	return Eventually(func() kstatus.Status {
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+	return Eventually(func(g Gomega) kstatus.Status {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
 		s, _ := kstatusOf(si)
 		return s
 	})
@@ -187,8 +187,8 @@ var _ = Describe("Identity lifecycle", func() {
 		scimSrv.Faults.Add(scimserver.On("", "/Users", scimserver.Fault{Status: http.StatusServiceUnavailable, RetryAfter: 1, Detail: "down for maintenance"}))
 		down := newIdentity(ns, "gitops-down", "acme")
 		Expect(k8s.Create(ctx, down)).To(Succeed())
-		Eventually(func() string {
-			Expect(k8s.Get(ctx, keyOf(ns, "gitops-down"), down)).To(Succeed())
+		Eventually(func(g Gomega) string {
+			g.Expect(k8s.Get(ctx, keyOf(ns, "gitops-down"), down)).To(Succeed())
 			s, msg := kstatusOf(down)
 			return string(s) + ": " + msg
 		}).Should(And(HavePrefix(string(kstatus.InProgressStatus)), ContainSubstring("down for maintenance")))

@@ -246,8 +246,8 @@ var _ = Describe("ServiceIdentity", func() {
 		Eventually(func() int { return delta(provisioned, userRequests())["GET Users/{id}"] }, "10s", "5ms").Should(Equal(1))
 		Expect(delta(provisioned, userRequests())).To(Equal(map[string]int{"GET Users/{id}": 1}))
 		// An unchanged account is not worth a Kubernetes write (no status churn).
-		Consistently(func() string {
-			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		Consistently(func(g Gomega) string {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
 			return si.ResourceVersion
 		}, "500ms").Should(Equal(resourceVersion))
 	})

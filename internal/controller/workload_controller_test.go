@@ -35,16 +35,17 @@ func deployment(ns, name string, annotations map[string]string) *appsv1.Deployme
 	}
 }
 
-// eventReasons returns the reasons of the Events about an object.
-func eventReasons(ctx context.Context, ns, regarding string) func() []string {
+// eventReasons returns the reasons of the Events about an object (for Eventually, or called
+// with Default).
+func eventReasons(ctx context.Context, ns, regarding string) func(Gomega) []string {
 	return eventsAbout(ctx, ns, regarding, func(e eventsv1.Event) string { return e.Reason })
 }
 
 // eventsAbout returns what field picks from each Event about an object.
-func eventsAbout(ctx context.Context, ns, regarding string, field func(eventsv1.Event) string) func() []string {
-	return func() []string {
+func eventsAbout(ctx context.Context, ns, regarding string, field func(eventsv1.Event) string) func(Gomega) []string {
+	return func(g Gomega) []string {
 		list := &eventsv1.EventList{}
-		Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
 		var out []string
 		for _, e := range list.Items {
 			if e.Regarding.Name == regarding {
@@ -87,17 +88,17 @@ var _ = Describe("Workload annotations", func() {
 		Expect(si.Spec.DisplayName).To(Equal("Fraud triage agent"))
 		Expect(si.Status.ExpiresAt).NotTo(BeNil())
 
-		Eventually(func() error {
-			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
 			d.Annotations[AnnotationDisplayName] = "Fraud agent v2"
-			return k8s.Update(ctx, d)
+			g.Expect(k8s.Update(ctx, d)).To(Succeed())
 		}).Should(Succeed())
 		Eventually(func() any { return account(ns, "deployment-fraud-agent")["displayName"] }).Should(Equal("Fraud agent v2"))
 
-		Eventually(func() error {
-			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
 			delete(d.Annotations, AnnotationTargets)
-			return k8s.Update(ctx, d)
+			g.Expect(k8s.Update(ctx, d)).To(Succeed())
 		}).Should(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue())
 		Expect(accountsWithExternalID(ns, "deployment-fraud-agent")()).To(BeEmpty())
@@ -261,18 +262,45 @@ var _ = Describe("Workload retirement", func() {
 		Consistently(accountsWithExternalID(ns, si.Name), "2s").Should(BeEmpty())
 	})
 
-	It("does not revoke when a workload of the same name still exists", func() {
+	It("does not revoke for the deletion of a same-name workload in another namespace", func() {
 		ns := readyTargetNamespace(ctx)
 		d := deployment(ns, "steady", map[string]string{AnnotationTargets: "acme"})
 		Expect(k8s.Create(ctx, d)).To(Succeed())
 		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployment-steady"}}
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-		// An unrelated Deployment deleted in another namespace must not touch this one.
+		// The namesake in another namespace has an identity of the same name too, so its
+		// revocation shows when the deletion has been handled.
 		other := readyTargetNamespace(ctx)
-		od := deployment(other, "steady", nil)
+		od := deployment(other, "steady", map[string]string{AnnotationTargets: "acme"})
 		Expect(k8s.Create(ctx, od)).To(Succeed())
+		Eventually(get(ctx, &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "deployment-steady"}})).
+			Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		Expect(k8s.Delete(ctx, od)).To(Succeed())
-		Consistently(accountsWithExternalID(ns, si.Name), "1s").Should(HaveLen(1))
-		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(accountsWithExternalID(other, "deployment-steady")).Should(BeEmpty(), "the namesake's account is revoked")
+
+		// Past the grace after which the identity controller records a retirement.
+		Consistently(func(g Gomega) {
+			g.Expect(accountsWithExternalID(ns, si.Name)()).To(ConsistOf(HaveKeyWithValue("active", true)))
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+			g.Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		}, ownerRetiredGrace+time.Second, "100ms").Should(Succeed())
+	})
+
+	It("revokes when the workload is replaced by a same-name successor while the operator runs", func() {
+		ns := readyTargetNamespace(ctx)
+		d, si := deploymentIdentity(ctx, ns, "replaced", "replaced-id")
+		Expect(k8s.Delete(ctx, d)).To(Succeed())
+		successor := deployment(ns, "replaced", nil) // same namespace, same name, another UID
+		Expect(k8s.Create(ctx, successor)).To(Succeed())
+		Expect(successor.UID).NotTo(Equal(d.UID))
+
+		Eventually(accountsWithExternalID(ns, si.Name), "5s").Should(BeEmpty())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Expect(si.OwnerReferences).NotTo(ContainElement(HaveField("UID", successor.UID)), "the successor is not adopted as the owner")
+		// The successor's creation wakes the identity controller; the grace ends later: neither
+		// provisions the account again.
+		Consistently(accountsWithExternalID(ns, si.Name), ownerRetiredGrace+time.Second, "100ms").Should(BeEmpty())
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
 	})
 })

@@ -108,12 +108,12 @@ var _ = Describe("The examples, installed as users install them", Ordered, func(
 		// kubectl prints "configured" for Secrets with stringData and for lists whose items the
 		// schema defaults (targetRefs[].kind): its client-side patch resends them. What matters
 		// is that nothing changes: no resourceVersion moves and no SCIM write happens.
-		versions := func() map[string]string {
+		versions := func(g Gomega) map[string]string {
 			out := map[string]string{}
 			lists := []client.ObjectList{&scimv1.ServiceIdentityList{}, &scimv1.ScimTargetList{}, &scimv1.ClusterScimTargetList{}, &corev1.SecretList{}}
 			for _, l := range lists {
-				Expect(k8s.List(ctx, l)).To(Succeed())
-				Expect(meta.EachListItem(l, func(o runtime.Object) error {
+				g.Expect(k8s.List(ctx, l)).To(Succeed())
+				g.Expect(meta.EachListItem(l, func(o runtime.Object) error {
 					obj := o.(client.Object)
 					out[fmt.Sprintf("%T %s/%s", o, obj.GetNamespace(), obj.GetName())] = obj.GetResourceVersion()
 					return nil
@@ -124,13 +124,13 @@ var _ = Describe("The examples, installed as users install them", Ordered, func(
 		// Settled first: a target's identity count follows identity changes a second later.
 		var before map[string]string
 		Eventually(func(g Gomega) {
-			before = versions()
+			before = versions(g)
 			g.Consistently(versions, "1500ms", "250ms").Should(Equal(before))
 		}, "30s").Should(Succeed())
 		w := writes()
 		kubectl("apply", "-k", samples)
 		Consistently(writes, "3s").Should(Equal(w))
-		Expect(versions()).To(Equal(before))
+		Expect(versions(Default)).To(Equal(before))
 	})
 
 	It("removes the account when the Deployment or ServiceAccount is deleted (real garbage collection)", func() {
