@@ -17,8 +17,9 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: ## Generate the CRDs and the RBAC ClusterRole from the markers.
+manifests: ## Generate the CRDs and the RBAC ClusterRole from the markers (and copy the CRDs into the chart).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	@hack/chart-sync.sh
 
 .PHONY: generate
 generate: ## Generate the DeepCopy methods.
@@ -36,8 +37,8 @@ vet: ## go vet.
 verify: manifests generate ## Fail when generated code, manifests, formatting or go.mod are stale.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	@go mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
-	@git diff --exit-code -- api config || { echo "generated files are stale: run make manifests generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain --untracked-files=all -- api config)" || { echo "untracked generated files:"; git status --porcelain -- api config; exit 1; }
+	@git diff --exit-code -- api config charts || { echo "generated files are stale: run make manifests generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- api config charts)" || { echo "untracked generated files:"; git status --porcelain -- api config charts; exit 1; }
 	@echo "verify: generated code and manifests are fresh"
 
 .PHONY: envtest-bins
@@ -46,6 +47,7 @@ envtest-bins: ## Provide kube-apiserver, etcd, kube-controller-manager, kubectl 
 
 .PHONY: test
 test: verify vet ## Verify, then run every test against a real kube-apiserver and the reference SCIM server.
+	@hack/helm.sh >/dev/null # test/chart needs helm: built once (about 6 minutes cold), then cached
 	@assets="$$(hack/envtest-bins.sh)"; echo "go test ./... (control plane from $$assets; full log in test.log)"; \
 	KUBEBUILDER_ASSETS="$$assets" go test ./... -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; echo "make test: FAILED"; exit 1; }
 	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|[0-9]+ Passed \|' test.log
@@ -66,6 +68,11 @@ test-e2e: ## End-to-end suite: real control plane with garbage collection, opera
 	@assets="$$(hack/envtest-bins.sh)"; echo "go test -tags e2e ./test/e2e (full log in test-e2e.log)"; \
 	KUBEBUILDER_ASSETS="$$assets" go test -tags e2e ./test/e2e/ -count=1 -v -timeout 20m > test-e2e.log 2>&1 || { cat test-e2e.log; echo "make test-e2e: FAILED"; exit 1; }
 	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|revocation latency:|operator killed|leader failover:|garbage collector picked|e2e suite ran' test-e2e.log
+
+.PHONY: chart-test
+chart-test: ## Helm chart: lint, render, server-side dry-run on a local kube-apiserver, same CRDs/RBAC as config/default (make test runs it too).
+	@assets="$$(hack/envtest-bins.sh)"; helm="$$(hack/helm.sh)"; \
+	KUBEBUILDER_ASSETS="$$assets" HELM="$$helm" go test ./test/chart/ -count=1 -v
 
 .PHONY: lint
 lint: ## Run golangci-lint.

@@ -41,6 +41,7 @@ func main() {
 		burst                                                           int
 		requestsPerTarget                                               int
 		allowedCIDRs, deniedCIDRs                                       string
+		watchNamespaces                                                 string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -65,6 +66,10 @@ func main() {
 	flag.StringVar(&deniedCIDRs, "namespaced-target-denied-cidrs", controller.FormatCIDRs(controller.DefaultDeniedCIDRs),
 		"Comma-separated CIDRs (private and cluster ranges) a namespaced ScimTarget may not reach; loopback, link-local, "+
 			"unspecified and multicast addresses are refused in any case. \"\" refuses only those.")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
+		"Comma-separated namespaces whose ServiceIdentities, ScimTargets, workloads and Secrets the operator watches, "+
+			"plus the cluster-resource namespace; \"\" watches every namespace. ClusterScimTargets and Namespaces are "+
+			"cluster-scoped and always watched.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -78,6 +83,12 @@ func main() {
 	denied, err := controller.ParseCIDRs(deniedCIDRs)
 	if err != nil {
 		log.Error(err, "Invalid --namespaced-target-denied-cidrs")
+		os.Exit(1)
+	}
+
+	namespaces, err := controller.ParseNamespaces(watchNamespaces)
+	if err != nil {
+		log.Error(err, "Invalid --watch-namespaces")
 		os.Exit(1)
 	}
 
@@ -98,6 +109,7 @@ func main() {
 	}
 	// Secrets are read from the API server, never cached; the cache keeps only their metadata.
 	controller.ConfigureManager(&mgrOpts)
+	controller.WatchNamespaces(&mgrOpts, namespaces, clusterResourceNS)
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		log.Error(err, "Unable to create the manager")
@@ -109,7 +121,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	log.Info("Starting", "clusterID", clusterID, "clusterResourceNamespace", clusterResourceNS)
+	log.Info("Starting", "clusterID", clusterID, "clusterResourceNamespace", clusterResourceNS, "watchNamespaces", namespaces)
 	if err := controller.Setup(mgr, controller.Config{
 		ClusterID:                clusterID,
 		ClusterResourceNamespace: clusterResourceNS,

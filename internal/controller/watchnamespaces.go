@@ -1,0 +1,48 @@
+package controller
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+)
+
+// ParseNamespaces parses --watch-namespaces: a comma-separated list of namespace names, each
+// once; "" is every namespace (nil).
+func ParseNamespaces(s string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		ns := strings.TrimSpace(f)
+		if ns == "" || seen[ns] {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+		seen[ns] = true
+		out = append(out, ns)
+	}
+	return out, nil
+}
+
+// WatchNamespaces restricts the manager's cache, and so what the operator watches and
+// reconciles, to the given namespaces plus the cluster-resource namespace (where the Secrets of
+// ClusterScimTargets, the credential snapshots and the leader lease live); none leaves it
+// watching every namespace. Cluster-scoped kinds (ClusterScimTarget, Namespace) stay
+// cluster-wide. The per-kind settings of ConfigureManager (Secrets: metadata only) apply in
+// these namespaces as before.
+func WatchNamespaces(o *ctrl.Options, namespaces []string, clusterResourceNamespace string) {
+	if len(namespaces) == 0 {
+		return
+	}
+	o.Cache.DefaultNamespaces = map[string]cache.Config{}
+	for _, ns := range append(slices.Clone(namespaces), clusterResourceNamespace) {
+		if ns != "" {
+			o.Cache.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+}
