@@ -36,6 +36,8 @@ const (
 	operatorNS = "scim-operator-system"
 	operatorSA = "scim-operator-controller-manager"
 	scimAddr   = "127.0.0.1:18080"
+	// metricsAddr is the operator's metrics endpoint (HTTPS).
+	metricsAddr = "127.0.0.1:18443"
 )
 
 var (
@@ -151,14 +153,20 @@ func (o *operatorProcess) start() {
 	o.runs++
 	log, err := os.Create(filepath.Join(workDir, fmt.Sprintf("operator-%d.log", o.runs)))
 	Expect(err).NotTo(HaveOccurred())
-	o.cmd = exec.Command(o.bin, "--kubeconfig", o.kubeconfig, "--cluster-resource-namespace", operatorNS,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect",
-		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
-		"--namespaced-target-allowed-cidrs", "127.0.0.1/32")
+	o.cmd = exec.Command(o.bin, operatorArgs(o.kubeconfig)...)
 	o.cmd.Stdout, o.cmd.Stderr = log, log
 	Expect(o.cmd.Start()).To(Succeed())
 	o.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); _ = log.Close(); close(done) }(o.cmd, o.done)
+}
+
+// operatorArgs are the operator's flags in this suite, for the host binary and the image alike.
+func operatorArgs(kubeconfig string) []string {
+	return []string{"--kubeconfig", kubeconfig, "--cluster-resource-namespace", operatorNS,
+		// HTTPS with authentication and authorisation by the API server, as deployed.
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--leader-elect",
+		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
+		"--namespaced-target-allowed-cidrs", "127.0.0.1/32"}
 }
 
 func (o *operatorProcess) stop(sig syscall.Signal) {
