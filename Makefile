@@ -118,8 +118,7 @@ BUILD_FROM ?= registry
 docker-build: ## Build the operator image IMG (BUILD_FROM=host: offline, from a binary built here; VERSION is stamped into --version).
 ifeq ($(BUILD_FROM),host)
 	VERSION=$(VERSION) hack/image-context.sh bin/image
-	$(CONTAINER_TOOL) build -t $(IMG) --build-arg VERSION=$(VERSION) --build-arg BUILDER=host-build \
-		--build-arg BASE_IMAGE=host-base --build-arg TARGETARCH=$$(go env GOARCH) .
+	$(CONTAINER_TOOL) build -t $(IMG) --target offline .
 else
 	$(CONTAINER_TOOL) build -t $(IMG) --build-arg VERSION=$(VERSION) .
 endif

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepares the offline image build (Dockerfile stages host-build and host-base) in DIR
+# Prepares the offline image build (Dockerfile stages host-base and offline) in DIR
 # (default bin/image): the static operator binary, the host's CA certificates and an
 # /etc/passwd and /etc/group naming 65532 nonroot, as distroless static:nonroot has them.
 #
