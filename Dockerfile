@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The scim-operator image: one static binary (/manager) run as 65532:65532, CA certificates, no
 # shell; nothing is written to the root filesystem, so it runs with readOnlyRootFilesystem.
 #
