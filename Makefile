@@ -65,7 +65,7 @@ fuzz: ## Run each fuzz target of the SCIM client for FUZZTIME (seed corpus in in
 test-e2e: ## End-to-end suite: real control plane with garbage collection, operator binary, kubectl.
 	@assets="$$(hack/envtest-bins.sh)"; echo "go test -tags e2e ./test/e2e (full log in test-e2e.log)"; \
 	KUBEBUILDER_ASSETS="$$assets" go test -tags e2e ./test/e2e/ -count=1 -v -timeout 20m > test-e2e.log 2>&1 || { cat test-e2e.log; echo "make test-e2e: FAILED"; exit 1; }
-	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|revocation latency:|operator killed|garbage collector picked|^container image:|e2e suite ran' test-e2e.log
+	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|revocation latency:|operator killed|leader failover:|garbage collector picked|^container image:|e2e suite ran' test-e2e.log
 
 .PHONY: lint
 lint: ## Run golangci-lint.

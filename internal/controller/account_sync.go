@@ -89,7 +89,7 @@ func (a *accountSync) ensure(ctx context.Context, knownID string) (user scim.Res
 	}
 	before := user
 	user, err = a.update(ctx, user)
-	return user, adopted, err == nil && diffUser(a.desired, before) != nil, err
+	return user, adopted, err == nil && scim.Diff(a.desired, before) != nil, err
 }
 
 // findOrCreate finds our account, or an adoptable one, or creates it.
@@ -233,7 +233,7 @@ func (a *accountSync) byUserName(ctx context.Context) (scim.Resource, bool, erro
 // on 412 after a read that proves ownership again. user was just read and is ours (or adoptable).
 func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Resource, error) {
 	for attempt := 0; ; attempt++ {
-		ops := diffUser(a.desired, user)
+		ops := scim.Diff(a.desired, user)
 		if len(ops) == 0 {
 			return user, nil
 		}
@@ -246,7 +246,7 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 		if a.usePatch() {
 			updated, err = a.c.Patch(ctx, usersEndpoint, user.ID(), ops, ifMatch)
 		} else {
-			updated, err = a.c.Replace(ctx, usersEndpoint, user.ID(), replaceBody(a.desired, user), ifMatch)
+			updated, err = a.c.Replace(ctx, usersEndpoint, user.ID(), scim.ReplaceBody(a.desired, user), ifMatch)
 		}
 		if scim.IsPreconditionFailed(err) && attempt == 0 {
 			id, adoptable := user.ID(), user.ExternalID() == ""
@@ -262,66 +262,9 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 			return nil, fmt.Errorf("updating account %s on %s: %w", user.ID(), a.t.Key(), err)
 		}
 		if updated == nil { // 204 No Content: the change is applied; keep what we know
-			updated = mergeForReplace(a.desired, user)
+			updated = scim.MergeForReplace(a.desired, user)
 			updated["id"] = user.ID()
 		}
 		return updated, nil
 	}
-}
-
-// deprovision applies a Delete or Deactivate policy to every account carrying our externalId
-// (duplicates included), found by one read; hintID (from status) is not trusted on its own.
-// Each deactivation is charged to the circuit breaker just before it is sent. 404 at any step
-// counts as done.
-func (a *accountSync) deprovision(ctx context.Context, policy scimv1.DeletionPolicy, groups []string) error {
-	mine, err := a.findOurs(ctx)
-	if err != nil {
-		return err
-	}
-	for _, u := range mine {
-		if err := a.deprovisionOne(ctx, u, policy, groups); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (a *accountSync) deprovisionOne(ctx context.Context, u scim.Resource, policy scimv1.DeletionPolicy, groups []string) error {
-	id := u.ID()
-	if active, present := u.Active(); policy == scimv1.DeletionPolicyDeactivate && present && !active {
-		return nil // already inactive: nothing to send, nothing to charge
-	}
-	if a.charge != nil {
-		if err := a.charge(ctx); err != nil {
-			return err
-		}
-	}
-	var err error
-	if a.usePatch() {
-		_, err = a.c.Patch(ctx, usersEndpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, "")
-	} else {
-		_, err = a.c.Replace(ctx, usersEndpoint, id, replaceBody(scim.Resource{"active": false}, u), "")
-	}
-	if err != nil && a.refund != nil {
-		a.refund() // nothing changed (or we cannot tell): do not count it
-	}
-	if scim.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("deactivating account %s on %s: %w", id, a.t.Key(), err)
-	}
-	if policy != scimv1.DeletionPolicyDelete {
-		return nil
-	}
-	// Providers differ in whether deleting a user drops its memberships; leave explicitly.
-	for _, g := range groups {
-		if err := a.leaveGroup(ctx, g, id); err != nil {
-			return err
-		}
-	}
-	if err := a.c.Delete(ctx, usersEndpoint, id); err != nil && !scim.IsNotFound(err) {
-		return fmt.Errorf("deleting account %s on %s: %w", id, a.t.Key(), err)
-	}
-	return nil
 }

@@ -22,6 +22,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
@@ -200,7 +201,7 @@ var _ = Describe("Compatibility", func() {
 	It("sends If-Match when ETags are supported, and on 412 re-reads and re-diffs once", func() {
 		ns := newNamespace(ctx)
 		t := createTarget(ctx, ns, "etag", testToken, func(t *scimv1.ScimTarget) {
-			t.Spec.Compatibility = &scimv1.Compatibility{ServiceProviderConfigOverride: &scimv1.Capabilities{ETag: ptrTo(true)}}
+			t.Spec.Compatibility = &scimv1.Compatibility{ServiceProviderConfigOverride: &scimv1.Capabilities{ETag: ptr.To(true)}}
 		})
 		Eventually(get(ctx, t)).Should(WithTransform(func(t *scimv1.ScimTarget) bool {
 			return t.Status.Capabilities != nil && t.Status.Capabilities.ETag != nil && *t.Status.Capabilities.ETag
@@ -232,5 +233,3 @@ var _ = Describe("Compatibility", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 	})
 })
-
-func ptrTo[T any](v T) *T { return &v }

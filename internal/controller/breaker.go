@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -34,8 +35,8 @@ type Breaker struct {
 	Reader client.Reader
 	// ClusterResourceNamespace is passed to views of re-read targets.
 	ClusterResourceNamespace string
-	// Now is the clock (nil: time.Now).
-	Now func() time.Time
+	// Clock tells the time of windows (nil: the real clock).
+	Clock clock.PassiveClock
 
 	mu    sync.Mutex
 	pools map[string]*breakerPool
@@ -74,12 +75,7 @@ func (e *BreakerOpenError) Error() string {
 // Trips is where the breaker announces, for one target kind, a target whose breaker opened.
 func (b *Breaker) Trips(kind string) <-chan event.GenericEvent { return b.trips[kind] }
 
-func (b *Breaker) now() time.Time {
-	if b.Now != nil {
-		return b.Now()
-	}
-	return time.Now()
-}
+func (b *Breaker) now() time.Time { return clockOr(b.Clock).Now() }
 
 func breakerLimits(t *Target) (int, time.Duration, bool) {
 	cb := t.Spec.CircuitBreaker

@@ -9,10 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -288,12 +289,7 @@ func tlsConfig(t *Target, secrets map[string]*corev1.Secret) (*tls.Config, error
 // cached tokens.
 func dataHash(s *corev1.Secret) string {
 	h := sha256.New()
-	keys := make([]string, 0, len(s.Data))
-	for k := range s.Data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(s.Data)) {
 		_, _ = fmt.Fprintf(h, "%s=%x;", k, s.Data[k])
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]

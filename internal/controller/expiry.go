@@ -16,7 +16,7 @@ import (
 // The object stays for audit; extending the expiry provisions again.
 func (r *ServiceIdentityReconciler) reconcileExpired(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	exp := si.Status.ExpiresAt.Time.UTC().Format(time.RFC3339)
-	if outcomes := r.deprovisionAll(ctx, si, false); len(outcomes) > 0 {
+	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, causeExpired); len(outcomes) > 0 {
 		return r.deprovisionBlocked(si, outcomes, fmt.Sprintf("Expired at %s; waiting to deprovision", exp))
 	}
 	gen := si.Generation

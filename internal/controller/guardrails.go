@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
 )
 
 // errGuardrail: the identity asks for something its target's guardrails do not allow.
@@ -105,7 +106,7 @@ var userNameLabel = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,190}$`)
 func (g guardrails) attributeAllowed(name string) bool {
 	sub := name
 	urn := ""
-	if isSchemaURN(name) {
+	if scim.IsSchemaURN(name) {
 		if i := strings.LastIndex(name, ":"); i > 0 {
 			urn, sub = name[:i], name[i+1:]
 		}
@@ -135,7 +136,7 @@ func attributeNames(si *scimv1.ServiceIdentity) []string {
 	var names []string
 	for k, v := range extra {
 		obj, ok := v.(map[string]any)
-		if !isSchemaURN(k) || !ok {
+		if !scim.IsSchemaURN(k) || !ok {
 			names = append(names, k)
 			continue
 		}

@@ -84,7 +84,7 @@ func TestCheckAttribute(t *testing.T) {
 		"urn:bad urn": true, "1st": true, scim.SchemaUser + ":roles": true,
 	} {
 		var v any = "x"
-		if isSchemaURN(name) {
+		if scim.IsSchemaURN(name) {
 			v = map[string]any{"department": "x"}
 		}
 		if err := checkAttribute(name, v); (err != nil) != refused {
@@ -99,27 +99,6 @@ func TestCheckAttribute(t *testing.T) {
 	}
 	if err := checkAttribute("name", map[string]any{"givenName": "x"}); err != nil {
 		t.Errorf("a complex attribute: %v", err)
-	}
-}
-
-func TestReplaceBody(t *testing.T) {
-	current := scim.Resource{"id": "1", "userName": "bot", "title": "kept", "meta": map[string]any{"version": "1"},
-		"internal": "secret", "urn:example:internal": map[string]any{"token": "x"}, "groups": []any{"g"},
-		scim.SchemaEnterpriseUser: map[string]any{"department": "old", "costCenter": "7"}}
-	desired := scim.Resource{"displayName": "Bot", scim.SchemaEnterpriseUser: map[string]any{"department": "new"}}
-	got := replaceBody(desired, current)
-	for _, k := range []string{"internal", "urn:example:internal", "meta", "groups"} {
-		if _, ok := got[k]; ok {
-			t.Errorf("PUT body carries %q", k)
-		}
-	}
-	ent, _ := got[scim.SchemaEnterpriseUser].(map[string]any)
-	if got["title"] != "kept" || got["displayName"] != "Bot" || ent["department"] != "new" || ent["costCenter"] != "7" {
-		t.Errorf("PUT body lost attributes: %v", got)
-	}
-	schemas, _ := got["schemas"].([]any)
-	if len(schemas) != 2 || schemas[0] != scim.SchemaUser || schemas[1] != scim.SchemaEnterpriseUser {
-		t.Errorf("schemas = %v", schemas)
 	}
 }
 

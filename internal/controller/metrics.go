@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -109,11 +110,19 @@ func identityState(si *scimv1.ServiceIdentity) string {
 // revocationClock remembers when deletions were first seen, for the revocation histogram:
 // identities by UID, workloads by namespace/kind/name (their identities are deleted by the
 // garbage collector a moment later).
-type revocationClock struct{ seen sync.Map }
+type revocationClock struct {
+	clock clock.PassiveClock
+	seen  sync.Map
+}
+
+func newRevocationClock(c clock.PassiveClock) *revocationClock {
+	return &revocationClock{clock: clockOr(c)}
+}
 
 func workloadKey(namespace, kind, name string) string { return namespace + "/" + kind + "/" + name }
 
-func (c *revocationClock) mark(key string, at time.Time) { c.seen.LoadOrStore(key, at) }
+// mark notes that the deletion of key was seen now (the first time counts).
+func (c *revocationClock) mark(key string) { c.seen.LoadOrStore(key, c.clock.Now()) }
 
 // start is the earliest recorded deletion for the identity or the workloads that own it.
 func (c *revocationClock) start(si *scimv1.ServiceIdentity) time.Time {

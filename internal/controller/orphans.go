@@ -55,7 +55,7 @@ func (r *TargetReconciler) orphansIfDue(ctx context.Context, t *Target) (time.Du
 		}
 	}
 	if last != nil && last.LastScanTime != nil {
-		if due := interval - time.Since(last.LastScanTime.Time); due > 0 {
+		if due := interval - clockOr(r.Clock).Since(last.LastScanTime.Time); due > 0 {
 			t.Status.Orphans = last
 			return due, nil
 		}
@@ -84,7 +84,7 @@ func (r *TargetReconciler) orphansIfDue(ctx context.Context, t *Target) (time.Du
 	if last != nil {
 		previous = last.Count
 	}
-	now := metav1.Now()
+	now := metav1.NewTime(clockOr(r.Clock).Now())
 	t.Status.Orphans = &scimv1.OrphanReport{Count: int32(len(orphans)), UserNames: names[:min(len(names), orphanNamesShown)], LastScanTime: &now}
 	r.orphanReports.Store(t.Key(), t.Status.Orphans.DeepCopy())
 	orphanAccounts.WithLabelValues(t.Key()).Set(float64(len(orphans)))
@@ -144,31 +144,21 @@ func (r *TargetReconciler) findOrphans(ctx context.Context, t *Target, c *scim.C
 	return orphans, nil
 }
 
+// cleanOrphans applies the orphan policy to each orphan through the Deprovisioner's account
+// step (deactivated first, charged to the breaker). It stops where the breaker pauses it; the
+// next scan continues.
 func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *Target, c *scim.Client, orphans []scim.Resource, policy scimv1.OrphanPolicy) (int, error) {
 	acted := 0
 	for _, u := range orphans {
 		if active, present := u.Active(); policy == scimv1.OrphanPolicyDeactivate && present && !active {
 			continue
 		}
-		if r.Breaker != nil {
-			var open *BreakerOpenError
-			if err := r.Breaker.Charge(ctx, t); errors.As(err, &open) {
-				return acted, nil // the breaker's status says why; the next scan continues
-			} else if err != nil {
-				return acted, err
-			}
-		}
-		var err error
-		if policy == scimv1.OrphanPolicyDelete {
-			err = c.Delete(ctx, usersEndpoint, u.ID())
-		} else {
-			_, err = c.Patch(ctx, usersEndpoint, u.ID(), []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, "")
-		}
-		if err != nil && !scim.IsNotFound(err) {
-			if r.Breaker != nil {
-				r.Breaker.Refund(t)
-			}
+		done, err := r.Deprovisioner.Orphan(ctx, t, c, u, policy)
+		if err != nil {
 			return acted, fmt.Errorf("%s orphaned account %q: %w", strings.ToLower(string(policy)), scim.Sanitize(u.UserName(), 256), err)
+		}
+		if !done {
+			return acted, nil
 		}
 		acted++
 	}

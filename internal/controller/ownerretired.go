@@ -75,8 +75,8 @@ func (h workloadEvents) enqueue(ctx context.Context, o client.Object, q workqueu
 		logf.FromContext(ctx).Error(err, "Listing identities of a workload")
 		return
 	}
-	if retired && len(list.Items) > 0 && h.r.Clock != nil {
-		h.r.Clock.mark(workloadKey(o.GetNamespace(), h.kind, o.GetName()), time.Now())
+	if retired && len(list.Items) > 0 && h.r.Revocations != nil {
+		h.r.Revocations.mark(workloadKey(o.GetNamespace(), h.kind, o.GetName()))
 	}
 	for _, si := range list.Items {
 		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}}

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"sync"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -23,14 +22,22 @@ import (
 
 // revoker is the fast path of revocation. It runs as its own controller, with its own work
 // queue and workers, on the same triggers that start a revocation in the identity controller:
-// a workload deleted, an identity's deletion started. It only makes the SCIM calls and writes
-// nothing to Kubernetes, so a revocation never waits behind a backlog of provisioning,
-// resyncs or status writes in the identity controller's queue. It records what each target
-// confirmed; the identity controller, woken by the same events, then finds the work done and
-// writes the status, the Events and the finalizer. When a target refuses, the identity
-// controller retries with backoff and reports why in the conditions, as always.
+// a workload deleted, an identity's deletion started. It only makes the SCIM calls, through the
+// one Deprovisioner, and writes nothing to Kubernetes, so a revocation never waits behind a
+// backlog of provisioning, resyncs or status writes in the identity controller's queue. The
+// identity controller, woken by the same events, then finds the work confirmed and writes the
+// status, the Events and the finalizer; it decides the same things from state on every pass, so
+// a revocation the revoker never made (a restart, a failover) is made there. When a target
+// refuses, the identity controller retries with backoff and reports why in the conditions.
 type revoker struct {
-	r *ServiceIdentityReconciler
+	client.Reader
+	deprovisioner *Deprovisioner
+	// retirement tells whether an identity's workload is gone.
+	retirement func(context.Context, *scimv1.ServiceIdentity) (string, error)
+	// locks serialises the revoker and the identity controller on one identity.
+	locks *keyLocks
+	// handOver wakes the identity controller for an identity the revoker could not finish.
+	handOver chan<- event.GenericEvent
 }
 
 // Reconcile deprovisions an identity that is being deleted, or whose workload was deleted.
@@ -42,7 +49,7 @@ func (v revoker) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 		// The identity controller retries and reports it in the conditions, now (and outside
 		// the identity's lock, which it needs).
 		select {
-		case v.r.wake <- event.GenericEvent{Object: si}:
+		case v.handOver <- event.GenericEvent{Object: si}:
 		case <-ctx.Done():
 		}
 	}
@@ -52,13 +59,12 @@ func (v revoker) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 // revoke makes the SCIM calls under the identity's lock; failed reports a target that did not
 // confirm.
 func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceIdentity, bool) {
-	r := v.r
-	unlock := r.locks.lock(req.NamespacedName)
+	unlock := v.locks.lock(req.NamespacedName)
 	defer unlock()
 	si := &scimv1.ServiceIdentity{}
-	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
+	if err := v.Get(ctx, req.NamespacedName, si); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.confirmed.forget(req.NamespacedName)
+			v.deprovisioner.confirmed.forget(req.NamespacedName)
 		}
 		return nil, false
 	}
@@ -70,29 +76,25 @@ func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceI
 		if si.Annotations[scimv1.ForceOrphanAnnotation] == "true" {
 			return nil, false
 		}
-	case !ownerRetiredNow(ctx, r, si):
-		return nil, false
+	default:
+		// A lookup that fails is left to the identity controller, which retries it.
+		if why, err := v.retirement(ctx, si); err != nil || why == "" {
+			return nil, false
+		}
 	}
-	outcomes := r.deprovisionAll(ctx, si, true)
-	if len(outcomes) > 0 {
-		logf.FromContext(ctx).V(1).Info("Fast revocation incomplete; the identity controller takes over", "targets", len(outcomes))
+	failed, _ := v.deprovisioner.Identity(ctx, si, causeRetired)
+	if len(failed) > 0 {
+		logf.FromContext(ctx).V(1).Info("Fast revocation incomplete; the identity controller takes over", "targets", len(failed))
 	}
-	return si, len(outcomes) > 0
-}
-
-// ownerRetiredNow is ownerRetired for the fast path: a lookup that fails is left to the
-// identity controller, which retries it.
-func ownerRetiredNow(ctx context.Context, r *ServiceIdentityReconciler, si *scimv1.ServiceIdentity) bool {
-	why, err := r.ownerRetired(ctx, si)
-	return err == nil && why != ""
+	return si, len(failed) > 0
 }
 
 // setupRevoker registers the revoker's controller.
 func (r *ServiceIdentityReconciler) setupRevoker(mgr ctrl.Manager) error {
 	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr).Named("revoke"), true).
-		Watches(&scimv1.ServiceIdentity{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(deletionStarted{clock: r.Clock})).
+		Watches(&scimv1.ServiceIdentity{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(deletionStarted{clock: r.Revocations})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
-		Complete(revoker{r: r})
+		Complete(revoker{Reader: r.Client, deprovisioner: r.Deprovisioner, retirement: r.ownerRetired, locks: &r.locks, handOver: r.wake})
 }
 
 // deletionStarted passes only the update that sets an identity's deletionTimestamp (and
@@ -114,47 +116,10 @@ func (deletionStarted) Generic(event.GenericEvent) bool { return false }
 func (p deletionStarted) Update(e event.UpdateEvent) bool {
 	started := e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
 	if started && p.clock != nil {
-		p.clock.mark(string(e.ObjectNew.GetUID()), time.Now())
+		p.clock.mark(string(e.ObjectNew.GetUID()))
 	}
 	return started
 }
-
-// confirmed records, per identity, the deprovisionings targets have confirmed, so that neither
-// the revoker nor the identity controller sends them twice while the status that records them
-// is still on its way through the API server and the cache. An entry goes with its identity.
-type confirmed struct {
-	m sync.Map // types.NamespacedName -> confirmedEntry
-}
-
-type confirmedEntry struct {
-	uid     types.UID
-	targets map[string]scimv1.IdentityTargetStatus // targetKey -> the Deprovisioned entry
-}
-
-// lookup returns the confirmed entry of one target of si, if any.
-func (c *confirmed) lookup(si *scimv1.ServiceIdentity, key string) (scimv1.IdentityTargetStatus, bool) {
-	v, ok := c.m.Load(client.ObjectKeyFromObject(si))
-	if !ok || v.(confirmedEntry).uid != si.UID {
-		return scimv1.IdentityTargetStatus{}, false
-	}
-	e, ok := v.(confirmedEntry).targets[key]
-	return e, ok
-}
-
-// record notes a confirmed deprovisioning. Callers hold the identity's lock.
-func (c *confirmed) record(si *scimv1.ServiceIdentity, key string, entry scimv1.IdentityTargetStatus) {
-	name := client.ObjectKeyFromObject(si)
-	next := confirmedEntry{uid: si.UID, targets: map[string]scimv1.IdentityTargetStatus{}}
-	if v, ok := c.m.Load(name); ok && v.(confirmedEntry).uid == si.UID {
-		for k, e := range v.(confirmedEntry).targets {
-			next.targets[k] = e
-		}
-	}
-	next.targets[key] = entry
-	c.m.Store(name, next)
-}
-
-func (c *confirmed) forget(name types.NamespacedName) { c.m.Delete(name) }
 
 // keyLocks serialises the revoker and the identity controller on one identity (each work
 // queue already serialises its own workers). Locks exist only while held or awaited.

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -50,6 +51,10 @@ type TargetReconciler struct {
 	ClusterID string
 	// Breaker is shared with the identity controller.
 	Breaker *Breaker
+	// Deprovisioner takes orphaned accounts away (shared with the identity controller).
+	Deprovisioner *Deprovisioner
+	// Clock tells the time of probes and orphan scans (nil: the real clock).
+	Clock clock.PassiveClock
 
 	// Credentials reads the Secrets' cached metadata and keeps the credential snapshots.
 	Credentials *CredentialStore
@@ -221,14 +226,14 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 	credentials := r.secretsVersion(ctx, t)
 	if last := t.Status.LastProbeTime; last != nil && t.Status.ObservedGeneration == gen &&
 		meta.IsStatusConditionTrue(*conds, ConditionReady) && r.probedWith(t) == credentials {
-		if due := interval - time.Since(last.Time); due > 0 {
+		if due := interval - clockOr(r.Clock).Since(last.Time); due > 0 {
 			return ctrl.Result{RequeueAfter: due}, nil
 		}
 	}
 
 	r.warnInsecure(t)
 	cfg, err := r.probe(ctx, t)
-	now := metav1.Now()
+	now := metav1.NewTime(clockOr(r.Clock).Now())
 	t.Status.LastProbeTime = &now
 	t.Status.ObservedGeneration = gen
 	if err != nil {

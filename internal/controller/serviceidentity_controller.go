@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,8 +54,8 @@ type ServiceIdentityReconciler struct {
 	ClusterResourceNamespace string
 	// MaxConcurrentReconciles bounds parallel reconciles.
 	MaxConcurrentReconciles int
-	// Now is the clock (tests may replace it).
-	Now func() time.Time
+	// Clock tells the time for expiry, resyncs and status times (nil: the real clock).
+	Clock clock.PassiveClock
 	// verified remembers when each account (identity UID|target) was last confirmed.
 	verified sync.Map
 	// resyncRequests remembers, per identity UID, the value of the resync annotation last acted
@@ -63,17 +64,17 @@ type ServiceIdentityReconciler struct {
 	// withdrawn remembers (verifiedKey) the targets refusing an identity's namespace on which its
 	// accounts were looked up and deprovisioned. A restart forgets it: one lookup more.
 	withdrawn sync.Map
-	// Clock times revocations (shared with the workload controllers); nil disables the histogram.
-	Clock *revocationClock
-	// Breaker limits deprovisionings per target (shared with the target controllers).
-	Breaker *Breaker
+	// Revocations times revocations (shared with the workload controllers); nil disables the
+	// histogram.
+	Revocations *revocationClock
+	// Deprovisioner is the one path that takes accounts away (shared with the revoker and the
+	// target controllers' orphan clean-up).
+	Deprovisioner *Deprovisioner
 	// retired marks identities (by UID) whose workload was just deleted: the workload's UID,
 	// then the reason once an ownerReference confirmed it.
 	retired sync.Map
 	// locks serialises this controller and the revoker on one identity.
 	locks keyLocks
-	// confirmed holds deprovisionings the targets confirmed (shared with the revoker).
-	confirmed confirmed
 	// wake lets the revoker hand an identity it could not finish to this controller.
 	wake chan event.GenericEvent
 }
@@ -102,7 +103,7 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	si := &scimv1.ServiceIdentity{}
 	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.confirmed.forget(req.NamespacedName)
+			r.Deprovisioner.confirmed.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -130,112 +131,183 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		released = done
 		return res, err
 	}
-	return r.reconcileNormal(ctx, si)
+	return r.reconcileNormal(ctx, si, base)
 }
 
-func (r *ServiceIdentityReconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
-}
+func (r *ServiceIdentityReconciler) now() time.Time { return clockOr(r.Clock).Now() }
 
-func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
+// reconcileNormal runs the phases of a live identity, each a method named for what it
+// decides, in this order:
+//
+//  1. lifetime   an identity past its expiry is deprovisioned, and stays so until extended;
+//  2. retirement an identity whose workload is gone (decided from state) is revoked;
+//  3. desired    the account the spec asks for, or why none can be provisioned;
+//  4. record     targets named for the first time are recorded on status before any call;
+//  5. sync       the account on each referenced target is made to match;
+//  6. drop       accounts on targets no longer referenced are deprovisioned;
+//  7. report     conditions, Events and when to look again.
+func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, base *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
-	exp, expErr := expiresAt(si)
-	si.Status.ExpiresAt = exp
-	if exp != nil && !r.now().Before(exp.Time) {
+	expErr, expired := r.lifetime(si)
+	if expired {
 		return r.reconcileExpired(ctx, si)
 	}
-	if expErr == nil && meta.IsStatusConditionTrue(si.Status.Conditions, ConditionExpired) {
-		setCondition(&si.Status.Conditions, si.Generation, ConditionExpired, metav1.ConditionFalse, "Extended",
-			"Expiry moved to the future; provisioning again")
-		si.Status.DeprovisionedAt = nil
-	}
-
-	why, err := r.ownerRetired(ctx, si)
-	if err != nil {
+	if why, err := r.ownerRetired(ctx, si); err != nil {
 		return ctrl.Result{}, err
-	}
-	if why != "" {
-		return r.reconcileOwnerRetired(si, r.deprovisionAll(ctx, si, true), why)
+	} else if why != "" {
+		failed, _ := r.Deprovisioner.Identity(ctx, si, causeRetired)
+		return r.reconcileOwnerRetired(si, failed, why)
 	}
 	// The owner is there: record it, so its deletion is noticed from state alone later (after a
 	// restart, or once orphan propagation removed the ownerReference). An owner no longer
 	// referenced but still there was detached on purpose.
 	si.Status.Workload = referencedWorkload(si)
-	// A spec that cannot be provisioned stops provisioning, not the withdrawal of access: the
-	// targets that refuse the namespace are still handled below.
-	var blocked map[string]outcome
-	var desired scim.Resource
-	if expErr != nil {
-		blocked = map[string]outcome{"spec": {stalled: expErr.Error(), reason: ReasonInvalidSpec}}
-	} else if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
-		blocked = map[string]outcome{"spec.workloadRef": o}
-	} else if u, err := desiredUser(si, ExternalID(r.ClusterID, si)); err != nil {
-		blocked = map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}}
-	} else {
-		desired = u
-	}
 
-	// A new value of the resync annotation checks every account now, whatever the interval.
-	resyncRequest := si.Annotations[scimv1.ResyncRequestedAnnotation]
-	handled, _ := r.resyncRequests.Load(si.UID)
-	forced := resyncRequest != "" && handled != resyncRequest
+	p := &syncPass{outcomes: map[string]outcome{}, seen: map[string]bool{}}
+	p.desired, p.blocked = r.desired(ctx, si, expErr)
+	if p.desired != nil {
+		if err := r.record(ctx, si, base); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	p.entries = indexEntries(si.Namespace, si.Status.Targets)
+	r.sync(ctx, si, p)
+	r.drop(ctx, si, p)
+	return r.report(si, p)
+}
+
+// syncPass carries one reconcile of a live identity through its phases.
+type syncPass struct {
+	desired scim.Resource                           // nil: the spec cannot be provisioned, blocked says why
+	blocked map[string]outcome                      // the spec's own problems, keyed by the field
+	entries map[string]*scimv1.IdentityTargetStatus // status entries as the pass found them
+	seen    map[string]bool                         // targets the spec references
+	next    []scimv1.IdentityTargetStatus           // status entries as the pass leaves them
+	// outcomes per target; resync is the earliest target resync interval.
+	outcomes map[string]outcome
+	resync   time.Duration
+	// resyncRequest is the value of the resync annotation this pass acts on.
+	resyncRequest string
+}
+
+// lifetime sets status.expiresAt and reports whether the identity expired (an expiry that
+// does not parse is returned: it blocks provisioning, not the rest).
+func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity) (error, bool) {
+	exp, err := expiresAt(si)
+	si.Status.ExpiresAt = exp
+	if exp != nil && !r.now().Before(exp.Time) {
+		return nil, true
+	}
+	if err == nil && meta.IsStatusConditionTrue(si.Status.Conditions, ConditionExpired) {
+		setCondition(&si.Status.Conditions, si.Generation, ConditionExpired, metav1.ConditionFalse, "Extended",
+			"Expiry moved to the future; provisioning again")
+		si.Status.DeprovisionedAt = nil
+	}
+	return err, false
+}
+
+// desired is the account the spec asks for. A spec that cannot be provisioned stops
+// provisioning, not the withdrawal of access: targets that refuse the namespace are still
+// handled by sync.
+func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error) (scim.Resource, map[string]outcome) {
+	if expErr != nil {
+		return nil, map[string]outcome{"spec": {stalled: expErr.Error(), reason: ReasonInvalidSpec}}
+	}
+	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
+		return nil, map[string]outcome{"spec.workloadRef": o}
+	}
+	u, err := desiredUser(si, ExternalID(r.ClusterID, si))
+	if err != nil {
+		return nil, map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}}
+	}
+	return u, nil
+}
+
+// record writes a Pending status entry for every target the spec names for the first time,
+// before any call to it. An account created there is then always on record: a targetRef
+// removed before the account's entry would have been written (a crash after the POST) is still
+// looked up by externalId and deprovisioned. It costs one status write per new (identity,
+// target) pair, none at resyncs.
+func (r *ServiceIdentityReconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentity) error {
 	entries := indexEntries(si.Namespace, si.Status.Targets)
-	var next []scimv1.IdentityTargetStatus
-	outcomes := map[string]outcome{}
-	resync := time.Duration(0)
-	seen := map[string]bool{}
+	added := false
+	for _, ref := range si.Spec.TargetRefs {
+		if key := refKey(ref, si.Namespace); entries[key] == nil {
+			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
+				Message: "Recorded before the first call to the target"}
+			si.Status.Targets = append(si.Status.Targets, e)
+			entries[key] = &e
+			added = true
+		}
+	}
+	if !added {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, si, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("recording the targets before provisioning: %w", err)
+	}
+	base.Status = *si.Status.DeepCopy()
+	return nil
+}
+
+// sync makes the account on each referenced target match the spec.
+func (r *ServiceIdentityReconciler) sync(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass) {
+	// A new value of the resync annotation checks every account now, whatever the interval.
+	p.resyncRequest = si.Annotations[scimv1.ResyncRequestedAnnotation]
+	handled, _ := r.resyncRequests.Load(si.UID)
+	forced := p.resyncRequest != "" && handled != p.resyncRequest
 	for _, ref := range si.Spec.TargetRefs {
 		key := refKey(ref, si.Namespace)
-		if seen[key] {
+		if p.seen[key] {
 			continue
 		}
-		seen[key] = true
-		entry := entries[key]
+		p.seen[key] = true
+		entry := p.entries[key]
 		if entry == nil {
 			entry = &scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending}
 		}
-		out, interval := r.syncTarget(ctx, si, ref, entry, desired, forced)
-		if desired == nil && out.ok() {
+		out, interval := r.syncTarget(ctx, si, ref, entry, p.desired, forced)
+		if p.desired == nil && out.ok() {
 			// Blocked: an existing entry stays as it was, and the spec's outcome says why.
-			if entries[key] != nil {
-				next = append(next, *entry)
+			if p.entries[key] != nil {
+				p.next = append(p.next, *entry)
 			}
 			continue
 		}
-		outcomes[key] = out
-		if interval > 0 && (resync == 0 || interval < resync) {
-			resync = interval
+		p.outcomes[key] = out
+		if interval > 0 && (p.resync == 0 || interval < p.resync) {
+			p.resync = interval
 		}
-		next = append(next, *entry)
+		p.next = append(p.next, *entry)
 	}
-	// Accounts on targets no longer referenced are deprovisioned before their entries go
-	// (in a stable order, so the status does not churn).
-	var dropped []string
-	for key := range entries {
-		if !seen[key] {
-			dropped = append(dropped, key)
+}
+
+// drop deprovisions the accounts on targets no longer referenced before their entries go (in
+// a stable order, so the status does not churn). The entry's id is not needed: the account is
+// looked up by externalId.
+func (r *ServiceIdentityReconciler) drop(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass) {
+	for _, key := range slices.Sorted(maps.Keys(p.entries)) {
+		if p.seen[key] {
+			continue
+		}
+		entry := p.entries[key]
+		if out := r.Deprovisioner.Target(ctx, si, entry, causeDropped); !out.ok() {
+			p.outcomes[key] = out
+			p.next = append(p.next, *entry)
 		}
 	}
-	sortStrings(dropped)
-	for _, key := range dropped {
-		entry := entries[key]
-		out := r.deprovisionTarget(ctx, si, entry, false)
-		if !out.ok() {
-			outcomes[key] = out
-			next = append(next, *entry)
-		}
-	}
-	maps.Copy(outcomes, blocked)
-	si.Status.Targets = next
-	res, err := r.finish(si, outcomes)
+}
+
+// report turns the pass into status, conditions and when to look again.
+func (r *ServiceIdentityReconciler) report(si *scimv1.ServiceIdentity, p *syncPass) (ctrl.Result, error) {
+	maps.Copy(p.outcomes, p.blocked)
+	si.Status.Targets = p.next
+	res, err := r.finish(si, p.outcomes)
 	if err == nil {
-		r.resyncRequests.Store(si.UID, resyncRequest)
+		r.resyncRequests.Store(si.UID, p.resyncRequest)
 	}
-	if err == nil && res.RequeueAfter == 0 && resync > 0 {
-		res.RequeueAfter = jitter(resync)
+	if err == nil && res.RequeueAfter == 0 && p.resync > 0 {
+		res.RequeueAfter = jitter(p.resync)
 	}
 	// Wake exactly at expiry rather than polling for it, even when a target is stalled: expiry
 	// is honoured on the healthy targets whatever the others do. (A stall is still reported in
@@ -276,8 +348,8 @@ func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes 
 			}
 		}
 	}
-	sortStrings(transient)
-	sortStrings(stalled)
+	slices.Sort(transient)
+	slices.Sort(stalled)
 	conds := &si.Status.Conditions
 	switch {
 	case len(stalled) > 0:
@@ -314,445 +386,6 @@ func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes 
 	return ctrl.Result{}, nil
 }
 
-// syncTarget makes the account on one target match the spec. It returns the outcome and the
-// target's resync interval.
-func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity, ref scimv1.TargetReference,
-	entry *scimv1.IdentityTargetStatus, desired scim.Resource, forced bool) (outcome, time.Duration) {
-	t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
-	if err != nil {
-		return r.entryFailed(entry, classify(err)), 0
-	}
-	interval := resyncInterval(t.Spec)
-	if refusal, err := namespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
-		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
-	} else if refusal != "" {
-		return r.accessRefused(ctx, si, t, entry, refusal), 0
-	}
-	r.withdrawn.Delete(verifiedKey(si, t.Key()))
-	if desired == nil {
-		return outcome{}, 0 // the spec is blocked; reconcileNormal reports why
-	}
-	g := guardrailsOf(t)
-	if err := g.check(t, si); err != nil {
-		// Nothing is provisioned. An account that exists keeps what it has until the spec
-		// complies, but for the groups it joined that the guardrails no longer allow.
-		if lerr := r.leaveDisallowedGroups(ctx, si, t, entry, g); lerr != nil {
-			err = errors.Join(err, lerr)
-		}
-		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: ReasonGuardrail}), 0
-	}
-	wantState := scimv1.TargetStateProvisioned
-	if si.Spec.Suspend {
-		wantState = scimv1.TargetStateSuspended
-	}
-	verifyKey := verifiedKey(si, t.Key())
-	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
-	// Nothing changed since the last check and the resync is neither due nor requested: no remote call.
-	if last := r.lastVerified(verifyKey, entry); inStep && !forced && !last.IsZero() && r.now().Sub(last) < interval {
-		return outcome{}, interval - r.now().Sub(last)
-	}
-
-	c, err := r.Clients.ForTarget(ctx, t)
-	if err != nil {
-		return r.entryFailed(entry, classify(err)), 0
-	}
-	acct := r.accountSync(si, t, c)
-	acct.desired = desired
-	user, adopted, updated, err := acct.ensure(ctx, entry.ID)
-	if err != nil {
-		return r.entryFailed(entry, classify(err)), 0
-	}
-	recreated := inStep && user.ID() != entry.ID
-	// What the provider returned is bounded and sanitised before it is shown anywhere.
-	shownName, shownID := scim.Sanitize(user.UserName(), 256), scim.Sanitize(user.ID(), 128)
-	switch {
-	case adopted:
-		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", shownName, shownID, t.Key())
-	case recreated:
-		driftCorrections.WithLabelValues(t.Key(), "recreated").Inc()
-		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was deleted on %s; recreated", shownName, t.Key())
-	case updated && inStep:
-		driftCorrections.WithLabelValues(t.Key(), "updated").Inc()
-		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was changed on %s; owned attributes restored", shownName, t.Key())
-	case wantState == scimv1.TargetStateSuspended && entry.State != wantState:
-		r.Recorder.Eventf(si, nil, "Warning", "Suspended", "Suspend", "Account %q set active=false on %s (spec.suspend)", shownName, t.Key())
-	case entry.State == scimv1.TargetStateSuspended && wantState == scimv1.TargetStateProvisioned:
-		r.Recorder.Eventf(si, nil, "Normal", "Resumed", "Suspend", "Account %q set active=true on %s", shownName, t.Key())
-	case updated && entry.ID != "":
-		r.Recorder.Eventf(si, nil, "Normal", "Updated", "Provision", "Account %q updated on %s", shownName, t.Key())
-	}
-	unchanged := inStep && !updated && !recreated && !adopted && entry.Version == recordedVersion(user)
-	active, _ := user.Active()
-	joined := entry.Groups
-	if entry.ID != user.ID() {
-		joined = nil // a new, recreated or adopted account: nothing joined through us yet
-	}
-	entry.ID = user.ID()
-	entry.Groups = joined
-	entry.UserName = shownName
-	entry.Active = &active
-	entry.Version = recordedVersion(user)
-	entry.State = wantState
-	entry.Message = ""
-	if !sameSet(joined, si.Spec.Groups) {
-		entry.Groups, err = acct.syncGroups(ctx, user.ID(), si.Spec.Groups, joined)
-		if err != nil {
-			return r.entryFailed(entry, classify(err)), 0
-		}
-	}
-	now := r.now()
-	r.verified.Store(verifyKey, now)
-	// An unchanged account is not worth a status write at every resync: lastSyncTime moves
-	// when something changed, and otherwise at most every syncHeartbeat.
-	if !unchanged || entry.LastSyncTime == nil || now.Sub(entry.LastSyncTime.Time) >= syncHeartbeat {
-		t := metav1.NewTime(now)
-		entry.LastSyncTime = &t
-	}
-	return outcome{}, interval
-}
-
-// maxVersionBytes bounds the ETag recorded on status (a provider chooses it).
-const maxVersionBytes = 256
-
-// recordedVersion is the account's ETag as status records it: kept only when status can hold
-// it as it is, else none (and no If-Match is built from status).
-func recordedVersion(u scim.Resource) string {
-	if v := u.Version(); len(v) <= maxVersionBytes && scim.Sanitize(v, 0) == v {
-		return v
-	}
-	return ""
-}
-
-// syncHeartbeat bounds how stale status.targets[].lastSyncTime may be for an unchanged account.
-const syncHeartbeat = time.Hour
-
-// lastVerified is when the account was last confirmed: in memory since this process started,
-// else the recorded lastSyncTime.
-func (r *ServiceIdentityReconciler) lastVerified(key string, entry *scimv1.IdentityTargetStatus) time.Time {
-	var last time.Time
-	if entry.LastSyncTime != nil {
-		last = entry.LastSyncTime.Time
-	}
-	if v, ok := r.verified.Load(key); ok && v.(time.Time).After(last) {
-		last = v.(time.Time)
-	}
-	return last
-}
-
-func sameSet(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			return false
-		}
-	}
-	return true
-}
-
-func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o outcome) outcome {
-	entry.State = scimv1.TargetStateError
-	if o.stalled != "" {
-		entry.Message = o.stalled
-	} else if o.err != nil {
-		entry.Message = o.err.Error()
-	}
-	entry.Message = truncate(entry.Message, 512)
-	return o
-}
-
-// classify maps an error to a transient or permanent outcome with a reason.
-func classify(err error) outcome {
-	var nf *errTargetNotFound
-	var se *scim.Error
-	var open *BreakerOpenError
-	switch {
-	case errors.As(err, &nf):
-		return outcome{err: err, reason: ReasonTargetNotFound}
-	case errors.Is(err, ErrAddressNotAllowed):
-		return outcome{stalled: err.Error(), reason: ReasonAddressNotAllowed}
-	case isCredentialsError(err):
-		return outcome{err: err, reason: ReasonCredentials}
-	case scim.IsUnauthorized(err):
-		return outcome{err: err, reason: ReasonUnauthorized}
-	case errors.Is(err, errAccountConflict):
-		return outcome{stalled: err.Error(), reason: ReasonAccountConflict}
-	case errors.As(err, &open):
-		return outcome{err: err, reason: ReasonBreakerOpen, retryAfter: open.Wait}
-	case errors.Is(err, scim.ErrTargetBusy):
-		// No Retry-After: the controller's exponential backoff spaces the attempts on a target
-		// that stays stuck, instead of one every second.
-		return outcome{err: err, reason: ReasonUnreachable}
-	case scim.IsRetryable(err):
-		d, _ := scim.RetryAfter(err)
-		return outcome{err: err, reason: ReasonUnreachable, retryAfter: d}
-	case errors.As(err, &se):
-		// 400 invalid value, 409 that lookup could not resolve, 404 on the endpoint...: a
-		// human has to change the spec or the target.
-		return outcome{stalled: err.Error(), reason: ReasonRejected}
-	}
-	return outcome{err: err, reason: ReasonProgressing}
-}
-
-func matchAttribute(t *Target) scimv1.MatchAttribute {
-	if c := t.Spec.Compatibility; c != nil && c.MatchAttribute != "" {
-		return c.MatchAttribute
-	}
-	return scimv1.MatchExternalID
-}
-
-// reconcileDelete deprovisions every account, then releases the finalizer. done reports that
-// the finalizer was removed (the object may be gone).
-func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, bool, error) {
-	log := logf.FromContext(ctx)
-	if !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
-		return ctrl.Result{}, true, nil
-	}
-	if si.Annotations[scimv1.ForceOrphanAnnotation] == "true" {
-		r.Recorder.Eventf(si, nil, "Warning", "ForceOrphaned", "Deprovision",
-			"Annotation %s=true: finalizer released without deprovisioning; accounts may remain on the targets", scimv1.ForceOrphanAnnotation)
-		log.Info("Finalizer released by annotation; accounts left on targets", "annotation", scimv1.ForceOrphanAnnotation)
-		return ctrl.Result{}, true, r.removeFinalizer(ctx, si)
-	}
-
-	outcomes := r.deprovisionAll(ctx, si, true)
-	if len(outcomes) > 0 {
-		res, err := r.deprovisionBlocked(si, outcomes, "Waiting to deprovision (finalizer "+scimv1.DeprovisionFinalizer+
-			" kept; set annotation "+scimv1.ForceOrphanAnnotation+"=true to release it without deprovisioning)")
-		return res, false, err
-	}
-	now := metav1.NewTime(r.now())
-	si.Status.DeprovisionedAt = &now
-	why := ""
-	if owner, _ := r.ownerRetired(ctx, si); owner != "" {
-		why = " (" + owner + ")"
-	}
-	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target%s", si.EffectiveUserName(), why)
-	if err := r.removeFinalizer(ctx, si); err != nil {
-		return ctrl.Result{}, false, err
-	}
-	// retired and verified go now; confirmed stays until the cache no longer has the identity
-	// (NotFound above), so a pass on a copy from before the finalizer went cannot deprovision again.
-	r.forgetIdentity(si)
-	return ctrl.Result{}, true, nil
-}
-
-// deprovisionAll applies the deletion policy on every target the identity has (or may have)
-// an account on, and returns the targets that did not confirm. A final deprovisioning (the
-// identity or its workload is gone) is remembered until the identity goes; one that may be
-// undone (expiry, which can be extended) is not.
-func (r *ServiceIdentityReconciler) deprovisionAll(ctx context.Context, si *scimv1.ServiceIdentity, final bool) map[string]outcome {
-	outcomes, worked := r.deprovisionEntries(ctx, si, final)
-	if worked && len(outcomes) == 0 && final {
-		r.observeRevocation(si)
-	}
-	return outcomes
-}
-
-// deprovisionEntries does the work of deprovisionAll; worked reports that some target was
-// deprovisioned in this pass.
-func (r *ServiceIdentityReconciler) deprovisionEntries(ctx context.Context, si *scimv1.ServiceIdentity, final bool) (map[string]outcome, bool) {
-	entries := indexEntries(si.Namespace, si.Status.Targets)
-	for _, ref := range si.Spec.TargetRefs {
-		if entries[refKey(ref, si.Namespace)] == nil {
-			// No status yet (e.g. a crash after POST): the lookup by externalId finds the account.
-			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
-			si.Status.Targets = append(si.Status.Targets, e)
-			entries[refKey(ref, si.Namespace)] = &e
-		}
-	}
-	outcomes := map[string]outcome{}
-	worked := false
-	for i := range si.Status.Targets {
-		entry := &si.Status.Targets[i]
-		if entry.State == scimv1.TargetStateDeprovisioned {
-			continue
-		}
-		key := targetKey(entry.Kind, si.Namespace, entry.Name)
-		if done, ok := r.confirmed.lookup(si, key); ok {
-			*entry = done // confirmed by the revoker (or an earlier pass) whose status is not written yet
-			continue
-		}
-		worked = true
-		if out := r.deprovisionTarget(ctx, si, entry, false); !out.ok() {
-			outcomes[key] = out
-		} else if final {
-			r.confirmed.record(si, key, *entry)
-		}
-	}
-	return outcomes, worked
-}
-
-// observeRevocation records the time from the deletion (of the identity or its workload) to
-// now, when every target confirmed.
-func (r *ServiceIdentityReconciler) observeRevocation(si *scimv1.ServiceIdentity) {
-	if r.Clock == nil {
-		return
-	}
-	if start := r.Clock.start(si); !start.IsZero() {
-		revocationLatency.Observe(r.now().Sub(start).Seconds())
-	}
-	r.Clock.forget(si)
-}
-
-// deprovisionBlocked reports targets that did not confirm and schedules the retry.
-func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentity, outcomes map[string]outcome, prefix string) (ctrl.Result, error) {
-	var msgs []string
-	var errs []error
-	var retryAfter time.Duration
-	for key, o := range outcomes {
-		m := o.stalled
-		if o.err != nil {
-			m = o.err.Error()
-			if o.retryAfter > 0 {
-				retryAfter = max(retryAfter, o.retryAfter)
-			} else {
-				errs = append(errs, fmt.Errorf("%s: %w", key, o.err))
-			}
-		}
-		msgs = append(msgs, key+": "+m)
-	}
-	sortStrings(msgs)
-	msg := prefix + ": " + strings.Join(msgs, "; ")
-	gen := si.Generation
-	setCondition(&si.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked, msg)
-	setCondition(&si.Status.Conditions, gen, ConditionReconciling, metav1.ConditionTrue, ReasonDeprovisioning, msg)
-	if len(errs) > 0 {
-		return ctrl.Result{}, errors.Join(errs...)
-	}
-	if retryAfter == 0 {
-		// Permanent refusals are still retried, slowly: the target may be fixed.
-		retryAfter = time.Minute
-	}
-	return ctrl.Result{RequeueAfter: retryAfter}, nil
-}
-
-// verifiedKey keys r.verified: one account, the identity's on one target.
-func verifiedKey(si *scimv1.ServiceIdentity, target string) string {
-	return string(si.UID) + "|" + target
-}
-
-// forgetIdentity drops what this process remembers of an identity that is gone.
-func (r *ServiceIdentityReconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
-	r.retired.Delete(si.UID)
-	r.resyncRequests.Delete(si.UID)
-	for _, e := range si.Status.Targets {
-		r.withdrawn.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
-	}
-	for _, e := range si.Status.Targets {
-		r.verified.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
-	}
-}
-
-func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIdentity) error {
-	patch := finalizersPatch(si.GetFinalizers())
-	controllerutil.RemoveFinalizer(si, scimv1.DeprovisionFinalizer)
-	if err := r.Patch(ctx, si, patch); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("removing finalizer: %w", err)
-	}
-	return nil
-}
-
-// deprovisionTarget applies the deletion policy to the account on one target. withdrawn: the
-// target no longer allows the identity's namespace, so the target's own policy applies, and
-// Orphan counts as Deactivate.
-func (r *ServiceIdentityReconciler) deprovisionTarget(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, withdrawn bool) outcome {
-	ref := scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}
-	t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
-	if err != nil {
-		entry.State = scimv1.TargetStateDeprovisioning
-		entry.Message = err.Error()
-		return classify(err)
-	}
-	policy := t.DeletionPolicy(si)
-	if withdrawn {
-		policy = t.DeletionPolicy(&scimv1.ServiceIdentity{})
-		if policy == scimv1.DeletionPolicyOrphan {
-			policy = scimv1.DeletionPolicyDeactivate
-		}
-	}
-	if policy == scimv1.DeletionPolicyOrphan {
-		entry.State = scimv1.TargetStateDeprovisioned
-		entry.Message = "Account left on the target (deletionPolicy Orphan)"
-		return outcome{}
-	}
-	c, err := r.Clients.ForTarget(ctx, t)
-	if err != nil {
-		entry.State = scimv1.TargetStateDeprovisioning
-		entry.Message = err.Error()
-		return classify(err)
-	}
-	if err := r.accountSync(si, t, c).deprovision(ctx, policy, entry.Groups); err != nil {
-		entry.State = scimv1.TargetStateDeprovisioning
-		entry.Message = truncate(err.Error(), 512)
-		return classify(err)
-	}
-	entry.State = scimv1.TargetStateDeprovisioned
-	f := false
-	entry.Active = &f
-	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s)", policy)
-	return outcome{}
-}
-
-// leaveDisallowedGroups takes the account out of the groups it joined through the operator that
-// the target's guardrails no longer allow (they were narrowed), once a read proved the account
-// ours.
-func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
-	entry *scimv1.IdentityTargetStatus, g guardrails) error {
-	keep := slices.DeleteFunc(slices.Clone(entry.Groups), func(name string) bool { return !g.groupAllowed(name) })
-	if entry.ID == "" || len(keep) == len(entry.Groups) {
-		return nil
-	}
-	c, err := r.Clients.ForTarget(ctx, t)
-	if err != nil {
-		return err
-	}
-	acct := r.accountSync(si, t, c)
-	user, err := acct.read(ctx, entry.ID)
-	if err != nil || !acct.ours(user) {
-		return nil // not provably ours (or gone): nothing to take back through this id
-	}
-	entry.Groups, err = acct.syncGroups(ctx, user.ID(), keep, entry.Groups)
-	return err
-}
-
-// accountSync prepares the SCIM calls for si's account on t, with the circuit breaker.
-func (r *ServiceIdentityReconciler) accountSync(si *scimv1.ServiceIdentity, t *Target, c *scim.Client) *accountSync {
-	a := &accountSync{c: c, t: t, externalID: ExternalID(r.ClusterID, si), userName: si.EffectiveUserName(),
-		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption}
-	if r.Breaker != nil {
-		a.charge = func(ctx context.Context) error { return r.Breaker.Charge(ctx, t) }
-		a.refund = func() { r.Breaker.Refund(t) }
-	}
-	return a
-}
-
-// accessRefused handles an identity whose namespace the target does not (or no longer)
-// allow: nothing is provisioned, and every account it has there is deprovisioned through the
-// one deprovisioning path (ownership proven by a lookup, breaker charged for real calls only),
-// with the target's deletion policy (an identity's own Orphan does not keep an account whose
-// access was withdrawn). The status is not trusted to say there is nothing to withdraw: one
-// lookup per identity is made, then remembered (a restart repeats it once).
-func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
-	entry *scimv1.IdentityTargetStatus, refusal string) outcome {
-	key := verifiedKey(si, t.Key())
-	if _, done := r.withdrawn.Load(key); !done {
-		had := entry.ID != ""
-		if out := r.deprovisionTarget(ctx, si, entry, true); !out.ok() {
-			return out
-		}
-		r.withdrawn.Store(key, true)
-		if had {
-			r.Recorder.Eventf(si, nil, "Warning", "AccessWithdrawn", "Deprovision", "%s; account %q deprovisioned on %s",
-				refusal, si.EffectiveUserName(), t.Key())
-		}
-	}
-	msg := refusal + "; nothing is provisioned there, and any account this identity had there was deprovisioned"
-	entry.State, entry.Message = scimv1.TargetStateDeprovisioned, truncate(msg, 512)
-	return outcome{stalled: msg, reason: ReasonNamespaceForbidden}
-}
-
 // indexEntries keys status entries like refKey does for references made from namespace.
 func indexEntries(namespace string, entries []scimv1.IdentityTargetStatus) map[string]*scimv1.IdentityTargetStatus {
 	out := make(map[string]*scimv1.IdentityTargetStatus, len(entries))
@@ -786,9 +419,7 @@ func expiresAt(si *scimv1.ServiceIdentity) (*metav1.Time, error) {
 }
 
 // jitter spreads resyncs by up to +10%.
-func jitter(d time.Duration) time.Duration {
-	return d + time.Duration(rand.Int64N(int64(d)/10+1))
-}
+func jitter(d time.Duration) time.Duration { return wait.Jitter(d, 0.1) }
 
 // SetupWithManager registers the controller, its indexes and watches.
 func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -816,7 +447,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr), false).
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{clock: r.Clock},
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{clock: r.Revocations},
 			ownersChangedPredicate{}))).
 		Watches(&scimv1.ScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindScimTarget)),
 			builder.WithPredicates(targetChangedPredicate{})).

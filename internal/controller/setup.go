@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -29,6 +30,8 @@ type Config struct {
 	// not reach (nil: DefaultDeniedCIDRs). Loopback, link-local, unspecified and multicast
 	// addresses are always refused unless allowed.
 	NamespacedTargetDeniedCIDRs []netip.Prefix
+	// Clock tells the time to every controller (nil: the real clock); tests inject a fake one.
+	Clock clock.PassiveClock
 }
 
 // requestsPerTarget is MaxConcurrentRequestsPerTarget with its default.
@@ -60,26 +63,29 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		b.SlotsPerTarget = cfg.requestsPerTarget()
 	}
 	rec := mgr.GetEventRecorder("scim-operator")
-	clock := &revocationClock{}
+	revocations := newRevocationClock(cfg.Clock)
 	breaker := NewBreaker(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)
+	breaker.Clock = cfg.Clock
+	deprovisioner := &Deprovisioner{Client: mgr.GetClient(), Clients: clients, Breaker: breaker,
+		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations}
 	states.use(mgr.GetClient())
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
 		if err := (&TargetReconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
 			ClusterResourceNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Breaker: breaker,
-			Credentials: credentials,
+			Deprovisioner: deprovisioner, Credentials: credentials, Clock: cfg.Clock,
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}
 	for _, gvk := range WorkloadKinds {
-		if err := (&WorkloadReconciler{Client: mgr.GetClient(), GVK: gvk, Recorder: rec, Clock: clock}).SetupWithManager(mgr); err != nil {
+		if err := (&WorkloadReconciler{Client: mgr.GetClient(), GVK: gvk, Recorder: rec, Revocations: revocations}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}
 	return (&ServiceIdentityReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
-		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: clock, Breaker: breaker,
+		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, Revocations: revocations, Deprovisioner: deprovisioner,
 	}).SetupWithManager(mgr)
 }

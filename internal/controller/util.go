@@ -1,5 +1,11 @@
 package controller
 
-import "sort"
+import "k8s.io/utils/clock"
 
-func sortStrings(s []string) { sort.Strings(s) }
+// clockOr is c, or the real clock when c is nil (a zero-valued reconciler in a unit test).
+func clockOr(c clock.PassiveClock) clock.PassiveClock {
+	if c == nil {
+		return clock.RealClock{}
+	}
+	return c
+}

@@ -2,10 +2,7 @@ package controller
 
 import (
 	"context"
-	"fmt"
-	"regexp"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,8 +35,8 @@ type WorkloadReconciler struct {
 	client.Client
 	GVK      schema.GroupVersionKind
 	Recorder recorder.EventRecorder
-	// Clock notes workload deletions for the revocation histogram.
-	Clock *revocationClock
+	// Revocations notes workload deletions for the revocation histogram.
+	Revocations *revocationClock
 }
 
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
@@ -116,60 +113,11 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	return ctrl.Result{}, nil
 }
 
-// specFromAnnotations builds the identity spec; an error names the bad annotation.
-func specFromAnnotations(targets string, ann map[string]string) (*scimv1.ServiceIdentitySpec, error) {
-	spec := &scimv1.ServiceIdentitySpec{}
-	for _, item := range splitList(targets) {
-		ref := scimv1.TargetReference{Kind: scimv1.KindScimTarget, Name: item}
-		if kind, name, ok := strings.Cut(item, "/"); ok {
-			if kind != scimv1.KindScimTarget && kind != scimv1.KindClusterScimTarget {
-				return nil, fmt.Errorf("annotation %s: %q: kind must be ScimTarget or ClusterScimTarget", AnnotationTargets, item)
-			}
-			ref = scimv1.TargetReference{Kind: kind, Name: name}
-		}
-		if ref.Name == "" || strings.ContainsAny(ref.Name, "/ ") {
-			return nil, fmt.Errorf("annotation %s: %q is not a target name", AnnotationTargets, item)
-		}
-		spec.TargetRefs = append(spec.TargetRefs, ref)
-	}
-	if len(spec.TargetRefs) == 0 {
-		return nil, fmt.Errorf("annotation %s is empty: name at least one target, e.g. \"acme,ClusterScimTarget/corp\"", AnnotationTargets)
-	}
-	spec.Groups = splitList(ann[AnnotationGroups])
-	spec.Owner = strings.TrimSpace(ann[AnnotationOwner])
-	if spec.Owner != "" && (!strings.Contains(spec.Owner, "@") || strings.ContainsAny(spec.Owner, " \t")) {
-		return nil, fmt.Errorf("annotation %s: %q is not an e-mail address", AnnotationOwner, spec.Owner)
-	}
-	spec.DisplayName = strings.TrimSpace(ann[AnnotationDisplayName])
-	if v := strings.TrimSpace(ann[AnnotationTTL]); v != "" {
-		ttl := scimv1.Duration(v)
-		if _, err := ttl.Parse(); err != nil || !durationPattern.MatchString(v) {
-			return nil, fmt.Errorf("annotation %s: %q is not a positive duration (e.g. 24h)", AnnotationTTL, v)
-		}
-		spec.TTL = &ttl
-	}
-	return spec, nil
-}
-
-// durationPattern is the API's pattern for scimv1.Duration: a value the API server would
-// refuse is reported on the workload instead of failing the identity's creation.
-var durationPattern = regexp.MustCompile(`^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h)){1,6}$`)
-
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if p := strings.TrimSpace(part); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // SetupWithManager watches the workload kind's metadata and the identities it controls.
 func (r *WorkloadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("workload-"+strings.ToLower(r.GVK.Kind)).
-		For(r.newObject(), builder.WithPredicates(workloadPredicate{clock: r.Clock, kind: r.GVK.Kind})).
+		For(r.newObject(), builder.WithPredicates(workloadPredicate{clock: r.Revocations, kind: r.GVK.Kind})).
 		// Owns() resolves the owner type through the scheme, which has no kind for metadata-only
 		// objects; map the controller reference by hand.
 		Watches(&scimv1.ServiceIdentity{}, handler.EnqueueRequestsFromMapFunc(r.controllerOf)).
@@ -206,7 +154,7 @@ func (workloadPredicate) Create(e event.CreateEvent) bool { return hasScimAnnota
 // Delete records when an annotated workload went; garbage collection deletes its identity.
 func (p workloadPredicate) Delete(e event.DeleteEvent) bool {
 	if p.clock != nil && hasScimAnnotation(e.Object) {
-		p.clock.mark(workloadKey(e.Object.GetNamespace(), p.kind, e.Object.GetName()), time.Now())
+		p.clock.mark(workloadKey(e.Object.GetNamespace(), p.kind, e.Object.GetName()))
 	}
 	return false
 }

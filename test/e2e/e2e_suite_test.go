@@ -98,7 +98,7 @@ var _ = BeforeSuite(func() {
 	Expect(scimSrv.Start(scimAddr)).To(Succeed(), "is `make dev` running? it uses the same port")
 
 	By("starting the operator as the " + operatorSA + " service account")
-	operator = &operatorProcess{bin: bin, kubeconfig: serviceAccountKubeconfig()}
+	operator = &operatorProcess{bin: bin, kubeconfig: serviceAccountKubeconfig(), metrics: metricsAddr}
 	operator.start()
 })
 
@@ -143,28 +143,52 @@ func serviceAccountKubeconfig() string {
 
 type operatorProcess struct {
 	bin, kubeconfig string
-	cmd             *exec.Cmd
-	done            chan struct{}
-	runs            int
+	// name names the log files (default "operator").
+	name string
+	// metrics is the --metrics-bind-address; "" disables the endpoint (a second process would
+	// find the port taken).
+	metrics string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	runs    int
+	log     string
 }
 
 func (o *operatorProcess) start() {
 	GinkgoHelper()
 	o.runs++
-	log, err := os.Create(filepath.Join(workDir, fmt.Sprintf("operator-%d.log", o.runs)))
+	name := o.name
+	if name == "" {
+		name = "operator"
+	}
+	o.log = filepath.Join(workDir, fmt.Sprintf("%s-%d.log", name, o.runs))
+	log, err := os.Create(o.log)
 	Expect(err).NotTo(HaveOccurred())
-	o.cmd = exec.Command(o.bin, operatorArgs(o.kubeconfig)...)
+	o.cmd = exec.Command(o.bin, operatorArgs(o.kubeconfig, o.metrics)...)
 	o.cmd.Stdout, o.cmd.Stderr = log, log
 	Expect(o.cmd.Start()).To(Succeed())
 	o.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); _ = log.Close(); close(done) }(o.cmd, o.done)
 }
 
-// operatorArgs are the operator's flags in this suite, for the host binary and the image alike.
-func operatorArgs(kubeconfig string) []string {
+// running reports whether the process was started and not stopped.
+func (o *operatorProcess) running() bool { return o.cmd != nil }
+
+// logText is what the current (or last) run logged so far.
+func (o *operatorProcess) logText() string {
+	b, _ := os.ReadFile(o.log)
+	return string(b)
+}
+
+// operatorArgs are the operator's flags in this suite, for the host binary and the image alike;
+// metrics "" disables the metrics endpoint.
+func operatorArgs(kubeconfig, metrics string) []string {
+	if metrics == "" {
+		metrics = "0"
+	}
 	return []string{"--kubeconfig", kubeconfig, "--cluster-resource-namespace", operatorNS,
 		// HTTPS with authentication and authorisation by the API server, as deployed.
-		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--leader-elect",
+		"--metrics-bind-address", metrics, "--health-probe-bind-address", "0", "--leader-elect",
 		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
 		"--namespaced-target-allowed-cidrs", "127.0.0.1/32"}
 }

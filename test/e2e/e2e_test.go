@@ -217,67 +217,6 @@ var _ = Describe("The examples, installed as users install them", Ordered, func(
 		}
 	})
 
-	It("revokes a workload deleted with --cascade=orphan while the operator was killed (kill -9)", func() {
-		kubectl("create", "namespace", "retire")
-		ensureCorpWide()
-		applyStdin(`apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: leaver
-  namespace: retire
-  annotations: {scim.nhi.dev/targets: ClusterScimTarget/corp-wide}
-`)
-		Eventually(ready("retire", "serviceaccount-leaver"), "30s").Should(HavePrefix(isReady))
-		Expect(accounts("retire", "serviceaccount-leaver")).To(HaveLen(1))
-
-		operator.stop(syscall.SIGKILL)
-		kubectl("delete", "serviceaccount", "leaver", "-n", "retire", "--cascade=orphan")
-		// The garbage collector orphans the identity: its ownerReference goes, it stays.
-		Eventually(func(g Gomega) {
-			si := &scimv1.ServiceIdentity{}
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "retire", Name: "serviceaccount-leaver"}, si)).To(Succeed())
-			g.Expect(si.OwnerReferences).To(BeEmpty())
-		}, "60s").Should(Succeed())
-		Expect(accounts("retire", "serviceaccount-leaver")).To(HaveLen(1), "nothing revoked it while the operator was down")
-
-		operator.start()
-		Eventually(func() []map[string]any { return accounts("retire", "serviceaccount-leaver") }, "60s").Should(BeEmpty())
-		Eventually(ready("retire", "serviceaccount-leaver"), "30s").Should(HavePrefix("False/OwnerDeleted"))
-		Consistently(func() []map[string]any { return accounts("retire", "serviceaccount-leaver") }, "2s").Should(BeEmpty(),
-			"and it is not provisioned again")
-	})
-
-	DescribeTable("revokes a workload deleted while the operator was killed (kill -9), whatever the propagation",
-		func(name, cascade string) {
-			applyStdin(fmt.Sprintf(`apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: %s
-  namespace: retire
-  annotations: {scim.nhi.dev/targets: ClusterScimTarget/corp-wide}
-`, name))
-			identity := "serviceaccount-" + name
-			Eventually(ready("retire", identity), "30s").Should(HavePrefix(isReady))
-			Expect(accounts("retire", identity)).To(HaveLen(1))
-
-			operator.stop(syscall.SIGKILL)
-			kubectl("delete", "serviceaccount", name, "-n", "retire", "--cascade="+cascade, "--wait=false")
-			// The garbage collector starts deleting the identity; its finalizer holds it.
-			Eventually(func(g Gomega) {
-				si := &scimv1.ServiceIdentity{}
-				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "retire", Name: identity}, si)).To(Succeed())
-				g.Expect(si.DeletionTimestamp).NotTo(BeNil())
-			}, "60s").Should(Succeed())
-			Expect(accounts("retire", identity)).To(HaveLen(1), "nothing revoked it while the operator was down")
-
-			operator.start()
-			Eventually(goneIdentity("retire", identity), "60s").Should(BeTrue())
-			Expect(accounts("retire", identity)).To(BeEmpty())
-		},
-		Entry("background", "leaver-bg", "background"),
-		Entry("foreground", "leaver-fg", "foreground"),
-	)
-
 	It("finishes deleting a namespace by itself and leaves no active account behind", func() {
 		kubectl("delete", "namespace", "payments", "--wait=false")
 		Eventually(func() bool {
@@ -305,7 +244,12 @@ metadata:
 // example 04 from the operator's namespace.
 func ensureCorpWide() {
 	GinkgoHelper()
-	applyStdin(`apiVersion: scim.nhi.dev/v1alpha1
+	applyStdin(`apiVersion: v1
+kind: Secret
+metadata: {name: corp-idp-token, namespace: scim-operator-system}
+stringData: {token: dev-token}
+---
+apiVersion: scim.nhi.dev/v1alpha1
 kind: ClusterScimTarget
 metadata: {name: corp-wide}
 spec:

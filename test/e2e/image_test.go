@@ -133,7 +133,7 @@ var _ = Describe("The container image", Ordered, func() {
 		args := append([]string{"run", "--detach", "--name", name, "--hostname", hostname, "--network", "host",
 			"--read-only", "--read-only-tmpfs=false", "--user", "65532:65532", "--cap-drop", "ALL",
 			"--security-opt", "no-new-privileges", "--volume", kubeconfig + ":" + mounted + ":ro", image},
-			operatorArgs(mounted)...)
+			operatorArgs(mounted, metricsAddr)...)
 		mustPodman(args...)
 		containerLogs := func() string {
 			out, errOut, _ := podman("logs", name)

@@ -29,6 +29,13 @@ type Fault struct {
 	Body string
 	// ContentType, when set, replaces the Content-Type of the response.
 	ContentType string
+	// Arrived, when set, is called when the request arrives, before it is served (a test
+	// kills the client there: it sent the request, nothing happened yet).
+	Arrived func()
+	// Served, when set, is called once the request was served (the store changed) and before
+	// the response is sent (a test kills the client there: the change is made, the client
+	// never learns it).
+	Served func()
 }
 
 // Rule decides the fault for a request; nil or a zero Fault serves it normally.
@@ -120,7 +127,19 @@ func (f *Faults) wrap(next http.Handler) http.Handler {
 				return
 			}
 		}
+		if ft.Arrived != nil {
+			ft.Arrived()
+		}
 		switch {
+		case ft.Served != nil:
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			ft.Served()
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
 		case ft.ResetBeforeServing:
 			reset(w)
 		case ft.ResetAfterServing:

@@ -1,0 +1,84 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+// TestClassify pins how each error a target sync can end with is reported: transient (retried,
+// with the target's wait when it gave one) or stalled (a human must act), and under which reason.
+func TestClassify(t *testing.T) {
+	scimErr := func(status int, retryAfter time.Duration) error {
+		return fmt.Errorf("updating account 1 on payments/acme: %w",
+			&scim.Error{Method: http.MethodPatch, Path: "/Users/1", Status: status, ScimType: "invalidValue", Detail: "no", RetryAfter: retryAfter})
+	}
+	const (
+		transient = false
+		stalled   = true
+	)
+	for _, tc := range []struct {
+		name       string
+		err        error
+		stalled    bool
+		reason     string
+		retryAfter time.Duration
+	}{
+		{"target not found", fmt.Errorf("resolving: %w", &errTargetNotFound{key: "payments/acme"}), transient, scimv1.ReasonTargetNotFound, 0},
+		{"address not allowed", fmt.Errorf("GET /Users: %w", ErrAddressNotAllowed), stalled, scimv1.ReasonAddressNotAllowed, 0},
+		{"credentials unavailable", fmt.Errorf("client for payments/acme: %w", &CredentialsError{Msg: "secret payments/acme-token has no key \"token\""}),
+			transient, scimv1.ReasonCredentials, 0},
+		{"401", scimErr(http.StatusUnauthorized, 0), transient, scimv1.ReasonUnauthorized, 0},
+		{"403", scimErr(http.StatusForbidden, 0), transient, scimv1.ReasonUnauthorized, 0},
+		{"account conflict", fmt.Errorf("%w: userName %q belongs to another account", errAccountConflict, "bot"), stalled, scimv1.ReasonAccountConflict, 0},
+		{"account conflict carrying the target's 409", fmt.Errorf("%w (the target answered: %v)", errAccountConflict, scimErr(http.StatusConflict, 0)),
+			stalled, scimv1.ReasonAccountConflict, 0},
+		{"circuit breaker open: wait until a slot frees", fmt.Errorf("deactivating: %w", &BreakerOpenError{Target: "payments/acme", Wait: 42 * time.Second}),
+			transient, scimv1.ReasonBreakerOpen, 42 * time.Second},
+		{"target busy: left to the backoff", fmt.Errorf("GET /Users/1: %w", scim.ErrTargetBusy), transient, scimv1.ReasonUnreachable, 0},
+		{"503 with Retry-After", scimErr(http.StatusServiceUnavailable, 30*time.Second), transient, scimv1.ReasonUnreachable, 30 * time.Second},
+		{"429 with Retry-After", scimErr(http.StatusTooManyRequests, 5*time.Second), transient, scimv1.ReasonUnreachable, 5 * time.Second},
+		{"500 without Retry-After", scimErr(http.StatusInternalServerError, 0), transient, scimv1.ReasonUnreachable, 0},
+		{"408", scimErr(http.StatusRequestTimeout, 0), transient, scimv1.ReasonUnreachable, 0},
+		{"network timeout", fmt.Errorf("GET /Users/1: %w", context.DeadlineExceeded), transient, scimv1.ReasonUnreachable, 0},
+		{"malformed response", fmt.Errorf("GET /Users/1: %w", scim.ErrMalformedResponse), transient, scimv1.ReasonUnreachable, 0},
+		{"plain error: retryable as far as SCIM can tell", errors.New("boom"), transient, scimv1.ReasonUnreachable, 0},
+		{"400 invalid value", scimErr(http.StatusBadRequest, 0), stalled, scimv1.ReasonRejected, 0},
+		{"404 on the endpoint", scimErr(http.StatusNotFound, 0), stalled, scimv1.ReasonRejected, 0},
+		{"409 lookup could not resolve", scimErr(http.StatusConflict, 0), stalled, scimv1.ReasonRejected, 0},
+		{"501 not implemented", scimErr(http.StatusNotImplemented, 0), stalled, scimv1.ReasonRejected, 0},
+		{"412 after the retry", scimErr(http.StatusPreconditionFailed, 0), stalled, scimv1.ReasonRejected, 0},
+		{"a limit exceeded (not retryable, not an answer)", fmt.Errorf("listing: %w", scim.ErrLimitExceeded), transient, scimv1.ReasonProgressing, 0},
+		{"an empty id", fmt.Errorf("GET: %w", scim.ErrEmptyID), transient, scimv1.ReasonProgressing, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := classify(tc.err)
+			if o.reason != tc.reason {
+				t.Errorf("reason = %q, want %q", o.reason, tc.reason)
+			}
+			if o.retryAfter != tc.retryAfter {
+				t.Errorf("retryAfter = %s, want %s", o.retryAfter, tc.retryAfter)
+			}
+			if o.ok() {
+				t.Fatalf("an error classified as success: %+v", o)
+			}
+			if tc.stalled {
+				// Stalled: the message says what a human must fix, and no retry is asked for.
+				if o.stalled != tc.err.Error() || o.err != nil {
+					t.Errorf("want stalled with the error's message, got %+v", o)
+				}
+				return
+			}
+			// Transient: the original error is kept (errors.Is/As still see it), nothing is stalled.
+			if o.stalled != "" || !errors.Is(o.err, tc.err) {
+				t.Errorf("want transient carrying the error, got %+v", o)
+			}
+		})
+	}
+}

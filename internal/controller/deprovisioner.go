@@ -1,0 +1,279 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+// deprovisionCause says why accounts are taken away: it decides the deletion policy that
+// applies and whether the result may be undone.
+type deprovisionCause int
+
+const (
+	// causeRetired: the identity is being deleted, or its workload was. Final: what a target
+	// confirmed is remembered until the identity is gone, so it is never sent twice.
+	causeRetired deprovisionCause = iota
+	// causeExpired: the identity's expiry passed; extending it provisions again.
+	causeExpired
+	// causeDropped: the target is no longer referenced by the spec.
+	causeDropped
+	// causeWithdrawn: the target no longer allows the identity's namespace. The target's own
+	// policy applies, and Orphan counts as Deactivate: a tenant cannot keep an account whose
+	// access the target's owner withdrew.
+	causeWithdrawn
+)
+
+// Deprovisioner is the one path by which accounts are taken away. Every entry point uses it:
+// the identity's deletion (its finalizer), its workload's retirement (the revoker's fast path
+// and the identity controller), expiry, a targetRef dropped from the spec, a target that no
+// longer allows the namespace, and (account by account) the orphan clean-up of the target
+// controllers. Whatever the entry point, an account is found by its externalId (the id on
+// status is not trusted on its own, and an entry with no id is looked up all the same), each
+// state-changing call is charged to the target's circuit breaker just before it is sent, and a
+// 404 counts as done.
+type Deprovisioner struct {
+	Client  client.Client
+	Clients ClientBuilder
+	Breaker *Breaker
+	// ClusterID prefixes every externalId.
+	ClusterID string
+	// ClusterResourceNamespace holds the secrets of ClusterScimTargets.
+	ClusterResourceNamespace string
+	// Revocations times final revocations, from the deletion seen to the last target
+	// confirming; nil disables the histogram.
+	Revocations *revocationClock
+
+	// confirmed holds what targets confirmed for identities retired for good, so that neither
+	// the revoker nor the identity controller sends it twice while the status that records it
+	// is on its way through the API server and the cache. It saves requests; it decides
+	// nothing (a repeat would find the account gone or inactive and send nothing more).
+	confirmed confirmed
+}
+
+// Identity takes away every account the identity has, or may have, on the targets its spec
+// names or its status records (an entry with no id is looked up all the same: a crash after a
+// POST leaves one). It returns the targets that did not confirm, and whether any call was made
+// in this pass.
+func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity, cause deprovisionCause) (map[string]outcome, bool) {
+	entries := indexEntries(si.Namespace, si.Status.Targets)
+	for _, ref := range si.Spec.TargetRefs {
+		if entries[refKey(ref, si.Namespace)] == nil {
+			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
+			si.Status.Targets = append(si.Status.Targets, e)
+			entries[refKey(ref, si.Namespace)] = &e
+		}
+	}
+	failed := map[string]outcome{}
+	worked := false
+	for i := range si.Status.Targets {
+		entry := &si.Status.Targets[i]
+		if entry.State == scimv1.TargetStateDeprovisioned {
+			continue
+		}
+		key := targetKey(entry.Kind, si.Namespace, entry.Name)
+		if done, ok := d.confirmed.lookup(si, key); ok {
+			*entry = done // confirmed by another pass whose status is not written yet
+			continue
+		}
+		worked = true
+		if out := d.Target(ctx, si, entry, cause); !out.ok() {
+			failed[key] = out
+		} else if cause == causeRetired {
+			d.confirmed.record(si, key, *entry)
+		}
+	}
+	if cause == causeRetired && worked && len(failed) == 0 {
+		d.observeRevocation(si)
+	}
+	return failed, worked
+}
+
+// observeRevocation records the time from the deletion (of the identity or its workload) to
+// now, when every target confirmed.
+func (d *Deprovisioner) observeRevocation(si *scimv1.ServiceIdentity) {
+	if d.Revocations == nil {
+		return
+	}
+	if start := d.Revocations.start(si); !start.IsZero() {
+		revocationLatency.Observe(d.Revocations.clock.Since(start).Seconds())
+	}
+	d.Revocations.forget(si)
+}
+
+// Target applies the deletion policy the cause calls for to the identity's account(s) on one
+// target, and records the result on the entry.
+func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, cause deprovisionCause) outcome {
+	ref := scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}
+	t, err := getTarget(ctx, d.Client, ref, si.Namespace, d.ClusterResourceNamespace)
+	if err != nil {
+		return entryBlocked(entry, err)
+	}
+	policy := t.DeletionPolicy(si)
+	if cause == causeWithdrawn {
+		policy = t.DeletionPolicy(&scimv1.ServiceIdentity{})
+		if policy == scimv1.DeletionPolicyOrphan {
+			policy = scimv1.DeletionPolicyDeactivate
+		}
+	}
+	if policy == scimv1.DeletionPolicyOrphan {
+		entry.State = scimv1.TargetStateDeprovisioned
+		entry.Message = "Account left on the target (deletionPolicy Orphan)"
+		return outcome{}
+	}
+	c, err := d.Clients.ForTarget(ctx, t)
+	if err != nil {
+		return entryBlocked(entry, err)
+	}
+	acct := d.accountSync(si, t, c)
+	mine, err := acct.findOurs(ctx)
+	for _, u := range mine {
+		if err != nil {
+			break
+		}
+		err = d.Account(ctx, acct, u, policy, entry.Groups)
+	}
+	if err != nil {
+		return entryBlocked(entry, err)
+	}
+	entry.State = scimv1.TargetStateDeprovisioned
+	f := false
+	entry.Active = &f
+	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s)", policy)
+	return outcome{}
+}
+
+// entryBlocked records on the entry why a deprovisioning did not happen, and classifies it.
+func entryBlocked(entry *scimv1.IdentityTargetStatus, err error) outcome {
+	entry.State = scimv1.TargetStateDeprovisioning
+	entry.Message = truncate(err.Error(), 512)
+	return classify(err)
+}
+
+// Account applies a Delete or Deactivate policy to one account proven ours: it is set
+// inactive first (charged to the breaker; nothing is sent for an account already inactive
+// under Deactivate), then, under Delete, taken out of the groups it joined through us and
+// deleted. Deactivating first means a DELETE that fails still leaves the account unusable.
+func (d *Deprovisioner) Account(ctx context.Context, a *accountSync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string) error {
+	id := u.ID()
+	if active, present := u.Active(); policy == scimv1.DeletionPolicyDeactivate && present && !active {
+		return nil
+	}
+	if a.charge != nil {
+		if err := a.charge(ctx); err != nil {
+			return err
+		}
+	}
+	var err error
+	if a.usePatch() {
+		_, err = a.c.Patch(ctx, usersEndpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, "")
+	} else {
+		_, err = a.c.Replace(ctx, usersEndpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
+	}
+	if err != nil && a.refund != nil {
+		a.refund() // nothing changed (or we cannot tell): do not count it
+	}
+	if scim.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deactivating account %s on %s: %w", scim.Sanitize(id, 128), a.t.Key(), err)
+	}
+	if policy != scimv1.DeletionPolicyDelete {
+		return nil
+	}
+	// Providers differ in whether deleting a user drops its memberships; leave explicitly.
+	for _, g := range groups {
+		if err := a.leaveGroup(ctx, g, id); err != nil {
+			return err
+		}
+	}
+	if err := a.c.Delete(ctx, usersEndpoint, id); err != nil && !scim.IsNotFound(err) {
+		return fmt.Errorf("deleting account %s on %s: %w", scim.Sanitize(id, 128), a.t.Key(), err)
+	}
+	return nil
+}
+
+// Orphan applies an orphan policy (Deactivate or Delete) to an account that carries this
+// cluster's externalId prefix and has no ServiceIdentity. ok is false when the breaker paused
+// it (the breaker's status says why).
+func (d *Deprovisioner) Orphan(ctx context.Context, t *Target, c *scim.Client, u scim.Resource, policy scimv1.OrphanPolicy) (bool, error) {
+	a := d.accountSyncFor(t, c, u.ExternalID(), "")
+	if !a.usePatch() {
+		// The scan kept only a summary of the account; a PUT needs all of it, read afresh.
+		full, err := a.read(ctx, u.ID())
+		if scim.IsNotFound(err) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if !a.ours(full) {
+			return false, fmt.Errorf("account %s on %s no longer carries the orphaned externalId", scim.Sanitize(u.ID(), 128), t.Key())
+		}
+		u = full
+	}
+	err := d.Account(ctx, a, u, scimv1.DeletionPolicy(policy), nil)
+	var open *BreakerOpenError
+	if errors.As(err, &open) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// accountSync prepares the SCIM calls for si's account on t, with the circuit breaker.
+func (d *Deprovisioner) accountSync(si *scimv1.ServiceIdentity, t *Target, c *scim.Client) *accountSync {
+	return d.accountSyncFor(t, c, ExternalID(d.ClusterID, si), si.EffectiveUserName())
+}
+
+func (d *Deprovisioner) accountSyncFor(t *Target, c *scim.Client, externalID, userName string) *accountSync {
+	a := &accountSync{c: c, t: t, externalID: externalID, userName: userName,
+		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption}
+	if d.Breaker != nil {
+		a.charge = func(ctx context.Context) error { return d.Breaker.Charge(ctx, t) }
+		a.refund = func() { d.Breaker.Refund(t) }
+	}
+	return a
+}
+
+// confirmed records, per identity, the deprovisionings targets have confirmed. An entry goes
+// with its identity.
+type confirmed struct {
+	m sync.Map // types.NamespacedName -> confirmedEntry
+}
+
+type confirmedEntry struct {
+	uid     types.UID
+	targets map[string]scimv1.IdentityTargetStatus // targetKey -> the Deprovisioned entry
+}
+
+// lookup returns the confirmed entry of one target of si, if any.
+func (c *confirmed) lookup(si *scimv1.ServiceIdentity, key string) (scimv1.IdentityTargetStatus, bool) {
+	v, ok := c.m.Load(client.ObjectKeyFromObject(si))
+	if !ok || v.(confirmedEntry).uid != si.UID {
+		return scimv1.IdentityTargetStatus{}, false
+	}
+	e, ok := v.(confirmedEntry).targets[key]
+	return e, ok
+}
+
+// record notes a confirmed deprovisioning. Callers hold the identity's lock.
+func (c *confirmed) record(si *scimv1.ServiceIdentity, key string, entry scimv1.IdentityTargetStatus) {
+	name := client.ObjectKeyFromObject(si)
+	next := confirmedEntry{uid: si.UID, targets: map[string]scimv1.IdentityTargetStatus{}}
+	if v, ok := c.m.Load(name); ok && v.(confirmedEntry).uid == si.UID {
+		next.targets = maps.Clone(v.(confirmedEntry).targets)
+	}
+	next.targets[key] = entry
+	c.m.Store(name, next)
+}
+
+func (c *confirmed) forget(name types.NamespacedName) { c.m.Delete(name) }

@@ -1,0 +1,111 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// reconcileDelete deprovisions every account, then releases the finalizer. done reports that
+// the finalizer was removed (the object may be gone).
+func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, bool, error) {
+	log := logf.FromContext(ctx)
+	if !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
+		return ctrl.Result{}, true, nil
+	}
+	if si.Annotations[scimv1.ForceOrphanAnnotation] == "true" {
+		r.Recorder.Eventf(si, nil, "Warning", "ForceOrphaned", "Deprovision",
+			"Annotation %s=true: finalizer released without deprovisioning; accounts may remain on the targets", scimv1.ForceOrphanAnnotation)
+		log.Info("Finalizer released by annotation; accounts left on targets", "annotation", scimv1.ForceOrphanAnnotation)
+		return ctrl.Result{}, true, r.removeFinalizer(ctx, si)
+	}
+
+	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, causeRetired); len(outcomes) > 0 {
+		res, err := r.deprovisionBlocked(si, outcomes, "Waiting to deprovision (finalizer "+scimv1.DeprovisionFinalizer+
+			" kept; set annotation "+scimv1.ForceOrphanAnnotation+"=true to release it without deprovisioning)")
+		return res, false, err
+	}
+	now := metav1.NewTime(r.now())
+	si.Status.DeprovisionedAt = &now
+	why := ""
+	if owner, _ := r.ownerRetired(ctx, si); owner != "" {
+		why = " (" + owner + ")"
+	}
+	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target%s", si.EffectiveUserName(), why)
+	if err := r.removeFinalizer(ctx, si); err != nil {
+		return ctrl.Result{}, false, err
+	}
+	// retired and verified go now; confirmed stays until the cache no longer has the identity
+	// (NotFound above), so a pass on a copy from before the finalizer went cannot deprovision again.
+	r.forgetIdentity(si)
+	return ctrl.Result{}, true, nil
+}
+
+// deprovisionBlocked reports targets that did not confirm and schedules the retry.
+func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentity, outcomes map[string]outcome, prefix string) (ctrl.Result, error) {
+	var msgs []string
+	var errs []error
+	var retryAfter time.Duration
+	for key, o := range outcomes {
+		m := o.stalled
+		if o.err != nil {
+			m = o.err.Error()
+			if o.retryAfter > 0 {
+				retryAfter = max(retryAfter, o.retryAfter)
+			} else {
+				errs = append(errs, fmt.Errorf("%s: %w", key, o.err))
+			}
+		}
+		msgs = append(msgs, key+": "+m)
+	}
+	slices.Sort(msgs)
+	msg := prefix + ": " + strings.Join(msgs, "; ")
+	gen := si.Generation
+	setCondition(&si.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked, msg)
+	setCondition(&si.Status.Conditions, gen, ConditionReconciling, metav1.ConditionTrue, ReasonDeprovisioning, msg)
+	if len(errs) > 0 {
+		return ctrl.Result{}, errors.Join(errs...)
+	}
+	if retryAfter == 0 {
+		// Permanent refusals are still retried, slowly: the target may be fixed.
+		retryAfter = time.Minute
+	}
+	return ctrl.Result{RequeueAfter: retryAfter}, nil
+}
+
+// verifiedKey keys r.verified: one account, the identity's on one target.
+func verifiedKey(si *scimv1.ServiceIdentity, target string) string {
+	return string(si.UID) + "|" + target
+}
+
+// forgetIdentity drops what this process remembers of an identity that is gone.
+func (r *ServiceIdentityReconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
+	r.retired.Delete(si.UID)
+	r.resyncRequests.Delete(si.UID)
+	for _, e := range si.Status.Targets {
+		r.withdrawn.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
+	}
+	for _, e := range si.Status.Targets {
+		r.verified.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
+	}
+}
+
+func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIdentity) error {
+	patch := finalizersPatch(si.GetFinalizers())
+	controllerutil.RemoveFinalizer(si, scimv1.DeprovisionFinalizer)
+	if err := r.Patch(ctx, si, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("removing finalizer: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,260 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+// syncTarget makes the account on one target match the spec. It returns the outcome and the
+// target's resync interval.
+func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity, ref scimv1.TargetReference,
+	entry *scimv1.IdentityTargetStatus, desired scim.Resource, forced bool) (outcome, time.Duration) {
+	t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
+	if err != nil {
+		return r.entryFailed(entry, classify(err)), 0
+	}
+	interval := resyncInterval(t.Spec)
+	if refusal, err := namespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
+		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
+	} else if refusal != "" {
+		return r.accessRefused(ctx, si, t, entry, refusal), 0
+	}
+	r.withdrawn.Delete(verifiedKey(si, t.Key()))
+	if desired == nil {
+		return outcome{}, 0 // the spec is blocked; reconcileNormal reports why
+	}
+	g := guardrailsOf(t)
+	if err := g.check(t, si); err != nil {
+		// Nothing is provisioned. An account that exists keeps what it has until the spec
+		// complies, but for the groups it joined that the guardrails no longer allow.
+		if lerr := r.leaveDisallowedGroups(ctx, si, t, entry, g); lerr != nil {
+			err = errors.Join(err, lerr)
+		}
+		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: ReasonGuardrail}), 0
+	}
+	wantState := scimv1.TargetStateProvisioned
+	if si.Spec.Suspend {
+		wantState = scimv1.TargetStateSuspended
+	}
+	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
+	// Nothing changed since the last check and the resync is neither due nor requested: no remote call.
+	if last := r.lastVerified(verifiedKey(si, t.Key()), entry); inStep && !forced && !last.IsZero() && r.now().Sub(last) < interval {
+		return outcome{}, interval - r.now().Sub(last)
+	}
+
+	if err := r.provision(ctx, si, t, entry, desired, wantState, inStep); err != nil {
+		return r.entryFailed(entry, classify(err)), 0
+	}
+	return outcome{}, interval
+}
+
+// accountChange is what provisioning did to an account.
+type accountChange struct {
+	adopted, recreated, updated bool
+}
+
+// provision makes the account on t match desired (found by externalId, or read by the id on
+// record), says in an Event what changed, and records the account on the entry. inStep: the
+// entry already recorded this generation's account.
+func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
+	entry *scimv1.IdentityTargetStatus, desired scim.Resource, wantState scimv1.TargetState, inStep bool) error {
+	c, err := r.Clients.ForTarget(ctx, t)
+	if err != nil {
+		return err
+	}
+	acct := r.Deprovisioner.accountSync(si, t, c)
+	acct.desired = desired
+	user, adopted, updated, err := acct.ensure(ctx, entry.ID)
+	if err != nil {
+		return err
+	}
+	change := accountChange{adopted: adopted, recreated: inStep && user.ID() != entry.ID, updated: updated}
+	// What the provider returned is bounded and sanitised before it is shown anywhere.
+	shownName := scim.Sanitize(user.UserName(), 256)
+	r.announce(si, t, entry, user, wantState, change, inStep)
+	unchanged := inStep && change == accountChange{} && entry.Version == recordedVersion(user)
+	active, _ := user.Active()
+	joined := entry.Groups
+	if entry.ID != user.ID() {
+		joined = nil // a new, recreated or adopted account: nothing joined through us yet
+	}
+	entry.ID = user.ID()
+	entry.Groups = joined
+	entry.UserName = shownName
+	entry.Active = &active
+	entry.Version = recordedVersion(user)
+	entry.State = wantState
+	entry.Message = ""
+	if !sameSet(joined, si.Spec.Groups) {
+		if entry.Groups, err = acct.syncGroups(ctx, user.ID(), si.Spec.Groups, joined); err != nil {
+			return err
+		}
+	}
+	now := r.now()
+	r.verified.Store(verifiedKey(si, t.Key()), now)
+	// An unchanged account is not worth a status write at every resync: lastSyncTime moves
+	// when something changed, and otherwise at most every syncHeartbeat.
+	if !unchanged || entry.LastSyncTime == nil || now.Sub(entry.LastSyncTime.Time) >= syncHeartbeat {
+		t := metav1.NewTime(now)
+		entry.LastSyncTime = &t
+	}
+	return nil
+}
+
+// announce says in an Event (and the drift metric) what provisioning changed on an account.
+func (r *ServiceIdentityReconciler) announce(si *scimv1.ServiceIdentity, t *Target, entry *scimv1.IdentityTargetStatus,
+	user scim.Resource, wantState scimv1.TargetState, change accountChange, inStep bool) {
+	shownName, shownID := scim.Sanitize(user.UserName(), 256), scim.Sanitize(user.ID(), 128)
+	switch {
+	case change.adopted:
+		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", shownName, shownID, t.Key())
+	case change.recreated:
+		driftCorrections.WithLabelValues(t.Key(), "recreated").Inc()
+		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was deleted on %s; recreated", shownName, t.Key())
+	case change.updated && inStep:
+		driftCorrections.WithLabelValues(t.Key(), "updated").Inc()
+		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was changed on %s; owned attributes restored", shownName, t.Key())
+	case wantState == scimv1.TargetStateSuspended && entry.State != wantState:
+		r.Recorder.Eventf(si, nil, "Warning", "Suspended", "Suspend", "Account %q set active=false on %s (spec.suspend)", shownName, t.Key())
+	case entry.State == scimv1.TargetStateSuspended && wantState == scimv1.TargetStateProvisioned:
+		r.Recorder.Eventf(si, nil, "Normal", "Resumed", "Suspend", "Account %q set active=true on %s", shownName, t.Key())
+	case change.updated && entry.ID != "":
+		r.Recorder.Eventf(si, nil, "Normal", "Updated", "Provision", "Account %q updated on %s", shownName, t.Key())
+	}
+}
+
+// maxVersionBytes bounds the ETag recorded on status (a provider chooses it).
+const maxVersionBytes = 256
+
+// recordedVersion is the account's ETag as status records it: kept only when status can hold
+// it as it is, else none (and no If-Match is built from status).
+func recordedVersion(u scim.Resource) string {
+	if v := u.Version(); len(v) <= maxVersionBytes && scim.Sanitize(v, 0) == v {
+		return v
+	}
+	return ""
+}
+
+// syncHeartbeat bounds how stale status.targets[].lastSyncTime may be for an unchanged account.
+const syncHeartbeat = time.Hour
+
+// lastVerified is when the account was last confirmed: in memory since this process started,
+// else the recorded lastSyncTime.
+func (r *ServiceIdentityReconciler) lastVerified(key string, entry *scimv1.IdentityTargetStatus) time.Time {
+	var last time.Time
+	if entry.LastSyncTime != nil {
+		last = entry.LastSyncTime.Time
+	}
+	if v, ok := r.verified.Load(key); ok && v.(time.Time).After(last) {
+		last = v.(time.Time)
+	}
+	return last
+}
+
+func sameSet(a, b []string) bool { return sets.New(a...).Equal(sets.New(b...)) }
+
+func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o outcome) outcome {
+	entry.State = scimv1.TargetStateError
+	if o.stalled != "" {
+		entry.Message = o.stalled
+	} else if o.err != nil {
+		entry.Message = o.err.Error()
+	}
+	entry.Message = truncate(entry.Message, 512)
+	return o
+}
+
+// classify maps an error to a transient or permanent outcome with a reason.
+func classify(err error) outcome {
+	var nf *errTargetNotFound
+	var se *scim.Error
+	var open *BreakerOpenError
+	switch {
+	case errors.As(err, &nf):
+		return outcome{err: err, reason: ReasonTargetNotFound}
+	case errors.Is(err, ErrAddressNotAllowed):
+		return outcome{stalled: err.Error(), reason: ReasonAddressNotAllowed}
+	case isCredentialsError(err):
+		return outcome{err: err, reason: ReasonCredentials}
+	case scim.IsUnauthorized(err):
+		return outcome{err: err, reason: ReasonUnauthorized}
+	case errors.Is(err, errAccountConflict):
+		return outcome{stalled: err.Error(), reason: ReasonAccountConflict}
+	case errors.As(err, &open):
+		return outcome{err: err, reason: ReasonBreakerOpen, retryAfter: open.Wait}
+	case errors.Is(err, scim.ErrTargetBusy):
+		// No Retry-After: the controller's exponential backoff spaces the attempts on a target
+		// that stays stuck, instead of one every second.
+		return outcome{err: err, reason: ReasonUnreachable}
+	case scim.IsRetryable(err):
+		d, _ := scim.RetryAfter(err)
+		return outcome{err: err, reason: ReasonUnreachable, retryAfter: d}
+	case errors.As(err, &se):
+		// 400 invalid value, 409 that lookup could not resolve, 404 on the endpoint...: a
+		// human has to change the spec or the target.
+		return outcome{stalled: err.Error(), reason: ReasonRejected}
+	}
+	return outcome{err: err, reason: ReasonProgressing}
+}
+
+func matchAttribute(t *Target) scimv1.MatchAttribute {
+	if c := t.Spec.Compatibility; c != nil && c.MatchAttribute != "" {
+		return c.MatchAttribute
+	}
+	return scimv1.MatchExternalID
+}
+
+// leaveDisallowedGroups takes the account out of the groups it joined through the operator that
+// the target's guardrails no longer allow (they were narrowed), once a read proved the account
+// ours.
+func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
+	entry *scimv1.IdentityTargetStatus, g guardrails) error {
+	keep := slices.DeleteFunc(slices.Clone(entry.Groups), func(name string) bool { return !g.groupAllowed(name) })
+	if entry.ID == "" || len(keep) == len(entry.Groups) {
+		return nil
+	}
+	c, err := r.Clients.ForTarget(ctx, t)
+	if err != nil {
+		return err
+	}
+	acct := r.Deprovisioner.accountSync(si, t, c)
+	user, err := acct.read(ctx, entry.ID)
+	if err != nil || !acct.ours(user) {
+		return nil // not provably ours (or gone): nothing to take back through this id
+	}
+	entry.Groups, err = acct.syncGroups(ctx, user.ID(), keep, entry.Groups)
+	return err
+}
+
+// accessRefused handles an identity whose namespace the target does not (or no longer)
+// allow: nothing is provisioned, and every account it has there is deprovisioned through the
+// one deprovisioning path (ownership proven by a lookup, breaker charged for real calls only),
+// with the target's deletion policy (an identity's own Orphan does not keep an account whose
+// access was withdrawn). The status is not trusted to say there is nothing to withdraw: one
+// lookup per identity is made, then remembered (a restart repeats it once).
+func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
+	entry *scimv1.IdentityTargetStatus, refusal string) outcome {
+	key := verifiedKey(si, t.Key())
+	if _, done := r.withdrawn.Load(key); !done {
+		had := entry.ID != ""
+		if out := r.Deprovisioner.Target(ctx, si, entry, causeWithdrawn); !out.ok() {
+			return out
+		}
+		r.withdrawn.Store(key, true)
+		if had {
+			r.Recorder.Eventf(si, nil, "Warning", "AccessWithdrawn", "Deprovision", "%s; account %q deprovisioned on %s",
+				refusal, si.EffectiveUserName(), t.Key())
+		}
+	}
+	msg := refusal + "; nothing is provisioned there, and any account this identity had there was deprovisioned"
+	entry.State, entry.Message = scimv1.TargetStateDeprovisioned, truncate(msg, 512)
+	return outcome{stalled: msg, reason: ReasonNamespaceForbidden}
+}

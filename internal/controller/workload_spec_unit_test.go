@@ -1,0 +1,143 @@
+package controller
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// annotationCase is a workload's scim.nhi.dev/* annotations and the identity spec they give.
+type annotationCase struct {
+	name    string
+	targets string
+	ann     map[string]string
+	want    *scimv1.ServiceIdentitySpec
+	invalid string // the error names this annotation; "" means valid
+}
+
+// annotationCases are shared with the envtest spec that has the API server accept every
+// valid case's spec (workload_spec_test.go).
+var annotationCases = func() []annotationCase {
+	scimTarget := func(name string) scimv1.TargetReference {
+		return scimv1.TargetReference{Kind: scimv1.KindScimTarget, Name: name}
+	}
+	cluster := func(name string) scimv1.TargetReference {
+		return scimv1.TargetReference{Kind: scimv1.KindClusterScimTarget, Name: name}
+	}
+	ttl := func(s string) *scimv1.Duration { d := scimv1.Duration(s); return &d }
+	many := func(n int, prefix string) string {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = prefix + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strings.Repeat("0", i/26)
+		}
+		return strings.Join(items, ",")
+	}
+	acme := []scimv1.TargetReference{scimTarget("acme")}
+	return []annotationCase{
+		// targets
+		{"one ScimTarget, every other field left to the API's defaults", "acme", nil,
+			&scimv1.ServiceIdentitySpec{TargetRefs: acme}, ""},
+		{"kinds, spaces and empty items", " acme , ClusterScimTarget/corp,,ScimTarget/ledger ,", nil,
+			&scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{scimTarget("acme"), cluster("corp"), scimTarget("ledger")}}, ""},
+		{"spaces around the slash", "ClusterScimTarget / corp", nil,
+			&scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{cluster("corp")}}, ""},
+		{"a target named twice counts once", "acme,ScimTarget/acme, acme,ClusterScimTarget/acme", nil,
+			&scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{scimTarget("acme"), cluster("acme")}}, ""},
+		{"32 targets", many(32, "t"), nil, &scimv1.ServiceIdentitySpec{TargetRefs: refsOf(many(32, "t"))}, ""},
+		{"33 targets", many(33, "t"), nil, nil, AnnotationTargets},
+		{"empty", "", nil, nil, AnnotationTargets},
+		{"only commas and spaces", " , ,", nil, nil, AnnotationTargets},
+		{"unknown kind", "Secret/acme", nil, nil, AnnotationTargets},
+		{"kind in another case", "clusterscimtarget/corp", nil, nil, AnnotationTargets},
+		{"kind without a name", "ClusterScimTarget/", nil, nil, AnnotationTargets},
+		{"a path", "ScimTarget/a/b", nil, nil, AnnotationTargets},
+		{"a space inside a name", "ac me", nil, nil, AnnotationTargets},
+		{"not an object name (upper case)", "Acme", nil, nil, AnnotationTargets},
+		{"a name longer than 253", strings.Repeat("a", 254), nil, nil, AnnotationTargets},
+
+		// groups
+		{"groups: spaces, empty items and duplicates", "acme", map[string]string{AnnotationGroups: " readers, writers,,readers "},
+			&scimv1.ServiceIdentitySpec{TargetRefs: acme, Groups: []string{"readers", "writers"}}, ""},
+		{"groups: names with spaces are kept whole", "acme", map[string]string{AnnotationGroups: "Payments Writers"},
+			&scimv1.ServiceIdentitySpec{TargetRefs: acme, Groups: []string{"Payments Writers"}}, ""},
+		{"groups: only commas", "acme", map[string]string{AnnotationGroups: ", ,"},
+			&scimv1.ServiceIdentitySpec{TargetRefs: acme}, ""},
+		{"64 groups", "acme", map[string]string{AnnotationGroups: many(64, "g")},
+			&scimv1.ServiceIdentitySpec{TargetRefs: acme, Groups: strings.Split(many(64, "g"), ",")}, ""},
+		{"65 groups", "acme", map[string]string{AnnotationGroups: many(65, "g")}, nil, AnnotationGroups},
+
+		// owner
+		{"owner", "acme", map[string]string{AnnotationOwner: " payments-team@example.com "},
+			&scimv1.ServiceIdentitySpec{TargetRefs: acme, Owner: "payments-team@example.com"}, ""},
+		{"owner: not an address", "acme", map[string]string{AnnotationOwner: "payments-team"}, nil, AnnotationOwner},
+		{"owner: nothing before the @", "acme", map[string]string{AnnotationOwner: "@example.com"}, nil, AnnotationOwner},
+		{"owner: nothing after the @", "acme", map[string]string{AnnotationOwner: "team@"}, nil, AnnotationOwner},
+		{"owner: two @", "acme", map[string]string{AnnotationOwner: "a@b@example.com"}, nil, AnnotationOwner},
+		{"owner: a space inside", "acme", map[string]string{AnnotationOwner: "pay ments@example.com"}, nil, AnnotationOwner},
+		{"owner: a newline inside", "acme", map[string]string{AnnotationOwner: "team\n@example.com"}, nil, AnnotationOwner},
+		{"owner: longer than 254", "acme", map[string]string{AnnotationOwner: strings.Repeat("a", 250) + "@b.io"}, nil, AnnotationOwner},
+
+		// display-name
+		{"display name", "acme", map[string]string{AnnotationDisplayName: "  Fraud triage agent "},
+			&scimv1.ServiceIdentitySpec{TargetRefs: acme, DisplayName: "Fraud triage agent"}, ""},
+		{"display name of 256 characters (multi-byte)", "acme", map[string]string{AnnotationDisplayName: strings.Repeat("é", 256)},
+			&scimv1.ServiceIdentitySpec{TargetRefs: acme, DisplayName: strings.Repeat("é", 256)}, ""},
+		{"display name of 257 characters", "acme", map[string]string{AnnotationDisplayName: strings.Repeat("a", 257)}, nil, AnnotationDisplayName},
+
+		// ttl
+		{"ttl", "acme", map[string]string{AnnotationTTL: " 24h "}, &scimv1.ServiceIdentitySpec{TargetRefs: acme, TTL: ttl("24h")}, ""},
+		{"ttl with components", "acme", map[string]string{AnnotationTTL: "1h30m"}, &scimv1.ServiceIdentitySpec{TargetRefs: acme, TTL: ttl("1h30m")}, ""},
+		{"ttl zero", "acme", map[string]string{AnnotationTTL: "0s"}, nil, AnnotationTTL},
+		{"ttl negative", "acme", map[string]string{AnnotationTTL: "-1h"}, nil, AnnotationTTL},
+		{"ttl in days (not a Go duration)", "acme", map[string]string{AnnotationTTL: "30d"}, nil, AnnotationTTL},
+		{"ttl without a unit", "acme", map[string]string{AnnotationTTL: "3600"}, nil, AnnotationTTL},
+		{"ttl that Go parses and the API refuses", "acme", map[string]string{AnnotationTTL: "+1h"}, nil, AnnotationTTL},
+		{"ttl longer than 32 characters", "acme", map[string]string{AnnotationTTL: "1.000000001h1.000000001m1.000000001s"}, nil, AnnotationTTL},
+
+		// everything, and annotations that are not ours
+		{"every annotation", "acme,ClusterScimTarget/corp", map[string]string{
+			AnnotationGroups: "readers", AnnotationOwner: "o@example.com", AnnotationDisplayName: "Bot", AnnotationTTL: "720h",
+			"scim.nhi.dev/user-name": "admin", "scim.nhi.dev/suspend": "true", "example.com/other": "x"},
+			&scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{scimTarget("acme"), cluster("corp")}, Groups: []string{"readers"},
+				Owner: "o@example.com", DisplayName: "Bot", TTL: ttl("720h")}, ""},
+	}
+}()
+
+func TestSpecFromAnnotations(t *testing.T) {
+	for _, tc := range annotationCases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := specFromAnnotations(tc.targets, tc.ann)
+			if tc.invalid != "" {
+				if err == nil || !strings.Contains(err.Error(), "annotation "+tc.invalid) {
+					t.Fatalf("want an error naming annotation %s, got spec %+v, error %v", tc.invalid, got, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if a, b := mustJSON(t, got), mustJSON(t, tc.want); a != b {
+				t.Fatalf("spec:\n got %s\nwant %s", a, b)
+			}
+		})
+	}
+}
+
+func refsOf(list string) []scimv1.TargetReference {
+	var refs []scimv1.TargetReference
+	for _, name := range strings.Split(list, ",") {
+		refs = append(refs, scimv1.TargetReference{Kind: scimv1.KindScimTarget, Name: name})
+	}
+	return refs
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
