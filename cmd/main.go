@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/controller"
@@ -33,17 +32,19 @@ func init() {
 
 func main() {
 	var (
-		metricsAddr, probeAddr, clusterID, clusterResourceNS, pprofAddr string
-		leaderElect                                                     bool
-		concurrency                                                     int
-		scimTimeout                                                     time.Duration
-		qps                                                             float64
-		burst                                                           int
-		requestsPerTarget                                               int
-		allowedCIDRs, deniedCIDRs                                       string
-		watchNamespaces                                                 string
+		probeAddr, clusterID, clusterResourceNS, pprofAddr string
+		leaderElect, printVersion                          bool
+		metrics                                            metricsFlags
+		concurrency                                        int
+		scimTimeout                                        time.Duration
+		qps                                                float64
+		burst                                              int
+		requestsPerTarget                                  int
+		allowedCIDRs, deniedCIDRs                          string
+		watchNamespaces                                    string
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	metrics.bind(flag.CommandLine)
+	flag.BoolVar(&printVersion, "version", false, "Print the version and exit.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles.")
 	flag.StringVar(&clusterID, "cluster-id", "", "Prefix of every externalId; default the UID of the kube-system namespace.")
@@ -73,6 +74,10 @@ func main() {
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if printVersion {
+		fmt.Println("scim-operator", version)
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 	allowed, err := controller.ParseCIDRs(allowedCIDRs)
@@ -91,12 +96,17 @@ func main() {
 		log.Error(err, "Invalid --watch-namespaces")
 		os.Exit(1)
 	}
+	metricsOpts, metricsCerts, err := metrics.options()
+	if err != nil {
+		log.Error(err, "Invalid metrics server options")
+		os.Exit(1)
+	}
 
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(qps), burst
 	mgrOpts := ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                metricsOpts,
 		HealthProbeBindAddress: probeAddr,
 		PprofBindAddress:       pprofAddr,
 		// Managed fields are never read here; dropping them from the cache saves memory.
@@ -121,7 +131,14 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	log.Info("Starting", "clusterID", clusterID, "clusterResourceNamespace", clusterResourceNS, "watchNamespaces", namespaces)
+	if metricsCerts != nil {
+		if err := mgr.Add(metricsCerts); err != nil {
+			log.Error(err, "Unable to watch the metrics certificate")
+			os.Exit(1)
+		}
+	}
+	log.Info("Starting", "version", version, "clusterID", clusterID, "clusterResourceNamespace", clusterResourceNS,
+		"watchNamespaces", namespaces)
 	if err := controller.Setup(mgr, controller.Config{
 		ClusterID:                clusterID,
 		ClusterResourceNamespace: clusterResourceNS,

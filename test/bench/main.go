@@ -273,7 +273,7 @@ func (b *bench) startOperator() error {
 		return err
 	}
 	b.op = exec.Command(b.manager, "--kubeconfig", b.cp.Kubeconfig, "--cluster-id", clusterID,
-		"--metrics-bind-address", b.metrics, "--pprof-bind-address", b.pprof, "--health-probe-bind-address", "0",
+		"--metrics-bind-address", b.metrics, "--metrics-secure=false", "--pprof-bind-address", b.pprof, "--health-probe-bind-address", "0",
 		"--max-concurrent-reconciles", strconv.Itoa(b.conc), "--cluster-resource-namespace", ns,
 		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
 		"--namespaced-target-allowed-cidrs", "127.0.0.1/32")

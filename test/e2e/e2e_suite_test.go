@@ -36,6 +36,8 @@ const (
 	operatorNS = "scim-operator-system"
 	operatorSA = "scim-operator-controller-manager"
 	scimAddr   = "127.0.0.1:18080"
+	// metricsAddr is the operator's metrics endpoint (HTTPS).
+	metricsAddr = "127.0.0.1:18443"
 )
 
 var (
@@ -96,7 +98,7 @@ var _ = BeforeSuite(func() {
 	Expect(scimSrv.Start(scimAddr)).To(Succeed(), "is `make dev` running? it uses the same port")
 
 	By("starting the operator as the " + operatorSA + " service account")
-	operator = &operatorProcess{bin: bin, kubeconfig: serviceAccountKubeconfig()}
+	operator = &operatorProcess{bin: bin, kubeconfig: serviceAccountKubeconfig(), metrics: metricsAddr}
 	operator.start()
 })
 
@@ -143,10 +145,13 @@ type operatorProcess struct {
 	bin, kubeconfig string
 	// name names the log files (default "operator").
 	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	runs int
-	log  string
+	// metrics is the --metrics-bind-address; "" disables the endpoint (a second process would
+	// find the port taken).
+	metrics string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	runs    int
+	log     string
 }
 
 func (o *operatorProcess) start() {
@@ -159,10 +164,7 @@ func (o *operatorProcess) start() {
 	o.log = filepath.Join(workDir, fmt.Sprintf("%s-%d.log", name, o.runs))
 	log, err := os.Create(o.log)
 	Expect(err).NotTo(HaveOccurred())
-	o.cmd = exec.Command(o.bin, "--kubeconfig", o.kubeconfig, "--cluster-resource-namespace", operatorNS,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect",
-		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
-		"--namespaced-target-allowed-cidrs", "127.0.0.1/32")
+	o.cmd = exec.Command(o.bin, operatorArgs(o.kubeconfig, o.metrics)...)
 	o.cmd.Stdout, o.cmd.Stderr = log, log
 	Expect(o.cmd.Start()).To(Succeed())
 	o.done = make(chan struct{})
@@ -176,6 +178,19 @@ func (o *operatorProcess) running() bool { return o.cmd != nil }
 func (o *operatorProcess) logText() string {
 	b, _ := os.ReadFile(o.log)
 	return string(b)
+}
+
+// operatorArgs are the operator's flags in this suite, for the host binary and the image alike;
+// metrics "" disables the metrics endpoint.
+func operatorArgs(kubeconfig, metrics string) []string {
+	if metrics == "" {
+		metrics = "0"
+	}
+	return []string{"--kubeconfig", kubeconfig, "--cluster-resource-namespace", operatorNS,
+		// HTTPS with authentication and authorisation by the API server, as deployed.
+		"--metrics-bind-address", metrics, "--health-probe-bind-address", "0", "--leader-elect",
+		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
+		"--namespaced-target-allowed-cidrs", "127.0.0.1/32"}
 }
 
 func (o *operatorProcess) stop(sig syscall.Signal) {
