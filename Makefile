@@ -62,6 +62,9 @@ test-alerts: ## promtool: check the alert rules and run their unit tests (config
 	echo "promtool check rules: $$(grep -Eo '[0-9]+ rules found' promtool.log)"; \
 	echo "promtool test rules: $$(grep -Eo 'tests="[0-9]+" failures="[0-9]+"' promtool-junit.xml) ($$(grep -c 'alertname:' config/prometheus/alerts_test.yaml) alert checks, $$(grep -c -- '- expr:' config/prometheus/alerts_test.yaml) expression checks): $$(grep -Eo 'SUCCESS|FAILED' promtool.log | tail -1)"
 	@hack/prometheusrule.sh | diff -u config/prometheus/prometheusrule.yaml - > /dev/null || { echo "config/prometheus/prometheusrule.yaml is stale: run make prometheus-rules"; exit 1; }
+	@test "$$(grep -c -- '- alert:' config/prometheus/alerts.yaml)" = "$$(grep -c 'runbook_url: .*docs/runbooks.md#' config/prometheus/alerts.yaml)" || { echo "an alert has no runbook_url"; exit 1; }
+	@for a in $$(grep -o 'runbooks.md#[a-z]*' config/prometheus/alerts.yaml | cut -d'#' -f2); do \
+		grep -qix "## $$a" docs/runbooks.md || { echo "docs/runbooks.md has no section for #$$a"; exit 1; }; done
 
 .PHONY: prometheus-rules
 prometheus-rules: ## Write config/prometheus/prometheusrule.yaml (a PrometheusRule) from config/prometheus/alerts.yaml.
@@ -124,3 +127,12 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: build ## Revocation latency, provisioning throughput, request efficiency, memory (flags: BENCH_ARGS="-n 1000 -memory-n 10000 -out bench-results.json").
 	assets="$$(hack/envtest-bins.sh)"; KUBEBUILDER_ASSETS="$$assets" go run ./test/bench $(BENCH_ARGS)
+
+.PHONY: dashboard-png
+dashboard-png: ## Run the bench recording the operator's metrics (bench-series.json), then render docs/dashboard.png.
+	$(MAKE) --no-print-directory bench BENCH_ARGS="$(BENCH_ARGS) -metrics-series $(CURDIR)/bench-series.json"
+	$(MAKE) --no-print-directory dashboard-render
+
+.PHONY: dashboard-render
+dashboard-render: ## Render docs/dashboard.png from bench-series.json with the queries of config/grafana/scim-operator.json.
+	go -C hack/dashboard run . -series $(CURDIR)/bench-series.json -dashboard $(CURDIR)/config/grafana/scim-operator.json -out $(CURDIR)/docs/dashboard.png
