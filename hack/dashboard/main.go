@@ -134,8 +134,11 @@ func run(seriesPath, dashPath, out string, titles []string, rateInterval, step t
 			pl.Y.Label.Text = unitLabel(p.FieldConfig.Defaults.Unit)
 			pl.Legend.Top = true
 			pl.Legend.Left = true
+			pl.Legend.YOffs = -vg.Points(4)
+			pl.Legend.XOffs = vg.Points(14)
 			pl.Add(plotter.NewGrid())
 			lines := 0
+			minX, maxX, maxY := math.Inf(1), math.Inf(-1), 0.0
 			for _, t := range p.Targets {
 				expr := strings.NewReplacer("$__rate_interval", promDuration(rateInterval), "$__interval", promDuration(step)).Replace(t.Expr)
 				q, err := engine.NewRangeQuery(ctx, db, nil, expr, start, end, step)
@@ -154,32 +157,54 @@ func run(seriesPath, dashPath, out string, titles []string, rateInterval, step t
 					return legend(t.LegendFormat, matrix[i].Metric) < legend(t.LegendFormat, matrix[j].Metric)
 				})
 				for _, s := range matrix {
-					xy := plotter.XYs{}
+					// One line per stretch of data: no line drawn across a gap.
+					var segments []plotter.XYs
+					var last int64
 					for _, f := range s.Floats {
 						if math.IsNaN(f.F) || math.IsInf(f.F, 0) {
 							continue
 						}
-						xy = append(xy, plotter.XY{X: float64(f.T-sf.StartMs) / 1000, Y: f.F})
+						if len(segments) == 0 || f.T-last > 2*step.Milliseconds() {
+							segments = append(segments, plotter.XYs{})
+						}
+						last = f.T
+						x := float64(f.T-sf.StartMs) / 1000
+						segments[len(segments)-1] = append(segments[len(segments)-1], plotter.XY{X: x, Y: f.F})
+						minX, maxX, maxY = math.Min(minX, x), math.Max(maxX, x), math.Max(maxY, f.F)
 					}
-					if len(xy) == 0 {
+					if len(segments) == 0 {
 						continue
 					}
-					l, err := plotter.NewLine(xy)
-					if err != nil {
-						return err
+					for i, xy := range segments {
+						l, err := plotter.NewLine(xy)
+						if err != nil {
+							return err
+						}
+						l.Color = palette[lines%len(palette)]
+						l.Width = vg.Points(1.2)
+						pl.Add(l)
+						if i == 0 {
+							pl.Legend.Add(legend(t.LegendFormat, s.Metric), l)
+						}
 					}
-					l.Color = palette[lines%len(palette)]
-					l.Width = vg.Points(1.2)
-					pl.Add(l)
-					pl.Legend.Add(legend(t.LegendFormat, s.Metric), l)
 					lines++
 				}
 				q.Close()
 			}
-			if lines == 0 {
+			runSeconds := float64(sf.EndMs-sf.StartMs) / 1000
+			pl.X.Min, pl.X.Max = 0, runSeconds
+			switch {
+			case lines == 0:
 				pl.Title.Text += " (no data in this run)"
+			case maxX-minX < runSeconds/4:
+				// Data in one short phase only (revocation): zoom on it.
+				pad := math.Max(2, (maxX-minX)/4)
+				pl.X.Min, pl.X.Max = math.Max(0, minX-pad), math.Min(runSeconds, maxX+pad)
+				pl.Title.Text += fmt.Sprintf(" (zoom: %.0f-%.0f s)", pl.X.Min, pl.X.Max)
 			}
 			pl.Y.Min = 0
+			// Room above the data for the legend.
+			pl.Y.Max = math.Max(maxY, 1e-9) * (1.15 + 0.09*float64(lines))
 			addPhases(pl, sf)
 			plots = append(plots, pl)
 		}
@@ -197,7 +222,7 @@ func run(seriesPath, dashPath, out string, titles []string, rateInterval, step t
 	for i, p := range plots {
 		grid[i/cols][i%cols] = p
 	}
-	width, rowHeight, header := 15*vg.Inch, 3.6*vg.Inch, 0.7*vg.Inch
+	width, rowHeight, header := 15*vg.Inch, 3.6*vg.Inch, 0.9*vg.Inch
 	img := vgimg.NewWith(vgimg.UseWH(width, vg.Length(rows)*rowHeight+header), vgimg.UseDPI(96))
 	dc := draw.New(img)
 	dc.SetColor(color.White)
@@ -251,26 +276,41 @@ func caption(dc draw.Canvas, sf seriesFile, header vg.Length) {
 		}
 	}
 	var phases []string
-	for i, p := range sf.Phases {
-		if p.Start >= sf.StartMs {
-			phases = append(phases, fmt.Sprintf("[%d] %s at %.0f s", i+1, shorten(p.Name), float64(p.Start-sf.StartMs)/1000))
-		}
+	for _, p := range runPhases(sf) {
+		phases = append(phases, fmt.Sprintf("[%d] %s at %.0f s", len(phases)+1, shorten(p.Name), float64(p.Start-sf.StartMs)/1000))
 	}
 	sty.Font = small
 	dc.FillText(sty, vg.Point{X: dc.Min.X + vg.Millimeter*4, Y: y - vg.Points(16)},
-		fmt.Sprintf("%s, %s: %s; scraped every %s; dotted lines: bench phases %s", sf.Source,
-			time.UnixMilli(sf.StartMs).UTC().Format("2006-01-02 15:04 UTC"), strings.Join(params, " "), sf.ScrapeInterval, strings.Join(phases, "; ")))
+		fmt.Sprintf("%s, %s: %s; scraped every %s; x: seconds since the operator started", sf.Source,
+			time.UnixMilli(sf.StartMs).UTC().Format("2006-01-02 15:04 UTC"), strings.Join(params, " "), sf.ScrapeInterval))
+	dc.FillText(sty, vg.Point{X: dc.Min.X + vg.Millimeter*4, Y: y - vg.Points(30)},
+		"dotted lines, bench phases: "+strings.Join(phases, "; "))
 	_ = header
+}
+
+// runPhases are the bench phases that began after the operator started (the recording's start).
+func runPhases(sf seriesFile) []phase {
+	var out []phase
+	for _, p := range sf.Phases {
+		if p.Start >= sf.StartMs {
+			out = append(out, phase{Name: p.Name, Start: p.Start})
+		}
+	}
+	return out
+}
+
+type phase struct {
+	Name  string
+	Start int64
 }
 
 // addPhases draws a dotted vertical line at the start of each bench phase, numbered as in the caption.
 func addPhases(pl *plot.Plot, sf seriesFile) {
-	for i, p := range sf.Phases {
-		if p.Start < sf.StartMs {
-			continue
-		}
+	for i, p := range runPhases(sf) {
 		x := float64(p.Start-sf.StartMs) / 1000
-		pl.Add(phaseLine{x: x, label: fmt.Sprint(i + 1)})
+		if x >= pl.X.Min && x <= pl.X.Max {
+			pl.Add(phaseLine{x: x, label: fmt.Sprint(i + 1)})
+		}
 	}
 }
 
