@@ -226,8 +226,8 @@ func run(seriesPath, dashPath, out string, titles []string, rateInterval, step t
 	img := vgimg.NewWith(vgimg.UseWH(width, vg.Length(rows)*rowHeight+header), vgimg.UseDPI(96))
 	dc := draw.New(img)
 	dc.SetColor(color.White)
-	dc.Fill(dc.Rectangle.Path())
-	caption(dc, sf, header)
+	dc.Fill(dc.Path())
+	caption(dc, sf)
 	body := dc
 	body.Max.Y -= header
 	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 6, PadY: vg.Millimeter * 6,
@@ -260,7 +260,7 @@ func run(seriesPath, dashPath, out string, titles []string, rateInterval, step t
 }
 
 // caption writes what the picture shows and where it came from.
-func caption(dc draw.Canvas, sf seriesFile, header vg.Length) {
+func caption(dc draw.Canvas, sf seriesFile) {
 	font := plot.DefaultFont
 	font.Size = vg.Points(13)
 	small := font
@@ -285,7 +285,6 @@ func caption(dc draw.Canvas, sf seriesFile, header vg.Length) {
 			time.UnixMilli(sf.StartMs).UTC().Format("2006-01-02 15:04 UTC"), strings.Join(params, " "), sf.ScrapeInterval))
 	dc.FillText(sty, vg.Point{X: dc.Min.X + vg.Millimeter*4, Y: y - vg.Points(30)},
 		"dotted lines, bench phases: "+strings.Join(phases, "; "))
-	_ = header
 }
 
 // runPhases are the bench phases that began after the operator started (the recording's start).
