@@ -52,8 +52,34 @@ test: verify vet ## Verify, then run every test against a real kube-apiserver an
 	KUBEBUILDER_ASSETS="$$assets" go test ./... -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; echo "make test: FAILED"; exit 1; }
 	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|[0-9]+ Passed \|' test.log
 	@go tool cover -func cover.out | tail -1
+	@$(MAKE) --no-print-directory test-alerts
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory test-e2e
+
+.PHONY: test-alerts
+test-alerts: ## promtool: check the alert rules and run their unit tests (config/prometheus/alerts_test.yaml).
+	@promtool="$$(hack/promtool.sh)"; \
+	"$$promtool" check rules config/prometheus/alerts.yaml > promtool.log 2>&1 && \
+	(cd config/prometheus && "$$promtool" test rules --junit=../../promtool-junit.xml alerts_test.yaml) >> promtool.log 2>&1 || { cat promtool.log; exit 1; }; \
+	echo "promtool check rules: $$(grep -Eo '[0-9]+ rules found' promtool.log)"; \
+	echo "promtool test rules: $$(grep -Eo 'tests="[0-9]+" failures="[0-9]+"' promtool-junit.xml) ($$(grep -c 'alertname:' config/prometheus/alerts_test.yaml) alert checks, $$(grep -c -- '- expr:' config/prometheus/alerts_test.yaml) expression checks): $$(grep -Eo 'SUCCESS|FAILED' promtool.log | tail -1)"
+	@hack/prometheusrule.sh | diff -u config/prometheus/prometheusrule.yaml - > /dev/null || { echo "config/prometheus/prometheusrule.yaml is stale: run make prometheus-rules"; exit 1; }
+	@test "$$(grep -c -- '- alert:' config/prometheus/alerts.yaml)" = "$$(grep -c 'runbook_url: .*docs/runbooks.md#' config/prometheus/alerts.yaml)" || { echo "an alert has no runbook_url"; exit 1; }
+	@for a in $$(grep -o 'runbooks.md#[a-z]*' config/prometheus/alerts.yaml | cut -d'#' -f2); do \
+		grep -qix "## $$a" docs/runbooks.md || { echo "docs/runbooks.md has no section for #$$a"; exit 1; }; done
+
+.PHONY: prometheus-rules
+prometheus-rules: ## Write config/prometheus/prometheusrule.yaml (a PrometheusRule) from config/prometheus/alerts.yaml.
+	hack/prometheusrule.sh > config/prometheus/prometheusrule.yaml
+
+.PHONY: argocd-cm
+argocd-cm: ## Write config/argocd/argocd-cm-patch.yaml (the Argo CD health checks for argocd-cm) from config/argocd/health.
+	hack/argocd-cm.sh > config/argocd/argocd-cm-patch.yaml
+
+.PHONY: gitops-testdata
+gitops-testdata: ## Record live objects in every state for the health-check replay tests (config/argocd/health/*/*/testdata).
+	@assets="$$(hack/envtest-bins.sh)"; GITOPS_HEALTH_TESTDATA=1 KUBEBUILDER_ASSETS="$$assets" \
+	go test ./internal/controller/ -run TestControllers -count=1 -ginkgo.focus 'GitOps health checks'
 
 FUZZTIME ?= 3s
 .PHONY: fuzz
@@ -140,3 +166,12 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: build ## Revocation latency, provisioning throughput, request efficiency, memory (flags: BENCH_ARGS="-n 1000 -memory-n 10000 -out bench-results.json").
 	assets="$$(hack/envtest-bins.sh)"; KUBEBUILDER_ASSETS="$$assets" go run ./test/bench $(BENCH_ARGS)
+
+.PHONY: dashboard-png
+dashboard-png: ## Run the bench recording the operator's metrics (bench-series.json), then render docs/dashboard.png.
+	$(MAKE) --no-print-directory bench BENCH_ARGS="$(BENCH_ARGS) -metrics-series $(CURDIR)/bench-series.json"
+	$(MAKE) --no-print-directory dashboard-render
+
+.PHONY: dashboard-render
+dashboard-render: ## Render docs/dashboard.png from bench-series.json with the queries of config/grafana/scim-operator.json.
+	go -C hack/dashboard run . -series $(CURDIR)/bench-series.json -dashboard $(CURDIR)/config/grafana/scim-operator.json -out $(CURDIR)/docs/dashboard.png

@@ -77,7 +77,7 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	list := &scimv1.ServiceIdentityList{}
-	if err := (*r).List(ctx, list); err != nil {
+	if err := (*r).List(ctx, list, client.UnsafeDisableDeepCopy); err != nil { // read only: no copy of every identity per scrape
 		return
 	}
 	counts := map[string]float64{"Ready": 0, "NotReady": 0, "Stalled": 0, "Expired": 0, "Suspended": 0, "Deleting": 0}

@@ -110,6 +110,7 @@ func main() {
 	latency := flag.Duration("scim-latency", 0, "added to every SCIM request (a provider farther away than loopback), for the bare loop and the operator alike")
 	admission := flag.Bool("admission-policy", true, "install config/admission (finalizer set at creation, as config/default does); false measures an install without it (Kubernetes < 1.36)")
 	profile := flag.Bool("profile", false, "record CPU profiles of the operator and kube-apiserver while provisioning")
+	series := flag.String("metrics-series", "", "scrape the operator's scim_operator_* metrics every 250 ms and write them to this JSON file (make dashboard-png renders them)")
 	flag.StringVar(&extraArgs, "operator-args", "", "extra operator flags, space-separated (e.g. \"--kube-api-qps=500\")")
 	flag.Parse()
 	start := time.Now()
@@ -125,7 +126,13 @@ func main() {
 		b.stop()
 		os.Exit(130)
 	}()
+	if *series != "" {
+		recorder = &seriesRecorder{}
+	}
 	err := b.run(*n, *memN)
+	if err == nil && recorder != nil {
+		err = recorder.finish(*series, map[string]any{"n": *n, "memoryN": *memN, "concurrency": *conc, "scimLatency": latency.String(), "admissionPolicy": *admission})
+	}
 	b.stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -142,7 +149,10 @@ func main() {
 
 var extraArgs string
 
-func step(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
+func step(format string, a ...any) {
+	fmt.Printf("==> "+format+"\n", a...)
+	recorder.notePhase(fmt.Sprintf(format, a...))
+}
 
 func freePort() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -218,6 +228,9 @@ func (b *bench) run(n, memN int) error {
 	step("Starting the operator (%s, --max-concurrent-reconciles=%d)", b.manager, b.conc)
 	if err := b.startOperator(); err != nil {
 		return err
+	}
+	if recorder != nil {
+		recorder.begin("http://"+b.metrics+"/metrics", 250*time.Millisecond)
 	}
 	if err := b.createTarget(ctx); err != nil {
 		return err
