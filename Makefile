@@ -73,8 +73,9 @@ prometheus-rules: ## Write config/prometheus/prometheusrule.yaml (a PrometheusRu
 	hack/prometheusrule.sh > config/prometheus/prometheusrule.yaml
 
 .PHONY: argocd-cm
-argocd-cm: ## Write config/argocd/argocd-cm-patch.yaml (the Argo CD health checks for argocd-cm) from config/argocd/health.
+argocd-cm: ## Write the Argo CD health checks (config/argocd/health) as an argocd-cm patch and as values of the argo-cd chart.
 	hack/argocd-cm.sh > config/argocd/argocd-cm-patch.yaml
+	hack/argocd-cm.sh helm > charts/scim-operator/files/argocd-values.yaml
 
 .PHONY: gitops-testdata
 gitops-testdata: ## Record live objects in every state for the health-check replay tests (config/argocd/health/*/*/testdata).

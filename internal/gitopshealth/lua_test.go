@@ -144,6 +144,35 @@ func TestArgoCDConfigMapPatchCarriesTheScripts(t *testing.T) {
 	}
 }
 
+// TestArgoCDChartValuesCarryTheScripts: the values for Argo CD's own Helm chart, shipped in
+// the operator's chart, hold exactly the tested files.
+func TestArgoCDChartValuesCarryTheScripts(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "charts", "scim-operator", "files", "argocd-values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values struct {
+		Configs struct {
+			CM map[string]string `json:"cm"`
+		} `json:"configs"`
+	}
+	if err := yaml.UnmarshalStrict(b, &values); err != nil {
+		t.Fatal(err)
+	}
+	if len(values.Configs.CM) != len(kinds) {
+		t.Errorf("argocd-values.yaml has %d keys, want %d", len(values.Configs.CM), len(kinds))
+	}
+	for _, kind := range kinds {
+		script, err := LoadScript(healthDir, group, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := values.Configs.CM["resource.customizations.health."+group+"_"+kind]; got != script {
+			t.Errorf("charts/scim-operator/files/argocd-values.yaml is stale for %s: run make argocd-cm", kind)
+		}
+	}
+}
+
 // TestEvaluate checks the runner against Argo CD's rules on hand-made objects.
 func TestEvaluate(t *testing.T) {
 	identity, err := LoadScript(healthDir, group, "ServiceIdentity")
