@@ -143,6 +143,7 @@ func main() {
 		ClusterID:                clusterID,
 		ClusterResourceNamespace: clusterResourceNS,
 		MaxConcurrentReconciles:  concurrency,
+		WatchNamespaces:          namespaces,
 		SCIMTimeout:              scimTimeout,
 
 		MaxConcurrentRequestsPerTarget: requestsPerTarget,

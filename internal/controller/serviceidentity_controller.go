@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -75,6 +76,8 @@ type ServiceIdentityReconciler struct {
 	retired sync.Map
 	// locks serialises this controller and the revoker on one identity.
 	locks keyLocks
+	// watched is the set of namespaces the cache holds (nil: every namespace).
+	watched sets.Set[string]
 	// wake lets the revoker hand an identity it could not finish to this controller.
 	wake chan event.GenericEvent
 }
@@ -478,6 +481,9 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // identitiesInNamespace maps a namespace to its identities that use a ClusterScimTarget.
 func (r *ServiceIdentityReconciler) identitiesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	if r.watched != nil && !r.watched.Has(o.GetName()) {
+		return nil // --watch-namespaces: the cache has nothing of it
+	}
 	list := &scimv1.ServiceIdentityList{}
 	if err := r.List(ctx, list, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
 		logf.FromContext(ctx).Error(err, "Listing identities of a namespace")

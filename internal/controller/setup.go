@@ -32,6 +32,8 @@ type Config struct {
 	NamespacedTargetDeniedCIDRs []netip.Prefix
 	// Clock tells the time to every controller (nil: the real clock); tests inject a fake one.
 	Clock clock.PassiveClock
+	// WatchNamespaces are the namespaces the cache holds (see WatchNamespaces); none: all.
+	WatchNamespaces []string
 }
 
 // requestsPerTarget is MaxConcurrentRequestsPerTarget with its default.
@@ -86,6 +88,6 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	return (&ServiceIdentityReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
-		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, Revocations: revocations, Deprovisioner: deprovisioner,
+		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, watched: watchedSet(cfg), Revocations: revocations, Deprovisioner: deprovisioner,
 	}).SetupWithManager(mgr)
 }

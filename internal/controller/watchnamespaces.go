@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -27,6 +28,14 @@ func ParseNamespaces(s string) ([]string, error) {
 		out = append(out, ns)
 	}
 	return out, nil
+}
+
+// watchedSet is the set of namespaces the cache holds, nil when it holds every namespace.
+func watchedSet(cfg Config) sets.Set[string] {
+	if len(cfg.WatchNamespaces) == 0 {
+		return nil
+	}
+	return sets.New(append(slices.Clone(cfg.WatchNamespaces), cfg.ClusterResourceNamespace)...)
 }
 
 // WatchNamespaces restricts the manager's cache, and so what the operator watches and
