@@ -362,7 +362,7 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		// The providers behave again: the identities provision, and go.
 		hostile.Store(false)
 		for _, si := range ids {
-			updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "retry now" })
+			update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "retry now" })
 			Eventually(get(ctx, si), "30s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
 			Eventually(gone(ctx, si)).Should(BeTrue())

@@ -400,7 +400,7 @@ var _ = Describe("Attacks on credentials", func() {
 
 		// Once rotated, the old token is not sent again.
 		settled := rejected.Load()
-		updateIdentity(ctx, second, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "after rotation" })
+		update(ctx, second, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "after rotation" })
 		Eventually(func() any {
 			return backend.UsersWhere("externalId", externalIDOf(ns, "after"))[0]["displayName"]
 		}).Should(Equal("after rotation"))

@@ -58,13 +58,9 @@ func clusterTarget(ctx context.Context, name string, allowed []string, mutate ..
 
 // allowOnly sets a ClusterScimTarget's allowedNamespaces.names.
 func allowOnly(ctx context.Context, cst *scimv1.ClusterScimTarget, names ...string) {
-	Eventually(func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst); err != nil {
-			return err
-		}
+	update(ctx, cst, func(cst *scimv1.ClusterScimTarget) {
 		cst.Spec.AllowedNamespaces.Names = names
-		return k8s.Update(ctx, cst)
-	}).Should(Succeed())
+	})
 }
 
 func clusterIdentity(ns, name, target string) *scimv1.ServiceIdentity {
@@ -142,7 +138,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			patch := client.MergeFrom(si.DeepCopy())
 			si.Status.Targets[0].ID = victim
 			Expect(k8s.Status().Patch(ctx, si, patch)).To(Succeed())
-			updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "Forged" })
+			update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "Forged" })
 			Eventually(func() any { return userByID(ours)["displayName"] }).Should(Equal("Forged"))
 			Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) string { return s.Status.Targets[0].ID }, Equal(ours)))
 			Expect(userByID(victim)).To(Equal(before))
@@ -293,13 +289,9 @@ var _ = Describe("Attacks by a tenant", func() {
 			}
 			Expect(members("prod-admins-" + ns)).To(ContainElement(id))
 
-			Eventually(func() error {
-				if err := k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst); err != nil {
-					return err
-				}
+			update(ctx, cst, func(cst *scimv1.ClusterScimTarget) {
 				cst.Spec.Guardrails.Groups.Allowed = []string{"readers-*"}
-				return k8s.Update(ctx, cst)
-			}).Should(Succeed())
+			})
 			Eventually(func() []string { return members("prod-admins-" + ns) }).ShouldNot(ContainElement(id))
 			Expect(members("readers-" + ns)).To(ContainElement(id))
 			Expect(stalledWith(ctx, si, ReasonGuardrail)).To(ContainSubstring(`group "prod-admins-` + ns))
@@ -475,13 +467,9 @@ var _ = Describe("Attacks by a tenant", func() {
 			Consistently(remaining, "3s").Should(Equal(1), "a restart does not open a new window")
 			Eventually(get(ctx, t)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen))
 
-			Eventually(func() error {
-				if err := k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
-					return err
-				}
+			update(ctx, t, func(t *scimv1.ScimTarget) {
 				t.Spec.CircuitBreaker.MaxDeletionsPerInterval = 3
-				return k8s.Update(ctx, t)
-			}).Should(Succeed())
+			})
 			Eventually(remaining).Should(Equal(0))
 		})
 
@@ -539,7 +527,7 @@ var _ = Describe("Attacks by a tenant", func() {
 				Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 			}
 			// The tenant makes one spec unprovisionable before access goes.
-			updateIdentity(ctx, blocked, func(si *scimv1.ServiceIdentity) { withAttributes(si, `{"Active":true}`) })
+			update(ctx, blocked, func(si *scimv1.ServiceIdentity) { withAttributes(si, `{"Active":true}`) })
 			stalledWith(ctx, blocked, ReasonInvalidSpec)
 
 			allowOnly(ctx, cst, "someone-else")
@@ -617,7 +605,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			}
 			return nil
 		})
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "Echo" })
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "Echo" })
 		Eventually(func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), puts...) }).
 			Should(ContainElement(ContainSubstring(`"displayName":"Echo"`)))
 		mu.Lock()

@@ -136,7 +136,7 @@ var _ = Describe("Authentication and TLS", func() {
 
 		// The provider rotates its tokens: the next call gets 401, refreshes once, succeeds.
 		current.Store("token-2")
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "after rotation" })
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "after rotation" })
 		Eventually(func() any { return backend.UsersWhere("userName", "mtls-bot."+ns)[0]["displayName"] }).Should(Equal("after rotation"))
 		Expect(issued.Load()).To(Equal(int32(2)))
 
@@ -191,7 +191,7 @@ var _ = Describe("Compatibility", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		scimSrv.Users.Mutate(si.Status.Targets[0].ID, func(a map[string]any) { a["title"] = "set by the app" })
 		patches, puts := scimSrv.Requests(http.MethodPatch, "Users/{id}"), scimSrv.Requests(http.MethodPut, "Users/{id}")
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "via PUT" })
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "via PUT" })
 		Eventually(func() any { return account(ns, "putter")["displayName"] }).Should(Equal("via PUT"))
 		Expect(account(ns, "putter")["title"]).To(Equal("set by the app"))
 		Expect(scimSrv.Requests(http.MethodPut, "Users/{id}")).To(Equal(puts + 1))
@@ -226,7 +226,7 @@ var _ = Describe("Compatibility", func() {
 			}
 			return nil
 		})
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "after 412" })
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "after 412" })
 		Eventually(func() any { return account(ns, "versioned")["displayName"] }).Should(Equal("after 412"))
 		Expect(ifMatch.Load()).To(HavePrefix(`W/"`))
 		Expect(patches.Load()).To(Equal(int32(2)), "one 412, then one successful PATCH")

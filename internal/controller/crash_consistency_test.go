@@ -120,7 +120,7 @@ var _ = Describe("What a crash must not lose", func() {
 		Eventually(statusEntry(ctx, si, cst.Name)).Should(HaveField("Message", ContainSubstring("maintenance")))
 
 		// The tenant races it: its own Orphan policy, and the target dropped from the spec.
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.DeletionPolicy = ptr.To(scimv1.DeletionPolicyOrphan)
 			si.Spec.TargetRefs = []scimv1.TargetReference{{Name: "elsewhere"}}
 		})
@@ -135,7 +135,7 @@ var _ = Describe("What a crash must not lose", func() {
 		si := newIdentity(ns, "typo", "acme", "acmee")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonTargetNotFound))
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.TargetRefs = si.Spec.TargetRefs[:1] })
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.TargetRefs = si.Spec.TargetRefs[:1] })
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.Targets).To(ConsistOf(HaveField("Name", "acme")))
 		Expect(k8s.Delete(ctx, si)).To(Succeed())

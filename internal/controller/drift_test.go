@@ -62,7 +62,7 @@ func fastTarget(ctx context.Context, ns, name string, mutate ...func(*scimv1.Sci
 // requestResync sets the resync annotation to a new value: the identity's accounts are
 // checked against the target at once.
 func requestResync(ctx context.Context, si *scimv1.ServiceIdentity) {
-	updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+	update(ctx, si, func(si *scimv1.ServiceIdentity) {
 		if si.Annotations == nil {
 			si.Annotations = map[string]string{}
 		}
@@ -183,22 +183,14 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		}
 		Expect(waiting).To(Equal(3))
 
-		Eventually(func() error {
-			if err := k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
-				return err
-			}
+		update(ctx, t, func(t *scimv1.ScimTarget) {
 			t.Annotations = map[string]string{breakerReleaseAnnotation: "released-by-test"}
-			return k8s.Update(ctx, t)
-		}).Should(Succeed())
+		})
 		// Two more go through at once; the breaker holds the last one until the next release.
 		Eventually(remaining).Should(Equal(1))
-		Eventually(func() error {
-			if err := k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
-				return err
-			}
+		update(ctx, t, func(t *scimv1.ScimTarget) {
 			t.Spec.CircuitBreaker.MaxDeletionsPerInterval = 10
-			return k8s.Update(ctx, t)
-		}).Should(Succeed())
+		})
 		Eventually(remaining).Should(Equal(0))
 		for _, si := range ids {
 			Eventually(gone(ctx, si)).Should(BeTrue())

@@ -259,13 +259,9 @@ var _ = Describe("GitOps health checks", func() {
 		}
 		Eventually(get(ctx, guarded)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen))
 		cases = append(cases, checkHealth(scimv1.KindScimTarget, "breaker-open", guarded))
-		Eventually(func() error {
-			if err := k8s.Get(ctx, client.ObjectKeyFromObject(guarded), guarded); err != nil {
-				return err
-			}
+		update(ctx, guarded, func(guarded *scimv1.ScimTarget) {
 			guarded.Spec.CircuitBreaker.MaxDeletionsPerInterval = 10
-			return k8s.Update(ctx, guarded)
-		}).Should(Succeed())
+		})
 		for _, si := range mass {
 			Eventually(gone(ctx, si)).Should(BeTrue())
 		}

@@ -67,7 +67,7 @@ var _ = Describe("Groups, target guard and several targets", func() {
 
 		// A membership made by hand is not the operator's to remove.
 		scimSrv.Groups.Put(map[string]any{"displayName": other, "members": []any{map[string]any{"value": id}}})
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Groups = []string{g1} })
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Groups = []string{g1} })
 		Eventually(func() []string { return groupMembers(g2) }).Should(ConsistOf("someone-else"))
 		Expect(groupMembers(g1)).To(ConsistOf(id))
 		Expect(groupMembers(other)).To(ConsistOf(id))
@@ -131,13 +131,9 @@ var _ = Describe("Groups, target guard and several targets", func() {
 		Expect(si.Status.Targets[1].Message).To(ContainSubstring("404"))
 
 		// Fix the second target: Ready only once both are.
-		Eventually(func() error {
-			if err := k8s.Get(ctx, client.ObjectKeyFromObject(broken), broken); err != nil {
-				return err
-			}
+		update(ctx, broken, func(broken *scimv1.ScimTarget) {
 			broken.Spec.Endpoint = endpoint()
-			return k8s.Update(ctx, broken)
-		}).Should(Succeed())
+		})
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.Targets).To(HaveLen(2))
 	})
@@ -188,7 +184,7 @@ var _ = Describe("Target references", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		Expect(other.UsersWhere("externalId", externalIDOf(ns, "two-homes"))).To(HaveLen(1))
 
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.TargetRefs = si.Spec.TargetRefs[:1] })
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.TargetRefs = si.Spec.TargetRefs[:1] })
 		Eventually(func() []map[string]any { return other.UsersWhere("externalId", externalIDOf(ns, "two-homes")) }).Should(BeEmpty())
 		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) int { return len(s.Status.Targets) }, Equal(1)))
 		Expect(accountsWithExternalID(ns, "two-homes")()).To(HaveLen(1))

@@ -61,7 +61,7 @@ var _ = Describe("Identity lifecycle", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		Expect(account(ns, "kill-switch")["active"]).To(BeTrue())
 
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.Suspend = true
 		})
 		Eventually(func() any { return account(ns, "kill-switch")["active"] }, "1s", "10ms").Should(BeFalse())
@@ -70,7 +70,7 @@ var _ = Describe("Identity lifecycle", func() {
 		}, Equal(scimv1.TargetStateSuspended)))
 		Expect(*si.Status.Targets[0].Active).To(BeFalse())
 
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.Suspend = false
 		})
 		Eventually(func() any { return account(ns, "kill-switch")["active"] }, "1s", "10ms").Should(BeTrue())
@@ -156,7 +156,7 @@ var _ = Describe("Identity lifecycle", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked))
 		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("maintenance"))
 
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Annotations = map[string]string{scimv1.ForceOrphanAnnotation: "true"}
 		})
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(ns, "stuck"), si)) }).Should(BeTrue())
@@ -174,7 +174,7 @@ var _ = Describe("Identity lifecycle", func() {
 
 		// Work pending: a spec change the target is slow to take.
 		scimSrv.Faults.Add(scimserver.On(http.MethodPatch, "/Users/", scimserver.Fault{Latency: 1500 * time.Millisecond}))
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.DisplayName = "slow"
 		})
 		Expect(k8s.Get(ctx, keyOf(ns, "gitops"), si)).To(Succeed())

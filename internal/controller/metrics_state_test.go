@@ -98,13 +98,9 @@ var _ = Describe("Metrics for alerts", func() {
 		}, "10s").Should(BeTrue())
 
 		By("releasing the breaker closes it and drains the deprovisioning")
-		Eventually(func() error {
-			if err := k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
-				return err
-			}
+		update(ctx, t, func(t *scimv1.ScimTarget) {
 			t.Spec.CircuitBreaker.MaxDeletionsPerInterval = 10
-			return k8s.Update(ctx, t)
-		}).Should(Succeed())
+		})
 		Eventually(gone(ctx, pending)).Should(BeTrue())
 		Eventually(open).Should(Equal(0.0))
 

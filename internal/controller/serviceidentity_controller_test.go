@@ -57,7 +57,7 @@ var _ = Describe("ServiceIdentity", func() {
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.DisplayName = "After"
 			si.Spec.Attributes = &apiextensionsv1.JSON{Raw: []byte(`{"title":"robot","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Risk"}}`)}
 		})
@@ -177,7 +177,7 @@ var _ = Describe("ServiceIdentity", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		scimSrv.Users.Remove(si.Status.Targets[0].ID)
 		// A spec change triggers a sync; drift without one is the resync interval's job.
-		updateIdentity(ctx, si, func(si *scimv1.ServiceIdentity) {
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.DisplayName = "again"
 		})
 		Eventually(accountsWithExternalID(ns, "recreated")).Should(HaveLen(1))

@@ -212,14 +212,15 @@ func readyTargetNamespace(ctx context.Context) string {
 	return ns
 }
 
-// updateIdentity applies mutate to the latest version of si and updates it, retrying on conflicts
-// with the controller's own writes.
-func updateIdentity(ctx context.Context, si *scimv1.ServiceIdentity, mutate func(*scimv1.ServiceIdentity)) {
+// update applies mutate to the latest version of obj and updates it, retrying on conflicts
+// with the controllers' own writes.
+func update[T client.Object](ctx context.Context, obj T, mutate func(T)) {
+	GinkgoHelper()
 	Eventually(func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(si), si); err != nil {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
-		mutate(si)
-		return k8s.Update(ctx, si)
+		mutate(obj)
+		return k8s.Update(ctx, obj)
 	}).Should(Succeed())
 }
