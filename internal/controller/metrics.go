@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -67,6 +68,8 @@ func (s *stateCollector) use(r client.Reader) { s.reader.Store(&r) }
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- identityStates
 	ch <- deprovisionBacklog
+	ch <- identitiesStalled
+	ch <- deprovisionOldest
 }
 
 func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -80,14 +83,32 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if err := (*r).List(ctx, list, client.UnsafeDisableDeepCopy); err != nil { // read only: no copy of every identity per scrape
 		return
 	}
+	// One pass over the identities for every identity gauge (metrics_state.go describes the
+	// alerting ones).
+	now := time.Now()
 	counts := map[string]float64{"Ready": 0, "NotReady": 0, "Stalled": 0, "Expired": 0, "Suspended": 0, "Deleting": 0}
+	type nsReason struct{ namespace, reason string }
+	stalled := map[nsReason]float64{}
+	var oldest time.Duration
 	for i := range list.Items {
-		counts[identityState(&list.Items[i])]++
+		si := &list.Items[i]
+		counts[identityState(si)]++
+		if !si.DeletionTimestamp.IsZero() {
+			oldest = max(oldest, now.Sub(si.DeletionTimestamp.Time))
+			continue
+		}
+		if c := meta.FindStatusCondition(si.Status.Conditions, ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+			stalled[nsReason{si.Namespace, c.Reason}]++
+		}
 	}
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(identityStates, prometheus.GaugeValue, n, state)
 	}
 	ch <- prometheus.MustNewConstMetric(deprovisionBacklog, prometheus.GaugeValue, counts["Deleting"])
+	for k, n := range stalled {
+		ch <- prometheus.MustNewConstMetric(identitiesStalled, prometheus.GaugeValue, n, k.namespace, k.reason)
+	}
+	ch <- prometheus.MustNewConstMetric(deprovisionOldest, prometheus.GaugeValue, oldest.Seconds())
 }
 
 func identityState(si *scimv1.ServiceIdentity) string {

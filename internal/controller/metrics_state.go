@@ -39,15 +39,15 @@ func init() {
 	metrics.Registry.MustRegister(alertStates)
 }
 
-// alertStateCollector reads through the reader scim_operator_identities uses (set by Setup),
-// without deep copies: it only reads, and a scrape at 10,000 identities stays cheap.
+// alertStateCollector reports the targets' gauges through the reader scim_operator_identities
+// uses (set by Setup), without deep copies. The identities' alerting gauges
+// (scim_operator_identities_stalled, scim_operator_deprovision_oldest_seconds) come from
+// stateCollector's one pass over the identities (metrics.go).
 type alertStateCollector struct{}
 
 func (c *alertStateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- targetReady
 	ch <- breakerOpen
-	ch <- identitiesStalled
-	ch <- deprovisionOldest
 }
 
 func (c *alertStateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -57,7 +57,6 @@ func (c *alertStateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	now := time.Now()
 
 	var targets []scimv1.GenericTarget
 	namespaced := &scimv1.ScimTargetList{}
@@ -89,26 +88,4 @@ func (c *alertStateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(breakerOpen, prometheus.GaugeValue, open, key)
 	}
-
-	identities := &scimv1.ServiceIdentityList{}
-	if err := (*r).List(ctx, identities, client.UnsafeDisableDeepCopy); err != nil {
-		return
-	}
-	type nsReason struct{ namespace, reason string }
-	stalled := map[nsReason]float64{}
-	var oldest time.Duration
-	for i := range identities.Items {
-		si := &identities.Items[i]
-		if !si.DeletionTimestamp.IsZero() {
-			oldest = max(oldest, now.Sub(si.DeletionTimestamp.Time))
-			continue
-		}
-		if c := meta.FindStatusCondition(si.Status.Conditions, ConditionStalled); c != nil && c.Status == "True" {
-			stalled[nsReason{si.Namespace, c.Reason}]++
-		}
-	}
-	for k, n := range stalled {
-		ch <- prometheus.MustNewConstMetric(identitiesStalled, prometheus.GaugeValue, n, k.namespace, k.reason)
-	}
-	ch <- prometheus.MustNewConstMetric(deprovisionOldest, prometheus.GaugeValue, oldest.Seconds())
 }
