@@ -58,3 +58,8 @@ const (
 
 // BreakerReleaseAnnotation on a target, set to a new value, closes an open circuit breaker.
 const BreakerReleaseAnnotation = "scim.nhi.dev/release-breaker"
+
+// SweepRequestedAnnotation on a target, set to a new value (e.g. the current time), sweeps it
+// at once: every account of this cluster is listed and compared with its identity, and
+// orphans are reported, instead of at the next interval.
+const SweepRequestedAnnotation = "scim.nhi.dev/sweep-requested-at"

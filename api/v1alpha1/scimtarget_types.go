@@ -336,6 +336,66 @@ type OrphanReport struct {
 	LastScanTime *metav1.Time `json:"lastScanTime,omitempty"`
 }
 
+// SweepListing is how a sweep read the target's accounts.
+// +kubebuilder:validation:Enum=Filtered;Unfiltered;PerIdentity
+type SweepListing string
+
+const (
+	// SweepFiltered: one paged list filtered by this cluster's externalId prefix.
+	SweepFiltered SweepListing = "Filtered"
+	// SweepUnfiltered: the provider refused the prefix filter; every account is listed and
+	// this cluster's are picked out.
+	SweepUnfiltered SweepListing = "Unfiltered"
+	// SweepPerIdentity: the provider cannot list; each identity reads its own account at its
+	// resync instead.
+	SweepPerIdentity SweepListing = "PerIdentity"
+)
+
+// SweepStatus summarises the last sweep of a target.
+type SweepStatus struct {
+	// lastSweepTime is when the last sweep finished.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
+	LastSweepTime *metav1.Time `json:"lastSweepTime,omitempty"`
+	// listing is how the accounts were read.
+	Listing SweepListing `json:"listing"`
+	// accounts is the number of this cluster's accounts the sweep saw.
+	// +optional
+	Accounts int32 `json:"accounts,omitempty"`
+	// checked is the number of accounts found to match their identity's spec.
+	// +optional
+	Checked int32 `json:"checked,omitempty"`
+	// flagged is the number of identities handed back to be corrected: their account differed
+	// from the spec, was missing, or was not the one on record.
+	// +optional
+	Flagged int32 `json:"flagged,omitempty"`
+	// requests is the number of SCIM requests the sweep made.
+	// +optional
+	Requests int32 `json:"requests,omitempty"`
+	// lastHandledRequest is the value of annotation scim.nhi.dev/sweep-requested-at this
+	// sweep acted on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	LastHandledRequest string `json:"lastHandledRequest,omitempty"`
+	// message says why the target is not swept with one filtered list, when it is not.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Message string `json:"message,omitempty"`
+}
+
+// Adaptation is one way the operator works around a provider's dialect.
+type Adaptation struct {
+	// name of the adaptation, e.g. ListWithoutFilter, UpdateWithPut, FilterResultsChecked.
+	// +kubebuilder:validation:MaxLength=64
+	Name string `json:"name"`
+	// message says what the provider does and what the operator does instead.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Message string `json:"message,omitempty"`
+}
+
 // ScimTargetStatus is the observed state of a target.
 type ScimTargetStatus struct {
 	// observedGeneration is the generation the status describes.
@@ -355,6 +415,17 @@ type ScimTargetStatus struct {
 	// orphans found on the target.
 	// +optional
 	Orphans *OrphanReport `json:"orphans,omitempty"`
+	// sweep is the last sweep of the target: one paged list of this cluster's accounts, each
+	// compared with its identity (drift) or found without one (orphans).
+	// +optional
+	Sweep *SweepStatus `json:"sweep,omitempty"`
+	// adaptations are the ways the operator works around this provider's dialect, decided from
+	// discovery, from what the provider answered, or from spec.compatibility.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Adaptations []Adaptation `json:"adaptations,omitempty"`
 	// lastProbeTime is when discovery last ran.
 	// +optional
 	// +kubebuilder:validation:Type=string

@@ -76,7 +76,7 @@ type targetConn struct {
 	fingerprint string
 	http        *http.Client
 	auth        scim.Authenticator
-	limiter     *rate.Limiter
+	limiter     *scim.Limiter
 	slots       *scim.Slots
 
 	// versions are the spec and the Secrets' resourceVersions the connection was built from.
@@ -195,7 +195,7 @@ func (b *SecretClientBuilder) connect(t *Target, secrets map[string]*corev1.Secr
 		conn.http = b.guarded
 	}
 	if rl := t.Spec.RateLimit; rl != nil {
-		conn.limiter = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), int(max(rl.Burst, 1)))
+		conn.limiter = scim.NewLimiter(rate.Limit(rl.RequestsPerSecond), int(max(rl.Burst, 1)))
 	}
 	tlsCfg, err := tlsConfig(t, secrets)
 	if err != nil {

@@ -118,6 +118,9 @@ func (d *Deprovisioner) observeRevocation(si *scimv1.ServiceIdentity) {
 // Target applies the deletion policy the cause calls for to the identity's account(s) on one
 // target, and records the result on the entry.
 func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, cause deprovisionCause) outcome {
+	// Every cause is a revocation: its calls go before provisioning and sweeps under the
+	// target's rate limit, and may take the slots reserved for it.
+	ctx = scim.Urgent(ctx)
 	ref := scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}
 	t, err := getTarget(ctx, d.Client, ref, si.Namespace, d.ClusterResourceNamespace)
 	if err != nil {

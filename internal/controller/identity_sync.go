@@ -45,15 +45,33 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		wantState = scimv1.TargetStateSuspended
 	}
 	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
-	// Nothing changed since the last check and the resync is neither due nor requested: no remote call.
-	if last := r.lastVerified(verifiedKey(si, t.Key()), entry); inStep && !forced && !last.IsZero() && r.now().Sub(last) < interval {
-		return outcome{}, interval - r.now().Sub(last)
+	key := verifiedKey(si, t.Key())
+	if wait, skip := checkDue(inStep && !forced && !r.Flags.isFlagged(key), sweepCovers(t, r.now()),
+		r.lastVerified(key, entry), r.now(), interval); skip {
+		return outcome{}, wait
 	}
 
 	if err := r.provision(ctx, si, t, entry, desired, wantState, inStep); err != nil {
 		return r.entryFailed(entry, classify(err)), 0
 	}
+	r.Flags.clear(key)
 	return outcome{}, interval
+}
+
+// checkDue decides whether an account is read now. settled: the account is in step with this
+// generation, no check was requested and no sweep flagged it. Then no call is made when the
+// target's sweeps cover it (they compare it with the spec at every interval), or when it was
+// verified less than interval ago; wait is when to look again.
+func checkDue(settled, covered bool, lastVerified, now time.Time, interval time.Duration) (wait time.Duration, skip bool) {
+	switch {
+	case !settled:
+		return 0, false
+	case covered:
+		return interval, true
+	case !lastVerified.IsZero() && now.Sub(lastVerified) < interval:
+		return interval - now.Sub(lastVerified), true
+	}
+	return 0, false
 }
 
 // accountChange is what provisioning did to an account.

@@ -41,8 +41,10 @@ type TargetReconciler struct {
 	client.Client
 	// probed remembers, per target, the Secret versions of the last successful probe.
 	probed sync.Map
-	// orphanReports remembers, per target, the last orphan scan.
-	orphanReports            sync.Map
+	// sweeps remembers, per target, the last sweep (sweepMemo).
+	sweeps                   sync.Map
+	// Flags hands the identities a sweep found out of step to the identity controller.
+	Flags                    *sweepFlags
 	Kind                     string // scimv1.KindScimTarget or scimv1.KindClusterScimTarget
 	Clients                  ClientBuilder
 	Recorder                 recorder.EventRecorder
@@ -171,11 +173,12 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl
 	if err := r.snapshotCredentials(ctx, t); err != nil {
 		return ctrl.Result{}, err
 	}
-	orphanWait, err := r.orphansIfDue(ctx, t)
+	sweepWait, err := r.sweepIfDue(ctx, t)
+	t.Status.Adaptations = adaptations(t)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	for _, d := range []time.Duration{breakerWait, orphanWait} {
+	for _, d := range []time.Duration{breakerWait, sweepWait} {
 		if d > 0 && (res.RequeueAfter == 0 || d < res.RequeueAfter) {
 			res.RequeueAfter = d
 		}
@@ -303,7 +306,7 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 	}
 	r.probed.Delete(t.Key())
 	r.snapshotted.Delete(t.Key() + "/" + string(t.Object.GetUID()))
-	r.orphanReports.Delete(t.Key())
+	r.sweeps.Delete(t.Key())
 	if r.Breaker != nil {
 		r.Breaker.Forget(t.Key())
 	}
@@ -424,7 +427,7 @@ func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return reqs
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}, annotationPredicate(breakerReleaseAnnotation)))).
+		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}, annotationPredicate(breakerReleaseAnnotation), annotationPredicate(scimv1.SweepRequestedAnnotation)))).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToTargets)).
 		Watches(&scimv1.ServiceIdentity{}, enqueueAfter(identityCountDelay, r.targetsOfIdentity),
 			builder.WithPredicates(identityUsePredicate{})).

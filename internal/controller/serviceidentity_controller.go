@@ -78,6 +78,8 @@ type ServiceIdentityReconciler struct {
 	locks keyLocks
 	// watched is the set of namespaces the cache holds (nil: every namespace).
 	watched sets.Set[string]
+	// Flags are the identities a target's sweep found out of step (nil: no sweeps).
+	Flags *sweepFlags
 	// wake lets the revoker hand an identity it could not finish to this controller.
 	wake chan event.GenericEvent
 }
@@ -458,6 +460,9 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.wake = make(chan event.GenericEvent, 64)
+	if r.Flags == nil {
+		r.Flags = newSweepFlags() // no target controller shares it: nothing is ever flagged
+	}
 	if err := r.setupRevoker(mgr); err != nil {
 		return err
 	}
@@ -474,6 +479,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.identitiesInNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.Flags.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("serviceidentity").
 		Complete(r)

@@ -71,11 +71,12 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	deprovisioner := &Deprovisioner{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations}
 	states.use(mgr.GetClient())
+	flags := newSweepFlags()
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
 		if err := (&TargetReconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
 			ClusterResourceNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Breaker: breaker,
-			Deprovisioner: deprovisioner, Credentials: credentials, Clock: cfg.Clock,
+			Deprovisioner: deprovisioner, Credentials: credentials, Clock: cfg.Clock, Flags: flags,
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}
@@ -89,5 +90,6 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, watched: watchedSet(cfg), Revocations: revocations, Deprovisioner: deprovisioner,
+		Flags: flags,
 	}).SetupWithManager(mgr)
 }

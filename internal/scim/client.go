@@ -16,8 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 const (
@@ -75,8 +73,9 @@ type Options struct {
 	// Slots, when set, bounds the requests in flight to the target; share one among the
 	// clients of one target (see Slots).
 	Slots *Slots
-	// Limiter, when set, is waited on before every request.
-	Limiter *rate.Limiter
+	// Limiter, when set, is waited on before every request, in the order of the calls'
+	// priorities (WithPriority, Urgent); share one among the clients of one target.
+	Limiter *Limiter
 	// UserAgent is sent with every request.
 	UserAgent string
 	// Observer, when set, is told of every request: method, HTTP status (0 when no response

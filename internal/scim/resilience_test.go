@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // script answers requests with the given statuses in turn (then 200 with body).
@@ -224,14 +222,14 @@ func TestAddMembersInChunksAndRemoveInRFCForm(t *testing.T) {
 
 func TestRateLimiterIsWaitedOn(t *testing.T) {
 	srv, _ := script(t, `{"id":"u"}`)
-	lim := rate.NewLimiter(rate.Limit(1), 2)
+	lim := NewLimiter(1, 2)
 	c, _ := New(srv.URL, Options{Limiter: lim})
 	for range 2 {
 		if _, err := c.Get(context.Background(), "Users", "u"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if tokens := lim.Tokens(); tokens >= 1 {
+	if tokens := lim.lim.Tokens(); tokens >= 1 {
 		t.Errorf("limiter has %.2f tokens after two calls with burst 2; the client did not take them", tokens)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

@@ -1,0 +1,348 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+// A sweep checks every account of this cluster on one target with one paged list (filtered by
+// the cluster's externalId prefix where the provider can, else unfiltered): each account is
+// compared with its identity's spec (drift), and an account without an identity is an orphan.
+// An identity whose account differs, is missing or is not the one on record is flagged and
+// handed to the identity controller, which reads and corrects that account alone. While a
+// target's sweeps succeed, its identities make no call of their own at their resync: 10,000
+// identities cost one list of 50 pages per interval instead of 10,000 GETs.
+
+const (
+	sweepPageSize    = 200
+	maxSweepPageSize = 1000
+	// sweepCoverSlack is how late a sweep may be before the identities stop relying on it and
+	// read their own accounts again.
+	sweepCoverSlack = time.Minute
+)
+
+// sweepFlags carries the identities a sweep found out of step to the identity controller.
+// Memory only: after a restart the next sweep flags them again.
+type sweepFlags struct {
+	flagged sync.Map // verifiedKey -> struct{}
+	wake    chan event.GenericEvent
+}
+
+func newSweepFlags() *sweepFlags { return &sweepFlags{wake: make(chan event.GenericEvent, 1024)} }
+
+// flag marks the identity's account on target as needing a read and wakes the identity.
+func (f *sweepFlags) flag(ctx context.Context, si *scimv1.ServiceIdentity, target string) {
+	if f == nil {
+		return
+	}
+	f.flagged.Store(verifiedKey(si, target), struct{}{})
+	ev := event.GenericEvent{Object: &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: si.Namespace, Name: si.Name}}}
+	select {
+	case f.wake <- ev:
+	case <-ctx.Done():
+	}
+}
+
+func (f *sweepFlags) isFlagged(key string) bool {
+	if f == nil {
+		return false
+	}
+	_, ok := f.flagged.Load(key)
+	return ok
+}
+
+func (f *sweepFlags) clear(key string) {
+	if f != nil {
+		f.flagged.Delete(key)
+	}
+}
+
+// sweepInterval is how often the target is swept: its resync interval, or its orphan
+// interval when that is shorter.
+func sweepInterval(t *Target) time.Duration {
+	interval := resyncInterval(t.Spec)
+	if o := t.Spec.Orphans; o != nil && o.Interval != nil {
+		if d, err := o.Interval.Parse(); err == nil && d < interval {
+			interval = d
+		}
+	}
+	return interval
+}
+
+// sweepCovers reports whether the target's sweeps check its accounts, so that an identity in
+// step needs no call of its own: the last sweep listed the accounts, and not too long ago.
+func sweepCovers(t *Target, now time.Time) bool {
+	s := t.Status.Sweep
+	return s != nil && s.Listing != scimv1.SweepPerIdentity && s.LastSweepTime != nil &&
+		now.Sub(s.LastSweepTime.Time) < 2*sweepInterval(t)+sweepCoverSlack
+}
+
+// sweepMemo is the last sweep of a target as this process made it: the cache may not show
+// the status write yet, and a write that lost a conflict must not cost a sweep.
+type sweepMemo struct {
+	sweep   *scimv1.SweepStatus
+	orphans *scimv1.OrphanReport
+}
+
+// sweepIfDue sweeps the target when its interval has passed; it returns when the next sweep is due.
+func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *Target) (time.Duration, error) {
+	if r.ClusterID == "" {
+		return 0, nil
+	}
+	interval := sweepInterval(t)
+	last := sweepMemo{sweep: t.Status.Sweep, orphans: t.Status.Orphans}
+	if v, ok := r.sweeps.Load(t.Key()); ok {
+		if mem := v.(sweepMemo); sweepTime(last.sweep).Before(sweepTime(mem.sweep)) {
+			last = sweepMemo{sweep: mem.sweep.DeepCopy(), orphans: mem.orphans.DeepCopy()}
+		}
+	}
+	requested := truncate(t.Object.GetAnnotations()[scimv1.SweepRequestedAnnotation], 256)
+	if at := sweepTime(last.sweep); !at.IsZero() && requested == last.sweep.LastHandledRequest {
+		if due := interval - clockOr(r.Clock).Since(at); due > 0 {
+			t.Status.Sweep, t.Status.Orphans = last.sweep, last.orphans
+			return due, nil
+		}
+	}
+	c, err := r.Clients.ForTarget(ctx, t)
+	if err != nil {
+		return 0, err
+	}
+	// The sweep, and the orphans it cleans up, wait for revocations and provisioning under the
+	// target's rate limit.
+	ctx = scim.WithPriority(ctx, scim.PrioritySweep)
+	s := &sweep{r: r, t: t, c: c, prefix: r.ClusterID + "/", seen: sets.New[string]()}
+	if err := s.run(ctx); err != nil {
+		return 0, fmt.Errorf("sweeping %s: %w", t.Key(), err)
+	}
+	now := metav1.NewTime(clockOr(r.Clock).Now())
+	s.status.LastSweepTime = &now
+	s.status.LastHandledRequest = requested
+	t.Status.Sweep = &s.status
+	if err := r.reportOrphans(ctx, t, c, s.orphans, last.orphans, now); err != nil {
+		return 0, err
+	}
+	r.sweeps.Store(t.Key(), sweepMemo{sweep: t.Status.Sweep.DeepCopy(), orphans: t.Status.Orphans.DeepCopy()})
+	return jitter(interval), nil
+}
+
+func sweepTime(s *scimv1.SweepStatus) time.Time {
+	if s == nil || s.LastSweepTime == nil {
+		return time.Time{}
+	}
+	return s.LastSweepTime.Time
+}
+
+// sweep is one pass over a target's accounts.
+type sweep struct {
+	r      *TargetReconciler
+	t      *Target
+	c      *scim.Client
+	prefix string
+	// seen holds the externalIds listed, to find the accounts on record that are missing.
+	seen    sets.Set[string]
+	orphans []scim.Resource
+	status  scimv1.SweepStatus
+}
+
+// run lists the accounts, compares each with its identity, then flags the identities whose
+// account on record was not listed.
+func (s *sweep) run(ctx context.Context) error {
+	filter := s.prefix
+	if s.t.Kind == scimv1.KindScimTarget {
+		// A tenant's own target is judged for its own namespace only: its server could list
+		// other namespaces' externalIds to learn which of their identities exist.
+		filter += s.t.Namespace + "/"
+	}
+	pageSize := sweepPageSize
+	if caps := s.t.Status.Capabilities; caps != nil && caps.MaxResults != nil && *caps.MaxResults > 0 {
+		pageSize = min(int(*caps.MaxResults), maxSweepPageSize)
+	}
+	s.status.Listing = scimv1.SweepFiltered
+	page := func(p []scim.Resource) error { return s.page(ctx, p) }
+	err := s.c.EachPage(ctx, usersEndpoint, "externalId sw "+scim.Quote(filter), pageSize, 0, page)
+	if err != nil && refusedFilter(err) {
+		s.reset()
+		s.status.Listing = scimv1.SweepUnfiltered
+		s.status.Message = truncate("The provider refused the filter externalId sw (" + err.Error() + "); every account is listed and this cluster's are picked out", 512)
+		err = s.c.EachPage(ctx, usersEndpoint, "", pageSize, 0, page)
+		if err != nil && (refusedFilter(err) || errors.Is(err, scim.ErrLimitExceeded)) {
+			s.reset()
+			s.status = scimv1.SweepStatus{Listing: scimv1.SweepPerIdentity,
+				Message: truncate("The provider cannot list its accounts within the operator's bounds ("+err.Error()+"); each identity reads its own account at its resync, and orphans are not found", 512)}
+			return nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return s.missing(ctx)
+}
+
+// refusedFilter: the provider answered the list, and refused it for good (not a transient
+// failure, an auth problem or a list beyond our bounds).
+func refusedFilter(err error) bool {
+	return !scim.IsRetryable(err) && !scim.IsUnauthorized(err) && !errors.Is(err, scim.ErrLimitExceeded) &&
+		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+}
+
+func (s *sweep) reset() {
+	s.seen.Clear()
+	s.orphans = nil
+	s.status = scimv1.SweepStatus{Requests: s.status.Requests}
+}
+
+// page handles one page of the list: the accounts of this cluster (and, on a ScimTarget, of
+// its namespace) are compared with their identity.
+func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
+	s.status.Requests++
+	for _, u := range page {
+		ext := u.ExternalID()
+		rest, ok := strings.CutPrefix(ext, s.prefix)
+		if !ok {
+			continue
+		}
+		ns, name, ok := strings.Cut(rest, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") || (s.t.Kind == scimv1.KindScimTarget && ns != s.t.Namespace) {
+			continue
+		}
+		s.status.Accounts++
+		duplicate := s.seen.Has(ext)
+		s.seen.Insert(ext)
+		si := &scimv1.ServiceIdentity{}
+		switch err := s.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, si); {
+		case apierrors.IsNotFound(err):
+			orphan := scim.Resource{"id": u.ID(), "userName": u.UserName(), "externalId": ext}
+			if active, present := u.Active(); present {
+				orphan["active"] = active
+			}
+			s.orphans = append(s.orphans, orphan)
+			continue
+		case err != nil:
+			return err
+		}
+		if !duplicate && s.inStep(si, u) {
+			s.status.Checked++
+			continue
+		}
+		s.flag(ctx, si) // a second account with the same externalId is a conflict its reconcile reports
+	}
+	return nil
+}
+
+// inStep reports whether account u is the identity's account on record and matches its spec.
+// An identity being changed, deleted or reconciled for the first time is left to its own
+// reconcile; an identity that no longer references this target is flagged (its reconcile
+// deprovisions the account, or finds it is on record already).
+func (s *sweep) inStep(si *scimv1.ServiceIdentity, u scim.Resource) bool {
+	entry := s.entry(si)
+	if entry == nil || !si.DeletionTimestamp.IsZero() || si.Status.ObservedGeneration != si.Generation {
+		return entry != nil // not yet (or no longer) in step: its own reconcile is due anyway
+	}
+	switch entry.State {
+	case scimv1.TargetStateProvisioned, scimv1.TargetStateSuspended:
+	default:
+		return true // failing or pending: its own reconcile retries it
+	}
+	if !s.references(si) || entry.ID != u.ID() {
+		return false
+	}
+	desired, err := desiredUser(si, ExternalID(s.r.ClusterID, si))
+	if err != nil {
+		return true // the spec is blocked; its reconcile says why
+	}
+	return len(scim.Diff(desired, u)) == 0
+}
+
+func (s *sweep) entry(si *scimv1.ServiceIdentity) *scimv1.IdentityTargetStatus {
+	for i := range si.Status.Targets {
+		if e := &si.Status.Targets[i]; targetKey(e.Kind, si.Namespace, e.Name) == s.t.Key() {
+			return e
+		}
+	}
+	return nil
+}
+
+func (s *sweep) references(si *scimv1.ServiceIdentity) bool {
+	for _, ref := range si.Spec.TargetRefs {
+		if refKey(ref, si.Namespace) == s.t.Key() {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *sweep) flag(ctx context.Context, si *scimv1.ServiceIdentity) {
+	s.status.Flagged++
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	s.r.Flags.flag(ctx, si, s.t.Key()) // a full channel drops the wake-up: the flag stays, read at the identity's resync
+}
+
+// missing flags the identities whose account on record the list did not show: deleted on the
+// target, or listed under another externalId.
+func (s *sweep) missing(ctx context.Context) error {
+	list, err := identitiesOfTarget(ctx, s.r.Client, s.t.Kind, s.t.Namespace, s.t.Name)
+	if err != nil {
+		return err
+	}
+	for i := range list.Items {
+		si := &list.Items[i]
+		entry := s.entry(si)
+		if entry == nil || entry.ID == "" || !si.DeletionTimestamp.IsZero() || s.seen.Has(ExternalID(s.r.ClusterID, si)) {
+			continue
+		}
+		if entry.State == scimv1.TargetStateProvisioned || entry.State == scimv1.TargetStateSuspended {
+			s.flag(ctx, si)
+		}
+	}
+	return nil
+}
+
+// reportOrphans puts the sweep's orphans on status (an Event when their number changed) and
+// applies spec.orphans.policy.
+func (r *TargetReconciler) reportOrphans(ctx context.Context, t *Target, c *scim.Client, orphans []scim.Resource,
+	last *scimv1.OrphanReport, now metav1.Time) error {
+	policy, _ := orphanPolicy(t)
+	if policy == scimv1.OrphanPolicyIgnore || t.Status.Sweep.Listing == scimv1.SweepPerIdentity {
+		t.Status.Orphans = nil
+		return nil
+	}
+	acted := 0
+	if policy == scimv1.OrphanPolicyDeactivate || policy == scimv1.OrphanPolicyDelete {
+		var err error
+		if acted, err = r.cleanOrphans(ctx, t, c, orphans, policy); err != nil {
+			return err
+		}
+	}
+	names := make([]string, 0, len(orphans))
+	for _, u := range orphans {
+		names = append(names, scim.Sanitize(u.UserName(), 256)) // the provider's text, shown on status
+	}
+	sort.Strings(names)
+	previous := int32(-1)
+	if last != nil {
+		previous = last.Count
+	}
+	t.Status.Orphans = &scimv1.OrphanReport{Count: int32(len(orphans)), UserNames: names[:min(len(names), orphanNamesShown)], LastScanTime: &now}
+	orphanAccounts.WithLabelValues(t.Key()).Set(float64(len(orphans)))
+	if len(orphans) > 0 && int32(len(orphans)) != previous {
+		r.Recorder.Eventf(t.Object, nil, "Warning", "OrphansFound", "Scan",
+			"%d account(s) carry this cluster's externalId prefix but have no ServiceIdentity (policy %s, %d acted on): %s",
+			len(orphans), policy, acted, strings.Join(t.Status.Orphans.UserNames, ", "))
+	}
+	return nil
+}

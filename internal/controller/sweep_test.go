@@ -1,0 +1,135 @@
+package controller
+
+import (
+	"context"
+		"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
+)
+
+// sweepNow sets the sweep annotation on a target to a new value and returns the status of the
+// sweep that handled it.
+func sweepNow(ctx context.Context, t *scimv1.ScimTarget) *scimv1.SweepStatus {
+	value := time.Now().Format(time.RFC3339Nano)
+	update(ctx, t, func(t *scimv1.ScimTarget) {
+		if t.Annotations == nil {
+			t.Annotations = map[string]string{}
+		}
+		t.Annotations[scimv1.SweepRequestedAnnotation] = value
+	})
+	Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, keyOf(t.Namespace, t.Name), t)).To(Succeed())
+		g.Expect(t.Status.Sweep).NotTo(BeNil())
+		g.Expect(t.Status.Sweep.LastHandledRequest).To(Equal(value))
+	}).Should(Succeed())
+	return t.Status.Sweep
+}
+
+// requestLog records the lists whose filter names a namespace ("list") and the requests that
+// address one account ("METHOD id").
+type requestLog struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (l *requestLog) rule(ns string) scimserver.Rule {
+	return func(r *http.Request) *scimserver.Fault {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if id, ok := strings.CutPrefix(r.URL.Path, scimserver.BasePath+"/Users/"); ok {
+			l.seen = append(l.seen, r.Method+" "+id)
+		} else if r.Method == http.MethodGet && strings.Contains(r.URL.Query().Get("filter"), "/"+ns+"/") {
+			l.seen = append(l.seen, "list")
+		}
+		return nil
+	}
+}
+
+func (l *requestLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.seen
+	l.seen = nil
+	return out
+}
+
+var _ = Describe("Sweeps: one list per target checks every account", func() {
+	ctx := context.Background()
+	var ns string
+	BeforeEach(func() { ns = newNamespace(ctx) })
+	AfterEach(func() { scimSrv.Faults.Clear() })
+
+	It("compares every account with its identity from one list, and hands back only the ones that differ", func() {
+		t := fastTarget(ctx, ns, "swept")
+		names := []string{"a", "b", "c", "d", "e"}
+		for _, n := range names {
+			si := newIdentity(ns, n, "swept")
+			si.Spec.DisplayName = "Display " + n
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+		}
+		for _, n := range names {
+			Eventually(get(ctx, &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: n}})).
+				Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		}
+		log := &requestLog{}
+		scimSrv.Faults.Add(log.rule(ns))
+
+		By("an account in step costs nothing but its share of the list")
+		s := sweepNow(ctx, t)
+		Expect([]any{s.Listing, s.Accounts, s.Checked, s.Flagged, s.Requests}).
+			To(Equal([]any{scimv1.SweepFiltered, int32(5), int32(5), int32(0), int32(1)}))
+		Expect(log.take()).To(Equal([]string{"list"}), "one list, no account read on its own")
+		Expect(t.Status.Orphans).NotTo(BeNil())
+		Expect(t.Status.Orphans.Count).To(BeZero())
+
+		By("drift on one account and another deleted on the target: both found by the sweep, corrected by their identities")
+		b, c := account(ns, "b"), account(ns, "c")
+		scimSrv.Users.Mutate(b["id"].(string), func(a map[string]any) { a["displayName"] = "tampered"; a["active"] = false })
+		scimSrv.Users.Remove(c["id"].(string))
+		s = sweepNow(ctx, t)
+		Expect(s.Accounts).To(BeEquivalentTo(4))
+		Expect(s.Checked).To(BeEquivalentTo(3))
+		Expect(s.Flagged).To(BeEquivalentTo(2))
+		Eventually(func() []any { a := account(ns, "b"); return []any{a["displayName"], a["active"]} }).
+			Should(Equal([]any{"Display b", true}))
+		Eventually(accountsWithExternalID(ns, "c")).Should(HaveLen(1))
+		Eventually(eventReasons(ctx, ns, "c")).Should(ContainElement("DriftCorrected"))
+		// The three accounts in step were not read on their own; b's was, to correct it.
+		seen := log.take()
+		Expect(seen).To(ContainElements("list", "GET "+b["id"].(string), "PATCH "+b["id"].(string)))
+		for _, n := range []string{"a", "d", "e"} {
+			Expect(seen).NotTo(ContainElement(HaveSuffix(" "+account(ns, n)["id"].(string))), n)
+		}
+	})
+
+	It("lists every account when the provider refuses the prefix filter, and says so on status", func() {
+		scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
+			if f := r.URL.Query().Get("filter"); strings.Contains(f, " sw ") && strings.Contains(f, "/"+ns+"/") {
+				return &scimserver.Fault{Status: http.StatusBadRequest, ScimType: "invalidFilter", Detail: "sw is not supported"}
+			}
+			return nil
+		})
+		t := fastTarget(ctx, ns, "nosw")
+		si := newIdentity(ns, "kept", "nosw")
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		ghost := scimSrv.Users.Put(map[string]any{"userName": "000-nosw-ghost." + ns, "externalId": externalIDOf(ns, "gone"), "active": true})
+		DeferCleanup(func() { scimSrv.Users.Remove(ghost) })
+
+		s := sweepNow(ctx, t)
+		Expect(s.Listing).To(Equal(scimv1.SweepUnfiltered))
+		Expect(s.Message).To(ContainSubstring("sw is not supported"))
+		Expect(s.Accounts).To(BeEquivalentTo(2), "this namespace's two accounts, picked out of the whole list")
+		Expect(s.Checked).To(BeEquivalentTo(1))
+		Expect(t.Status.Orphans.UserNames).To(ConsistOf("000-nosw-ghost." + ns))
+		Expect(t.Status.Adaptations).To(ContainElement(HaveField("Name", AdaptListWithoutFilter)))
+	})
+})

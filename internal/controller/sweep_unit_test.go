@@ -1,0 +1,63 @@
+package controller
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+func TestCheckDue(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	const interval = 10 * time.Minute
+	for _, tc := range []struct {
+		name            string
+		settled, covers bool
+		last            time.Time
+		wait            time.Duration
+		skip            bool
+	}{
+		{name: "a changed, requested or flagged account is read", settled: false, covers: true, last: now},
+		{name: "covered by sweeps: no read, however old the last one", settled: true, covers: true, wait: interval, skip: true},
+		{name: "not covered, verified recently: no read until the interval", settled: true, last: now.Add(-4 * time.Minute), wait: 6 * time.Minute, skip: true},
+		{name: "not covered, verified an interval ago: read", settled: true, last: now.Add(-interval)},
+		{name: "not covered, never verified: read", settled: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wait, skip := checkDue(tc.settled, tc.covers, tc.last, now, interval)
+			if wait != tc.wait || skip != tc.skip {
+				t.Fatalf("checkDue = (%v, %v), want (%v, %v)", wait, skip, tc.wait, tc.skip)
+			}
+		})
+	}
+}
+
+func TestSweepCovers(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { m := metav1.NewTime(now.Add(-d)); return &m }
+	target := func(s *scimv1.SweepStatus, resync time.Duration) *Target {
+		return &Target{Spec: &scimv1.ScimTargetSpec{ResyncInterval: scimv1.DurationOf(resync)}, Status: &scimv1.ScimTargetStatus{Sweep: s}}
+	}
+	for _, tc := range []struct {
+		name  string
+		t     *Target
+		wants bool
+	}{
+		{"never swept", target(nil, 10*time.Minute), false},
+		{"swept with a filtered list a minute ago", target(&scimv1.SweepStatus{Listing: scimv1.SweepFiltered, LastSweepTime: at(time.Minute)}, 10*time.Minute), true},
+		{"swept with an unfiltered list", target(&scimv1.SweepStatus{Listing: scimv1.SweepUnfiltered, LastSweepTime: at(time.Minute)}, 10*time.Minute), true},
+		{"the provider cannot list", target(&scimv1.SweepStatus{Listing: scimv1.SweepPerIdentity, LastSweepTime: at(time.Minute)}, 10*time.Minute), false},
+		{"the last sweep is two intervals late", target(&scimv1.SweepStatus{Listing: scimv1.SweepFiltered, LastSweepTime: at(21 * time.Minute)}, 10*time.Minute), false},
+		{"a shorter orphan interval sweeps more often", &Target{Spec: &scimv1.ScimTargetSpec{ResyncInterval: scimv1.DurationOf(time.Hour),
+			Orphans: &scimv1.Orphans{Interval: scimv1.DurationOf(time.Minute)}},
+			Status: &scimv1.ScimTargetStatus{Sweep: &scimv1.SweepStatus{Listing: scimv1.SweepFiltered, LastSweepTime: at(5 * time.Minute)}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := sweepCovers(tc.t, now); got != tc.wants {
+				t.Fatalf("sweepCovers = %v, want %v", got, tc.wants)
+			}
+		})
+	}
+}
