@@ -42,7 +42,7 @@ type TargetReconciler struct {
 	// probed remembers, per target, the Secret versions of the last successful probe.
 	probed sync.Map
 	// sweeps remembers, per target, the last sweep (sweepMemo).
-	sweeps                   sync.Map
+	sweeps sync.Map
 	// Flags hands the identities a sweep found out of step to the identity controller.
 	Flags                    *sweepFlags
 	Kind                     string // scimv1.KindScimTarget or scimv1.KindClusterScimTarget
