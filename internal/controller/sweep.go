@@ -177,7 +177,7 @@ func (s *sweep) run(ctx context.Context) error {
 	if err != nil && refusedFilter(err) {
 		s.reset()
 		s.status.Listing = scimv1.SweepUnfiltered
-		s.status.Message = truncate("The provider refused the filter externalId sw (" + err.Error() + "); every account is listed and this cluster's are picked out", 512)
+		s.status.Message = truncate("The provider refused the filter externalId sw ("+err.Error()+"); every account is listed and this cluster's are picked out", 512)
 		err = s.c.EachPage(ctx, usersEndpoint, "", pageSize, 0, page)
 		if err != nil && (refusedFilter(err) || errors.Is(err, scim.ErrLimitExceeded)) {
 			s.reset()

@@ -2,7 +2,7 @@ package controller
 
 import (
 	"context"
-		"net/http"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
