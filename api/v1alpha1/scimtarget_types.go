@@ -239,6 +239,19 @@ type ScimTargetSpec struct {
 	// rateLimit bounds the request rate to this target.
 	// +optional
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+	// resourceType is what identities are provisioned as on this target. User (the default):
+	// a SCIM User at /Users. Agent: the provider's Agent resource type (the IETF SCIM agent
+	// drafts, schema urn:ietf:params:scim:schemas:core:2.0:Agent) when its /ResourceTypes
+	// advertises one, else a User with userType Agent. Any other name: that resource type as
+	// /ResourceTypes advertises it (e.g. ServicePrincipal), with the User attributes; the
+	// target is not Ready while the provider does not advertise it. status.resourceType says
+	// which is in use. It cannot be changed: the accounts made as one type would be left
+	// behind by the other; create another target instead.
+	// +kubebuilder:default=User
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9]{0,63}$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="resourceType cannot be changed: accounts made as one type would be left behind; create another target"
+	// +optional
+	ResourceType string `json:"resourceType,omitempty"`
 	// compatibility adapts the client to the service provider.
 	// +optional
 	Compatibility *Compatibility `json:"compatibility,omitempty"`
@@ -385,6 +398,23 @@ type SweepStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
+// ResourceTypeStatus is the resource type a target's accounts are made as.
+type ResourceTypeStatus struct {
+	// name of the resource type, e.g. User or Agent.
+	// +kubebuilder:validation:MaxLength=64
+	Name string `json:"name"`
+	// endpoint relative to the target's endpoint, e.g. /Agents.
+	// +kubebuilder:validation:MaxLength=128
+	Endpoint string `json:"endpoint"`
+	// schema is the resource type's core schema URN.
+	// +kubebuilder:validation:MaxLength=256
+	Schema string `json:"schema"`
+	// message says how the choice was made (e.g. why Agent fell back to User).
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Message string `json:"message,omitempty"`
+}
+
 // Adaptation is one way the operator works around a provider's dialect.
 type Adaptation struct {
 	// name of the adaptation, e.g. ListWithoutFilter, UpdateWithPut, FilterResultsChecked.
@@ -426,6 +456,10 @@ type ScimTargetStatus struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=16
 	Adaptations []Adaptation `json:"adaptations,omitempty"`
+	// resourceType is the resource type identities are provisioned as here, from
+	// spec.resourceType and discovery.
+	// +optional
+	ResourceType *ResourceTypeStatus `json:"resourceType,omitempty"`
 	// lastProbeTime is when discovery last ran.
 	// +optional
 	// +kubebuilder:validation:Type=string

@@ -30,6 +30,8 @@ type accountSync struct {
 	desired   scim.Resource
 	matchAttr scimv1.MatchAttribute
 	adoption  scimv1.AdoptionPolicy
+	// kind is the resource type the target's accounts are made as (User, Agent...).
+	kind accountKind
 	// charge reserves one remote deactivation or deletion with the circuit breaker; refund
 	// gives it back when nothing was changed. nil: no breaker.
 	charge func(ctx context.Context) error
@@ -105,7 +107,7 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 			return found, false, err
 		}
 	}
-	created, err := a.c.Create(ctx, usersEndpoint, a.desired)
+	created, err := a.c.Create(ctx, a.kind.endpoint, a.desired)
 	if err == nil {
 		if a.ours(created) {
 			return created, false, nil
@@ -144,7 +146,7 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 // read GETs the account with this id; an answer that names another id is someone else's
 // resource and is refused.
 func (a *accountSync) read(ctx context.Context, id string) (scim.Resource, error) {
-	u, err := a.c.Get(ctx, usersEndpoint, id)
+	u, err := a.c.Get(ctx, a.kind.endpoint, id)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +179,7 @@ func (a *accountSync) byExternalID(ctx context.Context) (scim.Resource, error) {
 
 // findOurs lists every account carrying our externalId.
 func (a *accountSync) findOurs(ctx context.Context) ([]scim.Resource, error) {
-	found, err := a.c.Find(ctx, usersEndpoint, "externalId", a.externalID)
+	found, err := a.c.Find(ctx, a.kind.endpoint, "externalId", a.externalID)
 	if err != nil {
 		return nil, fmt.Errorf("looking up externalId %q on %s: %w", a.externalID, a.t.Key(), err)
 	}
@@ -194,7 +196,7 @@ func (a *accountSync) findOurs(ctx context.Context) ([]scim.Resource, error) {
 // target's adoption policy (no externalId at all, and spec.adoption IfNoExternalID). Any
 // other account with that userName is a conflict: it is a person's, or another identity's.
 func (a *accountSync) byUserName(ctx context.Context) (scim.Resource, bool, error) {
-	found, err := a.c.Find(ctx, usersEndpoint, "userName", a.userName)
+	found, err := a.c.Find(ctx, a.kind.endpoint, a.kind.nameAttr, a.userName)
 	if err != nil {
 		return nil, false, fmt.Errorf("looking up userName %q on %s: %w", a.userName, a.t.Key(), err)
 	}
@@ -244,9 +246,9 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 		var updated scim.Resource
 		var err error
 		if a.usePatch() {
-			updated, err = a.c.Patch(ctx, usersEndpoint, user.ID(), ops, ifMatch)
+			updated, err = a.c.Patch(ctx, a.kind.endpoint, user.ID(), ops, ifMatch)
 		} else {
-			updated, err = a.c.Replace(ctx, usersEndpoint, user.ID(), scim.ReplaceBody(a.desired, user), ifMatch)
+			updated, err = a.c.Replace(ctx, a.kind.endpoint, user.ID(), scim.ReplaceBody(a.desired, user), ifMatch)
 		}
 		if scim.IsPreconditionFailed(err) && attempt == 0 {
 			id, adoptable := user.ID(), user.ExternalID() == ""

@@ -157,7 +157,12 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 		return entryBlocked(entry, err)
 	}
 	acct := d.accountSync(si, t, c)
-	mine, err := acct.findOurs(ctx)
+	var mine []scim.Resource
+	if done, ferr := d.onRecord(ctx, acct, entry, policy); ferr != nil {
+		err = ferr
+	} else if !done {
+		mine, err = acct.findOurs(ctx)
+	}
 	for _, u := range mine {
 		if err != nil {
 			break
@@ -173,6 +178,29 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s)", policy)
 	return outcome{}
 }
+
+// onRecord deprovisions the account on record without looking it up first, when its recorded
+// ETag can prove it is still the account we last saw as ours: the deactivating PATCH carries
+// If-Match with that version, so it applies only to that account, unchanged since. Then a
+// revocation costs two requests (PATCH, DELETE) instead of three. It reports false, having
+// changed nothing, when it cannot: no id or version on record, no ETags or PATCH, or the
+// account changed or went (412, 404); the caller then looks the accounts up by externalId.
+func (d *Deprovisioner) onRecord(ctx context.Context, a *accountSync, entry *scimv1.IdentityTargetStatus, policy scimv1.DeletionPolicy) (bool, error) {
+	if entry.ID == "" || entry.Version == "" || !a.useETag() || !a.usePatch() ||
+		(entry.State != scimv1.TargetStateProvisioned && entry.State != scimv1.TargetStateSuspended) {
+		return false, nil
+	}
+	// The PATCH is always sent (the account's recorded active state may be stale), so the
+	// If-Match proves it is unchanged.
+	err := d.account(ctx, a, scim.Resource{"id": entry.ID}, policy, entry.Groups, entry.Version)
+	if scim.IsPreconditionFailed(err) || errors.Is(err, errGoneOnRecord) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// errGoneOnRecord: the account on record answered 404 to its deactivation.
+var errGoneOnRecord = errors.New("the account on record is gone")
 
 // neverExisted reports a target that is not found, also by the API server, for an entry that
 // never recorded an account: a misspelt targetRef. (A target whose accounts are on record cannot
@@ -199,6 +227,12 @@ func entryBlocked(entry *scimv1.IdentityTargetStatus, err error) outcome {
 // under Deactivate), then, under Delete, taken out of the groups it joined through us and
 // deleted. Deactivating first means a DELETE that fails still leaves the account unusable.
 func (d *Deprovisioner) Account(ctx context.Context, a *accountSync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string) error {
+	return d.account(ctx, a, u, policy, groups, "")
+}
+
+// account is Account; a non-empty ifMatch makes the deactivation conditional on that version,
+// and a 404 to it errGoneOnRecord (onRecord's account was not read: gone, or never ours).
+func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string, ifMatch string) error {
 	id := u.ID()
 	if active, present := u.Active(); policy == scimv1.DeletionPolicyDeactivate && present && !active {
 		return nil
@@ -210,12 +244,15 @@ func (d *Deprovisioner) Account(ctx context.Context, a *accountSync, u scim.Reso
 	}
 	var err error
 	if a.usePatch() {
-		_, err = a.c.Patch(ctx, usersEndpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, "")
+		_, err = a.c.Patch(ctx, a.kind.endpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
 	} else {
-		_, err = a.c.Replace(ctx, usersEndpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
+		_, err = a.c.Replace(ctx, a.kind.endpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
 	}
 	if err != nil && a.refund != nil {
 		a.refund() // nothing changed (or we cannot tell): do not count it
+	}
+	if scim.IsNotFound(err) && ifMatch != "" {
+		return errGoneOnRecord
 	}
 	if scim.IsNotFound(err) {
 		return nil
@@ -232,7 +269,7 @@ func (d *Deprovisioner) Account(ctx context.Context, a *accountSync, u scim.Reso
 			return err
 		}
 	}
-	if err := a.c.Delete(ctx, usersEndpoint, id); err != nil && !scim.IsNotFound(err) {
+	if err := a.c.Delete(ctx, a.kind.endpoint, id); err != nil && !scim.IsNotFound(err) {
 		return fmt.Errorf("deleting account %s on %s: %w", scim.Sanitize(id, 128), a.t.Key(), err)
 	}
 	return nil
@@ -272,7 +309,7 @@ func (d *Deprovisioner) accountSync(si *scimv1.ServiceIdentity, t *Target, c *sc
 
 func (d *Deprovisioner) accountSyncFor(t *Target, c *scim.Client, externalID, userName string) *accountSync {
 	a := &accountSync{c: c, t: t, externalID: externalID, userName: userName,
-		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption}
+		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption, kind: kindOf(t)}
 	if d.Breaker != nil {
 		a.charge = func(ctx context.Context) error { return d.Breaker.Charge(ctx, t) }
 		a.refund = func() { d.Breaker.Refund(t) }

@@ -31,6 +31,10 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if desired == nil {
 		return outcome{}, 0 // the spec is blocked; reconcileNormal reports why
 	}
+	if err := kindReady(t); err != nil {
+		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
+	}
+	desired = asKind(desired, kindOf(t))
 	g := guardrailsOf(t)
 	if err := g.check(t, si); err != nil {
 		// Nothing is provisioned. An account that exists keeps what it has until the spec
@@ -96,7 +100,7 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 	}
 	change := accountChange{adopted: adopted, recreated: inStep && user.ID() != entry.ID, updated: updated}
 	// What the provider returned is bounded and sanitised before it is shown anywhere.
-	shownName := scim.Sanitize(user.UserName(), 256)
+	shownName := scim.Sanitize(accountName(user, kindOf(t)), 256)
 	r.announce(si, t, entry, user, wantState, change, inStep)
 	unchanged := inStep && change == accountChange{} && entry.Version == recordedVersion(user)
 	active, _ := user.Active()
@@ -130,7 +134,7 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 // announce says in an Event (and the drift metric) what provisioning changed on an account.
 func (r *ServiceIdentityReconciler) announce(si *scimv1.ServiceIdentity, t *Target, entry *scimv1.IdentityTargetStatus,
 	user scim.Resource, wantState scimv1.TargetState, change accountChange, inStep bool) {
-	shownName, shownID := scim.Sanitize(user.UserName(), 256), scim.Sanitize(user.ID(), 128)
+	shownName, shownID := scim.Sanitize(accountName(user, kindOf(t)), 256), scim.Sanitize(user.ID(), 128)
 	switch {
 	case change.adopted:
 		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", shownName, shownID, t.Key())

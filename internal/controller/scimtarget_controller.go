@@ -257,6 +257,10 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 	}
 	r.probed.Store(t.Key(), credentials)
 	t.Status.Capabilities = capabilities(cfg, t.Spec.Compatibility)
+	if t.Status.ResourceType, err = r.resourceType(ctx, t); err != nil {
+		setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, ReasonDiscoveryFailed, err.Error())
+		return ctrl.Result{RequeueAfter: jitter(interval)}, nil
+	}
 	setCondition(conds, gen, ConditionReady, metav1.ConditionTrue, ReasonReady,
 		fmt.Sprintf("Endpoint reached, credentials accepted, ServiceProviderConfig parsed (patch=%t, filter=%t, etag=%t)", cfg.Patch, cfg.Filter, cfg.ETag))
 	return ctrl.Result{RequeueAfter: jitter(interval)}, nil
@@ -342,6 +346,19 @@ func (r *TargetReconciler) probe(ctx context.Context, t *Target) (*scim.ServiceP
 		return nil, fmt.Errorf("checking credentials with a Users query: %w", err)
 	}
 	return cfg, nil
+}
+
+// resourceType resolves what the target's accounts are made as (spec.resourceType against the
+// provider's /ResourceTypes).
+func (r *TargetReconciler) resourceType(ctx context.Context, t *Target) (*scimv1.ResourceTypeStatus, error) {
+	if resolvedFor(t.Status.ResourceType, t.Spec.ResourceType) {
+		return t.Status.ResourceType, nil
+	}
+	c, err := r.Clients.ForTarget(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return resolveResourceType(ctx, c, t.Spec.ResourceType)
 }
 
 func capabilities(cfg *scim.ServiceProviderConfig, compat *scimv1.Compatibility) *scimv1.Capabilities {

@@ -507,7 +507,7 @@ func (c *Client) Schemas(ctx context.Context) ([]Resource, error) {
 func matches(r Resource, attr, value string) bool {
 	got := r.str(attr)
 	switch attr {
-	case "userName", "displayName":
+	case "userName", "displayName", "name": // caseExact false (RFC 7643 §4.1.1; the agent drafts' name alike)
 		return strings.EqualFold(got, value)
 	}
 	return got == value
@@ -534,7 +534,7 @@ func (c *Client) page(ctx context.Context, kind, filter string, startIndex, coun
 	if err != nil {
 		return nil, 0, fmt.Errorf("SCIM GET /%s: %w", kind, err)
 	}
-	if kind == "Users" || kind == "Groups" {
+	if kind != "ResourceTypes" && kind != "Schemas" { // accounts and groups must be addressable
 		for _, r := range list.Resources {
 			if r.ID() == "" {
 				return nil, 0, fmt.Errorf("SCIM GET /%s: %w: a listed resource has no id", kind, ErrMalformedResponse)

@@ -268,12 +268,22 @@ func ReplaceBody(desired, current Resource) Resource {
 	}
 	sort.Strings(schemas)
 	all := make([]any, 0, len(schemas)+1)
-	all = append(all, SchemaUser)
+	all = append(all, coreSchema(desired))
 	for _, s := range schemas {
 		all = append(all, s)
 	}
 	out["schemas"] = all
 	return out
+}
+
+// coreSchema is the core schema desired names first (an Agent's, say), else the User's.
+func coreSchema(desired Resource) string {
+	if schemas, ok := desired["schemas"].([]any); ok && len(schemas) > 0 {
+		if s, ok := schemas[0].(string); ok && strings.HasPrefix(s, "urn:ietf:params:scim:schemas:core:") {
+			return s
+		}
+	}
+	return SchemaUser
 }
 
 // MergeForReplace applies desired onto current: what the resource holds after a PUT of

@@ -28,6 +28,9 @@ func (r Resource) str(key string) string {
 	return s
 }
 
+// Str is the string value of attribute key ("" when absent or not a string).
+func (r Resource) Str(key string) string { return r.str(key) }
+
 // ID is the service provider's identifier.
 func (r Resource) ID() string { return r.str("id") }
 

@@ -1,0 +1,160 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+// The resource types identities can be provisioned as. User is RFC 7643's; Agent is the IETF
+// SCIM agent drafts' (an Agent is named by "name", not "userName"); any other name is a
+// provider's own resource type found in /ResourceTypes, given the User attributes.
+const (
+	resourceTypeUser  = "User"
+	resourceTypeAgent = "Agent"
+	// SchemaAgent is the core schema of the IETF SCIM agent drafts' Agent resource.
+	SchemaAgent = "urn:ietf:params:scim:schemas:core:2.0:Agent"
+)
+
+// accountKind is how a target's accounts are addressed and named.
+type accountKind struct {
+	// endpoint is the resource type's endpoint, without the leading slash ("Users").
+	endpoint string
+	// schema is its core schema URN.
+	schema string
+	// nameAttr is the attribute that holds the identity's userName: userName, or name for Agents.
+	nameAttr string
+	// userType, when set, is sent as userType when the spec sets none (Agent as a User).
+	userType string
+}
+
+var userKind = accountKind{endpoint: usersEndpoint, schema: scim.SchemaUser, nameAttr: "userName"}
+
+// kindOf is the account kind recorded on the target's status by discovery; nil status (a
+// target probed before resource types existed) means User.
+func kindOf(t *Target) accountKind {
+	rt := t.Status.ResourceType
+	if rt == nil || rt.Name == resourceTypeUser {
+		return userKind
+	}
+	if rt.Schema == scim.SchemaUser { // Agent asked, the provider has no Agents: a User with userType Agent
+		k := userKind
+		k.userType = resourceTypeAgent
+		return k
+	}
+	k := accountKind{endpoint: strings.TrimPrefix(rt.Endpoint, "/"), schema: rt.Schema, nameAttr: "userName"}
+	if rt.Schema == SchemaAgent {
+		k.nameAttr = "name"
+	}
+	return k
+}
+
+// kindReady reports why a target's accounts cannot be provisioned yet: its spec names a resource
+// type that discovery has not resolved.
+func kindReady(t *Target) error {
+	want := t.Spec.ResourceType
+	if want == "" || want == resourceTypeUser {
+		return nil
+	}
+	if rt := t.Status.ResourceType; rt == nil || (rt.Name != want && !(want == resourceTypeAgent && rt.Schema == scim.SchemaUser)) {
+		return fmt.Errorf("target %s: resource type %s is not discovered yet", t.Key(), want)
+	}
+	return nil
+}
+
+// resolvedFor reports whether a recorded resource type answers spec.resourceType want. Once
+// recorded it is kept: accounts were made as that type, and a provider that starts (or stops)
+// advertising Agents later must not leave them behind.
+func resolvedFor(rt *scimv1.ResourceTypeStatus, want string) bool {
+	if want == "" {
+		want = resourceTypeUser
+	}
+	return rt != nil && strings.EqualFold(rt.Name, want)
+}
+
+// resolveResourceType decides what the target's accounts are made as, from spec.resourceType
+// and the provider's /ResourceTypes.
+func resolveResourceType(ctx context.Context, c *scim.Client, want string) (*scimv1.ResourceTypeStatus, error) {
+	user := &scimv1.ResourceTypeStatus{Name: resourceTypeUser, Endpoint: "/Users", Schema: scim.SchemaUser}
+	if want == "" || want == resourceTypeUser {
+		return user, nil
+	}
+	types, err := c.ResourceTypes(ctx)
+	if err != nil && (want != resourceTypeAgent || scim.IsRetryable(err) || scim.IsUnauthorized(err)) {
+		// Only a provider that does not serve /ResourceTypes at all makes Agents Users: a
+		// transient failure must not decide the type for good.
+		return nil, fmt.Errorf("reading /ResourceTypes to find resource type %s: %w", want, err)
+	}
+	for _, rt := range types {
+		name, schema, endpoint := rt.Str("name"), rt.Str("schema"), rt.Str("endpoint")
+		match := strings.EqualFold(name, want)
+		if want == resourceTypeAgent {
+			match = match || schema == SchemaAgent
+		}
+		if !match || !validEndpoint(endpoint) || schema == "" || len(schema) > 256 || !scim.IsSchemaURN(schema) {
+			continue
+		}
+		return &scimv1.ResourceTypeStatus{Name: scim.Sanitize(name, 64), Endpoint: endpoint, Schema: schema,
+			Message: fmt.Sprintf("The provider advertises resource type %s at %s", scim.Sanitize(name, 64), endpoint)}, nil
+	}
+	if want != resourceTypeAgent {
+		return nil, fmt.Errorf("%w: the provider's /ResourceTypes does not advertise resource type %s", errNotAdvertised, want)
+	}
+	user.Name = resourceTypeAgent
+	user.Message = "The provider does not advertise an Agent resource type: identities are Users with userType Agent"
+	if err != nil {
+		user.Message = truncate(fmt.Sprintf("The provider's /ResourceTypes could not be read (%v): identities are Users with userType Agent", err), 512)
+	}
+	return user, nil
+}
+
+var errNotAdvertised = fmt.Errorf("resource type not advertised")
+
+// validEndpoint accepts a resource type endpoint the client can address: one path segment
+// below the SCIM base, e.g. /Agents.
+func validEndpoint(e string) bool {
+	rest, ok := strings.CutPrefix(e, "/")
+	if !ok || rest == "" || len(rest) > 64 {
+		return false
+	}
+	for _, r := range rest {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// asKind makes the desired User into the target's kind: an Agent is named by "name" and has
+// the Agent schema; a User standing in for an Agent says userType Agent (unless the spec sets
+// one). u is not modified.
+func asKind(u scim.Resource, k accountKind) scim.Resource {
+	if k == userKind {
+		return u
+	}
+	out := maps.Clone(u)
+	if k.userType != "" {
+		if _, set := out["userType"]; !set {
+			out["userType"] = k.userType
+		}
+	}
+	if schemas, ok := out["schemas"].([]any); ok && len(schemas) > 0 {
+		schemas = slices.Clone(schemas)
+		schemas[0] = k.schema
+		out["schemas"] = schemas
+	}
+	if k.nameAttr != "userName" {
+		out[k.nameAttr] = out["userName"]
+		delete(out, "userName")
+		delete(out, "userType") // a User attribute; an Agent has its own
+	}
+	return out
+}
+
+// accountName is the name an account carries in the attribute of its kind.
+func accountName(u scim.Resource, k accountKind) string { return u.Str(k.nameAttr) }

@@ -1,0 +1,76 @@
+package controller
+
+import (
+	"reflect"
+	"testing"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+func TestAsKind(t *testing.T) {
+	user := func() scim.Resource {
+		return scim.Resource{"externalId": "c/ns/bot", "userName": "bot.ns", "active": true, "displayName": "Bot",
+			"schemas": []any{scim.SchemaUser, scim.SchemaEnterpriseUser}}
+	}
+	agentKind := kindOf(&Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Agents", Schema: SchemaAgent}}})
+	fallback := kindOf(&Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Users", Schema: scim.SchemaUser}}})
+	custom := kindOf(&Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "ServicePrincipal", Endpoint: "/ServicePrincipals", Schema: "urn:example:ServicePrincipal"}}})
+	for _, tc := range []struct {
+		name string
+		kind accountKind
+		in   scim.Resource
+		want scim.Resource
+	}{
+		{"a User stays as it is", userKind, user(), user()},
+		{"an Agent is named by name and has the Agent schema", agentKind, user(),
+			scim.Resource{"externalId": "c/ns/bot", "name": "bot.ns", "active": true, "displayName": "Bot", "schemas": []any{SchemaAgent, scim.SchemaEnterpriseUser}}},
+		{"an Agent drops the User's userType", agentKind, func() scim.Resource { u := user(); u["userType"] = "Service"; return u }(),
+			scim.Resource{"externalId": "c/ns/bot", "name": "bot.ns", "active": true, "displayName": "Bot", "schemas": []any{SchemaAgent, scim.SchemaEnterpriseUser}}},
+		{"a User standing in for an Agent says userType Agent", fallback, user(),
+			func() scim.Resource { u := user(); u["userType"] = "Agent"; return u }()},
+		{"the spec's own userType wins over Agent", fallback, func() scim.Resource { u := user(); u["userType"] = "Service"; return u }(),
+			func() scim.Resource { u := user(); u["userType"] = "Service"; return u }()},
+		{"a provider's own type keeps the User attributes under its schema", custom, user(),
+			scim.Resource{"externalId": "c/ns/bot", "userName": "bot.ns", "active": true, "displayName": "Bot", "schemas": []any{"urn:example:ServicePrincipal", scim.SchemaEnterpriseUser}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in
+			before := reflect.ValueOf(in["schemas"]).Index(0).Interface()
+			if got := asKind(in, tc.kind); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("asKind =\n%v\nwant\n%v", got, tc.want)
+			}
+			if after := reflect.ValueOf(in["schemas"]).Index(0).Interface(); after != before {
+				t.Fatalf("the desired User was modified: schemas[0] %v -> %v", before, after)
+			}
+		})
+	}
+	if custom.endpoint != "ServicePrincipals" || agentKind.nameAttr != "name" || fallback.endpoint != "Users" {
+		t.Fatalf("kinds: %+v %+v %+v", custom, agentKind, fallback)
+	}
+}
+
+func TestResourceTypeChoiceIsKept(t *testing.T) {
+	for _, tc := range []struct {
+		rt   *scimv1.ResourceTypeStatus
+		want string
+		kept bool
+	}{
+		{nil, "", false},
+		{&scimv1.ResourceTypeStatus{Name: "User"}, "", true},
+		{&scimv1.ResourceTypeStatus{Name: "User"}, "User", true},
+		{&scimv1.ResourceTypeStatus{Name: "Agent", Schema: scim.SchemaUser}, "Agent", true},
+		{&scimv1.ResourceTypeStatus{Name: "Agent", Schema: SchemaAgent}, "Agent", true},
+		{&scimv1.ResourceTypeStatus{Name: "User"}, "Agent", false},
+		{&scimv1.ResourceTypeStatus{Name: "servicePrincipal"}, "ServicePrincipal", true},
+	} {
+		if got := resolvedFor(tc.rt, tc.want); got != tc.kept {
+			t.Errorf("resolvedFor(%+v, %q) = %v, want %v", tc.rt, tc.want, got, tc.kept)
+		}
+	}
+	for e, ok := range map[string]bool{"/Agents": true, "/Service_Principals-2": true, "Agents": false, "/": false, "/a/b": false, "/../x": false, "/Agents?x": false} {
+		if validEndpoint(e) != ok {
+			t.Errorf("validEndpoint(%q) = %v, want %v", e, !ok, ok)
+		}
+	}
+}
