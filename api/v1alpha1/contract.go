@@ -44,7 +44,24 @@ const (
 	ReasonOwnerDeleted = "OwnerDeleted"
 	// ReasonWorkloadNotFound: spec.workloadRef names a workload that does not exist (yet).
 	ReasonWorkloadNotFound = "WorkloadNotFound"
+	// ReasonOwnerInactive: the owner is missing or inactive in the owner directory; after the
+	// grace, a target's policy may suspend the identity until a new owner is set.
+	ReasonOwnerInactive = "OwnerInactive"
+	// ReasonReviewOverdue: the identity was not attested within its review interval; it is
+	// suspended until it is (annotation scim.nhi.dev/reviewed-at).
+	ReasonReviewOverdue = "ReviewOverdue"
 )
+
+// ConditionOwnerActive is True while the owner directory shows the owner active.
+const ConditionOwnerActive = "OwnerActive"
+
+// ReviewedAtAnnotation on an identity records an attestation: the time (RFC 3339, not in the
+// future) the owner or an authorised reviewer confirmed it is still needed.
+const ReviewedAtAnnotation = "scim.nhi.dev/reviewed-at"
+
+// RevokedReasonAnnotation records why an identity was suspended as an incident kill switch
+// (kubectl scim revoke --reason).
+const RevokedReasonAnnotation = "scim.nhi.dev/revoked-reason"
 
 // Annotations on workloads (ServiceAccount, Deployment, StatefulSet, CronJob) that ask for an
 // identity.

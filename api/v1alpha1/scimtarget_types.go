@@ -274,6 +274,75 @@ type ScimTargetSpec struct {
 	// shares with tenants), open on a ScimTarget (which uses its tenant's own credentials).
 	// +optional
 	Guardrails *Guardrails `json:"guardrails,omitempty"`
+	// governance asks the identities using this target for an accountable owner, a bounded
+	// lifetime and periodic review.
+	// +optional
+	Governance *Governance `json:"governance,omitempty"`
+}
+
+// Governance is what a target asks of the identities that use it.
+type Governance struct {
+	// requireOwner refuses to provision identities without spec.owner (reason InvalidSpec).
+	// +optional
+	RequireOwner bool `json:"requireOwner,omitempty"`
+	// ownerDirectory is where owners are looked up, at provisioning and then at every resync.
+	// +optional
+	OwnerDirectory *OwnerDirectory `json:"ownerDirectory,omitempty"`
+	// ownerInactive is what happens when the owner is missing or inactive in the directory.
+	// +optional
+	OwnerInactive *OwnerInactivePolicy `json:"ownerInactive,omitempty"`
+	// maxTTL bounds identities' lifetime from their creation: one without an expiry gets it,
+	// a later expiry is capped, and status.expiryCappedBy says so.
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h)){1,6}$') || duration(self) >= duration('1m')",message="maxTTL must be at least 1m"
+	// +optional
+	MaxTTL *Duration `json:"maxTTL,omitempty"`
+	// review is the attestation interval of identities that set none, and the longest one an
+	// identity may set.
+	// +optional
+	Review *ReviewPolicy `json:"review,omitempty"`
+}
+
+// OwnerDirectory names the target whose accounts are the people who may own identities.
+type OwnerDirectory struct {
+	// kind of the directory target. A ScimTarget's directory is a ScimTarget in its own
+	// namespace; a ClusterScimTarget's is a ClusterScimTarget.
+	// +kubebuilder:validation:Enum=ScimTarget;ClusterScimTarget
+	// +kubebuilder:default=ScimTarget
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// name of the directory target.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// attribute matched against spec.owner: emails (emails.value eq) or userName.
+	// +kubebuilder:validation:Enum=emails;userName
+	// +kubebuilder:default=emails
+	// +optional
+	Attribute string `json:"attribute,omitempty"`
+}
+
+// OwnerInactiveAction is what happens to an identity whose owner is missing or inactive.
+// +kubebuilder:validation:Enum=Report;Suspend
+type OwnerInactiveAction string
+
+const (
+	// OwnerInactiveReport: the identity reports OwnerInactive (Event, metric, status) only.
+	OwnerInactiveReport OwnerInactiveAction = "Report"
+	// OwnerInactiveSuspend: after the grace, every account is set active=false until a new
+	// (active) owner is set.
+	OwnerInactiveSuspend OwnerInactiveAction = "Suspend"
+)
+
+// OwnerInactivePolicy says what happens when an identity's owner is missing or inactive.
+type OwnerInactivePolicy struct {
+	// action after the grace.
+	// +kubebuilder:default=Report
+	// +optional
+	Action OwnerInactiveAction `json:"action,omitempty"`
+	// grace is how long the owner may stay missing or inactive before the action applies.
+	// +kubebuilder:default="72h"
+	// +optional
+	Grace *Duration `json:"grace,omitempty"`
 }
 
 // AdoptionPolicy says which existing accounts an identity may take over.

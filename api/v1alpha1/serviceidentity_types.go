@@ -105,6 +105,104 @@ type ServiceIdentitySpec struct {
 	// workloadRef names a workload in the same namespace whose deletion deletes this identity.
 	// +optional
 	WorkloadRef *WorkloadReference `json:"workloadRef,omitempty"`
+	// review asks for a periodic attestation that the identity is still needed: the owner or
+	// an authorised reviewer sets annotation scim.nhi.dev/reviewed-at (RFC 3339). An identity
+	// not attested within every of its last review (or of its creation) is suspended with
+	// reason ReviewOverdue until it is. A target's spec.governance.review applies when this is
+	// unset, and caps it when shorter.
+	// +optional
+	Review *ReviewPolicy `json:"review,omitempty"`
+}
+
+// ReviewPolicy is how often an identity must be attested.
+type ReviewPolicy struct {
+	// every is the longest time between two attestations (a Go duration, e.g. 2160h for 90 days).
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h)){1,6}$') || duration(self) >= duration('1h')",message="review.every must be at least 1h"
+	Every Duration `json:"every"`
+}
+
+// OwnerState is what the owner directory says of an identity's owner.
+// +kubebuilder:validation:Enum=Active;Inactive;Missing;Unchecked
+type OwnerState string
+
+const (
+	// OwnerActive: the directory has an active account for the owner.
+	OwnerActive OwnerState = "Active"
+	// OwnerInactive: the directory's account for the owner is inactive (the person left).
+	OwnerInactive OwnerState = "Inactive"
+	// OwnerMissing: no spec.owner, or the directory has no account for it.
+	OwnerMissing OwnerState = "Missing"
+	// OwnerUnchecked: the directory could not be asked; message says why.
+	OwnerUnchecked OwnerState = "Unchecked"
+)
+
+// OwnerStatus is the last check of the identity's owner against the owner directory.
+type OwnerStatus struct {
+	// state of the owner.
+	State OwnerState `json:"state"`
+	// directory is the target looked up (kind/namespace/name).
+	// +optional
+	Directory string `json:"directory,omitempty"`
+	// checkedAt is when the directory last answered.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	CheckedAt *metav1.Time `json:"checkedAt,omitempty"`
+	// since is when the owner was first found missing or inactive; the grace runs from here.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	Since *metav1.Time `json:"since,omitempty"`
+	// message explains the state and what the policy does.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Message string `json:"message,omitempty"`
+}
+
+// ReviewStatus is the identity's attestation record.
+type ReviewStatus struct {
+	// every is the review interval in effect (the shortest of spec.review and the targets').
+	Every Duration `json:"every"`
+	// lastReviewedAt is the last valid attestation (annotation scim.nhi.dev/reviewed-at).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	LastReviewedAt *metav1.Time `json:"lastReviewedAt,omitempty"`
+	// nextReviewAt is when the identity is suspended unless attested again.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	NextReviewAt metav1.Time `json:"nextReviewAt"`
+	// message says why an attestation was not taken (in the future, not RFC 3339).
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Message string `json:"message,omitempty"`
+}
+
+// RevocationResult is what a target confirmed when the account was read back after deprovisioning.
+// +kubebuilder:validation:Enum=NotFound;Inactive;Orphaned
+type RevocationResult string
+
+const (
+	// RevocationNotFound: the target answered 404: the account is gone.
+	RevocationNotFound RevocationResult = "NotFound"
+	// RevocationInactive: the target shows the account with active false.
+	RevocationInactive RevocationResult = "Inactive"
+	// RevocationOrphaned: deletionPolicy Orphan left the account as it was; nothing to confirm.
+	RevocationOrphaned RevocationResult = "Orphaned"
+)
+
+// RevocationEvidence is what a target confirmed after the account was deprovisioned.
+type RevocationEvidence struct {
+	// result the target confirmed.
+	Result RevocationResult `json:"result"`
+	// confirmedAt is when the target confirmed it.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	ConfirmedAt metav1.Time `json:"confirmedAt"`
+	// securityEvent is the jti of the Security Event Token sent for it, when one was.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	SecurityEvent string `json:"securityEvent,omitempty"`
 }
 
 // TargetState is the state of an identity's account on one target.
@@ -153,6 +251,10 @@ type IdentityTargetStatus struct {
 	// +kubebuilder:validation:Format=date-time
 	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+	// revocation is what the target confirmed when the account was read back after it was
+	// deprovisioned.
+	// +optional
+	Revocation *RevocationEvidence `json:"revocation,omitempty"`
 	// state of the account.
 	// +optional
 	State TargetState `json:"state,omitempty"`
@@ -202,6 +304,16 @@ type ServiceIdentityStatus struct {
 	// ownerReference, still revokes the accounts.
 	// +optional
 	Workload *WorkloadOwner `json:"workload,omitempty"`
+	// expiryCappedBy names the target whose spec.governance.maxTTL set (or shortened) expiresAt.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	ExpiryCappedBy string `json:"expiryCappedBy,omitempty"`
+	// owner is the last check of spec.owner against the targets' owner directory.
+	// +optional
+	Owner *OwnerStatus `json:"owner,omitempty"`
+	// review is the attestation record, when a review interval applies.
+	// +optional
+	Review *ReviewStatus `json:"review,omitempty"`
 	// deprovisionedAt is when every account was deprovisioned.
 	// +optional
 	// +kubebuilder:validation:Type=string
@@ -217,7 +329,9 @@ type ServiceIdentityStatus struct {
 // +kubebuilder:printcolumn:name="Targets",type=string,JSONPath=`.spec.targetRefs[*].name`
 // +kubebuilder:printcolumn:name="Username",type=string,JSONPath=`.status.userName`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner`
 // +kubebuilder:printcolumn:name="Expires",type=string,format=date-time,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Review Due",type=string,format=date-time,JSONPath=`.status.review.nextReviewAt`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ServiceIdentity struct {
