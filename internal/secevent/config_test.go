@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"flag"
 	"strings"
 	"testing"
 
@@ -171,4 +172,46 @@ func TestLoad(t *testing.T) {
 	_, err := secevent.Load(ctx, fake.NewClientBuilder().Build(), secevent.Config{ReceiverURL: "http://rcv.example/"},
 		secevent.TransmitterOptions{}, secevent.PublisherOptions{})
 	g.Expect(err).To(MatchError(ContainSubstring("loopback")))
+}
+
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    secevent.Config
+		wantErr string
+	}{
+		{"none: disabled", nil, secevent.Config{}, ""},
+		{"all", []string{"--security-events-receiver=https://rcv.example/events", "--security-events-issuer=" + issuer,
+			"--security-events-audience=" + audience, "--security-events-key-secret=set-key",
+			"--security-events-token-secret=other/set-token"},
+			secevent.Config{ReceiverURL: "https://rcv.example/events", Issuer: issuer, Audience: audience,
+				KeySecret:   types.NamespacedName{Namespace: ns, Name: "set-key"},
+				TokenSecret: types.NamespacedName{Namespace: "other", Name: "set-token"}}, ""},
+		{"half configured", []string{"--security-events-issuer=" + issuer}, secevent.Config{}, "without --security-events-receiver"},
+		{"no key Secret", []string{"--security-events-receiver=https://rcv.example/events", "--security-events-issuer=" + issuer,
+			"--security-events-audience=" + audience}, secevent.Config{}, "key secret"},
+		{"bad key Secret", []string{"--security-events-receiver=https://rcv.example/events", "--security-events-key-secret=A/B"},
+			secevent.Config{}, "--security-events-key-secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			var f secevent.Flags
+			f.Bind(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.Config(ns)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want %q", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("config %+v, want %+v", got, tt.want)
+			}
+		})
+	}
 }

@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 var (
 	eventsDesc = prometheus.NewDesc("scim_operator_security_events_total",
 		"Security Event Tokens by outcome: published (queued), dropped (queue full), delivered, "+
+			"possibly_delivered (refused as invalid_request after an unanswered attempt), "+
 			"refused (the receiver will not accept it), exhausted (retries ran out), abandoned (operator stopped).",
 		[]string{"outcome"}, nil)
 	attemptsDesc = prometheus.NewDesc("scim_operator_security_event_delivery_attempts_total",
@@ -32,7 +33,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.p.Stats()
 	for outcome, v := range map[string]int64{
-		"published": s.Published, "dropped": s.Dropped, "delivered": s.Delivered,
+		"published": s.Published, "dropped": s.Dropped, "delivered": s.Delivered, "possibly_delivered": s.PossiblyDelivered,
 		"refused": s.Refused, "exhausted": s.Exhausted, "abandoned": s.Abandoned,
 	} {
 		ch <- prometheus.MustNewConstMetric(eventsDesc, prometheus.CounterValue, float64(v), outcome)

@@ -45,7 +45,8 @@ type Result struct {
 	JTI   string
 	Event Event
 	// Err is nil when the receiver accepted the SET; a *DeliveryError when it refused it
-	// (not retried); wraps ErrRetriesExhausted when retries ran out.
+	// (not retried), wrapped in ErrPossiblyDelivered when that may be a replay of an attempt
+	// that got no answer; wraps ErrRetriesExhausted when retries ran out.
 	Err error
 }
 
@@ -73,7 +74,7 @@ type Publisher struct {
 	queue    chan item
 	started  atomic.Bool
 
-	published, delivered, refused, exhausted, dropped, abandoned atomic.Int64
+	published, delivered, possiblyDelivered, refused, exhausted, dropped, abandoned atomic.Int64
 }
 
 // NewPublisher returns a publisher of SETs issued by issuer for audience, signed by signer and
@@ -166,6 +167,10 @@ func (p *Publisher) work(ctx context.Context) {
 			case ctx.Err() != nil:
 				p.abandoned.Add(1)
 				continue
+			case errors.Is(err, ErrPossiblyDelivered):
+				p.possiblyDelivered.Add(1)
+				logger.Info("Security event refused after an unanswered attempt; the receiver may have it already",
+					append(kv, "error", err.Error())...)
 			case errors.Is(err, ErrRetriesExhausted):
 				p.exhausted.Add(1)
 				logger.Error(err, "Security event not delivered", kv...)
@@ -184,9 +189,11 @@ func (p *Publisher) work(ctx context.Context) {
 type Stats struct {
 	// Published events were signed and queued; Dropped ones found the queue full.
 	Published, Dropped int64
-	// Delivered were accepted; Refused were answered with a non-retryable error; Exhausted
-	// ran out of retries; Abandoned were queued or being retried when the publisher stopped.
-	Delivered, Refused, Exhausted, Abandoned int64
+	// Delivered were accepted; PossiblyDelivered were refused as invalid_request after an
+	// attempt that got no answer (likely a duplicate jti); Refused were answered with another
+	// non-retryable error; Exhausted ran out of retries; Abandoned were queued or being
+	// retried when the publisher stopped.
+	Delivered, PossiblyDelivered, Refused, Exhausted, Abandoned int64
 	// Queued is the number of SETs waiting for a worker now.
 	Queued int
 	// Attempts by the receiver's answer: accepted (2xx), retryable (408, 429, 5xx, no
@@ -198,7 +205,7 @@ type Stats struct {
 func (p *Publisher) Stats() Stats {
 	return Stats{
 		Published: p.published.Load(), Dropped: p.dropped.Load(),
-		Delivered: p.delivered.Load(), Refused: p.refused.Load(),
+		Delivered: p.delivered.Load(), PossiblyDelivered: p.possiblyDelivered.Load(), Refused: p.refused.Load(),
 		Exhausted: p.exhausted.Load(), Abandoned: p.abandoned.Load(),
 		Queued:            len(p.queue),
 		AttemptsAccepted:  p.tx.attempts.accepted.Load(),

@@ -330,16 +330,36 @@ scim_operator_security_events_queued 1
 scim_operator_security_event_delivery_attempts_total{result="accepted"} 1
 scim_operator_security_event_delivery_attempts_total{result="refused"} 0
 scim_operator_security_event_delivery_attempts_total{result="retryable"} 0
-# HELP scim_operator_security_events_total Security Event Tokens by outcome: published (queued), dropped (queue full), delivered, refused (the receiver will not accept it), exhausted (retries ran out), abandoned (operator stopped).
+# HELP scim_operator_security_events_total Security Event Tokens by outcome: published (queued), dropped (queue full), delivered, possibly_delivered (refused as invalid_request after an unanswered attempt), refused (the receiver will not accept it), exhausted (retries ran out), abandoned (operator stopped).
 # TYPE scim_operator_security_events_total counter
 scim_operator_security_events_total{outcome="abandoned"} 0
 scim_operator_security_events_total{outcome="delivered"} 1
 scim_operator_security_events_total{outcome="dropped"} 1
 scim_operator_security_events_total{outcome="exhausted"} 0
+scim_operator_security_events_total{outcome="possibly_delivered"} 0
 scim_operator_security_events_total{outcome="published"} 1
 scim_operator_security_events_total{outcome="refused"} 0
 `
 	r.g.Expect(testutil.CollectAndCompare(c, strings.NewReader(want),
 		"scim_operator_security_events_total", "scim_operator_security_event_delivery_attempts_total")).To(Succeed())
 	r.g.Expect(testutil.CollectAndLint(c)).To(BeEmpty())
+}
+
+// A SET the receiver accepted without the answer reaching the operator comes back as a
+// duplicate jti on retry: delivered once, reported as possibly delivered, not as a refusal.
+func TestUnansweredAcceptanceThenReplay(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.receiver.AcceptThenDrop(1)
+	jti := r.publish(secevent.Event{Type: secevent.AccountPurged, Subject: secevent.Opaque("x")})
+	r.advance(func() bool { return len(r.doneResults()) == 1 })
+	r.g.Expect(jtis(r.receiver.Accepted())).To(Equal([]string{jti}), "accepted exactly once")
+	r.g.Expect(r.receiver.Rejected()).To(ConsistOf(HaveField("Description", ContainSubstring("duplicate jti"))))
+	err := r.doneResults()[0].Err
+	r.g.Expect(err).To(MatchError(secevent.ErrPossiblyDelivered))
+	var de *secevent.DeliveryError
+	r.g.Expect(errors.As(err, &de)).To(BeTrue())
+	r.g.Expect(de.Code).To(Equal(secevent.ErrCodeInvalidRequest))
+	st := r.pub.Stats()
+	r.g.Expect(st.PossiblyDelivered).To(BeEquivalentTo(1))
+	r.g.Expect(st.Refused).To(BeZero())
 }

@@ -189,7 +189,7 @@ func TestSignedSETVerifiesWithThePublicJWKS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(s.Algorithm())})
+		jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(s.Algorithm())})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -51,6 +51,11 @@ var ErrRedirect = errors.New("the receiver answered with a redirect; redirects a
 // errors until RetryPolicy's MaxAttempts or MaxAge.
 var ErrRetriesExhausted = errors.New("security event not delivered: retries exhausted")
 
+// ErrPossiblyDelivered wraps a 400 invalid_request answer to a retry of a SET whose earlier
+// attempt got no answer: the receiver may have accepted the SET then and now refuses it as a
+// duplicate jti (RFC 8935 has no distinct code for a replay).
+var ErrPossiblyDelivered = errors.New("an earlier attempt got no answer: the receiver may have accepted this SET")
+
 // ErrInsecureAddress is what a plain-http receiver URL gets when its host resolves to an
 // address that is not loopback: SETs and the token travel in clear text only on the machine.
 var ErrInsecureAddress = errors.New("plain http is allowed only to a loopback address")
@@ -376,21 +381,29 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 }
 
 // Deliver sends set until the receiver accepts it, refuses it (a non-retryable
-// *DeliveryError: 400, 401, 403, 3xx...), the retry policy gives up (ErrRetriesExhausted
+// *DeliveryError: 400, 401, 403, 3xx...; wrapped in ErrPossiblyDelivered when it may be a
+// replay of an attempt that got no answer), the retry policy gives up (ErrRetriesExhausted
 // wrapping the last error) or ctx ends. Every attempt sends the same SET, so a receiver that
 // de-duplicates on jti sees it once.
 func (t *Transmitter) Deliver(ctx context.Context, set string) error {
 	start := t.clock.Now()
+	unanswered := false
 	for n := 1; ; n++ {
 		err := t.Send(ctx, set)
-		if err == nil || !IsRetryable(err) {
-			return err
-		}
-		if n >= t.retry.MaxAttempts {
-			return fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, n, err)
-		}
 		var de *DeliveryError
 		errors.As(err, &de)
+		switch {
+		case err == nil:
+			return nil
+		case !IsRetryable(err):
+			if unanswered && de != nil && de.Status == http.StatusBadRequest && de.Code == ErrCodeInvalidRequest {
+				return fmt.Errorf("%w: %w", ErrPossiblyDelivered, err)
+			}
+			return err
+		case n >= t.retry.MaxAttempts:
+			return fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, n, err)
+		}
+		unanswered = unanswered || de.Status == 0
 		wait := t.retry.Backoff(n, de.RetryAfter, t.jitter())
 		if t.clock.Since(start)+wait > t.retry.MaxAge {
 			return fmt.Errorf("%w after %d attempts (next one would be past %s): %w", ErrRetriesExhausted, n, t.retry.MaxAge, err)

@@ -2,8 +2,9 @@
 // development: it verifies each SET's JWS signature against a JWK Set, its typ, iss, aud, iat
 // and jti (a replay is refused), parses its one RISC event and subject, and records what it
 // accepted. It can be told to fail (503, 429 with Retry-After, a dropped connection) for a
-// number of requests, and stopped and started again on the same address (connection refused
-// in between), so tests can prove a transmitter's retries.
+// number of requests, accept a SET and drop the connection instead of answering (so the retry
+// is a replay), and be stopped and started again on the same address (connection refused in
+// between), so tests can prove a transmitter's retries.
 //
 // It is written independently of internal/secevent (its own claim structs and event URIs), so
 // a mistake there is not mirrored here.
@@ -99,6 +100,8 @@ type Receiver struct {
 	requests int
 	faulted  int
 	fault    fault
+	// dropAfterAccept: accept the next SETs but close the connection instead of answering.
+	dropAfterAccept int
 
 	srvMu sync.Mutex
 	srv   *http.Server
@@ -194,8 +197,37 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.seen[set.JTI] = true
 	r.accepted = append(r.accepted, *set)
+	drop := r.dropAfterAccept > 0
+	if drop {
+		r.dropAfterAccept--
+	}
 	r.mu.Unlock()
+	if drop && closeConnection(w) {
+		return
+	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// AcceptThenDrop makes the receiver accept the next n valid SETs but close the connection
+// instead of answering 202: the transmitter cannot know they arrived, and its retry is a replay.
+func (r *Receiver) AcceptThenDrop(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropAfterAccept = n
+}
+
+// closeConnection closes the request's connection without an answer.
+func closeConnection(w http.ResponseWriter) bool {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return false
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
 }
 
 // injectFault answers a request FailNext asked for, counting every request.
@@ -215,11 +247,8 @@ func (r *Receiver) injectFault(w http.ResponseWriter) bool {
 		return false
 	}
 	if f.status == 0 {
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
-				return true
-			}
+		if closeConnection(w) {
+			return true
 		}
 		f.status = http.StatusServiceUnavailable
 	}

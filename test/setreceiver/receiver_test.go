@@ -345,6 +345,15 @@ func TestFaultsAndRestart(t *testing.T) {
 		t.Errorf("faulted %d of %d requests, want 6 of 8", r.Faulted(), r.Requests())
 	}
 
+	// Accepted but unanswered: the retry is a replay.
+	r.AcceptThenDrop(1)
+	if _, err := send("4"); err == nil {
+		t.Fatal("AcceptThenDrop answered")
+	}
+	if got := status("4"); got != 400 {
+		t.Fatalf("replay after AcceptThenDrop answered %d", got)
+	}
+
 	// Stopped: connections are refused; started again on the same address, nothing is lost.
 	addr := r.Addr()
 	r.Stop()
@@ -357,8 +366,8 @@ func TestFaultsAndRestart(t *testing.T) {
 	if got := status("3"); got != 202 {
 		t.Fatalf("answer after restart %d", got)
 	}
-	if n := len(r.Accepted()); n != 3 {
-		t.Errorf("%d accepted, want 3", n)
+	if got := len(r.Accepted()); got != 4 {
+		t.Errorf("%d accepted, want 4", got)
 	}
 }
 
