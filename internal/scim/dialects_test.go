@@ -10,7 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -25,14 +25,11 @@ type listProvider struct {
 	ignoreFilter bool
 	// userName names resource i.
 	userName func(i int) string
-	mu       sync.Mutex
-	requests int
+	requests *atomic.Int32
 }
 
-func (p *listProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p.mu.Lock()
-	p.requests++
-	p.mu.Unlock()
+func (p listProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.requests.Add(1)
 	q := r.URL.Query()
 	start, _ := strconv.Atoi(q.Get("startIndex"))
 	count, _ := strconv.Atoi(q.Get("count"))
@@ -92,7 +89,8 @@ func TestPagingDialects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := tt.provider
-			srv := httptest.NewServer(&p)
+			p.requests = &atomic.Int32{}
+			srv := httptest.NewServer(p)
 			defer srv.Close()
 			c, _ := New(srv.URL, Options{})
 			got, err := c.ListAll(context.Background(), "Users", "", tt.pageSize, 0)
@@ -110,8 +108,8 @@ func TestPagingDialects(t *testing.T) {
 				}
 				seen[r.ID()] = true
 			}
-			if p.requests != tt.wantRequests {
-				t.Errorf("%d requests, want %d", p.requests, tt.wantRequests)
+			if int(p.requests.Load()) != tt.wantRequests {
+				t.Errorf("%d requests, want %d", p.requests.Load(), tt.wantRequests)
 			}
 		})
 	}
@@ -143,7 +141,8 @@ func TestFindRechecksEveryMatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := tt.provider
-			srv := httptest.NewServer(&p)
+			p.requests = &atomic.Int32{}
+			srv := httptest.NewServer(p)
 			defer srv.Close()
 			c, _ := New(srv.URL, Options{})
 			got, err := c.Find(context.Background(), "Users", tt.attr, tt.value)

@@ -63,7 +63,8 @@ func (s *Server) dialect(next http.Handler) http.Handler {
 		}
 		reshapeBody := len(attributes) > 0 || len(excluded) > 0 || q.NoETags || q.TotalResultsPageSize
 		noContent := r.Method == http.MethodPatch && q.PatchNoContent
-		if !reshapeBody && !noContent && !(r.Method == http.MethodPost && q.NoLocation) {
+		dropLocation := r.Method == http.MethodPost && q.NoLocation
+		if !reshapeBody && !noContent && !dropLocation {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -73,7 +74,7 @@ func (s *Server) dialect(next http.Handler) http.Handler {
 		for k, v := range rec.Header() {
 			w.Header()[k] = v
 		}
-		if q.NoLocation && r.Method == http.MethodPost {
+		if dropLocation {
 			w.Header().Del("Location")
 		}
 		if q.NoETags {
