@@ -27,12 +27,26 @@ func main() {
 	scimAddr := flag.String("scim-addr", "127.0.0.1:18080", "reference SCIM server address")
 	token := flag.String("token", "dev-token", "reference SCIM server bearer token")
 	smoke := flag.Bool("smoke", false, "exit 0 once the samples are Ready (non-zero if they are not within 2 minutes)")
+	profile := flag.String("profile", "rfc", "reference SCIM server quirk profile (test/scimserver/PROFILES.md)")
+	agents := flag.Bool("agents", false, "the reference SCIM server also serves /Agents")
 	flag.Parse()
+	p, ok := scimserver.ProfileNamed(*profile)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "dev: unknown --profile %q\n", *profile)
+		os.Exit(2)
+	}
+	scimOpts = []scimserver.Option{scimserver.WithProfile(p)}
+	if *agents {
+		scimOpts = append(scimOpts, scimserver.WithAgents())
+	}
 	if err := run(*assets, *manager, *dir, *scimAddr, *token, *smoke); err != nil {
 		fmt.Fprintln(os.Stderr, "dev:", err)
 		os.Exit(1)
 	}
 }
+
+// scimOpts configure the reference SCIM server (--profile, --agents).
+var scimOpts []scimserver.Option
 
 func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
@@ -57,7 +71,7 @@ func run(assets, manager, dir, scimAddr, token string, smoke bool) error {
 	defer func() { step("Stopping the control plane"); _ = cp.Stop() }()
 
 	step("Starting the reference SCIM server on http://%s%s (token %q)", scimAddr, scimserver.BasePath, token)
-	srv, err := scimserver.New(token)
+	srv, err := scimserver.New(token, scimOpts...)
 	if err != nil {
 		return err
 	}

@@ -568,7 +568,8 @@ func (c *Client) ListAll(ctx context.Context, kind, filter string, pageSize, max
 // EachPage reads every resource of kind matching filter, page by page, and hands each page to
 // fn, so a caller keeps only what it needs: 1-based startIndex, advanced by the number of
 // resources received (not by itemsPerPage, which providers get wrong), until an empty page or
-// totalResults. It reads at most maxPages pages (when > 0, and never more than
+// totalResults (see morePages for providers that report the page size as the total; a
+// provider that ignores startIndex is ErrPageRepeated). It reads at most maxPages pages (when > 0, and never more than
 // Options.MaxListPages), Options.MaxListItems resources and Options.MaxListBytes bytes, within
 // ListTimeout (four times Timeout) in all; a list beyond one of these is ErrLimitExceeded (or
 // the deadline) and the walk stops with that error: a truncated list would make accounts look
@@ -582,6 +583,7 @@ func (c *Client) EachPage(ctx context.Context, kind, filter string, pageSize, ma
 	var total int64
 	items := 0
 	start := 1
+	var prev []Resource
 	for page := 0; page < maxPages; page++ {
 		list, size, err := c.page(ctx, kind, filter, start, pageSize)
 		if err != nil {
@@ -590,6 +592,10 @@ func (c *Client) EachPage(ctx context.Context, kind, filter string, pageSize, ma
 		if len(list.Resources) == 0 {
 			return nil
 		}
+		if err := repeatedPage(kind, prev, list.Resources); err != nil {
+			return err
+		}
+		prev = list.Resources
 		if total += int64(size); total > c.opts.MaxListBytes {
 			return fmt.Errorf("SCIM GET /%s: %w: the list is larger than %d bytes", kind, ErrLimitExceeded, c.opts.MaxListBytes)
 		}
@@ -600,7 +606,7 @@ func (c *Client) EachPage(ctx context.Context, kind, filter string, pageSize, ma
 			return err
 		}
 		start += len(list.Resources)
-		if list.TotalResults > 0 && start > list.TotalResults {
+		if !morePages(list, pageSize, start) {
 			return nil
 		}
 	}

@@ -19,58 +19,76 @@ import (
 // BasePath is where the SCIM API is served; the endpoint is http://<addr>/scim/v2.
 const BasePath = "/scim/v2"
 
+// docsURI is the human documentation the ServiceProviderConfig points to.
+const docsURI = "https://github.com/nhi-dev/scim-operator/blob/main/test/scimserver/PROFILES.md"
+
 // Server is the reference service provider: the SCIM protocol, bearer-token auth, request
-// counters and fault injection, over an in-memory store that survives Stop/Start.
+// counters and fault injection, over an in-memory store that survives Stop/Start. Its
+// Quirks (see profiles.go) make it behave like a given real provider.
 type Server struct {
 	Users  *Store
 	Groups *Store
+	// Agents holds the Agent resources (/Agents); nil unless the server was made WithAgents.
+	Agents *Store
 	Faults *Faults
 
 	token   string
 	handler http.Handler
 	stats   stats
+	agents  bool
+	types   map[string]*Store // endpoint ("/Users") → store
+
+	qmu    sync.RWMutex
+	quirks Quirks
 
 	mu   sync.Mutex
 	http *http.Server
 	addr string
 }
 
-// New returns a server that accepts `Authorization: Bearer <token>`.
-func New(token string) (*Server, error) {
-	s := &Server{
-		Users:  newStore("User", "userName"),
-		Groups: newStore("Group", "displayName"),
-		Faults: &Faults{},
-		token:  token,
+// New returns a server that accepts `Authorization: Bearer <token>` ("" accepts any request).
+func New(token string, opts ...Option) (*Server, error) {
+	s := &Server{Faults: &Faults{}, token: token}
+	for _, o := range opts {
+		o(s)
+	}
+	userSchema, enterprise := schema.CoreUserSchema(), schema.ExtensionEnterpriseUser()
+	s.Users = newStore("User", "userName", s, userSchema, enterprise)
+	s.Users.hidden = neverReturned(userSchema)
+	s.Groups = newStore("Group", "displayName", s, schema.CoreGroupSchema())
+	s.types = map[string]*Store{"/Users": s.Users, "/Groups": s.Groups}
+	types := []scim.ResourceType{
+		{
+			ID: optional.NewString("User"), Name: "User", Endpoint: "/Users",
+			Description: optional.NewString("User Account"),
+			Schema:      userSchema,
+			SchemaExtensions: []scim.SchemaExtension{
+				{Schema: enterprise},
+			},
+			Handler: s.Users,
+		},
+		{
+			ID: optional.NewString("Group"), Name: "Group", Endpoint: "/Groups",
+			Description: optional.NewString("Group"),
+			Schema:      schema.CoreGroupSchema(),
+			Handler:     s.Groups,
+		},
+	}
+	if s.agents {
+		s.Agents = newStore("Agent", "name", s, AgentSchema())
+		s.types["/Agents"] = s.Agents
+		types = append(types, scim.ResourceType{
+			ID: optional.NewString("Agent"), Name: "Agent", Endpoint: "/Agents",
+			Description: optional.NewString("Agent identities"),
+			Schema:      AgentSchema(),
+			Handler:     s.Agents,
+		})
 	}
 	protocol, err := scim.NewServer(&scim.ServerArgs{
-		ServiceProviderConfig: &scim.ServiceProviderConfig{
-			DocumentationURI: optional.NewString("https://github.com/nhi-dev/scim-operator"),
-			AuthenticationSchemes: []scim.AuthenticationScheme{{
-				Type: scim.AuthenticationTypeOauthBearerToken, Name: "Bearer token",
-				Description: "Authentication with a static bearer token.", Primary: true,
-			}},
-			MaxResults:       200,
-			SupportFiltering: true,
-			SupportPatch:     true,
-		},
-		ResourceTypes: []scim.ResourceType{
-			{
-				ID: optional.NewString("User"), Name: "User", Endpoint: "/Users",
-				Description: optional.NewString("User Account"),
-				Schema:      schema.CoreUserSchema(),
-				SchemaExtensions: []scim.SchemaExtension{
-					{Schema: schema.ExtensionEnterpriseUser()},
-				},
-				Handler: s.Users,
-			},
-			{
-				ID: optional.NewString("Group"), Name: "Group", Endpoint: "/Groups",
-				Description: optional.NewString("Group"),
-				Schema:      schema.CoreGroupSchema(),
-				Handler:     s.Groups,
-			},
-		},
+		// Served by spc() instead (etag, specUri...); the library needs one and uses its
+		// maxResults as the largest page.
+		ServiceProviderConfig: &scim.ServiceProviderConfig{MaxResults: defaultPageSize, SupportFiltering: true, SupportPatch: true},
+		ResourceTypes:         types,
 	})
 	if err != nil {
 		return nil, err
@@ -78,8 +96,62 @@ func New(token string) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/scim/", http.StripPrefix("/scim", protocol))
 	// Counted first, so requests a fault answers are counted too: they are what clients sent.
-	s.handler = s.count(s.Faults.wrap(s.authenticate(mux)))
+	s.handler = s.count(s.Faults.wrap(s.authenticate(s.dialect(mux))))
 	return s, nil
+}
+
+// defaultPageSize is the largest page a list returns without the MaxPageSize quirk.
+const defaultPageSize = 200
+
+// neverReturned lists the attributes of a schema with returned "never" (RFC 7643 §2.4),
+// e.g. the User's password.
+func neverReturned(s schema.Schema) []string {
+	var out []string
+	for _, a := range s.Attributes {
+		if a.Returned() == "never" {
+			out = append(out, a.Name())
+		}
+	}
+	if len(out) == 0 && s.ID == scimUserSchema {
+		out = []string{"password"}
+	}
+	return out
+}
+
+const scimUserSchema = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+// spc is the ServiceProviderConfig (RFC 7643 §5): what the quirks let the server do, or
+// everything when the SPC lies.
+func (s *Server) spc(q Quirks) map[string]any {
+	all := q.SPCAdvertisesAll
+	maxResults := defaultPageSize
+	if q.MaxPageSize > 0 {
+		maxResults = q.MaxPageSize
+	}
+	m := map[string]any{
+		"schemas":          []string{"urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"},
+		"documentationUri": docsURI,
+		"patch":            map[string]any{"supported": all || !q.PatchUnsupported},
+		"bulk":             map[string]any{"supported": all, "maxOperations": 0, "maxPayloadSize": 0},
+		"filter":           map[string]any{"supported": true, "maxResults": maxResults},
+		"changePassword":   map[string]any{"supported": all},
+		"sort":             map[string]any{"supported": all},
+		"etag":             map[string]any{"supported": all || !q.NoETags},
+		"authenticationSchemes": []map[string]any{{
+			"type":             "oauthbearertoken",
+			"name":             "OAuth Bearer Token",
+			"description":      "Authentication with a static bearer token (Authorization: Bearer <token>).",
+			"specUri":          "https://www.rfc-editor.org/rfc/rfc6750",
+			"documentationUri": docsURI,
+			"primary":          true,
+		}},
+		"meta": map[string]any{"resourceType": "ServiceProviderConfig", "location": BasePath + "/ServiceProviderConfig"},
+	}
+	if s.agents {
+		// draft-abbey-scim-agent-extension-00 §4.1.
+		m["agentExtension"] = map[string]any{"supported": true, "agentsSupported": true, "agenticApplicationsSupported": false}
+	}
+	return m
 }
 
 // ServeHTTP serves the API (for in-process use with httptest).
@@ -179,4 +251,13 @@ func (s *Server) UsersWhereFunc(keep func(map[string]any) bool) []map[string]any
 		}
 	}
 	return out
+}
+
+// memberDeleted removes a deleted User (or Agent) from the members of every group, unless
+// the StaleMembers quirk keeps it there.
+func (s *Server) memberDeleted(id string) {
+	if s.Quirks().StaleMembers {
+		return
+	}
+	s.Groups.removeMemberEverywhere(id)
 }

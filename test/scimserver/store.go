@@ -4,8 +4,12 @@
 package scimserver
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +19,7 @@ import (
 	"github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
 	"github.com/elimity-com/scim/optional"
+	"github.com/elimity-com/scim/schema"
 	"github.com/scim2/filter-parser/v2"
 )
 
@@ -30,22 +35,45 @@ type record struct {
 // Store keeps the resources of one resource type in memory.
 type Store struct {
 	mu      sync.Mutex
-	kind    string // "User" or "Group"
+	kind    string // "User", "Group" or "Agent"
 	unique  string // attribute that must be unique (case-insensitively), e.g. userName
 	records map[string]*record
 	next    int
+	hidden  []string // attributes never returned (RFC 7643 returned "never"), e.g. password
+	srv     *Server  // quirks and group clean-up
+	core    schema.Schema
+	exts    []schema.Schema
 }
 
-func newStore(kind, unique string) *Store {
-	return &Store{kind: kind, unique: unique, records: map[string]*record{}}
+func newStore(kind, unique string, srv *Server, core schema.Schema, exts ...schema.Schema) *Store {
+	return &Store{kind: kind, unique: unique, records: map[string]*record{}, srv: srv, core: core, exts: exts}
+}
+
+// version is the record's ETag: a weak revision counter, or a strong hash of its
+// attributes under the ETagBodyHash quirk.
+func (s *Store) version(rec *record) string {
+	if s.srv.Quirks().ETagBodyHash {
+		b, _ := json.Marshal(rec.attrs) // map keys are sorted: the same attributes hash the same
+		sum := sha256.Sum256(b)
+		return strconv.Quote(hex.EncodeToString(sum[:10]))
+	}
+	return fmt.Sprintf("W/%q", strconv.Itoa(rec.version))
 }
 
 func (s *Store) toResource(rec *record) scim.Resource {
 	created, modified := rec.created, rec.modified
+	attrs := deepCopy(rec.attrs).(map[string]any)
+	for _, h := range s.hidden {
+		for k := range attrs {
+			if strings.EqualFold(k, h) {
+				delete(attrs, k)
+			}
+		}
+	}
 	res := scim.Resource{
 		ID:         rec.id,
-		Attributes: deepCopy(rec.attrs).(map[string]any),
-		Meta:       scim.Meta{Created: &created, LastModified: &modified, Version: fmt.Sprintf("W/%q", strconv.Itoa(rec.version))},
+		Attributes: attrs,
+		Meta:       scim.Meta{Created: &created, LastModified: &modified, Version: s.version(rec)},
 	}
 	if ext, ok := rec.attrs["externalId"].(string); ok {
 		res.ExternalID = optional.NewString(ext)
@@ -76,12 +104,15 @@ func notFound(id string) error {
 	return scimerrors.ScimError{Status: http.StatusNotFound, Detail: fmt.Sprintf("Resource %s not found.", id)}
 }
 
-func checkIfMatch(r *http.Request, rec *record) error {
-	want := r.Header.Get("If-Match")
-	if want == "" || want == "*" {
+func (s *Store) checkIfMatch(r *http.Request, rec *record) error {
+	if r == nil {
 		return nil
 	}
-	if want != fmt.Sprintf("W/%q", strconv.Itoa(rec.version)) {
+	want := r.Header.Get("If-Match")
+	if want == "" || want == "*" || s.srv.Quirks().NoETags {
+		return nil
+	}
+	if want != s.version(rec) {
 		return scimerrors.ScimError{Status: http.StatusPreconditionFailed, Detail: "The resource was modified since it was read (ETag mismatch)."}
 	}
 	return nil
@@ -100,7 +131,7 @@ func (s *Store) Create(_ *http.Request, attributes scim.ResourceAttributes) (sci
 	s.next++
 	now := time.Now().UTC()
 	rec := &record{id: fmt.Sprintf("%s-%06d", strings.ToLower(s.kind), s.next), attrs: attrs, version: 1, created: now, modified: now, seq: s.next}
-	if s.kind == "User" {
+	if s.kind == "User" || s.kind == "Agent" {
 		if _, ok := attrs["active"]; !ok {
 			attrs["active"] = true
 		}
@@ -120,33 +151,48 @@ func (s *Store) Get(_ *http.Request, id string) (scim.Resource, error) {
 	return s.toResource(rec), nil
 }
 
-// GetAll implements scim.ResourceHandler: filtered, in creation order, paged.
-func (s *Store) GetAll(_ *http.Request, params scim.ListRequestParams) (scim.Page, error) {
+// matcher evaluates filters on this store's resources under the quirks in effect.
+func (s *Store) matcher() matcher {
+	return matcher{core: s.core, exts: s.exts, caseSensitive: s.srv.Quirks().CaseSensitiveEq}
+}
+
+// GetAll implements scim.ResourceHandler: filtered, in creation order, paged. The filter
+// comes parsed from the dialect layer (the request's context) or from the library.
+func (s *Store) GetAll(r *http.Request, params scim.ListRequestParams) (scim.Page, error) {
+	var expr filter.Expression
+	if r != nil {
+		expr, _ = r.Context().Value(filterKey{}).(filter.Expression)
+	}
+	if expr == nil && params.FilterValidator != nil {
+		expr = params.FilterValidator.GetFilter()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// The filter is judged on a shallow view of each record; only matches are copied and
 	// sorted, so a lookup by externalId or userName costs one pass over the records rather than
 	// a deep copy and a sort of all of them (real providers index these attributes).
 	var recs []*record
-	attr, value, indexed := eqLookup(params)
+	m := s.matcher()
+	caseSensitive := m.caseSensitive
+	attr, value, indexed := s.eqLookup(expr)
 	for _, rec := range s.records {
 		if indexed {
-			// What a provider's index on id, externalId or userName answers, without the
-			// generic filter evaluation (userName is caseExact false in RFC 7643).
+			// What a provider's index on id, externalId or the unique attribute (userName,
+			// caseExact false in RFC 7643) answers, without the generic filter evaluation.
 			got, _ := rec.attrs[attr].(string)
 			if attr == "id" {
 				got = rec.id
 			}
-			if got != value && (attr != "userName" || !strings.EqualFold(got, value)) {
+			if got != value && (attr != s.unique || caseSensitive || !strings.EqualFold(got, value)) {
 				continue
 			}
-		} else if params.FilterValidator != nil {
+		} else if expr != nil {
 			view := make(map[string]any, len(rec.attrs)+1)
 			for k, v := range rec.attrs {
 				view[k] = v
 			}
 			view["id"] = rec.id
-			if params.FilterValidator.PassesFilter(view) != nil {
+			if !m.match(expr, view) {
 				continue
 			}
 		}
@@ -166,20 +212,58 @@ func (s *Store) GetAll(_ *http.Request, params scim.ListRequestParams) (scim.Pag
 	return page, nil
 }
 
-// Replace implements scim.ResourceHandler.
+// Replace implements scim.ResourceHandler: the attributes replace the resource's (or, under
+// the PutMerges quirk, are merged into them).
 func (s *Store) Replace(r *http.Request, id string, attributes scim.ResourceAttributes) (scim.Resource, error) {
-	return s.write(r, id, func(map[string]any) (map[string]any, error) { return attributes, nil })
+	merge := s.srv.Quirks().PutMerges
+	return s.write(r, id, func(old map[string]any) (map[string]any, error) {
+		if !merge {
+			return attributes, nil
+		}
+		for k, v := range attributes {
+			old[k] = v
+		}
+		return old, nil
+	})
 }
 
 // Delete implements scim.ResourceHandler.
 func (s *Store) Delete(r *http.Request, id string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if _, err := s.writable(r, id); err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	delete(s.records, id)
+	s.mu.Unlock()
+	s.deleted(id)
 	return nil
+}
+
+// deleted removes a deleted member from the groups (see Server.memberDeleted).
+func (s *Store) deleted(id string) {
+	if s.srv != nil && s.kind != "Group" {
+		s.srv.memberDeleted(id)
+	}
+}
+
+// removeMemberEverywhere drops a member from every group that lists it.
+func (s *Store) removeMemberEverywhere(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rec := range s.records {
+		members, _ := rec.attrs["members"].([]any)
+		kept := slices.DeleteFunc(slices.Clone(members), func(m any) bool {
+			mm, _ := m.(map[string]any)
+			return mm != nil && mm["value"] == id
+		})
+		if len(kept) == len(members) {
+			continue
+		}
+		rec.attrs["members"] = kept
+		rec.version++
+		rec.modified = time.Now().UTC()
+	}
 }
 
 // writable returns the record for a write: it must exist and match If-Match. Callers hold mu.
@@ -188,7 +272,7 @@ func (s *Store) writable(r *http.Request, id string) (*record, error) {
 	if !ok {
 		return nil, notFound(id)
 	}
-	if err := checkIfMatch(r, rec); err != nil {
+	if err := s.checkIfMatch(r, rec); err != nil {
 		return nil, err
 	}
 	return rec, nil
@@ -218,9 +302,10 @@ func (s *Store) write(r *http.Request, id string, change func(attrs map[string]a
 
 // Patch implements scim.ResourceHandler (add, replace, remove; value filters with eq).
 func (s *Store) Patch(r *http.Request, id string, ops []scim.PatchOperation) (scim.Resource, error) {
+	wipe := s.srv.Quirks().RemoveValueListWipes
 	return s.write(r, id, func(attrs map[string]any) (map[string]any, error) {
 		for _, op := range ops {
-			if err := applyPatch(attrs, op); err != nil {
+			if err := applyPatch(attrs, op, wipe); err != nil {
 				return nil, err
 			}
 		}
@@ -282,14 +367,22 @@ func (s *Store) Mutate(id string, fn func(attrs map[string]any)) bool {
 	return true
 }
 
-// Remove deletes a stored resource directly.
+// Remove deletes a stored resource directly (as an administrator on the target would: a
+// deleted User leaves its groups unless the StaleMembers quirk is on).
 func (s *Store) Remove(id string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	_, ok := s.records[id]
 	delete(s.records, id)
+	s.mu.Unlock()
+	if ok {
+		s.deleted(id)
+	}
 }
 
-func applyPatch(attrs map[string]any, op scim.PatchOperation) error {
+// applyPatch applies one operation. A remove on a multi-valued attribute without a filter
+// but with a value list (Entra's form for members) removes the listed values, or every
+// value when wipe is set (the RemoveValueListWipes quirk).
+func applyPatch(attrs map[string]any, op scim.PatchOperation, wipe bool) error {
 	invalid := func(detail string) error {
 		e := scimerrors.ScimErrorInvalidPath
 		e.Detail = detail
@@ -363,7 +456,27 @@ func applyPatch(attrs map[string]any, op scim.PatchOperation) error {
 		return nil
 	}
 	if opName == "remove" {
-		delete(container, name)
+		listed, isList := op.Value.([]any)
+		current, isMulti := container[name].([]any)
+		if wipe || !isList || !isMulti {
+			delete(container, name)
+			return nil
+		}
+		kept := slices.DeleteFunc(slices.Clone(current), func(item any) bool {
+			for _, l := range listed {
+				lm, _ := l.(map[string]any)
+				im, _ := item.(map[string]any)
+				if lm != nil && im != nil && fmt.Sprint(lm["value"]) == fmt.Sprint(im["value"]) {
+					return true
+				}
+			}
+			return false
+		})
+		if len(kept) == 0 {
+			delete(container, name)
+		} else {
+			container[name] = kept
+		}
 		return nil
 	}
 	setValue(container, name, op.Value, opName == "add")
@@ -393,14 +506,10 @@ func setValue(attrs map[string]any, name string, value any, add bool) {
 	attrs[name] = oldList
 }
 
-// exprMatches evaluates `attr eq "value"` (and and/or of them) against a multi-valued item.
-// eqLookup recognises a filter `id|externalId|userName eq "<string>"`, the lookups clients
+// eqLookup recognises a filter `id|externalId|<unique> eq "<string>"`, the lookups clients
 // make most, which real providers serve from an index.
-func eqLookup(params scim.ListRequestParams) (attr, value string, ok bool) {
-	if params.FilterValidator == nil {
-		return "", "", false
-	}
-	e, isAttr := params.FilterValidator.GetFilter().(*filter.AttributeExpression)
+func (s *Store) eqLookup(expr filter.Expression) (attr, value string, ok bool) {
+	e, isAttr := expr.(*filter.AttributeExpression)
 	if !isAttr || e.Operator != filter.EQ || e.AttributePath.SubAttribute != nil || e.AttributePath.URIPrefix != nil {
 		return "", "", false
 	}
@@ -408,7 +517,7 @@ func eqLookup(params scim.ListRequestParams) (attr, value string, ok bool) {
 	if !isString {
 		return "", "", false
 	}
-	for _, a := range []string{"id", "externalId", "userName"} {
+	for _, a := range []string{"id", "externalId", s.unique} {
 		if strings.EqualFold(e.AttributePath.AttributeName, a) {
 			return a, v, true
 		}
@@ -416,6 +525,7 @@ func eqLookup(params scim.ListRequestParams) (attr, value string, ok bool) {
 	return "", "", false
 }
 
+// exprMatches evaluates `attr eq "value"` (and and/or of them) against a multi-valued item.
 func exprMatches(e filter.Expression, item map[string]any) bool {
 	switch t := e.(type) {
 	case *filter.AttributeExpression:

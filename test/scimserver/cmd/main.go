@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/nhi-dev/scim-operator/test/scimserver"
@@ -14,9 +15,20 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18080", "listen address")
 	token := flag.String("token", "dev-token", "bearer token clients must send")
+	profile := flag.String("profile", "rfc", "quirk profile: behave like this kind of provider (see test/scimserver/PROFILES.md): "+profileNames())
+	agents := flag.Bool("agents", false, "also serve the Agent resource type at /Agents (draft-abbey-scim-agent-extension-00)")
 	flag.Parse()
 
-	srv, err := scimserver.New(*token)
+	p, ok := scimserver.ProfileNamed(*profile)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "unknown profile %q; known: %s\n", *profile, profileNames())
+		os.Exit(2)
+	}
+	opts := []scimserver.Option{scimserver.WithProfile(p)}
+	if *agents {
+		opts = append(opts, scimserver.WithAgents())
+	}
+	srv, err := scimserver.New(*token, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -25,9 +37,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "listening:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("reference SCIM server on %s (bearer token from --token)\n", srv.Endpoint())
+	fmt.Printf("reference SCIM server on %s (profile %s, agents %v; bearer token from --token)\n", srv.Endpoint(), p.Name, *agents)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
 	srv.Stop()
+}
+
+func profileNames() string {
+	var names []string
+	for _, p := range scimserver.Profiles() {
+		names = append(names, p.Name)
+	}
+	return strings.Join(names, ", ")
 }
