@@ -18,9 +18,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/controller"
+	"github.com/nhi-dev/scim-operator/internal/secevent"
 )
 
 var scheme = runtime.NewScheme()
@@ -72,6 +74,8 @@ func main() {
 			"plus the cluster-resource namespace; \"\" watches every namespace. ClusterScimTargets and Namespaces are "+
 			"cluster-scoped and always watched.")
 	opts := zap.Options{Development: false}
+	var events secevent.Flags
+	events.Bind(flag.CommandLine)
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	if printVersion {
@@ -137,6 +141,11 @@ func main() {
 			os.Exit(1)
 		}
 	}
+	publisher, err := securityEvents(mgr, events, clusterResourceNS)
+	if err != nil {
+		log.Error(err, "Unable to set up security events")
+		os.Exit(1)
+	}
 	log.Info("Starting", "version", version, "clusterID", clusterID, "clusterResourceNamespace", clusterResourceNS,
 		"watchNamespaces", namespaces)
 	if err := controller.Setup(mgr, controller.Config{
@@ -149,6 +158,7 @@ func main() {
 		MaxConcurrentRequestsPerTarget: requestsPerTarget,
 		NamespacedTargetAllowedCIDRs:   allowed,
 		NamespacedTargetDeniedCIDRs:    denied,
+		SecurityEvents:                 publisher,
 	}); err != nil {
 		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)
@@ -165,6 +175,26 @@ func main() {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// securityEvents starts the Security Event Token publisher the --security-events-* flags ask
+// for (nil: none); it runs on the leader and is stopped by the manager.
+func securityEvents(mgr ctrl.Manager, f secevent.Flags, defaultNamespace string) (*secevent.Publisher, error) {
+	cfg, err := f.Config(defaultNamespace)
+	if err != nil || !cfg.Enabled() {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pub, err := secevent.Load(ctx, mgr.GetAPIReader(), cfg, secevent.TransmitterOptions{}, secevent.PublisherOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(pub); err != nil {
+		return nil, err
+	}
+	crmetrics.Registry.MustRegister(secevent.NewCollector(pub))
+	return pub, nil
 }
 
 func envOr(key, def string) string {

@@ -41,6 +41,9 @@ const (
 	ReasonExpired            = scimv1.ReasonExpired
 	ReasonOwnerDeleted       = scimv1.ReasonOwnerDeleted
 	ReasonWorkloadNotFound   = scimv1.ReasonWorkloadNotFound
+	ReasonOwnerInactive      = scimv1.ReasonOwnerInactive
+	ReasonReviewOverdue      = scimv1.ReasonReviewOverdue
+	ConditionOwnerActive     = scimv1.ConditionOwnerActive
 	AnnotationTargets        = scimv1.AnnotationTargets
 	AnnotationGroups         = scimv1.AnnotationGroups
 	AnnotationOwner          = scimv1.AnnotationOwner

@@ -7,11 +7,15 @@ import (
 	"maps"
 	"sync"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/secevent"
 )
 
 // deprovisionCause says why accounts are taken away: it decides the deletion policy that
@@ -53,6 +57,11 @@ type Deprovisioner struct {
 	// Revocations times final revocations, from the deletion seen to the last target
 	// confirming; nil disables the histogram.
 	Revocations *revocationClock
+	// SecurityEvents, when set, is sent a signed Security Event Token (RISC account-disabled
+	// or account-purged) for each account a target confirmed revoked.
+	SecurityEvents *secevent.Publisher
+	// Clock tells the time of the evidence (nil: the real clock).
+	Clock clock.PassiveClock
 
 	// confirmed holds what targets confirmed for identities retired for good, so that neither
 	// the revoker nor the identity controller sends it twice while the status that records it
@@ -150,6 +159,9 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	if policy == scimv1.DeletionPolicyOrphan {
 		entry.State = scimv1.TargetStateDeprovisioned
 		entry.Message = "Account left on the target (deletionPolicy Orphan)"
+		if entry.Revocation == nil || entry.Revocation.Result != scimv1.RevocationOrphaned {
+			entry.Revocation = &scimv1.RevocationEvidence{Result: scimv1.RevocationOrphaned, ConfirmedAt: metav1.NewTime(clockOr(d.Clock).Now())}
+		}
 		return outcome{}
 	}
 	c, err := d.Clients.ForTarget(ctx, t)
@@ -157,17 +169,24 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 		return entryBlocked(entry, err)
 	}
 	acct := d.accountSync(si, t, c)
-	var mine []scim.Resource
+	var ids []string
 	if done, ferr := d.onRecord(ctx, acct, entry, policy); ferr != nil {
 		err = ferr
-	} else if !done {
+	} else if done {
+		ids = []string{entry.ID}
+	} else {
+		var mine []scim.Resource
 		mine, err = acct.findOurs(ctx)
-	}
-	for _, u := range mine {
-		if err != nil {
-			break
+		for _, u := range mine {
+			if err != nil {
+				break
+			}
+			err = d.Account(ctx, acct, u, policy, entry.Groups)
+			ids = append(ids, u.ID())
 		}
-		err = d.Account(ctx, acct, u, policy, entry.Groups)
+	}
+	if err == nil {
+		err = d.evidence(ctx, si, acct, entry, ids, policy)
 	}
 	if err != nil {
 		return entryBlocked(entry, err)
@@ -175,8 +194,59 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	entry.State = scimv1.TargetStateDeprovisioned
 	f := false
 	entry.Active = &f
-	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s)", policy)
+	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s); the target confirmed %s", policy, entry.Revocation.Result)
 	return outcome{}
+}
+
+// evidence reads each deprovisioned account back and records on the entry what the target
+// confirmed: 404 (NotFound), or the account with active false (Inactive). An account still
+// active is an error: the revocation is retried. No account found by the lookup is NotFound
+// (the lookup was the read). A Security Event Token is sent for the confirmation when a
+// publisher is configured, once per confirmation on record.
+func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity, a *accountSync, entry *scimv1.IdentityTargetStatus,
+	ids []string, policy scimv1.DeletionPolicy) error {
+	result := scimv1.RevocationNotFound
+	for _, id := range ids {
+		u, err := a.c.Get(ctx, a.kind.endpoint, id)
+		switch {
+		case scim.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("reading back account %s on %s after deprovisioning it: %w", scim.Sanitize(id, 128), a.t.Key(), err)
+		case u.ExternalID() != a.externalID:
+			// The id names another account now (deleted, and the id reused): ours is gone.
+		default:
+			if active, present := u.Active(); !present || active {
+				return fmt.Errorf("account %s on %s is still active after it was deprovisioned; retrying", scim.Sanitize(id, 128), a.t.Key())
+			}
+			result = scimv1.RevocationInactive
+		}
+	}
+	if prev := entry.Revocation; prev != nil && prev.Result == result && entry.State == scimv1.TargetStateDeprovisioned {
+		return nil // confirmed before: keep the time and the token sent for it
+	}
+	entry.Revocation = &scimv1.RevocationEvidence{Result: result, ConfirmedAt: metav1.NewTime(clockOr(d.Clock).Now())}
+	entry.Revocation.SecurityEvent = d.publish(ctx, si, a, entry, ids, result)
+	return nil
+}
+
+// publish sends the Security Event Token for a confirmed revocation and returns its jti ("":
+// none sent). A full queue or a refused event is logged; it never holds the revocation back.
+func (d *Deprovisioner) publish(ctx context.Context, si *scimv1.ServiceIdentity, a *accountSync, entry *scimv1.IdentityTargetStatus,
+	ids []string, result scimv1.RevocationResult) string {
+	if d.SecurityEvents == nil || len(ids) == 0 {
+		return ""
+	}
+	typ := secevent.AccountPurged
+	if result == scimv1.RevocationInactive {
+		typ = secevent.AccountDisabled
+	}
+	jti, err := d.SecurityEvents.Publish(ctx, secevent.Event{Type: typ, Subject: secevent.SCIMAccount(a.c.Endpoint(), ids[0]),
+		Time: entry.Revocation.ConfirmedAt.Time, Txn: string(si.UID)})
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Security event not sent", "target", a.t.Key(), "event", typ.Short())
+		return ""
+	}
+	return jti
 }
 
 // onRecord deprovisions the account on record without looking it up first, when its recorded

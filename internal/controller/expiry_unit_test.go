@@ -48,7 +48,7 @@ func TestLifetimeFollowsTheClock(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			clock.SetTime(created.Add(c.at))
 			si := identity(c.spec)
-			err, expired := r.lifetime(si)
+			err, expired := r.lifetime(si, policy{})
 			if expired != c.wantExpired || (err != nil) != c.wantErr {
 				t.Fatalf("expired=%v err=%v, want expired=%v err=%v", expired, err, c.wantExpired, c.wantErr)
 			}
@@ -68,7 +68,7 @@ func TestLifetimeFollowsTheClock(t *testing.T) {
 		meta.SetStatusCondition(&si.Status.Conditions, metav1.Condition{Type: ConditionExpired, Status: metav1.ConditionTrue, Reason: ReasonExpired})
 		deprovisioned := metav1.NewTime(created.Add(time.Hour))
 		si.Status.DeprovisionedAt = &deprovisioned
-		if err, expired := r.lifetime(si); err != nil || expired {
+		if err, expired := r.lifetime(si, policy{}); err != nil || expired {
 			t.Fatalf("expired=%v err=%v, want a live identity", expired, err)
 		}
 		if c := meta.FindStatusCondition(si.Status.Conditions, ConditionExpired); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Extended" {

@@ -42,7 +42,8 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	if owner, _ := r.ownerRetired(ctx, si); owner != "" {
 		why = " (" + owner + ")"
 	}
-	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target%s", si.EffectiveUserName(), why)
+	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target%s%s", si.EffectiveUserName(), why,
+		evidenceSummary(si))
 	if err := r.removeFinalizer(ctx, si); err != nil {
 		return ctrl.Result{}, false, err
 	}
@@ -108,4 +109,20 @@ func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *sci
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil
+}
+
+// evidenceSummary says what each target confirmed, for the Event that records a revocation
+// (the identity, and its status, may be gone right after).
+func evidenceSummary(si *scimv1.ServiceIdentity) string {
+	var parts []string
+	for _, e := range si.Status.Targets {
+		if ev := e.Revocation; ev != nil {
+			parts = append(parts, fmt.Sprintf("%s confirmed %s at %s", targetKey(e.Kind, si.Namespace, e.Name), ev.Result,
+				ev.ConfirmedAt.UTC().Format(time.RFC3339)))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, "; ")
 }

@@ -45,8 +45,8 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: ReasonGuardrail}), 0
 	}
 	wantState := scimv1.TargetStateProvisioned
-	if si.Spec.Suspend {
-		wantState = scimv1.TargetStateSuspended
+	if active, _ := desired.Active(); !active {
+		wantState = scimv1.TargetStateSuspended // spec.suspend, or governance (review overdue, owner inactive)
 	}
 	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
 	key := verifiedKey(si, t.Key())
@@ -115,6 +115,7 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 	entry.Version = recordedVersion(user)
 	entry.State = wantState
 	entry.Message = ""
+	entry.Revocation = nil // provisioned (again): an earlier revocation's evidence no longer holds
 	if !sameSet(joined, si.Spec.Groups) {
 		if entry.Groups, err = acct.syncGroups(ctx, user.ID(), si.Spec.Groups, joined); err != nil {
 			return err

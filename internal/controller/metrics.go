@@ -70,6 +70,8 @@ func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- deprovisionBacklog
 	ch <- identitiesStalled
 	ch <- deprovisionOldest
+	ch <- ownersInactive
+	ch <- reviews
 }
 
 func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -89,6 +91,8 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]float64{"Ready": 0, "NotReady": 0, "Stalled": 0, "Expired": 0, "Suspended": 0, "Deleting": 0}
 	type nsReason struct{ namespace, reason string }
 	stalled := map[nsReason]float64{}
+	inactive := map[string]float64{}
+	review := map[nsReason]float64{} // reason: due or overdue
 	var oldest time.Duration
 	for i := range list.Items {
 		si := &list.Items[i]
@@ -100,6 +104,23 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if c := meta.FindStatusCondition(si.Status.Conditions, ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
 			stalled[nsReason{si.Namespace, c.Reason}]++
 		}
+		if o := si.Status.Owner; o != nil && (o.State == scimv1.OwnerInactive || o.State == scimv1.OwnerMissing) {
+			inactive[si.Namespace]++
+		}
+		if rv := si.Status.Review; rv != nil {
+			switch until := rv.NextReviewAt.Sub(now); {
+			case until <= 0:
+				review[nsReason{si.Namespace, "overdue"}]++
+			case until <= reviewDueWindow:
+				review[nsReason{si.Namespace, "due"}]++
+			}
+		}
+	}
+	for n, v := range inactive {
+		ch <- prometheus.MustNewConstMetric(ownersInactive, prometheus.GaugeValue, v, n)
+	}
+	for k, v := range review {
+		ch <- prometheus.MustNewConstMetric(reviews, prometheus.GaugeValue, v, k.namespace, k.reason)
 	}
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(identityStates, prometheus.GaugeValue, n, state)

@@ -32,8 +32,18 @@ var (
 		"Age of the oldest ServiceIdentity being deleted whose accounts are not yet deprovisioned (0: none).",
 		nil, nil)
 
+	ownersInactive = prometheus.NewDesc("scim_operator_identities_owner_inactive",
+		"ServiceIdentities whose owner the owner directory shows missing or inactive, by namespace.",
+		[]string{"identity_namespace"}, nil)
+	reviews = prometheus.NewDesc("scim_operator_identities_review",
+		"ServiceIdentities under review by state: due (attestation due within reviewDueWindow) or overdue (suspended until attested), by namespace.",
+		[]string{"identity_namespace", "state"}, nil)
+
 	alertStates = &alertStateCollector{}
 )
+
+// reviewDueWindow: an identity whose next review is this close counts as due.
+const reviewDueWindow = 7 * 24 * time.Hour
 
 func init() {
 	metrics.Registry.MustRegister(alertStates)

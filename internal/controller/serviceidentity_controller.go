@@ -80,6 +80,8 @@ type ServiceIdentityReconciler struct {
 	watched sets.Set[string]
 	// Flags are the identities a target's sweep found out of step (nil: no sweeps).
 	Flags *sweepFlags
+	// owners caches owner directory answers for a resync interval.
+	owners ownerChecks
 	// wake lets the revoker hand an identity it could not finish to this controller.
 	wake chan event.GenericEvent
 }
@@ -153,7 +155,8 @@ func (r *ServiceIdentityReconciler) now() time.Time { return clockOr(r.Clock).No
 //  7. report     conditions, Events and when to look again.
 func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, base *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
-	expErr, expired := r.lifetime(si)
+	pol := r.policyOf(ctx, si)
+	expErr, expired := r.lifetime(si, pol)
 	if expired {
 		return r.reconcileExpired(ctx, si)
 	}
@@ -164,7 +167,8 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, bas
 		return r.reconcileOwnerRetired(si, failed, why)
 	}
 	p := &syncPass{outcomes: map[string]outcome{}, seen: map[string]bool{}}
-	p.desired, p.blocked = r.desired(ctx, si, expErr)
+	p.desired, p.blocked = r.desired(ctx, si, expErr, pol)
+	r.govern(ctx, si, pol, p)
 	// The owner is there: record it (after desired, which may have added the ownerReference of
 	// spec.workloadRef), so its deletion is noticed from state alone later (after a restart, or
 	// once orphan propagation removed the ownerReference). An owner no longer referenced but
@@ -193,12 +197,34 @@ type syncPass struct {
 	resync   time.Duration
 	// resyncRequest is the value of the resync annotation this pass acts on.
 	resyncRequest string
+	// wake is when governance wants to look again (owner re-check, review due); 0: never.
+	wake time.Duration
+}
+
+// govern is the governance phase: the owner is checked against the owner directories and the
+// review is checked; an identity whose review is overdue, or whose owner stayed inactive past
+// a Suspend policy's grace, has every account suspended (active=false), and says why.
+func (r *ServiceIdentityReconciler) govern(ctx context.Context, si *scimv1.ServiceIdentity, pol policy, p *syncPass) {
+	// A resync request asks the owner directory again rather than its cached answer.
+	handled, _ := r.resyncRequests.Load(si.UID)
+	request := si.Annotations[scimv1.ResyncRequestedAnnotation]
+	why, reason, wake := r.governance(ctx, si, pol, request != "" && handled != request)
+	p.wake = wake
+	if why == "" || p.desired == nil {
+		return
+	}
+	p.desired["active"] = false
+	if p.blocked == nil {
+		p.blocked = map[string]outcome{}
+	}
+	p.blocked["governance"] = outcome{stalled: why, reason: reason}
 }
 
 // lifetime sets status.expiresAt and reports whether the identity expired (an expiry that
 // does not parse is returned: it blocks provisioning, not the rest).
-func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity) (error, bool) {
+func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity, pol policy) (error, bool) {
 	exp, err := expiresAt(si)
+	exp = capExpiry(si, exp, pol)
 	si.Status.ExpiresAt = exp
 	if exp != nil && !r.now().Before(exp.Time) {
 		return nil, true
@@ -214,9 +240,13 @@ func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity) (error,
 // desired is the account the spec asks for. A spec that cannot be provisioned stops
 // provisioning, not the withdrawal of access: targets that refuse the namespace are still
 // handled by sync.
-func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error) (scim.Resource, map[string]outcome) {
+func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error, pol policy) (scim.Resource, map[string]outcome) {
 	if expErr != nil {
 		return nil, map[string]outcome{"spec": {stalled: expErr.Error(), reason: ReasonInvalidSpec}}
+	}
+	if len(pol.requireOwner) > 0 && si.Spec.Owner == "" {
+		return nil, map[string]outcome{"spec.owner": {reason: ReasonInvalidSpec,
+			stalled: fmt.Sprintf("spec.owner is required by %s: set the accountable person's e-mail address", strings.Join(pol.requireOwner, ", "))}}
 	}
 	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
 		return nil, map[string]outcome{"spec.workloadRef": o}
@@ -327,11 +357,19 @@ func (r *ServiceIdentityReconciler) report(si *scimv1.ServiceIdentity, p *syncPa
 	if err == nil && res.RequeueAfter == 0 && p.resync > 0 {
 		res.RequeueAfter = jitter(p.resync)
 	}
-	// Wake exactly at expiry rather than polling for it, even when a target is stalled: expiry
-	// is honoured on the healthy targets whatever the others do. (A stall is still reported in
-	// the conditions; only the wake-up at expiry is kept.)
-	if exp := si.Status.ExpiresAt; exp != nil && (err == nil || errors.Is(err, reconcile.TerminalError(nil))) {
-		until := max(exp.Sub(r.now()), time.Millisecond)
+	// Wake exactly at expiry rather than polling for it, and when governance asks (an owner
+	// re-check, a review falling due), even when a target is stalled: expiry is honoured on the
+	// healthy targets whatever the others do, and an overdue review or an inactive owner is
+	// looked at again. (A stall is still reported in the conditions; only the wake-up is kept.)
+	var wakes []time.Duration
+	if exp := si.Status.ExpiresAt; exp != nil {
+		wakes = append(wakes, max(exp.Sub(r.now()), time.Millisecond))
+	}
+	if p.wake > 0 {
+		wakes = append(wakes, p.wake)
+	}
+	if len(wakes) > 0 && (err == nil || errors.Is(err, reconcile.TerminalError(nil))) {
+		until := slices.Min(wakes)
 		if err != nil {
 			return ctrl.Result{RequeueAfter: until}, nil
 		}

@@ -8,6 +8,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/secevent"
 )
 
 // Config is what the manager passes to the controllers.
@@ -34,6 +35,9 @@ type Config struct {
 	Clock clock.PassiveClock
 	// WatchNamespaces are the namespaces the cache holds (see WatchNamespaces); none: all.
 	WatchNamespaces []string
+	// SecurityEvents, when set, is sent a Security Event Token for every revocation a target
+	// confirmed.
+	SecurityEvents *secevent.Publisher
 }
 
 // requestsPerTarget is MaxConcurrentRequestsPerTarget with its default.
@@ -69,7 +73,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	breaker := NewBreaker(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)
 	breaker.Clock = cfg.Clock
 	deprovisioner := &Deprovisioner{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
-		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations}
+		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
+		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock}
 	states.use(mgr.GetClient())
 	flags := newSweepFlags()
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {

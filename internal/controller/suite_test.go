@@ -2,6 +2,9 @@ package controller
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"net/netip"
 	"os"
@@ -27,7 +30,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
+	"github.com/nhi-dev/scim-operator/test/setreceiver"
 )
 
 const (
@@ -43,6 +48,9 @@ var (
 	k8s        client.Client
 	scimSrv    *scimserver.Server
 	scimAddr   string
+	// setRecv receives the Security Event Tokens of confirmed revocations, signed by setSigner.
+	setRecv   *setreceiver.Receiver
+	setSigner *secevent.Signer
 	stopMgr    context.CancelFunc
 	mgrDone    chan struct{}
 	testScheme = runtime.NewScheme()
@@ -52,6 +60,11 @@ func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "Controller Suite")
 }
+
+const (
+	setIssuer   = "https://scim-operator.test/envtest"
+	setAudience = "https://receiver.test"
+)
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
@@ -80,6 +93,13 @@ var _ = BeforeSuite(func() {
 	Expect(scimSrv.Start("127.0.0.1:0")).To(Succeed())
 	scimAddr = scimSrv.Addr()
 
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	setSigner, err = secevent.NewSigner(key, "")
+	Expect(err).NotTo(HaveOccurred())
+	setRecv = setreceiver.New(setreceiver.Options{Issuer: setIssuer, Audience: setAudience, Keys: setSigner.PublicJWKS()})
+	Expect(setRecv.Start("127.0.0.1:0")).To(Succeed())
+
 	startManager()
 })
 
@@ -95,7 +115,13 @@ func startManager() {
 	cachedSecrets.watch(&opts) // what of Secrets enters the cache (attacks_secrets_test.go)
 	mgr, err := ctrl.NewManager(testEnv.Config, opts)
 	Expect(err).NotTo(HaveOccurred())
+	tx, err := secevent.NewTransmitter(setRecv.URL(), secevent.TransmitterOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	pub, err := secevent.NewPublisher(setIssuer, setAudience, setSigner, tx, secevent.PublisherOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(mgr.Add(pub)).To(Succeed())
 	Expect(Setup(mgr, Config{
+		SecurityEvents: pub,
 		ClusterID: testClusterID, ClusterResourceNamespace: operatorNS,
 		MaxConcurrentReconciles: testWorkers, SCIMTimeout: 2 * time.Second,
 		// The reference SCIM server and the specs' httptest servers listen on 127.0.0.1,
@@ -119,6 +145,9 @@ var _ = AfterSuite(func() {
 	}
 	if scimSrv != nil {
 		scimSrv.Stop()
+	}
+	if setRecv != nil {
+		setRecv.Stop()
 	}
 	if testEnv != nil {
 		Expect(testEnv.Stop()).To(Succeed())

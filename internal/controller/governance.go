@@ -1,0 +1,365 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+)
+
+// Governance keeps asking whether an identity's access is still justified while its workload
+// lives: its targets may require an accountable owner (checked against an owner directory),
+// bound its lifetime (maxTTL) and ask for periodic attestation (review). A target's policy
+// applies to every identity that references it; an identity with several targets gets the
+// strictest of them. What governance decides is recorded on the identity's status, so a restart
+// decides the same.
+
+// policy is the strictest governance of the targets an identity references.
+type policy struct {
+	// requireOwner names the targets that require spec.owner.
+	requireOwner []string
+	// directories are the owner directories to ask, with the target that named each.
+	directories []directory
+	// suspendAfter is the shortest grace of the targets whose ownerInactive action is Suspend
+	// (0: none suspends).
+	suspendAfter time.Duration
+	suspends     bool
+	// recheck is how often the owner is looked up again: the shortest resync interval.
+	recheck time.Duration
+	// maxTTL and maxTTLBy: the shortest maxTTL and the target that set it.
+	maxTTL   time.Duration
+	maxTTLBy string
+	// review and reviewBy: the shortest review interval of the targets.
+	review   time.Duration
+	reviewBy string
+}
+
+type directory struct {
+	governed string // the target key whose policy names the directory
+	ref      scimv1.TargetReference
+	attr     string
+	// refused says why the directory may not be used from this target.
+	refused string
+	// namespace the directory is looked up in (a ScimTarget directory: the governed target's).
+	namespace string
+}
+
+// policyOf combines the governance of the targets si references (those that exist).
+func (r *ServiceIdentityReconciler) policyOf(ctx context.Context, si *scimv1.ServiceIdentity) policy {
+	var p policy
+	for _, ref := range si.Spec.TargetRefs {
+		t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
+		if err != nil || t.Spec.Governance == nil {
+			continue
+		}
+		g := t.Spec.Governance
+		if g.RequireOwner {
+			p.requireOwner = append(p.requireOwner, t.Key())
+		}
+		if iv := resyncInterval(t.Spec); p.recheck == 0 || iv < p.recheck {
+			p.recheck = iv
+		}
+		if d := g.OwnerDirectory; d != nil {
+			p.directories = append(p.directories, directoryOf(t, d))
+		}
+		if oi := g.OwnerInactive; oi != nil && oi.Action == scimv1.OwnerInactiveSuspend {
+			grace := 72 * time.Hour
+			if oi.Grace != nil {
+				if d, err := oi.Grace.Parse(); err == nil {
+					grace = d
+				}
+			}
+			if !p.suspends || grace < p.suspendAfter {
+				p.suspendAfter = grace
+			}
+			p.suspends = true
+		}
+		if g.MaxTTL != nil {
+			if d, err := g.MaxTTL.Parse(); err == nil && (p.maxTTL == 0 || d < p.maxTTL) {
+				p.maxTTL, p.maxTTLBy = d, fmt.Sprintf("%s (maxTTL %s)", t.Key(), string(*g.MaxTTL))
+			}
+		}
+		if g.Review != nil {
+			if d, err := g.Review.Every.Parse(); err == nil && (p.review == 0 || d < p.review) {
+				p.review, p.reviewBy = d, t.Key()
+			}
+		}
+	}
+	return p
+}
+
+// directoryOf resolves a target's owner directory. A ScimTarget's directory is a ScimTarget of
+// its own namespace: a tenant may not ask the cluster's directory who exists. A
+// ClusterScimTarget's is a ClusterScimTarget.
+func directoryOf(t *Target, d *scimv1.OwnerDirectory) directory {
+	kind := d.Kind
+	if kind == "" {
+		kind = scimv1.KindScimTarget
+	}
+	attr := d.Attribute
+	if attr == "" {
+		attr = "emails"
+	}
+	dir := directory{governed: t.Key(), ref: scimv1.TargetReference{Kind: kind, Name: d.Name}, attr: attr, namespace: t.Namespace}
+	if kind != t.Kind {
+		dir.refused = fmt.Sprintf("%s's owner directory must be a %s (a ScimTarget's in its own namespace), not a %s", t.Key(), t.Kind, kind)
+	}
+	return dir
+}
+
+// capExpiry applies the targets' maxTTL to the identity's expiry: an identity without one gets
+// creation + maxTTL, a later one is brought forward; status.expiryCappedBy says which target.
+func capExpiry(si *scimv1.ServiceIdentity, exp *metav1.Time, p policy) *metav1.Time {
+	si.Status.ExpiryCappedBy = ""
+	if p.maxTTL == 0 {
+		return exp
+	}
+	limit := metav1.NewTime(si.CreationTimestamp.Add(p.maxTTL))
+	if exp != nil && !exp.After(limit.Time) {
+		return exp
+	}
+	si.Status.ExpiryCappedBy = p.maxTTLBy
+	return &limit
+}
+
+// ownerCheck is one answer of an owner directory, kept for a resync interval: identities
+// sharing an owner cost one lookup.
+type ownerCheck struct {
+	state   scimv1.OwnerState
+	message string
+	at      time.Time
+}
+
+// ownerChecks caches directory answers by directory, attribute and owner.
+type ownerChecks struct{ m sync.Map }
+
+// governance runs the governance phase: the owner check and the review. It returns why the
+// identity must be suspended ("" when it need not), with the reason, and when to look again.
+func (r *ServiceIdentityReconciler) governance(ctx context.Context, si *scimv1.ServiceIdentity, p policy, fresh bool) (why, reason string, wake time.Duration) {
+	ownerWhy, ownerWake := r.checkOwner(ctx, si, p, fresh)
+	reviewWhy, reviewWake := r.checkReview(si, p)
+	wake = ownerWake
+	if reviewWake > 0 && (wake == 0 || reviewWake < wake) {
+		wake = reviewWake
+	}
+	switch {
+	case reviewWhy != "":
+		return reviewWhy, ReasonReviewOverdue, wake
+	case ownerWhy != "":
+		return ownerWhy, ReasonOwnerInactive, wake
+	}
+	return "", "", wake
+}
+
+// checkOwner looks spec.owner up in the owner directories (cached for a resync interval),
+// records the answer on status.owner with Events on changes, and returns why the identity is
+// suspended once the grace has passed under a Suspend policy.
+func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.ServiceIdentity, p policy, fresh bool) (string, time.Duration) {
+	if len(p.directories) == 0 {
+		si.Status.Owner = nil
+		meta.RemoveStatusCondition(&si.Status.Conditions, ConditionOwnerActive)
+		return "", 0
+	}
+	now := r.now()
+	prev := si.Status.Owner
+	state, dirs, msg := scimv1.OwnerActive, []string{}, ""
+	for _, d := range p.directories {
+		dirs = append(dirs, targetKey(d.ref.TargetKind(), d.namespace, d.ref.Name))
+		st, m := r.lookupOwner(ctx, si.Spec.Owner, d, p.recheck, fresh)
+		if ownerRank(st) > ownerRank(state) {
+			state, msg = st, m
+		}
+	}
+	next := &scimv1.OwnerStatus{State: state, Directory: truncate(strings.Join(dirs, ", "), 256), Message: truncate(msg, 512)}
+	if state == scimv1.OwnerUnchecked && prev != nil && prev.State != scimv1.OwnerUnchecked {
+		// The directory did not answer: the last answer stands (a grace keeps running, none starts).
+		next.State, next.Since = prev.State, prev.Since
+		next.Message = truncate(msg+"; the last answer stands", 512)
+	}
+	bad := next.State == scimv1.OwnerInactive || next.State == scimv1.OwnerMissing
+	switch {
+	case bad && prev != nil && prev.Since != nil && (prev.State == scimv1.OwnerInactive || prev.State == scimv1.OwnerMissing):
+		next.Since = prev.Since
+	case bad:
+		since := metav1.NewTime(now)
+		next.Since = &since
+		r.Recorder.Eventf(si, nil, "Warning", ReasonOwnerInactive, "OwnerCheck", "Owner %q: %s", si.Spec.Owner, next.Message)
+	case next.State == scimv1.OwnerActive && prev != nil && (prev.State == scimv1.OwnerInactive || prev.State == scimv1.OwnerMissing):
+		r.Recorder.Eventf(si, nil, "Normal", "OwnerActive", "OwnerCheck", "Owner %q is active in %s", si.Spec.Owner, next.Directory)
+	}
+	// checkedAt moves when the answer changed, else at most hourly: no status write per check.
+	next.CheckedAt = nil
+	if prev != nil && prev.CheckedAt != nil && prev.State == next.State && prev.Message == next.Message && now.Sub(prev.CheckedAt.Time) < syncHeartbeat {
+		next.CheckedAt = prev.CheckedAt
+	} else if next.State != scimv1.OwnerUnchecked {
+		at := metav1.NewTime(now)
+		next.CheckedAt = &at
+	}
+	si.Status.Owner = next
+	cond := metav1.ConditionTrue
+	reason, condMsg := "OwnerActive", fmt.Sprintf("Owner %q is active in %s", si.Spec.Owner, next.Directory)
+	switch next.State {
+	case scimv1.OwnerInactive, scimv1.OwnerMissing:
+		cond, reason, condMsg = metav1.ConditionFalse, ReasonOwnerInactive, next.Message
+	case scimv1.OwnerUnchecked:
+		cond, reason, condMsg = metav1.ConditionUnknown, "DirectoryUnavailable", next.Message
+	}
+	setCondition(&si.Status.Conditions, si.Generation, ConditionOwnerActive, cond, reason, condMsg)
+	wake := p.recheck
+	if !bad || !p.suspends {
+		return "", wake
+	}
+	deadline := next.Since.Add(p.suspendAfter)
+	if now.Before(deadline) {
+		return "", min(wake, deadline.Sub(now))
+	}
+	return fmt.Sprintf("%s since %s (grace %s): every account is suspended (active=false) until an active owner is set in spec.owner",
+		next.Message, next.Since.UTC().Format(time.RFC3339), p.suspendAfter), wake
+}
+
+func ownerRank(s scimv1.OwnerState) int {
+	switch s {
+	case scimv1.OwnerMissing:
+		return 3
+	case scimv1.OwnerInactive:
+		return 2
+	case scimv1.OwnerUnchecked:
+		return 1
+	}
+	return 0
+}
+
+// lookupOwner asks one directory about owner (cached for ttl, unless fresh: a resync request).
+func (r *ServiceIdentityReconciler) lookupOwner(ctx context.Context, owner string, d directory, ttl time.Duration, fresh bool) (scimv1.OwnerState, string) {
+	if owner == "" {
+		return scimv1.OwnerMissing, "spec.owner is not set"
+	}
+	if d.refused != "" {
+		return scimv1.OwnerUnchecked, d.refused
+	}
+	key := strings.Join([]string{d.ref.TargetKind(), d.namespace, d.ref.Name, d.attr, strings.ToLower(owner)}, "|")
+	if v, ok := r.owners.m.Load(key); ok && !fresh {
+		if c := v.(ownerCheck); r.now().Sub(c.at) < ttl {
+			return c.state, c.message
+		}
+	}
+	state, msg := r.askDirectory(ctx, owner, d)
+	if state != scimv1.OwnerUnchecked {
+		r.owners.m.Store(key, ownerCheck{state: state, message: msg, at: r.now()})
+	}
+	return state, msg
+}
+
+// askDirectory looks the owner up in the directory target by userName or e-mail address.
+func (r *ServiceIdentityReconciler) askDirectory(ctx context.Context, owner string, d directory) (scimv1.OwnerState, string) {
+	dirKey := targetKey(d.ref.TargetKind(), d.namespace, d.ref.Name)
+	t, err := getTarget(ctx, r.Client, d.ref, d.namespace, r.ClusterResourceNamespace)
+	if err != nil {
+		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s: %v", dirKey, err)
+	}
+	c, err := r.Clients.ForTarget(ctx, t)
+	if err != nil {
+		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s: %v", dirKey, err)
+	}
+	filter := "userName eq " + scim.Quote(owner)
+	if d.attr == "emails" {
+		filter = "emails.value eq " + scim.Quote(owner)
+	}
+	found, err := c.ListAll(ctx, usersEndpoint, filter, 10, 1)
+	if err != nil {
+		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s did not answer: %v", dirKey, err)
+	}
+	seen, active := false, false
+	for _, u := range found {
+		if !ownerMatches(u, d.attr, owner) { // a provider that ignores the filter answers everyone
+			continue
+		}
+		seen = true
+		if a, present := u.Active(); !present || a {
+			active = true
+		}
+	}
+	switch {
+	case !seen:
+		return scimv1.OwnerMissing, fmt.Sprintf("owner %q has no account in directory %s", owner, dirKey)
+	case !active:
+		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is inactive in directory %s (the person left?)", owner, dirKey)
+	}
+	return scimv1.OwnerActive, ""
+}
+
+// ownerMatches re-checks a directory's answer: its userName, or one of its e-mail addresses,
+// is the owner (case-insensitively).
+func ownerMatches(u scim.Resource, attr, owner string) bool {
+	if attr == "userName" {
+		return strings.EqualFold(u.UserName(), owner)
+	}
+	emails, _ := u["emails"].([]any)
+	for _, e := range emails {
+		if m, ok := e.(map[string]any); ok {
+			if v, _ := m["value"].(string); strings.EqualFold(v, owner) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// reviewSkew is how far in the future an attestation may be (clocks differ).
+const reviewSkew = time.Minute
+
+// checkReview records the identity's attestation and when the next is due, and returns why it
+// is suspended when it is overdue.
+func (r *ServiceIdentityReconciler) checkReview(si *scimv1.ServiceIdentity, p policy) (string, time.Duration) {
+	every := p.review
+	if si.Spec.Review != nil {
+		if d, err := si.Spec.Review.Every.Parse(); err == nil && (every == 0 || d < every) {
+			every = d
+		}
+	}
+	if every == 0 {
+		si.Status.Review = nil
+		return "", 0
+	}
+	now := r.now()
+	st := &scimv1.ReviewStatus{Every: *scimv1.DurationOf(every)}
+	prev := si.Status.Review
+	base := si.CreationTimestamp.Time
+	if prev != nil && prev.LastReviewedAt != nil {
+		// The last attestation taken stands until a valid one replaces it: an annotation
+		// edited to something unusable does not reset the clock to the creation.
+		st.LastReviewedAt = prev.LastReviewedAt.DeepCopy()
+		base = prev.LastReviewedAt.Time
+	}
+	if v, ok := si.Annotations[scimv1.ReviewedAtAnnotation]; ok {
+		at, err := time.Parse(time.RFC3339, v)
+		switch {
+		case err != nil:
+			st.Message = truncate(fmt.Sprintf("annotation %s=%q is not an RFC 3339 time; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
+		case at.After(now.Add(reviewSkew)):
+			st.Message = truncate(fmt.Sprintf("annotation %s=%q is in the future; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
+		default:
+			reviewed := metav1.NewTime(at)
+			st.LastReviewedAt = &reviewed
+			base = at // an attestation older than the identity (carried over from a manifest) counts as it is
+		}
+	}
+	if st.LastReviewedAt != nil && (prev == nil || prev.LastReviewedAt == nil || !prev.LastReviewedAt.Equal(st.LastReviewedAt)) {
+		r.Recorder.Eventf(si, nil, "Normal", "Attested", "Review", "Attested at %s; next review due by %s",
+			st.LastReviewedAt.UTC().Format(time.RFC3339), base.Add(every).UTC().Format(time.RFC3339))
+	}
+	st.NextReviewAt = metav1.NewTime(base.Add(every))
+	si.Status.Review = st
+	if now.Before(st.NextReviewAt.Time) {
+		return "", st.NextReviewAt.Sub(now)
+	}
+	return fmt.Sprintf("review overdue since %s (every %s): every account is suspended (active=false) until attested with annotation %s",
+		st.NextReviewAt.UTC().Format(time.RFC3339), every, scimv1.ReviewedAtAnnotation), 0
+}
