@@ -182,7 +182,7 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		Expect(ev).NotTo(BeNil())
 		Expect(ev.Result).To(Equal(scimv1.RevocationNotFound))
 		Expect(ev.SecurityEvent).NotTo(BeEmpty())
-		Eventually(setsFor("/Users/"+expiringID)).Should(HaveLen(1))
+		Eventually(setsFor("/Users/" + expiringID)).Should(HaveLen(1))
 		set := setsFor("/Users/" + expiringID)()[0]
 		Expect(set.EventType).To(Equal(string(secevent.AccountPurged)))
 		Expect(set.JTI).To(Equal(ev.SecurityEvent))

@@ -44,13 +44,13 @@ const (
 )
 
 var (
-	testEnv    *envtest.Environment
-	k8s        client.Client
-	scimSrv    *scimserver.Server
-	scimAddr   string
+	testEnv  *envtest.Environment
+	k8s      client.Client
+	scimSrv  *scimserver.Server
+	scimAddr string
 	// setRecv receives the Security Event Tokens of confirmed revocations, signed by setSigner.
-	setRecv   *setreceiver.Receiver
-	setSigner *secevent.Signer
+	setRecv    *setreceiver.Receiver
+	setSigner  *secevent.Signer
 	stopMgr    context.CancelFunc
 	mgrDone    chan struct{}
 	testScheme = runtime.NewScheme()
@@ -122,7 +122,7 @@ func startManager() {
 	Expect(mgr.Add(pub)).To(Succeed())
 	Expect(Setup(mgr, Config{
 		SecurityEvents: pub,
-		ClusterID: testClusterID, ClusterResourceNamespace: operatorNS,
+		ClusterID:      testClusterID, ClusterResourceNamespace: operatorNS,
 		MaxConcurrentReconciles: testWorkers, SCIMTimeout: 2 * time.Second,
 		// The reference SCIM server and the specs' httptest servers listen on 127.0.0.1,
 		// which namespaced targets may not reach without this allowance.
