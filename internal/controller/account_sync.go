@@ -32,6 +32,8 @@ type accountSync struct {
 	adoption  scimv1.AdoptionPolicy
 	// kind is the resource type the target's accounts are made as (User, Agent...).
 	kind accountKind
+	// dialects records what the provider answered that discovery did not say.
+	dialects *observedDialects
 	// charge reserves one remote deactivation or deletion with the circuit breaker; refund
 	// gives it back when nothing was changed. nil: no breaker.
 	charge func(ctx context.Context) error
@@ -57,10 +59,21 @@ func (a *accountSync) usePatch() bool {
 			return false
 		}
 	}
+	if a.dialects.has(a.t.Key(), AdaptPatchRefused) {
+		return false
+	}
 	if caps := a.t.Status.Capabilities; caps != nil && caps.Patch != nil {
 		return *caps.Patch
 	}
 	return true
+}
+
+// patchRefused records a provider refusing PATCH (501/405) although discovery said it
+// supports it: from now on accounts are updated with PUT, and groups by replacing their members.
+func (a *accountSync) patchRefused(err error) {
+	a.dialects.note(a.t.Key(), AdaptPatchRefused, truncate(fmt.Sprintf(
+		"The provider refused a PATCH (%v) although its ServiceProviderConfig advertises it: accounts are updated with PUT, "+
+			"and group members by a PUT of the group", err), 512))
 }
 
 func (a *accountSync) useETag() bool {
@@ -133,6 +146,9 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 		return found, false, lerr
 	}
 	found, adopted, lerr := a.byUserName(ctx)
+	if lerr == nil && found == nil {
+		found, adopted, lerr = a.byUserNameScan(ctx)
+	}
 	if errors.Is(lerr, errAccountConflict) {
 		return nil, false, fmt.Errorf("%w (the target answered: %v)", lerr, err) // keep the target's own detail
 	}
@@ -200,6 +216,34 @@ func (a *accountSync) byUserName(ctx context.Context) (scim.Resource, bool, erro
 	if err != nil {
 		return nil, false, fmt.Errorf("looking up userName %q on %s: %w", a.userName, a.t.Key(), err)
 	}
+	return a.classifyByUserName(found)
+}
+
+// byUserNameScan is byUserName for a provider whose filter did not find a userName its
+// uniqueness check knows (it matches userName eq case-sensitively, where RFC 7643 says
+// caseExact false): every account is listed and compared case-insensitively here.
+func (a *accountSync) byUserNameScan(ctx context.Context) (scim.Resource, bool, error) {
+	var found []scim.Resource
+	err := a.c.EachPage(ctx, a.kind.endpoint, "", sweepPageSize, 0, func(page []scim.Resource) error {
+		for _, u := range page {
+			if strings.EqualFold(accountName(u, a.kind), a.userName) {
+				found = append(found, u)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("listing the accounts of %s to find userName %q: %w", a.t.Key(), a.userName, err)
+	}
+	if len(found) > 0 {
+		a.dialects.note(a.t.Key(), AdaptCaseInsensitive, "The provider's userName filter missed an account its uniqueness check knows "+
+			"(userName matched case-sensitively): after a 409, accounts are listed and their userNames compared case-insensitively by the operator")
+	}
+	return a.classifyByUserName(found)
+}
+
+// classifyByUserName decides among the accounts with our userName (see byUserName).
+func (a *accountSync) classifyByUserName(found []scim.Resource) (scim.Resource, bool, error) {
 	var mine, adoptable []scim.Resource
 	foreign := 0
 	for _, u := range found {
@@ -247,7 +291,11 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 		var err error
 		if a.usePatch() {
 			updated, err = a.c.Patch(ctx, a.kind.endpoint, user.ID(), ops, ifMatch)
-		} else {
+			if scim.IsNotImplemented(err) {
+				a.patchRefused(err)
+			}
+		}
+		if !a.usePatch() {
 			updated, err = a.c.Replace(ctx, a.kind.endpoint, user.ID(), scim.ReplaceBody(a.desired, user), ifMatch)
 		}
 		if scim.IsPreconditionFailed(err) && attempt == 0 {

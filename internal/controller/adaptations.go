@@ -2,6 +2,9 @@ package controller
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
@@ -14,11 +17,72 @@ const (
 	AdaptUpdateWithPut     = "UpdateWithPut"
 	AdaptMatchByUserName   = "MatchByUserName"
 	AdaptNoETags           = "NoETags"
+	AdaptPatchRefused      = "PatchRefused"
+	AdaptCaseInsensitive   = "UserNameMatchedOnClient"
 )
+
+// observedDialects remembers, per target, what providers answered that discovery did not say:
+// a PATCH refused although advertised, a userName filter matched case-sensitively. Memory
+// only: after a restart the first refusal teaches it again, and the call is retried the other
+// way at once.
+type observedDialects struct{ m sync.Map } // target key -> *targetDialect
+
+type targetDialect struct {
+	mu    sync.Mutex
+	notes map[string]string // adaptation name -> message
+}
+
+func (o *observedDialects) note(target, name, message string) {
+	if o == nil {
+		return
+	}
+	v, _ := o.m.LoadOrStore(target, &targetDialect{notes: map[string]string{}})
+	d := v.(*targetDialect)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.notes[name] = message
+}
+
+func (o *observedDialects) has(target, name string) bool {
+	if o == nil {
+		return false
+	}
+	v, ok := o.m.Load(target)
+	if !ok {
+		return false
+	}
+	d := v.(*targetDialect)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok = d.notes[name]
+	return ok
+}
+
+func (o *observedDialects) all(target string) map[string]string {
+	out := map[string]string{}
+	if o == nil {
+		return out
+	}
+	if v, ok := o.m.Load(target); ok {
+		d := v.(*targetDialect)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for k, m := range d.notes {
+			out[k] = m
+		}
+	}
+	return out
+}
+
+func (o *observedDialects) forget(target string) {
+	if o != nil {
+		o.m.Delete(target)
+	}
+}
 
 // adaptations lists the adaptations in effect on a target, from its discovered (or
 // overridden) capabilities, its compatibility settings and its last sweep.
-func adaptations(t *Target) []scimv1.Adaptation {
+func adaptations(t *Target, observed map[string]string) []scimv1.Adaptation {
 	var out []scimv1.Adaptation
 	add := func(name, format string, args ...any) {
 		out = append(out, scimv1.Adaptation{Name: name, Message: truncate(fmt.Sprintf(format, args...), 512)})
@@ -35,6 +99,9 @@ func adaptations(t *Target) []scimv1.Adaptation {
 	}
 	if compat != nil && compat.MatchAttribute == scimv1.MatchUserName {
 		add(AdaptMatchByUserName, "spec.compatibility.matchAttribute is userName: existing accounts are found by userName first")
+	}
+	for _, name := range slices.Sorted(maps.Keys(observed)) {
+		add(name, "%s", observed[name])
 	}
 	if s := t.Status.Sweep; s != nil {
 		switch s.Listing {

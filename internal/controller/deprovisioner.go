@@ -62,6 +62,9 @@ type Deprovisioner struct {
 	SecurityEvents *secevent.Publisher
 	// Clock tells the time of the evidence (nil: the real clock).
 	Clock clock.PassiveClock
+	// Dialects remembers what providers answered that discovery did not say (shared with the
+	// identity and target controllers, which show it on the target's status.adaptations).
+	Dialects *observedDialects
 
 	// confirmed holds what targets confirmed for identities retired for good, so that neither
 	// the revoker nor the identity controller sends it twice while the status that records it
@@ -263,14 +266,15 @@ func (d *Deprovisioner) onRecord(ctx context.Context, a *accountSync, entry *sci
 	// The PATCH is always sent (the account's recorded active state may be stale), so the
 	// If-Match proves it is unchanged.
 	err := d.account(ctx, a, scim.Resource{"id": entry.ID}, policy, entry.Groups, entry.Version)
-	if scim.IsPreconditionFailed(err) || errors.Is(err, errGoneOnRecord) {
+	if scim.IsPreconditionFailed(err) || errors.Is(err, errNotOnRecord) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
-// errGoneOnRecord: the account on record answered 404 to its deactivation.
-var errGoneOnRecord = errors.New("the account on record is gone")
+// errNotOnRecord: the account on record answered 404 to its deactivation, or the provider
+// refused the PATCH (and a PUT needs the account's body): it is looked up instead.
+var errNotOnRecord = errors.New("the account on record cannot be deprovisioned as recorded")
 
 // neverExisted reports a target that is not found, also by the API server, for an entry that
 // never recorded an account: a misspelt targetRef. (A target whose accounts are on record cannot
@@ -301,7 +305,7 @@ func (d *Deprovisioner) Account(ctx context.Context, a *accountSync, u scim.Reso
 }
 
 // account is Account; a non-empty ifMatch makes the deactivation conditional on that version,
-// and a 404 to it errGoneOnRecord (onRecord's account was not read: gone, or never ours).
+// and a 404 to it errNotOnRecord (onRecord's account was not read: gone, or never ours).
 func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string, ifMatch string) error {
 	id := u.ID()
 	if active, present := u.Active(); policy == scimv1.DeletionPolicyDeactivate && present && !active {
@@ -315,6 +319,16 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 	var err error
 	if a.usePatch() {
 		_, err = a.c.Patch(ctx, a.kind.endpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
+		if scim.IsNotImplemented(err) {
+			a.patchRefused(err)
+			if u.ExternalID() == "" { // onRecord's account: no body to PUT; look it up
+				if a.refund != nil {
+					a.refund()
+				}
+				return errNotOnRecord
+			}
+			_, err = a.c.Replace(ctx, a.kind.endpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
+		}
 	} else {
 		_, err = a.c.Replace(ctx, a.kind.endpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
 	}
@@ -322,7 +336,7 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 		a.refund() // nothing changed (or we cannot tell): do not count it
 	}
 	if scim.IsNotFound(err) && ifMatch != "" {
-		return errGoneOnRecord
+		return errNotOnRecord
 	}
 	if scim.IsNotFound(err) {
 		return nil
@@ -379,7 +393,7 @@ func (d *Deprovisioner) accountSync(si *scimv1.ServiceIdentity, t *Target, c *sc
 
 func (d *Deprovisioner) accountSyncFor(t *Target, c *scim.Client, externalID, userName string) *accountSync {
 	a := &accountSync{c: c, t: t, externalID: externalID, userName: userName,
-		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption, kind: kindOf(t)}
+		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption, kind: kindOf(t), dialects: d.Dialects}
 	if d.Breaker != nil {
 		a.charge = func(ctx context.Context) error { return d.Breaker.Charge(ctx, t) }
 		a.refund = func() { d.Breaker.Refund(t) }

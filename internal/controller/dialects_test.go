@@ -33,30 +33,21 @@ const (
 
 type dialectVerdict struct{ status, why string }
 
-// lyingSPC: why every flow that writes with PATCH fails against the lying-spc profile.
-const lyingSPC = "the ServiceProviderConfig advertises patch, but PATCH answers 501: the operator trusts discovery, " +
-	"sends PATCH and the identity stalls (RejectedByTarget, terminal). Adapt: on 501 to PATCH fall back to PUT " +
-	"for Users (and say so in status.adaptations); group membership has no PUT path. spec.compatibility.patchMode: Put " +
-	"should avoid it for User writes today (not exercised here)"
-
 // dialectVerdicts lists the flows that do not pass against a profile today, and why. Every
 // other (profile, flow) runs and must pass. The lead flips an entry to a running spec when
 // the operator adapts.
-var dialectVerdicts = map[string]map[string]dialectVerdict{
-	"case-sensitive-filters": {
-		"adopt": {verdictNeedsAdaptation, "userName eq is matched case-sensitively: the lookup of adopt-me.<ns> misses the " +
-			"hand-made Adopt-Me.<ns>, the create answers 409 uniqueness (uniqueness is case-insensitive) and the identity " +
-			"stalls with AccountConflict (no account with that userName can be read). Adapt: after a 409, find the userName " +
-			"with an unfiltered scan compared case-insensitively on the client"},
-	},
+var dialectVerdicts = map[string]map[string]dialectVerdict{}
+
+// dialectAdapted lists the flows that pass against a profile because the operator adapts: the
+// adaptation must then be on the target's status.adaptations, and the matrix says "adapted".
+var dialectAdapted = map[string]map[string]string{
 	"lying-spc": {
-		"adopt":   {verdictNeedsAdaptation, "adoption sets externalId by PATCH: " + lyingSPC},
-		"update":  {verdictNeedsAdaptation, lyingSPC},
-		"groups":  {verdictNeedsAdaptation, "joining a group is a PATCH of the group: " + lyingSPC},
-		"suspend": {verdictNeedsAdaptation, lyingSPC},
-		"drift":   {verdictNeedsAdaptation, lyingSPC},
-		"revoke":  {verdictNeedsAdaptation, "the identity's group join (a PATCH) fails before the revocation is reached: " + lyingSPC},
+		"adopt": AdaptPatchRefused, "update": AdaptPatchRefused, "groups": AdaptPatchRefused,
+		"suspend": AdaptPatchRefused, "drift": AdaptPatchRefused, "revoke": AdaptPatchRefused,
 	},
+	"case-sensitive-filters": {"adopt": AdaptCaseInsensitive},
+	"aws-identity-center":    {"orphans": AdaptListWithoutFilter},
+	"put-merges":             {"update": AdaptUpdateWithPut, "drift": AdaptUpdateWithPut},
 }
 
 // dialectTargets adapts the target to a profile where the flows would otherwise not exercise
@@ -292,7 +283,21 @@ var _ = Describe("Dialect matrix", func() {
 				It(flow, func() {
 					recordDialect(profile.Name, flow, "FAILED")
 					dialectFlowSpecs[flow](ctx, env)
-					recordDialect(profile.Name, flow, verdictPass)
+					name, adapted := dialectAdapted[profile.Name][flow]
+					if !adapted {
+						recordDialect(profile.Name, flow, verdictPass)
+						return
+					}
+					t := &scimv1.ScimTarget{}
+					Eventually(func(g Gomega) []string {
+						g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: env.ns, Name: "dialect"}, t)).To(Succeed())
+						var names []string
+						for _, a := range t.Status.Adaptations {
+							names = append(names, a.Name)
+						}
+						return names
+					}).Should(ContainElement(name), "the target says which adaptation is in effect")
+					recordDialect(profile.Name, flow, "adapted ("+name+")")
 				})
 			}
 		})

@@ -70,10 +70,53 @@ func (a *accountSync) joinGroup(ctx context.Context, name, userID string) error 
 	if isMember(g, userID) {
 		return nil
 	}
-	if err := a.c.AddMembers(ctx, g.ID(), []string{userID}, 0); err != nil {
+	err = a.changeMembers(ctx, g, userID, true)
+	if err != nil {
 		return fmt.Errorf("adding the account to group %q on %s: %w", name, a.t.Key(), err)
 	}
 	return nil
+}
+
+// changeMembers adds or removes one member: a PATCH of the group (RFC form), or, where the
+// provider refuses PATCH, a PUT of the group with its member list changed by that member
+// only (read just before; If-Match when the provider supports ETags).
+func (a *accountSync) changeMembers(ctx context.Context, g scim.Resource, userID string, add bool) error {
+	if a.usePatch() {
+		var err error
+		if add {
+			err = a.c.AddMembers(ctx, g.ID(), []string{userID}, 0)
+		} else {
+			err = a.c.RemoveMember(ctx, g.ID(), userID)
+		}
+		if !scim.IsNotImplemented(err) {
+			return err
+		}
+		a.patchRefused(err)
+	}
+	current, err := a.c.Get(ctx, groupsEndpoint, g.ID())
+	if err != nil {
+		return err
+	}
+	var members []any
+	old, _ := current["members"].([]any)
+	for _, m := range old {
+		if mm, ok := m.(map[string]any); ok && mm["value"] != userID {
+			members = append(members, map[string]any{"value": mm["value"]})
+		}
+	}
+	if add {
+		members = append(members, map[string]any{"value": userID})
+	}
+	body := scim.Resource{"schemas": []any{scim.SchemaGroup}, "id": current.ID(), "displayName": current.DisplayName(), "members": members}
+	if ext := current.ExternalID(); ext != "" {
+		body["externalId"] = ext
+	}
+	ifMatch := ""
+	if a.useETag() {
+		ifMatch = current.Version()
+	}
+	_, err = a.c.Replace(ctx, groupsEndpoint, current.ID(), body, ifMatch)
+	return err
 }
 
 // leaveGroup removes one member in RFC form (path members[value eq "<id>"]), never by
@@ -86,7 +129,7 @@ func (a *accountSync) leaveGroup(ctx context.Context, name, userID string) error
 	if !isMember(g, userID) {
 		return nil
 	}
-	if err := a.c.RemoveMember(ctx, g.ID(), userID); err != nil && !scim.IsNotFound(err) {
+	if err := a.changeMembers(ctx, g, userID, false); err != nil && !scim.IsNotFound(err) {
 		return fmt.Errorf("removing the account from group %q on %s: %w", name, a.t.Key(), err)
 	}
 	return nil

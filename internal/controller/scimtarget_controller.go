@@ -174,7 +174,7 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl
 		return ctrl.Result{}, err
 	}
 	sweepWait, err := r.sweepIfDue(ctx, t)
-	t.Status.Adaptations = adaptations(t)
+	t.Status.Adaptations = adaptations(t, r.Deprovisioner.Dialects.all(t.Key()))
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -311,6 +311,7 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 	r.probed.Delete(t.Key())
 	r.snapshotted.Delete(t.Key() + "/" + string(t.Object.GetUID()))
 	r.sweeps.Delete(t.Key())
+	r.Deprovisioner.Dialects.forget(t.Key())
 	if r.Breaker != nil {
 		r.Breaker.Forget(t.Key())
 	}

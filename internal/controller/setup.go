@@ -74,7 +74,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	breaker.Clock = cfg.Clock
 	deprovisioner := &Deprovisioner{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
-		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock}
+		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &observedDialects{}}
 	states.use(mgr.GetClient())
 	flags := newSweepFlags()
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {

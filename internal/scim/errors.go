@@ -104,6 +104,13 @@ func IsConflict(err error) bool { return statusOf(err) == http.StatusConflict }
 // IsPreconditionFailed reports a 412 (ETag mismatch).
 func IsPreconditionFailed(err error) bool { return statusOf(err) == http.StatusPreconditionFailed }
 
+// IsNotImplemented reports 501 Not Implemented, or 405 Method Not Allowed: the provider does
+// not support the operation (a PATCH its ServiceProviderConfig advertised, say).
+func IsNotImplemented(err error) bool {
+	s := statusOf(err)
+	return s == http.StatusNotImplemented || s == http.StatusMethodNotAllowed
+}
+
 // IsUnauthorized reports a 401 or 403.
 func IsUnauthorized(err error) bool {
 	s := statusOf(err)
