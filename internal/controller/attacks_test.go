@@ -210,6 +210,10 @@ var _ = Describe("Attacks by a tenant", func() {
 				if r.Method == http.MethodGet && strings.Contains(r.URL.Query().Get("filter"), externalIDOf(ns, "idless")) {
 					return &scimserver.Fault{Body: string(list)}
 				}
+				if r.Method == http.MethodPatch && r.Header.Get("If-Match") != "" {
+					// The account on record changed: the revocation must look it up (and meets the list above).
+					return &scimserver.Fault{Status: http.StatusPreconditionFailed, Detail: "version mismatch"}
+				}
 				return nil
 			})
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
