@@ -65,7 +65,7 @@ type results struct {
 	Figures         []figure `json:"figures"`
 	// Targets are DESIGN.md section 6's targets with this run's figures (the summary table).
 	Targets []targetRow `json:"targets"`
-	HeapTop         []string `json:"heapTop,omitempty"`
+	HeapTop []string    `json:"heapTop,omitempty"`
 	// Profiles holds CPU profile summaries by phase and process (-profile).
 	Profiles  map[string][]string `json:"profiles,omitempty"`
 	StartedAt string              `json:"startedAt"`
