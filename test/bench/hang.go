@@ -132,6 +132,7 @@ func (b *bench) revokeWhileHung(ctx context.Context, n int) error {
 	b.res.add("revocation latency while a target hangs, p99", pct(0.99), "s",
 		fmt.Sprintf("<= %.3f s (1.5x unhindered p99)", bound), pct(0.99) <= bound)
 	b.res.add("revocation latency while a target hangs, max", lat[len(lat)-1], "s", "")
+	b.res.add("revocation latency while a target hangs, mean", mean(lat), "s", "")
 	b.addQueue("revocation while a target hangs", qBefore, qAfter)
 	b.addCPU("revocation while a target hangs", cpuBefore, cpuAfter, wall)
 	b.target(fmt.Sprintf("revocation latency p99, %d owners deleted while another target hangs", n), "<= 1.5x unhindered p99",

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,6 +129,7 @@ func main() {
 	admission := flag.Bool("admission-policy", true, "install config/admission (finalizer set at creation, as config/default does); false measures an install without it (Kubernetes < 1.36)")
 	profile := flag.Bool("profile", false, "record CPU profiles of the operator and kube-apiserver while provisioning")
 	series := flag.String("metrics-series", "", "scrape the operator's scim_operator_* metrics every 250 ms and write them to this JSON file (make dashboard-png renders them)")
+	cpuProfile := flag.String("cpuprofile", "", "write the bench process's own CPU profile (its client, watches and in-process SCIM servers) to this file")
 	flag.StringVar(&extraArgs, "operator-args", "", "extra operator flags, space-separated (e.g. \"--kube-api-qps=500\")")
 	flag.Parse()
 	start := time.Now()
@@ -145,6 +147,17 @@ func main() {
 	}()
 	if *series != "" {
 		recorder = &seriesRecorder{}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
 	err := b.run(*n, *memN)
 	if err == nil && recorder != nil {
