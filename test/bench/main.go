@@ -1,8 +1,11 @@
 // Command bench measures the operator on a local control plane (etcd, kube-apiserver,
 // kube-controller-manager) with the reference SCIM server on loopback, the operator running as
-// its own process: provisioning throughput against a bare loop of the same SCIM calls,
-// revocation latency through real garbage collection, SCIM requests and Kubernetes writes per
-// identity, and operator memory. It prints a table and writes JSON (`make bench`).
+// its own process: provisioning against the floor of its Kubernetes writes, revocation latency
+// through real garbage collection (1,000 owners deleted, the same while another target hangs,
+// under a target's rate limit during a provisioning wave, and 10,000 identities in a namespace
+// deleted), SCIM requests per new identity, revocation and sweep, Kubernetes writes per identity,
+// and operator memory. It prints its figures, then every target of DESIGN.md section 6 next to
+// its measured value and floor on one table, and writes JSON (`make bench`).
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,7 +34,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -61,7 +64,9 @@ type results struct {
 	// AdmissionPolicy: config/admission was installed.
 	AdmissionPolicy bool     `json:"admissionPolicy"`
 	Figures         []figure `json:"figures"`
-	HeapTop         []string `json:"heapTop,omitempty"`
+	// Targets are DESIGN.md section 6's targets with this run's figures (the summary table).
+	Targets []targetRow `json:"targets"`
+	HeapTop []string    `json:"heapTop,omitempty"`
 	// Profiles holds CPU profile summaries by phase and process (-profile).
 	Profiles  map[string][]string `json:"profiles,omitempty"`
 	StartedAt string              `json:"startedAt"`
@@ -82,11 +87,12 @@ type bench struct {
 	k8s     client.WithWatch
 	ready   *readyTracker
 	srv     *scimserver.Server
+	revoked *revocations // srv's
+	servers []*scimserver.Server
 	op      *exec.Cmd
 	opDone  chan struct{}
 	metrics string
 	pprof   string
-	revoked sync.Map // SCIM id -> time the account was first deactivated or deleted
 	res     *results
 	workDir string
 	manager string
@@ -98,12 +104,24 @@ type bench struct {
 	floorCPU  float64 // kube-apiserver CPU seconds of the floor's creates
 	// floorStatus is how long the floor's status writes took.
 	floorStatus time.Duration
-	stopOnce    sync.Once
+	// hungN, limited: the sizes of the hung-target and rate-limited scenarios.
+	hungN   int
+	limited rateLimitedScenario
+	// unhinderedP99 is the p99 of the first revocation, the reference of the one while a
+	// target hangs.
+	unhinderedP99 float64
+	stopOnce      sync.Once
 }
 
 func main() {
-	n := flag.Int("n", 1000, "identities for provisioning, resync and revocation")
-	memN := flag.Int("memory-n", 10000, "identities Ready when operator memory is measured (0 skips)")
+	n := flag.Int("n", 1000, "identities for provisioning and revocation (also retired while another target hangs)")
+	memN := flag.Int("memory-n", 10000, "identities Ready in their own namespace for memory, the sweep's cost and the namespace deletion (0 skips)")
+	hungN := flag.Int("hung-n", 50, "identities updated, and as many created, on a target that hangs while -n owners are deleted (0 skips the scenario)")
+	var rl rateLimitedScenario
+	flag.IntVar(&rl.n, "rate-limited-n", 40, "identities retired during a provisioning wave on a rate-limited target (0 skips the scenario)")
+	flag.IntVar(&rl.wave, "rate-limited-wave", 300, "identities of the provisioning wave on the rate-limited target")
+	flag.IntVar(&rl.rate, "rate-limit", 20, "the rate-limited target's spec.rateLimit.requestsPerSecond (burst 1)")
+	flag.DurationVar(&rl.latency, "rate-limited-latency", 50*time.Millisecond, "added to every request of the rate-limited target's server")
 	out := flag.String("out", "bench-results.json", "where to write the JSON results")
 	manager := flag.String("manager", "bin/manager", "operator binary")
 	conc := flag.Int("concurrency", 64, "operator --max-concurrent-reconciles, also the bare loop's parallelism")
@@ -111,11 +129,12 @@ func main() {
 	admission := flag.Bool("admission-policy", true, "install config/admission (finalizer set at creation, as config/default does); false measures an install without it (Kubernetes < 1.36)")
 	profile := flag.Bool("profile", false, "record CPU profiles of the operator and kube-apiserver while provisioning")
 	series := flag.String("metrics-series", "", "scrape the operator's scim_operator_* metrics every 250 ms and write them to this JSON file (make dashboard-png renders them)")
+	cpuProfile := flag.String("cpuprofile", "", "write the bench process's own CPU profile (its client, watches and in-process SCIM servers) to this file")
 	flag.StringVar(&extraArgs, "operator-args", "", "extra operator flags, space-separated (e.g. \"--kube-api-qps=500\")")
 	flag.Parse()
 	start := time.Now()
 	b := &bench{res: &results{N: *n, MemoryN: *memN, Concurrency: *conc, SCIMLatency: latency.String(), AdmissionPolicy: *admission, StartedAt: start.UTC().Format(time.RFC3339)},
-		manager: *manager, conc: *conc, profile: *profile, latency: *latency, admission: *admission}
+		manager: *manager, conc: *conc, profile: *profile, latency: *latency, admission: *admission, hungN: *hungN, limited: rl}
 	b.res.Profiles = map[string][]string{}
 	// Ctrl-C stops every process the bench started.
 	sig := make(chan os.Signal, 1)
@@ -129,11 +148,23 @@ func main() {
 	if *series != "" {
 		recorder = &seriesRecorder{}
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	err := b.run(*n, *memN)
 	if err == nil && recorder != nil {
 		err = recorder.finish(*series, map[string]any{"n": *n, "memoryN": *memN, "concurrency": *conc, "scimLatency": latency.String(), "admissionPolicy": *admission})
 	}
 	b.stop()
+	b.printSummary()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -208,15 +239,7 @@ func (b *bench) run(n, memN int) error {
 	}
 
 	step("Starting the reference SCIM server on loopback")
-	if b.srv, err = scimserver.New(token); err != nil {
-		return err
-	}
-	b.srv.Faults.Add(b.recordRevocations)
-	if b.latency > 0 {
-		// A provider farther away than loopback: every request waits this long first.
-		b.srv.Faults.Add(func(*http.Request) *scimserver.Fault { return &scimserver.Fault{Latency: b.latency} })
-	}
-	if err := b.srv.Start("127.0.0.1:0"); err != nil {
+	if b.srv, b.revoked, err = b.newServer(b.latency); err != nil {
 		return err
 	}
 
@@ -232,7 +255,11 @@ func (b *bench) run(n, memN int) error {
 	if recorder != nil {
 		recorder.begin("http://"+b.metrics+"/metrics", 250*time.Millisecond)
 	}
-	if err := b.createTarget(ctx); err != nil {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "token"}, StringData: map[string]string{"token": token}}
+	if err := b.k8s.Create(ctx, secret); err != nil {
+		return err
+	}
+	if err := b.createTarget(ctx, "app", b.srv.Endpoint(), nil); err != nil {
 		return err
 	}
 	time.Sleep(2 * time.Second) // let the idle process settle before reading its RSS
@@ -251,9 +278,6 @@ func (b *bench) run(n, memN int) error {
 	if err := b.provision(ctx, n, bare, floor); err != nil {
 		return err
 	}
-	if err := b.resync(ctx, n); err != nil {
-		return err
-	}
 	ready, err := b.rss()
 	if err != nil {
 		return err
@@ -262,21 +286,66 @@ func (b *bench) run(n, memN int) error {
 	if err := b.revoke(ctx, n); err != nil {
 		return err
 	}
+	if b.hungN > 0 {
+		if err := b.revokeWhileHung(ctx, n); err != nil {
+			return fmt.Errorf("revocation while a target hangs: %w", err)
+		}
+	}
+	if b.limited.n > 0 {
+		if err := b.rateLimited(ctx); err != nil {
+			return fmt.Errorf("rate-limited revocation: %w", err)
+		}
+	}
 	if memN > 0 {
-		if err := b.memory(ctx, memN); err != nil {
+		if err := b.tenThousand(ctx, memN, idle); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// recordRevocations notes, per account, when it was first deactivated or deleted.
-func (b *bench) recordRevocations(r *http.Request) *scimserver.Fault {
+// revocations notes, per account of one server, when it was first deactivated or deleted.
+type revocations struct{ at sync.Map }
+
+// rule is a fault rule that never faults: it notes the revocations the server receives.
+func (v *revocations) rule(r *http.Request) *scimserver.Fault {
 	if (r.Method == http.MethodPatch || r.Method == http.MethodDelete) && strings.Contains(r.URL.Path, "/Users/") {
 		id := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
-		b.revoked.LoadOrStore(id, time.Now())
+		v.at.LoadOrStore(id, time.Now())
 	}
 	return nil
+}
+
+// when returns when the account was first deactivated or deleted.
+func (v *revocations) when(id string) (time.Time, bool) {
+	at, ok := v.at.Load(id)
+	if !ok {
+		return time.Time{}, false
+	}
+	return at.(time.Time), true
+}
+
+// newServer starts a reference SCIM server on loopback that notes its revocations; rules are
+// consulted before the latency (when > 0) every request waits first. Stopped by stop.
+func (b *bench) newServer(latency time.Duration, rules ...scimserver.Rule) (*scimserver.Server, *revocations, error) {
+	srv, err := scimserver.New(token)
+	if err != nil {
+		return nil, nil, err
+	}
+	rev := &revocations{}
+	srv.Faults.Add(rev.rule)
+	for _, r := range rules {
+		srv.Faults.Add(r)
+	}
+	if latency > 0 {
+		// A provider farther away than loopback: every request waits this long first.
+		srv.Faults.Add(func(*http.Request) *scimserver.Fault { return &scimserver.Fault{Latency: latency} })
+	}
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		return nil, nil, err
+	}
+	b.servers = append(b.servers, srv)
+	return srv, rev, nil
 }
 
 func (b *bench) startOperator() error {
@@ -313,8 +382,8 @@ func (b *bench) stopAll() {
 			_ = b.op.Process.Kill()
 		}
 	}
-	if b.srv != nil {
-		b.srv.Stop()
+	for _, srv := range b.servers {
+		srv.Stop()
 	}
 	if b.cp != nil {
 		_ = b.cp.Stop()
@@ -324,23 +393,28 @@ func (b *bench) stopAll() {
 	}
 }
 
-func (b *bench) createTarget(ctx context.Context) error {
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "token"}, StringData: map[string]string{"token": token}}
-	if err := b.k8s.Create(ctx, secret); err != nil {
-		return err
-	}
-	t := &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}, Spec: scimv1.ScimTargetSpec{
-		Endpoint: b.srv.Endpoint(), AllowInsecureHTTP: true,
-		Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "token", Key: "token"}}},
-	}}
+// createTarget creates a ScimTarget of the bench namespace (the "token" Secret) and waits
+// until it is Ready.
+func (b *bench) createTarget(ctx context.Context, name, endpoint string, rl *scimv1.RateLimit) error {
+	t := &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: b.targetSpec(endpoint)}
+	t.Spec.RateLimit = rl
 	if err := b.k8s.Create(ctx, t); err != nil {
 		return err
 	}
+	return b.waitTargetReady(ctx, t, func() []metav1.Condition { return t.Status.Conditions })
+}
+
+func (b *bench) targetSpec(endpoint string) scimv1.ScimTargetSpec {
+	return scimv1.ScimTargetSpec{Endpoint: endpoint, AllowInsecureHTTP: true,
+		Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "token", Key: "token"}}}}
+}
+
+func (b *bench) waitTargetReady(ctx context.Context, t client.Object, conditions func() []metav1.Condition) error {
 	return waitFor(60*time.Second, func() (bool, error) {
 		if err := b.k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
 			return false, err
 		}
-		return meta.IsStatusConditionTrue(t.Status.Conditions, "Ready"), nil
+		return meta.IsStatusConditionTrue(conditions(), "Ready"), nil
 	})
 }
 
@@ -510,13 +584,13 @@ func (b *bench) provision(ctx context.Context, n int, bare float64, floor time.D
 		return err
 	}
 	created := time.Since(start)
-	if err := b.waitReady(names, 10*time.Minute); err != nil {
+	if err := b.waitReady(keys(ns, names), 10*time.Minute); err != nil {
 		return err
 	}
 	took := time.Since(start)
 	toReady := make([]float64, 0, n)
 	for i, name := range names {
-		at, _ := b.ready.readyAt(name)
+		at, _ := b.ready.readyAt(key(ns, name))
 		toReady = append(toReady, at.Sub(createdAt[i]).Seconds())
 	}
 	p := percentiles(toReady)
@@ -533,25 +607,33 @@ func (b *bench) provision(ctx context.Context, n int, bare float64, floor time.D
 	b.res.add(fmt.Sprintf("  floor: the API server taking %d identity creates, no operator running", n), floor.Seconds(), "s", "")
 	b.res.add("  floor: kube-apiserver CPU for those creates", b.floorCPU, "s", "")
 	b.res.add(fmt.Sprintf("  floor: then %d status writes (Ready), no operator running", n), b.floorStatus.Seconds(), "s", "")
-	b.res.add("  floor: creates + status writes, against 2x the bare loop's time", (floor + b.floorStatus).Seconds(), "s",
-		fmt.Sprintf("%.3f s for 50 %%", 2*float64(n)/bare))
+	floorAll := (floor + b.floorStatus).Seconds()
+	b.res.add("  floor: creates + status writes", floorAll, "s", fmt.Sprintf("<= %.3f s for 1.5x", 1.5*floorAll))
 	b.res.add(fmt.Sprintf("  of which the API server taking the %d creates", n), created.Seconds(), "s", "")
 	b.res.add(fmt.Sprintf("  for comparison: %d ServiceAccount creates, operator idle", n), ownersTook.Seconds(), "s", "")
 	b.res.add(fmt.Sprintf("provisioning: %d identities created -> all Ready", n), took.Seconds(), "s", "")
 	b.res.add("  per identity, created -> Ready, p50", p(0.50), "s", "")
 	b.res.add("  per identity, created -> Ready, p99", p(0.99), "s", "")
+	b.res.add("provisioning time / floor (creates + status writes)", took.Seconds()/floorAll, "x", "<= 1.5", took.Seconds() <= 1.5*floorAll)
 	b.res.add("provisioning throughput", throughput, "ids/s", "")
-	b.res.add("provisioning throughput / bare loop", ratio*100, "%", ">= 50 %", ratio >= 0.5)
+	b.res.add("provisioning throughput / bare loop (information, no target)", ratio*100, "%", "")
 	b.res.add("SCIM requests per new identity", scimPerIdentity, "req", "<= 2", scimPerIdentity <= 2)
+	b.target(fmt.Sprintf("provisioning %d identities to Ready, against the floor", n), "<= 1.5x floor", took.Seconds()/floorAll, "x",
+		fmt.Sprintf("%.2fx (%.2f s)", took.Seconds()/floorAll, took.Seconds()),
+		fmt.Sprintf("floor %.2f s: %d creates %.2f s + Ready status writes %.2f s, no operator", floorAll, n, floor.Seconds(), b.floorStatus.Seconds()),
+		took.Seconds() <= 1.5*floorAll)
+	b.info("provisioning throughput / bare loop of the same SCIM calls", ratio*100, "%",
+		fmt.Sprintf("%.1f %% (%.0f ids/s)", ratio*100, throughput), fmt.Sprintf("bare loop %.0f ids/s; retired as a target", bare))
+	b.target("SCIM requests per new identity", "<= 2", scimPerIdentity, "req", fmt.Sprintf("%.2f", scimPerIdentity), "", scimPerIdentity <= 2)
 	b.res.add("Kubernetes API writes per identity provisioned", (writesAfter-writesBefore)/float64(n), "writes", "")
 	b.addQueue("provisioning", qBefore, qAfter)
 	b.addCPU("provisioning", cpuBefore, cpuAfter, took.Seconds())
 	return nil
 }
 
-// waitReady waits until every named identity was seen Ready.
-func (b *bench) waitReady(names []string, timeout time.Duration) error {
-	return waitFor(timeout, func() (bool, error) { return b.ready.count(names) == len(names), nil })
+// waitReady waits until every identity (keys) was seen Ready.
+func (b *bench) waitReady(ks []string, timeout time.Duration) error {
+	return waitFor(timeout, func() (bool, error) { return b.ready.count(ks) == len(ks), nil })
 }
 
 // percentiles sorts values and returns a function giving the p-th percentile (0 < p <= 1).
@@ -646,142 +728,6 @@ func (b *bench) addQueue(phase string, before, after queueStats) {
 		b.res.add(fmt.Sprintf("  %s, %s queue: mean wait", phase, q), avg(z.waitSum-a.waitSum, z.waitCount-a.waitCount), "s", "")
 		b.res.add(fmt.Sprintf("  %s, %s queue: mean reconcile time", phase, q), avg(z.workSum-a.workSum, z.workCount-a.workCount), "s", "")
 	}
-}
-
-// resync shortens the resync interval and counts the requests of one full wave.
-func (b *bench) resync(ctx context.Context, n int) error {
-	step("Steady-state resync of %d identities", n)
-	if err := b.setResync(ctx, 30*time.Second); err != nil {
-		return err
-	}
-	time.Sleep(2 * time.Second) // the target change itself wakes every identity (no SCIM call: not due)
-	b.srv.ResetCounts()
-	writesBefore, err := b.kubeWrites()
-	if err != nil {
-		return err
-	}
-	if err := waitFor(90*time.Second, func() (bool, error) { return b.srv.Requests("GET", "Users/{id}") >= n, nil }); err != nil {
-		return fmt.Errorf("resync wave: %w", err)
-	}
-	time.Sleep(time.Second)
-	counts := b.srv.RequestCounts()
-	writesAfter, err := b.kubeWrites()
-	if err != nil {
-		return err
-	}
-	gets := float64(counts["GET Users/{id}"]) / float64(n)
-	scimWrites := counts["PATCH Users/{id}"] + counts["PUT Users/{id}"] + counts["POST Users"]
-	b.res.add("SCIM GETs per identity per steady-state resync", gets, "req", "exactly 1", gets == 1)
-	b.res.add("SCIM writes during the resync wave", float64(scimWrites), "req", "0", scimWrites == 0)
-	b.res.add("Kubernetes API writes per identity per resync", (writesAfter-writesBefore)/float64(n), "writes", "")
-	return b.setResync(ctx, 10*time.Minute)
-}
-
-func (b *bench) setResync(ctx context.Context, d time.Duration) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		t := &scimv1.ScimTarget{}
-		if err := b.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, t); err != nil {
-			return err
-		}
-		t.Spec.ResyncInterval = scimv1.DurationOf(d)
-		return b.k8s.Update(ctx, t)
-	})
-}
-
-// revoke deletes every owner (in parallel) and measures, per identity, owner deleted ->
-// account deactivated or deleted on the target.
-func (b *bench) revoke(ctx context.Context, n int) error {
-	step("Revocation: deleting the owners of %d identities (garbage collection)", n)
-	ids := map[string]string{} // identity name -> SCIM id
-	for _, u := range b.srv.Users.All() {
-		if ext, _ := u["externalId"].(string); strings.HasPrefix(ext, clusterID+"/"+ns+"/") {
-			ids[strings.TrimPrefix(ext, clusterID+"/"+ns+"/")] = u["id"].(string)
-		}
-	}
-	deletedAt := make([]time.Time, n)
-	bg := metav1.DeletePropagationBackground
-	b.srv.ResetCounts()
-	writesBefore, err := b.kubeWrites()
-	if err != nil {
-		return err
-	}
-	qBefore, cpuBefore, start := b.queueStats(), cpuSeconds(), time.Now()
-	if err := parallel(n, 32, func(i int) error {
-		o := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + identityName(i)}}
-		err := b.k8s.Delete(ctx, o, &client.DeleteOptions{PropagationPolicy: &bg})
-		deletedAt[i] = time.Now()
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := waitFor(5*time.Minute, func() (bool, error) {
-		for i := range n {
-			if _, ok := b.revoked.Load(ids[identityName(i)]); !ok {
-				return false, nil
-			}
-		}
-		return true, nil
-	}); err != nil {
-		return fmt.Errorf("revocation: %w", err)
-	}
-	wall, cpuAfter, qAfter := time.Since(start).Seconds(), cpuSeconds(), b.queueStats()
-	lat := make([]float64, 0, n)
-	for i := range n {
-		at, _ := b.revoked.Load(ids[identityName(i)])
-		lat = append(lat, at.(time.Time).Sub(deletedAt[i]).Seconds())
-	}
-	pct := percentiles(lat)
-	b.res.add("revocation latency p50 (owner deleted -> account inactive)", pct(0.50), "s", "<= 0.5 s", pct(0.50) <= 0.5)
-	b.res.add("revocation latency p90", pct(0.90), "s", "")
-	b.res.add("revocation latency p99", pct(0.99), "s", "<= 2 s", pct(0.99) <= 2)
-	b.res.add("revocation latency max", lat[len(lat)-1], "s", "")
-	b.addQueue("revocation", qBefore, qAfter)
-	b.addCPU("revocation", cpuBefore, cpuAfter, wall)
-
-	// The identities go once every target confirmed; wait so the next phase starts clean.
-	if err := waitEvery(250*time.Millisecond, 5*time.Minute, func() (bool, error) {
-		list := &scimv1.ServiceIdentityList{}
-		err := b.k8s.List(ctx, list, client.InNamespace(ns))
-		return err == nil && len(list.Items) == 0, err
-	}); err != nil {
-		return err
-	}
-	// Deletion policy Delete: one PATCH (active false, first, so a failed DELETE still leaves
-	// the account inactive) and one DELETE, however many events and passes the revocation took.
-	writesAfter, err := b.kubeWrites()
-	if err != nil {
-		return err
-	}
-	b.res.add("Kubernetes API writes per identity revoked (the operator's)", (writesAfter-writesBefore)/float64(n), "writes", "")
-	counts := b.srv.RequestCounts()
-	b.res.add("SCIM requests per revocation, garbage collection included",
-		float64(counts["PATCH Users/{id}"]+counts["DELETE Users/{id}"]+counts["GET Users/{id}"]+counts["GET Users?filter"])/float64(n), "req", "2 (PATCH, DELETE)")
-	return nil
-}
-
-// memory provisions memN identities and reads the operator's RSS and heap profile.
-func (b *bench) memory(ctx context.Context, memN int) error {
-	step("Memory: %d identities Ready", memN)
-	names := make([]string, memN)
-	if err := parallel(memN, 32, func(i int) error {
-		names[i] = fmt.Sprintf("mem-%05d", i)
-		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names[i]},
-			Spec: scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Name: "app"}}}}
-		return b.k8s.Create(ctx, si)
-	}); err != nil {
-		return err
-	}
-	if err := b.waitReady(names, 20*time.Minute); err != nil {
-		return err
-	}
-	time.Sleep(3 * time.Second)
-	rss, err := b.rss()
-	if err != nil {
-		return err
-	}
-	b.res.add(fmt.Sprintf("operator RSS, %d identities Ready", memN), rss, "MiB", "<= 150 MiB", rss <= 150)
-	b.res.HeapTop = b.heapTop()
-	return nil
 }
 
 func (b *bench) rss() (float64, error) {

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
+)
+
+// hang holds every request of a server in flight (never answered: the client gives up at its
+// timeout) while on; off serves the held requests and every later one.
+type hang struct {
+	on      atomic.Bool
+	release chan struct{}
+	once    sync.Once
+	// held is the number of requests held now; arrived counts every request held.
+	held, arrived atomic.Int64
+}
+
+func newHang() *hang { return &hang{release: make(chan struct{})} }
+
+func (h *hang) rule(r *http.Request) *scimserver.Fault {
+	if !h.on.Load() {
+		return nil
+	}
+	h.arrived.Add(1)
+	h.held.Add(1)
+	defer h.held.Add(-1)
+	select {
+	case <-h.release:
+	case <-r.Context().Done():
+	}
+	return nil
+}
+
+func (h *hang) off() {
+	h.once.Do(func() {
+		h.on.Store(false)
+		close(h.release)
+	})
+}
+
+// revokeWhileHung retires n identities of the healthy target while a second target, on a
+// server of its own, holds every request it gets: b.hungN identities provisioned there are
+// updated and as many new ones are created on it, so the identity controller's workers and
+// that target's request slots are taken by calls that never return. The revocation's p99 is
+// compared with the unhindered run's.
+func (b *bench) revokeWhileHung(ctx context.Context, n int) error {
+	step("Revocation while another target hangs: %d identities on a hung target being updated or created, %d owners deleted on the healthy one", 2*b.hungN, n)
+	h := newHang()
+	defer h.off()
+	hungSrv, _, err := b.newServer(b.latency, h.rule)
+	if err != nil {
+		return err
+	}
+	if err := b.createTarget(ctx, "hung", hungSrv.Endpoint(), nil); err != nil {
+		return err
+	}
+	hungRef := scimv1.TargetReference{Name: "hung"}
+	updated, created := namesOf("hung", b.hungN), namesOf("hung-new", b.hungN)
+	if err := parallel(len(updated), 32, func(i int) error {
+		si := benchIdentity(ns, updated[i])
+		si.Spec.TargetRefs = []scimv1.TargetReference{hungRef}
+		return b.k8s.Create(ctx, si)
+	}); err != nil {
+		return err
+	}
+	if err := b.waitReady(keys(ns, updated), 5*time.Minute); err != nil {
+		return err
+	}
+	healthy := namesOf("rh", n)
+	if err := b.createOwned(ctx, scimv1.TargetReference{Name: "app"}, healthy); err != nil {
+		return err
+	}
+	ids, err := accountIDs(b.srv, ns, healthy)
+	if err != nil {
+		return err
+	}
+
+	// The target hangs: updates and creates on it send requests that are never answered.
+	h.on.Store(true)
+	if err := parallel(len(updated), 32, func(i int) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			si := &scimv1.ServiceIdentity{}
+			if err := b.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: updated[i]}, si); err != nil {
+				return err
+			}
+			si.Spec.DisplayName = "Updated " + updated[i]
+			return b.k8s.Update(ctx, si)
+		})
+	}); err != nil {
+		return err
+	}
+	if err := parallel(len(created), 32, func(i int) error {
+		si := benchIdentity(ns, created[i])
+		si.Spec.TargetRefs = []scimv1.TargetReference{hungRef}
+		return b.k8s.Create(ctx, si)
+	}); err != nil {
+		return err
+	}
+	// Until the hung target holds every slot the operator gives it (a quarter of the workers).
+	slots := int64(max(b.conc/4, 2))
+	if err := waitFor(30*time.Second, func() (bool, error) { return h.held.Load() >= slots, nil }); err != nil {
+		return fmt.Errorf("the hung target never held %d requests (held %d): %w", slots, h.held.Load(), err)
+	}
+	heldAtStart := h.held.Load()
+
+	b.srv.ResetCounts()
+	hBefore := b.revocationHistogram()
+	qBefore, cpuBefore, start := b.queueStats(), cpuSeconds(), time.Now()
+	lat, _, _, err := b.retire(ctx, healthy, ids, b.revoked)
+	if err != nil {
+		return err
+	}
+	wall, cpuAfter, qAfter := time.Since(start).Seconds(), cpuSeconds(), b.queueStats()
+	heldAtEnd, arrived := h.held.Load(), h.arrived.Load()
+	pct := percentiles(lat)
+	bound := 1.5 * b.unhinderedP99
+	b.res.add("hung target: requests held when the owners were deleted", float64(heldAtStart), "req", "")
+	b.res.add("hung target: requests held when the last account was revoked", float64(heldAtEnd), "req", "")
+	b.res.add("hung target: requests held in all so far", float64(arrived), "req", "")
+	b.res.add("revocation latency while a target hangs, p50", pct(0.50), "s", "")
+	b.res.add("revocation latency while a target hangs, p90", pct(0.90), "s", "")
+	b.res.add("revocation latency while a target hangs, p99", pct(0.99), "s",
+		fmt.Sprintf("<= %.3f s (1.5x unhindered p99)", bound), pct(0.99) <= bound)
+	b.res.add("revocation latency while a target hangs, max", lat[len(lat)-1], "s", "")
+	b.res.add("revocation latency while a target hangs, mean", mean(lat), "s", "")
+	b.addQueue("revocation while a target hangs", qBefore, qAfter)
+	b.addCPU("revocation while a target hangs", cpuBefore, cpuAfter, wall)
+	b.target(fmt.Sprintf("revocation latency p99, %d owners deleted while another target hangs", n), "<= 1.5x unhindered p99",
+		pct(0.99), "s", fmt.Sprintf("%.3f s (%.2fx)", pct(0.99), pct(0.99)/b.unhinderedP99),
+		fmt.Sprintf("unhindered p99 %.3f s, bound %.3f s; %d requests held on the hung target", b.unhinderedP99, bound, heldAtStart),
+		pct(0.99) <= bound)
+
+	// The target answers again; everything of the scenario goes.
+	h.off()
+	if err := b.waitGone(ctx, ns, healthy, 5*time.Minute); err != nil {
+		return err
+	}
+	b.addRevocationHistogram("revocation while a target hangs", hBefore)
+	hung := append(append([]string{}, updated...), created...)
+	if err := parallel(len(hung), 32, func(i int) error {
+		return client.IgnoreNotFound(b.k8s.Delete(ctx, benchIdentity(ns, hung[i])))
+	}); err != nil {
+		return err
+	}
+	return b.waitGone(ctx, ns, hung, 5*time.Minute)
+}
