@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -154,6 +156,9 @@ func (r *ServiceIdentityReconciler) ownerRetired(ctx context.Context, si *scimv1
 	if why := r.retiredByEvent(si); why != "" {
 		return why, nil
 	}
+	if why, err := r.namespaceTerminating(ctx, si.Namespace); why != "" || err != nil {
+		return why, err
+	}
 	w := workloadOwner(si)
 	if w == nil {
 		return "", nil
@@ -263,4 +268,27 @@ func (r *ServiceIdentityReconciler) reconcileOwnerRetired(si *scimv1.ServiceIden
 	meta.RemoveStatusCondition(&si.Status.Conditions, ConditionStalled)
 	si.Status.ObservedGeneration = gen
 	return ctrl.Result{}, nil
+}
+
+// namespaceTerminating reports an identity whose namespace is being deleted: everything in it
+// goes, so its accounts are revoked at once rather than when the namespace controller, which
+// deletes a large namespace's objects over minutes, reaches the identity.
+func (r *ServiceIdentityReconciler) namespaceTerminating(ctx context.Context, namespace string) (string, error) {
+	ns := &corev1.Namespace{}
+	if err := r.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	if ns.DeletionTimestamp.IsZero() {
+		return "", nil
+	}
+	return "namespace " + namespace + " is being deleted", nil
+}
+
+// namespaceDeletionStarted passes the update that sets a namespace's deletionTimestamp.
+type namespaceDeletionStarted struct{ predicate.Funcs }
+
+func (namespaceDeletionStarted) Create(event.CreateEvent) bool { return false }
+func (namespaceDeletionStarted) Delete(event.DeleteEvent) bool { return false }
+func (namespaceDeletionStarted) Update(e event.UpdateEvent) bool {
+	return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
 }

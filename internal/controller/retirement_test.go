@@ -6,6 +6,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -69,5 +70,29 @@ var _ = Describe("Level-triggered retirement", func() {
 
 		Eventually(accountsWithExternalID(ns, "orphaned"), "10s").Should(BeEmpty())
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+	})
+})
+
+var _ = Describe("A namespace being deleted", func() {
+	ctx := context.Background()
+
+	It("revokes every identity in it at once, without waiting for the namespace controller to delete them", func() {
+		ns := readyTargetNamespace(ctx)
+		names := []string{"first", "second", "third"}
+		for _, n := range names {
+			si := newIdentity(ns, n, "acme")
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		}
+		// The suite has no namespace controller: the namespace stays Terminating and the
+		// identities stay, as they do for minutes in a large namespace of a real cluster.
+		Expect(k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		for _, n := range names {
+			Eventually(accountsWithExternalID(ns, n)).Should(BeEmpty(), n)
+			si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: n}}
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+			Expect(condition(si, ConditionReady).Message).To(ContainSubstring("namespace " + ns + " is being deleted"))
+			Expect(si.DeletionTimestamp.IsZero()).To(BeTrue(), "revoked before its own deletion")
+		}
 	})
 })

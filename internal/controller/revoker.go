@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -93,6 +95,9 @@ func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceI
 func (r *ServiceIdentityReconciler) setupRevoker(mgr ctrl.Manager) error {
 	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr).Named("revoke"), true).
 		Watches(&scimv1.ServiceIdentity{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(deletionStarted{clock: r.Revocations})).
+		// A namespace being deleted retires every identity in it at once (ownerRetired).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.allIdentitiesInNamespace),
+			builder.WithPredicates(namespaceDeletionStarted{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Complete(revoker{Reader: r.Client, deprovisioner: r.Deprovisioner, retirement: r.ownerRetired, locks: &r.locks, handOver: r.wake})
 }
@@ -155,4 +160,18 @@ func (k *keyLocks) lock(name types.NamespacedName) (unlock func()) {
 		}
 		k.mu.Unlock()
 	}
+}
+
+// allIdentitiesInNamespace maps a namespace to every identity in it.
+func (r *ServiceIdentityReconciler) allIdentitiesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &scimv1.ServiceIdentityList{}
+	if err := r.List(ctx, list, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing the identities of a namespace being deleted", "namespace", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, si := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}})
+	}
+	return reqs
 }

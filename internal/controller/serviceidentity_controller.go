@@ -514,13 +514,22 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(targetChangedPredicate{})).
 		// A namespace's labels decide whether a ClusterScimTarget's selector allows it: a change
 		// provisions, or withdraws access and deprovisions, at once rather than at the next resync.
-		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.identitiesInNamespace),
-			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.namespaceChanged), builder.WithPredicates(
+			predicate.Or[client.Object](predicate.LabelChangedPredicate{}, namespaceDeletionStarted{}))).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Channel(r.Flags.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("serviceidentity").
 		Complete(r)
+}
+
+// namespaceChanged maps a namespace whose labels changed to its identities that use a
+// ClusterScimTarget, and a namespace being deleted to all of its identities (retired).
+func (r *ServiceIdentityReconciler) namespaceChanged(ctx context.Context, o client.Object) []reconcile.Request {
+	if !o.GetDeletionTimestamp().IsZero() {
+		return r.allIdentitiesInNamespace(ctx, o)
+	}
+	return r.identitiesInNamespace(ctx, o)
 }
 
 // identitiesInNamespace maps a namespace to its identities that use a ClusterScimTarget.
