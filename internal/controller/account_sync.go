@@ -146,7 +146,8 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 		return found, false, lerr
 	}
 	found, adopted, lerr := a.byUserName(ctx)
-	if lerr == nil && found == nil {
+	if st := scim.TypeOf(err); lerr == nil && found == nil && (st == "uniqueness" || st == "") {
+		// Only a uniqueness refusal (or one that does not say) is worth a scan of the target.
 		found, adopted, lerr = a.byUserNameScan(ctx)
 	}
 	if errors.Is(lerr, errAccountConflict) {

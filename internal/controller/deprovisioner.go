@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
+	"strings"
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,6 +36,10 @@ const (
 	// policy applies, and Orphan counts as Deactivate: a tenant cannot keep an account whose
 	// access the target's owner withdrew.
 	causeWithdrawn
+	// causeSuspended: governance suspends the identity (review overdue, owner inactive past
+	// its grace): every account is deactivated, whatever the deletion policy, and provisioned
+	// again once governance is satisfied.
+	causeSuspended
 )
 
 // Deprovisioner is the one path by which accounts are taken away. Every entry point uses it:
@@ -130,9 +136,13 @@ func (d *Deprovisioner) observeRevocation(si *scimv1.ServiceIdentity) {
 // Target applies the deletion policy the cause calls for to the identity's account(s) on one
 // target, and records the result on the entry.
 func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, cause deprovisionCause) outcome {
-	// Every cause is a revocation: its calls go before provisioning and sweeps under the
-	// target's rate limit, and may take the slots reserved for it.
-	ctx = scim.Urgent(ctx)
+	// A retirement or a withdrawal is a revocation: its calls go before provisioning and
+	// sweeps under the target's rate limit, and may take the slots reserved for it. Causes a
+	// tenant can set off at will (a dropped targetRef, an expiry it chose, a suspension) do
+	// not jump that queue.
+	if cause == causeRetired || cause == causeWithdrawn {
+		ctx = scim.Urgent(ctx)
+	}
 	ref := scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}
 	t, err := getTarget(ctx, d.Client, ref, si.Namespace, d.ClusterResourceNamespace)
 	if err != nil {
@@ -153,11 +163,18 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 		}
 	}
 	policy := t.DeletionPolicy(si)
+	if cause == causeExpired && si.Status.ExpiryCappedBy != "" {
+		// The expiry a target's maxTTL imposed: the identity's own Orphan cannot outlive it.
+		cause = causeWithdrawn
+	}
 	if cause == causeWithdrawn {
 		policy = t.DeletionPolicy(&scimv1.ServiceIdentity{})
 		if policy == scimv1.DeletionPolicyOrphan {
 			policy = scimv1.DeletionPolicyDeactivate
 		}
+	}
+	if cause == causeSuspended {
+		policy = scimv1.DeletionPolicyDeactivate // kept, inactive, until governance is satisfied
 	}
 	if policy == scimv1.DeletionPolicyOrphan {
 		entry.State = scimv1.TargetStateDeprovisioned
@@ -201,28 +218,25 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	return outcome{}
 }
 
-// evidence reads each deprovisioned account back and records on the entry what the target
-// confirmed: 404 (NotFound), or the account with active false (Inactive). An account still
-// active is an error: the revocation is retried. No account found by the lookup is NotFound
-// (the lookup was the read). A Security Event Token is sent for the confirmation when a
+// evidence reads the identity's accounts back by externalId after deprovisioning and records
+// on the entry what the target confirmed: none left (NotFound), or only accounts with active
+// false (Inactive). An account still active is an error: the revocation is retried, and its
+// next pass looks the accounts up and deprovisions each. A Security Event Token is sent for the confirmation when a
 // publisher is configured, once per confirmation on record.
 func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity, a *accountSync, entry *scimv1.IdentityTargetStatus,
 	ids []string, policy scimv1.DeletionPolicy) error {
+	// Read back by externalId, not by id: the same request, and it also finds a second
+	// account carrying our externalId that a revocation of the account on record did not see.
 	result := scimv1.RevocationNotFound
-	for _, id := range ids {
-		u, err := a.c.Get(ctx, a.kind.endpoint, id)
-		switch {
-		case scim.IsNotFound(err):
-		case err != nil:
-			return fmt.Errorf("reading back account %s on %s after deprovisioning it: %w", scim.Sanitize(id, 128), a.t.Key(), err)
-		case u.ExternalID() != a.externalID:
-			// The id names another account now (deleted, and the id reused): ours is gone.
-		default:
-			if active, present := u.Active(); !present || active {
-				return fmt.Errorf("account %s on %s is still active after it was deprovisioned; retrying", scim.Sanitize(id, 128), a.t.Key())
-			}
-			result = scimv1.RevocationInactive
+	left, err := a.findOurs(ctx)
+	if err != nil {
+		return fmt.Errorf("reading back the accounts on %s after deprovisioning them: %w", a.t.Key(), err)
+	}
+	for _, u := range left {
+		if active, present := u.Active(); !present || active {
+			return fmt.Errorf("account %s on %s is still active after it was deprovisioned; retrying", scim.Sanitize(u.ID(), 128), a.t.Key())
 		}
+		result = scimv1.RevocationInactive
 	}
 	if prev := entry.Revocation; prev != nil && prev.Result == result && entry.State == scimv1.TargetStateDeprovisioned {
 		return nil // confirmed before: keep the time and the token sent for it
@@ -243,7 +257,7 @@ func (d *Deprovisioner) publish(ctx context.Context, si *scimv1.ServiceIdentity,
 	if result == scimv1.RevocationInactive {
 		typ = secevent.AccountDisabled
 	}
-	jti, err := d.SecurityEvents.Publish(ctx, secevent.Event{Type: typ, Subject: secevent.SCIMAccount(a.c.Endpoint(), ids[0]),
+	jti, err := d.SecurityEvents.Publish(ctx, secevent.Event{Type: typ, Subject: secevent.URI(strings.TrimRight(a.c.Endpoint(), "/") + "/" + a.kind.endpoint + "/" + url.PathEscape(ids[0])),
 		Time: entry.Revocation.ConfirmedAt.Time, Txn: string(si.UID)})
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "Security event not sent", "target", a.t.Key(), "event", typ.Short())
@@ -252,12 +266,14 @@ func (d *Deprovisioner) publish(ctx context.Context, si *scimv1.ServiceIdentity,
 	return jti
 }
 
-// onRecord deprovisions the account on record without looking it up first, when its recorded
-// ETag can prove it is still the account we last saw as ours: the deactivating PATCH carries
-// If-Match with that version, so it applies only to that account, unchanged since. Then a
-// revocation costs two requests (PATCH, DELETE) instead of three. It reports false, having
-// changed nothing, when it cannot: no id or version on record, no ETags or PATCH, or the
-// account changed or went (412, 404); the caller then looks the accounts up by externalId.
+// onRecord deprovisions the account on record without looking it up first: the deactivating
+// PATCH carries If-Match with the recorded version, so a provider that enforces it applies it
+// only to that account, unchanged since we last saw it as ours, and the DELETE follows only
+// when the PATCH's answer shows that account with our externalId. Then a revocation costs two
+// requests (PATCH, DELETE) instead of three. It reports false when it cannot: no id or version
+// on record, no ETags or PATCH, the account changed or went (412, 404), or the answer does not
+// show our account (a 204; a provider that reused the id and ignores If-Match, whose account
+// is then deactivated but never deleted); the caller then looks the accounts up by externalId.
 func (d *Deprovisioner) onRecord(ctx context.Context, a *accountSync, entry *scimv1.IdentityTargetStatus, policy scimv1.DeletionPolicy) (bool, error) {
 	if entry.ID == "" || entry.Version == "" || !a.useETag() || !a.usePatch() ||
 		(entry.State != scimv1.TargetStateProvisioned && entry.State != scimv1.TargetStateSuspended) {
@@ -318,7 +334,14 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 	}
 	var err error
 	if a.usePatch() {
-		_, err = a.c.Patch(ctx, a.kind.endpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
+		var patched scim.Resource
+		patched, err = a.c.Patch(ctx, a.kind.endpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
+		if err == nil && ifMatch != "" && (patched == nil || patched.ID() != id || !a.ours(patched)) {
+			// The version matched, but the answer does not show our account (a 204, or a
+			// provider that reused the id and does not enforce If-Match): no DELETE on that
+			// word; the accounts are looked up by externalId.
+			return errNotOnRecord
+		}
 		if scim.IsNotImplemented(err) {
 			a.patchRefused(err)
 			if u.ExternalID() == "" { // onRecord's account: no body to PUT; look it up

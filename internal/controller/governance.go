@@ -220,7 +220,7 @@ func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.S
 	if now.Before(deadline) {
 		return "", min(wake, deadline.Sub(now))
 	}
-	return fmt.Sprintf("%s since %s (grace %s): every account is suspended (active=false) until an active owner is set in spec.owner",
+	return fmt.Sprintf("%s since %s (grace %s): every account is deactivated until an active owner is set in spec.owner",
 		next.Message, next.Since.UTC().Format(time.RFC3339), p.suspendAfter), wake
 }
 
@@ -287,8 +287,14 @@ func (r *ServiceIdentityReconciler) askDirectory(ctx context.Context, owner stri
 		}
 	}
 	switch {
+	case !seen && d.ref.TargetKind() == scimv1.KindClusterScimTarget:
+		// The cluster's directory tells tenants whether a person is active, not whether they
+		// ever were: who exists in it is not theirs to learn.
+		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is not an active account in directory %s", owner, dirKey)
 	case !seen:
 		return scimv1.OwnerMissing, fmt.Sprintf("owner %q has no account in directory %s", owner, dirKey)
+	case !active && d.ref.TargetKind() == scimv1.KindClusterScimTarget:
+		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is not an active account in directory %s", owner, dirKey)
 	case !active:
 		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is inactive in directory %s (the person left?)", owner, dirKey)
 	}
@@ -360,6 +366,6 @@ func (r *ServiceIdentityReconciler) checkReview(si *scimv1.ServiceIdentity, p po
 	if now.Before(st.NextReviewAt.Time) {
 		return "", st.NextReviewAt.Sub(now)
 	}
-	return fmt.Sprintf("review overdue since %s (every %s): every account is suspended (active=false) until attested with annotation %s",
+	return fmt.Sprintf("review overdue since %s (every %s): every account is deactivated until attested with annotation %s",
 		st.NextReviewAt.UTC().Format(time.RFC3339), every, scimv1.ReviewedAtAnnotation), 0
 }

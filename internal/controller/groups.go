@@ -78,8 +78,9 @@ func (a *accountSync) joinGroup(ctx context.Context, name, userID string) error 
 }
 
 // changeMembers adds or removes one member: a PATCH of the group (RFC form), or, where the
-// provider refuses PATCH, a PUT of the group with its member list changed by that member
-// only (read just before; If-Match when the provider supports ETags).
+// provider refuses PATCH, a PUT of the group as just read with its member list changed by that
+// member only (If-Match when the provider supports ETags; without them a concurrent change to
+// the group between the read and the PUT can be lost, which status.adaptations says).
 func (a *accountSync) changeMembers(ctx context.Context, g scim.Resource, userID string, add bool) error {
 	if a.usePatch() {
 		var err error
@@ -97,20 +98,38 @@ func (a *accountSync) changeMembers(ctx context.Context, g scim.Resource, userID
 	if err != nil {
 		return err
 	}
-	var members []any
-	old, _ := current["members"].([]any)
+	raw, present := current["members"]
+	old, listed := raw.([]any)
+	switch {
+	case present && raw != nil && !listed:
+		return fmt.Errorf("group %s on %s: members is not a list", scim.Sanitize(current.ID(), 128), a.t.Key())
+	case !present && !add:
+		return nil // nothing listed to leave; the account's own deletion or deactivation stands
+	case !present:
+		// Empty, or read without its members ("returned: request"): a PUT could drop everyone
+		// else, so it is not guessed.
+		return fmt.Errorf("the provider refuses PATCH and did not return group %s's members on %s: joining it by a PUT could drop "+
+			"its other members; set spec.compatibility.patchMode: Patch if PATCH works, or add the member on the provider",
+			scim.Sanitize(current.ID(), 128), a.t.Key())
+	}
+	// The group as it is, every attribute and every other member entry as the provider sent
+	// it (type, $ref, display), changed by our one member only.
+	body := scim.Resource{}
+	for k, v := range current {
+		if k != "meta" {
+			body[k] = v
+		}
+	}
+	members := make([]any, 0, len(old)+1)
 	for _, m := range old {
-		if mm, ok := m.(map[string]any); ok && mm["value"] != userID {
-			members = append(members, map[string]any{"value": mm["value"]})
+		if mm, ok := m.(map[string]any); !ok || mm["value"] != userID {
+			members = append(members, m)
 		}
 	}
 	if add {
 		members = append(members, map[string]any{"value": userID})
 	}
-	body := scim.Resource{"schemas": []any{scim.SchemaGroup}, "id": current.ID(), "displayName": current.DisplayName(), "members": members}
-	if ext := current.ExternalID(); ext != "" {
-		body["externalId"] = ext
-	}
+	body["members"] = members
 	ifMatch := ""
 	if a.useETag() {
 		ifMatch = current.Version()

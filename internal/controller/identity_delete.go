@@ -99,6 +99,10 @@ func (r *ServiceIdentityReconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
 	}
 	for _, e := range si.Status.Targets {
 		r.verified.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
+		r.Flags.clear(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
+	}
+	for _, ref := range si.Spec.TargetRefs {
+		r.Flags.clear(verifiedKey(si, refKey(ref, si.Namespace)))
 	}
 }
 

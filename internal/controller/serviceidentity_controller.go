@@ -167,8 +167,11 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, bas
 		return r.reconcileOwnerRetired(si, failed, why)
 	}
 	p := &syncPass{outcomes: map[string]outcome{}, seen: map[string]bool{}}
+	var why, reason string
+	if why, reason, p.wake = r.govern(ctx, si, pol); why != "" {
+		return r.reconcileSuspended(ctx, si, why, reason, p.wake)
+	}
 	p.desired, p.blocked = r.desired(ctx, si, expErr, pol)
-	r.govern(ctx, si, pol, p)
 	// The owner is there: record it (after desired, which may have added the ownerReference of
 	// spec.workloadRef), so its deletion is noticed from state alone later (after a restart, or
 	// once orphan propagation removed the ownerReference). An owner no longer referenced but
@@ -202,22 +205,35 @@ type syncPass struct {
 }
 
 // govern is the governance phase: the owner is checked against the owner directories and the
-// review is checked; an identity whose review is overdue, or whose owner stayed inactive past
-// a Suspend policy's grace, has every account suspended (active=false), and says why.
-func (r *ServiceIdentityReconciler) govern(ctx context.Context, si *scimv1.ServiceIdentity, pol policy, p *syncPass) {
+// review is checked. It returns why every account must be suspended (a review overdue, an
+// owner inactive past a Suspend policy's grace; "" when none need be), the reason, and when
+// governance wants to look again.
+func (r *ServiceIdentityReconciler) govern(ctx context.Context, si *scimv1.ServiceIdentity, pol policy) (string, string, time.Duration) {
 	// A resync request asks the owner directory again rather than its cached answer.
 	handled, _ := r.resyncRequests.Load(si.UID)
 	request := si.Annotations[scimv1.ResyncRequestedAnnotation]
-	why, reason, wake := r.governance(ctx, si, pol, request != "" && handled != request)
-	p.wake = wake
-	if why == "" || p.desired == nil {
-		return
+	return r.governance(ctx, si, pol, request != "" && handled != request)
+}
+
+// reconcileSuspended deactivates every account of an identity governance suspends, through
+// the one deprovisioning path, whatever the spec says (a spec made invalid, or a group the
+// guardrails refuse, does not keep an account active), and says why. Satisfying governance
+// (an attestation, an active owner) provisions the accounts again.
+func (r *ServiceIdentityReconciler) reconcileSuspended(ctx context.Context, si *scimv1.ServiceIdentity, why, reason string,
+	wake time.Duration) (ctrl.Result, error) {
+	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, causeSuspended); len(outcomes) > 0 {
+		return r.deprovisionBlocked(si, outcomes, "Suspended by governance ("+why+"); waiting to deactivate")
 	}
-	p.desired["active"] = false
-	if p.blocked == nil {
-		p.blocked = map[string]outcome{}
+	gen := si.Generation
+	conds := &si.Status.Conditions
+	if c := meta.FindStatusCondition(*conds, ConditionReady); c == nil || c.Reason != reason {
+		r.Recorder.Eventf(si, nil, "Warning", reason, "Suspend", truncate(why, 512))
 	}
-	p.blocked["governance"] = outcome{stalled: why, reason: reason}
+	setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, reason, why)
+	setCondition(conds, gen, ConditionStalled, metav1.ConditionTrue, reason, why)
+	meta.RemoveStatusCondition(conds, ConditionReconciling)
+	si.Status.ObservedGeneration = gen
+	return ctrl.Result{RequeueAfter: wake}, nil
 }
 
 // lifetime sets status.expiresAt and reports whether the identity expired (an expiry that

@@ -96,6 +96,16 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		if spec.UserType == "" {
 			spec.UserType = si.Spec.UserType
 		}
+		// The annotations own what they can express; what they cannot (the incident kill
+		// switch, a review interval, an explicit expiry) stays as set on the identity, so
+		// `kubectl scim revoke` of a workload's identity is not undone by this reconcile.
+		spec.Suspend = si.Spec.Suspend
+		if spec.Review == nil {
+			spec.Review = si.Spec.Review
+		}
+		if spec.ExpiresAt == nil && spec.TTL == nil {
+			spec.ExpiresAt = si.Spec.ExpiresAt
+		}
 		si.Spec = *spec
 		return controllerutil.SetControllerReference(w, si, r.Scheme())
 	})

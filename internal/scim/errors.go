@@ -184,3 +184,12 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // MaxRetryAfter bounds the wait a provider may ask for: a Retry-After of a century must not
 // park an identity (and its other targets' work) that long.
 const MaxRetryAfter = 5 * time.Minute
+
+// TypeOf is the scimType of a SCIM error (RFC 7644 §3.12), "" when there is none.
+func TypeOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.ScimType
+	}
+	return ""
+}
