@@ -120,8 +120,12 @@ every target reports the account inactive, and fails naming the targets that hav
 			}
 			switch {
 			case errors.Is(err, errSuspendReverted):
-				return fmt.Errorf("%s/%s: %w (by %s) before every target confirmed; access may be restored",
-					ns, id.Name, err, suspendWriter(last))
+				hint := ""
+				if c := metav1.GetControllerOf(last); c != nil {
+					hint = fmt.Sprintf("; the identity is controlled by %s %s, whose scim.nhi.dev/* annotations the operator writes into its spec", c.Kind, c.Name)
+				}
+				return fmt.Errorf("%s/%s: %w (%s) before every target confirmed; access may be restored%s",
+					ns, id.Name, err, suspendWriter(last), hint)
 			case err != nil && last != nil:
 				pending := unconfirmed(last)
 				return fmt.Errorf("spec.suspend is set, but %d of %d targets have not confirmed within %s: %s",
@@ -195,32 +199,20 @@ func waitSuspended(ctx context.Context, dyn dynamic.Interface, ns, name string, 
 	return last, gone, err
 }
 
-// suspendWriter names who turned spec.suspend off, from managedFields: the field manager that
-// owns spec.suspend (set to false), else the one that last wrote spec (a full update that
-// dropped the field leaves no owner of it).
+// suspendWriter says who turned spec.suspend off, from managedFields: the field managers that
+// own spec.suspend (set to false). An update that rewrote the whole spec without the field
+// leaves no owner of it.
 func suspendWriter(id *identity) string {
-	if id == nil {
-		return "another writer"
-	}
 	var owners []string
-	latest, latestAt := "", time.Time{}
-	for _, mf := range id.ManagedFields {
-		if mf.FieldsV1 == nil || mf.Manager == FieldManager {
-			continue
-		}
-		fields := string(mf.FieldsV1.Raw)
-		if strings.Contains(fields, `"f:suspend"`) {
-			owners = append(owners, mf.Manager)
-		}
-		if strings.Contains(fields, `"f:spec"`) && mf.Time != nil && !mf.Time.Time.Before(latestAt) {
-			latest, latestAt = mf.Manager, mf.Time.Time
+	if id != nil {
+		for _, mf := range id.ManagedFields {
+			if mf.FieldsV1 != nil && mf.Manager != FieldManager && strings.Contains(mf.FieldsV1.GetRawString(), `"f:suspend"`) {
+				owners = append(owners, mf.Manager)
+			}
 		}
 	}
-	switch {
-	case len(owners) > 0:
-		return strings.Join(owners, ", ")
-	case latest != "":
-		return latest
+	if len(owners) == 0 {
+		return "dropped by an update of the whole spec"
 	}
-	return "another writer"
+	return "by " + strings.Join(owners, ", ")
 }

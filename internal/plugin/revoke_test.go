@@ -105,6 +105,26 @@ var _ = Describe("kubectl scim revoke", func() {
 		Expect(r.err).To(MatchError(ns + "/ci-bot: spec.suspend was set back to false (by gitops-sync) before every target confirmed; access may be restored"))
 	})
 
+	It("says when the identity is controlled by a workload whose annotations rewrote the spec", func() {
+		si := get(ctx, ns, "ci-bot")
+		si.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: "ci", UID: "sa-uid", Controller: ptr.To(true)}}
+		Expect(k8s.Update(ctx, si)).To(Succeed())
+		done := revokeAsync(ctx, "ci-bot", "-n", ns, "--timeout", "15s")
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+			g.Expect(si.Spec.Suspend).To(BeTrue())
+		}).Should(Succeed())
+		// As the workload controller does: the whole spec rewritten from the annotations, which
+		// have no suspend (the field is dropped, so no one owns it afterwards).
+		si.Spec.Suspend = false
+		Expect(k8s.Update(ctx, si, client.FieldOwner("manager"))).To(Succeed())
+
+		var r result
+		Eventually(done).Should(Receive(&r))
+		Expect(r.err).To(MatchError(ns + "/ci-bot: spec.suspend was set back to false (dropped by an update of the whole spec) before every target confirmed; " +
+			"access may be restored; the identity is controlled by ServiceAccount ci, whose scim.nhi.dev/* annotations the operator writes into its spec"))
+	})
+
 	It("bounds the recorded reason, and with --no-wait returns once spec.suspend is set", func() {
 		r := kubectlScim(ctx, time.Time{}, "revoke", "ci-bot", "-n", ns, "--no-wait", "--reason", strings.Repeat("leak ", 100))
 		Expect(r.err).NotTo(HaveOccurred())
