@@ -12,47 +12,13 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
 
-// identity is a ServiceIdentity as the plugin reads it: the typed object for the fields the API
-// has today, and the governance fields (issue 15) decoded from the same JSON into small local
-// structs, so the plugin reads them when the operator writes them and shows nothing when the
-// API server does not have them yet.
+// identity is a ServiceIdentity as the plugin reads it (through the dynamic client, so the
+// plugin needs no scheme and reads what the API server serves).
 type identity struct {
 	scimv1.ServiceIdentity
-	gov governance
 }
 
-// governance holds the optional fields of owner checks, review and revocation evidence.
-type governance struct {
-	Spec struct {
-		Review *struct {
-			Every string `json:"every,omitempty"`
-		} `json:"review,omitempty"`
-	} `json:"spec"`
-	Status struct {
-		Owner *struct {
-			State   string `json:"state,omitempty"`
-			Message string `json:"message,omitempty"`
-		} `json:"owner,omitempty"`
-		Review *struct {
-			LastReviewedAt *metav1.Time `json:"lastReviewedAt,omitempty"`
-			NextReviewAt   *metav1.Time `json:"nextReviewAt,omitempty"`
-		} `json:"review,omitempty"`
-		Targets []struct {
-			Kind       string      `json:"kind"`
-			Name       string      `json:"name"`
-			Revocation *revocation `json:"revocation,omitempty"`
-		} `json:"targets,omitempty"`
-	} `json:"status"`
-}
-
-// revocation is what a target confirmed after deprovisioning: NotFound or Inactive, and when.
-type revocation struct {
-	ConfirmedAt *metav1.Time `json:"confirmedAt,omitempty"`
-	Result      string       `json:"result,omitempty"`
-}
-
-// decodeIdentity reads an object of the API server into an identity. A governance field of
-// an unexpected shape is ignored rather than failing the whole listing.
+// decodeIdentity reads an object of the API server into an identity.
 func decodeIdentity(u *unstructured.Unstructured) (*identity, error) {
 	raw, err := u.MarshalJSON()
 	if err != nil {
@@ -62,46 +28,42 @@ func decodeIdentity(u *unstructured.Unstructured) (*identity, error) {
 	if err := json.Unmarshal(raw, &id.ServiceIdentity); err != nil {
 		return nil, fmt.Errorf("decoding ServiceIdentity %s/%s: %w", u.GetNamespace(), u.GetName(), err)
 	}
-	_ = json.Unmarshal(raw, &id.gov) // optional fields: absent or foreign shape reads as unset
 	return id, nil
 }
 
+// ownerState is status.owner.state: what the owner directory says of spec.owner ("" when no
+// directory checks it).
 func (id *identity) ownerState() string {
-	if id.gov.Status.Owner == nil {
+	if id.Status.Owner == nil {
 		return ""
 	}
-	return id.gov.Status.Owner.State
+	return string(id.Status.Owner.State)
 }
 
 func (id *identity) lastReviewedAt() *metav1.Time {
-	if id.gov.Status.Review == nil {
+	if id.Status.Review == nil {
 		return nil
 	}
-	return id.gov.Status.Review.LastReviewedAt
+	return id.Status.Review.LastReviewedAt
 }
 
 func (id *identity) nextReviewAt() *metav1.Time {
-	if id.gov.Status.Review == nil {
+	if id.Status.Review == nil || id.Status.Review.NextReviewAt.IsZero() {
 		return nil
 	}
-	return id.gov.Status.Review.NextReviewAt
+	return &id.Status.Review.NextReviewAt
 }
 
+// reviewEvery is the review interval in effect (status.review.every, which a target's
+// default may shorten), else spec.review.every.
 func (id *identity) reviewEvery() string {
-	if id.gov.Spec.Review == nil {
-		return ""
+	if r := id.Status.Review; r != nil && r.Every != "" {
+		return string(r.Every)
 	}
-	return id.gov.Spec.Review.Every
-}
-
-// revocationOf returns what the target confirmed after deprovisioning, nil when unrecorded.
-func (id *identity) revocationOf(kind, name string) *revocation {
-	for _, t := range id.gov.Status.Targets {
-		if t.Kind == kind && t.Name == name {
-			return t.Revocation
-		}
+	if id.Spec.Review != nil {
+		return string(id.Spec.Review.Every)
 	}
-	return nil
+	return ""
 }
 
 // expiresAt is status.expiresAt (spec.expiresAt or spec.ttl resolved by the operator), else
@@ -130,8 +92,8 @@ type targetRow struct {
 	UserName string `json:"userName,omitempty"`
 	Message  string `json:"message,omitempty"`
 	// LastSyncTime and Revocation are shown by why; inventory's JSON carries them too.
-	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
-	Revocation   *revocation  `json:"revocation,omitempty"`
+	LastSyncTime *metav1.Time               `json:"lastSyncTime,omitempty"`
+	Revocation   *scimv1.RevocationEvidence `json:"revocation,omitempty"`
 	// InSpec is false for a status entry whose target was removed from spec.targetRefs.
 	InSpec bool `json:"-"`
 }
@@ -150,13 +112,13 @@ func (id *identity) targets() []targetRow {
 		return nil
 	}
 	row := func(kind, name string, st *scimv1.IdentityTargetStatus, inSpec bool) targetRow {
-		r := targetRow{Kind: kind, Name: name, State: string(scimv1.TargetStatePending), InSpec: inSpec,
-			Revocation: id.revocationOf(kind, name)}
+		r := targetRow{Kind: kind, Name: name, State: string(scimv1.TargetStatePending), InSpec: inSpec}
 		if st != nil {
 			if st.State != "" {
 				r.State = string(st.State)
 			}
 			r.Active, r.ID, r.UserName, r.Message, r.LastSyncTime = st.Active, st.ID, st.UserName, st.Message, st.LastSyncTime
+			r.Revocation = st.Revocation
 		}
 		return r
 	}
@@ -210,6 +172,11 @@ func (id *identity) state() (state, reason string) {
 	case id.Spec.Suspend:
 		return StateSuspended, "spec.suspend"
 	case meta.IsStatusConditionTrue(conds, scimv1.ConditionStalled):
+		// Governance suspends the accounts without spec.suspend: an overdue review or an
+		// inactive owner past its grace.
+		if r := reasonOf(cond(scimv1.ConditionStalled)); r == scimv1.ReasonReviewOverdue || r == scimv1.ReasonOwnerInactive {
+			return StateSuspended, r
+		}
 		return StateStalled, reasonOf(cond(scimv1.ConditionStalled))
 	case meta.IsStatusConditionTrue(conds, scimv1.ConditionReady):
 		return StateReady, reasonOf(cond(scimv1.ConditionReady))
@@ -223,14 +190,14 @@ func (id *identity) state() (state, reason string) {
 
 // suspendConfirmed tells whether the target's account is known to be inactive: the operator
 // reported it Suspended, read it back with active=false, or it is gone (deprovisioned, or a
-// revocation the target confirmed).
+// revocation the target confirmed: NotFound or Inactive; Orphaned left the account as it was).
 func (t targetRow) suspendConfirmed() bool {
 	switch {
 	case t.State == string(scimv1.TargetStateSuspended), t.State == string(scimv1.TargetStateDeprovisioned):
 		return true
 	case t.Active != nil && !*t.Active:
 		return true
-	case t.Revocation != nil && t.Revocation.ConfirmedAt != nil:
+	case t.Revocation != nil && (t.Revocation.Result == scimv1.RevocationNotFound || t.Revocation.Result == scimv1.RevocationInactive):
 		return true
 	}
 	return false

@@ -28,6 +28,8 @@ type Record struct {
 	Suspended  bool        `json:"suspended"`
 	Targets    []targetRow `json:"targets"`
 	ExpiresAt  string      `json:"expiresAt,omitempty"`
+	// ExpiryCappedBy names the target whose maxTTL shortened the lifetime.
+	ExpiryCappedBy string `json:"expiryCappedBy,omitempty"`
 	// ReviewEvery is spec.review.every; LastReviewedAt and NextReviewAt come from status.review.
 	ReviewEvery    string `json:"reviewEvery,omitempty"`
 	LastReviewedAt string `json:"lastReviewedAt,omitempty"`
@@ -45,6 +47,7 @@ func recordOf(id *identity, now time.Time) Record {
 		OwnerState: id.ownerState(), State: state, Reason: reason, Suspended: id.Spec.Suspend,
 		Targets: id.targets(), ReviewEvery: id.reviewEvery(), Deleting: id.DeletionTimestamp != nil,
 		LastReviewedAt: rfc3339(id.lastReviewedAt()), NextReviewAt: rfc3339(id.nextReviewAt()),
+		ExpiryCappedBy: id.Status.ExpiryCappedBy,
 	}
 	if r.UserName == "" {
 		r.UserName = id.EffectiveUserName()

@@ -139,6 +139,47 @@ var _ = Describe("kubectl scim inventory", func() {
 		Expect(rows[4][col("state")]).To(Equal("Expired"))
 	})
 
+	It("shows the governance the operator records: owner state, review due or overdue, capped expiry", func() {
+		nsG := newNamespace(ctx)
+		overdue := identityIn(nsG, "report-bot", ref("okta"))
+		overdue.Spec.Owner = "dave@example.com"
+		overdue.Spec.Review = &scimv1.ReviewPolicy{Every: *scimv1.DurationOf(2160 * time.Hour)}
+		createIdentity(ctx, overdue, scimv1.ServiceIdentityStatus{
+			Conditions: []metav1.Condition{
+				cond(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonReviewOverdue, "Not reviewed since 2026-08-01", now.Add(-3*24*time.Hour)),
+				cond(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonReviewOverdue, "Not reviewed since 2026-08-01", now.Add(-3*24*time.Hour)),
+			},
+			Owner:          &scimv1.OwnerStatus{State: scimv1.OwnerInactive, Directory: "ScimTarget/" + nsG + "/okta", Message: "inactive in the directory"},
+			Review:         &scimv1.ReviewStatus{Every: "2160h", LastReviewedAt: mtime(now.Add(-93 * 24 * time.Hour)), NextReviewAt: metav1.NewTime(now.Add(-3 * 24 * time.Hour))},
+			Targets:        []scimv1.IdentityTargetStatus{{Kind: scimv1.KindScimTarget, Name: "okta", Active: ptr.To(false), State: scimv1.TargetStateSuspended}},
+			ExpiresAt:      mtime(now.Add(10 * 24 * time.Hour)),
+			ExpiryCappedBy: "ScimTarget/" + nsG + "/okta",
+		})
+
+		r := kubectlScim(ctx, now, "inventory", "-n", nsG)
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(r.Out).To(MatchRegexp(`(?m)^report-bot\s+dave@example.com \(Inactive\)\s+ScimTarget/okta:Suspended\s+Suspended\s+ReviewOverdue\s+\S+ \(in 10d\)\s+%s \(overdue by 3d\)$`,
+			now.Add(-3*24*time.Hour).Format(time.RFC3339)))
+
+		r = kubectlScim(ctx, now, "inventory", "-n", nsG, "-o", "json")
+		Expect(r.err).NotTo(HaveOccurred())
+		var records []map[string]any
+		Expect(json.Unmarshal([]byte(r.Out), &records)).To(Succeed())
+		Expect(records).To(ConsistOf(And(
+			HaveKeyWithValue("ownerState", "Inactive"), HaveKeyWithValue("reviewOverdue", true),
+			HaveKeyWithValue("reviewEvery", "2160h"), HaveKeyWithValue("expiryCappedBy", "ScimTarget/"+nsG+"/okta"),
+			HaveKeyWithValue("lastReviewedAt", now.Add(-93*24*time.Hour).Format(time.RFC3339)),
+			HaveKeyWithValue("nextReviewAt", now.Add(-3*24*time.Hour).Format(time.RFC3339)),
+		)))
+
+		r = kubectlScim(ctx, now, "why", "report-bot", "-n", nsG)
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(r.Out).To(MatchRegexp(`State:\s+Suspended \(ReviewOverdue\)`))
+		Expect(r.Out).To(MatchRegexp(`Owner:\s+dave@example.com \(owner Inactive: inactive in the directory\)`))
+		Expect(r.Out).To(MatchRegexp(`Review:\s+every 2160h, last \S+, next \S+ \(overdue by 3d\)`))
+		Expect(r.Out).To(MatchRegexp(`Expires:\s+\S+ \(in 10d\), capped by ScimTarget/%s/okta`, nsG))
+	})
+
 	It("says so when a namespace has no identities, and refuses an unknown output format", func() {
 		empty := newNamespace(ctx)
 		r := kubectlScim(ctx, now, "inventory", "-n", empty)

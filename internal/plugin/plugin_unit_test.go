@@ -9,6 +9,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
 
 func TestReviewTime(t *testing.T) {
@@ -93,8 +95,8 @@ func identityFrom(t *testing.T, doc string) *identity {
 	return id
 }
 
-// The governance fields of issue 15 are read when the operator writes them: owner state,
-// review schedule, revocation evidence.
+// The governance fields of issue 15 are shown: owner state, the review interval in effect
+// (status, shorter than spec here), the review schedule, the expiry cap, revocation evidence.
 func TestGovernanceFieldsAreShownWhenPresent(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	id := identityFrom(t, `
@@ -104,13 +106,14 @@ metadata: {name: billing-bot, namespace: team-a, uid: u-1}
 spec:
   owner: alice@example.com
   targetRefs: [{kind: ScimTarget, name: okta}, {kind: ClusterScimTarget, name: entra}]
-  review: {every: 2160h}
+  review: {every: 4320h}
 status:
   conditions:
   - {type: Ready, status: "False", reason: ReviewOverdue, message: overdue, lastTransitionTime: "2026-11-24T00:00:00Z"}
   owner: {state: Inactive, message: "alice@example.com is inactive in the directory"}
-  review: {lastReviewedAt: "2026-08-01T00:00:00Z", nextReviewAt: "2026-10-30T00:00:00Z"}
+  review: {every: 2160h, lastReviewedAt: "2026-08-01T00:00:00Z", nextReviewAt: "2026-10-30T00:00:00Z"}
   expiresAt: "2027-01-01T00:00:00Z"
+  expiryCappedBy: ScimTarget/team-a/okta
   targets:
   - {kind: ScimTarget, name: okta, state: Suspended, active: false, revocation: {confirmedAt: "2026-11-24T00:00:05Z", result: Inactive}}
   - {kind: ClusterScimTarget, name: entra, state: Error, message: unreachable}
@@ -123,7 +126,7 @@ status:
 	if r.State != StateNotReady || r.Reason != "ReviewOverdue" {
 		t.Errorf("state = %s (%s), want NotReady (ReviewOverdue)", r.State, r.Reason)
 	}
-	if rev := r.Targets[0].Revocation; rev == nil || rev.Result != "Inactive" || rfc3339(rev.ConfirmedAt) != "2026-11-24T00:00:05Z" {
+	if rev := r.Targets[0].Revocation; rev == nil || rev.Result != "Inactive" || rfc3339(&rev.ConfirmedAt) != "2026-11-24T00:00:05Z" {
 		t.Errorf("okta revocation = %+v", rev)
 	}
 	if r.Targets[1].Revocation != nil || r.Targets[1].suspendConfirmed() || !r.Targets[0].suspendConfirmed() {
@@ -161,26 +164,11 @@ status:
 		"Owner:         alice@example.com (owner Inactive: alice@example.com is inactive in the directory)",
 		"Review:        every 2160h, last 2026-08-01T00:00:00Z, next 2026-10-30T00:00:00Z (overdue by 26d)",
 		"revocation confirmed 2026-11-24T00:00:05Z (Inactive)",
+		"Expires:       2027-01-01T00:00:00Z (in 36d), capped by ScimTarget/team-a/okta",
 	} {
 		if !strings.Contains(why.String(), want) {
 			t.Errorf("why has no %q:\n%s", want, why.String())
 		}
-	}
-}
-
-// A governance field of another shape than expected (an API still being designed) does not
-// stop the plugin from listing identities.
-func TestGovernanceFieldOfAnotherShapeIsIgnored(t *testing.T) {
-	id := identityFrom(t, `
-metadata: {name: a, namespace: b}
-spec: {targetRefs: [{name: okta}], review: "quarterly"}
-status: {owner: "alice", review: 3}
-`)
-	if id.ownerState() != "" || id.nextReviewAt() != nil || id.reviewEvery() != "" {
-		t.Errorf("governance = %+v", id.gov)
-	}
-	if got := id.targets(); len(got) != 1 || got[0].Kind != "ScimTarget" || got[0].State != "Pending" {
-		t.Errorf("targets = %+v", got)
 	}
 }
 
@@ -193,6 +181,8 @@ func TestState(t *testing.T) {
 		{"reconciling", `{status: {conditions: [{type: Ready, status: "False", reason: Progressing}, {type: Reconciling, status: "True", reason: Progressing}]}}`, StateReconciling, "Progressing"},
 		{"not ready", `{status: {conditions: [{type: Ready, status: "False", reason: TargetUnreachable}]}}`, StateNotReady, "TargetUnreachable"},
 		{"stalled beats ready", `{status: {conditions: [{type: Ready, status: "True", reason: Provisioned}, {type: Stalled, status: "True", reason: GuardrailViolation}]}}`, StateStalled, "GuardrailViolation"},
+		{"review overdue", `{status: {conditions: [{type: Ready, status: "False", reason: ReviewOverdue}, {type: Stalled, status: "True", reason: ReviewOverdue}]}}`, StateSuspended, "ReviewOverdue"},
+		{"owner inactive", `{status: {conditions: [{type: Stalled, status: "True", reason: OwnerInactive}]}}`, StateSuspended, "OwnerInactive"},
 		{"suspended beats stalled", `{spec: {suspend: true}, status: {conditions: [{type: Stalled, status: "True", reason: X}]}}`, StateSuspended, "spec.suspend"},
 		{"expired beats suspended", `{spec: {suspend: true}, status: {conditions: [{type: Expired, status: "True", reason: Expired}]}}`, StateExpired, "Expired"},
 		{"expired condition false", `{status: {conditions: [{type: Expired, status: "False", reason: NotExpired}, {type: Ready, status: "True", reason: Ready}]}}`, StateReady, "Ready"},
@@ -219,7 +209,11 @@ func TestSuspendConfirmed(t *testing.T) {
 		{targetRow{State: "Error", Active: &tr, Message: "unreachable"}, false},
 		{targetRow{State: "Provisioned", Active: &tr}, false},
 		{targetRow{State: "Pending"}, false},
-		{targetRow{State: "Deprovisioning", Revocation: &revocation{Result: "NotFound"}}, false}, // not confirmed yet
+		{targetRow{State: "Deprovisioning"}, false},
+		{targetRow{State: "Deprovisioned", Revocation: &scimv1.RevocationEvidence{Result: scimv1.RevocationNotFound}}, true},
+		{targetRow{State: "Error", Revocation: &scimv1.RevocationEvidence{Result: scimv1.RevocationInactive}}, true},
+		// deletionPolicy Orphan left the account as it was: it may well be active.
+		{targetRow{State: "Error", Active: &tr, Revocation: &scimv1.RevocationEvidence{Result: scimv1.RevocationOrphaned}}, false},
 	}
 	for i, c := range cases {
 		if got := c.row.suspendConfirmed(); got != c.want {

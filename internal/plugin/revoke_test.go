@@ -154,26 +154,38 @@ var _ = Describe("kubectl scim against the running operator", Ordered, func() {
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: liveNS, Name: "okta-token"},
 			StringData: map[string]string{"token": testToken}}
 		Expect(k8s.Create(ctx, secret)).To(Succeed())
+		// The target is its own owner directory, where alice is an active person; it caps
+		// lifetimes at 30 days and asks for a review every 90.
+		_, err := scimSrv.Users.Create(nil, map[string]any{"userName": "alice", "active": true,
+			"emails": []any{map[string]any{"value": "alice@example.com", "primary": true}}})
+		Expect(err).NotTo(HaveOccurred())
 		Expect(k8s.Create(ctx, &scimv1.ScimTarget{
 			ObjectMeta: metav1.ObjectMeta{Namespace: liveNS, Name: "okta"},
 			Spec: scimv1.ScimTargetSpec{Endpoint: scimSrv.Endpoint(), AllowInsecureHTTP: true,
-				Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: secret.Name, Key: "token"}}}},
+				Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: secret.Name, Key: "token"}}},
+				Governance: &scimv1.Governance{
+					OwnerDirectory: &scimv1.OwnerDirectory{Name: "okta"},
+					MaxTTL:         scimv1.DurationOf(30 * 24 * time.Hour),
+					Review:         &scimv1.ReviewPolicy{Every: *scimv1.DurationOf(90 * 24 * time.Hour)},
+				}},
 		})).To(Succeed())
 		si := identityIn(liveNS, "billing-bot", ref("okta"))
 		si.Spec.Owner = "alice@example.com"
-		si.Spec.TTL = scimv1.DurationOf(90 * 24 * time.Hour)
+		si.Spec.TTL = scimv1.DurationOf(365 * 24 * time.Hour)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(func(g Gomega) {
 			got := get(ctx, liveNS, "billing-bot")
 			g.Expect(got.Status.Conditions).To(ContainElement(And(HaveField("Type", scimv1.ConditionReady), HaveField("Status", metav1.ConditionTrue))))
+			g.Expect(got.Status.Owner).To(HaveField("State", scimv1.OwnerActive))
+			g.Expect(got.Status.Review).NotTo(BeNil())
 		}).Should(Succeed())
 		Expect(scimSrv.UsersWhere("userName", "billing-bot."+liveNS)).To(ConsistOf(HaveKeyWithValue("active", true)))
 	})
 
-	It("lists the provisioned identity as Ready", func() {
+	It("lists the provisioned identity as Ready, with its owner checked, its capped expiry and its review due", func() {
 		r := kubectlScim(ctx, time.Time{}, "inventory", "-n", liveNS)
 		Expect(r.err).NotTo(HaveOccurred())
-		Expect(r.Out).To(MatchRegexp(`(?m)^billing-bot\s+alice@example.com\s+ScimTarget/okta:Provisioned\s+Ready\s+Provisioned\s+\S+ \(in 89d\)\s+-$`))
+		Expect(r.Out).To(MatchRegexp(`(?m)^billing-bot\s+alice@example.com \(Active\)\s+ScimTarget/okta:Provisioned\s+Ready\s+Provisioned\s+\S+ \(in 29d\)\s+\S+ \(in 89d\)$`))
 	})
 
 	It("revokes: the account is inactive on the target when revoke returns", func() {
@@ -196,10 +208,24 @@ var _ = Describe("kubectl scim against the running operator", Ordered, func() {
 
 		r = kubectlScim(ctx, time.Time{}, "inventory", "-n", liveNS, "-o", "csv")
 		Expect(r.err).NotTo(HaveOccurred())
-		Expect(r.Out).To(ContainSubstring(",alice@example.com,,Suspended,spec.suspend,true,ScimTarget/okta:Suspended,"))
 
-		r = kubectlScim(ctx, time.Time{}, "review", "billing-bot", "-n", liveNS)
+		Expect(r.Out).To(ContainSubstring(",alice@example.com,Active,Suspended,spec.suspend,true,ScimTarget/okta:Suspended,"))
+	})
+
+	It("records a review that the operator takes onto status.review, shown by why", func() {
+		at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+		r := kubectlScim(ctx, time.Time{}, "review", "billing-bot", "-n", liveNS, "--at", at.Format(time.RFC3339))
 		Expect(r.err).NotTo(HaveOccurred())
-		Expect(get(ctx, liveNS, "billing-bot").Annotations).To(HaveKey(scimv1.ReviewedAtAnnotation))
+		Eventually(func(g Gomega) {
+			got := get(ctx, liveNS, "billing-bot")
+			g.Expect(got.Status.Review).NotTo(BeNil())
+			g.Expect(got.Status.Review.LastReviewedAt).NotTo(BeNil())
+			g.Expect(got.Status.Review.LastReviewedAt.Time).To(BeTemporally("==", at))
+		}).Should(Succeed())
+		r = kubectlScim(ctx, time.Time{}, "why", "billing-bot", "-n", liveNS)
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(r.Out).To(MatchRegexp(`Review:\s+every 2160h0m0s, last %s, next %s \(in 89d\)`, at.Format(time.RFC3339), at.Add(90*24*time.Hour).Format(time.RFC3339)))
+		Expect(r.Out).To(MatchRegexp(`Owner:\s+alice@example.com \(owner Active`))
+		Expect(r.Out).To(MatchRegexp(`Expires:\s+\S+ \(in 29d\), capped by `))
 	})
 })

@@ -121,7 +121,7 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 	owner := orDash(id.Spec.Owner)
 	if s := id.ownerState(); s != "" {
 		owner += " (owner " + s
-		if m := id.gov.Status.Owner.Message; m != "" {
+		if m := id.Status.Owner.Message; m != "" {
 			owner += ": " + m
 		}
 		owner += ")"
@@ -138,7 +138,11 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 		p.field("Workload", "- (none: the identity lives until deleted or expired)")
 	}
 	if t := id.expiresAt(); t != nil {
-		p.field("Expires", t.Format(time.RFC3339)+" ("+relative(*t, now)+")")
+		exp := t.Format(time.RFC3339) + " (" + relative(*t, now) + ")"
+		if c := id.Status.ExpiryCappedBy; c != "" {
+			exp += ", capped by " + c
+		}
+		p.field("Expires", exp)
 	} else {
 		p.field("Expires", "- (no expiry)")
 	}
@@ -160,6 +164,9 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 				due += " (" + relative(t.Time, now) + ")"
 			}
 			parts = append(parts, due)
+		}
+		if r := id.Status.Review; r != nil && r.Message != "" {
+			parts = append(parts, r.Message)
 		}
 		p.field("Review", strings.Join(parts, ", "))
 	}
@@ -215,8 +222,8 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 				name += " (removed from spec)"
 			}
 			msg := t.Message
-			if r := t.Revocation; r != nil && r.ConfirmedAt != nil {
-				msg = strings.TrimSpace(fmt.Sprintf("revocation confirmed %s (%s) %s", rfc3339(r.ConfirmedAt), r.Result, msg))
+			if r := t.Revocation; r != nil {
+				msg = strings.TrimSpace(fmt.Sprintf("revocation confirmed %s (%s) %s", rfc3339(&r.ConfirmedAt), r.Result, msg))
 			}
 			rows = append(rows, []string{name, t.State, active, orDash(t.ID), orDash(t.UserName), sync, orDash(msg)})
 		}
