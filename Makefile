@@ -108,9 +108,16 @@ lint: ## Run golangci-lint.
 ##@ Build and run
 
 .PHONY: build
-build: ## Build the operator (bin/manager) and the reference SCIM server (bin/scimserver).
+build: ## Build the operator (bin/manager), the reference SCIM server (bin/scimserver) and the kubectl plugin (bin/kubectl-scim).
 	go build -o bin/manager ./cmd
 	go build -o bin/scimserver ./test/scimserver/cmd
+	go build -o bin/kubectl-scim ./cmd/kubectl-scim
+
+PLUGIN_DIR ?= $(HOME)/.local/bin
+.PHONY: install-plugin
+install-plugin: ## Build kubectl-scim and copy it into PLUGIN_DIR (default ~/.local/bin, which must be on PATH): then `kubectl scim`.
+	go build -o bin/kubectl-scim ./cmd/kubectl-scim
+	install -D -m 0755 bin/kubectl-scim $(PLUGIN_DIR)/kubectl-scim
 
 .PHONY: run
 run: manifests generate ## Run the operator against the current kubeconfig (CRDs must be installed: make install).

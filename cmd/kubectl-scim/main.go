@@ -1,0 +1,18 @@
+// Command kubectl-scim is the kubectl plugin of scim-operator: `kubectl scim inventory|why|review|revoke`.
+// Install it by copying the binary onto PATH (make install-plugin).
+package main
+
+import (
+	"os"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/nhi-dev/scim-operator/internal/plugin"
+)
+
+func main() {
+	cmd := plugin.NewCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	if err := cmd.Execute(); err != nil {
+		os.Exit(1)
+	}
+}
