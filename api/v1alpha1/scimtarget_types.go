@@ -171,6 +171,12 @@ type Compatibility struct {
 	// serviceProviderConfigOverride replaces discovered capabilities field by field.
 	// +optional
 	ServiceProviderConfigOverride *Capabilities `json:"serviceProviderConfigOverride,omitempty"`
+	// revokeByIfMatch says the provider enforces If-Match (RFC 7232) on PATCH: an account on
+	// record is then revoked with a PATCH conditional on its recorded ETag and a DELETE (two
+	// requests), without looking it up first. Leave it false for a provider that may ignore
+	// If-Match: it would deactivate an account reassigned to someone else since the last sync.
+	// +optional
+	RevokeByIfMatch bool `json:"revokeByIfMatch,omitempty"`
 }
 
 // OrphanPolicy says what to do with accounts that carry this cluster's externalId prefix but

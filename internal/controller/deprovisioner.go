@@ -275,6 +275,9 @@ func (d *Deprovisioner) publish(ctx context.Context, si *scimv1.ServiceIdentity,
 // show our account (a 204; a provider that reused the id and ignores If-Match, whose account
 // is then deactivated but never deleted); the caller then looks the accounts up by externalId.
 func (d *Deprovisioner) onRecord(ctx context.Context, a *accountSync, entry *scimv1.IdentityTargetStatus, policy scimv1.DeletionPolicy) (bool, error) {
+	if c := a.t.Spec.Compatibility; c == nil || !c.RevokeByIfMatch {
+		return false, nil // If-Match enforcement is the provider's word to give (spec.compatibility)
+	}
 	if entry.ID == "" || entry.Version == "" || !a.useETag() || !a.usePatch() ||
 		(entry.State != scimv1.TargetStateProvisioned && entry.State != scimv1.TargetStateSuspended) {
 		return false, nil
