@@ -113,8 +113,10 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		Expect(si.Status.Owner.Since).NotTo(BeNil())
 		Eventually(eventReasons(ctx, ns, "payroll-bot")).Should(ContainElement(ReasonOwnerInactive))
 		Eventually(get(ctx, si), "10s").Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerInactive))
-		Expect(account(ns, "payroll-bot")["active"]).To(BeFalse())
-		Expect(si.Status.Targets[0].State).To(Equal(scimv1.TargetStateSuspended))
+		Eventually(func() any { return account(ns, "payroll-bot")["active"] }).Should(BeFalse())
+		Expect(si.Status.Targets[0].State).To(Equal(scimv1.TargetStateDeprovisioned))
+		Expect(si.Status.Targets[0].Revocation).NotTo(BeNil())
+		Expect(si.Status.Targets[0].Revocation.Result).To(Equal(scimv1.RevocationInactive), "deactivated, kept for the new owner")
 		Expect(metricValue("scim_operator_identities_owner_inactive", map[string]string{"identity_namespace": ns})).To(Equal(1.0))
 
 		By("a new, active owner: the accounts are active again")
