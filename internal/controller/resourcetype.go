@@ -61,7 +61,7 @@ func kindReady(t *Target) error {
 	if want == "" || want == resourceTypeUser {
 		return nil
 	}
-	if rt := t.Status.ResourceType; rt == nil || (rt.Name != want && !(want == resourceTypeAgent && rt.Schema == scim.SchemaUser)) {
+	if rt := t.Status.ResourceType; rt == nil || (rt.Name != want && (want != resourceTypeAgent || rt.Schema != scim.SchemaUser)) {
 		return fmt.Errorf("target %s: resource type %s is not discovered yet", t.Key(), want)
 	}
 	return nil
@@ -122,12 +122,9 @@ func validEndpoint(e string) bool {
 	if !ok || rest == "" || len(rest) > 64 {
 		return false
 	}
-	for _, r := range rest {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
+	return strings.IndexFunc(rest, func(r rune) bool {
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '_'
+	}) < 0
 }
 
 // asKind makes the desired User into the target's kind: an Agent is named by "name" and has
