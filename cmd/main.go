@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,7 +33,16 @@ func init() {
 	utilruntime.Must(scimv1.AddToScheme(scheme))
 }
 
+// defaultGCPercent is the garbage collector's target when GOGC is not set: the operator's live
+// heap is mostly the informer cache, which grows with the identities; collecting at +50 %
+// instead of Go's +100 % keeps the process within its memory budget (150 MiB at 10,000
+// identities) for a little more CPU. GOGC or GOMEMLIMIT in the environment override it.
+const defaultGCPercent = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	var (
 		probeAddr, clusterID, clusterResourceNS, pprofAddr string
 		leaderElect, printVersion                          bool
