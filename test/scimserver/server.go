@@ -1,19 +1,17 @@
 package scimserver
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/elimity-com/scim"
 	"github.com/elimity-com/scim/optional"
 	"github.com/elimity-com/scim/schema"
+
+	"github.com/nhi-dev/scim-operator/test/loopback"
 )
 
 // BasePath is where the SCIM API is served; the endpoint is http://<addr>/scim/v2.
@@ -41,9 +39,7 @@ type Server struct {
 	qmu    sync.RWMutex
 	quirks Quirks
 
-	mu   sync.Mutex
-	http *http.Server
-	addr string
+	listener loopback.Server
 }
 
 // New returns a server that accepts `Authorization: Bearer <token>` ("" accepts any request).
@@ -182,51 +178,13 @@ func writeError(w http.ResponseWriter, status int, scimType, detail string) {
 }
 
 // Start listens on addr (host:port; port 0 picks one) and serves until Stop.
-func (s *Server) Start(addr string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.http != nil {
-		return errors.New("already started")
-	}
-	var ln net.Listener
-	var err error
-	// A port just released by Stop can take a moment to be reusable.
-	for range 50 {
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		return err
-	}
-	s.addr = ln.Addr().String()
-	s.http = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
-	srv := s.http
-	go func() { _ = srv.Serve(ln) }()
-	return nil
-}
+func (s *Server) Start(addr string) error { return s.listener.Start(addr, s.handler) }
 
 // Stop closes the listener and every open connection; the store is kept.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.http == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = s.http.Shutdown(ctx)
-	_ = s.http.Close()
-	s.http = nil
-}
+func (s *Server) Stop() { s.listener.Stop() }
 
 // Addr is the listening address after Start.
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Server) Addr() string { return s.listener.Addr() }
 
 // Endpoint is the SCIM base URL after Start.
 func (s *Server) Endpoint() string { return "http://" + s.Addr() + BasePath }

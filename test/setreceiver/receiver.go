@@ -11,13 +11,10 @@
 package setreceiver
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -26,6 +23,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/nhi-dev/scim-operator/test/loopback"
 )
 
 // Path is where the receiver accepts SETs: the push endpoint is http://<addr>/events.
@@ -103,9 +102,7 @@ type Receiver struct {
 	// dropAfterAccept: accept the next SETs but close the connection instead of answering.
 	dropAfterAccept int
 
-	srvMu sync.Mutex
-	srv   *http.Server
-	addr  string
+	listener loopback.Server
 }
 
 // New returns a receiver with opts.
@@ -442,52 +439,14 @@ func parseSubject(raw map[string]any) (map[string]string, *Rejection) {
 }
 
 // Start listens on addr (host:port; port 0 picks one) and serves until Stop.
-func (r *Receiver) Start(addr string) error {
-	r.srvMu.Lock()
-	defer r.srvMu.Unlock()
-	if r.srv != nil {
-		return errors.New("already started")
-	}
-	var ln net.Listener
-	var err error
-	// A port just released by Stop can take a moment to be reusable.
-	for range 50 {
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		return err
-	}
-	r.addr = ln.Addr().String()
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	srv := r.srv
-	go func() { _ = srv.Serve(ln) }()
-	return nil
-}
+func (r *Receiver) Start(addr string) error { return r.listener.Start(addr, r) }
 
 // Stop closes the listener and open connections: connections are refused until Start. What
 // was accepted is kept.
-func (r *Receiver) Stop() {
-	r.srvMu.Lock()
-	defer r.srvMu.Unlock()
-	if r.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = r.srv.Shutdown(ctx)
-	_ = r.srv.Close()
-	r.srv = nil
-}
+func (r *Receiver) Stop() { r.listener.Stop() }
 
 // Addr is the listening address after Start (kept after Stop, so Start(Addr()) reuses it).
-func (r *Receiver) Addr() string {
-	r.srvMu.Lock()
-	defer r.srvMu.Unlock()
-	return r.addr
-}
+func (r *Receiver) Addr() string { return r.listener.Addr() }
 
 // URL is the push endpoint after Start.
 func (r *Receiver) URL() string { return "http://" + r.Addr() + Path }
