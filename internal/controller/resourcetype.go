@@ -19,6 +19,8 @@ const (
 	resourceTypeAgent = "Agent"
 	// SchemaAgent is the core schema of the IETF SCIM agent drafts' Agent resource.
 	SchemaAgent = "urn:ietf:params:scim:schemas:core:2.0:Agent"
+	// defaultUserType is spec.userType's schema default.
+	defaultUserType = "ServiceAccount"
 )
 
 // accountKind is how a target's accounts are addressed and named.
@@ -129,14 +131,16 @@ func validEndpoint(e string) bool {
 
 // asKind makes the desired User into the target's kind: an Agent is named by "name" and has
 // the Agent schema; a User standing in for an Agent says userType Agent (unless the spec sets
-// one). u is not modified.
+// one other than the default). u is not modified.
 func asKind(u scim.Resource, k accountKind) scim.Resource {
 	if k == userKind {
 		return u
 	}
 	out := maps.Clone(u)
 	if k.userType != "" {
-		if _, set := out["userType"]; !set {
+		// The schema defaults userType to ServiceAccount: on a target that makes identities
+		// Agents, that default gives way; any other value the spec sets stays.
+		if cur, _ := out["userType"].(string); cur == "" || cur == defaultUserType {
 			out["userType"] = k.userType
 		}
 	}

@@ -29,6 +29,8 @@ func TestAsKind(t *testing.T) {
 			scim.Resource{"externalId": "c/ns/bot", "name": "bot.ns", "active": true, "displayName": "Bot", "schemas": []any{SchemaAgent, scim.SchemaEnterpriseUser}}},
 		{"a User standing in for an Agent says userType Agent", fallback, user(),
 			func() scim.Resource { u := user(); u["userType"] = "Agent"; return u }()},
+		{"the schema's default userType gives way to Agent", fallback, func() scim.Resource { u := user(); u["userType"] = "ServiceAccount"; return u }(),
+			func() scim.Resource { u := user(); u["userType"] = "Agent"; return u }()},
 		{"the spec's own userType wins over Agent", fallback, func() scim.Resource { u := user(); u["userType"] = "Service"; return u }(),
 			func() scim.Resource { u := user(); u["userType"] = "Service"; return u }()},
 		{"a provider's own type keeps the User attributes under its schema", custom, user(),

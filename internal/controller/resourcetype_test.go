@@ -1,0 +1,96 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
+)
+
+var _ = Describe("Resource types beyond User", func() {
+	ctx := context.Background()
+
+	// agentTarget starts a reference server (with the Agent resource type when agents) and a
+	// target on it that provisions identities as Agents.
+	agentTarget := func(ns string, agents bool) *scimserver.Server {
+		var opts []scimserver.Option
+		if agents {
+			opts = append(opts, scimserver.WithAgents())
+		}
+		srv, err := scimserver.New(testToken, opts...)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(srv.Start("127.0.0.1:0")).To(Succeed())
+		DeferCleanup(srv.Stop)
+		t := createTarget(ctx, ns, "agents", testToken, func(t *scimv1.ScimTarget) {
+			t.Spec.Endpoint = srv.Endpoint()
+			t.Spec.ResourceType = "Agent"
+			t.Spec.ResyncInterval = scimv1.DurationOf(30 * time.Second)
+		})
+		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		return srv
+	}
+
+	It("provisions, updates and revokes identities as Agents where /ResourceTypes advertises them, and says so", func() {
+		ns := newNamespace(ctx)
+		srv := agentTarget(ns, true)
+		t := &scimv1.ScimTarget{}
+		Expect(k8s.Get(ctx, keyOf(ns, "agents"), t)).To(Succeed())
+		Expect(t.Status.ResourceType).NotTo(BeNil())
+		Expect([]string{t.Status.ResourceType.Name, t.Status.ResourceType.Endpoint, t.Status.ResourceType.Schema}).
+			To(Equal([]string{"Agent", "/Agents", SchemaAgent}))
+
+		si := newIdentity(ns, "helpdesk", "agents")
+		si.Spec.DisplayName = "Helpdesk agent"
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		agents := func() []map[string]any {
+			var out []map[string]any
+			for _, a := range srv.Agents.All() {
+				if a["externalId"] == externalIDOf(ns, "helpdesk") {
+					out = append(out, a)
+				}
+			}
+			return out
+		}
+		Expect(agents()).To(ConsistOf(SatisfyAll(HaveKeyWithValue("name", "helpdesk."+ns), HaveKeyWithValue("displayName", "Helpdesk agent"))))
+		Expect(srv.UsersWhere("externalId", externalIDOf(ns, "helpdesk"))).To(BeEmpty(), "no User was made")
+		Expect(si.Status.Targets[0].UserName).To(Equal("helpdesk." + ns))
+
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "Renamed" })
+		Eventually(func() any { return agents()[0]["displayName"] }).Should(Equal("Renamed"))
+
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(gone(ctx, si)).Should(BeTrue())
+		Expect(agents()).To(BeEmpty())
+	})
+
+	It("falls back to a User with userType Agent where the provider has no Agents", func() {
+		ns := newNamespace(ctx)
+		srv := agentTarget(ns, false)
+		t := &scimv1.ScimTarget{}
+		Expect(k8s.Get(ctx, keyOf(ns, "agents"), t)).To(Succeed())
+		Expect(t.Status.ResourceType.Name).To(Equal("Agent"))
+		Expect(t.Status.ResourceType.Endpoint).To(Equal("/Users"))
+		Expect(t.Status.ResourceType.Message).To(ContainSubstring("userType Agent"))
+
+		si := newIdentity(ns, "fallback", "agents")
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		users := srv.UsersWhere("externalId", externalIDOf(ns, "fallback"))
+		Expect(users).To(HaveLen(1))
+		Expect(users[0]).To(SatisfyAll(HaveKeyWithValue("userName", "fallback."+ns), HaveKeyWithValue("userType", "Agent")))
+	})
+
+	It("refuses to change a target's resource type once set", func() {
+		ns := newNamespace(ctx)
+		t := createTarget(ctx, ns, "typed", testToken)
+		update2 := t.DeepCopy()
+		update2.Spec.ResourceType = "Agent"
+		Expect(k8s.Update(ctx, update2)).To(MatchError(ContainSubstring("resourceType cannot be changed")))
+	})
+})
