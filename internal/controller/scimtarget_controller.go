@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -450,9 +451,15 @@ func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&scimv1.ServiceIdentity{}, enqueueAfter(identityCountDelay, r.targetsOfIdentity),
 			builder.WithPredicates(identityUsePredicate{})).
 		WatchesRawSource(source.Channel(r.Breaker.Trips(r.Kind), &handler.EnqueueRequestForObject{})).
+		// A slow provider's sweep holds one worker for up to its list timeout; the others keep
+		// probing, sweeping and releasing the other targets.
+		WithOptions(controller.Options{MaxConcurrentReconciles: targetWorkers}).
 		Named(strings.ToLower(r.Kind)).
 		Complete(r)
 }
+
+// targetWorkers is how many targets of one kind are reconciled (probed, swept) at once.
+const targetWorkers = 4
 
 // identityCountDelay gathers the identity events of a burst (a thousand identities applied at
 // once) into one target reconcile, instead of a status write per identity: the target's
