@@ -68,6 +68,9 @@ type Deprovisioner struct {
 	SecurityEvents *secevent.Publisher
 	// Clock tells the time of the evidence (nil: the real clock).
 	Clock clock.PassiveClock
+	// Flags are the identities a sweep found out of step: a revoked account active again is
+	// revoked again.
+	Flags *sweepFlags
 	// Dialects remembers what providers answered that discovery did not say (shared with the
 	// identity and target controllers, which show it on the target's status.adaptations).
 	Dialects *observedDialects
@@ -100,10 +103,11 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 		// checked once more for a final one (this process did not confirm it): a copy of the
 		// identity from before its last status write can show Deprovisioned for an account
 		// provisioned again since.
-		if entry.State == scimv1.TargetStateDeprovisioned && cause != causeRetired {
+		key := targetKey(entry.Kind, si.Namespace, entry.Name)
+		// ...unless a sweep found its account active again on the target.
+		if entry.State == scimv1.TargetStateDeprovisioned && cause != causeRetired && !d.Flags.isFlagged(verifiedKey(si, key)) {
 			continue
 		}
-		key := targetKey(entry.Kind, si.Namespace, entry.Name)
 		if done, ok := d.confirmed.lookup(si, key); ok {
 			*entry = done // confirmed by another pass whose status is not written yet
 			continue
@@ -111,7 +115,7 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 		worked = true
 		if out := d.Target(ctx, si, entry, cause); !out.ok() {
 			failed[key] = out
-		} else if cause == causeRetired {
+		} else if d.Flags.clear(verifiedKey(si, key)); cause == causeRetired {
 			d.confirmed.record(si, key, *entry)
 		}
 	}

@@ -25,6 +25,10 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if refusal, err := namespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
 		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
 	} else if refusal != "" {
+		if r.Flags.isFlagged(verifiedKey(si, t.Key())) {
+			r.withdrawn.Delete(verifiedKey(si, t.Key())) // a sweep saw the account active again
+			r.Flags.clear(verifiedKey(si, t.Key()))
+		}
 		return r.accessRefused(ctx, si, t, entry, refusal), 0
 	}
 	r.withdrawn.Delete(verifiedKey(si, t.Key()))

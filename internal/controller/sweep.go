@@ -255,6 +255,12 @@ func (s *sweep) inStep(si *scimv1.ServiceIdentity, u scim.Resource) bool {
 	}
 	switch entry.State {
 	case scimv1.TargetStateProvisioned, scimv1.TargetStateSuspended:
+	case scimv1.TargetStateDeprovisioned:
+		// Revoked (expired, suspended by governance, access withdrawn): an account active
+		// again on the target is flagged, and its identity revokes it again. One left on
+		// purpose (deletionPolicy Orphan) is not.
+		active, present := u.Active()
+		return !present || !active || entry.Revocation == nil || entry.Revocation.Result == scimv1.RevocationOrphaned
 	default:
 		return true // failing or pending: its own reconcile retries it
 	}

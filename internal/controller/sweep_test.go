@@ -110,6 +110,23 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		}
 	})
 
+	It("finds a revoked account made active again on the target, and revokes it again", func() {
+		t := fastTarget(ctx, ns, "kept", func(t *scimv1.ScimTarget) { t.Spec.DeletionPolicy = scimv1.DeletionPolicyDeactivate })
+		si := newIdentity(ns, "lapsed", "kept")
+		si.Spec.TTL = scimv1.DurationOf(2 * time.Second)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si), "10s").Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Expect(si.Status.Targets[0].Revocation).NotTo(BeNil())
+		Expect(si.Status.Targets[0].Revocation.Result).To(Equal(scimv1.RevocationInactive))
+		id := account(ns, "lapsed")["id"].(string)
+		Expect(account(ns, "lapsed")["active"]).To(BeFalse())
+
+		scimSrv.Users.Mutate(id, func(a map[string]any) { a["active"] = true }) // someone on the provider's side
+		s := sweepNow(ctx, t)
+		Expect(s.Flagged).To(BeEquivalentTo(1))
+		Eventually(func() any { return account(ns, "lapsed")["active"] }).Should(BeFalse())
+	})
+
 	It("lists every account when the provider refuses the prefix filter, and says so on status", func() {
 		scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
 			if f := r.URL.Query().Get("filter"); strings.Contains(f, " sw ") && strings.Contains(f, "/"+ns+"/") {
