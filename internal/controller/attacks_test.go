@@ -513,7 +513,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			Expect(account(ns, "tenant-bot")["active"]).To(BeTrue())
 
 			allowOnly(ctx, cst, "someone-else")
-			Eventually(func() any { return account(ns, "tenant-bot")["active"] }).Should(BeFalse())
+			Eventually(func() any { return account(ns, "tenant-bot")["active"] }).Should(Equal(false))
 			Expect(stalledWith(ctx, si, ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))
 			Eventually(eventReasons(ctx, ns, "tenant-bot")).Should(ContainElement("AccessWithdrawn"))
 		})

@@ -185,9 +185,9 @@ var dialectFlowSpecs = map[string]func(ctx context.Context, e *dialectEnv){
 	"suspend": func(ctx context.Context, e *dialectEnv) {
 		si := e.ready(ctx, "susp")
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Suspend = true })
-		Eventually(func() any { return e.account("susp")["active"] }).Should(BeFalse())
+		Eventually(func() any { return e.account("susp")["active"] }).Should(Equal(false))
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Suspend = false })
-		Eventually(func() any { return e.account("susp")["active"] }).Should(BeTrue())
+		Eventually(func() any { return e.account("susp")["active"] }).Should(Equal(true))
 	},
 	"drift": func(ctx context.Context, e *dialectEnv) {
 		si := e.ready(ctx, "drift", func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "The real name" })

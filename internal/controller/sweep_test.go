@@ -124,7 +124,7 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		scimSrv.Users.Mutate(id, func(a map[string]any) { a["active"] = true }) // someone on the provider's side
 		s := sweepNow(ctx, t)
 		Expect(s.Flagged).To(BeEquivalentTo(1))
-		Eventually(func() any { return account(ns, "lapsed")["active"] }).Should(BeFalse())
+		Eventually(func() any { return account(ns, "lapsed")["active"] }).Should(Equal(false))
 	})
 
 	It("lists every account when the provider refuses the prefix filter, and says so on status", func() {
