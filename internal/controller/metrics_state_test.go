@@ -9,36 +9,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
 
 // seriesCount is the number of series of a metric whose labels include labels.
-func seriesCount(name string, labels map[string]string) int {
-	families, err := crmetrics.Registry.Gather()
-	Expect(err).NotTo(HaveOccurred())
-	n := 0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for k, v := range labels {
-				found := false
-				for _, lp := range m.GetLabel() {
-					found = found || (lp.GetName() == k && lp.GetValue() == v)
-				}
-				if !found {
-					continue next
-				}
-			}
-			n++
-		}
-	}
-	return n
-}
+func seriesCount(name string, labels map[string]string) int { return len(seriesOf(name, labels)) }
 
 var _ = Describe("Metrics for alerts", func() {
 	ctx := context.Background()
