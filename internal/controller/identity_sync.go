@@ -22,16 +22,17 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		return r.entryFailed(entry, classify(err)), 0
 	}
 	interval := resyncInterval(t.Spec)
+	key := verifiedKey(si, t.Key())
 	if refusal, err := namespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
 		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
 	} else if refusal != "" {
-		if r.Flags.isFlagged(verifiedKey(si, t.Key())) {
-			r.withdrawn.Delete(verifiedKey(si, t.Key())) // a sweep saw the account active again
-			r.Flags.clear(verifiedKey(si, t.Key()))
+		if r.Flags.isFlagged(key) {
+			r.withdrawn.Delete(key) // a sweep saw the account active again
+			r.Flags.clear(key)
 		}
 		return r.accessRefused(ctx, si, t, entry, refusal), 0
 	}
-	r.withdrawn.Delete(verifiedKey(si, t.Key()))
+	r.withdrawn.Delete(key)
 	if desired == nil {
 		return outcome{}, 0 // the spec is blocked; reconcileNormal reports why
 	}
@@ -49,11 +50,10 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: ReasonGuardrail}), 0
 	}
 	wantState := scimv1.TargetStateProvisioned
-	if active, _ := desired.Active(); !active {
-		wantState = scimv1.TargetStateSuspended // spec.suspend, or governance (review overdue, owner inactive)
+	if si.Spec.Suspend {
+		wantState = scimv1.TargetStateSuspended // governance suspends through the Deprovisioner instead (reconcileSuspended)
 	}
 	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
-	key := verifiedKey(si, t.Key())
 	if wait, skip := checkDue(inStep && !forced && !r.Flags.isFlagged(key), sweepCovers(t, r.now()),
 		r.lastVerified(key, entry), r.now(), interval); skip {
 		return outcome{}, wait

@@ -210,9 +210,16 @@ type syncPass struct {
 // governance wants to look again.
 func (r *ServiceIdentityReconciler) govern(ctx context.Context, si *scimv1.ServiceIdentity, pol policy) (string, string, time.Duration) {
 	// A resync request asks the owner directory again rather than its cached answer.
-	handled, _ := r.resyncRequests.Load(si.UID)
+	_, fresh := r.resyncRequested(si)
+	return r.governance(ctx, si, pol, fresh)
+}
+
+// resyncRequested returns the value of the identity's resync annotation, and whether it is a
+// request not acted on yet (one this process has not handled).
+func (r *ServiceIdentityReconciler) resyncRequested(si *scimv1.ServiceIdentity) (string, bool) {
 	request := si.Annotations[scimv1.ResyncRequestedAnnotation]
-	return r.governance(ctx, si, pol, request != "" && handled != request)
+	handled, _ := r.resyncRequests.Load(si.UID)
+	return request, request != "" && handled != request
 }
 
 // reconcileSuspended deactivates every account of an identity governance suspends, through
@@ -317,9 +324,8 @@ func (r *ServiceIdentityReconciler) record(ctx context.Context, si, base *scimv1
 // sync makes the account on each referenced target match the spec.
 func (r *ServiceIdentityReconciler) sync(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass) {
 	// A new value of the resync annotation checks every account now, whatever the interval.
-	p.resyncRequest = si.Annotations[scimv1.ResyncRequestedAnnotation]
-	handled, _ := r.resyncRequests.Load(si.UID)
-	forced := p.resyncRequest != "" && handled != p.resyncRequest
+	var forced bool
+	p.resyncRequest, forced = r.resyncRequested(si)
 	for _, ref := range si.Spec.TargetRefs {
 		key := refKey(ref, si.Namespace)
 		if p.seen[key] {

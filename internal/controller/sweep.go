@@ -271,9 +271,6 @@ func (s *sweep) inStep(si *scimv1.ServiceIdentity, u scim.Resource) bool {
 	if err != nil {
 		return true // the spec is blocked; its reconcile says why
 	}
-	// The account's expected state is what its identity last made it: governance may suspend
-	// an identity whose spec does not.
-	desired["active"] = entry.State == scimv1.TargetStateProvisioned
 	return len(scim.Diff(asKind(desired, s.kind), u)) == 0
 }
 
