@@ -23,7 +23,7 @@ func (e *IdentityTargetStatus) AccountOff() (bool, string) {
 			return false, "deletionPolicy Orphan left the account as it was: still active on the target"
 		}
 	}
-	if e.Active != nil && !*e.Active && (e.State == TargetStateSuspended || e.State == TargetStateDeprovisioned) {
+	if e.Active != nil && !*e.Active && e.State == TargetStateSuspended {
 		return true, "the target showed the account inactive (active=false) when it was last read"
 	}
 	if e.State == TargetStateDeprovisioned && e.ID == "" && e.Revocation == nil && e.Active == nil {
