@@ -50,6 +50,9 @@ const (
 	// ReasonReviewOverdue: the identity was not attested within its review interval; it is
 	// suspended until it is (annotation scim.nhi.dev/reviewed-at).
 	ReasonReviewOverdue = "ReviewOverdue"
+	// ReasonAccountsLeftActive: an identity's finalizer was released while an account of it
+	// is not provably inactive on a target (deletionPolicy Orphan left it as it was). Event only.
+	ReasonAccountsLeftActive = "AccountsLeftActive"
 )
 
 // ConditionOwnerActive is True while the owner directory shows the owner active.

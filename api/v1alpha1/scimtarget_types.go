@@ -204,10 +204,23 @@ type Orphans struct {
 	Interval *Duration `json:"interval,omitempty"`
 }
 
-// CircuitBreaker protects a target against mass deletion.
+// BreakerNamespace is one namespace's share of a circuit breaker's window.
+type BreakerNamespace struct {
+	// namespace of the identities (or orphaned accounts) whose deletions were charged.
+	Namespace string `json:"namespace"`
+	// charged is the number of deletions counted for the namespace in this window.
+	// +kubebuilder:validation:Minimum=0
+	Charged int32 `json:"charged"`
+}
+
+// CircuitBreaker protects a target against mass deletion. Only deletions are counted:
+// deactivating an account (a revocation, a suspension, an expiry, a withdrawal) is reversible
+// and is never held back; an account whose deletion waits is already inactive.
 type CircuitBreaker struct {
-	// maxDeletionsPerInterval is the largest number of accounts deprovisioned per interval;
-	// beyond it deprovisioning pauses and the target reports it.
+	// maxDeletionsPerInterval is the largest number of accounts deleted per interval from one
+	// namespace (each namespace has its own share, so a namespace being deleted never pauses
+	// another's deletions); beyond it deletions from that namespace pause, with their accounts
+	// inactive, and the target reports it.
 	// +kubebuilder:validation:Minimum=1
 	MaxDeletionsPerInterval int32 `json:"maxDeletionsPerInterval"`
 	// interval of the breaker's window (at least 1m).
@@ -396,6 +409,17 @@ type Guardrails struct {
 	// them. Unset: none on a ClusterScimTarget, any but the sensitive ones on a ScimTarget.
 	// +optional
 	Attributes *AllowList `json:"attributes,omitempty"`
+	// deletionPolicies an identity may choose in its spec.deletionPolicy. An identity that
+	// chooses another is refused (reason GuardrailViolation) and the target's deletionPolicy
+	// applies to its accounts. Unset or empty: Delete and Deactivate on a ClusterScimTarget
+	// (an identity's Orphan would leave an account of a shared application active after its
+	// identity expired or was deleted), any on a ScimTarget. Whatever is allowed, Orphan never
+	// keeps an account active when the identity is suspended (spec.suspend or governance),
+	// past a target's maxTTL, or when the target withdrew the namespace: it is deactivated.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=3
+	DeletionPolicies []DeletionPolicy `json:"deletionPolicies,omitempty"`
 }
 
 // AllowList is a list of permitted names or patterns; empty permits nothing.
@@ -554,11 +578,17 @@ type BreakerStatus struct {
 	// +kubebuilder:validation:Format=date-time
 	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	WindowStart metav1.Time `json:"windowStart"`
-	// charged is the number of remote deactivations and deletions counted in this window. A
-	// running operator reserves slots a few at a time; slots it reserved but did not use
-	// before a restart stay counted (the breaker errs on the side of pausing).
+	// charged is the number of remote deletions counted in this window, all namespaces
+	// together. A running operator reserves slots a few at a time; slots it reserved but did
+	// not use before a restart stay counted (the breaker errs on the side of pausing).
 	// +kubebuilder:validation:Minimum=0
 	Charged int32 `json:"charged"`
+	// namespaces is what each namespace was charged in this window: the limit applies to each
+	// on its own, so one namespace's deletions never pause another's.
+	// +optional
+	// +listType=map
+	// +listMapKey=namespace
+	Namespaces []BreakerNamespace `json:"namespaces,omitempty"`
 	// release is the value of annotation scim.nhi.dev/release-breaker this window began with;
 	// setting the annotation to a new value starts a new window.
 	// +optional

@@ -34,7 +34,7 @@ type accountSync struct {
 	kind accountKind
 	// dialects records what the provider answered that discovery did not say.
 	dialects *observedDialects
-	// charge reserves one remote deactivation or deletion with the circuit breaker; refund
+	// charge reserves one remote deletion with the circuit breaker (per namespace); refund
 	// gives it back when nothing was changed. nil: no breaker.
 	charge func(ctx context.Context) error
 	refund func()

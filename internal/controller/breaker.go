@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,11 +21,12 @@ import (
 
 const defaultBreakerInterval = time.Hour
 
-// Breaker limits remote deprovisionings (deactivations and deletions of accounts proven ours,
-// orphan clean-up included) per target and window, so a mass deletion pauses and reports
-// instead of emptying the application. Only a real remote call is charged: a lookup that
-// finds nothing, an account already inactive, or a namespace the target refuses costs
-// nothing.
+// Breaker limits remote deletions of accounts proven ours (orphan clean-up included) per
+// target, namespace and window, so a mass deletion pauses and reports instead of emptying the
+// application. Deactivations are never charged: they are reversible and are what a
+// revocation needs, so no tenant's deletions can hold back another's revocation. Each
+// namespace has its own share of the limit. Only a real remote DELETE is charged: a lookup
+// that finds nothing, or a namespace the target refuses, costs nothing.
 //
 // The window lives in the target's status.circuitBreaker, so a restart or a failover does
 // not reset it. Slots are reserved there a few at a time (a tenth of the limit) and handed out
@@ -62,14 +65,15 @@ func NewBreaker(c client.Client, reader client.Reader, clusterResourceNamespace 
 		}}
 }
 
-// BreakerOpenError says the breaker refused a deprovisioning; Wait is when a slot frees.
+// BreakerOpenError says the breaker refused a deletion; Wait is when a slot frees.
 type BreakerOpenError struct {
-	Target string
-	Wait   time.Duration
+	Target    string
+	Namespace string
+	Wait      time.Duration
 }
 
 func (e *BreakerOpenError) Error() string {
-	return fmt.Sprintf("Paused by the circuit breaker of %s; see its status", e.Target)
+	return fmt.Sprintf("Paused by the circuit breaker of %s (namespace %q's share); see its status", e.Target, e.Namespace)
 }
 
 // Trips is where the breaker announces, for one target kind, a target whose breaker opened.
@@ -101,25 +105,52 @@ func currentWindow(t *Target, interval time.Duration, now time.Time) scimv1.Brea
 	return scimv1.BreakerStatus{WindowStart: metav1.NewTime(now), Release: release}
 }
 
-func (b *Breaker) pool(t *Target) *breakerPool {
+// poolKey keys the reserved slots of one namespace on one target.
+func poolKey(t *Target, namespace string) string { return t.Key() + "|" + namespace }
+
+func (b *Breaker) pool(t *Target, namespace string) *breakerPool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := b.pools[t.Key()]
+	p := b.pools[poolKey(t, namespace)]
 	if p == nil {
 		p = &breakerPool{}
-		b.pools[t.Key()] = p
+		b.pools[poolKey(t, namespace)] = p
 	}
 	return p
 }
 
-// Charge reserves one remote deprovisioning on t. It returns a *BreakerOpenError when the
-// window's limit is reached, or the API error of a reservation that could not be written.
-func (b *Breaker) Charge(ctx context.Context, t *Target) error {
+// namespaceCharged is what a window charged one namespace.
+func namespaceCharged(w *scimv1.BreakerStatus, namespace string) int {
+	for _, n := range w.Namespaces {
+		if n.Namespace == namespace {
+			return int(n.Charged)
+		}
+	}
+	return 0
+}
+
+// chargeNamespace adds k to the namespace's share of the window and to its total.
+func chargeNamespace(w *scimv1.BreakerStatus, namespace string, k int) {
+	w.Charged += int32(k)
+	for i := range w.Namespaces {
+		if w.Namespaces[i].Namespace == namespace {
+			w.Namespaces[i].Charged += int32(k)
+			return
+		}
+	}
+	w.Namespaces = append(w.Namespaces, scimv1.BreakerNamespace{Namespace: namespace, Charged: int32(k)})
+}
+
+// Charge reserves one remote deletion on t for an account of namespace. Each namespace has
+// its own share of the limit, so one namespace's deletions never pause another's. It returns
+// a *BreakerOpenError when the namespace's share of the window is used up, or the API error
+// of a reservation that could not be written.
+func (b *Breaker) Charge(ctx context.Context, t *Target, namespace string) error {
 	limit, interval, on := breakerLimits(t)
 	if !on {
 		return nil
 	}
-	p := b.pool(t)
+	p := b.pool(t, namespace)
 	p.Lock()
 	defer p.Unlock()
 	now := b.now()
@@ -134,13 +165,14 @@ func (b *Breaker) Charge(ctx context.Context, t *Target) error {
 	for attempt := 0; ; attempt++ {
 		cur := viewOf(obj, b.ClusterResourceNamespace)
 		w := currentWindow(cur, interval, now)
-		if int(w.Charged) >= limit {
+		used := namespaceCharged(&w, namespace)
+		if used >= limit {
 			b.trip(cur)
-			return &BreakerOpenError{Target: cur.Key(), Wait: max(w.WindowStart.Add(interval).Sub(now), time.Second)}
+			return &BreakerOpenError{Target: cur.Key(), Namespace: namespace, Wait: max(w.WindowStart.Add(interval).Sub(now), time.Second)}
 		}
 		base := obj.DeepCopyObject().(client.Object)
-		k := min(chunk, limit-int(w.Charged))
-		w.Charged += int32(k)
+		k := min(chunk, limit-used)
+		chargeNamespace(&w, namespace, k)
 		cur.Status.CircuitBreaker = &w
 		err := b.Client.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 		if err == nil {
@@ -148,7 +180,7 @@ func (b *Breaker) Charge(ctx context.Context, t *Target) error {
 			return nil
 		}
 		if !apierrors.IsConflict(err) || attempt >= 8 {
-			return fmt.Errorf("recording a deprovisioning in the circuit breaker of %s: %w", t.Key(), err)
+			return fmt.Errorf("recording a deletion in the circuit breaker of %s: %w", t.Key(), err)
 		}
 		if err := b.Reader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return fmt.Errorf("reading %s for its circuit breaker: %w", t.Key(), err)
@@ -156,10 +188,10 @@ func (b *Breaker) Charge(ctx context.Context, t *Target) error {
 	}
 }
 
-// Refund gives back a slot whose deprovisioning changed nothing. It stays reserved on the API
+// Refund gives back a slot whose deletion changed nothing. It stays reserved on the API
 // server and is handed out again by this process.
-func (b *Breaker) Refund(t *Target) {
-	p := b.pool(t)
+func (b *Breaker) Refund(t *Target, namespace string) {
+	p := b.pool(t, namespace)
 	p.Lock()
 	defer p.Unlock()
 	if p.uid == t.Object.GetUID() {
@@ -174,8 +206,8 @@ func (b *Breaker) trip(t *Target) {
 	}
 }
 
-// Open reports an open breaker from the target's status: a message for its conditions and
-// when to look again.
+// Open reports an open breaker from the target's status (the namespaces whose share of the
+// window is used up): a message for its conditions and when to look again.
 func (b *Breaker) Open(t *Target) (bool, string, time.Duration) {
 	limit, interval, on := breakerLimits(t)
 	if !on {
@@ -183,20 +215,26 @@ func (b *Breaker) Open(t *Target) (bool, string, time.Duration) {
 	}
 	now := b.now()
 	w := currentWindow(t, interval, now)
-	if int(w.Charged) < limit {
+	var paused []string
+	for _, n := range w.Namespaces {
+		if int(n.Charged) < limit {
+			continue
+		}
+		p := b.pool(t, n.Namespace)
+		p.Lock()
+		unused := p.uid == t.Object.GetUID() && p.windowStart.Equal(w.WindowStart.Time) && p.free > 0
+		p.Unlock()
+		if !unused {
+			paused = append(paused, strconv.Quote(n.Namespace))
+		}
+	}
+	if len(paused) == 0 {
 		return false, "", 0
 	}
-	p := b.pool(t)
-	p.Lock()
-	unused := p.uid == t.Object.GetUID() && p.windowStart.Equal(w.WindowStart.Time) && p.free > 0
-	p.Unlock()
-	if unused {
-		return false, "", 0
-	}
-	return true, fmt.Sprintf("Circuit breaker open: %d deprovisionings since %s reached spec.circuitBreaker.maxDeletionsPerInterval=%d per %s; "+
-			"further deprovisioning on this target is paused (nothing is lost: finalizers hold the identities). "+
-			"Raise the limit, or set annotation %s to a new value to release it", w.Charged, w.WindowStart.UTC().Format(time.RFC3339), limit, interval,
-			breakerReleaseAnnotation),
+	return true, fmt.Sprintf("Circuit breaker open for namespace %s: deletions since %s reached spec.circuitBreaker.maxDeletionsPerInterval=%d per %s "+
+			"(each namespace has its own share); further deletions from it are paused, their accounts already inactive (nothing is lost: finalizers "+
+			"hold the identities). Other namespaces are not affected. Raise the limit, or set annotation %s to a new value to release it",
+			strings.Join(paused, ", "), w.WindowStart.UTC().Format(time.RFC3339), limit, interval, breakerReleaseAnnotation),
 		max(w.WindowStart.Add(interval).Sub(now), time.Second)
 }
 
@@ -204,7 +242,11 @@ func (b *Breaker) Open(t *Target) (bool, string, time.Duration) {
 func (b *Breaker) Forget(key string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.pools, key)
+	for k := range b.pools {
+		if strings.HasPrefix(k, key+"|") {
+			delete(b.pools, k)
+		}
+	}
 }
 
 // annotationPredicate passes updates that change the value of one annotation.

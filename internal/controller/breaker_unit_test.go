@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,8 @@ func breakerTarget(limit int32, interval time.Duration, start time.Time, charged
 		st.Annotations = map[string]string{breakerReleaseAnnotation: release}
 	}
 	if !start.IsZero() {
-		st.Status.CircuitBreaker = &scimv1.BreakerStatus{WindowStart: metav1.NewTime(start), Charged: charged, Release: recorded}
+		st.Status.CircuitBreaker = &scimv1.BreakerStatus{WindowStart: metav1.NewTime(start), Charged: charged, Release: recorded,
+			Namespaces: []scimv1.BreakerNamespace{{Namespace: "t", Charged: charged}}}
 	}
 	return viewOf(st, "ops")
 }
@@ -104,19 +106,19 @@ func TestBreakerPoolSlots(t *testing.T) {
 	b := NewBreaker(nil, nil, "ops")
 	b.Clock = clock
 	tg := breakerTarget(3, time.Minute, breakerEpoch, 3, "", "")
-	p := b.pool(tg)
+	p := b.pool(tg, "t")
 	p.uid, p.windowStart, p.free = tg.Object.GetUID(), breakerEpoch, 1
 
 	if open, _, _ := b.Open(tg); open {
 		t.Fatal("open although this process holds a reserved slot")
 	}
-	if err := b.Charge(t.Context(), tg); err != nil { // served from the pool: no API call (the client is nil)
+	if err := b.Charge(t.Context(), tg, "t"); err != nil { // served from the pool: no API call (the client is nil)
 		t.Fatalf("charging a reserved slot: %v", err)
 	}
 	if open, _, _ := b.Open(tg); !open {
 		t.Fatal("closed after the last reserved slot was used")
 	}
-	b.Refund(tg)
+	b.Refund(tg, "t")
 	if open, _, _ := b.Open(tg); open {
 		t.Fatal("open after a refund gave a slot back")
 	}
@@ -124,5 +126,40 @@ func TestBreakerPoolSlots(t *testing.T) {
 	next := breakerTarget(3, time.Minute, breakerEpoch.Add(time.Minute), 3, "", "")
 	if open, _, _ := b.Open(next); !open {
 		t.Fatal("a slot of the previous window kept the next full window closed")
+	}
+}
+
+// Each namespace has its own share: a namespace whose share is used up pauses its own
+// deletions only, and the message names it.
+func TestBreakerSharesPerNamespace(t *testing.T) {
+	clock := clocktesting.NewFakePassiveClock(breakerEpoch)
+	b := NewBreaker(nil, nil, "ops")
+	b.Clock = clock
+	tg := breakerTarget(3, time.Minute, breakerEpoch, 3, "", "")
+	tg.Status.CircuitBreaker.Namespaces = []scimv1.BreakerNamespace{{Namespace: "noisy", Charged: 3}}
+	open, msg, _ := b.Open(tg)
+	if !open || !strings.Contains(msg, `"noisy"`) || !strings.Contains(msg, "Other namespaces are not affected") {
+		t.Fatalf("open=%v msg=%q, want open for namespace noisy only", open, msg)
+	}
+	var paused *BreakerOpenError
+	if err := b.Charge(t.Context(), tg, "noisy"); !errors.As(err, &paused) || paused.Namespace != "noisy" {
+		t.Fatalf("charging the full namespace: %v, want a BreakerOpenError for noisy", err)
+	}
+	p := b.pool(tg, "quiet")
+	p.uid, p.windowStart, p.free = tg.Object.GetUID(), breakerEpoch, 1
+	if err := b.Charge(t.Context(), tg, "quiet"); err != nil {
+		t.Fatalf("another namespace is paused by noisy's deletions: %v", err)
+	}
+	b.Forget(tg.Key())
+	if len(b.pools) != 0 {
+		t.Fatalf("Forget left %d pools of the target", len(b.pools))
+	}
+}
+
+func TestNamespaceOf(t *testing.T) {
+	for in, want := range map[string]string{"c1/ns/name": "ns", "c1/ns": "", "c2/ns/name": "", "": "", "c1//x": ""} {
+		if got := namespaceOf("c1", in); got != want {
+			t.Errorf("namespaceOf(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -43,6 +43,7 @@ const (
 	ReasonWorkloadNotFound   = scimv1.ReasonWorkloadNotFound
 	ReasonOwnerInactive      = scimv1.ReasonOwnerInactive
 	ReasonReviewOverdue      = scimv1.ReasonReviewOverdue
+	ReasonAccountsLeftActive = scimv1.ReasonAccountsLeftActive
 	ConditionOwnerActive     = scimv1.ConditionOwnerActive
 	AnnotationTargets        = scimv1.AnnotationTargets
 	AnnotationGroups         = scimv1.AnnotationGroups

@@ -37,8 +37,8 @@ const (
 	// access the target's owner withdrew.
 	causeWithdrawn
 	// causeSuspended: governance suspends the identity (review overdue, owner inactive past
-	// its grace): every account is deactivated, whatever the deletion policy, and provisioned
-	// again once governance is satisfied.
+	// its grace), or spec.suspend is set on a spec that cannot be provisioned: every account is
+	// deactivated, whatever the deletion policy, and provisioned again once the suspension ends.
 	causeSuspended
 )
 
@@ -48,7 +48,7 @@ const (
 // longer allows the namespace, and (account by account) the orphan clean-up of the target
 // controllers. Whatever the entry point, an account is found by its externalId (the id on
 // status is not trusted on its own, and an entry with no id is looked up all the same), each
-// state-changing call is charged to the target's circuit breaker just before it is sent, and a
+// DELETE is charged to the target's circuit breaker just before it is sent, and a
 // 404 counts as done.
 type Deprovisioner struct {
 	Client client.Client
@@ -86,7 +86,8 @@ type Deprovisioner struct {
 // names or its status records (an entry with no id is looked up all the same: a crash after a
 // POST leaves one). It returns the targets that did not confirm, and whether any call was made
 // in this pass.
-func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity, cause deprovisionCause) (map[string]outcome, bool) {
+func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity, rv revocation) (map[string]outcome, bool) {
+	cause := rv.cause
 	entries := indexEntries(si.Namespace, si.Status.Targets)
 	for _, ref := range si.Spec.TargetRefs {
 		if entries[refKey(ref, si.Namespace)] == nil {
@@ -105,7 +106,9 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 		// provisioned again since.
 		key := targetKey(entry.Kind, si.Namespace, entry.Name)
 		// ...unless a sweep found its account active again on the target.
-		if entry.State == scimv1.TargetStateDeprovisioned && cause != causeRetired && !d.Flags.isFlagged(verifiedKey(si, key)) {
+		// An account Orphan left active is looked at again: the policy that applies now (a
+		// kill switch, governance) may not leave it so.
+		if off, _ := entry.AccountOff(); off && entry.State == scimv1.TargetStateDeprovisioned && cause != causeRetired && !d.Flags.isFlagged(verifiedKey(si, key)) {
 			continue
 		}
 		if done, ok := d.confirmed.lookup(si, key); ok {
@@ -113,7 +116,7 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 			continue
 		}
 		worked = true
-		if out := d.Target(ctx, si, entry, cause); !out.ok() {
+		if out := d.Target(ctx, si, entry, rv); !out.ok() {
 			failed[key] = out
 		} else if d.Flags.clear(verifiedKey(si, key)); cause == causeRetired {
 			d.confirmed.record(si, key, *entry)
@@ -139,7 +142,8 @@ func (d *Deprovisioner) observeRevocation(si *scimv1.ServiceIdentity) {
 
 // Target applies the deletion policy the cause calls for to the identity's account(s) on one
 // target, and records the result on the entry.
-func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, cause deprovisionCause) outcome {
+func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, rv revocation) outcome {
+	cause := rv.cause
 	// A retirement or a withdrawal is a revocation: its calls go before provisioning and
 	// sweeps under the target's rate limit, and may take the slots reserved for it. Causes a
 	// tenant can set off at will (a dropped targetRef, an expiry it chose, a suspension) do
@@ -159,27 +163,14 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	}
 	// A target that refuses the namespace decides the policy, whatever the cause: an identity's
 	// own Orphan cannot keep an account whose access the target's owner withdrew.
-	if cause != causeWithdrawn {
+	if cause != causeWithdrawn && cause != causeSuspended {
 		if refusal, err := namespaceAllowed(ctx, d.Client, t, si.Namespace); err != nil {
 			return entryBlocked(entry, err)
 		} else if refusal != "" {
-			cause = causeWithdrawn
+			rv.cause = causeWithdrawn
 		}
 	}
-	policy := t.DeletionPolicy(si)
-	if cause == causeExpired && si.Status.ExpiryCappedBy != "" {
-		// The expiry a target's maxTTL imposed: the identity's own Orphan cannot outlive it.
-		cause = causeWithdrawn
-	}
-	if cause == causeWithdrawn {
-		policy = t.DeletionPolicy(&scimv1.ServiceIdentity{})
-		if policy == scimv1.DeletionPolicyOrphan {
-			policy = scimv1.DeletionPolicyDeactivate
-		}
-	}
-	if cause == causeSuspended {
-		policy = scimv1.DeletionPolicyDeactivate // kept, inactive, until governance is satisfied
-	}
+	policy := effectivePolicy(t, si, rv)
 	if policy == scimv1.DeletionPolicyOrphan {
 		entry.State = scimv1.TargetStateDeprovisioned
 		entry.Message = "Account left on the target (deletionPolicy Orphan)"
@@ -320,9 +311,10 @@ func entryBlocked(entry *scimv1.IdentityTargetStatus, err error) outcome {
 }
 
 // Account applies a Delete or Deactivate policy to one account proven ours: it is set
-// inactive first (charged to the breaker; nothing is sent for an account already inactive
-// under Deactivate), then, under Delete, taken out of the groups it joined through us and
-// deleted. Deactivating first means a DELETE that fails still leaves the account unusable.
+// inactive first (never held back by the breaker; nothing is sent for an account already
+// inactive under Deactivate), then, under Delete, taken out of the groups it joined through
+// us and deleted (the DELETE charged to the breaker of the account's namespace). Deactivating
+// first means a DELETE that fails or waits for the breaker still leaves the account unusable.
 func (d *Deprovisioner) Account(ctx context.Context, a *accountSync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string) error {
 	return d.account(ctx, a, u, policy, groups, "")
 }
@@ -334,11 +326,8 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 	if active, present := u.Active(); policy == scimv1.DeletionPolicyDeactivate && present && !active {
 		return nil
 	}
-	if a.charge != nil {
-		if err := a.charge(ctx); err != nil {
-			return err
-		}
-	}
+	// Deactivating is reversible and is what security needs: the circuit breaker never holds
+	// it back. Only the irreversible DELETE below is charged.
 	var err error
 	if a.usePatch() {
 		var patched scim.Resource
@@ -352,18 +341,12 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 		if scim.IsNotImplemented(err) {
 			a.patchRefused(err)
 			if u.ExternalID() == "" { // onRecord's account: no body to PUT; look it up
-				if a.refund != nil {
-					a.refund()
-				}
 				return errNotOnRecord
 			}
 			_, err = a.c.Replace(ctx, a.kind.endpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
 		}
 	} else {
 		_, err = a.c.Replace(ctx, a.kind.endpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
-	}
-	if err != nil && a.refund != nil {
-		a.refund() // nothing changed (or we cannot tell): do not count it
 	}
 	if scim.IsNotFound(err) && ifMatch != "" {
 		return errNotOnRecord
@@ -383,8 +366,18 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 			return err
 		}
 	}
-	if err := a.c.Delete(ctx, a.kind.endpoint, id); err != nil && !scim.IsNotFound(err) {
-		return fmt.Errorf("deleting account %s on %s: %w", scim.Sanitize(id, 128), a.t.Key(), err)
+	if a.charge != nil {
+		if err := a.charge(ctx); err != nil {
+			return fmt.Errorf("account %s on %s is deactivated; deleting it waits: %w", scim.Sanitize(id, 128), a.t.Key(), err)
+		}
+	}
+	if err := a.c.Delete(ctx, a.kind.endpoint, id); err != nil {
+		if a.refund != nil {
+			a.refund() // nothing deleted (or we cannot tell): do not count it
+		}
+		if !scim.IsNotFound(err) {
+			return fmt.Errorf("deleting account %s on %s: %w", scim.Sanitize(id, 128), a.t.Key(), err)
+		}
 	}
 	return nil
 }
@@ -425,8 +418,9 @@ func (d *Deprovisioner) accountSyncFor(t *Target, c *scim.Client, externalID, us
 	a := &accountSync{c: c, t: t, externalID: externalID, userName: userName,
 		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption, kind: kindOf(t), dialects: d.Dialects}
 	if d.Breaker != nil {
-		a.charge = func(ctx context.Context) error { return d.Breaker.Charge(ctx, t) }
-		a.refund = func() { d.Breaker.Refund(t) }
+		ns := namespaceOf(d.ClusterID, externalID)
+		a.charge = func(ctx context.Context) error { return d.Breaker.Charge(ctx, t, ns) }
+		a.refund = func() { d.Breaker.Refund(t, ns) }
 	}
 	return a
 }
@@ -464,3 +458,17 @@ func (c *confirmed) record(si *scimv1.ServiceIdentity, key string, entry scimv1.
 }
 
 func (c *confirmed) forget(name types.NamespacedName) { c.m.Delete(name) }
+
+// namespaceOf is the namespace an externalId of this cluster names ("<cluster-id>/<namespace>/
+// <name>"); "" for one that names none.
+func namespaceOf(clusterID, externalID string) string {
+	rest, ok := strings.CutPrefix(externalID, clusterID+"/")
+	if !ok {
+		return ""
+	}
+	ns, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return ""
+	}
+	return ns
+}

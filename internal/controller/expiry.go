@@ -14,9 +14,11 @@ import (
 
 // reconcileExpired deprovisions every account of an expired identity per its deletion policy.
 // The object stays for audit; extending the expiry provisions again.
-func (r *ServiceIdentityReconciler) reconcileExpired(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
+// kill is why the kill switch or governance holds the identity at the same time ("": neither):
+// then no account is left active, whatever the deletion policy.
+func (r *ServiceIdentityReconciler) reconcileExpired(ctx context.Context, si *scimv1.ServiceIdentity, kill string) (ctrl.Result, error) {
 	exp := si.Status.ExpiresAt.Time.UTC().Format(time.RFC3339)
-	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, causeExpired); len(outcomes) > 0 {
+	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, revocation{cause: causeExpired, kill: kill}); len(outcomes) > 0 {
 		return r.deprovisionBlocked(si, outcomes, fmt.Sprintf("Expired at %s; waiting to deprovision", exp))
 	}
 	gen := si.Generation

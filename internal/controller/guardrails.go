@@ -80,6 +80,9 @@ func (g guardrails) check(t *Target, si *scimv1.ServiceIdentity) error {
 			refused = append(refused, fmt.Sprintf("attribute %q", a))
 		}
 	}
+	if why := deletionPolicyRefused(t, si); why != "" {
+		refused = append(refused, why)
+	}
 	if len(refused) == 0 {
 		return nil
 	}

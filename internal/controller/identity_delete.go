@@ -31,7 +31,7 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 		return ctrl.Result{}, true, r.removeFinalizer(ctx, si)
 	}
 
-	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, causeRetired); len(outcomes) > 0 {
+	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, revocation{cause: causeRetired, kill: killed(si)}); len(outcomes) > 0 {
 		res, err := r.deprovisionBlocked(si, outcomes, "Waiting to deprovision (finalizer "+scimv1.DeprovisionFinalizer+
 			" kept; set annotation "+scimv1.ForceOrphanAnnotation+"=true to release it without deprovisioning)")
 		return res, false, err
@@ -42,8 +42,13 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	if owner, _ := r.ownerRetired(ctx, si); owner != "" {
 		why = " (" + owner + ")"
 	}
-	r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q deprovisioned on every target%s%s", si.EffectiveUserName(), why,
-		evidenceSummary(si))
+	if active := stillActive(si); len(active) > 0 {
+		r.Recorder.Eventf(si, nil, "Warning", ReasonAccountsLeftActive, "Deprovision", "Account %q is still active on %s%s: %s",
+			si.EffectiveUserName(), strings.Join(active, ", "), why, truncate(evidenceSummary(si), 768))
+	} else {
+		r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q revoked on every target%s: %s", si.EffectiveUserName(), why,
+			truncate(evidenceSummary(si), 768))
+	}
 	if err := r.removeFinalizer(ctx, si); err != nil {
 		return ctrl.Result{}, false, err
 	}
@@ -115,18 +120,33 @@ func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *sci
 	return nil
 }
 
-// evidenceSummary says what each target confirmed, for the Event that records a revocation
-// (the identity, and its status, may be gone right after).
+// evidenceSummary says, for the Event that records a revocation (the identity, and its
+// status, may be gone right after), what each target's own answer proves: an account is
+// called inactive only on evidence read back from the target (AccountOff).
 func evidenceSummary(si *scimv1.ServiceIdentity) string {
-	var parts []string
-	for _, e := range si.Status.Targets {
-		if ev := e.Revocation; ev != nil {
-			parts = append(parts, fmt.Sprintf("%s confirmed %s at %s", targetKey(e.Kind, si.Namespace, e.Name), ev.Result,
-				ev.ConfirmedAt.UTC().Format(time.RFC3339)))
+	parts := make([]string, 0, len(si.Status.Targets))
+	for i := range si.Status.Targets {
+		e := &si.Status.Targets[i]
+		off, why := e.AccountOff()
+		state := "inactive"
+		if !off {
+			state = "STILL ACTIVE"
 		}
+		parts = append(parts, fmt.Sprintf("%s %s (%s)", targetKey(e.Kind, si.Namespace, e.Name), state, why))
 	}
 	if len(parts) == 0 {
-		return ""
+		return "no target on record"
 	}
-	return ": " + strings.Join(parts, "; ")
+	return strings.Join(parts, "; ")
+}
+
+// stillActive lists the targets on which the identity's account is not provably off.
+func stillActive(si *scimv1.ServiceIdentity) []string {
+	var out []string
+	for i := range si.Status.Targets {
+		if off, _ := si.Status.Targets[i].AccountOff(); !off {
+			out = append(out, targetKey(si.Status.Targets[i].Kind, si.Namespace, si.Status.Targets[i].Name))
+		}
+	}
+	return out
 }

@@ -47,6 +47,16 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		if lerr := r.leaveDisallowedGroups(ctx, si, t, entry, g); lerr != nil {
 			err = errors.Join(err, lerr)
 		}
+		if si.Spec.Suspend {
+			// The kill switch does not wait for a spec the guardrails allow.
+			if off, _ := entry.AccountOff(); !off || r.Flags.isFlagged(key) {
+				if out := r.Deprovisioner.Target(ctx, si, entry, revocation{cause: causeSuspended, kill: "spec.suspend is set"}); !out.ok() {
+					return out, 0
+				}
+			}
+			entry.Message = truncate(err.Error()+"; spec.suspend is set: any account here is deactivated", 512)
+			return outcome{stalled: entry.Message, reason: ReasonGuardrail}, 0
+		}
 		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: ReasonGuardrail}), 0
 	}
 	wantState := scimv1.TargetStateProvisioned
@@ -272,7 +282,7 @@ func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv
 	key := verifiedKey(si, t.Key())
 	if _, done := r.withdrawn.Load(key); !done {
 		had := entry.ID != ""
-		if out := r.Deprovisioner.Target(ctx, si, entry, causeWithdrawn); !out.ok() {
+		if out := r.Deprovisioner.Target(ctx, si, entry, revocation{cause: causeWithdrawn, kill: killed(si)}); !out.ok() {
 			return out
 		}
 		r.withdrawn.Store(key, true)

@@ -84,7 +84,7 @@ func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceI
 			return nil, false
 		}
 	}
-	failed, _ := v.deprovisioner.Identity(ctx, si, causeRetired)
+	failed, _ := v.deprovisioner.Identity(ctx, si, revocation{cause: causeRetired, kill: killed(si)})
 	if len(failed) > 0 {
 		logf.FromContext(ctx).V(1).Info("Fast revocation incomplete; the identity controller takes over", "targets", len(failed))
 	}

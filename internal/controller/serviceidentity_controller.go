@@ -146,32 +146,47 @@ func (r *ServiceIdentityReconciler) now() time.Time { return clockOr(r.Clock).No
 // reconcileNormal runs the phases of a live identity, each a method named for what it
 // decides, in this order:
 //
-//  1. lifetime   an identity past its expiry is deprovisioned, and stays so until extended;
-//  2. retirement an identity whose workload is gone (decided from state) is revoked;
-//  3. desired    the account the spec asks for, or why none can be provisioned;
-//  4. record     targets named for the first time are recorded on status before any call;
-//  5. sync       the account on each referenced target is made to match;
-//  6. drop       accounts on targets no longer referenced are deprovisioned;
-//  7. report     conditions, Events and when to look again.
+//  1. govern     the owner and the review are checked first: the kill switch (spec.suspend)
+//     and a governance suspension hold whatever else follows, so no later phase can
+//     return with an account left active;
+//  2. lifetime   an identity past its expiry is deprovisioned, and stays so until extended;
+//  3. retirement an identity whose workload is gone (decided from state) is revoked;
+//  4. suspend    a governance suspension deactivates every account;
+//  5. desired    the account the spec asks for, or why none can be provisioned (with
+//     spec.suspend set, a spec that cannot be provisioned deactivates every account);
+//  6. record     targets named for the first time are recorded on status before any call;
+//  7. sync       the account on each referenced target is made to match;
+//  8. drop       accounts on targets no longer referenced are deprovisioned;
+//  9. report     conditions, Events and when to look again.
 func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, base *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
 	pol := r.policyOf(ctx, si)
+	p := &syncPass{outcomes: map[string]outcome{}, seen: map[string]bool{}}
+	var govWhy, govReason string
+	govWhy, govReason, p.wake = r.govern(ctx, si, pol)
+	kill := killed(si)
+	if govWhy != "" {
+		kill = "suspended by governance (" + govReason + ")"
+	}
 	expErr, expired := r.lifetime(si, pol)
 	if expired {
-		return r.reconcileExpired(ctx, si)
+		return r.reconcileExpired(ctx, si, kill)
 	}
 	if why, err := r.ownerRetired(ctx, si); err != nil {
 		return ctrl.Result{}, err
 	} else if why != "" {
-		failed, _ := r.Deprovisioner.Identity(ctx, si, causeRetired)
+		failed, _ := r.Deprovisioner.Identity(ctx, si, revocation{cause: causeRetired, kill: kill})
 		return r.reconcileOwnerRetired(si, failed, why)
 	}
-	p := &syncPass{outcomes: map[string]outcome{}, seen: map[string]bool{}}
-	var why, reason string
-	if why, reason, p.wake = r.govern(ctx, si, pol); why != "" {
-		return r.reconcileSuspended(ctx, si, why, reason, p.wake)
+	if govWhy != "" {
+		return r.reconcileSuspended(ctx, si, govWhy, govReason, p.wake)
 	}
 	p.desired, p.blocked = r.desired(ctx, si, expErr, pol)
+	if p.desired == nil && si.Spec.Suspend {
+		// The kill switch does not wait for a spec that can be provisioned.
+		return r.reconcileSuspended(ctx, si, "spec.suspend is set: every account is deactivated; the spec cannot be provisioned: "+
+			blockedSummary(p.blocked), ReasonInvalidSpec, 0)
+	}
 	// The owner is there: record it (after desired, which may have added the ownerReference of
 	// spec.workloadRef), so its deletion is noticed from state alone later (after a restart, or
 	// once orphan propagation removed the ownerReference). An owner no longer referenced but
@@ -222,14 +237,15 @@ func (r *ServiceIdentityReconciler) resyncRequested(si *scimv1.ServiceIdentity) 
 	return request, request != "" && handled != request
 }
 
-// reconcileSuspended deactivates every account of an identity governance suspends, through
+// reconcileSuspended deactivates every account of an identity governance suspends (or whose
+// spec.suspend is set on a spec that cannot be provisioned), through
 // the one deprovisioning path, whatever the spec says (a spec made invalid, or a group the
 // guardrails refuse, does not keep an account active), and says why. Satisfying governance
 // (an attestation, an active owner) provisions the accounts again.
 func (r *ServiceIdentityReconciler) reconcileSuspended(ctx context.Context, si *scimv1.ServiceIdentity, why, reason string,
 	wake time.Duration) (ctrl.Result, error) {
-	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, causeSuspended); len(outcomes) > 0 {
-		return r.deprovisionBlocked(si, outcomes, "Suspended by governance ("+why+"); waiting to deactivate")
+	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, revocation{cause: causeSuspended, kill: why}); len(outcomes) > 0 {
+		return r.deprovisionBlocked(si, outcomes, "Suspended ("+why+"); waiting to deactivate")
 	}
 	gen := si.Generation
 	conds := &si.Status.Conditions
@@ -361,7 +377,7 @@ func (r *ServiceIdentityReconciler) drop(ctx context.Context, si *scimv1.Service
 			continue
 		}
 		entry := p.entries[key]
-		if out := r.Deprovisioner.Target(ctx, si, entry, causeDropped); !out.ok() {
+		if out := r.Deprovisioner.Target(ctx, si, entry, revocation{cause: causeDropped, kill: killed(si)}); !out.ok() {
 			p.outcomes[key] = out
 			p.next = append(p.next, *entry)
 		}
@@ -630,4 +646,13 @@ func readyStatus(o client.Object) metav1.ConditionStatus {
 		return c.Status
 	}
 	return metav1.ConditionUnknown
+}
+
+// blockedSummary joins what blocks a spec, in a stable order.
+func blockedSummary(blocked map[string]outcome) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(blocked)) {
+		parts = append(parts, k+": "+blocked[k].stalled)
+	}
+	return strings.Join(parts, "; ")
 }

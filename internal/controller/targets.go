@@ -43,17 +43,6 @@ func refKey(ref scimv1.TargetReference, identityNamespace string) string {
 	return targetKey(ref.TargetKind(), identityNamespace, ref.Name)
 }
 
-// DeletionPolicy is the identity's override or the target's default.
-func (t *Target) DeletionPolicy(si *scimv1.ServiceIdentity) scimv1.DeletionPolicy {
-	if si.Spec.DeletionPolicy != nil {
-		return *si.Spec.DeletionPolicy
-	}
-	if t.Spec.DeletionPolicy != "" {
-		return t.Spec.DeletionPolicy
-	}
-	return scimv1.DeletionPolicyDelete
-}
-
 // errTargetNotFound says a referenced target does not exist.
 type errTargetNotFound struct{ key string }
 

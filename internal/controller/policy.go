@@ -1,0 +1,88 @@
+package controller
+
+import (
+	"fmt"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// targetPolicy is the target's own deletionPolicy (Delete when unset).
+func targetPolicy(t *Target) scimv1.DeletionPolicy {
+	if t.Spec.DeletionPolicy != "" {
+		return t.Spec.DeletionPolicy
+	}
+	return scimv1.DeletionPolicyDelete
+}
+
+// identityPolicies is what an identity may choose in spec.deletionPolicy on t: the target's
+// guardrails.deletionPolicies, else Delete and Deactivate on a ClusterScimTarget and any on a
+// ScimTarget.
+func identityPolicies(t *Target) []scimv1.DeletionPolicy {
+	if g := t.Spec.Guardrails; g != nil && len(g.DeletionPolicies) > 0 {
+		return g.DeletionPolicies
+	}
+	if t.Kind == scimv1.KindClusterScimTarget {
+		return []scimv1.DeletionPolicy{scimv1.DeletionPolicyDelete, scimv1.DeletionPolicyDeactivate}
+	}
+	return []scimv1.DeletionPolicy{scimv1.DeletionPolicyDelete, scimv1.DeletionPolicyDeactivate, scimv1.DeletionPolicyOrphan}
+}
+
+// deletionPolicyRefused says why the identity's own deletionPolicy does not count on t ("":
+// it does, or it sets none).
+func deletionPolicyRefused(t *Target, si *scimv1.ServiceIdentity) string {
+	p := si.Spec.DeletionPolicy
+	if p == nil || slices.Contains(identityPolicies(t), *p) {
+		return ""
+	}
+	return fmt.Sprintf("deletionPolicy %q (allowed: %v; the target's deletionPolicy %s applies)", *p, identityPolicies(t), targetPolicy(t))
+}
+
+// killed reports why the kill switch or governance holds an identity ("" when neither does):
+// spec.suspend, or a suspension by governance (review overdue, owner inactive under Suspend)
+// recorded on its status. While it holds, no deprovisioning leaves an account active.
+func killed(si *scimv1.ServiceIdentity) string {
+	if si.Spec.Suspend {
+		return "spec.suspend is set"
+	}
+	if c := meta.FindStatusCondition(si.Status.Conditions, ConditionReady); c != nil && c.Status != "True" &&
+		(c.Reason == ReasonReviewOverdue || c.Reason == ReasonOwnerInactive) {
+		return "suspended by governance (" + c.Reason + ")"
+	}
+	return ""
+}
+
+// revocation is why an identity's accounts are taken away: the cause, and whether the kill
+// switch or governance holds the identity at the same time.
+type revocation struct {
+	cause deprovisionCause
+	// kill is why the kill switch or governance holds the identity ("" when neither does).
+	kill string
+}
+
+// effectivePolicy is the one decision of what a deprovisioning does to an account on t. The
+// identity's own deletionPolicy counts only where the target's guardrails allow it; the
+// target's policy governs a withdrawal and an expiry under the target's maxTTL; a suspension
+// deactivates. Orphan never leaves an account active when the target's owner withdrew the
+// namespace, when maxTTL ended the identity, or while the kill switch or governance holds it:
+// those deactivate instead.
+func effectivePolicy(t *Target, si *scimv1.ServiceIdentity, r revocation) scimv1.DeletionPolicy {
+	if r.cause == causeSuspended {
+		return scimv1.DeletionPolicyDeactivate // kept, inactive, until the suspension ends
+	}
+	policy := targetPolicy(t)
+	if si.Spec.DeletionPolicy != nil && deletionPolicyRefused(t, si) == "" {
+		policy = *si.Spec.DeletionPolicy
+	}
+	targetRules := r.cause == causeWithdrawn ||
+		(r.cause == causeExpired && (si.Status.ExpiryCappedBy != "" || (t.Spec.Governance != nil && t.Spec.Governance.MaxTTL != nil)))
+	if targetRules {
+		policy = targetPolicy(t)
+	}
+	if policy == scimv1.DeletionPolicyOrphan && (targetRules || r.kill != "") {
+		policy = scimv1.DeletionPolicyDeactivate
+	}
+	return policy
+}

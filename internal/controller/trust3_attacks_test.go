@@ -1,0 +1,197 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// Trust, round 3 (issue 20): the kill switch and governance always win, and nothing calls an
+// account inactive that the target did not show inactive. Each spec plays one attack of the
+// review; each failed on the code before the change.
+
+// revokedOrInactive: every account carrying the identity's externalId is gone or inactive.
+func revokedOrInactive(ns, name string) func() bool {
+	return func() bool {
+		for _, a := range accountsWithExternalID(ns, name)() {
+			if a["active"] != false {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+var _ = Describe("Trust round 3: the kill switch never lies", func() {
+	ctx := context.Background()
+	var ns string
+	BeforeEach(func() { ns = newNamespace(ctx) })
+	AfterEach(func() { scimSrv.Faults.Clear() })
+
+	orphan := func(si *scimv1.ServiceIdentity) { si.Spec.DeletionPolicy = ptr.To(scimv1.DeletionPolicyOrphan) }
+	expireNow := func(si *scimv1.ServiceIdentity) { si.Spec.TTL = scimv1.DurationOf(time.Second) }
+
+	It("attack: Orphan and a short ttl on a shared ClusterScimTarget keep the account active after expiry", func() {
+		cst := clusterTarget(ctx, "shared", []string{ns})
+		si := clusterIdentity(ns, "stayer", cst.Name)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(account(ns, "stayer")["active"]).To(BeTrue())
+
+		By("the tenant asks for Orphan and lets the identity expire")
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { orphan(si); expireNow(si) })
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Eventually(revokedOrInactive(ns, "stayer")).Should(BeTrue(),
+			"the tenant's Orphan kept an account of the shared application active past its expiry")
+		Expect(accountsWithExternalID(ns, "stayer")()).To(BeEmpty(), "the target's deletionPolicy (Delete) applies")
+	})
+
+	It("attack: a tenant's Orphan on a shared ClusterScimTarget keeps the account active after the identity is deleted", func() {
+		cst := clusterTarget(ctx, "shared", []string{ns})
+		si := clusterIdentity(ns, "leaver", cst.Name)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+
+		update(ctx, si, orphan)
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonGuardrail))
+		Expect(condition(si, ConditionReady).Message).To(ContainSubstring(`deletionPolicy "Orphan"`))
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(gone(ctx, si)).Should(BeTrue())
+		Expect(accountsWithExternalID(ns, "leaver")()).To(BeEmpty(),
+			"the tenant's Orphan left an account of the shared application behind")
+	})
+
+	It("attack: spec.suspend on an expired identity whose Orphan left the account active does nothing", func() {
+		fastTarget(ctx, ns, "own")
+		si := newIdentity(ns, "expired-bot", "own")
+		orphan(si)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		update(ctx, si, expireNow)
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Expect(account(ns, "expired-bot")["active"]).To(BeTrue(), "Orphan on the tenant's own target leaves the account (allowed)")
+
+		By("the incident responder pulls the kill switch")
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Suspend = true })
+		Eventually(func() any { return account(ns, "expired-bot")["active"] }).Should(Equal(false),
+			"the kill switch did nothing on an expired identity")
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(ns, "expired-bot"), si)).To(Succeed())
+			g.Expect(si.Status.Targets).To(HaveLen(1))
+			off, why := si.Status.Targets[0].AccountOff()
+			g.Expect(off).To(BeTrue(), why)
+		}).Should(Succeed())
+	})
+
+	It("attack: an invalid spec keeps a suspended identity's account active", func() {
+		fastTarget(ctx, ns, "own")
+		si := newIdentity(ns, "blocked-bot", "own")
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+
+		By("the tenant points workloadRef at nothing (the spec cannot be provisioned) as the responder suspends")
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "no-such-deployment"}
+			si.Spec.Suspend = true
+		})
+		Eventually(func() any { return account(ns, "blocked-bot")["active"] }).Should(Equal(false),
+			"an invalid spec kept the suspended identity's account active")
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse))
+		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("spec.suspend is set"))
+	})
+
+	It("attack: a group the guardrails refuse keeps a suspended identity's account active", func() {
+		fastTarget(ctx, ns, "own", func(t *scimv1.ScimTarget) {
+			t.Spec.Guardrails = &scimv1.Guardrails{Groups: &scimv1.AllowList{Allowed: []string{"app-*"}}}
+		})
+		si := newIdentity(ns, "railed-bot", "own")
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Spec.Groups = []string{"not-allowed"}
+			si.Spec.Suspend = true
+		})
+		Eventually(func() any { return account(ns, "railed-bot")["active"] }).Should(Equal(false),
+			"a guardrail refusal kept the suspended identity's account active")
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonGuardrail))
+	})
+
+	It("attack: an identity's own short ttl with Orphan escapes the target's maxTTL", func() {
+		governed(ctx, ns, "bounded", &scimv1.Governance{MaxTTL: scimv1.DurationOf(time.Hour)})
+		si := newIdentity(ns, "short-immortal", "bounded")
+		orphan(si)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+
+		update(ctx, si, expireNow)
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Expect(si.Status.ExpiryCappedBy).To(BeEmpty(), "the identity's own ttl ended it, not maxTTL")
+		Eventually(revokedOrInactive(ns, "short-immortal")).Should(BeTrue(),
+			"Orphan kept the account active on a target whose governance bounds every lifetime")
+	})
+
+	It("attack: the Deprovisioned Event calls an account Orphan left active revoked", func() {
+		fastTarget(ctx, ns, "own")
+		si := newIdentity(ns, "orphaned-bot", "own")
+		orphan(si)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(ns, "orphaned-bot"), si)) }).Should(BeTrue())
+		Expect(account(ns, "orphaned-bot")["active"]).To(BeTrue())
+
+		Eventually(eventReasons(ctx, ns, "orphaned-bot")).Should(ContainElement(ReasonAccountsLeftActive),
+			"the revocation's Event does not say the account is still active")
+		Expect(eventReasons(ctx, ns, "orphaned-bot")(Default)).NotTo(ContainElement("Deprovisioned"))
+		Expect(eventNotes(ctx, ns, "orphaned-bot")(Default)).To(ContainElement(ContainSubstring("STILL ACTIVE")))
+	})
+
+	It("attack: one tenant's deletions on a shared ClusterScimTarget keep another tenant's account active", func() {
+		noisy, victim := ns, newNamespace(ctx)
+		cst := clusterTarget(ctx, "breaker-shared", []string{noisy, victim}, func(t *scimv1.ClusterScimTarget) {
+			t.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 2, Interval: scimv1.DurationOf(time.Hour)}
+		})
+		var spam []*scimv1.ServiceIdentity
+		for _, name := range []string{"spam-a", "spam-b", "spam-c"} {
+			si := clusterIdentity(noisy, name, cst.Name)
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			spam = append(spam, si)
+		}
+		target := clusterIdentity(victim, "victim-bot", cst.Name)
+		Expect(k8s.Create(ctx, target)).To(Succeed())
+		for _, si := range append(spam, target) {
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		}
+
+		By("the noisy tenant deletes three identities: its share of the breaker is used up")
+		for _, si := range spam {
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+		}
+		Eventually(get(ctx, cst)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen))
+		Expect(condition(cst, ConditionStalled).Message).To(ContainSubstring(`"` + noisy + `"`))
+		Eventually(func() []any {
+			var active []any
+			for _, si := range spam {
+				for _, a := range accountsWithExternalID(noisy, si.Name)() {
+					active = append(active, a["active"])
+				}
+			}
+			return active
+		}).Should(ConsistOf(false), "the breaker held back a revocation's deactivation: one account left, inactive")
+
+		By("the victim tenant's workload is retired: its revocation does not wait for the noisy tenant's budget")
+		Expect(k8s.Delete(ctx, target)).To(Succeed())
+		Eventually(gone(ctx, target), "5s").Should(BeTrue(), "another tenant's deletions paused this tenant's revocation")
+		Expect(accountsWithExternalID(victim, "victim-bot")()).To(BeEmpty())
+		Expect(k8s.Get(ctx, keyOf("", cst.Name), cst)).To(Succeed())
+		Expect(cst.Status.CircuitBreaker.Namespaces).To(ContainElement(scimv1.BreakerNamespace{Namespace: victim, Charged: 1}))
+	})
+})
