@@ -98,6 +98,13 @@ type sweepMemo struct {
 	orphans *scimv1.OrphanReport
 }
 
+// sweepRequestGap is the shortest time between two sweeps of a target that a request
+// (annotation scim.nhi.dev/sweep-requested-at) can cause.
+const sweepRequestGap = 10 * time.Second
+
+// sweepBudget is how long one sweep may take: half its interval, at most five minutes.
+func sweepBudget(interval time.Duration) time.Duration { return min(interval/2, 5*time.Minute) }
+
 // sweepIfDue sweeps the target when its interval has passed; it returns when the next sweep is due.
 func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *Target) (time.Duration, error) {
 	if r.ClusterID == "" {
@@ -111,12 +118,23 @@ func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *Target) (time.Dura
 		}
 	}
 	requested := truncate(t.Object.GetAnnotations()[scimv1.SweepRequestedAnnotation], 256)
-	if at := sweepTime(last.sweep); !at.IsZero() && requested == last.sweep.LastHandledRequest {
-		if due := interval - clockOr(r.Clock).Since(at); due > 0 {
+	if at := sweepTime(last.sweep); !at.IsZero() {
+		since := clockOr(r.Clock).Since(at)
+		due := interval - since
+		if requested != last.sweep.LastHandledRequest {
+			// A request sweeps now, but no sooner than sweepRequestGap after the last sweep:
+			// whoever may annotate the target cannot make it list the provider in a loop.
+			due = min(due, sweepRequestGap-since)
+		}
+		if due > 0 {
 			t.Status.Sweep, t.Status.Orphans = last.sweep, last.orphans
 			return due, nil
 		}
 	}
+	// A sweep has a time budget: a provider that answers slowly page after page cannot hold
+	// the target's worker (probes, status) for ever; the next sweep starts over.
+	ctx, cancel := context.WithTimeout(ctx, sweepBudget(interval))
+	defer cancel()
 	c, err := r.Clients.ForTarget(ctx, t)
 	if err != nil {
 		return 0, err

@@ -2,7 +2,9 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -149,4 +151,30 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		Expect(t.Status.Orphans.UserNames).To(ConsistOf("000-nosw-ghost." + ns))
 		Expect(t.Status.Adaptations).To(ContainElement(HaveField("Name", AdaptListWithoutFilter)))
 	})
+
+	It("attack: a sweep-requested-at loop makes the operator list the provider in a loop", func() {
+		log := &requestLog{}
+		scimSrv.Faults.Add(log.rule(ns))
+		t := fastTarget(ctx, ns, "hammered")
+		sweepNow(ctx, t)
+		log.take()
+		var last string
+		for i := range 10 {
+			last = fmt.Sprintf("hammer-%d-%d", i, time.Now().UnixNano())
+			update(ctx, t, func(t *scimv1.ScimTarget) { t.Annotations[scimv1.SweepRequestedAnnotation] = last })
+		}
+		lists := func() int { return countOf(log.take(), "list") }
+		seen := 0
+		Consistently(func() int { seen += lists(); return seen }, "4s").Should(BeZero(), "a request swept again within the gap")
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(ns, "hammered"), t)).To(Succeed())
+			g.Expect(t.Status.Sweep.LastHandledRequest).To(Equal(last))
+		}, "20s").Should(Succeed(), "the last request is still honoured once the gap has passed")
+		Expect(seen+lists()).To(Equal(1), "ten requests within the gap cost one sweep")
+	})
 })
+
+// countOf counts the occurrences of v in list.
+func countOf(list []string, v string) int {
+	return len(slices.DeleteFunc(slices.Clone(list), func(s string) bool { return s != v }))
+}
