@@ -100,7 +100,7 @@ type sweepMemo struct {
 
 // sweepRequestGap is the shortest time between two sweeps of a target that a request
 // (annotation scim.nhi.dev/sweep-requested-at) can cause.
-const sweepRequestGap = 10 * time.Second
+const sweepRequestGap = 5 * time.Second
 
 // sweepBudget is how long one sweep may take: half its interval, at most five minutes.
 func sweepBudget(interval time.Duration) time.Duration { return min(interval/2, 5*time.Minute) }

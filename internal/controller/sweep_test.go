@@ -165,7 +165,7 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		}
 		lists := func() int { return countOf(log.take(), "list") }
 		seen := 0
-		Consistently(func() int { seen += lists(); return seen }, "4s").Should(BeZero(), "a request swept again within the gap")
+		Consistently(func() int { seen += lists(); return seen }, "2s").Should(BeZero(), "a request swept again within the gap")
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, keyOf(ns, "hammered"), t)).To(Succeed())
 			g.Expect(t.Status.Sweep.LastHandledRequest).To(Equal(last))
