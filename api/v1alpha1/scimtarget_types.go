@@ -394,7 +394,8 @@ type Guardrails struct {
 	// +optional
 	UserNames UserNameScope `json:"userNames,omitempty"`
 	// groups identities may join, as displayName patterns compared case-insensitively ("*"
-	// matches any run of characters, e.g. "payments-*"). Unset: none on a ClusterScimTarget,
+	// matches any run of characters, e.g. "payments-*"; "{namespace}" stands for the
+	// identity's namespace, e.g. "{namespace}-*" scopes each tenant to its own groups). Unset: none on a ClusterScimTarget,
 	// any on a ScimTarget. Set with an empty list: none.
 	// +optional
 	Groups *AllowList `json:"groups,omitempty"`

@@ -39,6 +39,7 @@ type TargetReference struct {
 }
 
 // WorkloadReference names a workload in the identity's namespace whose lifetime the identity shares.
+// +kubebuilder:validation:XValidation:rule="(self.apiVersion == 'v1' && self.kind == 'ServiceAccount') || (self.apiVersion == 'apps/v1' && (self.kind == 'Deployment' || self.kind == 'StatefulSet')) || (self.apiVersion == 'batch/v1' && self.kind == 'CronJob')",message="workloadRef names a workload kind the operator retires identities with: v1 ServiceAccount, apps/v1 Deployment or StatefulSet, batch/v1 CronJob"
 type WorkloadReference struct {
 	// apiVersion of the workload, e.g. apps/v1.
 	// +kubebuilder:validation:MinLength=1

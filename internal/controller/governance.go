@@ -281,6 +281,9 @@ func (r *ServiceIdentityReconciler) askDirectory(ctx context.Context, owner stri
 		if !ownerMatches(u, d.attr, owner) { // a provider that ignores the filter answers everyone
 			continue
 		}
+		if strings.HasPrefix(u.ExternalID(), r.ClusterID+"/") {
+			continue // an account this operator made (an identity) is nobody's owner, not even its own
+		}
 		seen = true
 		if a, present := u.Active(); !present || a {
 			active = true

@@ -71,7 +71,7 @@ func (g guardrails) check(t *Target, si *scimv1.ServiceIdentity) error {
 		refused = append(refused, fmt.Sprintf("userType %q", si.Spec.UserType))
 	}
 	for _, grp := range si.Spec.Groups {
-		if !g.groupAllowed(grp) {
+		if !g.groupAllowed(grp, si.Namespace) {
 			refused = append(refused, fmt.Sprintf("group %q", grp))
 		}
 	}
@@ -90,8 +90,10 @@ func (g guardrails) check(t *Target, si *scimv1.ServiceIdentity) error {
 		strings.Join(refused, ", "), t.Key())
 }
 
-func (g guardrails) groupAllowed(name string) bool {
-	return g.groups == nil || slices.ContainsFunc(g.groups, func(p string) bool { return globMatch(p, name) })
+func (g guardrails) groupAllowed(name, namespace string) bool {
+	return g.groups == nil || slices.ContainsFunc(g.groups, func(p string) bool {
+		return globMatch(strings.ReplaceAll(p, "{namespace}", namespace), name)
+	})
 }
 
 // namespacedUserName: the userName is "<label>.<namespace>" where label has only letters,

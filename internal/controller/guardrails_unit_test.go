@@ -38,6 +38,8 @@ func TestGuardrails(t *testing.T) {
 		{"cluster: bound to the namespace", cluster(nil), identity("admin", nil, ""), `userName "admin"`},
 		{"cluster: another namespace's suffix", cluster(nil), identity("x.billing", nil, ""), `userName "x.billing"`},
 		{"cluster: case-insensitive suffix", cluster(nil), identity("Bot.PAYMENTS", nil, ""), ""},
+		{"groups scoped to the namespace", cluster(&scimv1.Guardrails{Groups: allow("{namespace}-*")}), identity("", []string{"payments-readers"}, ""), ""},
+		{"another namespace's groups", cluster(&scimv1.Guardrails{Groups: allow("{namespace}-*")}), identity("", []string{"billing-admins"}, ""), `group "billing-admins"`},
 		{"cluster: an e-mail address ending in the namespace", cluster(nil), identity("ceo@acme.payments", nil, ""), `userName "ceo@acme.payments"`},
 		{"cluster: userType outside the defaults", cluster(nil), func() *scimv1.ServiceIdentity {
 			si := identity("", nil, "")

@@ -254,7 +254,7 @@ func matchAttribute(t *Target) scimv1.MatchAttribute {
 // ours.
 func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
 	entry *scimv1.IdentityTargetStatus, g guardrails) error {
-	keep := slices.DeleteFunc(slices.Clone(entry.Groups), func(name string) bool { return !g.groupAllowed(name) })
+	keep := slices.DeleteFunc(slices.Clone(entry.Groups), func(name string) bool { return !g.groupAllowed(name, si.Namespace) })
 	if entry.ID == "" || len(keep) == len(entry.Groups) {
 		return nil
 	}

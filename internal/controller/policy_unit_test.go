@@ -1,0 +1,79 @@
+package controller
+
+import (
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// effectivePolicy is the one decision of what a deprovisioning does: each row is a way a
+// tenant could try to keep an account active, and what applies instead.
+func TestEffectivePolicy(t *testing.T) {
+	const (
+		del, deact, orphan = scimv1.DeletionPolicyDelete, scimv1.DeletionPolicyDeactivate, scimv1.DeletionPolicyOrphan
+	)
+	target := func(kind string, policy scimv1.DeletionPolicy, allowed []scimv1.DeletionPolicy, maxTTL bool) *Target {
+		spec := &scimv1.ScimTargetSpec{DeletionPolicy: policy}
+		if allowed != nil {
+			spec.Guardrails = &scimv1.Guardrails{DeletionPolicies: allowed}
+		}
+		if maxTTL {
+			spec.Governance = &scimv1.Governance{MaxTTL: ptr.To(scimv1.Duration("1h"))}
+		}
+		return &Target{Kind: kind, Name: "t", Spec: spec}
+	}
+	identity := func(p *scimv1.DeletionPolicy, capped string) *scimv1.ServiceIdentity {
+		return &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "bot"},
+			Spec: scimv1.ServiceIdentitySpec{DeletionPolicy: p}, Status: scimv1.ServiceIdentityStatus{ExpiryCappedBy: capped}}
+	}
+	cst, st := scimv1.KindClusterScimTarget, scimv1.KindScimTarget
+	for _, tc := range []struct {
+		name string
+		t    *Target
+		si   *scimv1.ServiceIdentity
+		rv   revocation
+		want scimv1.DeletionPolicy
+	}{
+		{"the target's default", target(st, "", nil, false), identity(nil, ""), revocation{cause: causeRetired}, del},
+		{"a tenant's Orphan on its own target", target(st, del, nil, false), identity(ptr.To(orphan), ""), revocation{cause: causeRetired}, orphan},
+		{"a tenant's Orphan on a cluster target (not allowed by default)", target(cst, del, nil, false), identity(ptr.To(orphan), ""), revocation{cause: causeExpired}, del},
+		{"a tenant's Deactivate on a cluster target", target(cst, del, nil, false), identity(ptr.To(deact), ""), revocation{cause: causeRetired}, deact},
+		{"Orphan allowed on a cluster target by its guardrails", target(cst, del, []scimv1.DeletionPolicy{orphan}, false), identity(ptr.To(orphan), ""), revocation{cause: causeRetired}, orphan},
+		{"Orphan refused on a namespaced target by its guardrails", target(st, deact, []scimv1.DeletionPolicy{del}, false), identity(ptr.To(orphan), ""), revocation{cause: causeRetired}, deact},
+		{"a withdrawal follows the target", target(st, del, nil, false), identity(ptr.To(deact), ""), revocation{cause: causeWithdrawn}, del},
+		{"a withdrawal never orphans", target(st, orphan, nil, false), identity(nil, ""), revocation{cause: causeWithdrawn}, deact},
+		{"an expiry maxTTL capped follows the target", target(st, del, nil, true), identity(ptr.To(orphan), "t (maxTTL 1h)"), revocation{cause: causeExpired}, del},
+		{"an expiry under maxTTL, the identity's own ttl shorter", target(st, del, nil, true), identity(ptr.To(orphan), ""), revocation{cause: causeExpired}, del},
+		{"an expiry under maxTTL on an Orphan target", target(st, orphan, nil, true), identity(nil, ""), revocation{cause: causeExpired}, deact},
+		{"an expiry without maxTTL keeps the tenant's Orphan", target(st, del, nil, false), identity(ptr.To(orphan), ""), revocation{cause: causeExpired}, orphan},
+		{"the kill switch turns Orphan into Deactivate (expiry)", target(st, del, nil, false), identity(ptr.To(orphan), ""), revocation{cause: causeExpired, kill: "spec.suspend is set"}, deact},
+		{"the kill switch turns Orphan into Deactivate (deletion)", target(st, orphan, nil, false), identity(nil, ""), revocation{cause: causeRetired, kill: "governance"}, deact},
+		{"the kill switch keeps Delete", target(st, del, nil, false), identity(nil, ""), revocation{cause: causeRetired, kill: "spec.suspend is set"}, del},
+		{"a suspension deactivates", target(st, del, nil, false), identity(ptr.To(del), ""), revocation{cause: causeSuspended}, deact},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := effectivePolicy(tc.t, tc.si, tc.rv); got != tc.want {
+				t.Fatalf("effectivePolicy = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestKilled(t *testing.T) {
+	si := &scimv1.ServiceIdentity{}
+	if killed(si) != "" {
+		t.Fatal("killed without a suspension")
+	}
+	si.Status.Conditions = []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonReviewOverdue}}
+	if killed(si) == "" {
+		t.Fatal("a review overdue does not hold the identity")
+	}
+	si.Status.Conditions[0].Reason = ReasonExpired
+	si.Spec.Suspend = true
+	if killed(si) != "spec.suspend is set" {
+		t.Fatal("spec.suspend does not hold the identity")
+	}
+}
