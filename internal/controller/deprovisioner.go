@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"strings"
 	"sync"
 
@@ -252,7 +251,7 @@ func (d *Deprovisioner) publish(ctx context.Context, si *scimv1.ServiceIdentity,
 	if result == scimv1.RevocationInactive {
 		typ = secevent.AccountDisabled
 	}
-	jti, err := d.SecurityEvents.Publish(ctx, secevent.Event{Type: typ, Subject: secevent.URI(strings.TrimRight(a.c.Endpoint(), "/") + "/" + a.kind.endpoint + "/" + url.PathEscape(ids[0])),
+	jti, err := d.SecurityEvents.Publish(ctx, secevent.Event{Type: typ, Subject: secevent.SCIMResource(a.c.Endpoint(), a.kind.endpoint, ids[0]),
 		Time: entry.Revocation.ConfirmedAt.Time, Txn: string(si.UID)})
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "Security event not sent", "target", a.t.Key(), "event", typ.Short())

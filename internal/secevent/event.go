@@ -104,8 +104,20 @@ type Subject struct {
 // SCIMAccount identifies an account by its SCIM resource location (RFC 7644 meta.location):
 // <endpoint>/Users/<id>, format "uri". The location names both the service provider and the
 // account, so a receiver watching several targets can tell them apart.
-func SCIMAccount(endpoint, id string) Subject {
-	return URI(strings.TrimRight(endpoint, "/") + "/Users/" + url.PathEscape(id))
+// The endpoint's query, fragment and user information (a token some providers take there)
+// never reach the receiver.
+func SCIMAccount(endpoint, id string) Subject { return SCIMResource(endpoint, "Users", id) }
+
+// SCIMResource is SCIMAccount for an account made as another resource type (an endpoint
+// such as "Agents").
+func SCIMResource(endpoint, resourceEndpoint, id string) Subject {
+	if u, err := url.Parse(endpoint); err == nil {
+		u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment, u.User = "", false, "", "", nil
+		endpoint = u.String()
+	} else {
+		endpoint, _, _ = strings.Cut(endpoint, "?")
+	}
+	return URI(strings.TrimRight(endpoint, "/") + "/" + strings.Trim(resourceEndpoint, "/") + "/" + url.PathEscape(id))
 }
 
 // Opaque identifies the subject by an id only the transmitter and receiver understand

@@ -135,3 +135,16 @@ func TestEventTypeShort(t *testing.T) {
 		t.Errorf("Short() = %q", got)
 	}
 }
+
+// A subject never carries what the endpoint's query, fragment or user information held.
+func TestSCIMResourceDropsSecrets(t *testing.T) {
+	for endpoint, want := range map[string]string{
+		"https://app.example/scim/v2?token=s3cret":  "https://app.example/scim/v2/Users/a%2Fb",
+		"https://user:pw@app.example/scim/v2/#frag": "https://app.example/scim/v2/Users/a%2Fb",
+		"https://app.example/scim/v2/":              "https://app.example/scim/v2/Users/a%2Fb",
+	} {
+		if got := SCIMAccount(endpoint, "a/b").Member("uri"); got != want {
+			t.Errorf("SCIMAccount(%q) = %q, want %q", endpoint, got, want)
+		}
+	}
+}
