@@ -141,6 +141,11 @@ const (
 type OwnerStatus struct {
 	// state of the owner.
 	State OwnerState `json:"state"`
+	// owner is the spec.owner value the state is about: an answer about another owner value
+	// never stands for this one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Owner string `json:"owner,omitempty"`
 	// directory is the target looked up (kind/namespace/name).
 	// +optional
 	Directory string `json:"directory,omitempty"`

@@ -177,8 +177,8 @@ func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.S
 			state, msg = st, m
 		}
 	}
-	next := &scimv1.OwnerStatus{State: state, Directory: truncate(strings.Join(dirs, ", "), 256), Message: truncate(msg, 512)}
-	if state == scimv1.OwnerUnchecked && prev != nil && prev.State != scimv1.OwnerUnchecked {
+	next := &scimv1.OwnerStatus{State: state, Owner: truncate(si.Spec.Owner, 256), Directory: truncate(strings.Join(dirs, ", "), 256), Message: truncate(msg, 512)}
+	if state == scimv1.OwnerUnchecked && prev != nil && prev.State != scimv1.OwnerUnchecked && prev.Owner == next.Owner {
 		// The directory did not answer: the last answer stands (a grace keeps running, none starts).
 		next.State, next.Since = prev.State, prev.Since
 		next.Message = truncate(msg+"; the last answer stands", 512)
