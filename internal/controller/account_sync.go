@@ -49,8 +49,13 @@ func (a *accountSync) ours(u scim.Resource) bool {
 // maxAccountIDBytes bounds the provider-assigned ids the operator records on status.
 const maxAccountIDBytes = 512
 
-// usePatch decides PATCH or PUT from spec.compatibility and the discovered capabilities.
-func (a *accountSync) usePatch() bool {
+// usePatch decides PATCH or PUT for the accounts from spec.compatibility and the discovered
+// capabilities.
+func (a *accountSync) usePatch() bool { return a.usePatchOn(a.kind.endpoint) }
+
+// usePatchOn decides PATCH or PUT for one resource endpoint: a refusal seen there (and only
+// there) sends PUT for patchRefusalTTL, then PATCH is tried again.
+func (a *accountSync) usePatchOn(endpoint string) bool {
 	if c := a.t.Spec.Compatibility; c != nil {
 		switch c.PatchMode {
 		case scimv1.PatchModePatch:
@@ -59,7 +64,7 @@ func (a *accountSync) usePatch() bool {
 			return false
 		}
 	}
-	if a.dialects.has(a.t.Key(), AdaptPatchRefused) {
+	if a.dialects.hasWithin(a.t.Key(), patchRefusedKey(endpoint), patchRefusalTTL) {
 		return false
 	}
 	if caps := a.t.Status.Capabilities; caps != nil && caps.Patch != nil {
@@ -70,10 +75,14 @@ func (a *accountSync) usePatch() bool {
 
 // patchRefused records a provider refusing PATCH (501/405) although discovery said it
 // supports it: from now on accounts are updated with PUT, and groups by replacing their members.
-func (a *accountSync) patchRefused(err error) {
-	a.dialects.note(a.t.Key(), AdaptPatchRefused, truncate(fmt.Sprintf(
-		"The provider refused a PATCH (%v) although its ServiceProviderConfig advertises it: accounts are updated with PUT, "+
-			"and group members by a PUT of the group", err), 512))
+func (a *accountSync) patchRefused(endpoint string, err error) {
+	what := "accounts are updated with PUT"
+	if endpoint == groupsEndpoint {
+		what = "group members are changed by a PUT of the group"
+	}
+	a.dialects.note(a.t.Key(), patchRefusedKey(endpoint), truncate(fmt.Sprintf(
+		"The provider refused a PATCH of /%s (%v) although its ServiceProviderConfig advertises it: %s for %s, then PATCH is tried again",
+		endpoint, err, what, patchRefusalTTL), 512))
 }
 
 func (a *accountSync) useETag() bool {
@@ -293,7 +302,7 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 		if a.usePatch() {
 			updated, err = a.c.Patch(ctx, a.kind.endpoint, user.ID(), ops, ifMatch)
 			if scim.IsNotImplemented(err) {
-				a.patchRefused(err)
+				a.patchRefused(a.kind.endpoint, err)
 			}
 		}
 		if !a.usePatch() {

@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
@@ -25,25 +29,52 @@ const (
 // a PATCH refused although advertised, a userName filter matched case-sensitively. Memory
 // only: after a restart the first refusal teaches it again, and the call is retried the other
 // way at once.
-type observedDialects struct{ m sync.Map } // target key -> *targetDialect
+type observedDialects struct {
+	m sync.Map // target key -> *targetDialect
+	// clock tells the time of notes (nil: the real clock).
+	clock clock.PassiveClock
+}
 
 type targetDialect struct {
 	mu    sync.Mutex
-	notes map[string]string // adaptation name -> message
+	notes map[string]dialectNote // adaptation key -> what was seen
 }
+
+type dialectNote struct {
+	message string
+	at      time.Time
+}
+
+// patchRefusalTTL is how long a PATCH refused on one resource endpoint sends that endpoint's
+// updates by PUT; then PATCH is tried again (a provider that refused it once, or a hostile
+// one that wants group members replaced wholesale, does not decide for ever).
+const patchRefusalTTL = 15 * time.Minute
+
+// patchRefusedKey keys the refusal of PATCH on one resource endpoint ("Users", "Groups"...).
+func patchRefusedKey(endpoint string) string { return AdaptPatchRefused + ":" + endpoint }
 
 func (o *observedDialects) note(target, name, message string) {
 	if o == nil {
 		return
 	}
-	v, _ := o.m.LoadOrStore(target, &targetDialect{notes: map[string]string{}})
+	v, _ := o.m.LoadOrStore(target, &targetDialect{notes: map[string]dialectNote{}})
 	d := v.(*targetDialect)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.notes[name] = message
+	d.notes[name] = dialectNote{message: message, at: o.now()}
 }
 
-func (o *observedDialects) has(target, name string) bool {
+func (o *observedDialects) now() time.Time {
+	if o.clock != nil {
+		return o.clock.Now()
+	}
+	return time.Now()
+}
+
+func (o *observedDialects) has(target, name string) bool { return o.hasWithin(target, name, 0) }
+
+// hasWithin reports a note taken less than ttl ago (ttl 0: whenever); an older one is dropped.
+func (o *observedDialects) hasWithin(target, name string, ttl time.Duration) bool {
 	if o == nil {
 		return false
 	}
@@ -54,7 +85,11 @@ func (o *observedDialects) has(target, name string) bool {
 	d := v.(*targetDialect)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, ok = d.notes[name]
+	n, ok := d.notes[name]
+	if ok && ttl > 0 && o.now().Sub(n.at) >= ttl {
+		delete(d.notes, name)
+		return false
+	}
 	return ok
 }
 
@@ -67,8 +102,13 @@ func (o *observedDialects) all(target string) map[string]string {
 		d := v.(*targetDialect)
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		for k, m := range d.notes {
-			out[k] = m
+		for k, n := range d.notes {
+			name, _, _ := strings.Cut(k, ":")
+			if prev, ok := out[name]; ok {
+				out[name] = truncate(prev+"; "+n.message, 512)
+				continue
+			}
+			out[name] = n.message
 		}
 	}
 	return out

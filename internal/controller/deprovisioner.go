@@ -338,7 +338,7 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 			return errNotOnRecord
 		}
 		if scim.IsNotImplemented(err) {
-			a.patchRefused(err)
+			a.patchRefused(a.kind.endpoint, err)
 			if u.ExternalID() == "" { // onRecord's account: no body to PUT; look it up
 				return errNotOnRecord
 			}

@@ -82,7 +82,7 @@ func (a *accountSync) joinGroup(ctx context.Context, name, userID string) error 
 // member only (If-Match when the provider supports ETags; without them a concurrent change to
 // the group between the read and the PUT can be lost, which status.adaptations says).
 func (a *accountSync) changeMembers(ctx context.Context, g scim.Resource, userID string, add bool) error {
-	if a.usePatch() {
+	if a.usePatchOn(groupsEndpoint) {
 		var err error
 		if add {
 			err = a.c.AddMembers(ctx, g.ID(), []string{userID}, 0)
@@ -92,7 +92,7 @@ func (a *accountSync) changeMembers(ctx context.Context, g scim.Resource, userID
 		if !scim.IsNotImplemented(err) {
 			return err
 		}
-		a.patchRefused(err)
+		a.patchRefused(groupsEndpoint, err)
 	}
 	current, err := a.c.Get(ctx, groupsEndpoint, g.ID())
 	if err != nil {

@@ -1,9 +1,12 @@
 package controller
 
 import (
+	"errors"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -75,5 +78,27 @@ func TestKilled(t *testing.T) {
 	si.Spec.Suspend = true
 	if killed(si) != "spec.suspend is set" {
 		t.Fatal("spec.suspend does not hold the identity")
+	}
+}
+
+// A PATCH refused on one endpoint switches that endpoint only, and only for patchRefusalTTL.
+func TestPatchRefusalIsPerEndpointAndExpires(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	d := &observedDialects{clock: clk}
+	tg := &Target{Kind: scimv1.KindScimTarget, Namespace: "ns", Name: "t", Spec: &scimv1.ScimTargetSpec{}, Status: &scimv1.ScimTargetStatus{}}
+	a := &accountSync{t: tg, kind: kindOf(tg), dialects: d}
+	a.patchRefused(usersEndpoint, errors.New("501"))
+	if a.usePatchOn(usersEndpoint) || !a.usePatchOn(groupsEndpoint) {
+		t.Fatalf("after a refusal on /Users: users PATCH=%v groups PATCH=%v, want false, true", a.usePatchOn(usersEndpoint), a.usePatchOn(groupsEndpoint))
+	}
+	if got := d.all(tg.Key()); len(got) != 1 || got[AdaptPatchRefused] == "" {
+		t.Fatalf("status adaptations = %v, want one PatchRefused", got)
+	}
+	clk.SetTime(clk.Now().Add(patchRefusalTTL))
+	if !a.usePatchOn(usersEndpoint) {
+		t.Fatal("PATCH is never tried again after a refusal")
+	}
+	if got := d.all(tg.Key()); len(got) != 0 {
+		t.Fatalf("an expired refusal is still shown: %v", got)
 	}
 }

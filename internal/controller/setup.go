@@ -75,7 +75,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	flags := newSweepFlags()
 	deprovisioner := &Deprovisioner{Flags: flags, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
-		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &observedDialects{}}
+		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &observedDialects{clock: cfg.Clock}}
 	states.use(mgr.GetClient())
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
 		if err := (&TargetReconciler{
