@@ -522,6 +522,9 @@ var _ = Describe("Attacks by a tenant", func() {
 			ns := newNamespace(ctx)
 			cst := clusterTarget(ctx, "withdrawn-hard", []string{ns}, func(t *scimv1.ClusterScimTarget) {
 				t.Spec.DeletionPolicy = scimv1.DeletionPolicyDelete
+				// The admin lets identities choose Orphan: a withdrawal still does not honour it.
+				t.Spec.Guardrails = &scimv1.Guardrails{DeletionPolicies: []scimv1.DeletionPolicy{
+					scimv1.DeletionPolicyDelete, scimv1.DeletionPolicyDeactivate, scimv1.DeletionPolicyOrphan}}
 			})
 			orphaner := clusterIdentity(ns, "orphaner", cst.Name)
 			orphaner.Spec.DeletionPolicy = ptr.To(scimv1.DeletionPolicyOrphan)

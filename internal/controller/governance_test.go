@@ -196,7 +196,7 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		Expect(k8s.Delete(ctx, retired)).To(Succeed())
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(ns, "retired"), retired)) }).Should(BeTrue())
 		Eventually(eventsAbout(ctx, ns, "retired", func(e eventsv1.Event) string { return e.Note })).
-			Should(ContainElement(ContainSubstring(targetKey(scimv1.KindScimTarget, ns, "evident") + " confirmed NotFound")))
+			Should(ContainElement(ContainSubstring(targetKey(scimv1.KindScimTarget, ns, "evident") + " inactive (the target confirmed the account gone (NotFound)")))
 		Eventually(setsFor("/Users/"+retiredID), "30s").Should(HaveLen(1))
 		Expect(setRecv.Faulted()).To(BeNumerically(">=", 2))
 	})

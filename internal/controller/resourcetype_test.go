@@ -88,9 +88,16 @@ var _ = Describe("Resource types beyond User", func() {
 
 	It("refuses to change a target's resource type once set", func() {
 		ns := newNamespace(ctx)
-		t := createTarget(ctx, ns, "typed", testToken)
-		update2 := t.DeepCopy()
-		update2.Spec.ResourceType = "Agent"
-		Expect(k8s.Update(ctx, update2)).To(MatchError(ContainSubstring("resourceType cannot be changed")))
+		createTarget(ctx, ns, "typed", testToken)
+		// Read afresh each time: the operator's finalizer may land between the create and the
+		// update, and a conflict is not the refusal this spec is about.
+		Eventually(func() error {
+			fresh := &scimv1.ScimTarget{}
+			if err := k8s.Get(ctx, keyOf(ns, "typed"), fresh); err != nil {
+				return err
+			}
+			fresh.Spec.ResourceType = "Agent"
+			return k8s.Update(ctx, fresh)
+		}).Should(MatchError(ContainSubstring("resourceType cannot be changed")))
 	})
 })
