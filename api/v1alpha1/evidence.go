@@ -11,7 +11,14 @@ import "fmt"
 // so that nothing calls an account inactive that the target did not show inactive.
 func (e *IdentityTargetStatus) AccountOff() (bool, string) {
 	if e == nil {
-		return false, "no account on record"
+		return false, "the operator has not reported on this target: no evidence the account is inactive"
+	}
+	// Whatever else the entry says, active=true as last read is never evidence of the opposite.
+	if e.Active != nil && *e.Active {
+		if ev := e.Revocation; ev != nil && ev.Result == RevocationOrphaned {
+			return false, "deletionPolicy Orphan left the account as it was: still active on the target (active=true)"
+		}
+		return false, "the target last showed the account active (active=true)"
 	}
 	if ev := e.Revocation; ev != nil && e.State == TargetStateDeprovisioned {
 		switch ev.Result {
@@ -23,14 +30,19 @@ func (e *IdentityTargetStatus) AccountOff() (bool, string) {
 			return false, "deletionPolicy Orphan left the account as it was: still active on the target"
 		}
 	}
-	if e.Active != nil && !*e.Active && e.State == TargetStateSuspended {
-		return true, "the target showed the account inactive (active=false) when it was last read"
+	if e.Active != nil && !*e.Active {
+		switch e.State {
+		case TargetStateSuspended:
+			return true, "the target showed the account inactive (active=false) when it was last read"
+		case TargetStateError, TargetStateDeprovisioning:
+			// active is what the last successful read showed; the step that failed since may
+			// have changed the account (a reactivation whose answer was lost) with no read to
+			// show it.
+			return false, fmt.Sprintf("active=false is from a read before the last step, which failed (state %s): not confirmed", e.State)
+		}
 	}
 	if e.State == TargetStateDeprovisioned && e.ID == "" && e.Revocation == nil && e.Active == nil {
 		return true, "no account was ever made there (the target does not exist)"
-	}
-	if e.Active != nil && *e.Active {
-		return false, "the target last showed the account active (active=true)"
 	}
 	return false, fmt.Sprintf("no evidence from the target that the account is inactive (state %s)", orNone(string(e.State)))
 }

@@ -94,6 +94,12 @@ type targetRow struct {
 	// LastSyncTime and Revocation are shown by why; inventory's JSON carries them too.
 	LastSyncTime *metav1.Time               `json:"lastSyncTime,omitempty"`
 	Revocation   *scimv1.RevocationEvidence `json:"revocation,omitempty"`
+	// AccountOff is true only when the target itself showed the account unusable (read back
+	// gone or inactive after a revocation, or active=false while suspended); Evidence says
+	// what it showed, or why the account counts as still active. Both come from
+	// IdentityTargetStatus.AccountOff, the rule the operator's Events use too.
+	AccountOff bool   `json:"accountOff"`
+	Evidence   string `json:"evidence"`
 	// InSpec is false for a status entry whose target was removed from spec.targetRefs.
 	InSpec bool `json:"-"`
 }
@@ -113,6 +119,7 @@ func (id *identity) targets() []targetRow {
 	}
 	row := func(kind, name string, st *scimv1.IdentityTargetStatus, inSpec bool) targetRow {
 		r := targetRow{Kind: kind, Name: name, State: string(scimv1.TargetStatePending), InSpec: inSpec}
+		r.AccountOff, r.Evidence = st.AccountOff()
 		if st != nil {
 			if st.State != "" {
 				r.State = string(st.State)
@@ -188,17 +195,22 @@ func (id *identity) state() (state, reason string) {
 	return StatePending, ""
 }
 
-// suspendConfirmed tells whether the target's account is known to be inactive: the operator
-// reported it Suspended, read it back with active=false, or it is gone (deprovisioned, or a
-// revocation the target confirmed: NotFound or Inactive; Orphaned left the account as it was).
-func (t targetRow) suspendConfirmed() bool {
-	switch {
-	case t.State == string(scimv1.TargetStateSuspended), t.State == string(scimv1.TargetStateDeprovisioned):
-		return true
-	case t.Active != nil && !*t.Active:
-		return true
-	case t.Revocation != nil && (t.Revocation.Result == scimv1.RevocationNotFound || t.Revocation.Result == scimv1.RevocationInactive):
-		return true
+// account is the word for the account's access on the target: "off" only on the target's
+// evidence, "still active" otherwise.
+func (t targetRow) account() string {
+	if t.AccountOff {
+		return "off"
 	}
-	return false
+	return "still active"
+}
+
+// stillActive lists the targets whose account is not provably off.
+func stillActive(rows []targetRow) []targetRow {
+	var out []targetRow
+	for _, t := range rows {
+		if !t.AccountOff {
+			out = append(out, t)
+		}
+	}
+	return out
 }

@@ -27,7 +27,11 @@ type Record struct {
 	Reason     string      `json:"reason,omitempty"`
 	Suspended  bool        `json:"suspended"`
 	Targets    []targetRow `json:"targets"`
-	ExpiresAt  string      `json:"expiresAt,omitempty"`
+	// AccountOff is true only when every target showed the account off (targets[].accountOff,
+	// on the target's own evidence); StillActiveOn names the targets where it is not.
+	AccountOff    bool     `json:"accountOff"`
+	StillActiveOn []string `json:"stillActiveOn,omitempty"`
+	ExpiresAt     string   `json:"expiresAt,omitempty"`
 	// ExpiryCappedBy names the target whose maxTTL shortened the lifetime.
 	ExpiryCappedBy string `json:"expiryCappedBy,omitempty"`
 	// ReviewEvery is spec.review.every; LastReviewedAt and NextReviewAt come from status.review.
@@ -64,7 +68,25 @@ func recordOf(id *identity, now time.Time) Record {
 	for i := range r.Targets {
 		r.Targets[i].Message = clean(r.Targets[i].Message, 1024)
 	}
+	for _, t := range stillActive(r.Targets) {
+		r.StillActiveOn = append(r.StillActiveOn, t.Kind+"/"+t.Name)
+	}
+	r.AccountOff = len(r.Targets) > 0 && len(r.StillActiveOn) == 0
 	return r
+}
+
+// accountCell is "off" when every target showed the account off, else "still active", with
+// how many targets when only some did.
+func (r Record) accountCell() string {
+	switch {
+	case len(r.Targets) == 0:
+		return ""
+	case r.AccountOff:
+		return "off"
+	case len(r.StillActiveOn) < len(r.Targets):
+		return fmt.Sprintf("still active on %d of %d", len(r.StillActiveOn), len(r.Targets))
+	}
+	return "still active"
 }
 
 // targetsCell is "Kind/name:State" for each target, joined by sep.
@@ -90,7 +112,7 @@ func newInventoryCommand(o *Options) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "inventory",
-		Short: "List ServiceIdentities with owner, targets, state, expiry and review due",
+		Short: "List ServiceIdentities with owner, targets, whether the account is off, state, expiry and review due",
 		Example: `  kubectl scim inventory -A
   kubectl scim inventory -n team-a -o csv > identities.csv
   kubectl scim inventory -A -o json | jq '.[] | select(.reviewOverdue)'`,
@@ -166,7 +188,7 @@ func writeJSON(w io.Writer, records []Record) error {
 
 // csvHeader names inventory's CSV columns.
 var csvHeader = []string{"namespace", "name", "userName", "owner", "ownerState", "state", "reason", "suspended",
-	"targets", "expiresAt", "reviewEvery", "lastReviewedAt", "nextReviewAt", "reviewOverdue"}
+	"targets", "expiresAt", "reviewEvery", "lastReviewedAt", "nextReviewAt", "reviewOverdue", "accountOff", "stillActiveOn"}
 
 func writeCSV(w io.Writer, records []Record) error {
 	cw := csv.NewWriter(w)
@@ -176,7 +198,7 @@ func writeCSV(w io.Writer, records []Record) error {
 	for _, r := range records {
 		row := []string{r.Namespace, r.Name, r.UserName, r.Owner, r.OwnerState, r.State, r.Reason,
 			fmt.Sprint(r.Suspended), r.targetsCell(";"), r.ExpiresAt, r.ReviewEvery, r.LastReviewedAt, r.NextReviewAt,
-			fmt.Sprint(r.ReviewOverdue)}
+			fmt.Sprint(r.ReviewOverdue), fmt.Sprint(r.AccountOff), strings.Join(r.StillActiveOn, ";")}
 		for i := range row {
 			row[i] = cell(row[i])
 		}
@@ -190,7 +212,7 @@ func writeCSV(w io.Writer, records []Record) error {
 
 func writeTable(w io.Writer, records []Record, allNamespaces bool, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	header := "NAME\tOWNER\tTARGETS\tSTATE\tREASON\tEXPIRES\tREVIEW DUE"
+	header := "NAME\tOWNER\tTARGETS\tACCOUNT\tSTATE\tREASON\tEXPIRES\tREVIEW DUE"
 	if allNamespaces {
 		header = "NAMESPACE\t" + header
 	}
@@ -210,7 +232,7 @@ func writeTable(w io.Writer, records []Record, allNamespaces bool, now time.Time
 				review += " (" + relative(*r.nextReview, now) + ")"
 			}
 		}
-		cols := []string{r.Name, orDash(r.ownerCell()), orDash(r.targetsCell(",")), r.State, orDash(r.Reason), expires, review}
+		cols := []string{r.Name, orDash(r.ownerCell()), orDash(r.targetsCell(",")), orDash(r.accountCell()), r.State, orDash(r.Reason), expires, review}
 		if allNamespaces {
 			cols = append([]string{r.Namespace}, cols...)
 		}

@@ -76,12 +76,12 @@ var _ = Describe("kubectl scim inventory", func() {
 		Expect(r.err).NotTo(HaveOccurred())
 		lines := strings.Split(strings.TrimSpace(r.Out), "\n")
 		Expect(lines).To(HaveLen(5))
-		Expect(strings.Fields(lines[0])).To(Equal([]string{"NAME", "OWNER", "TARGETS", "STATE", "REASON", "EXPIRES", "REVIEW", "DUE"}))
-		Expect(lines[1]).To(MatchRegexp(`^billing-bot\s+alice@example.com\s+ScimTarget/okta:Provisioned,ClusterScimTarget/entra:Provisioned\s+Ready\s+Provisioned\s+%s \(in 30d\)\s+-$`,
+		Expect(strings.Fields(lines[0])).To(Equal([]string{"NAME", "OWNER", "TARGETS", "ACCOUNT", "STATE", "REASON", "EXPIRES", "REVIEW", "DUE"}))
+		Expect(lines[1]).To(MatchRegexp(`^billing-bot\s+alice@example.com\s+ScimTarget/okta:Provisioned,ClusterScimTarget/entra:Provisioned\s+still active\s+Ready\s+Provisioned\s+%s \(in 30d\)\s+-$`,
 			now.Add(30*24*time.Hour).Format(time.RFC3339)))
-		Expect(lines[2]).To(MatchRegexp(`^ci-bot\s+bob@example.com\s+ScimTarget/okta:Suspended\s+Suspended\s+spec.suspend\s+-\s+-$`))
-		Expect(lines[3]).To(MatchRegexp(`^etl-bot\s+=1\+2@example.com\s+ScimTarget/okta:Error\s+Stalled\s+RejectedByTarget\s`))
-		Expect(lines[4]).To(MatchRegexp(`^old-bot\s+-\s+ScimTarget/okta:Deprovisioned\s+Expired\s+Expired\s+\S+ \(2d ago\)`))
+		Expect(lines[2]).To(MatchRegexp(`^ci-bot\s+bob@example.com\s+ScimTarget/okta:Suspended\s+off\s+Suspended\s+spec.suspend\s+-\s+-$`))
+		Expect(lines[3]).To(MatchRegexp(`^etl-bot\s+=1\+2@example.com\s+ScimTarget/okta:Error\s+still active\s+Stalled\s+RejectedByTarget\s`))
+		Expect(lines[4]).To(MatchRegexp(`^old-bot\s+-\s+ScimTarget/okta:Deprovisioned\s+off\s+Expired\s+Expired\s+\S+ \(2d ago\)`))
 		Expect(r.Out).NotTo(ContainSubstring(nsB))
 	})
 
@@ -90,7 +90,7 @@ var _ = Describe("kubectl scim inventory", func() {
 		Expect(r.err).NotTo(HaveOccurred())
 		Expect(r.Out).To(HavePrefix("NAMESPACE "))
 		Expect(r.Out).To(MatchRegexp(`(?m)^%s\s+billing-bot\s`, nsA))
-		Expect(r.Out).To(MatchRegexp(`(?m)^%s\s+new-bot\s+-\s+ScimTarget/okta:Pending\s+Pending\s+-\s+-\s+-$`, nsB))
+		Expect(r.Out).To(MatchRegexp(`(?m)^%s\s+new-bot\s+-\s+ScimTarget/okta:Pending\s+still active\s+Pending\s+-\s+-\s+-$`, nsB))
 	})
 
 	It("prints JSON records a program can filter", func() {
@@ -106,10 +106,13 @@ var _ = Describe("kubectl scim inventory", func() {
 		Expect(records[0]).To(HaveKeyWithValue("userName", "billing-bot."+nsA))
 		Expect(records[0]).To(HaveKeyWithValue("expiresAt", now.Add(30*24*time.Hour).Format(time.RFC3339)))
 		Expect(records[0]["targets"]).To(ConsistOf(
-			And(HaveKeyWithValue("kind", "ScimTarget"), HaveKeyWithValue("name", "okta"), HaveKeyWithValue("state", "Provisioned"), HaveKeyWithValue("active", true), HaveKeyWithValue("id", "u-1")),
+			And(HaveKeyWithValue("kind", "ScimTarget"), HaveKeyWithValue("name", "okta"), HaveKeyWithValue("state", "Provisioned"), HaveKeyWithValue("active", true), HaveKeyWithValue("id", "u-1"),
+				HaveKeyWithValue("accountOff", false), HaveKeyWithValue("evidence", "the target last showed the account active (active=true)")),
 			And(HaveKeyWithValue("kind", "ClusterScimTarget"), HaveKeyWithValue("name", "entra"), HaveKeyWithValue("state", "Provisioned")),
 		))
-		Expect(records[1]).To(And(HaveKeyWithValue("name", "ci-bot"), HaveKeyWithValue("state", "Suspended"), HaveKeyWithValue("suspended", true)))
+		Expect(records[0]).To(And(HaveKeyWithValue("accountOff", false), HaveKeyWithValue("stillActiveOn", ConsistOf("ScimTarget/okta", "ClusterScimTarget/entra"))))
+		Expect(records[1]).To(And(HaveKeyWithValue("name", "ci-bot"), HaveKeyWithValue("state", "Suspended"), HaveKeyWithValue("suspended", true),
+			HaveKeyWithValue("accountOff", true), Not(HaveKey("stillActiveOn"))))
 		// Messages are shown as text, never as terminal escape sequences.
 		Expect(records[2]["targets"]).To(ConsistOf(HaveKeyWithValue("message", "400 invalidValue: userName [31mtaken[0m")))
 	})
@@ -137,6 +140,10 @@ var _ = Describe("kubectl scim inventory", func() {
 		Expect(rows[3][col("owner")]).To(Equal("'=1+2@example.com"))
 		Expect(rows[3][col("state")]).To(Equal("Stalled"))
 		Expect(rows[4][col("state")]).To(Equal("Expired"))
+		Expect(rows[1][col("accountOff")]).To(Equal("false"))
+		Expect(rows[1][col("stillActiveOn")]).To(Equal("ScimTarget/okta;ClusterScimTarget/entra"))
+		Expect(rows[2][col("accountOff")]).To(Equal("true"))
+		Expect(rows[2][col("stillActiveOn")]).To(BeEmpty())
 	})
 
 	It("shows the governance the operator records: owner state, review due or overdue, capped expiry", func() {
@@ -158,7 +165,7 @@ var _ = Describe("kubectl scim inventory", func() {
 
 		r := kubectlScim(ctx, now, "inventory", "-n", nsG)
 		Expect(r.err).NotTo(HaveOccurred())
-		Expect(r.Out).To(MatchRegexp(`(?m)^report-bot\s+dave@example.com \(Inactive\)\s+ScimTarget/okta:Suspended\s+Suspended\s+ReviewOverdue\s+\S+ \(in 10d\)\s+%s \(overdue by 3d\)$`,
+		Expect(r.Out).To(MatchRegexp(`(?m)^report-bot\s+dave@example.com \(Inactive\)\s+ScimTarget/okta:Suspended\s+off\s+Suspended\s+ReviewOverdue\s+\S+ \(in 10d\)\s+%s \(overdue by 3d\)$`,
 			now.Add(-3*24*time.Hour).Format(time.RFC3339)))
 
 		r = kubectlScim(ctx, now, "inventory", "-n", nsG, "-o", "json")

@@ -129,7 +129,7 @@ status:
 	if rev := r.Targets[0].Revocation; rev == nil || rev.Result != "Inactive" || rfc3339(&rev.ConfirmedAt) != "2026-11-24T00:00:05Z" {
 		t.Errorf("okta revocation = %+v", rev)
 	}
-	if r.Targets[1].Revocation != nil || r.Targets[1].suspendConfirmed() || !r.Targets[0].suspendConfirmed() {
+	if r.Targets[1].Revocation != nil || r.Targets[1].AccountOff || !r.Targets[0].AccountOff || r.AccountOff {
 		t.Errorf("targets = %+v", r.Targets)
 	}
 
@@ -151,7 +151,8 @@ status:
 		t.Fatal(err)
 	}
 	want := []string{"team-a", "billing-bot", "billing-bot.team-a", "alice@example.com", "Inactive", "NotReady", "ReviewOverdue", "false",
-		"ScimTarget/okta:Suspended;ClusterScimTarget/entra:Error", "2027-01-01T00:00:00Z", "2160h", "2026-08-01T00:00:00Z", "2026-10-30T00:00:00Z", "true"}
+		"ScimTarget/okta:Suspended;ClusterScimTarget/entra:Error", "2027-01-01T00:00:00Z", "2160h", "2026-08-01T00:00:00Z", "2026-10-30T00:00:00Z", "true",
+		"false", "ClusterScimTarget/entra"}
 	if strings.Join(rows[1], "|") != strings.Join(want, "|") {
 		t.Errorf("csv row\n got %q\nwant %q", rows[1], want)
 	}
@@ -196,28 +197,47 @@ func TestState(t *testing.T) {
 	}
 }
 
-func TestSuspendConfirmed(t *testing.T) {
-	f, tr := false, true
-	cases := []struct {
-		row  targetRow
-		want bool
-	}{
-		{targetRow{State: "Suspended", Active: &f}, true},
-		{targetRow{State: "Suspended"}, true},
-		{targetRow{State: "Deprovisioned"}, true},
-		{targetRow{State: "Error", Active: &f, Message: "group update failed"}, true}, // read back inactive
-		{targetRow{State: "Error", Active: &tr, Message: "unreachable"}, false},
-		{targetRow{State: "Provisioned", Active: &tr}, false},
-		{targetRow{State: "Pending"}, false},
-		{targetRow{State: "Deprovisioning"}, false},
-		{targetRow{State: "Deprovisioned", Revocation: &scimv1.RevocationEvidence{Result: scimv1.RevocationNotFound}}, true},
-		{targetRow{State: "Error", Revocation: &scimv1.RevocationEvidence{Result: scimv1.RevocationInactive}}, true},
-		// deletionPolicy Orphan left the account as it was: it may well be active.
-		{targetRow{State: "Error", Active: &tr, Revocation: &scimv1.RevocationEvidence{Result: scimv1.RevocationOrphaned}}, false},
+// Every command decides "is the account off" with AccountOff alone: a Deprovisioned entry
+// whose account deletionPolicy Orphan left active is not off, nor a target not reported on.
+func TestTargetsUseAccountOff(t *testing.T) {
+	id := identityFrom(t, `
+apiVersion: scim.nhi.dev/v1alpha1
+kind: ServiceIdentity
+metadata: {name: bot, namespace: team-a}
+spec:
+  targetRefs: [{name: orphan}, {name: gone}, {name: suspended}, {name: failed}, {name: new}]
+status:
+  targets:
+  - {kind: ScimTarget, name: orphan, id: u1, active: true, state: Deprovisioned, message: "Account left on the target (deletionPolicy Orphan)",
+     revocation: {confirmedAt: "2026-12-07T06:00:00Z", result: Orphaned}}
+  - {kind: ScimTarget, name: gone, id: u2, active: false, state: Deprovisioned, revocation: {confirmedAt: "2026-12-07T06:00:00Z", result: NotFound}}
+  - {kind: ScimTarget, name: suspended, id: u3, active: false, state: Suspended}
+  - {kind: ScimTarget, name: failed, id: u4, active: false, state: Error, message: group update failed}
+`)
+	want := map[string]bool{"orphan": false, "gone": true, "suspended": true, "failed": false, "new": false}
+	rows := id.targets()
+	if len(rows) != len(want) {
+		t.Fatalf("rows = %+v", rows)
 	}
-	for i, c := range cases {
-		if got := c.row.suspendConfirmed(); got != c.want {
-			t.Errorf("%d: %+v: suspendConfirmed = %t, want %t", i, c.row, got, c.want)
+	for i, r := range rows {
+		var entry *scimv1.IdentityTargetStatus
+		if i < len(id.Status.Targets) {
+			entry = &id.Status.Targets[i]
 		}
+		off, reason := entry.AccountOff()
+		if r.AccountOff != want[r.Name] || r.AccountOff != off || r.Evidence != reason {
+			t.Errorf("%s: accountOff %t (%q), want %t (AccountOff: %t, %q)", r.Name, r.AccountOff, r.Evidence, want[r.Name], off, reason)
+		}
+	}
+	pending := unconfirmed(id)
+	if len(pending) != 3 || !strings.HasPrefix(pending[0], "ScimTarget/orphan (Deprovisioned, active=true: Account left on the target (deletionPolicy Orphan)): deletionPolicy Orphan left the account as it was") {
+		t.Errorf("unconfirmed = %q", pending)
+	}
+	if s := accountsSummary(rows); !strings.HasPrefix(s, "still active on 3 of 5 target(s): ScimTarget/orphan: deletionPolicy Orphan") {
+		t.Errorf("summary = %q", s)
+	}
+	if r := recordOf(id, time.Now()); r.AccountOff || strings.Join(r.StillActiveOn, ",") != "ScimTarget/orphan,ScimTarget/failed,ScimTarget/new" ||
+		r.accountCell() != "still active on 3 of 5" {
+		t.Errorf("record: accountOff %t, stillActiveOn %q, cell %q", r.AccountOff, r.StillActiveOn, r.accountCell())
 	}
 }

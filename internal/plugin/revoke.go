@@ -25,14 +25,11 @@ func revokeReason(s string) string {
 	return strings.Join(strings.Fields(clean(s, maxReasonBytes)), " ")
 }
 
-// unconfirmed lists the targets whose account is not known to be inactive yet, each with what
-// it last said.
+// unconfirmed lists the targets on which the account is not provably off, each with what it
+// last said and why it counts as still active.
 func unconfirmed(id *identity) []string {
 	var out []string
-	for _, t := range id.targets() {
-		if t.suspendConfirmed() {
-			continue
-		}
+	for _, t := range stillActive(id.targets()) {
 		s := fmt.Sprintf("%s/%s (%s", t.Kind, t.Name, t.State)
 		if t.Active != nil {
 			s += fmt.Sprintf(", active=%t", *t.Active)
@@ -40,9 +37,28 @@ func unconfirmed(id *identity) []string {
 		if t.Message != "" {
 			s += ": " + clean(t.Message, 256)
 		}
-		out = append(out, s+")")
+		out = append(out, s+"): "+t.Evidence)
 	}
 	return out
+}
+
+// targetLines prints, for each target, what it last said and whether the account is off on
+// the target's evidence or still active.
+func targetLines(w io.Writer, id *identity) error {
+	for _, t := range id.targets() {
+		mark := "STILL ACTIVE: " + t.Evidence
+		if t.AccountOff {
+			mark = "confirmed off: " + t.Evidence
+		}
+		line := fmt.Sprintf("  %s/%s: %s", t.Kind, t.Name, t.State)
+		if t.Active != nil {
+			line += fmt.Sprintf(" (active=%t)", *t.Active)
+		}
+		if _, err := fmt.Fprintln(w, clean(line+": "+mark, 1024)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // errSuspendReverted: spec.suspend went back to false while revoke waited.
@@ -60,7 +76,8 @@ func newRevokeCommand(o *Options) *cobra.Command {
 		Long: `revoke sets spec.suspend=true on the identity: the operator sets active=false on its account on every
 target. The accounts are kept (not deleted), so access can be restored by setting spec.suspend=false.
 --reason is recorded in the annotation ` + revokedReasonKey + `. revoke then waits (--timeout) until
-every target reports the account inactive, and fails naming the targets that have not confirmed.`,
+every target shows the account off (read back gone or active=false), and fails naming the targets on
+which it is still active: left by deletionPolicy Orphan, last read active=true, or not read back.`,
 		Example: `  kubectl scim revoke billing-bot -n team-a --reason "INC-4242: token leaked in CI logs"
   kubectl scim revoke billing-bot -n team-a --timeout 2m`,
 		Args: cobra.ExactArgs(1),
@@ -99,24 +116,22 @@ every target reports the account inactive, and fails naming the targets that hav
 				return err
 			}
 			last, gone, err := waitSuspended(ctx, dyn, ns, id.Name, timeout)
-			if gone {
-				_, err = fmt.Fprintf(o.Out, "serviceidentity %s/%s was deleted meanwhile: its finalizer deprovisioned the accounts.\n", ns, id.Name)
-				return err
-			}
 			if last != nil {
-				for _, t := range last.targets() {
-					mark := "confirmed"
-					if !t.suspendConfirmed() {
-						mark = "NOT CONFIRMED"
-					}
-					line := fmt.Sprintf("  %s/%s: %s", t.Kind, t.Name, t.State)
-					if t.Active != nil {
-						line += fmt.Sprintf(" (active=%t)", *t.Active)
-					}
-					if _, werr := fmt.Fprintln(o.Out, clean(line+": "+mark, 1024)); werr != nil {
-						return werr
-					}
+				if werr := targetLines(o.Out, last); werr != nil {
+					return werr
 				}
+			}
+			if gone {
+				// Its status went with it: nothing shows any more what the targets did, and a
+				// deletion under deletionPolicy Orphan (or a finalizer removed by hand) left
+				// the accounts as they were.
+				still := "its targets were not read"
+				if last != nil {
+					still = "when last read, the account was still active on " + strings.Join(unconfirmed(last), "; ")
+				}
+				return fmt.Errorf("serviceidentity %s/%s was deleted while revoke waited, before every target confirmed the account off; "+
+					"its status went with it, so nothing shows the account %q inactive (%s): check the account on each target",
+					ns, id.Name, clean(userNameOf(id), 256), still)
 			}
 			switch {
 			case errors.Is(err, errSuspendReverted):
@@ -128,7 +143,7 @@ every target reports the account inactive, and fails naming the targets that hav
 					ns, id.Name, err, suspendWriter(last), hint)
 			case err != nil && last != nil:
 				pending := unconfirmed(last)
-				return fmt.Errorf("spec.suspend is set, but %d of %d targets have not confirmed within %s: %s",
+				return fmt.Errorf("spec.suspend is set, but the account is still active on %d of %d targets after %s: %s",
 					len(pending), len(last.targets()), timeout, strings.Join(pending, "; "))
 			case err != nil:
 				return err
@@ -173,9 +188,9 @@ func userNameOf(id *identity) string {
 	return id.EffectiveUserName()
 }
 
-// waitSuspended polls the identity until every target confirms its account inactive, the
-// identity is gone (deleted: its finalizer deprovisioned the accounts), spec.suspend is turned
-// off again, or the timeout. It returns the last identity read.
+// waitSuspended polls the identity until every target shows its account off (AccountOff), the
+// identity is gone (deleted, with its status), spec.suspend is turned off again, or the
+// timeout. It returns the last identity read.
 func waitSuspended(ctx context.Context, dyn dynamic.Interface, ns, name string, timeout time.Duration) (last *identity, gone bool, err error) {
 	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		u, err := dyn.Resource(identities).Namespace(ns).Get(ctx, name, metav1.GetOptions{})

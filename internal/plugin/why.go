@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	eventsclient "k8s.io/client-go/kubernetes/typed/events/v1"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
 
 func newWhyCommand(o *Options) *cobra.Command {
@@ -171,18 +173,26 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 		p.field("Review", strings.Join(parts, ", "))
 	}
 	if id.Spec.Suspend {
-		msg := "spec.suspend=true: every account is set active=false"
+		msg := "spec.suspend=true: the operator sets every account active=false"
 		if r := id.Annotations[revokedReasonKey]; r != "" {
 			msg += "; revoked: " + r
 		}
 		p.field("Suspended", msg)
+	}
+	if rows := id.targets(); len(rows) > 0 {
+		p.field("Accounts", accountsSummary(rows))
 	}
 	if id.DeletionTimestamp != nil {
 		p.field("Deleting", fmt.Sprintf("since %s (%s); finalizers: %s", rfc3339(id.DeletionTimestamp),
 			relative(id.DeletionTimestamp.Time, now), orDash(strings.Join(id.Finalizers, ", "))))
 	}
 	if id.Status.DeprovisionedAt != nil {
-		p.field("Deprovisioned", rfc3339(id.Status.DeprovisionedAt))
+		at := rfc3339(id.Status.DeprovisionedAt)
+		if still := stillActive(id.targets()); len(still) > 0 {
+			// The operator's word; the account is off only where a target showed it (Accounts).
+			at += fmt.Sprintf(" (yet the account is still active on %d target(s): see Accounts)", len(still))
+		}
+		p.field("Deprovisioned", at)
 	}
 	if id.Status.ObservedGeneration != id.Generation {
 		p.field("Observed", fmt.Sprintf("generation %d of %d: the operator has not finished with the latest spec",
@@ -207,7 +217,7 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 	if len(targets) == 0 {
 		p.line("  <none>")
 	} else {
-		rows := [][]string{{"TARGET", "STATE", "ACTIVE", "ID", "USERNAME", "LAST SYNC", "MESSAGE"}}
+		rows := [][]string{{"TARGET", "STATE", "ACTIVE", "ACCOUNT", "ID", "USERNAME", "LAST SYNC", "MESSAGE"}}
 		for _, t := range targets {
 			active := "-"
 			if t.Active != nil {
@@ -223,9 +233,13 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 			}
 			msg := t.Message
 			if r := t.Revocation; r != nil {
-				msg = strings.TrimSpace(fmt.Sprintf("revocation confirmed %s (%s) %s", rfc3339(&r.ConfirmedAt), r.Result, msg))
+				verb := "revocation confirmed"
+				if r.Result == scimv1.RevocationOrphaned {
+					verb = "revocation skipped" // deletionPolicy Orphan: nothing was read back
+				}
+				msg = strings.TrimSpace(fmt.Sprintf("%s %s (%s) %s", verb, rfc3339(&r.ConfirmedAt), r.Result, msg))
 			}
-			rows = append(rows, []string{name, t.State, active, orDash(t.ID), orDash(t.UserName), sync, orDash(msg)})
+			rows = append(rows, []string{name, t.State, active, t.account(), orDash(t.ID), orDash(t.UserName), sync, orDash(msg)})
 		}
 		p.table(rows)
 	}
@@ -251,6 +265,20 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 		p.table(rows)
 	}
 	return p.err
+}
+
+// accountsSummary says on which targets the account is provably off, and why it counts as
+// still active on each of the others.
+func accountsSummary(rows []targetRow) string {
+	still := stillActive(rows)
+	if len(still) == 0 {
+		return fmt.Sprintf("off on every target (%d), on each target's own evidence", len(rows))
+	}
+	parts := make([]string, 0, len(still))
+	for _, t := range still {
+		parts = append(parts, fmt.Sprintf("%s/%s: %s", t.Kind, t.Name, t.Evidence))
+	}
+	return fmt.Sprintf("still active on %d of %d target(s): %s", len(still), len(rows), strings.Join(parts, "; "))
 }
 
 func paren(s string) string {

@@ -100,11 +100,13 @@ var _ = Describe("kubectl scim why", func() {
 
 		targets := section(r.Out, "Targets:")
 		Expect(targets).To(HaveLen(4))
-		Expect(strings.Fields(targets[0])).To(Equal([]string{"TARGET", "STATE", "ACTIVE", "ID", "USERNAME", "LAST", "SYNC", "MESSAGE"}))
-		Expect(targets[1]).To(MatchRegexp(`^\s+ScimTarget/okta\s+Provisioned\s+true\s+0c1f\s+etl-bot\.%s\s+\S+ \(2m ago\)\s+-$`, ns))
+		Expect(strings.Fields(targets[0])).To(Equal([]string{"TARGET", "STATE", "ACTIVE", "ACCOUNT", "ID", "USERNAME", "LAST", "SYNC", "MESSAGE"}))
+		Expect(targets[1]).To(MatchRegexp(`^\s+ScimTarget/okta\s+Provisioned\s+true\s+still active\s+0c1f\s+etl-bot\.%s\s+\S+ \(2m ago\)\s+-$`, ns))
 		// The escape sequences (a terminal hyperlink here) are removed, the text kept.
-		Expect(targets[2]).To(MatchRegexp(`^\s+ClusterScimTarget/entra\s+Error\s+-\s+-\s+-\s+-\s+400 invalidValue: \]8;;http://evilclick\]8;; attribute department$`))
-		Expect(targets[3]).To(MatchRegexp(`^\s+ScimTarget/legacy \(removed from spec\)\s+Deprovisioning\s`))
+		Expect(targets[2]).To(MatchRegexp(`^\s+ClusterScimTarget/entra\s+Error\s+-\s+still active\s+-\s+-\s+-\s+400 invalidValue: \]8;;http://evilclick\]8;; attribute department$`))
+		Expect(targets[3]).To(MatchRegexp(`^\s+ScimTarget/legacy \(removed from spec\)\s+Deprovisioning\s+-\s+still active\s+77\s`))
+		Expect(r.Out).To(MatchRegexp(`Accounts:\s+still active on 3 of 3 target\(s\): ScimTarget/okta: the target last showed the account active \(active=true\); ` +
+			`ClusterScimTarget/entra: no evidence from the target that the account is inactive \(state Error\); ScimTarget/legacy: no evidence`))
 		Expect(r.Out).NotTo(ContainSubstring("\x1b"))
 
 		events := section(r.Out, "Events (oldest first):")
@@ -141,7 +143,7 @@ var _ = Describe("kubectl scim why", func() {
 		Expect(r.err).NotTo(HaveOccurred())
 		Expect(r.Out).To(MatchRegexp(`State:\s+Deleting \(DeprovisionBlocked\)`))
 		Expect(r.Out).To(MatchRegexp(`Deleting:\s+since \S+ \(\S+ ago\); finalizers: scim.nhi.dev/deprovision`))
-		Expect(r.Out).To(MatchRegexp(`Suspended:\s+spec.suspend=true: every account is set active=false; revoked: INC-7: key leaked`))
+		Expect(r.Out).To(MatchRegexp(`Suspended:\s+spec.suspend=true: the operator sets every account active=false; revoked: INC-7: key leaked`))
 		Expect(r.Out).To(MatchRegexp(`Workload:\s+- \(none`))
 		Expect(r.Out).To(MatchRegexp(`Expires:\s+- \(no expiry\)`))
 		Expect(r.Out).To(ContainSubstring("dial tcp: connection refused"))
