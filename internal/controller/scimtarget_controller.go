@@ -192,7 +192,9 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	for _, d := range []time.Duration{breakerWait, sweepWait} {
+	// Secrets are not watched: a Ready target's credentials are read again within the
+	// recheck, and a rotation probed and snapshotted.
+	for _, d := range []time.Duration{breakerWait, sweepWait, r.recheck()} {
 		if d > 0 && (res.RequeueAfter == 0 || d < res.RequeueAfter) {
 			res.RequeueAfter = d
 		}
@@ -244,8 +246,7 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 	if last := t.Status.LastProbeTime; last != nil && t.Status.ObservedGeneration == gen &&
 		meta.IsStatusConditionTrue(*conds, ConditionReady) && r.probedWith(t) == credentials {
 		if due := interval - clockOr(r.Clock).Since(last.Time); due > 0 {
-			// Secrets are not watched: their credentials are read again within the recheck.
-			return ctrl.Result{RequeueAfter: min(due, r.recheck())}, nil
+			return ctrl.Result{RequeueAfter: due}, nil // reconcileNormal brings it back within the recheck
 		}
 	}
 
