@@ -48,7 +48,7 @@ func main() {
 		leaderElect, printVersion                          bool
 		metrics                                            metricsFlags
 		concurrency                                        int
-		scimTimeout                                        time.Duration
+		scimTimeout, credentialRecheck                     time.Duration
 		qps                                                float64
 		burst                                              int
 		requestsPerTarget                                  int
@@ -64,6 +64,10 @@ func main() {
 		"Namespace holding the Secrets of ClusterScimTargets.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 64, "Parallel ServiceIdentity reconciles.")
 	flag.DurationVar(&scimTimeout, "scim-timeout", 15*time.Second, "Timeout of each SCIM call.")
+	flag.DurationVar(&credentialRecheck, "credentials-recheck-interval", controller.DefaultCredentialRecheck,
+		"How long credentials read from a target's Secrets are used before they are read again. The operator may only "+
+			"get Secrets (no list, no watch), so a rotated Secret is picked up within this interval, or at once when the "+
+			"target answers 401 or 403 to the old credentials.")
 	flag.Float64Var(&qps, "kube-api-qps", 500, "Kubernetes API client QPS: 2 writes per identity provisioned or revoked, so this bounds bursts (API Priority and Fairness still protects the server).")
 	flag.IntVar(&burst, "kube-api-burst", 1000, "Kubernetes API client burst.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the pprof endpoint; \"0\" disables it.")
@@ -80,7 +84,7 @@ func main() {
 		"Comma-separated CIDRs (private and cluster ranges) a namespaced ScimTarget may not reach; loopback, link-local, "+
 			"unspecified and multicast addresses are refused in any case. \"\" refuses only those.")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
-		"Comma-separated namespaces whose ServiceIdentities, ScimTargets, workloads and Secrets the operator watches, "+
+		"Comma-separated namespaces whose ServiceIdentities, ScimTargets and workloads the operator watches, "+
 			"plus the cluster-resource namespace; \"\" watches every namespace. ClusterScimTargets and Namespaces are "+
 			"cluster-scoped and always watched.")
 	opts := zap.Options{Development: false}
@@ -131,7 +135,7 @@ func main() {
 		LeaderElectionNamespace:       clusterResourceNS,
 		LeaderElectionReleaseOnCancel: true,
 	}
-	// Secrets are read from the API server, never cached; the cache keeps only their metadata.
+	// Secrets are got from the API server by name, never listed, watched or cached.
 	controller.ConfigureManager(&mgrOpts)
 	controller.WatchNamespaces(&mgrOpts, namespaces, clusterResourceNS)
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
@@ -164,6 +168,7 @@ func main() {
 		MaxConcurrentReconciles:  concurrency,
 		WatchNamespaces:          namespaces,
 		SCIMTimeout:              scimTimeout,
+		CredentialRecheck:        credentialRecheck,
 
 		MaxConcurrentRequestsPerTarget: requestsPerTarget,
 		NamespacedTargetAllowedCIDRs:   allowed,

@@ -2,8 +2,8 @@ package controller
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -85,6 +86,12 @@ func (c *secretCache) record(next toolscache.TransformFunc) toolscache.Transform
 		c.held[m.GetNamespace()+"/"+m.GetName()] = string(data)
 		return out, nil
 	}
+}
+
+func (c *secretCache) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.held)
 }
 
 func (c *secretCache) wholeSecrets() int {
@@ -263,19 +270,107 @@ var _ = Describe("Attacks on credentials", func() {
 			StringData: map[string]string{"password": marker},
 		})).To(Succeed())
 
-		// The operator notices every Secret's changes (rotation), from their metadata only.
-		Eventually(cachedSecrets.of(ns, "payroll-db")).ShouldNot(BeEmpty())
+		// The operator has no informer on Secrets, not even on their metadata (its RBAC grants
+		// no list or watch): none ever entered its cache, neither the referenced token of the
+		// Ready target nor the unreferenced one.
+		Consistently(cachedSecrets.of(ns, "payroll-db"), "2s").Should(BeEmpty())
+		Expect(cachedSecrets.of(ns, "acme-token")()).To(BeEmpty())
+		Expect(cachedSecrets.count()).To(BeZero(), "Secrets entered the operator's cache")
 		Expect(cachedSecrets.wholeSecrets()).To(BeZero(), "whole Secrets, with their data, entered the operator's cache")
-		for _, value := range []string{marker, base64.StdEncoding.EncodeToString([]byte(marker))} {
-			Expect(cachedSecrets.of(ns, "payroll-db")()).NotTo(ContainSubstring(value))
+	})
+
+	It("attack: a compromised operator token lists Secrets", func() {
+		// The operator's ServiceAccount, bound to the generated RBAC (config/rbac/role.yaml) as
+		// config/default binds it; a stolen token of it acts as this user.
+		sa := "manager-" + newNamespace(ctx) // unique per run
+		Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: sa}})).To(Succeed())
+		user := "system:serviceaccount:" + operatorNS + ":" + sa
+		bindGeneratedRBAC(ctx, sa)
+
+		tenant := newNamespace(ctx)
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "payroll-db"},
+			StringData: map[string]string{"password": "payroll-s3cret"}})).To(Succeed())
+
+		By("the API server's answer to the stolen token: no list, no watch of Secrets, anywhere")
+		cfg := rest.CopyConfig(testEnv.Config)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+		stolen, err := client.NewWithWatch(cfg, client.Options{Scheme: testScheme})
+		Expect(err).NotTo(HaveOccurred())
+		// The bindings are in force once a get the ClusterRole allows succeeds.
+		Eventually(func() error {
+			return stolen.Get(ctx, keyOf(tenant, "payroll-db"), &corev1.Secret{})
+		}).Should(Succeed(), "the operator gets, by name, the Secrets its targets reference")
+		metadata := &metav1.PartialObjectMetadataList{}
+		metadata.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+		for what, list := range map[string]func() error{
+			"list every Secret":                  func() error { return stolen.List(ctx, &corev1.SecretList{}) },
+			"list a tenant's Secrets":            func() error { return stolen.List(ctx, &corev1.SecretList{}, client.InNamespace(tenant)) },
+			"list Secrets' metadata (as before)": func() error { return stolen.List(ctx, metadata) },
+			"watch every Secret": func() error {
+				w, err := stolen.Watch(ctx, &corev1.SecretList{})
+				if err == nil {
+					w.Stop()
+				}
+				return err
+			},
+			"watch a tenant's Secrets": func() error {
+				w, err := stolen.Watch(ctx, &corev1.SecretList{}, client.InNamespace(tenant))
+				if err == nil {
+					w.Stop()
+				}
+				return err
+			},
+		} {
+			err := list()
+			Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%s: want Forbidden, got %v", what, err)
 		}
-		for _, value := range []string{testToken, base64.StdEncoding.EncodeToString([]byte(testToken))} {
-			Expect(cachedSecrets.of(ns, "acme-token")()).NotTo(ContainSubstring(value), "the referenced token is not cached either")
+
+		By("the same, asked of the authorizer (SubjectAccessReview)")
+		allowed := func(verb, ns string) bool {
+			GinkgoHelper()
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user,
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "secrets", Namespace: ns}}}
+			Expect(k8s.Create(ctx, sar)).To(Succeed())
+			return sar.Status.Allowed
+		}
+		for _, ns := range []string{"", tenant, "kube-system"} {
+			for _, verb := range []string{"list", "watch"} {
+				Expect(allowed(verb, ns)).To(BeFalse(), "%s secrets in namespace %q", verb, ns)
+			}
+			Expect(allowed("get", ns)).To(BeTrue(), "get secrets in namespace %q", ns)
+		}
+		Expect(allowed("watch", operatorNS)).To(BeFalse(), "watch secrets in the operator's namespace")
+		Expect(allowed("list", operatorNS)).To(BeTrue(), "its snapshots, in its own namespace")
+
+		By("what the ServiceAccount may do, as `kubectl auth can-i --list` shows it")
+		for _, ns := range []string{tenant, operatorNS} {
+			review := &authorizationv1.SelfSubjectRulesReview{Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: ns}}
+			Expect(stolen.Create(ctx, review)).To(Succeed())
+			var verbs []string
+			for _, rule := range review.Status.ResourceRules {
+				if containsAny(rule.APIGroups, "", "*") && containsAny(rule.Resources, "secrets", "*") {
+					verbs = append(verbs, rule.Verbs...)
+				}
+			}
+			Expect(verbs).NotTo(ContainElement(BeElementOf("watch", "*")), "namespace %s", ns)
+			if ns == tenant {
+				Expect(verbs).To(ConsistOf("get"), "namespace %s", ns)
+			}
+			if kubectl := testEnv.ControlPlane.KubeCtl(); kubectl != nil {
+				out, errOut, err := kubectl.Run("auth", "can-i", "--list", "--as="+user, "--namespace="+ns)
+				if err == nil {
+					text, _ := io.ReadAll(out)
+					AddReportEntry("kubectl auth can-i --list --as="+user+" --namespace="+ns, string(text))
+				} else {
+					msg, _ := io.ReadAll(errOut)
+					GinkgoWriter.Printf("kubectl auth can-i: %v: %s\n", err, msg)
+				}
+			}
 		}
 	})
 
 	It("the operator needs no write access to tenants' Secrets", func() {
-		By("the generated RBAC: Secrets read-only cluster-wide, written only in the operator's namespace")
+		By("the generated RBAC: Secrets got by name cluster-wide, written (and listed) only in the operator's namespace")
 		data, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
 		Expect(err).NotTo(HaveOccurred())
 		roles := 0
@@ -291,8 +386,9 @@ var _ = Describe("Attacks on credentials", func() {
 					continue
 				}
 				if role.Kind == "ClusterRole" {
-					Expect(rule.Verbs).To(HaveEach(BeElementOf("get", "list", "watch")), "ClusterRole rule on Secrets")
+					Expect(rule.Verbs).To(HaveEach(Equal("get")), "ClusterRole rule on Secrets: no list, no watch")
 				} else {
+					Expect(rule.Verbs).NotTo(ContainElement(BeElementOf("watch", "*")), "Role rule on Secrets")
 					roles++
 					Expect(role.Kind).To(Equal("Role"))
 					Expect(role.Metadata.Namespace).To(Equal("system"), "the operator's own namespace (kustomize sets it)")
@@ -407,6 +503,40 @@ var _ = Describe("Attacks on credentials", func() {
 		Expect(rejected.Load()).To(Equal(settled))
 	})
 })
+
+// bindGeneratedRBAC binds the ServiceAccount sa of the operator's namespace to the rules of
+// config/rbac/role.yaml, as config/default does: the ClusterRole cluster-wide, the Role in the
+// operator's namespace (kustomize's "system").
+func bindGeneratedRBAC(ctx context.Context, sa string) {
+	GinkgoHelper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: operatorNS}}
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		var role struct {
+			Kind  string              `json:"kind"`
+			Rules []rbacv1.PolicyRule `json:"rules"`
+		}
+		Expect(yaml.Unmarshal([]byte(doc), &role)).To(Succeed())
+		ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: role.Kind, Name: sa}
+		switch role.Kind {
+		case "ClusterRole":
+			cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: sa}, Rules: role.Rules}
+			crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: sa}, RoleRef: ref, Subjects: subject}
+			Expect(k8s.Create(ctx, cr)).To(Succeed())
+			Expect(k8s.Create(ctx, crb)).To(Succeed())
+			DeferCleanup(func() { Expect(k8s.Delete(ctx, crb)).To(Succeed()); Expect(k8s.Delete(ctx, cr)).To(Succeed()) })
+		case "Role":
+			r := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: sa}, Rules: role.Rules}
+			rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: sa}, RoleRef: ref, Subjects: subject}
+			Expect(k8s.Create(ctx, r)).To(Succeed())
+			Expect(k8s.Create(ctx, rb)).To(Succeed())
+			DeferCleanup(func() { Expect(k8s.Delete(ctx, rb)).To(Succeed()); Expect(k8s.Delete(ctx, r)).To(Succeed()) })
+		default:
+			Fail("unexpected kind in config/rbac/role.yaml: " + role.Kind)
+		}
+	}
+}
 
 func containsAny(list []string, values ...string) bool {
 	for _, v := range values {

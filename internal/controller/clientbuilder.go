@@ -43,18 +43,27 @@ func (e *CredentialsError) Error() string { return e.Msg }
 
 // SecretClientBuilder reads credentials from Secrets in the target's secret namespace. Per
 // target it keeps the HTTP client (connection pool, TLS settings), the OAuth2 token cache, the
-// rate limiter and the request slots, and rebuilds them when the spec or a Secret changes.
+// rate limiter and the request slots, and rebuilds them when the spec or a Secret's data
+// changed.
+//
+// The operator does not watch Secrets (its RBAC grants get only): it gets a target's Secrets
+// again when they were read longer than Recheck ago, and at once (at most once a second per
+// target) when the target answers 401 or 403, retrying the request once if they changed.
 //
 // Every call has a deadline: the SCIM client's per-call Timeout, which the OAuth2 token fetch
 // shares (it runs on the request's context), and an http.Client Timeout behind it. No client
 // follows redirects. A namespaced ScimTarget, whose URLs a tenant chose, dials through Guard
 // and never through a proxy; a ClusterScimTarget, made by a cluster admin, is not guarded.
 type SecretClientBuilder struct {
-	// Reader reads Secrets from the API server, when Credentials is nil.
+	// Reader gets Secrets from the API server, when Credentials is nil.
 	Reader client.Reader
-	// Credentials reads the Secrets (from the API server, again only when their cached
-	// metadata changed) and serves a target being deleted from its snapshot.
+	// Credentials gets the Secrets from the API server and serves a target being deleted from
+	// its snapshot.
 	Credentials *CredentialStore
+	// Recheck is how long the credentials read from a target's Secrets are used before they
+	// are read again (DefaultCredentialRecheck when zero): a rotation is picked up within it,
+	// or at the first 401 or 403 the old credentials get.
+	Recheck time.Duration
 	// Timeout bounds each SCIM call (scim.DefaultTimeout when zero).
 	Timeout time.Duration
 	// Guard judges the addresses namespaced ScimTargets dial (endpoint and OAuth2 token URL);
@@ -70,7 +79,18 @@ type SecretClientBuilder struct {
 	guarded *http.Client // namespaced ScimTargets without TLS customisation
 	mu      sync.Mutex
 	conns   map[string]*targetConn
+	// reads gathers the concurrent reads of one target's Secrets into one.
+	reads singleflight.Group
 }
+
+// DefaultCredentialRecheck is how long credentials read from Secrets are used, by default,
+// before they are read again.
+const DefaultCredentialRecheck = time.Minute
+
+// reloadGap is the least time between two reads of a target's Secrets that its 401s and 403s
+// cause: a provider that refuses every request cannot make the operator get a Secret per
+// request.
+const reloadGap = time.Second
 
 type targetConn struct {
 	fingerprint string
@@ -79,8 +99,12 @@ type targetConn struct {
 	limiter     *scim.Limiter
 	slots       *scim.Slots
 
-	// versions are the spec and the Secrets' resourceVersions the connection was built from.
-	versions string
+	// spec is the part of the spec the connection was built from.
+	spec string
+	// version identifies the spec and the Secrets' data the connection was built from.
+	version string
+	// readAt is when the Secrets were last read.
+	readAt time.Time
 }
 
 // NewSecretClientBuilder returns a builder with shared, connection-reusing HTTP clients for
@@ -128,53 +152,133 @@ func (b *SecretClientBuilder) timeout() time.Duration {
 	return scim.DefaultTimeout
 }
 
+func (b *SecretClientBuilder) recheck() time.Duration {
+	if b.Recheck > 0 {
+		return b.Recheck
+	}
+	return DefaultCredentialRecheck
+}
+
 // ForTarget implements ClientBuilder.
 func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.Client, error) {
-	spec, _ := json.Marshal([]any{t.Spec.Endpoint, t.Spec.Auth, t.Spec.TLS, t.Spec.RateLimit})
-	store := b.Credentials
-	if store == nil {
-		store = &CredentialStore{Reader: b.Reader}
+	conn, err := b.conn(ctx, t, b.recheck())
+	if err != nil {
+		return nil, err
 	}
+	caps := t.Status.Capabilities
+	return scim.New(t.Spec.Endpoint, scim.Options{
+		HTTPClient: conn.http, Auth: &secretAuth{b: b, t: t, conn: conn}, Limiter: conn.limiter, Timeout: b.Timeout, Slots: conn.slots,
+		Observer:          observeRequest(t.Key()),
+		FilterUnsupported: caps != nil && caps.Filter != nil && !*caps.Filter,
+	})
+}
+
+// CredentialsVersion identifies the spec and the Secrets' data a client of t is built from,
+// reading the Secrets again when they were read longer than Recheck ago.
+func (b *SecretClientBuilder) CredentialsVersion(ctx context.Context, t *Target) (string, error) {
+	conn, err := b.conn(ctx, t, b.recheck())
+	if err != nil {
+		return "", err
+	}
+	return conn.version, nil
+}
+
+// conn returns t's connection, built anew when the spec changed, and when its Secrets, read
+// again because they were read longer than maxAge ago, hold other data.
+func (b *SecretClientBuilder) conn(ctx context.Context, t *Target, maxAge time.Duration) (*targetConn, error) {
+	specJSON, _ := json.Marshal([]any{t.Spec.Endpoint, t.Spec.Auth, t.Spec.TLS, t.Spec.RateLimit})
+	spec := string(specJSON)
 	b.setup()
 	b.mu.Lock()
 	conn := b.conns[t.Key()]
 	b.mu.Unlock()
-	// The Secrets are read only when their cached metadata says they changed.
-	if cached, ok := store.Versions(ctx, t); !ok || conn == nil || conn.versions != string(spec)+cached {
-		secrets, read, err := store.Read(ctx, t)
-		if err != nil {
+	if conn != nil && conn.spec == spec && time.Since(conn.readAt) < maxAge {
+		return conn, nil
+	}
+	v, err, _ := b.reads.Do(t.Key()+"\x00"+spec, func() (any, error) { return b.read(ctx, t, spec) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*targetConn), nil
+}
+
+// read gets t's Secrets and keeps the connection they build (the one kept, when their data
+// did not change, so that connections and cached tokens survive).
+func (b *SecretClientBuilder) read(ctx context.Context, t *Target, spec string) (*targetConn, error) {
+	store := b.Credentials
+	if store == nil {
+		store = &CredentialStore{Reader: b.Reader}
+	}
+	readAt := time.Now()
+	secrets, err := store.Read(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	var hashes []string
+	for _, name := range secretNames(t.Spec) {
+		hashes = append(hashes, name+"="+dataHash(secrets[name]))
+	}
+	fingerprint := spec + strings.Join(hashes, ",")
+	b.mu.Lock()
+	prev := b.conns[t.Key()]
+	b.mu.Unlock()
+	var conn *targetConn
+	if prev == nil || prev.fingerprint != fingerprint {
+		if conn, err = b.connect(t, secrets); err != nil {
 			return nil, err
 		}
-		var hashes []string
-		for _, name := range secretNames(t.Spec) {
-			hashes = append(hashes, name+"="+dataHash(secrets[name]))
+		if prev != nil {
+			// The calls still in flight on the old connection keep counting against the target.
+			conn.slots = prev.slots
 		}
-		fingerprint := string(spec) + strings.Join(hashes, ",")
-		if conn == nil || conn.fingerprint != fingerprint {
-			prev := conn
-			if conn, err = b.connect(t, secrets); err != nil {
-				return nil, err
-			}
-			if prev != nil {
-				// The calls still in flight on the old connection keep counting against the target.
-				conn.slots = prev.slots
-			}
-			conn.fingerprint = fingerprint
-		} else {
-			c := *conn
-			conn = &c
-		}
-		conn.versions = string(spec) + read
-		b.mu.Lock()
-		b.conns[t.Key()] = conn
-		b.mu.Unlock()
+		conn.fingerprint = fingerprint
+		sum := sha256.Sum256([]byte(fingerprint))
+		conn.version = hex.EncodeToString(sum[:8])
+	} else {
+		c := *prev
+		conn = &c
 	}
-	caps := t.Status.Capabilities
-	return scim.New(t.Spec.Endpoint, scim.Options{
-		HTTPClient: conn.http, Auth: conn.auth, Limiter: conn.limiter, Timeout: b.Timeout, Slots: conn.slots,
-		Observer:          observeRequest(t.Key()),
-		FilterUnsupported: caps != nil && caps.Filter != nil && !*caps.Filter,
-	})
+	conn.spec, conn.readAt = spec, readAt
+	b.mu.Lock()
+	b.conns[t.Key()] = conn
+	b.mu.Unlock()
+	return conn, nil
+}
+
+// secretAuth authenticates with the credentials of the connection its client was built on.
+// On a 401 or 403 it gets the target's Secrets again (at most once per reloadGap for the
+// target) and has the request retried when they changed; else, on a 401, it refreshes an
+// OAuth2 token (scim.Refresher).
+type secretAuth struct {
+	b    *SecretClientBuilder
+	t    *Target
+	mu   sync.Mutex
+	conn *targetConn
+}
+
+func (a *secretAuth) current() *targetConn {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.conn
+}
+
+// Authenticate implements scim.Authenticator.
+func (a *secretAuth) Authenticate(req *http.Request) error { return a.current().auth.Authenticate(req) }
+
+// Reload implements scim.Reloader.
+func (a *secretAuth) Reload(ctx context.Context, status int) bool {
+	old := a.current()
+	if conn, err := a.b.conn(ctx, a.t, reloadGap); err == nil && conn.fingerprint != old.fingerprint {
+		a.mu.Lock()
+		a.conn = conn
+		a.mu.Unlock()
+		return true
+	}
+	if rf, ok := old.auth.(scim.Refresher); ok && status == http.StatusUnauthorized {
+		rf.Invalidate()
+		return true
+	}
+	return false
 }
 
 // Forget drops what is kept for a target (it was deleted).

@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -20,11 +19,14 @@ import (
 )
 
 // Credentials are read with least privilege:
-//   - a Secret's data is read from the API server when a target's client is built, never cached;
-//     the manager's cache holds Secrets' metadata only (no annotations: `kubectl apply` copies a
-//     Secret's whole content into one), so a rotation is noticed within the watch latency and
-//     the data is read again only when a referenced Secret's resourceVersion moved;
-//   - the operator writes no Secret but its own snapshots, in the cluster-resource namespace:
+//   - the operator may only get Secrets, by name: it cannot list or watch them (RBAC cannot
+//     tell a metadata-only list from a list of the data, so a watch of Secrets' metadata would
+//     let a stolen operator token read every Secret in the cluster). It gets the Secrets its
+//     targets reference from the API server, never through a cache or an informer, and notices
+//     a rotation by reading them again (SecretClientBuilder.Recheck, and at once on a 401 or
+//     403 from the target);
+//   - the operator writes no Secret but its own snapshots, in the cluster-resource namespace
+//     (a namespaced Role there, which also lets it list them, to delete those left behind):
 //     when a target's client is built and its credentials accepted, the target reconciler keeps
 //     a copy of the keys the target references, and a target being deleted whose Secrets are
 //     gone (its namespace is being deleted) is served from it until its last account is
@@ -39,41 +41,20 @@ const (
 	snapshotDataKey          = "credentials.json"
 )
 
-var secretGVK = corev1.SchemeGroupVersion.WithKind("Secret")
-
 // ConfigureManager sets the manager options the controllers rely on: Secrets are never read
-// from the cache (the client reads them from the API server), and the cache keeps of a Secret
-// only the metadata the rotation watch needs.
+// from a cache (the client gets them from the API server), so the manager starts no informer
+// on Secrets, which the operator's RBAC would not allow (no list, no watch).
 func ConfigureManager(o *ctrl.Options) {
 	if o.Client.Cache == nil {
 		o.Client.Cache = &client.CacheOptions{}
 	}
 	o.Client.Cache.DisableFor = append(o.Client.Cache.DisableFor, &corev1.Secret{})
-	if o.Cache.ByObject == nil {
-		o.Cache.ByObject = map[client.Object]cache.ByObject{}
-	}
-	o.Cache.ByObject[&corev1.Secret{}] = cache.ByObject{Transform: secretMetadataOnly}
-}
-
-// secretMetadataOnly is the cache transform of Secrets. The operator watches Secrets' metadata
-// only; should anything ever watch whole Secrets, their data still stays out of memory.
-func secretMetadataOnly(in any) (any, error) {
-	switch o := in.(type) {
-	case *metav1.PartialObjectMetadata:
-		o.Annotations, o.ManagedFields = nil, nil
-	case *corev1.Secret:
-		o.Annotations, o.ManagedFields, o.Data, o.StringData = nil, nil, nil, nil
-	}
-	return in, nil
 }
 
 // CredentialStore reads the Secrets a target references and keeps the targets' snapshots.
 type CredentialStore struct {
-	// Reader reads Secrets from the API server (mgr.GetAPIReader()).
+	// Reader gets Secrets from the API server (mgr.GetAPIReader()).
 	Reader client.Reader
-	// Metadata reads Secrets' metadata from the manager's cache (mgr.GetCache()); nil reads
-	// the Secrets at every call.
-	Metadata client.Reader
 	// Writer writes the snapshots; nil keeps none.
 	Writer client.Writer
 	// Namespace holds the snapshots: the cluster-resource namespace.
@@ -105,83 +86,51 @@ func secretNames(spec *scimv1.ScimTargetSpec) []string {
 	return out
 }
 
-// Versions identifies, from the metadata cache, what a client of t is built from: each
-// Secret's resourceVersion ("missing" when absent) and, for a target being deleted whose
-// Secret is gone, the snapshot's. ok is false without a metadata cache.
-func (s *CredentialStore) Versions(ctx context.Context, t *Target) (string, bool) {
-	if s == nil || s.Metadata == nil {
-		return "", false
-	}
-	rv := func(key types.NamespacedName) string {
-		m := &metav1.PartialObjectMetadata{}
-		m.SetGroupVersionKind(secretGVK)
-		if err := s.Metadata.Get(ctx, key, m); err != nil {
-			return "missing"
-		}
-		return m.ResourceVersion
-	}
-	var parts []string
-	missing := false
-	for _, name := range secretNames(t.Spec) {
-		v := rv(types.NamespacedName{Namespace: t.SecretNamespace, Name: name})
-		missing = missing || v == "missing"
-		parts = append(parts, name+"="+v)
-	}
-	if missing && deleting(t) && s.keepsSnapshots(t) {
-		parts = append(parts, "snapshot="+rv(s.snapshotKey(t)))
-	}
-	return strings.Join(parts, ","), true
-}
-
-// Read reads the Secrets t references from the API server, keyed by name, with the versions
-// they were read at (the format of Versions). A target being deleted whose Secrets are gone is
-// served from its snapshot.
-func (s *CredentialStore) Read(ctx context.Context, t *Target) (map[string]*corev1.Secret, string, error) {
+// Read gets the Secrets t references from the API server, keyed by name. A target being
+// deleted whose Secrets are gone is served from its snapshot.
+func (s *CredentialStore) Read(ctx context.Context, t *Target) (map[string]*corev1.Secret, error) {
 	secrets := map[string]*corev1.Secret{}
-	var parts, missing []string
+	var missing []string
 	for _, name := range secretNames(t.Spec) {
 		sec := &corev1.Secret{}
 		err := s.Reader.Get(ctx, types.NamespacedName{Namespace: t.SecretNamespace, Name: name}, sec)
 		switch {
 		case apierrors.IsNotFound(err):
 			missing = append(missing, name)
-			parts = append(parts, name+"=missing")
 			continue
 		case err != nil:
-			return nil, "", fmt.Errorf("reading secret %s/%s: %w", t.SecretNamespace, name, err)
+			return nil, fmt.Errorf("reading secret %s/%s: %w", t.SecretNamespace, name, err)
 		case sec.Labels[SnapshotLabel] != "":
-			return nil, "", &CredentialsError{Msg: fmt.Sprintf("secret %s/%s is a credential snapshot of the operator; a target cannot reference it", t.SecretNamespace, name)}
+			return nil, &CredentialsError{Msg: fmt.Sprintf("secret %s/%s is a credential snapshot of the operator; a target cannot reference it", t.SecretNamespace, name)}
 		}
 		secrets[name] = sec
-		parts = append(parts, name+"="+sec.ResourceVersion)
 	}
 	if len(missing) == 0 {
-		return secrets, strings.Join(parts, ","), nil
+		return secrets, nil
 	}
 	notFound := &CredentialsError{Msg: fmt.Sprintf("secret %s/%s not found", t.SecretNamespace, missing[0])}
 	if !deleting(t) || !s.keepsSnapshots(t) {
-		return nil, "", notFound
+		return nil, notFound
 	}
 	snap := &corev1.Secret{}
 	if err := s.Reader.Get(ctx, s.snapshotKey(t), snap); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, "", notFound
+			return nil, notFound
 		}
-		return nil, "", fmt.Errorf("reading the credential snapshot of %s: %w", t.Key(), err)
+		return nil, fmt.Errorf("reading the credential snapshot of %s: %w", t.Key(), err)
 	}
 	var kept map[string]map[string][]byte
 	if err := json.Unmarshal(snap.Data[snapshotDataKey], &kept); err != nil {
-		return nil, "", &CredentialsError{Msg: fmt.Sprintf("the credential snapshot of %s is unreadable", t.Key())}
+		return nil, &CredentialsError{Msg: fmt.Sprintf("the credential snapshot of %s is unreadable", t.Key())}
 	}
 	for _, name := range missing {
 		data, ok := kept[name]
 		if !ok {
-			return nil, "", notFound
+			return nil, notFound
 		}
 		secrets[name] = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: t.SecretNamespace, Name: name}, Data: data}
 	}
-	parts = append(parts, "snapshot="+snap.ResourceVersion)
-	return secrets, strings.Join(parts, ","), nil
+	return secrets, nil
 }
 
 // Snapshot keeps a copy of the keys t references in its snapshot Secret, written only when it
@@ -191,7 +140,7 @@ func (s *CredentialStore) Snapshot(ctx context.Context, t *Target) error {
 	if !s.keepsSnapshots(t) || deleting(t) {
 		return nil
 	}
-	secrets, _, err := s.Read(ctx, t)
+	secrets, err := s.Read(ctx, t)
 	if err != nil {
 		return err
 	}

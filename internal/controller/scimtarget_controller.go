@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -33,14 +32,11 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/scim"
 )
 
-// targetSecretIndex indexes targets by the names of the Secrets they read.
-const targetSecretIndex = "scim.nhi.dev/secret"
-
 // TargetReconciler probes a ScimTarget or ClusterScimTarget (one reconcile for both kinds):
 // credentials resolved, ServiceProviderConfig discovered, Ready explained.
 type TargetReconciler struct {
 	client.Client
-	// probed remembers, per target, the Secret versions of the last successful probe.
+	// probed remembers, per target, the credentials version of the last successful probe.
 	probed sync.Map
 	// sweeps remembers, per target, the last sweep (sweepMemo).
 	sweeps sync.Map
@@ -59,20 +55,37 @@ type TargetReconciler struct {
 	// Clock tells the time of probes and orphan scans (nil: the real clock).
 	Clock clock.PassiveClock
 
-	// Credentials reads the Secrets' cached metadata and keeps the credential snapshots.
+	// Credentials keeps the credential snapshots.
 	Credentials *CredentialStore
-	// snapshotted remembers, per target and UID, the Secret versions and generation of its snapshot.
+	// CredentialRecheck is how often the credentials of a Ready target are read again, so that
+	// a rotation is probed (and snapshotted) within it; it also bounds the backoff of a target
+	// that failed (DefaultCredentialRecheck when zero).
+	CredentialRecheck time.Duration
+	// snapshotted remembers, per target and UID, the credentials version and generation of its snapshot.
 	snapshotted sync.Map
+}
+
+// credentialsVersioner is a ClientBuilder that tells which credentials a target's client is
+// built from (SecretClientBuilder).
+type credentialsVersioner interface {
+	CredentialsVersion(ctx context.Context, t *Target) (string, error)
+}
+
+func (r *TargetReconciler) recheck() time.Duration {
+	if r.CredentialRecheck > 0 {
+		return r.CredentialRecheck
+	}
+	return DefaultCredentialRecheck
 }
 
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets;clusterscimtargets,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets/status;clusterscimtargets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets/finalizers;clusterscimtargets/finalizers,verbs=update
-// Secrets: data read only for the Secrets targets reference (get), metadata watched cluster-wide
-// for rotations (list, watch); written only in the cluster-resource namespace, the credential
-// snapshots (a namespaced Role there).
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=create;update;delete
+// Secrets: only the Secrets targets reference are read, by name (get), never listed or watched
+// (RBAC cannot tell a metadata-only list from a list of the data); written, and listed, only in
+// the cluster-resource namespace: the credential snapshots (a namespaced Role there).
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=list;create;update;delete
 
 func (r *TargetReconciler) newObject() client.Object {
 	obj, err := scimv1.NewGenericTarget(r.Kind)
@@ -179,7 +192,9 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	for _, d := range []time.Duration{breakerWait, sweepWait} {
+	// Secrets are not watched: a Ready target's credentials are read again within the
+	// recheck, and a rotation probed and snapshotted.
+	for _, d := range []time.Duration{breakerWait, sweepWait, r.recheck()} {
 		if d > 0 && (res.RequeueAfter == 0 || d < res.RequeueAfter) {
 			res.RequeueAfter = d
 		}
@@ -231,7 +246,7 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 	if last := t.Status.LastProbeTime; last != nil && t.Status.ObservedGeneration == gen &&
 		meta.IsStatusConditionTrue(*conds, ConditionReady) && r.probedWith(t) == credentials {
 		if due := interval - clockOr(r.Clock).Since(last.Time); due > 0 {
-			return ctrl.Result{RequeueAfter: due}, nil
+			return ctrl.Result{RequeueAfter: due}, nil // reconcileNormal brings it back within the recheck
 		}
 	}
 
@@ -273,13 +288,18 @@ func (r *TargetReconciler) probedWith(t *Target) string {
 	return s
 }
 
-// secretsVersion identifies the current content of the target's Secrets, from their cached
-// metadata; without a metadata cache, a probe is made at every reconcile.
+// secretsVersion identifies the credentials the target's client is built from, read again
+// when they were read longer than the recheck interval ago.
 func (r *TargetReconciler) secretsVersion(ctx context.Context, t *Target) string {
-	if v, ok := r.Credentials.Versions(ctx, t); ok {
-		return v
+	v, ok := r.Clients.(credentialsVersioner)
+	if !ok {
+		return "unknown"
 	}
-	return "unknown"
+	version, err := v.CredentialsVersion(ctx, t)
+	if err != nil {
+		return "unreadable" // the probe says why
+	}
+	return version
 }
 
 // reconcileDelete keeps a target while identities still use it, then deletes its credential
@@ -407,55 +427,30 @@ func (r *TargetReconciler) identitiesOf(ctx context.Context, t *Target) ([]strin
 	return out, nil
 }
 
-// SetupWithManager registers the controller for r.Kind, with a watch on the metadata of the
-// Secrets it reads (a rotation moves their resourceVersion).
+// SetupWithManager registers the controller for r.Kind. Secrets are not watched: a Ready
+// target is reconciled again within the credential recheck, and a failing one backs off to it
+// at most.
 func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), r.newObject(), targetSecretIndex,
-		func(o client.Object) []string { return secretNames(r.view(o).Spec) }); err != nil {
-		return err
-	}
-	listType := func() client.ObjectList {
-		if r.Kind == scimv1.KindClusterScimTarget {
-			return &scimv1.ClusterScimTargetList{}
-		}
-		return &scimv1.ScimTargetList{}
-	}
-	secretToTargets := func(ctx context.Context, s client.Object) []reconcile.Request {
-		opts := []client.ListOption{client.MatchingFields{targetSecretIndex: s.GetName()}}
-		if r.Kind == scimv1.KindScimTarget {
-			opts = append(opts, client.InNamespace(s.GetNamespace()))
-		} else if s.GetNamespace() != r.ClusterResourceNamespace {
-			return nil
-		}
-		list := listType()
-		if err := r.List(ctx, list, opts...); err != nil {
-			logf.FromContext(ctx).Error(err, "Listing targets of a secret", "secret", s.GetNamespace()+"/"+s.GetName())
-			return nil
-		}
-		var reqs []reconcile.Request
-		switch l := list.(type) {
-		case *scimv1.ScimTargetList:
-			for _, t := range l.Items {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: t.Namespace, Name: t.Name}})
-			}
-		case *scimv1.ClusterScimTargetList:
-			for _, t := range l.Items {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: t.Name}})
-			}
-		}
-		return reqs
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}, annotationPredicate(breakerReleaseAnnotation), annotationPredicate(scimv1.SweepRequestedAnnotation)))).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToTargets)).
 		Watches(&scimv1.ServiceIdentity{}, enqueueAfter(identityCountDelay, r.targetsOfIdentity),
 			builder.WithPredicates(identityUsePredicate{})).
 		WatchesRawSource(source.Channel(r.Breaker.Trips(r.Kind), &handler.EnqueueRequestForObject{})).
 		// A slow provider's sweep holds one worker for up to its list timeout; the others keep
 		// probing, sweeping and releasing the other targets.
-		WithOptions(controller.Options{MaxConcurrentReconciles: targetWorkers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: targetWorkers, RateLimiter: cappedRateLimiter(r.recheck())}).
 		Named(strings.ToLower(r.Kind)).
 		Complete(r)
+}
+
+// cappedRateLimiter is controller-runtime's default rate limiter with its exponential backoff
+// capped at most: a target whose Secret is missing or whose token is refused is tried again
+// within the credential recheck, which is how soon a fixed Secret is noticed.
+func cappedRateLimiter(most time.Duration) workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, most),
+		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+	)
 }
 
 // targetWorkers is how many targets of one kind are reconciled (probed, swept) at once.

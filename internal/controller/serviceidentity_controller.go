@@ -90,7 +90,7 @@ type ServiceIdentityReconciler struct {
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // outcome is what one target's step produced.

@@ -33,6 +33,10 @@ type Config struct {
 	NamespacedTargetDeniedCIDRs []netip.Prefix
 	// Clock tells the time to every controller (nil: the real clock); tests inject a fake one.
 	Clock clock.PassiveClock
+	// CredentialRecheck is how long credentials read from Secrets are used before they are
+	// read again (<= 0: DefaultCredentialRecheck). Secrets are not watched: a rotation is
+	// picked up within it, or at once when the target answers 401 or 403.
+	CredentialRecheck time.Duration
 	// WatchNamespaces are the namespaces the cache holds (see WatchNamespaces); none: all.
 	WatchNamespaces []string
 	// SecurityEvents, when set, is sent a Security Event Token for every revocation a target
@@ -51,9 +55,9 @@ func (c Config) requestsPerTarget() int {
 // Setup registers every controller with the manager, whose options went through
 // ConfigureManager.
 func Setup(mgr ctrl.Manager, cfg Config) error {
-	// Secrets' data from the API server, their metadata from the cache; snapshots written in
-	// the cluster-resource namespace only.
-	credentials := &CredentialStore{Reader: mgr.GetAPIReader(), Metadata: mgr.GetCache(), Writer: mgr.GetClient(),
+	// Secrets got by name from the API server, never listed, watched or cached; snapshots
+	// written in the cluster-resource namespace only.
+	credentials := &CredentialStore{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(),
 		Namespace: cfg.ClusterResourceNamespace}
 	if err := mgr.Add(&SnapshotSweeper{Reader: mgr.GetAPIReader(), Store: credentials}); err != nil {
 		return err
@@ -62,6 +66,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if clients == nil {
 		b := NewSecretClientBuilder(mgr.GetAPIReader(), cfg.SCIMTimeout)
 		b.Credentials = credentials
+		b.Recheck = cfg.CredentialRecheck
 		clients = b
 	}
 	if b, ok := clients.(*SecretClientBuilder); ok {
@@ -81,7 +86,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		if err := (&TargetReconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
 			ClusterResourceNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Breaker: breaker,
-			Deprovisioner: deprovisioner, Credentials: credentials, Clock: cfg.Clock, Flags: flags,
+			Deprovisioner: deprovisioner, Credentials: credentials, CredentialRecheck: cfg.CredentialRecheck, Clock: cfg.Clock, Flags: flags,
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}

@@ -42,8 +42,8 @@ func watchedSet(cfg Config) sets.Set[string] {
 // reconciles, to the given namespaces plus the cluster-resource namespace (where the Secrets of
 // ClusterScimTargets, the credential snapshots and the leader lease live); none leaves it
 // watching every namespace. Cluster-scoped kinds (ClusterScimTarget, Namespace) stay
-// cluster-wide. The per-kind settings of ConfigureManager (Secrets: metadata only) apply in
-// these namespaces as before.
+// cluster-wide. Secrets are in no cache, whatever the namespaces (ConfigureManager): they are
+// got by name.
 func WatchNamespaces(o *ctrl.Options, namespaces []string, clusterResourceNamespace string) {
 	if len(namespaces) == 0 {
 		return

@@ -96,6 +96,15 @@ type Refresher interface {
 	Invalidate()
 }
 
+// Reloader is an Authenticator whose credentials are read from a source that may have changed
+// since (a rotated Secret): a 401 or 403 asks it once to read them again, and the request is
+// retried when it says they changed. Reload is told the status that was answered; a Reloader
+// that is also a Refresher is not Invalidated besides (Reload decides).
+type Reloader interface {
+	Authenticator
+	Reload(ctx context.Context, status int) (changed bool)
+}
+
 // Client talks to one SCIM service provider.
 type Client struct {
 	base *url.URL
@@ -186,7 +195,8 @@ func (r request) label() string { return r.method + " " + Sanitize(r.path, maxPa
 // do sends a request with the client's retry policy: idempotent requests (all but POST) are
 // retried on network errors and 5xx (not 501) with jittered exponential backoff, at most
 // MaxRetries times and never past the call's budget (Timeout); a 401 with a refreshable
-// credential (OAuth2) refreshes it once and retries. 429 and 503 with Retry-After are not
+// credential (OAuth2) refreshes it once and retries, and a 401 or 403 with a reloadable one
+// (a Secret) reads it again once and retries if it changed. 429 and 503 with Retry-After are not
 // waited for here: the error carries the wait for the caller to schedule.
 func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
@@ -197,7 +207,12 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		if err == nil {
 			return resp, nil
 		}
-		if rf, ok := c.opts.Auth.(Refresher); ok && !refreshed && statusOf(err) == http.StatusUnauthorized {
+		if rl, ok := c.opts.Auth.(Reloader); ok && !refreshed && IsUnauthorized(err) {
+			refreshed = true
+			if rl.Reload(ctx, statusOf(err)) {
+				continue
+			}
+		} else if rf, ok := c.opts.Auth.(Refresher); ok && !refreshed && statusOf(err) == http.StatusUnauthorized {
 			refreshed = true
 			rf.Invalidate()
 			continue
