@@ -130,6 +130,35 @@ var _ = Describe("Orphan clean-up", func() {
 			reassignAt{methods: []string{http.MethodPatch, http.MethodPut}}, false),
 	)
 
+	It("leaves an orphan alone when an identity claims it between the sweep's list and the clean-up", func() {
+		srv := ownServer(testToken)
+		ns := newNamespace(ctx)
+		id := srv.Users.Put(map[string]any{"userName": "ghost." + ns, "externalId": externalIDOf(ns, "ghost"), "active": true})
+		claimed := &atomic.Bool{}
+		srv.Faults.Add(scimserver.Once(func(r *http.Request) *scimserver.Fault {
+			if !addressed(r, id) {
+				return nil
+			}
+			return &scimserver.Fault{Arrived: func() {
+				defer GinkgoRecover()
+				// Declared again (its target not made yet): the account is its own again.
+				Expect(k8s.Create(ctx, newIdentity(ns, "ghost", "later"))).To(Succeed())
+				claimed.Store(true)
+			}}
+		}))
+		t := createTarget(ctx, ns, "cleaner", testToken, func(t *scimv1.ScimTarget) {
+			t.Spec.Endpoint = srv.Endpoint()
+			t.Spec.Orphans = &scimv1.Orphans{Policy: scimv1.OrphanPolicyDelete, Interval: scimv1.DurationOf(time.Hour)}
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+			g.Expect(t.Status.Orphans).NotTo(BeNil())
+		}).Should(Succeed())
+		Expect(claimed.Load()).To(BeTrue())
+		Expect(userOn(srv, id)).To(HaveKeyWithValue("active", true), "the identity's account was deprovisioned as an orphan")
+		Eventually(eventNotes(ctx, ns, "cleaner")).Should(ContainElement(ContainSubstring("is claimed by ServiceIdentity " + ns + "/ghost")))
+	})
+
 	It("attack: force-orphan on a shared ClusterScimTarget leaves an active account", func() {
 		ns := newNamespace(ctx)
 		own := ownServer(testToken)
@@ -151,10 +180,16 @@ var _ = Describe("Orphan clean-up", func() {
 		Eventually(gone(ctx, si)).Should(BeTrue())
 		Expect(accounts()).To(ConsistOf(HaveKeyWithValue("active", true)))
 
+		// An orphan of a namespace the target does not serve (a tenant's own ScimTarget on the
+		// same provider left it): the default acts only for the namespaces the target allows.
+		elsewhere := newNamespace(ctx)
+		other := own.Users.Put(map[string]any{"userName": "kept." + elsewhere, "externalId": externalIDOf(elsewhere, "kept"), "active": true})
+
 		By("the next sweep of the cluster target deactivates it (its default orphan policy)")
 		sweepClusterTarget(ctx, cst)
 		Expect(cst.Status.Orphans).NotTo(BeNil())
-		Expect(cst.Status.Orphans.Count).To(Equal(int32(1)))
+		Expect(cst.Status.Orphans.Count).To(Equal(int32(2)))
 		Expect(accounts()).To(ConsistOf(HaveKeyWithValue("active", false)), "read on the SCIM server")
+		Expect(userOn(own, other)).To(HaveKeyWithValue("active", true), "outside the target's namespaces: reported only")
 	})
 })
