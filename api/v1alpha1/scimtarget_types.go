@@ -193,8 +193,14 @@ const (
 
 // Orphans configures orphan detection.
 type Orphans struct {
-	// policy for orphaned accounts.
-	// +kubebuilder:default=Report
+	// policy for orphaned accounts: Ignore, Report (status and an Event), Deactivate or Delete.
+	// Unset, it depends on the kind (so it has no schema default): Report on a ScimTarget;
+	// Deactivate on a ClusterScimTarget, for the orphans of the namespaces it allows (the
+	// others are reported), so that an account whose identity went without revocation
+	// (finalizer removed by hand, force-orphan, deletionPolicy Orphan) does not stay active on
+	// a shared target. Set Report to keep them active. Set explicitly, it applies to every
+	// orphan. Each write is made only while a fresh read of the account by id shows it still
+	// carrying the orphaned externalId (If-Match where the provider supports ETags).
 	// +optional
 	Policy OrphanPolicy `json:"policy,omitempty"`
 	// interval between orphan scans (at least 30s).

@@ -90,6 +90,15 @@ func (a *accountSync) useETag() bool {
 	return caps != nil && caps.ETag != nil && *caps.ETag
 }
 
+// ifMatch is the If-Match for a write to u, just read: its version where the provider
+// supports ETags, else "".
+func (a *accountSync) ifMatch(u scim.Resource) string {
+	if !a.useETag() {
+		return ""
+	}
+	return u.Version()
+}
+
 // ensure makes the account exist and match desired. knownID is the id from status, a hint:
 // the account there is used only if it carries our externalId. A new account costs one
 // lookup and one POST; an unchanged one costs one GET.

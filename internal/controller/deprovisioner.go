@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -381,31 +382,159 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 	return nil
 }
 
-// Orphan applies an orphan policy (Deactivate or Delete) to an account that carries this
-// cluster's externalId prefix and has no ServiceIdentity. ok is false when the breaker paused
-// it (the breaker's status says why).
-func (d *Deprovisioner) Orphan(ctx context.Context, t *Target, c *scim.Client, u scim.Resource, policy scimv1.OrphanPolicy) (bool, error) {
+// orphanOutcome is what the orphan clean-up did with one account.
+type orphanOutcome int
+
+const (
+	// orphanActed: deactivated (Deactivate), or deactivated and deleted (Delete).
+	orphanActed orphanOutcome = iota
+	// orphanUntouched: nothing to do (gone, or already inactive under Deactivate).
+	orphanUntouched
+	// orphanPaused: the breaker paused the clean-up (its status says why).
+	orphanPaused
+	// orphanSkipped: the account changed since the sweep listed it (another externalId, an
+	// identity claims it, a 412): it is left alone, and the next sweep judges it again.
+	orphanSkipped
+)
+
+// errOrphanChanged says why an orphan was skipped.
+type errOrphanChanged struct{ id, why string }
+
+func (e *errOrphanChanged) Error() string {
+	return fmt.Sprintf("account %s %s; it is left alone", scim.Sanitize(e.id, 128), e.why)
+}
+
+// Orphan applies an orphan policy (Deactivate or Delete) to an account that carried this
+// cluster's externalId prefix and had no ServiceIdentity when the sweep listed it. The list is
+// no proof at the time of the clean-up: the account is read by id first, and each write goes
+// to it only while a read (or the answer to the PATCH) shows it still carrying the orphaned
+// externalId and no identity claiming it, with If-Match on the version read where the
+// provider supports ETags. The DELETE follows only a deactivation whose answer (or, after a
+// 204, a read) still shows it. An account that changed in between is skipped (outcome
+// orphanSkipped, with an *errOrphanChanged saying why): not an error, the next sweep judges
+// it again. The breaker is charged once per account, just before its first write.
+func (d *Deprovisioner) Orphan(ctx context.Context, t *Target, c *scim.Client, u scim.Resource, policy scimv1.OrphanPolicy) (orphanOutcome, error) {
+	id := u.ID()
 	a := d.accountSyncFor(t, c, u.ExternalID(), "")
-	if !a.usePatch() {
-		// The scan kept only a summary of the account; a PUT needs all of it, read afresh.
-		full, err := a.read(ctx, u.ID())
-		if scim.IsNotFound(err) {
-			return true, nil
-		}
+	skip := func(why string) (orphanOutcome, error) { return orphanSkipped, &errOrphanChanged{id: id, why: why} }
+	cur, err := a.read(ctx, id)
+	if scim.IsNotFound(err) {
+		return orphanUntouched, nil
+	}
+	if err != nil {
+		return orphanUntouched, fmt.Errorf("reading account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
+	}
+	if why, err := d.stillOrphan(ctx, a, cur); err != nil || why != "" {
 		if err != nil {
-			return false, err
+			return orphanUntouched, err
 		}
-		if !a.ours(full) {
-			return false, fmt.Errorf("account %s on %s no longer carries the orphaned externalId", scim.Sanitize(u.ID(), 128), t.Key())
+		return skip(why)
+	}
+	active, present := cur.Active()
+	deactivate := !present || active
+	if !deactivate && policy == scimv1.OrphanPolicyDeactivate {
+		return orphanUntouched, nil
+	}
+	if a.charge != nil {
+		var open *BreakerOpenError
+		if err := a.charge(ctx); errors.As(err, &open) {
+			return orphanPaused, nil
+		} else if err != nil {
+			return orphanUntouched, err
 		}
-		u = full
 	}
-	err := d.Account(ctx, a, u, scimv1.DeletionPolicy(policy), nil)
-	var open *BreakerOpenError
-	if errors.As(err, &open) {
-		return false, nil
+	refund := func() {
+		if a.refund != nil {
+			a.refund()
+		}
 	}
-	return err == nil, err
+	ifMatch := a.ifMatch(cur)
+	if deactivate {
+		answer, err := d.deactivateOrphan(ctx, a, cur, ifMatch)
+		switch {
+		case scim.IsPreconditionFailed(err):
+			refund()
+			return skip("changed since it was read (412 to its deactivation)")
+		case scim.IsNotFound(err):
+			refund()
+			return orphanUntouched, nil
+		case err != nil:
+			refund() // nothing changed (or we cannot tell): do not count it
+			return orphanUntouched, fmt.Errorf("deactivating account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
+		}
+		if policy != scimv1.OrphanPolicyDelete {
+			return orphanActed, nil
+		}
+		// The DELETE goes only where the answer shows the account still ours; a 204, or an
+		// answer without the id, the externalId or (with ETags) the version is not that
+		// answer: read it again.
+		if answer == nil || answer.ID() != id || answer.ExternalID() == "" || (a.useETag() && answer.Version() == "") {
+			if answer, err = a.read(ctx, id); scim.IsNotFound(err) {
+				return orphanActed, nil
+			} else if err != nil {
+				return orphanActed, fmt.Errorf("reading back account %s on %s after deactivating it: %w", scim.Sanitize(id, 128), t.Key(), err)
+			}
+		}
+		if why, err := d.stillOrphan(ctx, a, answer); err != nil || why != "" {
+			if err != nil {
+				return orphanActed, err
+			}
+			return skip(why + " once deactivated: it is not deleted")
+		}
+		ifMatch = a.ifMatch(answer)
+	}
+	err = a.c.DeleteIfMatch(ctx, a.kind.endpoint, id, ifMatch)
+	switch {
+	case scim.IsPreconditionFailed(err):
+		if !deactivate {
+			refund()
+		}
+		return skip("changed since it was read (412 to its deletion)")
+	case scim.IsNotFound(err):
+		return orphanActed, nil
+	case err != nil:
+		return orphanActed, fmt.Errorf("deleting account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
+	}
+	return orphanActed, nil
+}
+
+// deactivateOrphan sets the orphan inactive (PATCH, or PUT of the account just read when the
+// provider refuses PATCH), conditional on ifMatch. The answer is nil after a 204.
+func (d *Deprovisioner) deactivateOrphan(ctx context.Context, a *accountSync, cur scim.Resource, ifMatch string) (scim.Resource, error) {
+	if a.usePatch() {
+		answer, err := a.c.Patch(ctx, a.kind.endpoint, cur.ID(), []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
+		if !scim.IsNotImplemented(err) {
+			return answer, err
+		}
+		a.patchRefused(err)
+	}
+	return a.c.Replace(ctx, a.kind.endpoint, cur.ID(), scim.ReplaceBody(scim.Resource{"active": false}, cur), ifMatch)
+}
+
+// stillOrphan says why u, just read from the target, is no longer the orphan the sweep
+// listed ("" when it is): it must carry the same externalId, with this cluster's prefix, and
+// no ServiceIdentity may claim it (read past the cache: one created since the sweep adopts
+// this very account).
+func (d *Deprovisioner) stillOrphan(ctx context.Context, a *accountSync, u scim.Resource) (string, error) {
+	if !a.ours(u) {
+		return "no longer carries the orphaned externalId", nil
+	}
+	rest, ok := strings.CutPrefix(a.externalID, d.ClusterID+"/")
+	ns, name, ok2 := strings.Cut(rest, "/")
+	if d.ClusterID == "" || !ok || !ok2 || ns == "" || name == "" {
+		return "does not carry this cluster's externalId prefix", nil
+	}
+	reader := d.APIReader
+	if reader == nil {
+		reader = d.Client
+	}
+	switch err := reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &scimv1.ServiceIdentity{}); {
+	case err == nil:
+		return "is claimed by ServiceIdentity " + ns + "/" + name, nil
+	case !apierrors.IsNotFound(err):
+		return "", fmt.Errorf("checking that no ServiceIdentity claims account %s on %s: %w", scim.Sanitize(u.ID(), 128), a.t.Key(), err)
+	}
+	return "", nil
 }
 
 // accountSync prepares the SCIM calls for si's account on t, with the circuit breaker.

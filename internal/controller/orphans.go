@@ -2,9 +2,12 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -16,8 +19,15 @@ const (
 	orphanPageSize        = 200
 )
 
+// orphanPolicy returns the target's orphan policy and scan interval. Unset, the policy is
+// Report on a ScimTarget and Deactivate on a ClusterScimTarget: an account whose identity
+// went without revocation (its finalizer removed by hand, force-orphan) does not stay active
+// on a shared target.
 func orphanPolicy(t *Target) (scimv1.OrphanPolicy, time.Duration) {
 	policy, interval := scimv1.OrphanPolicyReport, defaultOrphanInterval
+	if t.Kind == scimv1.KindClusterScimTarget {
+		policy = scimv1.OrphanPolicyDeactivate
+	}
 	if o := t.Spec.Orphans; o != nil {
 		if o.Policy != "" {
 			policy = o.Policy
@@ -31,23 +41,65 @@ func orphanPolicy(t *Target) (scimv1.OrphanPolicy, time.Duration) {
 	return policy, interval
 }
 
-// cleanOrphans applies the orphan policy to each orphan through the Deprovisioner's account
-// step (deactivated first, charged to the breaker). It stops where the breaker pauses it; the
-// next scan continues.
+// orphanPolicyDefaulted reports a target whose orphan policy is its kind's default.
+func orphanPolicyDefaulted(t *Target) bool {
+	return t.Spec.Orphans == nil || t.Spec.Orphans.Policy == ""
+}
+
+// cleanOrphans applies the orphan policy to each orphan through the Deprovisioner (deactivated
+// first, charged to the breaker, each write proven by a fresh read of the account). It stops
+// where the breaker pauses it; the next scan continues. An orphan that changed since the list
+// is skipped and reported in an Event. Under a ClusterScimTarget's default policy only the
+// orphans of the namespaces the target allows are deactivated; the others are reported.
 func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *Target, c *scim.Client, orphans []scim.Resource, policy scimv1.OrphanPolicy) (int, error) {
 	acted := 0
+	var skipped []string
+	defer func() {
+		if len(skipped) > 0 {
+			r.Recorder.Eventf(t.Object, nil, "Warning", "OrphanSkipped", "Cleanup",
+				"%d orphaned account(s) changed since the sweep listed them and were left alone (the next sweep judges them again): %s",
+				len(skipped), strings.Join(skipped[:min(len(skipped), orphanNamesShown)], "; "))
+		}
+	}()
+	scoped := t.Kind == scimv1.KindClusterScimTarget && orphanPolicyDefaulted(t)
 	for _, u := range orphans {
 		if active, present := u.Active(); policy == scimv1.OrphanPolicyDeactivate && present && !active {
 			continue
 		}
-		done, err := r.Deprovisioner.Orphan(ctx, t, c, u, policy)
+		if scoped {
+			if allowed, err := r.orphanInScope(ctx, t, u); err != nil {
+				return acted, err
+			} else if !allowed {
+				continue
+			}
+		}
+		out, err := r.Deprovisioner.Orphan(ctx, t, c, u, policy)
+		var changed *errOrphanChanged
+		if errors.As(err, &changed) {
+			skipped = append(skipped, fmt.Sprintf("%q: %s", scim.Sanitize(u.UserName(), 256), changed.Error()))
+			continue
+		}
 		if err != nil {
 			return acted, fmt.Errorf("%s orphaned account %q: %w", strings.ToLower(string(policy)), scim.Sanitize(u.UserName(), 256), err)
 		}
-		if !done {
+		switch out {
+		case orphanPaused:
 			return acted, nil
+		case orphanActed:
+			acted++
 		}
-		acted++
 	}
 	return acted, nil
+}
+
+// orphanInScope reports whether the orphan's namespace (from its externalId) is one the
+// ClusterScimTarget allows.
+func (r *TargetReconciler) orphanInScope(ctx context.Context, t *Target, u scim.Resource) (bool, error) {
+	rest, _ := strings.CutPrefix(u.ExternalID(), r.ClusterID+"/")
+	ns, _, _ := strings.Cut(rest, "/")
+	refusal, err := namespaceAllowed(ctx, r.Client, t, ns)
+	if apierrors.IsNotFound(err) {
+		return false, nil // a namespace that is gone is allowed by no selector
+	}
+	return err == nil && refusal == "", err
 }

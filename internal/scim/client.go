@@ -430,10 +430,16 @@ func (c *Client) Patch(ctx context.Context, kind, id string, ops []PatchOp, ifMa
 
 // Delete deletes a resource.
 func (c *Client) Delete(ctx context.Context, kind, id string) error {
+	return c.DeleteIfMatch(ctx, kind, id, "")
+}
+
+// DeleteIfMatch deletes a resource; ifMatch, when set, is sent as If-Match.
+func (c *Client) DeleteIfMatch(ctx context.Context, kind, id, ifMatch string) error {
 	r, err := idRequest(http.MethodDelete, kind, id)
 	if err != nil {
 		return err
 	}
+	r.ifMatch = ifMatch
 	_, err = c.do(ctx, r)
 	return err
 }
