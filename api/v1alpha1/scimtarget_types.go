@@ -219,9 +219,10 @@ type BreakerNamespace struct {
 	Charged int32 `json:"charged"`
 }
 
-// CircuitBreaker protects a target against mass deletion. Only deletions are counted:
-// deactivating an account (a revocation, a suspension, an expiry, a withdrawal) is reversible
-// and is never held back; an account whose deletion waits is already inactive.
+// CircuitBreaker protects a target against mass deletion. Deletions are counted, and every
+// write of the orphan clean-up (accounts no identity claims): deactivating an identity's
+// account (a revocation, a suspension, an expiry, a withdrawal) is reversible and is never
+// held back, and an account whose deletion waits is already inactive.
 type CircuitBreaker struct {
 	// maxDeletionsPerInterval is the largest number of accounts deleted per interval from one
 	// namespace (each namespace has its own share, so a namespace being deleted never pauses

@@ -21,8 +21,8 @@ import (
 
 const defaultBreakerInterval = time.Hour
 
-// Breaker limits remote deletions of accounts proven ours (orphan clean-up included) per
-// target, namespace and window, so a mass deletion pauses and reports instead of emptying the
+// Breaker limits remote deletions of accounts proven ours, and the orphan clean-up's writes,
+// per target, namespace and window, so a mass deletion pauses and reports instead of emptying the
 // application. Deactivations are never charged: they are reversible and are what a
 // revocation needs, so no tenant's deletions can hold back another's revocation. Each
 // namespace has its own share of the limit. Only a real remote DELETE is charged: a lookup

@@ -506,7 +506,7 @@ func (d *Deprovisioner) deactivateOrphan(ctx context.Context, a *accountSync, cu
 		if !scim.IsNotImplemented(err) {
 			return answer, err
 		}
-		a.patchRefused(err)
+		a.patchRefused(a.kind.endpoint, err)
 	}
 	return a.c.Replace(ctx, a.kind.endpoint, cur.ID(), scim.ReplaceBody(scim.Resource{"active": false}, cur), ifMatch)
 }
