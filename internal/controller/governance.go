@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/lru"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -137,8 +138,45 @@ type ownerCheck struct {
 	at      time.Time
 }
 
-// ownerChecks caches directory answers by directory, attribute and owner.
-type ownerChecks struct{ m sync.Map }
+// ownerCacheSize bounds the owner cache: owners are tenant input (every change of spec.owner
+// is a new key), so the least recently used answer goes when it is full. A fuller cache only
+// costs lookups: the answer is asked again.
+const ownerCacheSize = 10000
+
+// ownerChecks caches directory answers by directory, attribute and owner, at most
+// ownerCacheSize of them (least recently used first out); an answer older than its resync
+// interval is asked again and replaced. The zero value is ready to use.
+type ownerChecks struct {
+	once  sync.Once
+	cache *lru.Cache
+	size  int // 0: ownerCacheSize
+}
+
+func (o *ownerChecks) entries() *lru.Cache {
+	o.once.Do(func() {
+		if o.size <= 0 {
+			o.size = ownerCacheSize
+		}
+		o.cache = lru.New(o.size)
+	})
+	return o.cache
+}
+
+// get returns the answer cached for key when it is younger than ttl at now.
+func (o *ownerChecks) get(key string, now time.Time, ttl time.Duration) (ownerCheck, bool) {
+	v, ok := o.entries().Get(key)
+	if !ok {
+		return ownerCheck{}, false
+	}
+	c := v.(ownerCheck)
+	if now.Sub(c.at) >= ttl {
+		o.entries().Remove(key)
+		return ownerCheck{}, false
+	}
+	return c, true
+}
+
+func (o *ownerChecks) put(key string, c ownerCheck) { o.entries().Add(key, c) }
 
 // governance runs the governance phase: the owner check and the review. It returns why the
 // identity must be suspended ("" when it need not), with the reason, and when to look again.
@@ -245,14 +283,12 @@ func (r *ServiceIdentityReconciler) lookupOwner(ctx context.Context, owner strin
 		return scimv1.OwnerUnchecked, d.refused
 	}
 	key := strings.Join([]string{d.ref.TargetKind(), d.namespace, d.ref.Name, d.attr, strings.ToLower(owner)}, "|")
-	if v, ok := r.owners.m.Load(key); ok && !fresh {
-		if c := v.(ownerCheck); r.now().Sub(c.at) < ttl {
-			return c.state, c.message
-		}
+	if c, ok := r.owners.get(key, r.now(), ttl); ok && !fresh {
+		return c.state, c.message
 	}
 	state, msg := r.askDirectory(ctx, owner, d)
 	if state != scimv1.OwnerUnchecked {
-		r.owners.m.Store(key, ownerCheck{state: state, message: msg, at: r.now()})
+		r.owners.put(key, ownerCheck{state: state, message: msg, at: r.now()})
 	}
 	return state, msg
 }

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,7 +22,7 @@ import (
 var (
 	scimRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "scim_operator_scim_requests_total",
-		Help: "SCIM requests sent, by target, method and HTTP status code (0: no response).",
+		Help: "SCIM requests sent, by target, method and HTTP status code (0: no response; codes without a meaning of their own by class: 2xx, 4xx, ..., other).",
 	}, []string{"target", "method", "code"})
 	scimRequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "scim_operator_scim_request_duration_seconds",
@@ -52,11 +54,59 @@ func init() {
 	metrics.Registry.MustRegister(scimRequests, scimRequestDuration, driftCorrections, orphanAccounts, revocationLatency, states)
 }
 
+// statusCodes are the HTTP status codes the code label of scim_operator_scim_requests_total
+// names as they are: the ones the runbooks, dashboards and SCIM (RFC 7644 §3.12) give a
+// meaning to, and 0 for no response. Any other code is labelled with its class ("2xx", ...;
+// "other" outside 100-599): a provider chooses its status codes, up to 999 of them, and as raw
+// labels they would make a series each.
+var statusCodes = []int{0, 200, 201, 204, 304, 400, 401, 403, 404, 405, 409, 412, 413, 429, 500, 501, 502, 503, 504}
+
+// statusLabels are every value the code label can take.
+var statusLabels = func() []string {
+	var out []string
+	for _, c := range statusCodes {
+		out = append(out, strconv.Itoa(c))
+	}
+	return append(out, "1xx", "2xx", "3xx", "4xx", "5xx", "other")
+}()
+
 // observeRequest is the SCIM client's observer for one target.
 func observeRequest(target string) func(method string, status int, d time.Duration) {
 	return func(method string, status int, d time.Duration) {
-		scimRequests.WithLabelValues(target, method, strconv.Itoa(status)).Inc()
-		scimRequestDuration.WithLabelValues(target, method).Observe(d.Seconds())
+		scimRequests.WithLabelValues(target, methodLabel(method), statusLabel(status)).Inc()
+		scimRequestDuration.WithLabelValues(target, methodLabel(method)).Observe(d.Seconds())
+	}
+}
+
+// statusLabel is the code label for an HTTP status: itself when statusLabels names it, else its
+// class.
+func statusLabel(status int) string {
+	if slices.Contains(statusCodes, status) {
+		return strconv.Itoa(status)
+	}
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status/100) + "xx"
+}
+
+// methodLabel is the method label: the client sends these five methods only, but the label
+// set stays bounded whatever calls the observer.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return method
+	}
+	return "other"
+}
+
+// forgetTargetMetrics removes every series of a deleted target from the metric vectors that
+// carry a target label (the collectors read the informer cache and drop it by themselves).
+func forgetTargetMetrics(target string) {
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{scimRequests, scimRequestDuration, driftCorrections, orphanAccounts} {
+		v.DeletePartialMatch(prometheus.Labels{"target": target})
 	}
 }
 

@@ -102,8 +102,13 @@ func (r *TargetReconciler) view(o client.Object) *Target {
 // Reconcile implements reconcile.Reconciler.
 func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	obj := r.newObject()
-	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	if err := r.Get(ctx, req.NamespacedName, obj); apierrors.IsNotFound(err) {
+		// Gone without our finalizer's clean-up (removed by hand, or never added): forget it all
+		// the same. A target that never existed costs nothing here.
+		r.forget(targetKey(r.Kind, req.Namespace, req.Name))
+		return ctrl.Result{}, nil
+	} else if err != nil {
+		return ctrl.Result{}, err
 	}
 	if obj.GetDeletionTimestamp().IsZero() && !controllerutil.ContainsFinalizer(obj, scimv1.InUseFinalizer) {
 		patch := finalizersPatch(obj.GetFinalizers())
@@ -329,17 +334,24 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 	if err := r.Patch(ctx, t.Object, patch); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, false, fmt.Errorf("removing finalizer: %w", err)
 	}
-	r.probed.Delete(t.Key())
 	r.snapshotted.Delete(t.Key() + "/" + string(t.Object.GetUID()))
-	r.sweeps.Delete(t.Key())
-	r.Deprovisioner.Dialects.forget(t.Key())
+	r.forget(t.Key())
+	return ctrl.Result{}, true, nil
+}
+
+// forget drops what this process keeps for a target that is gone: its memos, dialect notes,
+// breaker state, client, and every metric series labelled with it.
+func (r *TargetReconciler) forget(key string) {
+	r.probed.Delete(key)
+	r.sweeps.Delete(key)
+	r.Deprovisioner.Dialects.forget(key)
 	if r.Breaker != nil {
-		r.Breaker.Forget(t.Key())
+		r.Breaker.Forget(key)
 	}
 	if f, ok := r.Clients.(interface{ Forget(key string) }); ok {
-		f.Forget(t.Key()) // drop its connections, token cache and rate limiter
+		f.Forget(key) // drop its connections, token cache and rate limiter
 	}
-	return ctrl.Result{}, true, nil
+	forgetTargetMetrics(key)
 }
 
 func (r *TargetReconciler) warnInsecure(t *Target) {

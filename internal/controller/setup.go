@@ -78,6 +78,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	breaker := NewBreaker(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)
 	breaker.Clock = cfg.Clock
 	flags := newSweepFlags()
+	flags.watched = watchedSet(cfg)
 	deprovisioner := &Deprovisioner{Flags: flags, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
 		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &observedDialects{clock: cfg.Clock}}

@@ -40,9 +40,17 @@ const (
 type sweepFlags struct {
 	flagged sync.Map // verifiedKey -> struct{}
 	wake    chan event.GenericEvent
+	// watched is the set of namespaces the cache holds (--watch-namespaces; nil: every
+	// namespace): a sweep leaves the accounts of identities elsewhere alone.
+	watched sets.Set[string]
 }
 
 func newSweepFlags() *sweepFlags { return &sweepFlags{wake: make(chan event.GenericEvent, 1024)} }
+
+// watches reports whether identities of namespace are this operator's to flag.
+func (f *sweepFlags) watches(namespace string) bool {
+	return f == nil || f.watched == nil || f.watched.Has(namespace)
+}
 
 // flag marks the identity's account on target as needing a read and wakes the identity.
 func (f *sweepFlags) flag(ctx context.Context, si *scimv1.ServiceIdentity, target string) {
@@ -235,8 +243,9 @@ func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
 			continue
 		}
 		ns, name, ok := strings.Cut(rest, "/")
-		if !ok || ns == "" || name == "" || strings.Contains(name, "/") || (s.t.Kind == scimv1.KindScimTarget && ns != s.t.Namespace) {
-			continue
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") || (s.t.Kind == scimv1.KindScimTarget && ns != s.t.Namespace) ||
+			!s.r.Flags.watches(ns) {
+			continue // the provider lists it; no identity of ours is to be woken for it
 		}
 		s.status.Accounts++
 		duplicate := s.seen.Has(ext)
@@ -301,6 +310,11 @@ func (s *sweep) entry(si *scimv1.ServiceIdentity) *scimv1.IdentityTargetStatus {
 	return nil
 }
 
+// concerns: the identity references the target or has an account on record there.
+func (s *sweep) concerns(si *scimv1.ServiceIdentity) bool {
+	return s.entry(si) != nil || s.references(si)
+}
+
 func (s *sweep) references(si *scimv1.ServiceIdentity) bool {
 	for _, ref := range si.Spec.TargetRefs {
 		if refKey(ref, si.Namespace) == s.t.Key() {
@@ -310,7 +324,15 @@ func (s *sweep) references(si *scimv1.ServiceIdentity) bool {
 	return false
 }
 
+// flag hands the identity to its reconcile, when the identity has a part in this target: it
+// references it, or has an account on record there (a withdrawn one included, so that an
+// account made active again is revoked again). A provider listing accounts under the
+// externalIds of other identities (another namespace's, on a ClusterScimTarget) wakes none
+// of them, and leaves no flag that no reconcile would ever clear.
 func (s *sweep) flag(ctx context.Context, si *scimv1.ServiceIdentity) {
+	if !s.concerns(si) {
+		return
+	}
 	s.status.Flagged++
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
