@@ -97,7 +97,9 @@ var _ = Describe("Attacks on review attestations", func() {
 		si := newIdentity(ns, name, "reviewed")
 		si.Spec.Review = &scimv1.ReviewPolicy{Every: scimv1.Duration("1h")}
 		si.Annotations = attestation(ctx, time.Now().Add(-2*time.Hour))
-		Expect(k8s.Create(ctx, si)).To(Succeed())
+		// Retried: for about a second after the suite installed the CRDs, the API server answers
+		// 503 to writes an admission policy matches, until it has published the schema to it.
+		Eventually(func() error { return k8s.Create(ctx, si) }).Should(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonReviewOverdue))
 		return si
 	}
