@@ -62,6 +62,21 @@ const ConditionOwnerActive = "OwnerActive"
 // future) the owner or an authorised reviewer confirmed it is still needed.
 const ReviewedAtAnnotation = "scim.nhi.dev/reviewed-at"
 
+// ReviewedByAnnotation and ReviewedByGroupsAnnotation record who set ReviewedAtAnnotation:
+// the user name and the groups (a JSON array of strings) the API server authenticated.
+// config/admission's review-attestation MutatingAdmissionPolicy writes them from the request;
+// its ValidatingAdmissionPolicy refuses values that are not the requesting user's. The
+// operator counts an attestation only when a SubjectAccessReview says that user may `review`
+// the identity.
+const (
+	ReviewedByAnnotation       = "scim.nhi.dev/reviewed-by"
+	ReviewedByGroupsAnnotation = "scim.nhi.dev/reviewed-by-groups"
+)
+
+// ReviewVerb is the RBAC verb on serviceidentities (group scim.nhi.dev) that lets a user
+// attest an identity's review.
+const ReviewVerb = "review"
+
 // RevokedReasonAnnotation records why an identity was suspended as an incident kill switch
 // (kubectl scim revoke --reason).
 const RevokedReasonAnnotation = "scim.nhi.dev/revoked-reason"

@@ -106,8 +106,10 @@ type ServiceIdentitySpec struct {
 	// workloadRef names a workload in the same namespace whose deletion deletes this identity.
 	// +optional
 	WorkloadRef *WorkloadReference `json:"workloadRef,omitempty"`
-	// review asks for a periodic attestation that the identity is still needed: the owner or
-	// an authorised reviewer sets annotation scim.nhi.dev/reviewed-at (RFC 3339). An identity
+	// review asks for a periodic attestation that the identity is still needed: a reviewer (a
+	// user with the `review` verb on serviceidentities) sets annotation
+	// scim.nhi.dev/reviewed-at (RFC 3339); see config/admission/review-attestation-policy.yaml
+	// for how who set it is recorded. An identity
 	// not attested within every of its last review (or of its creation) is suspended with
 	// reason ReviewOverdue until it is. A target's spec.governance.review applies when this is
 	// unset, and caps it when shorter.
@@ -178,7 +180,13 @@ type ReviewStatus struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Format=date-time
 	NextReviewAt metav1.Time `json:"nextReviewAt"`
-	// message says why an attestation was not taken (in the future, not RFC 3339).
+	// reviewedBy is the user who made the attestation of lastReviewedAt (annotation
+	// scim.nhi.dev/reviewed-by), checked to hold the `review` verb on this identity.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	ReviewedBy string `json:"reviewedBy,omitempty"`
+	// message says why an attestation was not taken (in the future, not RFC 3339, not made by
+	// a user who may review the identity).
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	Message string `json:"message,omitempty"`

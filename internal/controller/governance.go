@@ -182,7 +182,7 @@ func (o *ownerChecks) put(key string, c ownerCheck) { o.entries().Add(key, c) }
 // identity must be suspended ("" when it need not), with the reason, and when to look again.
 func (r *ServiceIdentityReconciler) governance(ctx context.Context, si *scimv1.ServiceIdentity, p policy, fresh bool) (why, reason string, wake time.Duration) {
 	ownerWhy, ownerWake := r.checkOwner(ctx, si, p, fresh)
-	reviewWhy, reviewWake := r.checkReview(si, p)
+	reviewWhy, reviewWake := r.checkReview(ctx, si, p)
 	wake = ownerWake
 	if reviewWake > 0 && (wake == 0 || reviewWake < wake) {
 		wake = reviewWake
@@ -361,8 +361,9 @@ func ownerMatches(u scim.Resource, attr, owner string) bool {
 const reviewSkew = time.Minute
 
 // checkReview records the identity's attestation and when the next is due, and returns why it
-// is suspended when it is overdue.
-func (r *ServiceIdentityReconciler) checkReview(si *scimv1.ServiceIdentity, p policy) (string, time.Duration) {
+// is suspended when it is overdue. An attestation counts only when made by a user who may
+// review the identity (attestation.go).
+func (r *ServiceIdentityReconciler) checkReview(ctx context.Context, si *scimv1.ServiceIdentity, p policy) (string, time.Duration) {
 	every := p.review
 	if si.Spec.Review != nil {
 		if d, err := si.Spec.Review.Every.Parse(); err == nil && (every == 0 || d < every) {
@@ -381,8 +382,10 @@ func (r *ServiceIdentityReconciler) checkReview(si *scimv1.ServiceIdentity, p po
 		// The last attestation taken stands until a valid one replaces it: an annotation
 		// edited to something unusable does not reset the clock to the creation.
 		st.LastReviewedAt = prev.LastReviewedAt.DeepCopy()
+		st.ReviewedBy = prev.ReviewedBy
 		base = prev.LastReviewedAt.Time
 	}
+	var retry time.Duration
 	if v, ok := si.Annotations[scimv1.ReviewedAtAnnotation]; ok {
 		at, err := time.Parse(time.RFC3339, v)
 		switch {
@@ -390,21 +393,41 @@ func (r *ServiceIdentityReconciler) checkReview(si *scimv1.ServiceIdentity, p po
 			st.Message = truncate(fmt.Sprintf("annotation %s=%q is not an RFC 3339 time; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
 		case at.After(now.Add(reviewSkew)):
 			st.Message = truncate(fmt.Sprintf("annotation %s=%q is in the future; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
+		case st.LastReviewedAt != nil && st.LastReviewedAt.Time.Equal(at.Truncate(time.Second)):
+			// Taken already (status keeps seconds): it stands, whatever its author may do now.
 		default:
-			reviewed := metav1.NewTime(at)
-			st.LastReviewedAt = &reviewed
-			base = at // an attestation older than the identity (carried over from a manifest) counts as it is
+			a := attesterOf(si.Annotations)
+			why, err := r.mayReview(ctx, si, a, v)
+			switch {
+			case err != nil:
+				st.Message = truncate(fmt.Sprintf("annotation %s=%q is not taken yet: %v; retrying", scimv1.ReviewedAtAnnotation, v, err), 512)
+				retry = reviewerRetry
+			case why != "":
+				st.Message = truncate(why, 512)
+				if prev == nil || prev.Message != st.Message {
+					r.Recorder.Eventf(si, nil, "Warning", "AttestationIgnored", "Review", "%s", st.Message)
+				}
+			default:
+				reviewed := metav1.NewTime(at)
+				st.LastReviewedAt = &reviewed
+				st.ReviewedBy = truncate(a.user, 256)
+				base = at // an attestation older than the identity (carried over from a manifest) counts as it is
+			}
 		}
 	}
 	if st.LastReviewedAt != nil && (prev == nil || prev.LastReviewedAt == nil || !prev.LastReviewedAt.Equal(st.LastReviewedAt)) {
-		r.Recorder.Eventf(si, nil, "Normal", "Attested", "Review", "Attested at %s; next review due by %s",
+		r.Recorder.Eventf(si, nil, "Normal", "Attested", "Review", "Attested by %q at %s; next review due by %s", st.ReviewedBy,
 			st.LastReviewedAt.UTC().Format(time.RFC3339), base.Add(every).UTC().Format(time.RFC3339))
 	}
 	st.NextReviewAt = metav1.NewTime(base.Add(every))
 	si.Status.Review = st
 	if now.Before(st.NextReviewAt.Time) {
+		if retry > 0 {
+			return "", min(retry, st.NextReviewAt.Sub(now))
+		}
 		return "", st.NextReviewAt.Sub(now)
 	}
-	return fmt.Sprintf("review overdue since %s (every %s): every account is deactivated until attested with annotation %s",
-		st.NextReviewAt.UTC().Format(time.RFC3339), every, scimv1.ReviewedAtAnnotation), 0
+	return fmt.Sprintf("review overdue since %s (every %s): every account is deactivated until attested with annotation %s "+
+		"by a user with the %q verb on serviceidentities", st.NextReviewAt.UTC().Format(time.RFC3339), every,
+		scimv1.ReviewedAtAnnotation, scimv1.ReviewVerb), retry
 }

@@ -144,9 +144,12 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		fastTarget(ctx, ns, "reviewed")
 		si := newIdentity(ns, "quarterly", "reviewed")
 		si.Spec.Review = &scimv1.ReviewPolicy{Every: scimv1.Duration("1h")}
-		si.Annotations = map[string]string{scimv1.ReviewedAtAnnotation: time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)}
+		// Attested by the suite's admin (a reviewer: every verb), recorded as
+		// config/admission's review-attestation policy would (attacks_attestation_test.go).
+		si.Annotations = attestation(ctx, time.Now().Add(-2*time.Hour))
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonReviewOverdue))
+		Expect(si.Status.Review.ReviewedBy).To(Equal(si.Annotations[scimv1.ReviewedByAnnotation]))
 		Expect(si.Status.Review).NotTo(BeNil())
 		Expect(si.Status.Review.NextReviewAt.Time).To(BeTemporally("~", time.Now().Add(-time.Hour), 5*time.Second))
 		// Overdue from the start: no account is made active (none at all, here).

@@ -1,13 +1,19 @@
 package plugin
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
@@ -33,6 +39,51 @@ func reviewTime(at string, now time.Time) (time.Time, error) {
 	return t.UTC(), nil
 }
 
+var selfSubjectReviews = schema.GroupVersionResource{Group: "authentication.k8s.io", Version: "v1", Resource: "selfsubjectreviews"}
+
+// whoAmI is the user name and groups the API server authenticates the plugin as (a
+// SelfSubjectReview), the groups as the JSON array config/admission's review-attestation policy
+// writes: the reviewer names itself, which that policy requires where it cannot record it.
+func whoAmI(ctx context.Context, dyn dynamic.Interface) (user, groups string, err error) {
+	ssr := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}}
+	out, err := dyn.Resource(selfSubjectReviews).Create(ctx, ssr, metav1.CreateOptions{})
+	if err != nil {
+		return "", "", fmt.Errorf("asking the API server who attests (SelfSubjectReview): %w", err)
+	}
+	user, _, _ = unstructured.NestedString(out.Object, "status", "userInfo", "username")
+	list, _, _ := unstructured.NestedStringSlice(out.Object, "status", "userInfo", "groups")
+	if list == nil {
+		list = []string{}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // as the policy's CEL writes it
+	if err := enc.Encode(list); err != nil {
+		return "", "", err
+	}
+	return user, strings.TrimSuffix(b.String(), "\n"), nil
+}
+
+var selfSubjectAccessReviews = schema.GroupVersionResource{Group: "authorization.k8s.io", Version: "v1", Resource: "selfsubjectaccessreviews"}
+
+// mayReview asks the API server whether the plugin's user may review the identity: an
+// attestation by anyone else is ignored by the operator (and refused by config/admission).
+func mayReview(ctx context.Context, dyn dynamic.Interface, ns, name string) error {
+	ssar := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+		"spec": map[string]any{"resourceAttributes": map[string]any{"namespace": ns, "name": name, "verb": scimv1.ReviewVerb,
+			"group": scimv1.GroupVersion.Group, "resource": identities.Resource}}}}
+	out, err := dyn.Resource(selfSubjectAccessReviews).Create(ctx, ssar, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("asking the API server whether you may review serviceidentity %s/%s: %w", ns, name, err)
+	}
+	if ok, _, _ := unstructured.NestedBool(out.Object, "status", "allowed"); !ok {
+		return fmt.Errorf("forbidden: you may not review serviceidentity %s/%s: an attestation needs the %q verb on serviceidentities (group %s), "+
+			"e.g. through ClusterRole scim-operator-serviceidentity-reviewer-role; the operator ignores one by anyone else",
+			ns, name, scimv1.ReviewVerb, scimv1.GroupVersion.Group)
+	}
+	return nil
+}
+
 // annotationPatch is a JSON merge patch that sets (or, for a nil value, removes) annotations,
 // plus the given spec fields.
 func mergePatch(annotations map[string]*string, spec map[string]any) ([]byte, error) {
@@ -52,9 +103,12 @@ func newReviewCommand(o *Options) *cobra.Command {
 		Use:   "review NAME",
 		Short: "Record that a ServiceIdentity's access was reviewed and is still justified",
 		Long: `review sets the annotation ` + reviewedAtKey + ` on the identity to the time of the review (now, or
---at, which may not be in the future). The operator records it on status.review and computes the next
-review from spec.review.every (or the target's default); an identity overdue for review is suspended
-until attested again.`,
+--at, which may not be in the future), and names the reviewer (you, as the API server authenticates
+you) in ` + scimv1.ReviewedByAnnotation + ` and ` + scimv1.ReviewedByGroupsAnnotation + `. The operator takes
+it only when you may review the identity: the ` + "`" + scimv1.ReviewVerb + "`" + ` verb on serviceidentities
+(ClusterRole scim-operator-serviceidentity-reviewer-role). It records it on status.review and computes
+the next review from spec.review.every (or the target's default); an identity overdue for review is
+suspended until attested again.`,
 		Example: `  kubectl scim review billing-bot -n team-a
   kubectl scim review billing-bot -n team-a --at 2026-11-24T16:00:00Z`,
 		Args: cobra.ExactArgs(1),
@@ -75,8 +129,16 @@ until attested again.`,
 			if id.DeletionTimestamp != nil {
 				return fmt.Errorf("serviceidentity %s/%s is being deleted: there is no access left to review", ns, id.Name)
 			}
+			if err := mayReview(cmd.Context(), dyn, ns, id.Name); err != nil {
+				return err
+			}
 			value := t.Format(time.RFC3339Nano)
-			patch, err := mergePatch(map[string]*string{reviewedAtKey: &value}, nil)
+			user, groups, err := whoAmI(cmd.Context(), dyn)
+			if err != nil {
+				return err
+			}
+			patch, err := mergePatch(map[string]*string{reviewedAtKey: &value,
+				scimv1.ReviewedByAnnotation: &user, scimv1.ReviewedByGroupsAnnotation: &groups}, nil)
 			if err != nil {
 				return err
 			}
@@ -84,7 +146,7 @@ until attested again.`,
 				metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
 				return fmt.Errorf("recording the review of %s/%s: %w", ns, id.Name, err)
 			}
-			_, err = fmt.Fprintf(o.Out, "serviceidentity %s/%s reviewed at %s (annotation %s)\n", ns, id.Name, value, reviewedAtKey)
+			_, err = fmt.Fprintf(o.Out, "serviceidentity %s/%s reviewed at %s by %s (annotation %s)\n", ns, id.Name, value, clean(user, 256), reviewedAtKey)
 			if err == nil && id.Spec.Owner != "" {
 				_, err = fmt.Fprintf(o.Out, "owner: %s\n", clean(id.Spec.Owner, 256))
 			}

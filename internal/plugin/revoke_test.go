@@ -294,7 +294,7 @@ var _ = Describe("kubectl scim against the running operator", Ordered, func() {
 		}).Should(Succeed())
 		r = kubectlScim(ctx, time.Time{}, "why", "billing-bot", "-n", liveNS)
 		Expect(r.err).NotTo(HaveOccurred())
-		Expect(r.Out).To(MatchRegexp(`Review:\s+every 2160h0m0s, last %s, next %s \(in 89d\)`, at.Format(time.RFC3339), at.Add(90*24*time.Hour).Format(time.RFC3339)))
+		Expect(r.Out).To(MatchRegexp(`Review:\s+every 2160h0m0s, last %s by plugin-admin, next %s \(in 89d\)`, at.Format(time.RFC3339), at.Add(90*24*time.Hour).Format(time.RFC3339)))
 		Expect(r.Out).To(MatchRegexp(`Owner:\s+alice@example.com \(owner Active`))
 		Expect(r.Out).To(MatchRegexp(`Expires:\s+\S+ \(in 29d\), capped by `))
 	})

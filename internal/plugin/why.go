@@ -154,7 +154,11 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 			parts = append(parts, "every "+e)
 		}
 		if t := id.lastReviewedAt(); t != nil {
-			parts = append(parts, "last "+rfc3339(t))
+			last := "last " + rfc3339(t)
+			if by := id.Status.Review.ReviewedBy; by != "" {
+				last += " by " + clean(by, 256)
+			}
+			parts = append(parts, last)
 		} else if a := id.Annotations[reviewedAtKey]; a != "" {
 			parts = append(parts, "attested "+a+" (not recorded on status yet)")
 		}

@@ -220,8 +220,8 @@ func TestChartInstallsOnKubeAPIServer(t *testing.T) {
 			if count(objs, "MutatingAdmissionPolicy")+count(objs, "MutatingAdmissionPolicyBinding") != 0 {
 				t.Error("a MutatingAdmissionPolicy rendered for Kubernetes 1.35")
 			}
-			if n := count(objs, "ValidatingAdmissionPolicy"); n != 2 {
-				t.Errorf("%d ValidatingAdmissionPolicies rendered for Kubernetes 1.35, want 2", n)
+			if n := count(objs, "ValidatingAdmissionPolicy"); n != 3 {
+				t.Errorf("%d ValidatingAdmissionPolicies rendered for Kubernetes 1.35, want 3", n)
 			}
 		}},
 		{"every option on", []string{"--kube-version", server, "--values", allOn}, checkAllOn},
