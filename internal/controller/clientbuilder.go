@@ -79,6 +79,9 @@ type SecretClientBuilder struct {
 	guarded *http.Client // namespaced ScimTargets without TLS customisation
 	mu      sync.Mutex
 	conns   map[string]*targetConn
+	// tenants holds, per namespace, the request slots all its ScimTargets share: a tenant's
+	// targets that hang hold at most that many workers, however many targets it makes.
+	tenants map[string]*scim.Slots
 	// reads gathers the concurrent reads of one target's Secrets into one.
 	reads singleflight.Group
 }
@@ -168,9 +171,29 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.C
 	caps := t.Status.Capabilities
 	return scim.New(t.Spec.Endpoint, scim.Options{
 		HTTPClient: conn.http, Auth: &secretAuth{b: b, t: t, conn: conn}, Limiter: conn.limiter, Timeout: b.Timeout, Slots: conn.slots,
+		TenantSlots:       b.tenantSlots(t),
 		Observer:          observeRequest(t.Key()),
 		FilterUnsupported: caps != nil && caps.Filter != nil && !*caps.Filter,
 	})
+}
+
+// tenantSlots are the request slots shared by every ScimTarget of t's namespace (nil for a
+// ClusterScimTarget, which the cluster admin runs): as many as one target has.
+func (b *SecretClientBuilder) tenantSlots(t *Target) *scim.Slots {
+	if t.Kind != scimv1.KindScimTarget {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tenants == nil {
+		b.tenants = map[string]*scim.Slots{}
+	}
+	s := b.tenants[t.Namespace]
+	if s == nil {
+		s = scim.NewSlots(b.slotsPerTarget(), scim.DefaultSlotWait)
+		b.tenants[t.Namespace] = s
+	}
+	return s
 }
 
 // CredentialsVersion identifies the spec and the Secrets' data a client of t is built from,
@@ -290,10 +313,7 @@ func (b *SecretClientBuilder) Forget(key string) {
 
 func (b *SecretClientBuilder) connect(t *Target, secrets map[string]*corev1.Secret) (*targetConn, error) {
 	guarded := t.Kind != scimv1.KindClusterScimTarget
-	slots := b.SlotsPerTarget
-	if slots <= 0 {
-		slots = 2
-	}
+	slots := b.slotsPerTarget()
 	conn := &targetConn{http: b.open, slots: scim.NewSlots(slots, scim.DefaultSlotWait)}
 	if guarded {
 		conn.http = b.guarded
@@ -542,4 +562,11 @@ func redactURL(raw string) string {
 		return "(unparsable URL)"
 	}
 	return scim.Sanitize((&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String(), 256)
+}
+
+func (b *SecretClientBuilder) slotsPerTarget() int {
+	if b.SlotsPerTarget > 0 {
+		return b.SlotsPerTarget
+	}
+	return 2
 }

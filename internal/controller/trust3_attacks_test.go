@@ -2,6 +2,9 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -11,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
 // Trust, round 3 (issue 20): the kill switch and governance always win, and nothing calls an
@@ -193,5 +197,68 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		Expect(accountsWithExternalID(victim, "victim-bot")()).To(BeEmpty())
 		Expect(k8s.Get(ctx, keyOf("", cst.Name), cst)).To(Succeed())
 		Expect(cst.Status.CircuitBreaker.Namespaces).To(ContainElement(scimv1.BreakerNamespace{Namespace: victim, Charged: 1}))
+	})
+})
+
+var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
+	ctx := context.Background()
+
+	It("attack: a tenant's many hanging targets delay another tenant's revocations", func() {
+		var hanging atomic.Bool
+		var hung atomic.Int32
+		release := make(chan struct{})
+		trap, _ := hostileProvider(func(w http.ResponseWriter, r *http.Request) bool {
+			if !hanging.Load() {
+				return false
+			}
+			hung.Add(1)
+			select { // accepts the request, never answers
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return true
+		})
+		DeferCleanup(func() { hanging.Store(false); close(release) })
+
+		attacker, victim := newNamespace(ctx), readyTargetNamespace(ctx)
+		const traps, perTrap, victims = 6, 2, 20
+		var bait, ids []*scimv1.ServiceIdentity
+		for i := range traps {
+			name := fmt.Sprintf("trap-%d", i)
+			t := createTarget(ctx, attacker, name, testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = trap.URL + scimserver.BasePath })
+			Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			for j := range perTrap {
+				si := newIdentity(attacker, fmt.Sprintf("bait-%d-%d", i, j), name)
+				Expect(k8s.Create(ctx, si)).To(Succeed())
+				bait = append(bait, si)
+			}
+		}
+		for i := range victims {
+			si := newIdentity(victim, fmt.Sprintf("victim-%d", i), "acme")
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			ids = append(ids, si)
+		}
+		for _, si := range append(append([]*scimv1.ServiceIdentity{}, bait...), ids...) {
+			Eventually(get(ctx, si), "60s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		}
+
+		By("the attacker's targets stop answering while its identities are retired")
+		hanging.Store(true)
+		for _, si := range bait {
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+		}
+		Eventually(hung.Load).Should(BeNumerically(">=", 3))
+		began := time.Now()
+		for _, si := range ids {
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+		}
+		// Every hung call lasts the SCIM timeout (2s here): with the workers held by the
+		// attacker's six targets, the victim's revocations wait several of them.
+		Eventually(func(g Gomega) {
+			for _, si := range ids {
+				g.Expect(accountsWithExternalID(victim, si.Name)()).To(BeEmpty(), "account of %s", si.Name)
+			}
+		}, "4s", "50ms").Should(Succeed(), "another tenant's hanging targets held the revocations back")
+		GinkgoWriter.Printf("%d accounts revoked in %s while another tenant's %d targets hang\n", victims, time.Since(began), traps)
 	})
 })

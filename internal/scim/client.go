@@ -73,6 +73,11 @@ type Options struct {
 	// Slots, when set, bounds the requests in flight to the target; share one among the
 	// clients of one target (see Slots).
 	Slots *Slots
+	// TenantSlots, when set, bounds the requests in flight to every target of one tenant
+	// together (share one among the clients of all the targets of one namespace), so a
+	// tenant whose many targets hang holds a bounded share of the caller's workers, whatever
+	// the number of its targets. Taken before Slots.
+	TenantSlots *Slots
 	// Limiter, when set, is waited on before every request, in the order of the calls'
 	// priorities (WithPriority, Urgent); share one among the clients of one target.
 	Limiter *Limiter
@@ -246,6 +251,14 @@ func (c *Client) once(ctx context.Context, r request) (*response, error) {
 			return nil, fmt.Errorf("SCIM %s: waiting for the rate limiter: %w", call, err)
 		}
 	}
+	releaseTenant, err := c.opts.TenantSlots.acquire(ctx, call)
+	if err != nil {
+		if errors.Is(err, ErrTargetBusy) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("SCIM %s: waiting for a request slot of the tenant: %w", call, err)
+	}
+	defer releaseTenant()
 	release, err := c.opts.Slots.acquire(ctx, call)
 	if err != nil {
 		if errors.Is(err, ErrTargetBusy) {
@@ -257,7 +270,7 @@ func (c *Client) once(ctx context.Context, r request) (*response, error) {
 	// How this attempt ended, for the errors of calls that find every slot taken: why the
 	// target is busy. It names no account (the target may be shared among tenants).
 	ended := ""
-	defer func() { c.opts.Slots.note(ended) }()
+	defer func() { c.opts.Slots.note(ended); c.opts.TenantSlots.note(ended) }()
 	u := *c.base
 	// r.path is already escaped (ids go through url.PathEscape); keep both forms in step.
 	u.RawPath = c.base.EscapedPath() + r.path
