@@ -330,12 +330,13 @@ scim_operator_security_events_queued 1
 scim_operator_security_event_delivery_attempts_total{result="accepted"} 1
 scim_operator_security_event_delivery_attempts_total{result="refused"} 0
 scim_operator_security_event_delivery_attempts_total{result="retryable"} 0
-# HELP scim_operator_security_events_total Security Event Tokens by outcome: published (queued), dropped (queue full), delivered, possibly_delivered (refused as invalid_request after an unanswered attempt), refused (the receiver will not accept it), exhausted (retries ran out), abandoned (operator stopped).
+# HELP scim_operator_security_events_total Security Event Tokens by outcome: published (queued), dropped (queue full), delivered, possibly_delivered (refused as invalid_request after an unanswered attempt), refused (the receiver will not accept it), exhausted (retries ran out), abandoned (operator stopped), given_up (kept in the outbox and not accepted within its maximum age).
 # TYPE scim_operator_security_events_total counter
 scim_operator_security_events_total{outcome="abandoned"} 0
 scim_operator_security_events_total{outcome="delivered"} 1
 scim_operator_security_events_total{outcome="dropped"} 1
 scim_operator_security_events_total{outcome="exhausted"} 0
+scim_operator_security_events_total{outcome="given_up"} 0
 scim_operator_security_events_total{outcome="possibly_delivered"} 0
 scim_operator_security_events_total{outcome="published"} 1
 scim_operator_security_events_total{outcome="refused"} 0
