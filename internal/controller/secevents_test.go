@@ -34,7 +34,9 @@ var _ = Describe("Security event outbox", func() {
 		return id, si
 	}
 	gone := func(si *scimv1.ServiceIdentity) func() bool {
-		return func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(si.Namespace, si.Name), &scimv1.ServiceIdentity{})) }
+		return func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, keyOf(si.Namespace, si.Name), &scimv1.ServiceIdentity{}))
+		}
 	}
 
 	It("attack: a restart loses the security events still queued", func() {
@@ -74,4 +76,3 @@ var _ = Describe("Security event outbox", func() {
 		Expect(setRecv.Rejected()).To(BeEmpty())
 	})
 })
-

@@ -124,7 +124,7 @@ func startManager() {
 		// A receiver's Retry-After is waited out up to this long, then asked again (the
 		// long Retry-After spec; 1h in production).
 		SecurityEventMaxWait: 3 * time.Second,
-		ClusterID:      testClusterID, ClusterResourceNamespace: operatorNS,
+		ClusterID:            testClusterID, ClusterResourceNamespace: operatorNS,
 		MaxConcurrentReconciles: testWorkers, SCIMTimeout: 2 * time.Second,
 		// Secrets are not watched: a rotation the target does not answer with a 401 or 403 (a
 		// token it still accepts, a wrong one replaced) is picked up within this interval.
