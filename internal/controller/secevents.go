@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/lru"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -65,6 +66,9 @@ type SecurityEventReconciler struct {
 	// notBefore is when the receiver's last Retry-After ends.
 	mu        sync.Mutex
 	notBefore time.Time
+	// accepted remembers the jtis this process saw accepted (bounded), until their status
+	// write is sure to have landed.
+	accepted *lru.Cache
 }
 
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities,verbs=get;list;watch;update;patch
@@ -130,6 +134,13 @@ func (r *SecurityEventReconciler) send(ctx context.Context, si *scimv1.ServiceId
 				ev.SecurityEvent, target, maxAge)
 			continue
 		}
+		if at, ok := r.accepted.Get(ev.SecurityEvent); ok {
+			// Accepted by an earlier pass whose status write lost a conflict (or was
+			// overwritten by an older copy): record it, do not send it twice.
+			ev.SecurityEventDelivery = scimv1.SecurityEventDelivered
+			ev.SecurityEventDeliveredAt = &metav1.Time{Time: at.(time.Time)}
+			continue
+		}
 		if wait := r.waitLeft(now); wait > 0 {
 			return ctrl.Result{RequeueAfter: wait}, nil // the receiver asked to wait: no identity jumps that
 		}
@@ -137,6 +148,7 @@ func (r *SecurityEventReconciler) send(ctx context.Context, si *scimv1.ServiceId
 		var de *secevent.DeliveryError
 		switch {
 		case err == nil:
+			r.accepted.Add(ev.SecurityEvent, now)
 			ev.SecurityEventDelivery = scimv1.SecurityEventDelivered
 			ev.SecurityEventDeliveredAt = &metav1.Time{Time: now}
 			log.V(1).Info("Security event delivered", "target", target, "jti", ev.SecurityEvent)
@@ -211,6 +223,7 @@ func hasUndeliveredSecurityEvent(si *scimv1.ServiceIdentity) bool {
 // SetupWithManager registers the controller: it sees identities with a Pending token, and
 // identities being deleted that carry its finalizer.
 func (r *SecurityEventReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.accepted = lru.New(4096)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			si, ok := o.(*scimv1.ServiceIdentity)
