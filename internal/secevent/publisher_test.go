@@ -364,3 +364,27 @@ func TestUnansweredAcceptanceThenReplay(t *testing.T) {
 	r.g.Expect(st.PossiblyDelivered).To(BeEquivalentTo(1))
 	r.g.Expect(st.Refused).To(BeZero())
 }
+
+// Send makes one attempt with the jti it is given (the outbox's), and never waits: a
+// Retry-After comes back in the error, whatever its length, for the caller's delay queue.
+func TestSendKeepsTheJTIAndReturnsRetryAfter(t *testing.T) {
+	r := newRig(t, rigOptions{noStart: true})
+	ev := secevent.Event{Type: secevent.AccountPurged, Subject: secevent.Opaque("x")}
+	r.g.Expect(r.pub.Send(context.Background(), "", ev)).To(MatchError(secevent.ErrNoJTI))
+	r.receiver.FailNext(1, 503, "7200")
+	err := r.pub.Send(context.Background(), "jti-1", ev)
+	var de *secevent.DeliveryError
+	r.g.Expect(errors.As(err, &de)).To(BeTrue(), "error %v", err)
+	r.g.Expect(de.Retryable).To(BeTrue())
+	r.g.Expect(de.RetryAfter).To(Equal(secevent.MaxRetryAfter))
+	r.g.Expect(r.clock.HasWaiters()).To(BeFalse(), "nothing sleeps")
+
+	r.g.Expect(r.pub.Send(context.Background(), "jti-1", ev)).To(Succeed())
+	r.g.Expect(jtis(r.receiver.Accepted())).To(Equal([]string{"jti-1"}))
+	err = r.pub.Send(context.Background(), "jti-1", ev)
+	r.g.Expect(errors.As(err, &de)).To(BeTrue())
+	r.g.Expect(de.Code).To(Equal(secevent.ErrCodeInvalidRequest), "the receiver de-duplicates on the jti")
+	r.pub.GaveUp()
+	st := r.pub.Stats()
+	r.g.Expect([]int64{st.Delivered, st.Refused, st.GivenUp, st.AttemptsRetryable}).To(Equal([]int64{1, 1, 1, 1}))
+}
