@@ -174,6 +174,7 @@ func main() {
 		NamespacedTargetAllowedCIDRs:   allowed,
 		NamespacedTargetDeniedCIDRs:    denied,
 		SecurityEvents:                 publisher,
+		SecurityEventMaxAge:            events.MaxAge,
 	}); err != nil {
 		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)
@@ -193,7 +194,7 @@ func main() {
 }
 
 // securityEvents starts the Security Event Token publisher the --security-events-* flags ask
-// for (nil: none); it runs on the leader and is stopped by the manager.
+// for (nil: none).
 func securityEvents(mgr ctrl.Manager, f secevent.Flags, defaultNamespace string) (*secevent.Publisher, error) {
 	cfg, err := f.Config(defaultNamespace)
 	if err != nil || !cfg.Enabled() {
@@ -205,9 +206,8 @@ func securityEvents(mgr ctrl.Manager, f secevent.Flags, defaultNamespace string)
 	if err != nil {
 		return nil, err
 	}
-	if err := mgr.Add(pub); err != nil {
-		return nil, err
-	}
+	// Its SETs are kept on the identities' status and sent by the security-event controller
+	// (Publisher.Send); its in-memory queue (Publish, Start) is not used.
 	crmetrics.Registry.MustRegister(secevent.NewCollector(pub))
 	return pub, nil
 }

@@ -53,6 +53,11 @@ const (
 	// ReasonAccountsLeftActive: an identity's finalizer was released while an account of it
 	// is not provably inactive on a target (deletionPolicy Orphan left it as it was). Event only.
 	ReasonAccountsLeftActive = "AccountsLeftActive"
+	// ReasonSecurityEventGivenUp: a Security Event Token was not accepted by the receiver within
+	// the operator's maximum age and is no longer sent. Event only.
+	ReasonSecurityEventGivenUp = "SecurityEventGivenUp"
+	// ReasonSecurityEventRefused: the receiver refused a Security Event Token for good. Event only.
+	ReasonSecurityEventRefused = "SecurityEventRefused"
 )
 
 // ConditionOwnerActive is True while the owner directory shows the owner active.

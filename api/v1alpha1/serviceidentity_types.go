@@ -18,6 +18,11 @@ const (
 	// credentials in the operator's namespace) stays usable until the last account is
 	// deprovisioned. The operator puts no finalizer on tenants' Secrets.
 	InUseFinalizer = "scim.nhi.dev/in-use"
+	// SecurityEventsFinalizer holds a ServiceIdentity, when security events are configured,
+	// while a Security Event Token recorded on its status is not delivered (its status is the
+	// outbox), or until the operator gives it up (--security-event-max-age). It never holds
+	// back a revocation: the accounts are revoked and DeprovisionFinalizer released first.
+	SecurityEventsFinalizer = "scim.nhi.dev/security-events"
 	// ForceOrphanAnnotation set to "true" releases the finalizer without touching the targets.
 	ForceOrphanAnnotation = "scim.nhi.dev/force-orphan"
 	// ResyncRequestedAnnotation set to a new value (e.g. the current time) on an identity
@@ -217,6 +222,41 @@ type RevocationEvidence struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	SecurityEvent string `json:"securityEvent,omitempty"`
+	// securityEventSubject is that token's subject (sub_id uri: the account's SCIM location),
+	// kept with the jti so the same token can be sent again until the receiver accepts it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	SecurityEventSubject string `json:"securityEventSubject,omitempty"`
+	// securityEventDelivery is where that token is: Pending (recorded, not accepted yet: it is
+	// sent, and after a restart sent again with the same jti), Delivered, Refused (the receiver
+	// will never accept it) or GivenUp (not accepted within --security-event-max-age).
+	// +optional
+	SecurityEventDelivery SecurityEventDelivery `json:"securityEventDelivery,omitempty"`
+	// securityEventDeliveredAt is when the receiver accepted that token.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	SecurityEventDeliveredAt *metav1.Time `json:"securityEventDeliveredAt,omitempty"`
+}
+
+// SecurityEventDelivery is where the Security Event Token of a revocation is.
+// +kubebuilder:validation:Enum=Pending;Delivered;Refused;GivenUp
+type SecurityEventDelivery string
+
+const (
+	// SecurityEventPending: recorded on the identity, not accepted by the receiver yet.
+	SecurityEventPending SecurityEventDelivery = "Pending"
+	// SecurityEventDelivered: the receiver accepted it.
+	SecurityEventDelivered SecurityEventDelivery = "Delivered"
+	// SecurityEventRefused: the receiver answered that it will never accept it.
+	SecurityEventRefused SecurityEventDelivery = "Refused"
+	// SecurityEventGivenUp: not accepted within the operator's maximum age; no longer sent.
+	SecurityEventGivenUp SecurityEventDelivery = "GivenUp"
+)
+
+// SecurityEventUndelivered reports whether the evidence holds a token still to be delivered.
+func (e *RevocationEvidence) SecurityEventUndelivered() bool {
+	return e != nil && e.SecurityEvent != "" && e.SecurityEventSubject != "" && e.SecurityEventDelivery == SecurityEventPending
 }
 
 // TargetState is the state of an identity's account on one target.

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -216,8 +215,9 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 // evidence reads the identity's accounts back by externalId after deprovisioning and records
 // on the entry what the target confirmed: none left (NotFound), or only accounts with active
 // false (Inactive). An account still active is an error: the revocation is retried, and its
-// next pass looks the accounts up and deprovisions each. A Security Event Token is sent for the confirmation when a
-// publisher is configured, once per confirmation on record.
+// next pass looks the accounts up and deprovisions each. When a publisher is configured, a
+// Security Event Token for the confirmation is recorded with it, once per confirmation on
+// record: the entry is its outbox, and the token is sent once the status is written.
 func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity, a *accountSync, entry *scimv1.IdentityTargetStatus,
 	ids []string, policy scimv1.DeletionPolicy) error {
 	// Read back by externalId, not by id: the same request, and it also finds a second
@@ -234,31 +234,24 @@ func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity
 		result = scimv1.RevocationInactive
 	}
 	if prev := entry.Revocation; prev != nil && prev.Result == result && entry.State == scimv1.TargetStateDeprovisioned {
-		return nil // confirmed before: keep the time and the token sent for it
+		return nil // confirmed before: keep the time and the token recorded for it
 	}
 	entry.Revocation = &scimv1.RevocationEvidence{Result: result, ConfirmedAt: metav1.NewTime(clockOr(d.Clock).Now())}
-	entry.Revocation.SecurityEvent = d.publish(ctx, si, a, entry, ids, result)
+	d.publish(a, entry, ids)
 	return nil
 }
 
-// publish sends the Security Event Token for a confirmed revocation and returns its jti ("":
-// none sent). A full queue or a refused event is logged; it never holds the revocation back.
-func (d *Deprovisioner) publish(ctx context.Context, si *scimv1.ServiceIdentity, a *accountSync, entry *scimv1.IdentityTargetStatus,
-	ids []string, result scimv1.RevocationResult) string {
+// publish records on the entry the Security Event Token of its confirmed revocation: a fresh
+// jti and the subject, Pending. Nothing is sent here: the entry is the outbox, written with
+// the evidence, and the security-event controller sends what it holds (securityEventEvent)
+// once it is on the API server, again after a restart, until the receiver accepts it.
+func (d *Deprovisioner) publish(a *accountSync, entry *scimv1.IdentityTargetStatus, ids []string) {
 	if d.SecurityEvents == nil || len(ids) == 0 {
-		return ""
+		return
 	}
-	typ := secevent.AccountPurged
-	if result == scimv1.RevocationInactive {
-		typ = secevent.AccountDisabled
-	}
-	jti, err := d.SecurityEvents.Publish(ctx, secevent.Event{Type: typ, Subject: secevent.SCIMResource(a.c.Endpoint(), a.kind.endpoint, ids[0]),
-		Time: entry.Revocation.ConfirmedAt.Time, Txn: string(si.UID)})
-	if err != nil {
-		logf.FromContext(ctx).Error(err, "Security event not sent", "target", a.t.Key(), "event", typ.Short())
-		return ""
-	}
-	return jti
+	entry.Revocation.SecurityEvent = secevent.NewJTI()
+	entry.Revocation.SecurityEventSubject = secevent.SCIMResource(a.c.Endpoint(), a.kind.endpoint, ids[0]).Member("uri")
+	entry.Revocation.SecurityEventDelivery = scimv1.SecurityEventPending
 }
 
 // onRecord deprovisions the account on record without looking it up first: the deactivating

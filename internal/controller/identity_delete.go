@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -31,6 +33,7 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 		return ctrl.Result{}, true, r.removeFinalizer(ctx, si)
 	}
 
+	before := si.DeepCopy()
 	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, revocation{cause: causeRetired, kill: killed(si)}); len(outcomes) > 0 {
 		res, err := r.deprovisionBlocked(si, outcomes, "Waiting to deprovision (finalizer "+scimv1.DeprovisionFinalizer+
 			" kept; set annotation "+scimv1.ForceOrphanAnnotation+"=true to release it without deprovisioning)")
@@ -48,6 +51,15 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	} else {
 		r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q revoked on every target%s: %s", si.EffectiveUserName(), why,
 			truncate(evidenceSummary(si), 768))
+	}
+	// The identity outlives this finalizer while SecurityEventsFinalizer holds it: its status
+	// is the outbox of the tokens just recorded with the evidence, written before the
+	// finalizer goes so that the security-event controller never sees the identity without
+	// them (the deferred status write is skipped once the finalizer is released).
+	if controllerutil.ContainsFinalizer(si, scimv1.SecurityEventsFinalizer) && !equality.Semantic.DeepEqual(before.Status, si.Status) {
+		if err := r.Status().Patch(ctx, si, client.MergeFrom(before)); err != nil {
+			return ctrl.Result{}, false, fmt.Errorf("recording the revocation before releasing the finalizer: %w", err)
+		}
 	}
 	if err := r.removeFinalizer(ctx, si); err != nil {
 		return ctrl.Result{}, false, err

@@ -82,6 +82,9 @@ type ServiceIdentityReconciler struct {
 	Flags *sweepFlags
 	// owners caches owner directory answers for a resync interval.
 	owners ownerChecks
+	// SecurityEvents is true when Security Event Tokens are sent: identities then carry
+	// SecurityEventsFinalizer, which the security-event controller releases.
+	SecurityEvents bool
 	// wake lets the revoker hand an identity it could not finish to this controller.
 	wake chan event.GenericEvent
 }
@@ -114,12 +117,8 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if si.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
-		patch := finalizersPatch(si.GetFinalizers())
-		controllerutil.AddFinalizer(si, scimv1.DeprovisionFinalizer)
-		if err := r.Patch(ctx, si, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
-		}
+	if err := r.finalizers(ctx, si); err != nil {
+		return ctrl.Result{}, err
 	}
 
 	base := si.DeepCopy()
@@ -139,6 +138,31 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return res, err
 	}
 	return r.reconcileNormal(ctx, si, base)
+}
+
+// finalizers puts DeprovisionFinalizer on a live identity and, when security events are
+// configured, SecurityEventsFinalizer (the outbox of its tokens outlives its deletion until
+// they are delivered); without security events, nothing would ever release the latter, so it
+// goes.
+func (r *ServiceIdentityReconciler) finalizers(ctx context.Context, si *scimv1.ServiceIdentity) error {
+	patch := finalizersPatch(si.GetFinalizers())
+	changed := false
+	if si.DeletionTimestamp.IsZero() {
+		changed = controllerutil.AddFinalizer(si, scimv1.DeprovisionFinalizer)
+		if r.SecurityEvents {
+			changed = controllerutil.AddFinalizer(si, scimv1.SecurityEventsFinalizer) || changed
+		}
+	}
+	if !r.SecurityEvents {
+		changed = controllerutil.RemoveFinalizer(si, scimv1.SecurityEventsFinalizer) || changed
+	}
+	if !changed {
+		return nil
+	}
+	if err := r.Patch(ctx, si, patch); err != nil && (si.DeletionTimestamp.IsZero() || !apierrors.IsNotFound(err)) {
+		return fmt.Errorf("updating finalizers: %w", err)
+	}
+	return nil
 }
 
 func (r *ServiceIdentityReconciler) now() time.Time { return clockOr(r.Clock).Now() }

@@ -42,6 +42,12 @@ type Config struct {
 	// SecurityEvents, when set, is sent a Security Event Token for every revocation a target
 	// confirmed.
 	SecurityEvents *secevent.Publisher
+	// SecurityEventMaxAge: a token not accepted this long after its revocation is given up
+	// (<= 0: DefaultSecurityEventMaxAge).
+	SecurityEventMaxAge time.Duration
+	// SecurityEventMaxWait bounds the wait a receiver's Retry-After schedules before the next
+	// attempt (<= 0: secevent.MaxRetryAfter).
+	SecurityEventMaxWait time.Duration
 }
 
 // requestsPerTarget is MaxConcurrentRequestsPerTarget with its default.
@@ -97,10 +103,17 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 			return err
 		}
 	}
+	if cfg.SecurityEvents != nil {
+		if err := (&SecurityEventReconciler{Client: mgr.GetClient(), Publisher: cfg.SecurityEvents, Recorder: rec, Clock: cfg.Clock,
+			MaxAge: cfg.SecurityEventMaxAge, MaxWait: cfg.SecurityEventMaxWait, MaxConcurrentReconciles: max(cfg.MaxConcurrentReconciles/2, 1),
+		}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
 	return (&ServiceIdentityReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, watched: watchedSet(cfg), Revocations: revocations, Deprovisioner: deprovisioner,
-		Flags: flags,
+		Flags: flags, SecurityEvents: cfg.SecurityEvents != nil,
 	}).SetupWithManager(mgr)
 }

@@ -119,10 +119,12 @@ func startManager() {
 	Expect(err).NotTo(HaveOccurred())
 	pub, err := secevent.NewPublisher(setIssuer, setAudience, setSigner, tx, secevent.PublisherOptions{})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(mgr.Add(pub)).To(Succeed())
 	Expect(Setup(mgr, Config{
 		SecurityEvents: pub,
-		ClusterID:      testClusterID, ClusterResourceNamespace: operatorNS,
+		// A receiver's Retry-After is waited out up to this long, then asked again (the
+		// long Retry-After spec; 1h in production).
+		SecurityEventMaxWait: 3 * time.Second,
+		ClusterID:            testClusterID, ClusterResourceNamespace: operatorNS,
 		MaxConcurrentReconciles: testWorkers, SCIMTimeout: 2 * time.Second,
 		// Secrets are not watched: a rotation the target does not answer with a 401 or 403 (a
 		// token it still accepts, a wrong one replaced) is picked up within this interval.

@@ -4,15 +4,22 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
 )
 
 // Flags are the command-line settings of security events, bound by Bind.
 type Flags struct {
 	Receiver, Issuer, Audience, KeySecret, TokenSecret string
+	// MaxAge is how long a SET kept in the outbox (the identity's status) is sent again before
+	// it is given up.
+	MaxAge time.Duration
 }
 
+// DefaultMaxAge is --security-events-max-age's default.
+const DefaultMaxAge = 24 * time.Hour
+
 // Bind registers --security-events-receiver, -issuer, -audience, -key-secret and
-// -token-secret on fs.
+// -token-secret and -max-age on fs.
 func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.Receiver, "security-events-receiver", "",
 		"Push endpoint (RFC 8935) to send signed Security Event Tokens to when accounts are disabled or purged; "+
@@ -24,6 +31,10 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 			"in tls.key or key.pem (RSA ≥ 2048 bits, ECDSA P-256 or P-384) and optionally its kid.")
 	fs.StringVar(&f.TokenSecret, "security-events-token-secret", "",
 		"Secret ([namespace/]name) holding the receiver's bearer token in token; empty sends none.")
+	fs.DurationVar(&f.MaxAge, "security-events-max-age", DefaultMaxAge,
+		"How long a Security Event Token not accepted by the receiver is sent again (it is kept on the identity's "+
+			"status, across restarts, and holds a deleted identity with the scim.nhi.dev/security-events finalizer) "+
+			"before it is given up with a Warning Event.")
 }
 
 // Config turns the flags into a validated Config; secret references without a namespace are in

@@ -6,7 +6,8 @@ var (
 	eventsDesc = prometheus.NewDesc("scim_operator_security_events_total",
 		"Security Event Tokens by outcome: published (queued), dropped (queue full), delivered, "+
 			"possibly_delivered (refused as invalid_request after an unanswered attempt), "+
-			"refused (the receiver will not accept it), exhausted (retries ran out), abandoned (operator stopped).",
+			"refused (the receiver will not accept it), exhausted (retries ran out), abandoned (operator stopped), "+
+			"given_up (kept in the outbox and not accepted within its maximum age).",
 		[]string{"outcome"}, nil)
 	attemptsDesc = prometheus.NewDesc("scim_operator_security_event_delivery_attempts_total",
 		"Security Event Token delivery attempts by the receiver's answer: accepted, retryable (408, 429, 5xx, no answer), refused.",
@@ -34,7 +35,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.p.Stats()
 	for outcome, v := range map[string]int64{
 		"published": s.Published, "dropped": s.Dropped, "delivered": s.Delivered, "possibly_delivered": s.PossiblyDelivered,
-		"refused": s.Refused, "exhausted": s.Exhausted, "abandoned": s.Abandoned,
+		"refused": s.Refused, "exhausted": s.Exhausted, "abandoned": s.Abandoned, "given_up": s.GivenUp,
 	} {
 		ch <- prometheus.MustNewConstMetric(eventsDesc, prometheus.CounterValue, float64(v), outcome)
 	}

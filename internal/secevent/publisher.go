@@ -74,7 +74,7 @@ type Publisher struct {
 	queue    chan item
 	started  atomic.Bool
 
-	published, delivered, possiblyDelivered, refused, exhausted, dropped, abandoned atomic.Int64
+	published, delivered, possiblyDelivered, refused, exhausted, dropped, abandoned, givenUp atomic.Int64
 }
 
 // NewPublisher returns a publisher of SETs issued by issuer for audience, signed by signer and
@@ -126,6 +126,41 @@ func (p *Publisher) Publish(ctx context.Context, ev Event) (string, error) {
 		return "", ErrQueueFull
 	}
 }
+
+// ErrNoJTI is what Send returns for an empty jti.
+var ErrNoJTI = errors.New("a SET needs a jti")
+
+// Send signs ev into a SET with the given jti, issued now, and makes one delivery attempt: nil
+// when the receiver accepted it, else a *DeliveryError (IsRetryable tells whether to try
+// again, RetryAfter how long the receiver asked to wait) or why ev cannot be a SET. It never
+// waits between attempts: a caller keeping the SET in a durable outbox schedules the next
+// attempt on a delay queue, and sends the same jti each time so the receiver de-duplicates.
+func (p *Publisher) Send(ctx context.Context, jti string, ev Event) error {
+	if jti == "" {
+		return ErrNoJTI
+	}
+	c, err := NewClaims(p.issuer, p.audience, ev, p.clock.Now())
+	if err != nil {
+		return fmt.Errorf("security event: %w", err)
+	}
+	c.ID = jti
+	set, err := p.signer.Sign(c)
+	if err != nil {
+		return err
+	}
+	err = p.tx.Send(ctx, set)
+	switch {
+	case err == nil:
+		p.delivered.Add(1)
+	case ctx.Err() != nil, IsRetryable(err):
+	default:
+		p.refused.Add(1)
+	}
+	return err
+}
+
+// GaveUp counts a SET its outbox stopped sending (it was not accepted in time).
+func (p *Publisher) GaveUp() { p.givenUp.Add(1) }
 
 // Start delivers queued SETs until ctx ends; it returns once its workers have stopped.
 func (p *Publisher) Start(ctx context.Context) error {
@@ -194,6 +229,8 @@ type Stats struct {
 	// non-retryable error; Exhausted ran out of retries; Abandoned were queued or being
 	// retried when the publisher stopped.
 	Delivered, PossiblyDelivered, Refused, Exhausted, Abandoned int64
+	// GivenUp were kept in an outbox (Send) and given up, not accepted in time.
+	GivenUp int64
 	// Queued is the number of SETs waiting for a worker now.
 	Queued int
 	// Attempts by the receiver's answer: accepted (2xx), retryable (408, 429, 5xx, no
@@ -206,7 +243,7 @@ func (p *Publisher) Stats() Stats {
 	return Stats{
 		Published: p.published.Load(), Dropped: p.dropped.Load(),
 		Delivered: p.delivered.Load(), PossiblyDelivered: p.possiblyDelivered.Load(), Refused: p.refused.Load(),
-		Exhausted: p.exhausted.Load(), Abandoned: p.abandoned.Load(),
+		Exhausted: p.exhausted.Load(), Abandoned: p.abandoned.Load(), GivenUp: p.givenUp.Load(),
 		Queued:            len(p.queue),
 		AttemptsAccepted:  p.tx.attempts.accepted.Load(),
 		AttemptsRetryable: p.tx.attempts.retryable.Load(),

@@ -330,12 +330,13 @@ scim_operator_security_events_queued 1
 scim_operator_security_event_delivery_attempts_total{result="accepted"} 1
 scim_operator_security_event_delivery_attempts_total{result="refused"} 0
 scim_operator_security_event_delivery_attempts_total{result="retryable"} 0
-# HELP scim_operator_security_events_total Security Event Tokens by outcome: published (queued), dropped (queue full), delivered, possibly_delivered (refused as invalid_request after an unanswered attempt), refused (the receiver will not accept it), exhausted (retries ran out), abandoned (operator stopped).
+# HELP scim_operator_security_events_total Security Event Tokens by outcome: published (queued), dropped (queue full), delivered, possibly_delivered (refused as invalid_request after an unanswered attempt), refused (the receiver will not accept it), exhausted (retries ran out), abandoned (operator stopped), given_up (kept in the outbox and not accepted within its maximum age).
 # TYPE scim_operator_security_events_total counter
 scim_operator_security_events_total{outcome="abandoned"} 0
 scim_operator_security_events_total{outcome="delivered"} 1
 scim_operator_security_events_total{outcome="dropped"} 1
 scim_operator_security_events_total{outcome="exhausted"} 0
+scim_operator_security_events_total{outcome="given_up"} 0
 scim_operator_security_events_total{outcome="possibly_delivered"} 0
 scim_operator_security_events_total{outcome="published"} 1
 scim_operator_security_events_total{outcome="refused"} 0
@@ -362,4 +363,28 @@ func TestUnansweredAcceptanceThenReplay(t *testing.T) {
 	st := r.pub.Stats()
 	r.g.Expect(st.PossiblyDelivered).To(BeEquivalentTo(1))
 	r.g.Expect(st.Refused).To(BeZero())
+}
+
+// Send makes one attempt with the jti it is given (the outbox's), and never waits: a
+// Retry-After comes back in the error, whatever its length, for the caller's delay queue.
+func TestSendKeepsTheJTIAndReturnsRetryAfter(t *testing.T) {
+	r := newRig(t, rigOptions{noStart: true})
+	ev := secevent.Event{Type: secevent.AccountPurged, Subject: secevent.Opaque("x")}
+	r.g.Expect(r.pub.Send(context.Background(), "", ev)).To(MatchError(secevent.ErrNoJTI))
+	r.receiver.FailNext(1, 503, "7200")
+	err := r.pub.Send(context.Background(), "jti-1", ev)
+	var de *secevent.DeliveryError
+	r.g.Expect(errors.As(err, &de)).To(BeTrue(), "error %v", err)
+	r.g.Expect(de.Retryable).To(BeTrue())
+	r.g.Expect(de.RetryAfter).To(Equal(secevent.MaxRetryAfter))
+	r.g.Expect(r.clock.HasWaiters()).To(BeFalse(), "nothing sleeps")
+
+	r.g.Expect(r.pub.Send(context.Background(), "jti-1", ev)).To(Succeed())
+	r.g.Expect(jtis(r.receiver.Accepted())).To(Equal([]string{"jti-1"}))
+	err = r.pub.Send(context.Background(), "jti-1", ev)
+	r.g.Expect(errors.As(err, &de)).To(BeTrue())
+	r.g.Expect(de.Code).To(Equal(secevent.ErrCodeInvalidRequest), "the receiver de-duplicates on the jti")
+	r.pub.GaveUp()
+	st := r.pub.Stats()
+	r.g.Expect([]int64{st.Delivered, st.Refused, st.GivenUp, st.AttemptsRetryable}).To(Equal([]int64{1, 1, 1, 1}))
 }
