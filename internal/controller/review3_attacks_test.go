@@ -132,4 +132,37 @@ var _ = Describe("Review of trust round 3", func() {
 			"the provider chose %d namespaces that do not exist; each got a share of the breaker (a status write, a row in "+
 				"status.circuitBreaker.namespaces with no bound, a pool in memory never forgotten)", n)
 	})
+
+	It("attack: a tenant that used up its own breaker share stops the orphan clean-up of every other namespace", func() {
+		tenantA, tenantB := newNamespace(ctx), newNamespace(ctx)
+		cst := clusterTarget(ctx, "orphan-stop", []string{tenantA, tenantB}, func(c *scimv1.ClusterScimTarget) {
+			// The default orphan policy of a shared target: Deactivate the orphans of the allowed namespaces.
+			c.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 1, Interval: scimv1.DurationOf(time.Hour)}
+		})
+		forceOrphan := func(si *scimv1.ServiceIdentity) {
+			annotate(ctx, si, scimv1.ForceOrphanAnnotation, "true")
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+			Eventually(gone(ctx, si)).Should(BeTrue())
+		}
+		early := clusterIdentity(tenantA, "a-early", cst.Name) // listed first by the provider
+		spend := clusterIdentity(tenantA, "a-spend", cst.Name)
+		victim := clusterIdentity(tenantB, "b-left", cst.Name)
+		for _, si := range []*scimv1.ServiceIdentity{early, spend, victim} {
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		}
+
+		By("tenant A spends its own share (one deletion) and leaves one active orphan of its own")
+		Expect(k8s.Delete(ctx, spend)).To(Succeed())
+		Eventually(gone(ctx, spend)).Should(BeTrue())
+		Expect(accountsWithExternalID(tenantA, "a-spend")()).To(BeEmpty())
+		forceOrphan(early)
+
+		By("tenant B's identity goes without revocation (force-orphan): the next sweep must deactivate its account")
+		forceOrphan(victim)
+		Expect(account(tenantB, "b-left")["active"]).To(BeTrue())
+		sweepClusterNow(ctx, cst)
+		Eventually(func() any { return account(tenantB, "b-left")["active"] }, "5s").Should(Equal(false),
+			"tenant A's exhausted share paused the clean-up of tenant B's orphan: the sweep stops at the first paused orphan")
+	})
 })
