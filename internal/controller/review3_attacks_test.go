@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
@@ -164,5 +168,42 @@ var _ = Describe("Review of trust round 3", func() {
 		sweepClusterNow(ctx, cst)
 		Eventually(func() any { return account(tenantB, "b-left")["active"] }, "5s").Should(Equal(false),
 			"tenant A's exhausted share paused the clean-up of tenant B's orphan: the sweep stops at the first paused orphan")
+	})
+
+	It("attack: identities churned through force-orphan leave their memory in the operator", func() {
+		ns := newNamespace(ctx)
+		fastTarget(ctx, ns, "own")
+		// A second identity reconciler, driven by hand, to look at what it keeps in memory.
+		builder := NewSecretClientBuilder(k8s, 5*time.Second)
+		builder.Guard = NewAddressGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, nil)
+		flags := newSweepFlags()
+		r2 := &ServiceIdentityReconciler{Client: k8s, APIReader: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
+			ClusterID: testClusterID, ClusterResourceNamespace: operatorNS, Flags: flags,
+			Deprovisioner: &Deprovisioner{Client: k8s, APIReader: k8s, Clients: builder, ClusterID: testClusterID,
+				ClusterResourceNamespace: operatorNS, Flags: flags, Dialects: &observedDialects{}}}
+		entries := func(m *sync.Map) int {
+			n := 0
+			m.Range(func(any, any) bool { n++; return true })
+			return n
+		}
+		const churn = 5
+		for i := range churn {
+			si := newIdentity(ns, fmt.Sprintf("churn-%d", i), "own")
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			requestResync(ctx, si)
+			req := reconcile.Request{NamespacedName: keyOf(ns, si.Name)}
+			Eventually(func() int {
+				_, _ = r2.Reconcile(ctx, req)
+				return entries(&r2.verified)
+			}).Should(BeNumerically(">", i))
+			annotate(ctx, si, scimv1.ForceOrphanAnnotation, "true") // the tenant's own escape hatch
+			Expect(k8s.Delete(ctx, si)).To(Succeed())
+			Eventually(gone(ctx, si)).Should(BeTrue())
+			_, _ = r2.Reconcile(ctx, req) // what the controller does when it sees the identity gone
+		}
+		Expect(entries(&r2.verified)+entries(&r2.resyncRequests)).To(BeZero(),
+			"%d identities are gone, yet the reconciler still keeps %d verified and %d resync entries for them: a tenant "+
+				"looping create/delete grows the operator's memory without bound", churn, entries(&r2.verified), entries(&r2.resyncRequests))
 	})
 })
