@@ -330,7 +330,19 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 		if err != nil {
 			return nil, fmt.Errorf("updating account %s on %s: %w", user.ID(), a.t.Key(), err)
 		}
-		if updated == nil { // 204 No Content: the change is applied; keep what we know
+		if updated == nil { // 204 No Content: no answer shows what the target did
+			if active, _ := a.desired.Active(); !active {
+				// A suspension is what an incident relies on: it is recorded only as the
+				// target shows it, so the account is read back.
+				read, err := a.read(ctx, user.ID())
+				if err != nil {
+					return nil, fmt.Errorf("reading back account %s on %s after deactivating it: %w", user.ID(), a.t.Key(), err)
+				}
+				if !a.ours(read) {
+					return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", errAccountConflict, user.ID(), a.t.Key())
+				}
+				return read, nil
+			}
 			updated = scim.MergeForReplace(a.desired, user)
 			updated["id"] = user.ID()
 		}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -30,7 +31,11 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 		r.Recorder.Eventf(si, nil, "Warning", "ForceOrphaned", "Deprovision",
 			"Annotation %s=true: finalizer released without deprovisioning; accounts may remain on the targets", scimv1.ForceOrphanAnnotation)
 		log.Info("Finalizer released by annotation; accounts left on targets", "annotation", scimv1.ForceOrphanAnnotation)
-		return ctrl.Result{}, true, r.removeFinalizer(ctx, si)
+		if err := r.removeFinalizer(ctx, si); err != nil {
+			return ctrl.Result{}, false, err
+		}
+		r.forgetIdentity(si)
+		return ctrl.Result{}, true, nil
 	}
 
 	before := si.DeepCopy()
@@ -107,19 +112,42 @@ func verifiedKey(si *scimv1.ServiceIdentity, target string) string {
 	return string(si.UID) + "|" + target
 }
 
-// forgetIdentity drops what this process remembers of an identity that is gone.
-func (r *ServiceIdentityReconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
-	r.retired.Delete(si.UID)
-	r.resyncRequests.Delete(si.UID)
+// identityKeys is what this process keys its memory of one identity by: its UID and its
+// (identity, target) keys. It is kept per identity name, so that an identity seen gone
+// (NotFound) is forgotten whichever way it went (its finalizer removed by hand, force-orphan).
+type identityKeys struct {
+	uid     types.UID
+	targets []string // verifiedKeys of its status entries
+	refs    []string // verifiedKeys of its spec's references
+}
+
+func identityKeysOf(si *scimv1.ServiceIdentity) identityKeys {
+	k := identityKeys{uid: si.UID}
 	for _, e := range si.Status.Targets {
-		r.withdrawn.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
-	}
-	for _, e := range si.Status.Targets {
-		r.verified.Delete(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
-		r.Flags.clear(verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
+		k.targets = append(k.targets, verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
 	}
 	for _, ref := range si.Spec.TargetRefs {
-		r.Flags.clear(verifiedKey(si, refKey(ref, si.Namespace)))
+		k.refs = append(k.refs, verifiedKey(si, refKey(ref, si.Namespace)))
+	}
+	return k
+}
+
+// forgetIdentity drops what this process remembers of an identity that is gone.
+func (r *ServiceIdentityReconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
+	r.forgetKeys(identityKeysOf(si))
+	r.known.Delete(client.ObjectKeyFromObject(si))
+}
+
+func (r *ServiceIdentityReconciler) forgetKeys(k identityKeys) {
+	r.retired.Delete(k.uid)
+	r.resyncRequests.Delete(k.uid)
+	for _, key := range k.targets {
+		r.withdrawn.Delete(key)
+		r.verified.Delete(key)
+		r.Flags.clear(key)
+	}
+	for _, key := range k.refs {
+		r.Flags.clear(key)
 	}
 }
 

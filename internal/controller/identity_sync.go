@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -112,12 +113,17 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 	if err != nil {
 		return err
 	}
+	active, present := user.Active()
+	if wantState == scimv1.TargetStateSuspended && (!present || active) {
+		// The target did not show the account inactive: a suspension is never recorded on
+		// the desired state's word, and the next pass tries again.
+		return fmt.Errorf("account %s on %s is still active after it was suspended; retrying", scim.Sanitize(user.ID(), 128), t.Key())
+	}
 	change := accountChange{adopted: adopted, recreated: inStep && user.ID() != entry.ID, updated: updated}
 	// What the provider returned is bounded and sanitised before it is shown anywhere.
 	shownName := scim.Sanitize(accountName(user, kindOf(t)), 256)
 	r.announce(si, t, entry, user, wantState, change, inStep)
 	unchanged := inStep && change == accountChange{} && entry.Version == recordedVersion(user)
-	active, _ := user.Active()
 	joined := entry.Groups
 	if entry.ID != user.ID() {
 		joined = nil // a new, recreated or adopted account: nothing joined through us yet
@@ -125,7 +131,10 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 	entry.ID = user.ID()
 	entry.Groups = joined
 	entry.UserName = shownName
-	entry.Active = &active
+	entry.Active = nil
+	if present {
+		entry.Active = &active
+	}
 	entry.Version = recordedVersion(user)
 	entry.State = wantState
 	entry.Message = ""

@@ -85,6 +85,9 @@ type ServiceIdentityReconciler struct {
 	// SecurityEvents is true when Security Event Tokens are sent: identities then carry
 	// SecurityEventsFinalizer, which the security-event controller releases.
 	SecurityEvents bool
+	// known holds, per identity name, the keys of what this process remembers of it
+	// (identityKeys), so an identity seen gone is forgotten however it went.
+	known sync.Map
 	// wake lets the revoker hand an identity it could not finish to this controller.
 	wake chan event.GenericEvent
 }
@@ -114,6 +117,9 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Deprovisioner.confirmed.forget(req.NamespacedName)
+			if k, ok := r.known.LoadAndDelete(req.NamespacedName); ok {
+				r.forgetKeys(k.(identityKeys)) // gone without our finalizer: by hand, or force-orphan
+			}
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -124,6 +130,10 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	base := si.DeepCopy()
 	released := false
 	defer func() {
+		if !released {
+			// Keyed as the pass leaves it: the targets this pass recorded are forgotten too.
+			r.known.Store(req.NamespacedName, identityKeysOf(si))
+		}
 		if released || equality.Semantic.DeepEqual(base.Status, si.Status) {
 			return
 		}
@@ -404,6 +414,10 @@ func (r *ServiceIdentityReconciler) drop(ctx context.Context, si *scimv1.Service
 		if out := r.Deprovisioner.Target(ctx, si, entry, revocation{cause: causeDropped, kill: killed(si)}); !out.ok() {
 			p.outcomes[key] = out
 			p.next = append(p.next, *entry)
+		} else if off, _ := entry.AccountOff(); !off && r.targetLives(ctx, si, entry) {
+			// An account Orphan left active stays on record, so the kill switch, governance,
+			// a withdrawal and the sweeps keep seeing it (and nobody is told it is off).
+			p.next = append(p.next, *entry)
 		}
 	}
 }
@@ -679,4 +693,12 @@ func blockedSummary(blocked map[string]outcome) string {
 		parts = append(parts, k+": "+blocked[k].stalled)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// targetLives reports whether the target of an entry exists and is not being deleted: an
+// account left on a target that goes cannot be reached any more, and its entry must not keep
+// the target's deletion waiting.
+func (r *ServiceIdentityReconciler) targetLives(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus) bool {
+	t, err := getTarget(ctx, r.Client, scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}, si.Namespace, r.ClusterResourceNamespace)
+	return err == nil && t.Object.GetDeletionTimestamp().IsZero()
 }
