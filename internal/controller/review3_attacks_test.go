@@ -51,13 +51,14 @@ var _ = Describe("Review of trust round 3", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
 		Expect(usersOn(backend, ns, "hider")).To(HaveLen(1))
 
-		By("the tenant drops the shared target from its spec: Orphan leaves the account, and its status entry goes")
+		By("the tenant drops the shared target from its spec: Orphan leaves the account, and its entry stays on record")
 		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.TargetRefs = []scimv1.TargetReference{{Name: "own"}}
 		})
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, keyOf(ns, "hider"), si)).To(Succeed())
-			g.Expect(si.Status.Targets).To(HaveLen(1))
+			g.Expect(si.Status.Targets).To(ContainElement(SatisfyAll(HaveField("Kind", scimv1.KindClusterScimTarget),
+				HaveField("Revocation.Result", scimv1.RevocationOrphaned))), "the account left active is no longer on record")
 		}).Should(Succeed())
 		Expect(usersOn(backend, ns, "hider")[0]["active"]).To(BeTrue())
 
@@ -94,10 +95,11 @@ var _ = Describe("Review of trust round 3", func() {
 
 		armed.Store(true)
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Suspend = true })
+		// The suspension was tried (today it is recorded Suspended on the PATCH's 204 alone).
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, keyOf(ns, "ghost-off"), si)).To(Succeed())
 			g.Expect(si.Status.Targets).To(HaveLen(1))
-			g.Expect(si.Status.Targets[0].State).To(Equal(scimv1.TargetStateSuspended))
+			g.Expect(si.Status.Targets[0].State).To(BeElementOf(scimv1.TargetStateSuspended, scimv1.TargetStateError))
 		}).Should(Succeed())
 		requestResync(ctx, si) // a GET shows the account active: does anything notice?
 		Consistently(func(g Gomega) {
@@ -196,7 +198,7 @@ var _ = Describe("Review of trust round 3", func() {
 			Eventually(func() int {
 				_, _ = r2.Reconcile(ctx, req)
 				return entries(&r2.verified)
-			}).Should(BeNumerically(">", i))
+			}).Should(BeNumerically(">=", 1))
 			annotate(ctx, si, scimv1.ForceOrphanAnnotation, "true") // the tenant's own escape hatch
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
 			Eventually(gone(ctx, si)).Should(BeTrue())
