@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
@@ -157,5 +158,24 @@ func TestSweepFlagsOnlyWhatTheTargetConcerns(t *testing.T) {
 	f.watched = sets.New("team-a", "scim-operator-system")
 	if f.watches("team-b") || !f.watches("team-a") {
 		t.Error("with --watch-namespaces only those namespaces are watched")
+	}
+}
+
+// The revocation clock forgets its oldest marks past its bound, and the first mark counts.
+func TestRevocationClockIsBounded(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	c := newRevocationClock(clk)
+	c.mark("a")
+	first := clk.Now()
+	clk.SetTime(first.Add(time.Second))
+	c.mark("a")
+	if v, _ := c.seen.Get("a"); !v.(time.Time).Equal(first) {
+		t.Fatalf("a second mark moved the start to %v", v)
+	}
+	for i := range revocationClockSize + 10 {
+		c.mark(fmt.Sprintf("w-%d", i))
+	}
+	if n := c.seen.Len(); n > revocationClockSize {
+		t.Fatalf("the clock holds %d marks, more than its bound %d", n, revocationClockSize)
 	}
 }

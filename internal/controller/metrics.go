@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/lru"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -204,17 +205,29 @@ func identityState(si *scimv1.ServiceIdentity) string {
 // garbage collector a moment later).
 type revocationClock struct {
 	clock clock.PassiveClock
-	seen  sync.Map
+	// seen is bounded: a tenant that deletes workloads no identity ever belonged to cannot
+	// grow it; an entry evicted only costs one histogram sample its precise start.
+	seen *lru.Cache
+	mu   sync.Mutex // makes the first mark count
 }
 
+// revocationClockSize bounds the deletions remembered for the histogram.
+const revocationClockSize = 100_000
+
 func newRevocationClock(c clock.PassiveClock) *revocationClock {
-	return &revocationClock{clock: clockOr(c)}
+	return &revocationClock{clock: clockOr(c), seen: lru.New(revocationClockSize)}
 }
 
 func workloadKey(namespace, kind, name string) string { return namespace + "/" + kind + "/" + name }
 
 // mark notes that the deletion of key was seen now (the first time counts).
-func (c *revocationClock) mark(key string) { c.seen.LoadOrStore(key, c.clock.Now()) }
+func (c *revocationClock) mark(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen.Get(key); !ok {
+		c.seen.Add(key, c.clock.Now())
+	}
+}
 
 // start is the earliest recorded deletion for the identity or the workloads that own it.
 func (c *revocationClock) start(si *scimv1.ServiceIdentity) time.Time {
@@ -223,13 +236,13 @@ func (c *revocationClock) start(si *scimv1.ServiceIdentity) time.Time {
 		start = si.DeletionTimestamp.Time
 	}
 	consider := func(key string) {
-		if v, ok := c.seen.Load(key); ok {
+		if v, ok := c.seen.Get(key); ok {
 			if at := v.(time.Time); start.IsZero() || at.Before(start) {
 				start = at
 			}
 		}
 	}
-	if v, ok := c.seen.Load(string(si.UID)); ok {
+	if v, ok := c.seen.Get(string(si.UID)); ok {
 		// The watch event is more precise than deletionTimestamp (whole seconds).
 		start = v.(time.Time)
 	}
@@ -240,8 +253,8 @@ func (c *revocationClock) start(si *scimv1.ServiceIdentity) time.Time {
 }
 
 func (c *revocationClock) forget(si *scimv1.ServiceIdentity) {
-	c.seen.Delete(string(si.UID))
+	c.seen.Remove(string(si.UID))
 	for _, o := range si.OwnerReferences {
-		c.seen.Delete(workloadKey(si.Namespace, o.Kind, o.Name))
+		c.seen.Remove(workloadKey(si.Namespace, o.Kind, o.Name))
 	}
 }
