@@ -261,4 +261,38 @@ var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
 		}, "4s", "50ms").Should(Succeed(), "another tenant's hanging targets held the revocations back")
 		GinkgoWriter.Printf("%d accounts revoked in %s while another tenant's %d targets hang\n", victims, time.Since(began), traps)
 	})
+
+	It("attack: a tenant's many hanging targets keep another tenant's new target from becoming Ready", func() {
+		var hanging atomic.Bool
+		release := make(chan struct{})
+		trap, _ := hostileProvider(func(w http.ResponseWriter, r *http.Request) bool {
+			if !hanging.Load() {
+				return false
+			}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return true
+		})
+		DeferCleanup(func() { hanging.Store(false); close(release) })
+		attacker, victim := newNamespace(ctx), newNamespace(ctx)
+		var traps []*scimv1.ScimTarget
+		for i := range 8 {
+			t := createTarget(ctx, attacker, fmt.Sprintf("trap-%d", i), testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = trap.URL + scimserver.BasePath })
+			Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			traps = append(traps, t)
+		}
+		By("the attacker's targets hang, and each is asked to probe and sweep again")
+		hanging.Store(true)
+		for _, t := range traps {
+			update(ctx, t, func(t *scimv1.ScimTarget) {
+				t.Annotations = map[string]string{scimv1.SweepRequestedAnnotation: "now"}
+				t.Spec.ResyncInterval = scimv1.DurationOf(31 * time.Second) // a new generation: probed again
+			})
+		}
+		t := createTarget(ctx, victim, "mine", testToken)
+		Eventually(get(ctx, t), "3s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue),
+			"another tenant's hanging targets held every target worker")
+	})
 })
