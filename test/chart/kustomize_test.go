@@ -84,3 +84,34 @@ func TestConfigDefaultPoliciesFollowTheInstall(t *testing.T) {
 		})
 	}
 }
+
+// notes are the release notes `helm install` prints, with values args.
+func notes(t *testing.T, args ...string) string {
+	t.Helper()
+	out, _, err := run(helm(t), append([]string{"install", release, chartDir, "--namespace", namespace, "--dry-run=client"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, n, ok := strings.Cut(string(out), "NOTES:\n")
+	if !ok {
+		t.Fatalf("no NOTES in:\n%s", out)
+	}
+	return n
+}
+
+// The release notes say what the cluster-resource namespace holds, and warn when it is one
+// that others share.
+func TestNotesWarnAboutTheClusterResourceNamespace(t *testing.T) {
+	if n := notes(t); !strings.Contains(n, "holds the SCIM credentials of every ClusterScimTarget") || strings.Contains(n, "WARNING") {
+		t.Errorf("with the release namespace, the notes should say what it holds and not warn:\n%s", n)
+	}
+	for _, args := range [][]string{
+		{"--set", "clusterResourceNamespace=default"},
+		{"--set", "clusterResourceNamespace=kube-system"},
+		{"--set", "clusterResourceNamespace=payments", "--set", "watchNamespaces={payments,billing}"},
+	} {
+		if n := notes(t, args...); !strings.Contains(n, "WARNING: clusterResourceNamespace is") {
+			t.Errorf("%v: no warning about a shared cluster-resource namespace:\n%s", args, n)
+		}
+	}
+}
