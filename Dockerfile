@@ -7,6 +7,12 @@
 # Offline (the e2e suite, machines that reach no registry):  make docker-build IMG=... BUILD_FROM=host
 #   hack/image-context.sh builds the binary on the host into bin/image/, with the host's CA
 #   certificates and a generated /etc/passwd; `--target offline` then pulls nothing.
+#
+# Base images: pin by digest, NAME:TAG@sha256:<digest> (the tag stays for the reader, the digest
+# decides), so a rebuild uses exactly the image reviewed. `make pin-images` (hack/pin-images.sh)
+# asks the registry and writes the digests here; `make verify REQUIRE_PINNED_IMAGES=1` fails while
+# one is missing (`hack/pin-images.sh --check` says whether they are pinned). Override per
+# build: make docker-build GO_IMAGE=golang:1.26@sha256:... BASE_IMAGE=...@sha256:...
 ARG GO_IMAGE=golang:1.26
 ARG BASE_IMAGE=gcr.io/distroless/static:nonroot
 

@@ -39,6 +39,7 @@ verify: manifests generate ## Fail when generated code, manifests, formatting or
 	@go mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@git diff --exit-code -- api config charts || { echo "generated files are stale: run make manifests generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain --untracked-files=all -- api config charts)" || { echo "untracked generated files:"; git status --porcelain -- api config charts; exit 1; }
+	@if [ -n "$(REQUIRE_PINNED_IMAGES)" ]; then hack/pin-images.sh --check; fi
 	@echo "verify: generated code and manifests are fresh"
 
 .PHONY: envtest-bins
@@ -150,7 +151,11 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # missing and root; vfs storage under ~/.cache/scim-operator/podman). CONTAINER_TOOL=podman uses
 # your own podman setup.
 CONTAINER_TOOL ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo hack/podman.sh)
-# registry: compile in golang:1.26, base distroless static:nonroot (pulled).
+# Base images of BUILD_FROM=registry; empty: the Dockerfile's ARG defaults. Pin by digest:
+# GO_IMAGE=golang:1.26@sha256:<digest> (make pin-images writes the digests into the Dockerfile).
+GO_IMAGE ?=
+BASE_IMAGE ?=
+# registry: compile in GO_IMAGE (golang:1.26), base BASE_IMAGE (distroless static:nonroot), pulled.
 # host: compile on this host, base made of its CA certificates and a generated /etc/passwd; pulls
 # nothing (the e2e suite, machines that reach no registry).
 BUILD_FROM ?= registry
@@ -161,8 +166,13 @@ ifeq ($(BUILD_FROM),host)
 	VERSION=$(VERSION) hack/image-context.sh bin/image
 	$(CONTAINER_TOOL) build -t $(IMG) --target offline .
 else
-	$(CONTAINER_TOOL) build -t $(IMG) --build-arg VERSION=$(VERSION) .
+	$(CONTAINER_TOOL) build -t $(IMG) --build-arg VERSION=$(VERSION) \
+		$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .
 endif
+
+.PHONY: pin-images
+pin-images: ## Pin the Dockerfile's base images by digest (asks the registry: crane, skopeo or podman).
+	hack/pin-images.sh
 
 .PHONY: docker-push
 docker-push: ## Push the image IMG.
