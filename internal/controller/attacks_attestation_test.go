@@ -3,8 +3,6 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,9 +23,7 @@ import (
 // reviewPolicyDocs are the documents of config/admission/review-attestation-policy.yaml.
 func reviewPolicyDocs() []string {
 	GinkgoHelper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", "review-attestation-policy.yaml"))
-	Expect(err).NotTo(HaveOccurred())
-	docs := strings.Split(string(data), "\n---\n")
+	docs := strings.Split(string(admissionFile("review-attestation-policy.yaml")), "\n---\n")
 	Expect(docs).To(HaveLen(4))
 	return docs
 }

@@ -129,12 +129,21 @@ func recordingServer() (endpoint string, seen func() []string) {
 	}
 }
 
+// admissionFile reads a file of config/admission with the install's namespace and service
+// account filled in as config/default's kustomize vars fill them: this suite's.
+func admissionFile(name string) []byte {
+	GinkgoHelper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", name))
+	Expect(err).NotTo(HaveOccurred())
+	return []byte(strings.NewReplacer("$(SCIM_OPERATOR_NAMESPACE)", operatorNS,
+		"$(SCIM_OPERATOR_SERVICE_ACCOUNT)", "scim-operator-controller-manager").Replace(string(data)))
+}
+
 // installValidatingPolicy creates the ValidatingAdmissionPolicy of a config/admission file,
 // bound (unlike the shipped binding) only to namespaces with these labels, until the spec ends.
 func installValidatingPolicy(ctx context.Context, file string, nsLabels map[string]string) {
 	GinkgoHelper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", file))
-	Expect(err).NotTo(HaveOccurred())
+	data := admissionFile(file)
 	policy := &admissionv1.ValidatingAdmissionPolicy{}
 	Expect(yaml.UnmarshalStrict([]byte(strings.Split(string(data), "\n---\n")[0]), policy)).To(Succeed())
 	Expect(policy.Kind).To(Equal("ValidatingAdmissionPolicy"))
