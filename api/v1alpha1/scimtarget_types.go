@@ -212,7 +212,9 @@ type Orphans struct {
 
 // BreakerNamespace is one namespace's share of a circuit breaker's window.
 type BreakerNamespace struct {
-	// namespace of the identities (or orphaned accounts) whose deletions were charged.
+	// namespace of the identities (or orphaned accounts) whose deletions were charged; empty
+	// for the shared share of accounts of no namespace the target serves.
+	// +kubebuilder:validation:MaxLength=63
 	Namespace string `json:"namespace"`
 	// charged is the number of deletions counted for the namespace in this window.
 	// +kubebuilder:validation:Minimum=0
@@ -592,8 +594,12 @@ type BreakerStatus struct {
 	// +kubebuilder:validation:Minimum=0
 	Charged int32 `json:"charged"`
 	// namespaces is what each namespace was charged in this window: the limit applies to each
-	// on its own, so one namespace's deletions never pause another's.
+	// on its own, so one namespace's deletions never pause another's. The entry with an empty
+	// namespace (shown as "(other)") is the shared share of the accounts of no namespace the
+	// target serves (an orphan naming a namespace that does not exist or that the target does
+	// not serve) and of the namespaces beyond the first 511 of a window.
 	// +optional
+	// +kubebuilder:validation:MaxItems=512
 	// +listType=map
 	// +listMapKey=namespace
 	Namespaces []BreakerNamespace `json:"namespaces,omitempty"`

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,7 +27,10 @@ const defaultBreakerInterval = time.Hour
 // application. Deactivations are never charged: they are reversible and are what a
 // revocation needs, so no tenant's deletions can hold back another's revocation. Each
 // namespace has its own share of the limit. Only a real remote DELETE is charged: a lookup
-// that finds nothing, or a namespace the target refuses, costs nothing.
+// that finds nothing, or a namespace the target refuses, costs nothing. Accounts of no
+// namespace the target serves (orphans naming namespaces that do not exist), and namespaces
+// beyond maxBreakerNamespaces in one window, share one bucket (namespace ""), so the provider's
+// data cannot grow the status or the memory without bound.
 //
 // The window lives in the target's status.circuitBreaker, so a restart or a failover does
 // not reset it. Slots are reserved there a few at a time (a tenth of the limit) and handed out
@@ -43,6 +47,9 @@ type Breaker struct {
 
 	mu    sync.Mutex
 	pools map[string]*breakerPool
+	// pruneAt and pruned pace the sweep of pools nobody needs any more (see pool).
+	pruneAt int
+	pruned  time.Time
 	// trips receives, per target kind, the target of a breaker that just opened.
 	trips map[string]chan event.GenericEvent
 }
@@ -52,9 +59,34 @@ type breakerPool struct {
 	sync.Mutex
 	uid         types.UID
 	windowStart time.Time
+	until       time.Time // the end of the window
 	release     string
 	free        int
+	// users counts the callers holding the pool (guarded by Breaker.mu): a pool is pruned only
+	// when nobody holds it.
+	users int
 }
+
+// maxBreakerNamespaces bounds status.circuitBreaker.namespaces (the CRD's maxItems): once a
+// window has charged this many namespaces, further ones are charged to the shared bucket.
+const maxBreakerNamespaces = 512
+
+// sharedBucket is the share of the accounts of no namespace the target serves (an orphan whose
+// externalId names a namespace that does not exist, or one the target does not serve), and of
+// the namespaces beyond maxBreakerNamespaces: the provider's data chooses these names, so they
+// share one slice of the limit instead of each getting its own.
+const sharedBucket = ""
+
+// bucketName is how a bucket is shown in messages.
+func bucketName(namespace string) string {
+	if namespace == sharedBucket {
+		return "(other)"
+	}
+	return strconv.Quote(namespace)
+}
+
+// pruneEvery is how often, at least, pools of past windows are dropped.
+const pruneEvery = time.Minute
 
 // NewBreaker returns a breaker whose trip notifications are buffered.
 func NewBreaker(c client.Client, reader client.Reader, clusterResourceNamespace string) *Breaker {
@@ -73,7 +105,7 @@ type BreakerOpenError struct {
 }
 
 func (e *BreakerOpenError) Error() string {
-	return fmt.Sprintf("Paused by the circuit breaker of %s (namespace %q's share); see its status", e.Target, e.Namespace)
+	return fmt.Sprintf("Paused by the circuit breaker of %s (namespace %s's share); see its status", e.Target, bucketName(e.Namespace))
 }
 
 // Trips is where the breaker announces, for one target kind, a target whose breaker opened.
@@ -108,15 +140,71 @@ func currentWindow(t *Target, interval time.Duration, now time.Time) scimv1.Brea
 // poolKey keys the reserved slots of one namespace on one target.
 func poolKey(t *Target, namespace string) string { return t.Key() + "|" + namespace }
 
+// pool returns the pool of one namespace on t, held until release is called.
 func (b *Breaker) pool(t *Target, namespace string) *breakerPool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.prune()
 	p := b.pools[poolKey(t, namespace)]
 	if p == nil {
 		p = &breakerPool{}
 		b.pools[poolKey(t, namespace)] = p
 	}
+	p.users++
 	return p
+}
+
+// peek returns the pool of one namespace on t, if there is one, held until release is called.
+func (b *Breaker) peek(t *Target, namespace string) *breakerPool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.pools[poolKey(t, namespace)]
+	if p != nil {
+		p.users++
+	}
+	return p
+}
+
+func (b *Breaker) release(p *breakerPool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p.users--
+}
+
+// prune drops the pools nobody holds whose window is over (or that never reserved a slot),
+// once a minute or when the map doubled since the last sweep, so memory follows the live
+// windows (at most maxBreakerNamespaces pools per target), not every namespace ever charged.
+// Callers hold b.mu.
+func (b *Breaker) prune() {
+	now := b.now()
+	if len(b.pools) < b.pruneAt && now.Sub(b.pruned) < pruneEvery {
+		return
+	}
+	for k, p := range b.pools {
+		if p.users == 0 && !now.Before(p.until) {
+			delete(b.pools, k)
+		}
+	}
+	b.pruned, b.pruneAt = now, max(64, 2*len(b.pools))
+}
+
+// chargedNamespace reports a namespace the window lists.
+func chargedNamespace(w *scimv1.BreakerStatus, namespace string) bool {
+	for _, n := range w.Namespaces {
+		if n.Namespace == namespace {
+			return true
+		}
+	}
+	return false
+}
+
+// rowsKept is the rows of status.circuitBreaker.namespaces kept free for the shared bucket: one
+// until it is listed.
+func rowsKept(w *scimv1.BreakerStatus) int {
+	if chargedNamespace(w, sharedBucket) {
+		return 0
+	}
+	return 1
 }
 
 // namespaceCharged is what a window charged one namespace.
@@ -146,11 +234,31 @@ func chargeNamespace(w *scimv1.BreakerStatus, namespace string, k int) {
 // a *BreakerOpenError when the namespace's share of the window is used up, or the API error
 // of a reservation that could not be written.
 func (b *Breaker) Charge(ctx context.Context, t *Target, namespace string) error {
+	_, err := b.ChargeBucket(ctx, t, namespace)
+	return err
+}
+
+// ChargeBucket is Charge, and says which bucket it charged: the namespace's own, or the
+// shared one ("") when the window already lists maxBreakerNamespaces other namespaces. A
+// Refund goes to that bucket.
+func (b *Breaker) ChargeBucket(ctx context.Context, t *Target, namespace string) (string, error) {
+	err := b.charge(ctx, t, namespace)
+	if errors.Is(err, errBreakerFull) {
+		return sharedBucket, b.charge(ctx, t, sharedBucket)
+	}
+	return namespace, err
+}
+
+// errBreakerFull says the window lists as many namespaces as the status may hold.
+var errBreakerFull = errors.New("the circuit breaker's status lists as many namespaces as it may")
+
+func (b *Breaker) charge(ctx context.Context, t *Target, namespace string) error {
 	limit, interval, on := breakerLimits(t)
 	if !on {
 		return nil
 	}
 	p := b.pool(t, namespace)
+	defer b.release(p)
 	p.Lock()
 	defer p.Unlock()
 	now := b.now()
@@ -165,6 +273,9 @@ func (b *Breaker) Charge(ctx context.Context, t *Target, namespace string) error
 	for attempt := 0; ; attempt++ {
 		cur := viewOf(obj, b.ClusterResourceNamespace)
 		w := currentWindow(cur, interval, now)
+		if namespace != sharedBucket && !chargedNamespace(&w, namespace) && len(w.Namespaces)+rowsKept(&w) >= maxBreakerNamespaces {
+			return errBreakerFull
+		}
 		used := namespaceCharged(&w, namespace)
 		if used >= limit {
 			b.trip(cur)
@@ -176,7 +287,7 @@ func (b *Breaker) Charge(ctx context.Context, t *Target, namespace string) error
 		cur.Status.CircuitBreaker = &w
 		err := b.Client.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 		if err == nil {
-			p.uid, p.windowStart, p.release, p.free = obj.GetUID(), w.WindowStart.Time, w.Release, k-1
+			p.uid, p.windowStart, p.until, p.release, p.free = obj.GetUID(), w.WindowStart.Time, w.WindowStart.Add(interval), w.Release, k-1
 			return nil
 		}
 		if !apierrors.IsConflict(err) || attempt >= 8 {
@@ -191,7 +302,11 @@ func (b *Breaker) Charge(ctx context.Context, t *Target, namespace string) error
 // Refund gives back a slot whose deletion changed nothing. It stays reserved on the API
 // server and is handed out again by this process.
 func (b *Breaker) Refund(t *Target, namespace string) {
-	p := b.pool(t, namespace)
+	p := b.peek(t, namespace)
+	if p == nil {
+		return // pruned: the slot is forgotten, which only pauses earlier
+	}
+	defer b.release(p)
 	p.Lock()
 	defer p.Unlock()
 	if p.uid == t.Object.GetUID() {
@@ -220,12 +335,15 @@ func (b *Breaker) Open(t *Target) (bool, string, time.Duration) {
 		if int(n.Charged) < limit {
 			continue
 		}
-		p := b.pool(t, n.Namespace)
-		p.Lock()
-		unused := p.uid == t.Object.GetUID() && p.windowStart.Equal(w.WindowStart.Time) && p.free > 0
-		p.Unlock()
+		unused := false
+		if p := b.peek(t, n.Namespace); p != nil {
+			p.Lock()
+			unused = p.uid == t.Object.GetUID() && p.windowStart.Equal(w.WindowStart.Time) && p.free > 0
+			p.Unlock()
+			b.release(p)
+		}
 		if !unused {
-			paused = append(paused, strconv.Quote(n.Namespace))
+			paused = append(paused, bucketName(n.Namespace))
 		}
 	}
 	if len(paused) == 0 {

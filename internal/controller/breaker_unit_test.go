@@ -2,12 +2,16 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
@@ -161,5 +165,87 @@ func TestNamespaceOf(t *testing.T) {
 		if got := namespaceOf("c1", in); got != want {
 			t.Errorf("namespaceOf(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// breakerStatusClient is a fake API server holding tg's object with its status subresource.
+func breakerStatusClient(t *testing.T, tg *Target) client.Client {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := scimv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	obj := tg.Object.DeepCopyObject().(client.Object)
+	obj.SetResourceVersion("")
+	return fake.NewClientBuilder().WithScheme(s).WithObjects(obj).WithStatusSubresource(obj).Build()
+}
+
+// A window lists at most maxBreakerNamespaces namespaces: once full, a new namespace is
+// charged to the shared bucket, shown as (other), and a refund goes back to that bucket.
+func TestBreakerCapsNamespaces(t *testing.T) {
+	tg := breakerTarget(1, time.Hour, breakerEpoch, 0, "", "")
+	rows := make([]scimv1.BreakerNamespace, 0, maxBreakerNamespaces-1)
+	for i := range maxBreakerNamespaces - 1 {
+		rows = append(rows, scimv1.BreakerNamespace{Namespace: fmt.Sprintf("ns-%d", i), Charged: 1})
+	}
+	tg.Status.CircuitBreaker.Namespaces, tg.Status.CircuitBreaker.Charged = rows, int32(len(rows))
+	c := breakerStatusClient(t, tg)
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(tg.Object), tg.Object); err != nil {
+		t.Fatal(err)
+	}
+	b := NewBreaker(c, c, "ops")
+	b.Clock = clocktesting.NewFakePassiveClock(breakerEpoch)
+	bucket, err := b.ChargeBucket(t.Context(), tg, "newcomer")
+	if err != nil || bucket != sharedBucket {
+		t.Fatalf("charging a namespace beyond the cap: bucket %q, %v; want the shared bucket", bucket, err)
+	}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(tg.Object), tg.Object); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tg.Status.CircuitBreaker.Namespaces); n != maxBreakerNamespaces || namespaceCharged(tg.Status.CircuitBreaker, sharedBucket) != 1 {
+		t.Fatalf("status lists %d namespaces (shared charged %d), want %d with the shared bucket charged once",
+			n, namespaceCharged(tg.Status.CircuitBreaker, sharedBucket), maxBreakerNamespaces)
+	}
+	var open *BreakerOpenError
+	if _, err := b.ChargeBucket(t.Context(), tg, "another"); !errors.As(err, &open) || open.Namespace != sharedBucket ||
+		!strings.Contains(err.Error(), "(other)") {
+		t.Fatalf("the shared share is used up: %v, want a BreakerOpenError for (other)", err)
+	}
+	if isOpen, msg, _ := b.Open(tg); !isOpen || !strings.Contains(msg, "(other)") {
+		t.Fatalf("open=%v msg=%q, want the shared bucket named (other)", isOpen, msg)
+	}
+	if _, err := b.ChargeBucket(t.Context(), tg, "ns-7"); !errors.As(err, &open) || open.Namespace != "ns-7" {
+		t.Fatalf("a listed namespace keeps its own share: %v", err)
+	}
+}
+
+// Pools of windows that are over are dropped from memory by later charges.
+func TestBreakerPrunesPastWindows(t *testing.T) {
+	clock := clocktesting.NewFakePassiveClock(breakerEpoch)
+	b := NewBreaker(nil, nil, "ops")
+	b.Clock = clock
+	tg := breakerTarget(3, time.Minute, breakerEpoch, 0, "", "")
+	for i := range 200 {
+		p := b.pool(tg, fmt.Sprintf("ns-%d", i))
+		p.uid, p.windowStart, p.until, p.free = tg.Object.GetUID(), breakerEpoch, breakerEpoch.Add(time.Minute), 1
+		b.release(p)
+	}
+	live := b.pool(tg, "ns-0") // held by a caller: never dropped under it
+	clock.SetTime(breakerEpoch.Add(2 * time.Minute))
+	b.release(b.pool(tg, "fresh"))
+	b.mu.Lock()
+	n := len(b.pools)
+	b.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d pools kept after their windows ended, want 2 (one held, one never filled and still held at the sweep)", n)
+	}
+	b.release(live)
+	clock.SetTime(breakerEpoch.Add(4 * time.Minute))
+	b.release(b.pool(tg, "later"))
+	b.mu.Lock()
+	n = len(b.pools)
+	b.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d pools kept, want only the one just asked for", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -406,9 +407,18 @@ func (e *errOrphanChanged) Error() string {
 // 204, a read) still shows it. An account that changed in between is skipped (outcome
 // orphanSkipped, with an *errOrphanChanged saying why): not an error, the next sweep judges
 // it again. The breaker is charged once per account, just before its first write.
+//
+// The orphan's externalId (the provider's data) names its namespace, so the breaker charges
+// that namespace only when it exists and t serves it (OrphanBucket); otherwise the shared
+// bucket. A pause returns orphanPaused with the *BreakerOpenError that says which bucket.
 func (d *Deprovisioner) Orphan(ctx context.Context, t *Target, c *scim.Client, u scim.Resource, policy scimv1.OrphanPolicy) (orphanOutcome, error) {
 	id := u.ID()
+	bucket, err := d.OrphanBucket(ctx, t, u.ExternalID())
+	if err != nil {
+		return orphanUntouched, err
+	}
 	a := d.accountSyncFor(t, c, u.ExternalID(), "")
+	d.chargeTo(a, t, bucket)
 	skip := func(why string) (orphanOutcome, error) { return orphanSkipped, &errOrphanChanged{id: id, why: why} }
 	cur, err := a.read(ctx, id)
 	if scim.IsNotFound(err) {
@@ -431,7 +441,7 @@ func (d *Deprovisioner) Orphan(ctx context.Context, t *Target, c *scim.Client, u
 	if a.charge != nil {
 		var open *BreakerOpenError
 		if err := a.charge(ctx); errors.As(err, &open) {
-			return orphanPaused, nil
+			return orphanPaused, open
 		} else if err != nil {
 			return orphanUntouched, err
 		}
@@ -538,12 +548,51 @@ func (d *Deprovisioner) accountSync(si *scimv1.ServiceIdentity, t *Target, c *sc
 func (d *Deprovisioner) accountSyncFor(t *Target, c *scim.Client, externalID, userName string) *accountSync {
 	a := &accountSync{c: c, t: t, externalID: externalID, userName: userName,
 		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption, kind: kindOf(t), dialects: d.Dialects}
-	if d.Breaker != nil {
-		ns := namespaceOf(d.ClusterID, externalID)
-		a.charge = func(ctx context.Context) error { return d.Breaker.Charge(ctx, t, ns) }
-		a.refund = func() { d.Breaker.Refund(t, ns) }
-	}
+	d.chargeTo(a, t, namespaceOf(d.ClusterID, externalID))
 	return a
+}
+
+// chargeTo has a's deletions charged to one bucket of t's breaker (a refund goes back to the
+// bucket the charge used).
+func (d *Deprovisioner) chargeTo(a *accountSync, t *Target, namespace string) {
+	a.charge, a.refund = nil, nil
+	if d.Breaker == nil {
+		return
+	}
+	charged := namespace
+	a.charge = func(ctx context.Context) error {
+		var err error
+		charged, err = d.Breaker.ChargeBucket(ctx, t, namespace)
+		return err
+	}
+	a.refund = func() { d.Breaker.Refund(t, charged) }
+}
+
+// OrphanBucket is the breaker bucket an orphan with this externalId is charged to: its
+// namespace when that namespace exists and t serves it (a ScimTarget its own namespace, a
+// ClusterScimTarget those spec.allowedNamespaces allows), otherwise the shared bucket, so a
+// provider that lists accounts naming made-up namespaces cannot add a share per name.
+func (d *Deprovisioner) OrphanBucket(ctx context.Context, t *Target, externalID string) (string, error) {
+	ns := namespaceOf(d.ClusterID, externalID)
+	if ns == "" {
+		return sharedBucket, nil
+	}
+	if t.Kind != scimv1.KindClusterScimTarget {
+		if ns != t.Namespace {
+			return sharedBucket, nil
+		}
+	} else if refusal, err := namespaceAllowed(ctx, d.Client, t, ns); apierrors.IsNotFound(err) || (err == nil && refusal != "") {
+		return sharedBucket, nil
+	} else if err != nil {
+		return "", fmt.Errorf("checking namespace %q of an orphaned account on %s: %w", ns, t.Key(), err)
+	}
+	switch err := d.Client.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}); {
+	case apierrors.IsNotFound(err):
+		return sharedBucket, nil
+	case err != nil:
+		return "", fmt.Errorf("checking namespace %q of an orphaned account on %s: %w", ns, t.Key(), err)
+	}
+	return ns, nil
 }
 
 // confirmed records, per identity, the deprovisionings targets have confirmed. An entry goes

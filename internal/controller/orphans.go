@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,18 +49,33 @@ func orphanPolicyDefaulted(t *Target) bool {
 }
 
 // cleanOrphans applies the orphan policy to each orphan through the Deprovisioner (deactivated
-// first, charged to the breaker, each write proven by a fresh read of the account). It stops
-// where the breaker pauses it; the next scan continues. An orphan that changed since the list
-// is skipped and reported in an Event. Under a ClusterScimTarget's default policy only the
-// orphans of the namespaces the target allows are deactivated; the others are reported.
+// first, charged to the breaker, each write proven by a fresh read of the account). Where the
+// breaker pauses one bucket (a namespace's share, or the shared one), the orphans of that
+// bucket wait for the next scan and the others are cleaned up: one namespace's used-up share
+// never holds back another's. An orphan that changed since the list is skipped and reported
+// in an Event, and so are the orphans the breaker held back. Under a ClusterScimTarget's
+// default policy only the orphans of the namespaces the target allows are deactivated; the
+// others are reported. It returns the number of orphans acted on.
 func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *Target, c *scim.Client, orphans []scim.Resource, policy scimv1.OrphanPolicy) (int, error) {
 	acted := 0
 	var skipped []string
+	paused := map[string]bool{} // buckets the breaker paused in this pass
+	held := 0                   // orphans left for the next scan because of a paused bucket
 	defer func() {
 		if len(skipped) > 0 {
 			r.Recorder.Eventf(t.Object, nil, "Warning", "OrphanSkipped", "Cleanup",
 				"%d orphaned account(s) changed since the sweep listed them and were left alone (the next sweep judges them again): %s",
 				len(skipped), strings.Join(skipped[:min(len(skipped), orphanNamesShown)], "; "))
+		}
+		if held > 0 {
+			names := slices.Sorted(maps.Keys(paused))
+			shown := make([]string, 0, min(len(names), orphanNamesShown))
+			for _, n := range names[:min(len(names), orphanNamesShown)] {
+				shown = append(shown, bucketName(n))
+			}
+			r.Recorder.Eventf(t.Object, nil, "Warning", "OrphansPaused", "Cleanup",
+				"%d orphaned account(s) were not acted on: the circuit breaker paused the share of namespace(s) %s (the next sweep continues; the other namespaces were cleaned up)",
+				held, strings.Join(shown, ", "))
 		}
 	}()
 	scoped := t.Kind == scimv1.KindClusterScimTarget && orphanPolicyDefaulted(t)
@@ -73,19 +90,31 @@ func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *Target, c *scim.
 				continue
 			}
 		}
-		out, err := r.Deprovisioner.Orphan(ctx, t, c, u, policy)
-		var changed *errOrphanChanged
-		if errors.As(err, &changed) {
-			skipped = append(skipped, fmt.Sprintf("%q: %s", scim.Sanitize(u.UserName(), 256), changed.Error()))
+		bucket, err := r.Deprovisioner.OrphanBucket(ctx, t, u.ExternalID())
+		if err != nil {
+			return acted, err
+		}
+		if paused[bucket] {
+			held++
 			continue
 		}
-		if err != nil {
+		out, err := r.Deprovisioner.Orphan(ctx, t, c, u, policy)
+		var changed *errOrphanChanged
+		var open *BreakerOpenError
+		switch {
+		case errors.As(err, &changed):
+			skipped = append(skipped, fmt.Sprintf("%q: %s", scim.Sanitize(u.UserName(), 256), changed.Error()))
+			continue
+		case errors.As(err, &open):
+			// The bucket charged may be the shared one (the window lists as many namespaces
+			// as it may): then this orphan's namespace is held back with it.
+			paused[bucket], paused[open.Namespace] = true, true
+			held++
+			continue
+		case err != nil:
 			return acted, fmt.Errorf("%s orphaned account %q: %w", strings.ToLower(string(policy)), scim.Sanitize(u.UserName(), 256), err)
 		}
-		switch out {
-		case orphanPaused:
-			return acted, nil
-		case orphanActed:
+		if out == orphanActed {
 			acted++
 		}
 	}
