@@ -6,12 +6,10 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
@@ -39,24 +37,6 @@ func labelValues(name, label string, labels map[string]string) []string {
 var targetMetrics = []string{
 	"scim_operator_scim_requests_total", "scim_operator_scim_request_duration_seconds",
 	"scim_operator_drift_corrections_total", "scim_operator_orphans",
-}
-
-// sweepClusterNow requests a sweep of a ClusterScimTarget and waits until it is done.
-func sweepClusterNow(ctx context.Context, t *scimv1.ClusterScimTarget) *scimv1.SweepStatus {
-	GinkgoHelper()
-	value := time.Now().Format(time.RFC3339Nano)
-	update(ctx, t, func(t *scimv1.ClusterScimTarget) {
-		if t.Annotations == nil {
-			t.Annotations = map[string]string{}
-		}
-		t.Annotations[scimv1.SweepRequestedAnnotation] = value
-	})
-	Eventually(func(g Gomega) {
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
-		g.Expect(t.Status.Sweep).NotTo(BeNil())
-		g.Expect(t.Status.Sweep.LastHandledRequest).To(Equal(value))
-	}).Should(Succeed())
-	return t.Status.Sweep
 }
 
 var _ = Describe("Attacks on the operator's memory", func() {
@@ -133,7 +113,7 @@ var _ = Describe("Attacks on the operator's memory", func() {
 
 		By("accounts whose externalIds name identities the target does not serve are not handed to them")
 		backend.Users.Put(map[string]any{"userName": "crafted." + other, "externalId": externalIDOf(other, "victim"), "active": true})
-		s := sweepClusterNow(ctx, cst)
+		s := sweepNow(ctx, cst)
 		Expect(s.Flagged).To(BeZero(), "the victim identity was flagged (and woken) by a list it has no part in")
 
 		By("the target's own identity is still flagged when its account drifts")
@@ -144,7 +124,7 @@ var _ = Describe("Attacks on the operator's memory", func() {
 			}
 		}
 		Expect(tampered).To(BeTrue())
-		s = sweepClusterNow(ctx, cst)
+		s = sweepNow(ctx, cst)
 		Expect(s.Flagged).To(BeEquivalentTo(1))
 		Eventually(func() any {
 			for _, u := range backend.Users.All() {

@@ -36,24 +36,6 @@ func userOn(srv *scimserver.Server, id string) map[string]any {
 	return nil
 }
 
-// sweepClusterTarget sets the sweep annotation on a ClusterScimTarget to a new value and
-// waits until a sweep handled it.
-func sweepClusterTarget(ctx context.Context, cst *scimv1.ClusterScimTarget) {
-	GinkgoHelper()
-	value := time.Now().Format(time.RFC3339Nano)
-	update(ctx, cst, func(cst *scimv1.ClusterScimTarget) {
-		if cst.Annotations == nil {
-			cst.Annotations = map[string]string{}
-		}
-		cst.Annotations[scimv1.SweepRequestedAnnotation] = value
-	})
-	Eventually(func(g Gomega) {
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst)).To(Succeed())
-		g.Expect(cst.Status.Sweep).NotTo(BeNil())
-		g.Expect(cst.Status.Sweep.LastHandledRequest).To(Equal(value))
-	}).Should(Succeed())
-}
-
 var _ = Describe("Orphan clean-up", func() {
 	ctx := context.Background()
 
@@ -186,7 +168,7 @@ var _ = Describe("Orphan clean-up", func() {
 		other := own.Users.Put(map[string]any{"userName": "kept." + elsewhere, "externalId": externalIDOf(elsewhere, "kept"), "active": true})
 
 		By("the next sweep of the cluster target deactivates it (its default orphan policy)")
-		sweepClusterTarget(ctx, cst)
+		sweepNow(ctx, cst)
 		Expect(cst.Status.Orphans).NotTo(BeNil())
 		Expect(cst.Status.Orphans.Count).To(Equal(int32(2)))
 		Expect(accounts()).To(ConsistOf(HaveKeyWithValue("active", false)), "read on the SCIM server")

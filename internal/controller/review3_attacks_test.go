@@ -124,7 +124,7 @@ var _ = Describe("Review of trust round 3", func() {
 			backend.Users.Put(map[string]any{"userName": fmt.Sprintf("ghost-%d", i),
 				"externalId": externalIDOf(fmt.Sprintf("made-up-%d-%s", i, served), "x"), "active": true})
 		}
-		sweepClusterNow(ctx, cst)
+		sweepNow(ctx, cst)
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, keyOf("", cst.Name), cst)).To(Succeed())
 			g.Expect(cst.Status.Orphans).NotTo(BeNil())
@@ -167,7 +167,7 @@ var _ = Describe("Review of trust round 3", func() {
 		By("tenant B's identity goes without revocation (force-orphan): the next sweep must deactivate its account")
 		forceOrphan(victim)
 		Expect(account(tenantB, "b-left")["active"]).To(BeTrue())
-		sweepClusterNow(ctx, cst)
+		sweepNow(ctx, cst)
 		Eventually(func() any { return account(tenantB, "b-left")["active"] }, "5s").Should(Equal(false),
 			"tenant A's exhausted share paused the clean-up of tenant B's orphan: the sweep stops at the first paused orphan")
 	})

@@ -12,27 +12,31 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
-// sweepNow sets the sweep annotation on a target to a new value and returns the status of the
-// sweep that handled it.
-func sweepNow(ctx context.Context, t *scimv1.ScimTarget) *scimv1.SweepStatus {
+// sweepNow sets the sweep annotation on a target of either kind to a new value and returns
+// the status of the sweep that handled it.
+func sweepNow[T scimv1.GenericTarget](ctx context.Context, t T) *scimv1.SweepStatus {
+	GinkgoHelper()
 	value := time.Now().Format(time.RFC3339Nano)
-	update(ctx, t, func(t *scimv1.ScimTarget) {
-		if t.Annotations == nil {
-			t.Annotations = map[string]string{}
+	update(ctx, client.Object(t), func(o client.Object) {
+		a := o.GetAnnotations()
+		if a == nil {
+			a = map[string]string{}
 		}
-		t.Annotations[scimv1.SweepRequestedAnnotation] = value
+		a[scimv1.SweepRequestedAnnotation] = value
+		o.SetAnnotations(a)
 	})
 	Eventually(func(g Gomega) {
-		g.Expect(k8s.Get(ctx, keyOf(t.Namespace, t.Name), t)).To(Succeed())
-		g.Expect(t.Status.Sweep).NotTo(BeNil())
-		g.Expect(t.Status.Sweep.LastHandledRequest).To(Equal(value))
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+		g.Expect(t.TargetStatus().Sweep).NotTo(BeNil())
+		g.Expect(t.TargetStatus().Sweep.LastHandledRequest).To(Equal(value))
 	}).Should(Succeed())
-	return t.Status.Sweep
+	return t.TargetStatus().Sweep
 }
 
 // requestLog records the lists whose filter names a namespace ("list") and the requests that
