@@ -166,6 +166,18 @@ var _ = Describe("Workload retirement", func() {
 
 		// Provisioning of the "busy-" identities hangs on the target until released (or until
 		// the client's 2 s timeout), holding every worker of the identity controller.
+		// A namespace's targets together admit only a quarter of the workers' requests in flight
+		// (at least 2), so the busy identities are spread over two other namespaces to hold every
+		// worker; the revocation on "acme" goes through the slots reserved for revocations.
+		busyNS := []string{readyTargetNamespace(ctx), readyTargetNamespace(ctx)}
+		isBusy := func(q string) bool {
+			for _, b := range busyNS {
+				if strings.Contains(q, "%2F"+b+"%2Fbusy-") || strings.Contains(q, "/"+b+"/busy-") {
+					return true
+				}
+			}
+			return false
+		}
 		var inFlight, atRevocation atomic.Int32
 		var mu sync.Mutex
 		var revocations []string
@@ -173,7 +185,7 @@ var _ = Describe("Workload retirement", func() {
 		DeferCleanup(func() { close(release); scimSrv.Faults.Clear() })
 		scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
 			switch {
-			case strings.Contains(r.URL.RawQuery, "%2F"+ns+"%2Fbusy-") || strings.Contains(r.URL.RawQuery, "/"+ns+"/busy-"):
+			case isBusy(r.URL.RawQuery):
 				inFlight.Add(1)
 				defer inFlight.Add(-1)
 				select {
@@ -190,12 +202,8 @@ var _ = Describe("Workload retirement", func() {
 			}
 			return nil
 		})
-		// A target admits only a quarter of the workers' requests (at least 2) in flight, so the
-		// busy identities are spread over two targets to hold every worker; the revocation on
-		// "acme" goes through the slots reserved for revocations.
-		createTarget(ctx, ns, "acme-2", testToken)
 		for i := range testWorkers {
-			Expect(k8s.Create(ctx, newIdentity(ns, fmt.Sprintf("busy-%d", i), []string{"acme", "acme-2"}[i%2]))).To(Succeed())
+			Expect(k8s.Create(ctx, newIdentity(busyNS[i%2], fmt.Sprintf("busy-%d", i), "acme"))).To(Succeed())
 		}
 		Eventually(inFlight.Load).Should(BeEquivalentTo(testWorkers))
 
