@@ -96,7 +96,7 @@ var _ = Describe("Attacks on review attestations", func() {
 		// Retried: for about a second after the suite installed the CRDs, the API server answers
 		// 503 to writes an admission policy matches, until it has published the schema to it.
 		Eventually(func() error { return k8s.Create(ctx, si) }).Should(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonReviewOverdue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonReviewOverdue))
 		return si
 	}
 	// attest patches annotations onto si as c and returns who the stored (or, dry run, the
@@ -131,7 +131,7 @@ var _ = Describe("Attacks on review attestations", func() {
 		Expect(attest(mallory, si, forged)).To(Equal("mallory"), "the admission policy records who wrote it")
 
 		By("the attestation is ignored: the identity stays suspended and status says why")
-		Consistently(get(ctx, si), "2s").Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonReviewOverdue),
+		Consistently(get(ctx, si), "2s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonReviewOverdue),
 			"the tenant's own attestation un-suspended the identity")
 		Eventually(get(ctx, si)).Should(WithTransform(func(si *scimv1.ServiceIdentity) string { return si.Status.Review.Message },
 			And(ContainSubstring("mallory"), ContainSubstring("ignored"), ContainSubstring("review"))))
@@ -161,7 +161,7 @@ var _ = Describe("Attacks on review attestations", func() {
 		review := map[string]string{scimv1.ReviewedAtAnnotation: attested.Format(time.RFC3339), scimv1.ReviewedByAnnotation: "someone-else"}
 		Eventually(func() (string, error) { return attest(rita, si, review, client.DryRunAll) }).Should(Equal("rita"))
 		Expect(attest(rita, si, review)).To(Equal("rita"))
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.Review.ReviewedBy).To(Equal("rita"))
 		Expect(si.Status.Review.LastReviewedAt.Time).To(BeTemporally("==", attested))
 		Expect(si.Status.Review.Message).To(BeEmpty())

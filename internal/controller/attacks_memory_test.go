@@ -62,7 +62,7 @@ var _ = Describe("Attacks on the operator's memory", func() {
 		})
 		distinct := func() int { mu.Lock(); defer mu.Unlock(); return len(sent) }
 		t := createTarget(ctx, ns, "hostile", testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = srv.URL + scimserver.BasePath })
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		key := targetKey(scimv1.KindScimTarget, ns, "hostile")
 		onTarget := map[string]string{"target": key}
 
@@ -106,7 +106,7 @@ var _ = Describe("Attacks on the operator's memory", func() {
 		})
 		tenant := clusterIdentity(served, "tenant", cst.Name)
 		Expect(k8s.Create(ctx, tenant)).To(Succeed())
-		Eventually(get(ctx, tenant)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, tenant)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		// An identity elsewhere that has nothing to do with this target.
 		victim := newIdentity(other, "victim", "elsewhere")
 		Expect(k8s.Create(ctx, victim)).To(Succeed())

@@ -128,7 +128,7 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		DeferCleanup(func() { hanging.Store(false); close(release) }) // runs first: lets the hung fetches go
 
 		a := oauth2Target(ctx, ns, "hangs", tokens.URL+"/token")
-		Eventually(get(ctx, a)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, a)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		const onA, onB = 8, 50 // more identities on A than either controller has workers
 		var idsA, idsB []*scimv1.ServiceIdentity
 		for i := range onA {
@@ -142,7 +142,7 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 			idsB = append(idsB, si)
 		}
 		for _, si := range append(append([]*scimv1.ServiceIdentity{}, idsA...), idsB...) {
-			Eventually(get(ctx, si), "60s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si), "60s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		}
 
 		// A's token endpoint stops answering; A's identities are retired first, so their
@@ -173,7 +173,7 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		Eventually(func(g Gomega) {
 			for _, si := range idsA {
 				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
-				if c := condition(si, ConditionReady); c != nil && c.Status == metav1.ConditionFalse &&
+				if c := condition(si, scimv1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse &&
 					strings.Contains(c.Message, "token endpoint timed out") {
 					saidTimeout[si.Name] = true
 				}
@@ -181,7 +181,7 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 			g.Expect(saidTimeout).To(HaveLen(onA))
 		}, "30s", "50ms").Should(Succeed())
 		for _, si := range idsA {
-			Expect(condition(si, ConditionReady).Message).NotTo(ContainSubstring("client-s3cret"))
+			Expect(condition(si, scimv1.ConditionReady).Message).NotTo(ContainSubstring("client-s3cret"))
 			Expect(accountsWithExternalID(ns, si.Name)()).To(HaveLen(1), "A's accounts stay until A answers")
 		}
 
@@ -213,14 +213,14 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		t := createTarget(ctx, ns, "redirecting", testToken, func(t *scimv1.ScimTarget) {
 			t.Spec.Endpoint = redirector.URL + scimserver.BasePath
 		})
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonDiscoveryFailed))
-		Expect(condition(t, ConditionReady).Message).To(ContainSubstring("redirects are not followed"))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDiscoveryFailed))
+		Expect(condition(t, scimv1.ConditionReady).Message).To(ContainSubstring("redirects are not followed"))
 
 		si := newIdentity(ns, "redirected", "redirecting")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonRejected))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonRejected))
 		internalAddr := strings.TrimPrefix(internal.URL, "http://")
-		for _, c := range []*metav1.Condition{condition(t, ConditionReady), condition(si, ConditionReady)} {
+		for _, c := range []*metav1.Condition{condition(t, scimv1.ConditionReady), condition(si, scimv1.ConditionReady)} {
 			Expect(c.Message).To(ContainSubstring("redirects are not followed"))
 			Expect(c.Message).NotTo(ContainSubstring(internalAddr), "the Location header is not quoted")
 		}
@@ -270,16 +270,16 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 			return s
 		}
 		for _, t := range targets {
-			Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonAddressNotAllowed), t.Name)
-			msg := withoutOwnURLs(condition(t, ConditionReady).Message)
+			Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonAddressNotAllowed), t.Name)
+			msg := withoutOwnURLs(condition(t, scimv1.ConditionReady).Message)
 			Expect(msg).To(ContainSubstring(ErrAddressNotAllowed.Error()))
 			for _, r := range revealing {
 				Expect(msg).NotTo(ContainSubstring(r), "target %s", t.Name)
 			}
 		}
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonAddressNotAllowed))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonAddressNotAllowed))
 		Eventually(eventNotes(ctx, ns, "scanner")).ShouldNot(BeEmpty())
-		for _, text := range append(eventNotes(ctx, ns, "scanner")(Default), condition(si, ConditionReady).Message) {
+		for _, text := range append(eventNotes(ctx, ns, "scanner")(Default), condition(si, scimv1.ConditionReady).Message) {
 			for _, r := range revealing {
 				Expect(withoutOwnURLs(text)).NotTo(ContainSubstring(r))
 			}
@@ -347,7 +347,7 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		}
 		for _, si := range ids {
 			Eventually(get(ctx, si), "30s").Should(WithTransform(func(si *scimv1.ServiceIdentity) string {
-				if c := condition(si, ConditionReady); c != nil {
+				if c := condition(si, scimv1.ConditionReady); c != nil {
 					return c.Message
 				}
 				return ""
@@ -363,7 +363,7 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		hostile.Store(false)
 		for _, si := range ids {
 			update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "retry now" })
-			Eventually(get(ctx, si), "30s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si), "30s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
 			Eventually(gone(ctx, si)).Should(BeTrue())
 		}
@@ -399,12 +399,12 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 			return true
 		})
 		t := createTarget(ctx, ns, "verbose", testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = srv.URL + scimserver.BasePath })
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		si := newIdentity(ns, "rejected", "verbose")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonRejected))
-		for _, typ := range []string{ConditionReady, ConditionStalled} {
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonRejected))
+		for _, typ := range []string{scimv1.ConditionReady, scimv1.ConditionStalled} {
 			msg := condition(si, typ).Message
 			Expect(msg).To(BeCleanText(1024), typ)
 			Expect(msg).To(ContainSubstring("Bad value"), "the readable part is kept")

@@ -415,7 +415,7 @@ var _ = Describe("Attacks on credentials", func() {
 			ids = append(ids, si)
 		}
 		for _, si := range ids {
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		}
 		secret := &corev1.Secret{}
 		Expect(k8s.Get(ctx, keyOf(ns, "acme-token"), secret)).To(Succeed())
@@ -428,7 +428,7 @@ var _ = Describe("Attacks on credentials", func() {
 
 		// What deleting the namespace does, the target first: it waits for its identities.
 		Expect(k8s.Delete(ctx, target)).To(Succeed())
-		Eventually(get(ctx, target)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, "InUse"))
+		Eventually(get(ctx, target)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, "InUse"))
 		Expect(k8s.Delete(ctx, secret)).To(Succeed())
 		Eventually(gone(ctx, secret)).Should(BeTrue())
 		deleteAndWaitRevoked(ctx, ns, ids)
@@ -445,15 +445,15 @@ var _ = Describe("Attacks on credentials", func() {
 		cst.Spec.Auth.BearerToken.SecretKeyRef.Key = "credentials.json"
 		Expect(k8s.Create(ctx, cst)).To(Succeed())
 		DeferCleanup(func() { Expect(k8s.Delete(ctx, cst)).To(Succeed()) })
-		Eventually(get(ctx, cst)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonCredentials))
-		Expect(condition(cst, ConditionReady).Message).To(ContainSubstring("credential snapshot"))
+		Eventually(get(ctx, cst)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonCredentials))
+		Expect(condition(cst, scimv1.ConditionReady).Message).To(ContainSubstring("credential snapshot"))
 
 		By("a snapshot left by a finalizer removed by hand goes at the next start; a living target's stays")
 		orphan := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "scim-credentials-00000000-0000-0000-0000-" + ns[len(ns)-5:] + "0000000",
 			Labels: map[string]string{SnapshotLabel: "true"}}, StringData: map[string]string{"credentials.json": `{}`}}
 		Expect(k8s.Create(ctx, orphan)).To(Succeed())
 		living := createTarget(ctx, ns, "living", testToken)
-		Eventually(get(ctx, living)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, living)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		kept := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "scim-credentials-" + string(living.UID)}}
 		Eventually(get(ctx, kept)).Should(Not(BeNil()))
 		sweeper := &SnapshotSweeper{Reader: k8s, Store: &CredentialStore{Reader: k8s, Writer: k8s, Namespace: operatorNS}}
@@ -483,10 +483,10 @@ var _ = Describe("Attacks on credentials", func() {
 		DeferCleanup(srv.Close)
 		ns := newNamespace(ctx)
 		t := createTarget(ctx, ns, "rotating", "token-1", func(t *scimv1.ScimTarget) { t.Spec.Endpoint = srv.URL + scimserver.BasePath })
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		first := newIdentity(ns, "before", "rotating")
 		Expect(k8s.Create(ctx, first)).To(Succeed())
-		Eventually(get(ctx, first)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, first)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		// The provider issues token-2 and revokes token-1; the Secret is updated.
 		secret := &corev1.Secret{}
@@ -497,11 +497,11 @@ var _ = Describe("Attacks on credentials", func() {
 
 		second := newIdentity(ns, "after", "rotating")
 		Expect(k8s.Create(ctx, second)).To(Succeed())
-		Eventually(get(ctx, second), "5s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, second), "5s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(backend.UsersWhere("externalId", externalIDOf(ns, "after"))).To(HaveLen(1))
 		Expect(k8s.Delete(ctx, first)).To(Succeed())
 		Eventually(func() []map[string]any { return backend.UsersWhere("externalId", externalIDOf(ns, "before")) }, "5s").Should(BeEmpty())
-		Expect(get(ctx, t)()).To(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(get(ctx, t)()).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		// Once rotated, the old token is not sent again.
 		settled := rejected.Load()

@@ -52,7 +52,7 @@ func clusterTarget(ctx context.Context, name string, allowed []string, mutate ..
 		m(cst)
 	}
 	Expect(k8s.Create(ctx, cst)).To(Succeed())
-	Eventually(get(ctx, cst)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	Eventually(get(ctx, cst)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	return cst
 }
 
@@ -85,9 +85,9 @@ func userByID(id string) map[string]any {
 
 // stalledWith waits for the identity to be Stalled with reason and returns its message.
 func stalledWith(ctx context.Context, si *scimv1.ServiceIdentity, reason string) string {
-	Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, reason))
-	Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionFalse, reason))
-	return condition(si, ConditionStalled).Message
+	Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, reason))
+	Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, reason))
+	return condition(si, scimv1.ConditionStalled).Message
 }
 
 var _ = Describe("Attacks by a tenant", func() {
@@ -103,7 +103,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			si := withAttributes(newIdentity(ns, "impostor", "acme"), `{"title":"pwned"}`)
 			si.Spec.UserName = "CEO-" + ns // userNames compare case-insensitively on the target
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			msg := stalledWith(ctx, si, ReasonAccountConflict)
+			msg := stalledWith(ctx, si, scimv1.ReasonAccountConflict)
 			Expect(msg).To(And(ContainSubstring("without an externalId"), ContainSubstring("spec.adoption")))
 			Expect(userByID(id)).To(Equal(before))
 
@@ -119,7 +119,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			before := userByID(id)
 			si := newIdentity(ns, "owned", "adopting")
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Expect(stalledWith(ctx, si, ReasonAccountConflict)).To(ContainSubstring("another externalId"))
+			Expect(stalledWith(ctx, si, scimv1.ReasonAccountConflict)).To(ContainSubstring("another externalId"))
 			Expect(userByID(id)).To(Equal(before))
 		})
 	})
@@ -131,7 +131,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			before := userByID(victim)
 			si := newIdentity(ns, "forger", "acme")
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			ours := si.Status.Targets[0].ID
 
 			// A tenant who may write the status points the entry at someone else's account.
@@ -167,7 +167,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			})
 			si := newIdentity(ns, "liar", "acme")
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Expect(stalledWith(ctx, si, ReasonAccountConflict)).To(ContainSubstring("read back"))
+			Expect(stalledWith(ctx, si, scimv1.ReasonAccountConflict)).To(ContainSubstring("read back"))
 			Expect(userByID(victim)).To(Equal(before))
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
 			Eventually(gone(ctx, si)).Should(BeTrue())
@@ -182,7 +182,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			si := newIdentity(ns, "dup", "acme")
 			si.Spec.DisplayName = "Not written to either"
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Expect(stalledWith(ctx, si, ReasonAccountConflict)).To(ContainSubstring("2 accounts"))
+			Expect(stalledWith(ctx, si, scimv1.ReasonAccountConflict)).To(ContainSubstring("2 accounts"))
 			Expect(userByID(a)).To(Equal(beforeA))
 			Expect(userByID(b)).To(Equal(beforeB))
 
@@ -195,7 +195,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			ns := readyTargetNamespace(ctx)
 			si := newIdentity(ns, "idless", "acme")
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			var mu sync.Mutex
 			bare := 0
 			list, err := json.Marshal(map[string]any{"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:ListResponse"},
@@ -217,8 +217,8 @@ var _ = Describe("Attacks by a tenant", func() {
 				return nil
 			})
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked))
-			Expect(condition(si, ConditionReady).Message).To(ContainSubstring("malformed"))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDeprovisionBlocked))
+			Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("malformed"))
 			Expect(si.Finalizers).To(ContainElement(scimv1.DeprovisionFinalizer))
 			mu.Lock()
 			Expect(bare).To(BeZero(), "no request went to /Users/ without an id")
@@ -250,7 +250,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			}
 			for want, si := range cases {
 				Expect(k8s.Create(ctx, si)).To(Succeed())
-				Expect(stalledWith(ctx, si, ReasonGuardrail)).To(ContainSubstring(want))
+				Expect(stalledWith(ctx, si, scimv1.ReasonGuardrail)).To(ContainSubstring(want))
 				Expect(accountsWithExternalID(ns, si.Name)()).To(BeEmpty(), want)
 			}
 			Expect(scimSrv.Groups.All()).NotTo(ContainElement(HaveKeyWithValue("displayName", admins)))
@@ -264,7 +264,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			ok := withAttributes(clusterIdentity(ns, "member", allowing.Name), `{"Title":"Engineer"}`)
 			ok.Spec.Groups = []string{"team-" + ns}
 			Expect(k8s.Create(ctx, ok)).To(Succeed())
-			Eventually(get(ctx, ok)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, ok)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		})
 
 		It("loses the groups a ClusterScimTarget stops allowing", func() {
@@ -275,7 +275,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			si := clusterIdentity(ns, "escalated", cst.Name)
 			si.Spec.Groups = []string{"prod-admins-" + ns, "readers-" + ns}
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			id := si.Status.Targets[0].ID
 			members := func(group string) []string {
 				var ids []string
@@ -298,7 +298,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			})
 			Eventually(func() []string { return members("prod-admins-" + ns) }).ShouldNot(ContainElement(id))
 			Expect(members("readers-" + ns)).To(ContainElement(id))
-			Expect(stalledWith(ctx, si, ReasonGuardrail)).To(ContainSubstring(`group "prod-admins-` + ns))
+			Expect(stalledWith(ctx, si, scimv1.ReasonGuardrail)).To(ContainSubstring(`group "prod-admins-` + ns))
 		})
 
 		It("cannot pass off an e-mail address ending in its namespace as a namespaced userName", func() {
@@ -311,7 +311,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			si := clusterIdentity(ns, "ceo", cst.Name)
 			si.Spec.UserName = "ceo@acme." + ns
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Expect(stalledWith(ctx, si, ReasonGuardrail)).To(ContainSubstring("userName"))
+			Expect(stalledWith(ctx, si, scimv1.ReasonGuardrail)).To(ContainSubstring("userName"))
 			Expect(userByID(person)).To(Equal(before))
 		})
 
@@ -319,7 +319,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			ns := readyTargetNamespace(ctx)
 			si := withAttributes(newIdentity(ns, "passworder", "acme"), `{"Password":"hunter2"}`)
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Expect(stalledWith(ctx, si, ReasonGuardrail)).To(ContainSubstring(`attribute "Password"`))
+			Expect(stalledWith(ctx, si, scimv1.ReasonGuardrail)).To(ContainSubstring(`attribute "Password"`))
 			Expect(accountsWithExternalID(ns, "passworder")()).To(BeEmpty())
 		})
 
@@ -329,7 +329,7 @@ var _ = Describe("Attacks by a tenant", func() {
 				si := withAttributes(newIdentity(ns, "sneaky", "acme"), attrs)
 				si.Spec.Suspend = true
 				Expect(k8s.Create(ctx, si)).To(Succeed())
-				stalledWith(ctx, si, ReasonInvalidSpec)
+				stalledWith(ctx, si, scimv1.ReasonInvalidSpec)
 				Consistently(func() []map[string]any {
 					return scimSrv.UsersWhereFunc(func(u map[string]any) bool {
 						return u["externalId"] == externalIDOf(ns, "sneaky") && u["active"] == true
@@ -381,7 +381,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			ns := readyTargetNamespace(ctx)
 			si := newIdentity(ns, "status-poison", "acme")
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			lowerCase := []byte(`{"status":{"deprovisionedAt":"2030-01-01t00:00:00z"}}`)
 
 			By("a status time Go cannot parse is refused by the API server, whoever writes it")
@@ -407,7 +407,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			By("the operator keeps serving this namespace")
 			other := newIdentity(ns, "after-poison", "acme")
 			Expect(k8s.Create(ctx, other)).To(Succeed())
-			Eventually(get(ctx, other)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, other)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		})
 
 		It("keeps the cache syncing and revocation working with an object stored before the rules existed", func() {
@@ -429,10 +429,10 @@ var _ = Describe("Attacks by a tenant", func() {
 			Expect(c.WaitForCacheSync(syncCtx)).To(BeTrue(), "the informer syncs")
 
 			// The running operator reports the value, and revokes others' accounts as usual.
-			Expect(stalledWith(ctx, poison, ReasonInvalidSpec)).To(ContainSubstring(`"banana" is not a positive duration`))
+			Expect(stalledWith(ctx, poison, scimv1.ReasonInvalidSpec)).To(ContainSubstring(`"banana" is not a positive duration`))
 			other := newIdentity(ns, "unaffected", "acme")
 			Expect(k8s.Create(ctx, other)).To(Succeed())
-			Eventually(get(ctx, other)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, other)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			Expect(k8s.Delete(ctx, other)).To(Succeed())
 			Eventually(accountsWithExternalID(ns, "unaffected")).Should(BeEmpty())
 			Expect(k8s.Delete(ctx, poison)).To(Succeed())
@@ -469,7 +469,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			Eventually(mgrDone, "30s").Should(BeClosed())
 			startManager()
 			Consistently(remaining, "3s").Should(Equal(1), "a restart does not open a new window")
-			Eventually(get(ctx, t)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen))
+			Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonBreakerOpen))
 
 			update(ctx, t, func(t *scimv1.ScimTarget) {
 				t.Spec.CircuitBreaker.MaxDeletionsPerInterval = 3
@@ -485,13 +485,13 @@ var _ = Describe("Attacks by a tenant", func() {
 			for _, name := range []string{"noise-a", "noise-b", "noise-c"} {
 				si := clusterIdentity(refused, name, cst.Name)
 				Expect(k8s.Create(ctx, si)).To(Succeed())
-				stalledWith(ctx, si, ReasonNamespaceForbidden)
+				stalledWith(ctx, si, scimv1.ReasonNamespaceForbidden)
 				Expect(k8s.Delete(ctx, si)).To(Succeed())
 				Eventually(gone(ctx, si)).Should(BeTrue())
 			}
 			real := clusterIdentity(allowed, "real", cst.Name)
 			Expect(k8s.Create(ctx, real)).To(Succeed())
-			Eventually(get(ctx, real)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, real)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			Expect(k8s.Delete(ctx, real)).To(Succeed())
 			Eventually(gone(ctx, real)).Should(BeTrue())
 			Expect(accountsWithExternalID(allowed, "real")()).To(BeEmpty())
@@ -509,12 +509,12 @@ var _ = Describe("Attacks by a tenant", func() {
 			})
 			si := clusterIdentity(ns, "tenant-bot", cst.Name)
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			Expect(account(ns, "tenant-bot")["active"]).To(BeTrue())
 
 			allowOnly(ctx, cst, "someone-else")
 			Eventually(func() any { return account(ns, "tenant-bot")["active"] }).Should(Equal(false))
-			Expect(stalledWith(ctx, si, ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))
+			Expect(stalledWith(ctx, si, scimv1.ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))
 			Eventually(eventReasons(ctx, ns, "tenant-bot")).Should(ContainElement("AccessWithdrawn"))
 		})
 
@@ -531,16 +531,16 @@ var _ = Describe("Attacks by a tenant", func() {
 			blocked := clusterIdentity(ns, "blocked", cst.Name)
 			for _, si := range []*scimv1.ServiceIdentity{orphaner, blocked} {
 				Expect(k8s.Create(ctx, si)).To(Succeed())
-				Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+				Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			}
 			// The tenant makes one spec unprovisionable before access goes.
 			update(ctx, blocked, func(si *scimv1.ServiceIdentity) { withAttributes(si, `{"Active":true}`) })
-			stalledWith(ctx, blocked, ReasonInvalidSpec)
+			stalledWith(ctx, blocked, scimv1.ReasonInvalidSpec)
 
 			allowOnly(ctx, cst, "someone-else")
 			Eventually(accountsWithExternalID(ns, "orphaner")).Should(BeEmpty(), "the target's Delete, not the identity's Orphan")
 			Eventually(accountsWithExternalID(ns, "blocked")).Should(BeEmpty())
-			Expect(stalledWith(ctx, orphaner, ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))
+			Expect(stalledWith(ctx, orphaner, scimv1.ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))
 		})
 
 		It("allows no namespace when allowedNamespaces is unset", func() {
@@ -548,7 +548,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			cst := clusterTarget(ctx, "unset", nil)
 			si := clusterIdentity(ns, "hopeful", cst.Name)
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Expect(stalledWith(ctx, si, ReasonNamespaceForbidden)).To(ContainSubstring("allows no namespace"))
+			Expect(stalledWith(ctx, si, scimv1.ReasonNamespaceForbidden)).To(ContainSubstring("allows no namespace"))
 			Expect(accountsWithExternalID(ns, "hopeful")()).To(BeEmpty())
 		})
 	})
@@ -588,7 +588,7 @@ var _ = Describe("Attacks by a tenant", func() {
 		})
 		si := newIdentity(ns, "echo", "put")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		id := si.Status.Targets[0].ID
 
 		// The provider (or whatever the endpoint really is) answers with more than a User.
@@ -645,7 +645,7 @@ func readyIdentities(ctx context.Context, ns, target string, names ...string) []
 		ids = append(ids, si)
 	}
 	for _, si := range ids {
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	}
 	return ids
 }

@@ -126,11 +126,11 @@ var _ = Describe("Authentication and TLS", func() {
 			TLS: &scimv1.TLSConfig{CABundleSecretRef: &scimv1.SecretKeySelector{Name: "ca", Key: "ca.crt"}},
 		}}
 		Expect(k8s.Create(ctx, t)).To(Succeed())
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		si := newIdentity(ns, "mtls-bot", "secure")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(backend.UsersWhere("userName", "mtls-bot."+ns)).To(HaveLen(1))
 		Expect(issued.Load()).To(Equal(int32(1)), "the token is cached across probes and reconciles")
 
@@ -145,8 +145,8 @@ var _ = Describe("Authentication and TLS", func() {
 		Expect(k8s.Get(ctx, keyOf(ns, "oauth"), oauth)).To(Succeed())
 		oauth.Data["secret"] = []byte("wrong-s3cret")
 		Expect(k8s.Update(ctx, oauth)).To(Succeed())
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonCredentials))
-		msg := condition(t, ConditionReady).Message
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonCredentials))
+		msg := condition(t, scimv1.ConditionReady).Message
 		Expect(msg).To(ContainSubstring("401"))
 		for _, secret := range []string{"wrong-s3cret", "client-s3cret", "token-2", "PRIVATE KEY"} {
 			Expect(msg).NotTo(ContainSubstring(secret))
@@ -163,15 +163,15 @@ var _ = Describe("Authentication and TLS", func() {
 			t.Spec.Endpoint = srv.URL + scimserver.BasePath
 			t.Spec.AllowInsecureHTTP = false
 		})
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse))
-		Expect(strings.ToLower(condition(t, ConditionReady).Message)).To(ContainSubstring("certificate"))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse))
+		Expect(strings.ToLower(condition(t, scimv1.ConditionReady).Message)).To(ContainSubstring("certificate"))
 
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, keyOf(ns, "self-signed"), t)).To(Succeed())
 			t.Spec.TLS = &scimv1.TLSConfig{InsecureSkipVerify: true}
 			g.Expect(k8s.Update(ctx, t)).To(Succeed())
 		}).Should(Succeed())
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Eventually(eventReasons(ctx, ns, "self-signed")).Should(ContainElement("InsecureSkipVerify"))
 	})
 })
@@ -185,10 +185,10 @@ var _ = Describe("Compatibility", func() {
 		t := createTarget(ctx, ns, "put-only", testToken, func(t *scimv1.ScimTarget) {
 			t.Spec.Compatibility = &scimv1.Compatibility{PatchMode: scimv1.PatchModePut}
 		})
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		si := newIdentity(ns, "putter", "put-only")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		scimSrv.Users.Mutate(si.Status.Targets[0].ID, func(a map[string]any) { a["title"] = "set by the app" })
 		patches, puts := scimSrv.Requests(http.MethodPatch, "Users/{id}"), scimSrv.Requests(http.MethodPut, "Users/{id}")
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "via PUT" })
@@ -208,7 +208,7 @@ var _ = Describe("Compatibility", func() {
 		}, BeTrue()))
 		si := newIdentity(ns, "versioned", "etag")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		var ifMatch atomic.Value
 		ifMatch.Store("")
 		var patches, reads atomic.Int32
@@ -232,6 +232,6 @@ var _ = Describe("Compatibility", func() {
 		Expect(patches.Load()).To(Equal(int32(2)), "one 412, then one successful PATCH")
 		Expect(reads.Load()).To(Equal(int32(2)), "a read, and a re-read after 412")
 		Expect(account(ns, "versioned")["nickName"]).To(Equal("changed elsewhere"))
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	})
 })

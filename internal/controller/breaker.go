@@ -130,7 +130,7 @@ func breakerLimits(t *Target) (int, time.Duration, bool) {
 // current is the window a status describes, or a new one when there is none, it expired, or
 // the release annotation changed.
 func currentWindow(t *Target, interval time.Duration, now time.Time) scimv1.BreakerStatus {
-	release := t.Object.GetAnnotations()[breakerReleaseAnnotation]
+	release := t.Object.GetAnnotations()[scimv1.BreakerReleaseAnnotation]
 	if s := t.Status.CircuitBreaker; s != nil && s.Release == release && now.Sub(s.WindowStart.Time) < interval && !s.WindowStart.After(now) {
 		return *s
 	}
@@ -264,7 +264,7 @@ func (b *Breaker) charge(ctx context.Context, t *Target, namespace string) error
 	now := b.now()
 	// The pool is judged on its own (the cached status may not show our last reservation yet).
 	if p.free > 0 && p.uid == t.Object.GetUID() && now.Sub(p.windowStart) < interval &&
-		p.release == t.Object.GetAnnotations()[breakerReleaseAnnotation] {
+		p.release == t.Object.GetAnnotations()[scimv1.BreakerReleaseAnnotation] {
 		p.free--
 		return nil
 	}
@@ -352,7 +352,7 @@ func (b *Breaker) Open(t *Target) (bool, string, time.Duration) {
 	return true, fmt.Sprintf("Circuit breaker open for namespace %s: deletions since %s reached spec.circuitBreaker.maxDeletionsPerInterval=%d per %s "+
 			"(each namespace has its own share); further deletions from it are paused, their accounts already inactive (nothing is lost: finalizers "+
 			"hold the identities). Other namespaces are not affected. Raise the limit, or set annotation %s to a new value to release it",
-			strings.Join(paused, ", "), w.WindowStart.UTC().Format(time.RFC3339), limit, interval, breakerReleaseAnnotation),
+			strings.Join(paused, ", "), w.WindowStart.UTC().Format(time.RFC3339), limit, interval, scimv1.BreakerReleaseAnnotation),
 		max(w.WindowStart.Add(interval).Sub(now), time.Second)
 }
 

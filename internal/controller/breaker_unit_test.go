@@ -24,7 +24,7 @@ func breakerTarget(limit int32, interval time.Duration, start time.Time, charged
 	st := &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "t", Name: "acme", UID: "uid-1"}}
 	st.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: limit, Interval: scimv1.DurationOf(interval)}
 	if release != "" {
-		st.Annotations = map[string]string{breakerReleaseAnnotation: release}
+		st.Annotations = map[string]string{scimv1.BreakerReleaseAnnotation: release}
 	}
 	if !start.IsZero() {
 		st.Status.CircuitBreaker = &scimv1.BreakerStatus{WindowStart: metav1.NewTime(start), Charged: charged, Release: recorded,
@@ -80,7 +80,7 @@ func TestBreakerOpenFollowsTheClock(t *testing.T) {
 	if !open || wait != 50*time.Second {
 		t.Fatalf("full window: open=%v wait=%s, want open for 50s", open, wait)
 	}
-	if !strings.Contains(msg, "maxDeletionsPerInterval=3") || !strings.Contains(msg, breakerReleaseAnnotation) {
+	if !strings.Contains(msg, "maxDeletionsPerInterval=3") || !strings.Contains(msg, scimv1.BreakerReleaseAnnotation) {
 		t.Fatalf("message does not say the limit and how to release it: %q", msg)
 	}
 	clock.SetTime(breakerEpoch.Add(49 * time.Second))

@@ -228,7 +228,7 @@ func TestNamespacedTargetsAreGuardedAfterResolution(t *testing.T) {
 	if !errors.Is(err, ErrAddressNotAllowed) {
 		t.Fatalf("want ErrAddressNotAllowed, got %v", err)
 	}
-	if o := classify(err); o.reason != ReasonAddressNotAllowed || o.stalled == "" {
+	if o := classify(err); o.reason != scimv1.ReasonAddressNotAllowed || o.stalled == "" {
 		t.Errorf("classify: got %+v", o)
 	}
 	checkNoLeak(t, err.Error(), "127.0.0.1", "::1", fmt.Sprint(port), "connection refused", "dial")
@@ -284,7 +284,7 @@ func TestOAuth2TokenURLIsGuarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Get(ctx, "Users", "u1")
-	if !errors.Is(err, ErrAddressNotAllowed) || classify(err).reason != ReasonAddressNotAllowed {
+	if !errors.Is(err, ErrAddressNotAllowed) || classify(err).reason != scimv1.ReasonAddressNotAllowed {
 		t.Fatalf("want ErrAddressNotAllowed, got %v", err)
 	}
 	checkNoLeak(t, err.Error(), "127.0.0.2", fmt.Sprint(tokens.Listener.Addr().(*net.TCPAddr).Port), "client-s3cret")

@@ -14,45 +14,6 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/scim"
 )
 
-// The contract lives in api/v1alpha1 (condition types and reasons, annotations); these short
-// names keep the controllers readable.
-const (
-	ConditionReady           = scimv1.ConditionReady
-	ConditionReconciling     = scimv1.ConditionReconciling
-	ConditionStalled         = scimv1.ConditionStalled
-	ConditionExpired         = scimv1.ConditionExpired
-	ReasonReady              = scimv1.ReasonReady
-	ReasonProvisioned        = scimv1.ReasonProvisioned
-	ReasonProgressing        = scimv1.ReasonProgressing
-	ReasonTargetNotFound     = scimv1.ReasonTargetNotFound
-	ReasonNamespaceForbidden = scimv1.ReasonNamespaceForbidden
-	ReasonCredentials        = scimv1.ReasonCredentials
-	ReasonUnauthorized       = scimv1.ReasonUnauthorized
-	ReasonUnreachable        = scimv1.ReasonUnreachable
-	ReasonRejected           = scimv1.ReasonRejected
-	ReasonDiscoveryFailed    = scimv1.ReasonDiscoveryFailed
-	ReasonDeprovisioning     = scimv1.ReasonDeprovisioning
-	ReasonDeprovisionBlocked = scimv1.ReasonDeprovisionBlocked
-	ReasonInvalidSpec        = scimv1.ReasonInvalidSpec
-	ReasonAccountConflict    = scimv1.ReasonAccountConflict
-	ReasonGuardrail          = scimv1.ReasonGuardrail
-	ReasonAddressNotAllowed  = scimv1.ReasonAddressNotAllowed
-	ReasonBreakerOpen        = scimv1.ReasonBreakerOpen
-	ReasonExpired            = scimv1.ReasonExpired
-	ReasonOwnerDeleted       = scimv1.ReasonOwnerDeleted
-	ReasonWorkloadNotFound   = scimv1.ReasonWorkloadNotFound
-	ReasonOwnerInactive      = scimv1.ReasonOwnerInactive
-	ReasonReviewOverdue      = scimv1.ReasonReviewOverdue
-	ReasonAccountsLeftActive = scimv1.ReasonAccountsLeftActive
-	ConditionOwnerActive     = scimv1.ConditionOwnerActive
-	AnnotationTargets        = scimv1.AnnotationTargets
-	AnnotationGroups         = scimv1.AnnotationGroups
-	AnnotationOwner          = scimv1.AnnotationOwner
-	AnnotationDisplayName    = scimv1.AnnotationDisplayName
-	AnnotationTTL            = scimv1.AnnotationTTL
-	breakerReleaseAnnotation = scimv1.BreakerReleaseAnnotation
-)
-
 // setCondition sets a condition; lastTransitionTime only moves when the status changes.
 func setCondition(conds *[]metav1.Condition, generation int64, typ string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(conds, metav1.Condition{

@@ -82,7 +82,7 @@ var _ = Describe("What a crash must not lose", func() {
 		Expect(statusEntry(ctx, si, "acme")(Default)).To(HaveField("State", scimv1.TargetStatePending))
 		Expect(si.Status.Workload).To(And(Not(BeNil()), HaveField("UID", d.UID)), "the owner is recorded before the account exists")
 		release()
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	})
 
 	It("records a deprovisioned target as Pending before provisioning it again", func() {
@@ -90,7 +90,7 @@ var _ = Describe("What a crash must not lose", func() {
 		cst := clusterTarget(ctx, "given-back", []string{ns})
 		si := clusterIdentity(ns, "returning", cst.Name)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		allowOnly(ctx, cst, "someone-else")
 		Eventually(statusEntry(ctx, si, cst.Name)).Should(HaveField("State", scimv1.TargetStateDeprovisioned))
 		Eventually(accountsWithExternalID(ns, "returning")).Should(BeEmpty())
@@ -102,7 +102,7 @@ var _ = Describe("What a crash must not lose", func() {
 		Expect(statusEntry(ctx, si, cst.Name)(Default)).To(HaveField("State", scimv1.TargetStatePending),
 			"Deprovisioned on status while the account is created again: a kill now would make every later revocation skip it")
 		release()
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	})
 
 	It("applies the target's policy to a withdrawn account whatever the identity's own policy, when the tenant drops the targetRef", func() {
@@ -112,7 +112,7 @@ var _ = Describe("What a crash must not lose", func() {
 		})
 		si := clusterIdentity(ns, "keeper", cst.Name)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		id := account(ns, "keeper")["id"].(string)
 		// The withdrawal fails on the target for now.
 		scimSrv.Faults.Add(scimserver.On("", "/Users/"+id, scimserver.Fault{Status: http.StatusServiceUnavailable, Detail: "maintenance"}))
@@ -134,9 +134,9 @@ var _ = Describe("What a crash must not lose", func() {
 		ns := readyTargetNamespace(ctx)
 		si := newIdentity(ns, "typo", "acme", "acmee")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonTargetNotFound))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonTargetNotFound))
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.TargetRefs = si.Spec.TargetRefs[:1] })
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.Targets).To(ConsistOf(HaveField("Name", "acme")))
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue(), "nothing holds the finalizer")

@@ -143,7 +143,7 @@ func (e *dialectEnv) ready(ctx context.Context, name string, mutate ...func(*sci
 		m(si)
 	}
 	Expect(k8s.Create(ctx, si)).To(Succeed())
-	Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	Eventually(func() map[string]any { return e.account(name) }).ShouldNot(BeNil())
 	return si
 }
@@ -170,7 +170,7 @@ var dialectFlowSpecs = map[string]func(ctx context.Context, e *dialectEnv){
 		si := e.ready(ctx, "upd", func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "First" })
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.DisplayName = "Second" })
 		Eventually(func() any { return e.account("upd")["displayName"] }).Should(Equal("Second"))
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	},
 	"groups": func(ctx context.Context, e *dialectEnv) {
 		g := "dialect-readers-" + e.ns
@@ -272,7 +272,7 @@ var _ = Describe("Dialect matrix", func() {
 					}
 				})
 				Eventually(get(ctx, &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: env.ns, Name: "dialect"}})).
-					Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+					Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			})
 			for _, flow := range dialectFlows {
 				if v, marked := dialectVerdicts[profile.Name][flow]; marked {

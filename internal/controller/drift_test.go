@@ -67,7 +67,7 @@ func fastTarget(ctx context.Context, ns, name string, mutate ...func(*scimv1.Sci
 	t := createTarget(ctx, ns, name, testToken, append([]func(*scimv1.ScimTarget){func(t *scimv1.ScimTarget) {
 		t.Spec.ResyncInterval = scimv1.DurationOf(30 * time.Second)
 	}}, mutate...)...)
-	Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	return t
 }
 
@@ -93,7 +93,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		si := newIdentity(ns, "drifty", "fast")
 		si.Spec.DisplayName = "The real name"
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		id := si.Status.Targets[0].ID
 		updatedBefore := metricValue("scim_operator_drift_corrections_total", map[string]string{"target": key, "kind": "updated"})
 
@@ -129,7 +129,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 			})
 			si := newIdentity(ns, "alive", "scan")
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 			// A namespaced target judges the accounts of its own namespace only: exactly the two
 			// ghosts, whatever other specs left on the shared server.
@@ -184,8 +184,8 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		}
 		Eventually(remaining).Should(Equal(3))
 		Consistently(remaining, "2s").Should(Equal(3))
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen))
-		Expect(condition(t, ConditionStalled).Message).To(ContainSubstring("maxDeletionsPerInterval=2"))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonBreakerOpen))
+		Expect(condition(t, scimv1.ConditionStalled).Message).To(ContainSubstring("maxDeletionsPerInterval=2"))
 		waiting := 0
 		for _, si := range ids {
 			if err := k8s.Get(ctx, client.ObjectKeyFromObject(si), si); err == nil {
@@ -196,7 +196,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		Expect(waiting).To(Equal(3))
 
 		update(ctx, t, func(t *scimv1.ScimTarget) {
-			t.Annotations = map[string]string{breakerReleaseAnnotation: "released-by-test"}
+			t.Annotations = map[string]string{scimv1.BreakerReleaseAnnotation: "released-by-test"}
 		})
 		// Two more go through at once; the breaker holds the last one until the next release.
 		Eventually(remaining).Should(Equal(1))
@@ -207,7 +207,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		for _, si := range ids {
 			Eventually(gone(ctx, si)).Should(BeTrue())
 		}
-		Eventually(get(ctx, t)).ShouldNot(HaveCondition(ConditionStalled, metav1.ConditionTrue))
+		Eventually(get(ctx, t)).ShouldNot(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue))
 	})
 
 	It("exports revocation latency, request and state metrics", func() {
@@ -224,7 +224,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		readyBefore := readyGauge()
 		si := newIdentity(readyTargetNs, "measured", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(metricValue("scim_operator_scim_requests_total", onAcme(map[string]string{"method": "POST", "code": "201"}))).To(Equal(posts + 1))
 		Eventually(readyGauge).Should(Equal(readyBefore + 1))
 		deletes := metricValue("scim_operator_scim_request_duration_seconds", onAcme(map[string]string{"method": "DELETE"}))

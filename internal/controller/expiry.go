@@ -23,17 +23,17 @@ func (r *ServiceIdentityReconciler) reconcileExpired(ctx context.Context, si *sc
 	}
 	gen := si.Generation
 	conds := &si.Status.Conditions
-	wasExpired := meta.IsStatusConditionTrue(*conds, ConditionExpired)
+	wasExpired := meta.IsStatusConditionTrue(*conds, scimv1.ConditionExpired)
 	msg := fmt.Sprintf("Expired at %s; accounts deprovisioned per deletionPolicy. Extend spec.ttl or spec.expiresAt to provision again", exp)
-	setCondition(conds, gen, ConditionExpired, metav1.ConditionTrue, ReasonExpired, msg)
-	setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, ReasonExpired, msg)
-	setCondition(conds, gen, ConditionStalled, metav1.ConditionTrue, ReasonExpired, msg)
-	meta.RemoveStatusCondition(conds, ConditionReconciling)
+	setCondition(conds, gen, scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired, msg)
+	setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonExpired, msg)
+	setCondition(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonExpired, msg)
+	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
 	si.Status.ObservedGeneration = gen
 	if !wasExpired {
 		now := metav1.NewTime(r.now())
 		si.Status.DeprovisionedAt = &now
-		r.Recorder.Eventf(si, nil, "Warning", ReasonExpired, "Deprovision", msg)
+		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonExpired, "Deprovision", msg)
 	}
 	return ctrl.Result{}, nil
 }

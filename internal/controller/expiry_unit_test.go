@@ -65,13 +65,13 @@ func TestLifetimeFollowsTheClock(t *testing.T) {
 	t.Run("extended after expiry", func(t *testing.T) {
 		clock.SetTime(created.Add(2 * time.Hour))
 		si := identity(scimv1.ServiceIdentitySpec{TTL: scimv1.DurationOf(3 * time.Hour)})
-		meta.SetStatusCondition(&si.Status.Conditions, metav1.Condition{Type: ConditionExpired, Status: metav1.ConditionTrue, Reason: ReasonExpired})
+		meta.SetStatusCondition(&si.Status.Conditions, metav1.Condition{Type: scimv1.ConditionExpired, Status: metav1.ConditionTrue, Reason: scimv1.ReasonExpired})
 		deprovisioned := metav1.NewTime(created.Add(time.Hour))
 		si.Status.DeprovisionedAt = &deprovisioned
 		if err, expired := r.lifetime(si, policy{}); err != nil || expired {
 			t.Fatalf("expired=%v err=%v, want a live identity", expired, err)
 		}
-		if c := meta.FindStatusCondition(si.Status.Conditions, ConditionExpired); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Extended" {
+		if c := meta.FindStatusCondition(si.Status.Conditions, scimv1.ConditionExpired); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Extended" {
 			t.Fatalf("Expired condition = %+v, want False/Extended", c)
 		}
 		if si.Status.DeprovisionedAt != nil {

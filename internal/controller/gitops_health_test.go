@@ -180,18 +180,18 @@ var _ = Describe("GitOps health checks", func() {
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst)).To(Succeed())
 		Expect(cst.Status.Conditions).To(BeEmpty())
 		cases = append(cases, checkHealth(scimv1.KindClusterScimTarget, "progressing", cst))
-		Eventually(get(ctx, flaky)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, flaky)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		cases = append(cases, checkHealth(scimv1.KindScimTarget, "healthy", flaky))
-		Eventually(get(ctx, cst)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, cst)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		cases = append(cases, checkHealth(scimv1.KindClusterScimTarget, "healthy", cst))
 
 		By("targets whose endpoint refuses the token")
 		strict := ownServer("another-token")
 		refused := createTarget(ctx, ns, "refused", testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = strict.Endpoint() })
-		Eventually(get(ctx, refused)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonUnauthorized))
+		Eventually(get(ctx, refused)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonUnauthorized))
 		cases = append(cases, checkHealth(scimv1.KindScimTarget, "unauthorized", refused))
 		refusedCluster := unprobedClusterTarget(ctx, "gitops-refused", strict.Endpoint(), ns)
-		Eventually(get(ctx, refusedCluster)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonUnauthorized))
+		Eventually(get(ctx, refusedCluster)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonUnauthorized))
 		cases = append(cases, checkHealth(scimv1.KindClusterScimTarget, "unauthorized", refusedCluster))
 
 		By("ServiceIdentity Ready, suspended, stalled and expired")
@@ -200,16 +200,16 @@ var _ = Describe("GitOps health checks", func() {
 		suspended := newIdentity(ns, "gitops-suspended", "acme")
 		suspended.Spec.Suspend = true
 		Expect(k8s.Create(ctx, suspended)).To(Succeed())
-		Eventually(get(ctx, suspended)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, suspended)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		cases = append(cases, checkHealth(kindServiceIdentity, "suspended", suspended))
 		stalled := withAttributes(newIdentity(ns, "gitops-stalled", "acme"), `{"password":"hunter2"}`)
 		Expect(k8s.Create(ctx, stalled)).To(Succeed())
-		stalledWith(ctx, stalled, ReasonGuardrail)
+		stalledWith(ctx, stalled, scimv1.ReasonGuardrail)
 		cases = append(cases, checkHealth(kindServiceIdentity, "degraded", stalled))
 		expiring := newIdentity(ns, "gitops-expired", "acme")
 		expiring.Spec.TTL = scimv1.DurationOf(2 * time.Second)
 		Expect(k8s.Create(ctx, expiring)).To(Succeed())
-		Eventually(get(ctx, expiring), "10s").Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Eventually(get(ctx, expiring), "10s").Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 		cases = append(cases, checkHealth(kindServiceIdentity, "expired", expiring))
 
 		By("a ServiceIdentity retried while its target answers 503")
@@ -218,22 +218,22 @@ var _ = Describe("GitOps health checks", func() {
 		retried := newIdentity(ns, "gitops-retried", "flaky")
 		Expect(k8s.Create(ctx, retried)).To(Succeed())
 		Eventually(get(ctx, retried)).Should(WithTransform(func(si *scimv1.ServiceIdentity) string {
-			if c := condition(si, ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
+			if c := condition(si, scimv1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
 				return c.Message
 			}
 			return ""
 		}, ContainSubstring("down for maintenance")))
 		cases = append(cases, checkHealth(kindServiceIdentity, "progressing", retried))
 		slow.Faults.Clear()
-		Eventually(get(ctx, retried)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, retried)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		By("a ServiceIdentity deleted while its target answers 503, and its target deleted meanwhile")
 		slow.Faults.Add(scimserver.On("", "/Users/", scimserver.Fault{Status: http.StatusServiceUnavailable, Detail: "down for maintenance"}))
 		Expect(k8s.Delete(ctx, retried)).To(Succeed())
-		Eventually(get(ctx, retried)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked))
+		Eventually(get(ctx, retried)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDeprovisionBlocked))
 		cases = append(cases, checkHealth(kindServiceIdentity, "deleting", retried))
 		Expect(k8s.Delete(ctx, flaky)).To(Succeed())
-		Eventually(get(ctx, flaky)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, "InUse"))
+		Eventually(get(ctx, flaky)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, "InUse"))
 		cases = append(cases, checkHealth(scimv1.KindScimTarget, "deleting", flaky))
 		slow.Faults.Clear()
 		Eventually(gone(ctx, retried)).Should(BeTrue())
@@ -242,9 +242,9 @@ var _ = Describe("GitOps health checks", func() {
 		By("a ClusterScimTarget deleted while an identity uses it")
 		user := clusterIdentity(ns, "gitops-cluster-user", cst.Name)
 		Expect(k8s.Create(ctx, user)).To(Succeed())
-		Eventually(get(ctx, user)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, user)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(k8s.Delete(ctx, cst)).To(Succeed())
-		Eventually(get(ctx, cst)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, "InUse"))
+		Eventually(get(ctx, cst)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, "InUse"))
 		cases = append(cases, checkHealth(scimv1.KindClusterScimTarget, "deleting", cst))
 		Expect(k8s.Delete(ctx, user)).To(Succeed())
 		Eventually(gone(ctx, cst)).Should(BeTrue())
@@ -257,7 +257,7 @@ var _ = Describe("GitOps health checks", func() {
 		for _, si := range mass {
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
 		}
-		Eventually(get(ctx, guarded)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen))
+		Eventually(get(ctx, guarded)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonBreakerOpen))
 		cases = append(cases, checkHealth(scimv1.KindScimTarget, "breaker-open", guarded))
 		update(ctx, guarded, func(guarded *scimv1.ScimTarget) {
 			guarded.Spec.CircuitBreaker.MaxDeletionsPerInterval = 10

@@ -189,9 +189,9 @@ func (r *ServiceIdentityReconciler) governance(ctx context.Context, si *scimv1.S
 	}
 	switch {
 	case reviewWhy != "":
-		return reviewWhy, ReasonReviewOverdue, wake
+		return reviewWhy, scimv1.ReasonReviewOverdue, wake
 	case ownerWhy != "":
-		return ownerWhy, ReasonOwnerInactive, wake
+		return ownerWhy, scimv1.ReasonOwnerInactive, wake
 	}
 	return "", "", wake
 }
@@ -202,7 +202,7 @@ func (r *ServiceIdentityReconciler) governance(ctx context.Context, si *scimv1.S
 func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.ServiceIdentity, p policy, fresh bool) (string, time.Duration) {
 	if len(p.directories) == 0 {
 		si.Status.Owner = nil
-		meta.RemoveStatusCondition(&si.Status.Conditions, ConditionOwnerActive)
+		meta.RemoveStatusCondition(&si.Status.Conditions, scimv1.ConditionOwnerActive)
 		return "", 0
 	}
 	now := r.now()
@@ -228,7 +228,7 @@ func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.S
 	case bad:
 		since := metav1.NewTime(now)
 		next.Since = &since
-		r.Recorder.Eventf(si, nil, "Warning", ReasonOwnerInactive, "OwnerCheck", "Owner %q: %s", si.Spec.Owner, next.Message)
+		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonOwnerInactive, "OwnerCheck", "Owner %q: %s", si.Spec.Owner, next.Message)
 	case next.State == scimv1.OwnerActive && prev != nil && (prev.State == scimv1.OwnerInactive || prev.State == scimv1.OwnerMissing):
 		r.Recorder.Eventf(si, nil, "Normal", "OwnerActive", "OwnerCheck", "Owner %q is active in %s", si.Spec.Owner, next.Directory)
 	}
@@ -245,11 +245,11 @@ func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.S
 	reason, condMsg := "OwnerActive", fmt.Sprintf("Owner %q is active in %s", si.Spec.Owner, next.Directory)
 	switch next.State {
 	case scimv1.OwnerInactive, scimv1.OwnerMissing:
-		cond, reason, condMsg = metav1.ConditionFalse, ReasonOwnerInactive, next.Message
+		cond, reason, condMsg = metav1.ConditionFalse, scimv1.ReasonOwnerInactive, next.Message
 	case scimv1.OwnerUnchecked:
 		cond, reason, condMsg = metav1.ConditionUnknown, "DirectoryUnavailable", next.Message
 	}
-	setCondition(&si.Status.Conditions, si.Generation, ConditionOwnerActive, cond, reason, condMsg)
+	setCondition(&si.Status.Conditions, si.Generation, scimv1.ConditionOwnerActive, cond, reason, condMsg)
 	wake := p.recheck
 	if !bad || !p.suspends {
 		return "", wake

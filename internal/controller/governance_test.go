@@ -65,12 +65,12 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 			Expect(k8s.Create(ctx, si)).To(Succeed())
 		}
 		for _, si := range []*scimv1.ServiceIdentity{none, long} {
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			Expect(si.Status.ExpiresAt).NotTo(BeNil())
 			Expect(si.Status.ExpiresAt.Time).To(BeTemporally("~", si.CreationTimestamp.Add(time.Hour), time.Second))
 			Expect(si.Status.ExpiryCappedBy).To(Equal(targetKey(scimv1.KindScimTarget, ns, "bounded") + " (maxTTL 1h0m0s)"))
 		}
-		Eventually(get(ctx, short)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, short)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(short.Status.ExpiresAt.Time).To(BeTemporally("~", short.CreationTimestamp.Add(30*time.Minute), time.Second))
 		Expect(short.Status.ExpiryCappedBy).To(BeEmpty())
 	})
@@ -79,11 +79,11 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		governed(ctx, ns, "owned", &scimv1.Governance{RequireOwner: true})
 		si := newIdentity(ns, "ownerless", "owned")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonInvalidSpec))
-		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("spec.owner is required by " + targetKey(scimv1.KindScimTarget, ns, "owned")))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonInvalidSpec))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("spec.owner is required by " + targetKey(scimv1.KindScimTarget, ns, "owned")))
 		Expect(accountsWithExternalID(ns, "ownerless")()).To(BeEmpty())
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Owner = "someone@example.com" })
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(accountsWithExternalID(ns, "ownerless")()).To(HaveLen(1))
 	})
 
@@ -99,20 +99,20 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		si := newIdentity(ns, "payroll-bot", "app")
 		si.Spec.Owner = "Alice@" + ns + ".example"
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.Owner).NotTo(BeNil())
 		Expect(si.Status.Owner.State).To(Equal(scimv1.OwnerActive))
-		Expect(si).To(HaveCondition(ConditionOwnerActive, metav1.ConditionTrue))
+		Expect(si).To(HaveCondition(scimv1.ConditionOwnerActive, metav1.ConditionTrue))
 
 		By("the person leaves: reported at once, suspended once the grace has passed")
 		alice := scimSrv.UsersWhere("userName", "alice."+ns)[0]["id"].(string)
 		scimSrv.Users.Mutate(alice, func(a map[string]any) { a["active"] = false })
 		requestResync(ctx, si)
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionOwnerActive, metav1.ConditionFalse, ReasonOwnerInactive))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionOwnerActive, metav1.ConditionFalse, scimv1.ReasonOwnerInactive))
 		Expect(si.Status.Owner.State).To(Equal(scimv1.OwnerInactive))
 		Expect(si.Status.Owner.Since).NotTo(BeNil())
-		Eventually(eventReasons(ctx, ns, "payroll-bot")).Should(ContainElement(ReasonOwnerInactive))
-		Eventually(get(ctx, si), "10s").Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerInactive))
+		Eventually(eventReasons(ctx, ns, "payroll-bot")).Should(ContainElement(scimv1.ReasonOwnerInactive))
+		Eventually(get(ctx, si), "10s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerInactive))
 		Eventually(func() any { return account(ns, "payroll-bot")["active"] }).Should(Equal(false))
 		Expect(si.Status.Targets[0].State).To(Equal(scimv1.TargetStateDeprovisioned))
 		Expect(si.Status.Targets[0].Revocation).NotTo(BeNil())
@@ -121,7 +121,7 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 
 		By("a new, active owner: the accounts are active again")
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Owner = "bob@" + ns + ".example" })
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.Owner.State).To(Equal(scimv1.OwnerActive))
 		Expect(account(ns, "payroll-bot")["active"]).To(BeTrue())
 		Expect(metricValue("scim_operator_identities_owner_inactive", map[string]string{"identity_namespace": ns})).To(BeZero())
@@ -135,9 +135,9 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		si := newIdentity(ns, "probe", "nosy")
 		si.Spec.Owner = "ceo@example.com"
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionOwnerActive, metav1.ConditionUnknown, "DirectoryUnavailable"))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionOwnerActive, metav1.ConditionUnknown, "DirectoryUnavailable"))
 		Expect(si.Status.Owner.Message).To(ContainSubstring("must be a ScimTarget"))
-		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionTrue), "an unanswered directory suspends nothing")
+		Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue), "an unanswered directory suspends nothing")
 	})
 
 	It("suspends an identity whose review is overdue until it is attested, and ignores attestations from the future", func() {
@@ -148,7 +148,7 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		// config/admission's review-attestation policy would (attacks_attestation_test.go).
 		si.Annotations = attestation(ctx, time.Now().Add(-2*time.Hour))
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonReviewOverdue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonReviewOverdue))
 		Expect(si.Status.Review.ReviewedBy).To(Equal(si.Annotations[scimv1.ReviewedByAnnotation]))
 		Expect(si.Status.Review).NotTo(BeNil())
 		Expect(si.Status.Review.NextReviewAt.Time).To(BeTemporally("~", time.Now().Add(-time.Hour), 5*time.Second))
@@ -159,15 +159,15 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		annotate(ctx, si, scimv1.ReviewedAtAnnotation, time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
 		Eventually(get(ctx, si)).Should(WithTransform(func(si *scimv1.ServiceIdentity) string { return si.Status.Review.Message },
 			ContainSubstring("in the future")))
-		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonReviewOverdue))
+		Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonReviewOverdue))
 
 		attested := time.Now().UTC().Truncate(time.Second)
 		annotate(ctx, si, scimv1.ReviewedAtAnnotation, attested.Format(time.RFC3339))
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.Review.LastReviewedAt.Time).To(BeTemporally("==", attested))
 		Expect(si.Status.Review.NextReviewAt.Time).To(BeTemporally("==", attested.Add(time.Hour)))
 		Eventually(func() any { return account(ns, "quarterly")["active"] }).Should(Equal(true))
-		Eventually(eventReasons(ctx, ns, "quarterly")).Should(ContainElements(ReasonReviewOverdue, "Attested"))
+		Eventually(eventReasons(ctx, ns, "quarterly")).Should(ContainElements(scimv1.ReasonReviewOverdue, "Attested"))
 		Expect(metricValue("scim_operator_identities_review", map[string]string{"identity_namespace": ns, "state": "overdue"})).To(BeZero())
 	})
 
@@ -178,12 +178,12 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		retired := newIdentity(ns, "retired", "evident")
 		for _, si := range []*scimv1.ServiceIdentity{expiring, retired} {
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		}
 		expiringID, retiredID := expiring.Status.Targets[0].ID, retired.Status.Targets[0].ID
 
 		By("expiry: the evidence is on the identity, which stays")
-		Eventually(get(ctx, expiring), "10s").Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Eventually(get(ctx, expiring), "10s").Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 		ev := expiring.Status.Targets[0].Revocation
 		Expect(ev).NotTo(BeNil())
 		Expect(ev.Result).To(Equal(scimv1.RevocationNotFound))

@@ -59,7 +59,7 @@ var _ = Describe("Groups, target guard and several targets", func() {
 		si := newIdentity(ns, "grouped", "acme")
 		si.Spec.Groups = []string{g1, g2}
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		id := si.Status.Targets[0].ID
 		Expect(groupMembers(g1)).To(ConsistOf(id))                 // created by the operator
 		Expect(groupMembers(g2)).To(ConsistOf("someone-else", id)) // joined, others kept
@@ -85,11 +85,11 @@ var _ = Describe("Groups, target guard and several targets", func() {
 		Expect(t.Finalizers).To(ContainElement(scimv1.InUseFinalizer))
 		si := newIdentity(ns, "user-of-target", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		Expect(k8s.Delete(ctx, t)).To(Succeed())
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, "InUse"))
-		Expect(condition(t, ConditionReady).Message).To(ContainSubstring(ns + "/user-of-target"))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, "InUse"))
+		Expect(condition(t, scimv1.ConditionReady).Message).To(ContainSubstring(ns + "/user-of-target"))
 		Expect(t.Status.Identities).To(Equal(int32(1)))
 
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
@@ -116,7 +116,7 @@ var _ = Describe("Groups, target guard and several targets", func() {
 		broken := createTarget(ctx, ns, "broken", testToken, func(t *scimv1.ScimTarget) {
 			t.Spec.Endpoint = "http://" + scimAddr + "/nowhere/v2"
 		})
-		Eventually(get(ctx, broken)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse))
+		Eventually(get(ctx, broken)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse))
 		si := newIdentity(ns, "multi", "acme", "broken")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(accountsWithExternalID(ns, "multi")).Should(HaveLen(1))
@@ -127,14 +127,14 @@ var _ = Describe("Groups, target guard and several targets", func() {
 			}
 			return out
 		}, Equal([]scimv1.TargetState{scimv1.TargetStateProvisioned, scimv1.TargetStateError})))
-		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionFalse))
+		Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse))
 		Expect(si.Status.Targets[1].Message).To(ContainSubstring("404"))
 
 		// Fix the second target: Ready only once both are.
 		update(ctx, broken, func(broken *scimv1.ScimTarget) {
 			broken.Spec.Endpoint = endpoint()
 		})
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.Targets).To(HaveLen(2))
 	})
 
@@ -143,8 +143,8 @@ var _ = Describe("Groups, target guard and several targets", func() {
 			Status: http.StatusBadRequest, ScimType: "invalidValue", Detail: "userType Robot is not allowed"}))
 		si := newIdentity(ns, "invalid", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonRejected))
-		Expect(condition(si, ConditionStalled).Message).To(ContainSubstring("userType Robot is not allowed"))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonRejected))
+		Expect(condition(si, scimv1.ConditionStalled).Message).To(ContainSubstring("userType Robot is not allowed"))
 		before := scimSrv.Requests(http.MethodPost, "Users")
 		Consistently(func() int { return scimSrv.Requests(http.MethodPost, "Users") }, "2s").Should(Equal(before))
 	})
@@ -177,17 +177,17 @@ var _ = Describe("Target references", func() {
 		Expect(other.Start("127.0.0.1:0")).To(Succeed())
 		defer other.Stop()
 		second := createTarget(ctx, ns, "second", testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = other.Endpoint() })
-		Eventually(get(ctx, second)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, second)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		si := newIdentity(ns, "two-homes", "acme", "second")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(other.UsersWhere("externalId", externalIDOf(ns, "two-homes"))).To(HaveLen(1))
 
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.TargetRefs = si.Spec.TargetRefs[:1] })
 		Eventually(func() []map[string]any { return other.UsersWhere("externalId", externalIDOf(ns, "two-homes")) }).Should(BeEmpty())
 		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) int { return len(s.Status.Targets) }, Equal(1)))
 		Expect(accountsWithExternalID(ns, "two-homes")()).To(HaveLen(1))
-		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	})
 })

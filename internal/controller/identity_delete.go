@@ -51,7 +51,7 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 		why = " (" + owner + ")"
 	}
 	if active := stillActive(si); len(active) > 0 {
-		r.Recorder.Eventf(si, nil, "Warning", ReasonAccountsLeftActive, "Deprovision", "Account %q is still active on %s%s: %s",
+		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonAccountsLeftActive, "Deprovision", "Account %q is still active on %s%s: %s",
 			si.EffectiveUserName(), strings.Join(active, ", "), why, truncate(evidenceSummary(si), 768))
 	} else {
 		r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q revoked on every target%s: %s", si.EffectiveUserName(), why,
@@ -95,8 +95,8 @@ func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentit
 	slices.Sort(msgs)
 	msg := prefix + ": " + strings.Join(msgs, "; ")
 	gen := si.Generation
-	setCondition(&si.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked, msg)
-	setCondition(&si.Status.Conditions, gen, ConditionReconciling, metav1.ConditionTrue, ReasonDeprovisioning, msg)
+	setCondition(&si.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDeprovisionBlocked, msg)
+	setCondition(&si.Status.Conditions, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, scimv1.ReasonDeprovisioning, msg)
 	if len(errs) > 0 {
 		return ctrl.Result{}, errors.Join(errs...)
 	}

@@ -25,7 +25,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	interval := resyncInterval(t.Spec)
 	key := verifiedKey(si, t.Key())
 	if refusal, err := namespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
-		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
+		return r.entryFailed(entry, outcome{err: err, reason: scimv1.ReasonProgressing}), 0
 	} else if refusal != "" {
 		if r.Flags.isFlagged(key) {
 			r.withdrawn.Delete(key) // a sweep saw the account active again
@@ -38,7 +38,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		return outcome{}, 0 // the spec is blocked; reconcileNormal reports why
 	}
 	if err := kindReady(t); err != nil {
-		return r.entryFailed(entry, outcome{err: err, reason: ReasonProgressing}), 0
+		return r.entryFailed(entry, outcome{err: err, reason: scimv1.ReasonProgressing}), 0
 	}
 	desired = asKind(desired, kindOf(t))
 	g := guardrailsOf(t)
@@ -56,9 +56,9 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 				}
 			}
 			entry.Message = truncate(err.Error()+"; spec.suspend is set: any account here is deactivated", 512)
-			return outcome{stalled: entry.Message, reason: ReasonGuardrail}, 0
+			return outcome{stalled: entry.Message, reason: scimv1.ReasonGuardrail}, 0
 		}
-		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: ReasonGuardrail}), 0
+		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: scimv1.ReasonGuardrail}), 0
 	}
 	wantState := scimv1.TargetStateProvisioned
 	if si.Spec.Suspend {
@@ -225,30 +225,30 @@ func classify(err error) outcome {
 	var open *BreakerOpenError
 	switch {
 	case errors.As(err, &nf):
-		return outcome{err: err, reason: ReasonTargetNotFound}
+		return outcome{err: err, reason: scimv1.ReasonTargetNotFound}
 	case errors.Is(err, ErrAddressNotAllowed):
-		return outcome{stalled: err.Error(), reason: ReasonAddressNotAllowed}
+		return outcome{stalled: err.Error(), reason: scimv1.ReasonAddressNotAllowed}
 	case isCredentialsError(err):
-		return outcome{err: err, reason: ReasonCredentials}
+		return outcome{err: err, reason: scimv1.ReasonCredentials}
 	case scim.IsUnauthorized(err):
-		return outcome{err: err, reason: ReasonUnauthorized}
+		return outcome{err: err, reason: scimv1.ReasonUnauthorized}
 	case errors.Is(err, errAccountConflict):
-		return outcome{stalled: err.Error(), reason: ReasonAccountConflict}
+		return outcome{stalled: err.Error(), reason: scimv1.ReasonAccountConflict}
 	case errors.As(err, &open):
-		return outcome{err: err, reason: ReasonBreakerOpen, retryAfter: open.Wait}
+		return outcome{err: err, reason: scimv1.ReasonBreakerOpen, retryAfter: open.Wait}
 	case errors.Is(err, scim.ErrTargetBusy):
 		// No Retry-After: the controller's exponential backoff spaces the attempts on a target
 		// that stays stuck, instead of one every second.
-		return outcome{err: err, reason: ReasonUnreachable}
+		return outcome{err: err, reason: scimv1.ReasonUnreachable}
 	case scim.IsRetryable(err):
 		d, _ := scim.RetryAfter(err)
-		return outcome{err: err, reason: ReasonUnreachable, retryAfter: d}
+		return outcome{err: err, reason: scimv1.ReasonUnreachable, retryAfter: d}
 	case errors.As(err, &se):
 		// 400 invalid value, 409 that lookup could not resolve, 404 on the endpoint...: a
 		// human has to change the spec or the target.
-		return outcome{stalled: err.Error(), reason: ReasonRejected}
+		return outcome{stalled: err.Error(), reason: scimv1.ReasonRejected}
 	}
-	return outcome{err: err, reason: ReasonProgressing}
+	return outcome{err: err, reason: scimv1.ReasonProgressing}
 }
 
 func matchAttribute(t *Target) scimv1.MatchAttribute {
@@ -302,5 +302,5 @@ func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv
 	}
 	msg := refusal + "; nothing is provisioned there, and any account this identity had there was deprovisioned"
 	entry.State, entry.Message = scimv1.TargetStateDeprovisioned, truncate(msg, 512)
-	return outcome{stalled: msg, reason: ReasonNamespaceForbidden}
+	return outcome{stalled: msg, reason: scimv1.ReasonNamespaceForbidden}
 }

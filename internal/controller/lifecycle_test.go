@@ -58,7 +58,7 @@ var _ = Describe("Identity lifecycle", func() {
 	It("suspends the account within a second and re-activates it", func() {
 		si := newIdentity(ns, "kill-switch", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(account(ns, "kill-switch")["active"]).To(BeTrue())
 
 		update(ctx, si, func(si *scimv1.ServiceIdentity) {
@@ -74,26 +74,26 @@ var _ = Describe("Identity lifecycle", func() {
 			si.Spec.Suspend = false
 		})
 		Eventually(func() any { return account(ns, "kill-switch")["active"] }, "1s", "10ms").Should(BeTrue())
-		Eventually(eventReasons(ctx, ns, "kill-switch")).Should(ContainElements(ReasonProvisioned, "Suspended", "Resumed"))
+		Eventually(eventReasons(ctx, ns, "kill-switch")).Should(ContainElements(scimv1.ReasonProvisioned, "Suspended", "Resumed"))
 	})
 
 	It("deprovisions at expiry, keeps the object and says Expired", func() {
 		si := newIdentity(ns, "temporary", "acme")
 		si.Spec.TTL = scimv1.DurationOf(4 * time.Second)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.ExpiresAt).NotTo(BeNil())
 		Expect(si.Status.ExpiresAt.Time).To(BeTemporally("~", si.CreationTimestamp.Add(4*time.Second), time.Second))
 		Expect(account(ns, "temporary")).NotTo(BeNil())
 
-		Eventually(get(ctx, si), "10s").Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Eventually(get(ctx, si), "10s").Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 		Expect(accountsWithExternalID(ns, "temporary")()).To(BeEmpty())
 		Expect(si.Status.DeprovisionedAt).NotTo(BeNil())
 		// Woken at expiry, not by polling: deprovisioned within a second or two of it.
 		Expect(si.Status.DeprovisionedAt.Time).To(BeTemporally("<", si.Status.ExpiresAt.Add(2*time.Second)))
 		st, _ := kstatusOf(si)
 		Expect(st).To(Equal(kstatus.FailedStatus))
-		Eventually(eventReasons(ctx, ns, "temporary")).Should(ContainElement(ReasonExpired))
+		Eventually(eventReasons(ctx, ns, "temporary")).Should(ContainElement(scimv1.ReasonExpired))
 	})
 
 	It("honours expiry on a healthy target while another target is stalled", func() {
@@ -107,21 +107,21 @@ var _ = Describe("Identity lifecycle", func() {
 		si.Spec.TargetRefs = append(si.Spec.TargetRefs, scimv1.TargetReference{Kind: scimv1.KindClusterScimTarget, Name: refusing.Name})
 		si.Spec.TTL = scimv1.DurationOf(4 * time.Second)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonNamespaceForbidden))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonNamespaceForbidden))
 		Eventually(func() map[string]any { return account(ns, "half-stalled") }).ShouldNot(BeNil(), "the healthy target has the account")
 
 		Eventually(accountsWithExternalID(ns, "half-stalled"), "10s").Should(BeEmpty(), "expired on the healthy target")
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 	})
 
 	DescribeTable("applies the deletion policy, the identity's overriding the target's",
 		func(targetPolicy scimv1.DeletionPolicy, identityPolicy *scimv1.DeletionPolicy, wantAccount bool, wantActive bool) {
 			t := createTarget(ctx, ns, "policy", testToken, func(t *scimv1.ScimTarget) { t.Spec.DeletionPolicy = targetPolicy })
-			Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			si := newIdentity(ns, "policy-id", "policy")
 			si.Spec.DeletionPolicy = identityPolicy
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
 			Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(ns, "policy-id"), si)) }).Should(BeTrue())
 			accts := accountsWithExternalID(ns, "policy-id")()
@@ -141,7 +141,7 @@ var _ = Describe("Identity lifecycle", func() {
 	It("counts an account already gone from the target as deprovisioned", func() {
 		si := newIdentity(ns, "already-gone", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		scimSrv.Users.Remove(si.Status.Targets[0].ID)
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue())
@@ -150,11 +150,11 @@ var _ = Describe("Identity lifecycle", func() {
 	It("releases a stuck finalizer with the force-orphan annotation", func() {
 		si := newIdentity(ns, "stuck", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		scimSrv.Faults.Add(scimserver.On("", "/Users/", scimserver.Fault{Status: http.StatusServiceUnavailable, Detail: "maintenance"}))
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked))
-		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("maintenance"))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDeprovisionBlocked))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("maintenance"))
 
 		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Annotations = map[string]string{scimv1.ForceOrphanAnnotation: "true"}
@@ -168,7 +168,7 @@ var _ = Describe("Identity lifecycle", func() {
 		si := newIdentity(ns, "gitops", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		// (kstatus calls an object without status Current, so wait for the operator's word.)
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		st, _ := kstatusOf(si)
 		Expect(st).To(Equal(kstatus.CurrentStatus))
 
@@ -193,7 +193,7 @@ var _ = Describe("Identity lifecycle", func() {
 			return string(s) + ": " + msg
 		}).Should(And(HavePrefix(string(kstatus.InProgressStatus)), ContainSubstring("down for maintenance")))
 		scimSrv.Faults.Clear()
-		Eventually(get(ctx, down)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, down)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		// Permanent error: Failed.
 		scimSrv.Users.Put(map[string]any{"userName": "gitops-bad." + ns, "externalId": "elsewhere/a/b"})
@@ -229,7 +229,7 @@ var _ = Describe("ClusterScimTarget", func() {
 			},
 		}
 		Expect(k8s.Create(ctx, cst)).To(Succeed())
-		Eventually(get(ctx, cst)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, cst)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		mk := func(ns string) *scimv1.ServiceIdentity {
 			si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bot"},
@@ -238,11 +238,11 @@ var _ = Describe("ClusterScimTarget", func() {
 			return si
 		}
 		byName, bySelector, no := mk(allowed), mk(labelled.Name), mk(refused)
-		Eventually(get(ctx, byName)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-		Eventually(get(ctx, bySelector)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-		Eventually(get(ctx, no)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonNamespaceForbidden))
-		Expect(no).To(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonNamespaceForbidden))
-		Expect(condition(no, ConditionReady).Message).To(ContainSubstring("allowedNamespaces"))
+		Eventually(get(ctx, byName)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, bySelector)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, no)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonNamespaceForbidden))
+		Expect(no).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonNamespaceForbidden))
+		Expect(condition(no, scimv1.ConditionReady).Message).To(ContainSubstring("allowedNamespaces"))
 		Expect(accountsWithExternalID(refused, "bot")()).To(BeEmpty())
 		Expect(accountsWithExternalID(allowed, "bot")()).To(HaveLen(1))
 	})
@@ -259,7 +259,7 @@ var _ = Describe("ClusterScimTarget", func() {
 			}},
 		}
 		Expect(k8s.Create(ctx, cst)).To(Succeed())
-		Eventually(get(ctx, cst)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonCredentials))
-		Expect(condition(cst, ConditionReady).Message).To(ContainSubstring(operatorNS + "/tenant-only not found"))
+		Eventually(get(ctx, cst)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonCredentials))
+		Expect(condition(cst, scimv1.ConditionReady).Message).To(ContainSubstring(operatorNS + "/tenant-only not found"))
 	})
 })

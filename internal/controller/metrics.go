@@ -152,7 +152,7 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			oldest = max(oldest, now.Sub(si.DeletionTimestamp.Time))
 			continue
 		}
-		if c := meta.FindStatusCondition(si.Status.Conditions, ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+		if c := meta.FindStatusCondition(si.Status.Conditions, scimv1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
 			stalled[nsReason{si.Namespace, c.Reason}]++
 		}
 		if o := si.Status.Owner; o != nil && (o.State == scimv1.OwnerInactive || o.State == scimv1.OwnerMissing) {
@@ -188,13 +188,13 @@ func identityState(si *scimv1.ServiceIdentity) string {
 	switch {
 	case !si.DeletionTimestamp.IsZero():
 		return "Deleting"
-	case meta.IsStatusConditionTrue(conds, ConditionExpired):
+	case meta.IsStatusConditionTrue(conds, scimv1.ConditionExpired):
 		return "Expired"
-	case meta.IsStatusConditionTrue(conds, ConditionStalled):
+	case meta.IsStatusConditionTrue(conds, scimv1.ConditionStalled):
 		return "Stalled"
-	case meta.IsStatusConditionTrue(conds, ConditionReady) && si.Spec.Suspend:
+	case meta.IsStatusConditionTrue(conds, scimv1.ConditionReady) && si.Spec.Suspend:
 		return "Suspended"
-	case meta.IsStatusConditionTrue(conds, ConditionReady):
+	case meta.IsStatusConditionTrue(conds, scimv1.ConditionReady):
 		return "Ready"
 	}
 	return "NotReady"

@@ -85,7 +85,7 @@ func (c *alertStateCollector) Collect(ch chan<- prometheus.Metric) {
 		key := targetKey(t.TargetKind(), t.GetNamespace(), t.GetName())
 		conds := t.TargetStatus().Conditions
 		ready, reason := 0.0, "Unknown"
-		if c := meta.FindStatusCondition(conds, ConditionReady); c != nil {
+		if c := meta.FindStatusCondition(conds, scimv1.ConditionReady); c != nil {
 			reason = c.Reason
 			if c.Status == "True" {
 				ready = 1
@@ -93,7 +93,7 @@ func (c *alertStateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(targetReady, prometheus.GaugeValue, ready, key, reason)
 		open := 0.0
-		if c := meta.FindStatusCondition(conds, ConditionStalled); c != nil && c.Status == "True" && c.Reason == ReasonBreakerOpen {
+		if c := meta.FindStatusCondition(conds, scimv1.ConditionStalled); c != nil && c.Status == "True" && c.Reason == scimv1.ReasonBreakerOpen {
 			open = 1
 		}
 		ch <- prometheus.MustNewConstMetric(breakerOpen, prometheus.GaugeValue, open, key)

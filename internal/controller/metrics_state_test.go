@@ -30,18 +30,18 @@ var _ = Describe("Metrics for alerts", func() {
 			return metricValue("scim_operator_circuit_breaker_open", map[string]string{"target": key})
 		}
 		Eventually(ready).Should(Equal(1.0))
-		Expect(seriesCount("scim_operator_target_ready", map[string]string{"target": key, "reason": ReasonReady})).To(Equal(1))
+		Expect(seriesCount("scim_operator_target_ready", map[string]string{"target": key, "reason": scimv1.ReasonReady})).To(Equal(1))
 		Expect(seriesCount("scim_operator_circuit_breaker_open", map[string]string{"target": key})).To(Equal(1))
 		Expect(open()).To(Equal(0.0))
 
 		By("an identity stalled by a guardrail is counted in its namespace, with the reason")
 		stalled := func() float64 {
-			return metricValue("scim_operator_identities_stalled", map[string]string{"identity_namespace": ns, "reason": ReasonGuardrail})
+			return metricValue("scim_operator_identities_stalled", map[string]string{"identity_namespace": ns, "reason": scimv1.ReasonGuardrail})
 		}
 		Expect(stalled()).To(Equal(0.0))
 		si := withAttributes(newIdentity(ns, "stalls", "watched"), `{"password":"hunter2"}`)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		stalledWith(ctx, si, ReasonGuardrail)
+		stalledWith(ctx, si, scimv1.ReasonGuardrail)
 		Eventually(stalled).Should(Equal(1.0))
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(stalled).Should(Equal(0.0))
@@ -85,9 +85,9 @@ var _ = Describe("Metrics for alerts", func() {
 		Expect(k8s.Get(ctx, keyOf(ns, "watched-token"), secret)).To(Succeed())
 		secret.Data = map[string][]byte{"token": []byte("not-the-token")}
 		Expect(k8s.Update(ctx, secret)).To(Succeed())
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonUnauthorized))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonUnauthorized))
 		Eventually(func() int {
-			return seriesCount("scim_operator_target_ready", map[string]string{"target": key, "reason": ReasonUnauthorized})
+			return seriesCount("scim_operator_target_ready", map[string]string{"target": key, "reason": scimv1.ReasonUnauthorized})
 		}).Should(Equal(1))
 		Expect(ready()).To(Equal(0.0))
 		Expect(seriesCount("scim_operator_target_ready", map[string]string{"target": key})).To(Equal(1), "one series per target")

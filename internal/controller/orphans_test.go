@@ -147,7 +147,7 @@ var _ = Describe("Orphan clean-up", func() {
 		cst := clusterTarget(ctx, "shared-orphans", []string{ns}, func(t *scimv1.ClusterScimTarget) { t.Spec.Endpoint = own.Endpoint() })
 		si := clusterIdentity(ns, "leaver", cst.Name)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		accounts := func() []map[string]any { return own.UsersWhere("externalId", externalIDOf(ns, "leaver")) }
 		Expect(accounts()).To(ConsistOf(HaveKeyWithValue("active", true)))
 

@@ -150,7 +150,7 @@ func (r *ServiceIdentityReconciler) markRetired(identity, workload types.UID) {
 // its UID. An identity already revoked for that reason stays revoked until the garbage
 // collector deletes it.
 func (r *ServiceIdentityReconciler) ownerRetired(ctx context.Context, si *scimv1.ServiceIdentity) (string, error) {
-	if c := meta.FindStatusCondition(si.Status.Conditions, ConditionReady); c != nil && c.Reason == ReasonOwnerDeleted {
+	if c := meta.FindStatusCondition(si.Status.Conditions, scimv1.ConditionReady); c != nil && c.Reason == scimv1.ReasonOwnerDeleted {
 		return c.Message, nil
 	}
 	if why := r.retiredByEvent(si); why != "" {
@@ -259,13 +259,13 @@ func (r *ServiceIdentityReconciler) reconcileOwnerRetired(si *scimv1.ServiceIden
 	}
 	gen := si.Generation
 	msg := why
-	if c := meta.FindStatusCondition(si.Status.Conditions, ConditionReady); c == nil || c.Reason != ReasonOwnerDeleted {
+	if c := meta.FindStatusCondition(si.Status.Conditions, scimv1.ConditionReady); c == nil || c.Reason != scimv1.ReasonOwnerDeleted {
 		msg = why + "; accounts deprovisioned per deletionPolicy, the garbage collector deletes this identity"
-		r.Recorder.Eventf(si, nil, "Normal", ReasonOwnerDeleted, "Deprovision", msg)
+		r.Recorder.Eventf(si, nil, "Normal", scimv1.ReasonOwnerDeleted, "Deprovision", msg)
 	}
-	setCondition(&si.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted, msg)
-	setCondition(&si.Status.Conditions, gen, ConditionReconciling, metav1.ConditionTrue, ReasonOwnerDeleted, msg)
-	meta.RemoveStatusCondition(&si.Status.Conditions, ConditionStalled)
+	setCondition(&si.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted, msg)
+	setCondition(&si.Status.Conditions, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, scimv1.ReasonOwnerDeleted, msg)
+	meta.RemoveStatusCondition(&si.Status.Conditions, scimv1.ConditionStalled)
 	si.Status.ObservedGeneration = gen
 	return ctrl.Result{}, nil
 }

@@ -47,8 +47,8 @@ func killed(si *scimv1.ServiceIdentity) string {
 	if si.Spec.Suspend {
 		return "spec.suspend is set"
 	}
-	if c := meta.FindStatusCondition(si.Status.Conditions, ConditionReady); c != nil && c.Status != "True" &&
-		(c.Reason == ReasonReviewOverdue || c.Reason == ReasonOwnerInactive) {
+	if c := meta.FindStatusCondition(si.Status.Conditions, scimv1.ConditionReady); c != nil && c.Status != "True" &&
+		(c.Reason == scimv1.ReasonReviewOverdue || c.Reason == scimv1.ReasonOwnerInactive) {
 		return "suspended by governance (" + c.Reason + ")"
 	}
 	return ""

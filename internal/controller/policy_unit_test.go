@@ -70,11 +70,11 @@ func TestKilled(t *testing.T) {
 	if killed(si) != "" {
 		t.Fatal("killed without a suspension")
 	}
-	si.Status.Conditions = []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonReviewOverdue}}
+	si.Status.Conditions = []metav1.Condition{{Type: scimv1.ConditionReady, Status: metav1.ConditionFalse, Reason: scimv1.ReasonReviewOverdue}}
 	if killed(si) == "" {
 		t.Fatal("a review overdue does not hold the identity")
 	}
-	si.Status.Conditions[0].Reason = ReasonExpired
+	si.Status.Conditions[0].Reason = scimv1.ReasonExpired
 	si.Spec.Suspend = true
 	if killed(si) != "spec.suspend is set" {
 		t.Fatal("spec.suspend does not hold the identity")

@@ -31,7 +31,7 @@ var _ = Describe("Resource types beyond User", func() {
 			t.Spec.ResourceType = "Agent"
 			t.Spec.ResyncInterval = scimv1.DurationOf(30 * time.Second)
 		})
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		return srv
 	}
 
@@ -47,7 +47,7 @@ var _ = Describe("Resource types beyond User", func() {
 		si := newIdentity(ns, "helpdesk", "agents")
 		si.Spec.DisplayName = "Helpdesk agent"
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		agents := func() []map[string]any {
 			var out []map[string]any
 			for _, a := range srv.Agents.All() {
@@ -80,7 +80,7 @@ var _ = Describe("Resource types beyond User", func() {
 
 		si := newIdentity(ns, "fallback", "agents")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		users := srv.UsersWhere("externalId", externalIDOf(ns, "fallback"))
 		Expect(users).To(HaveLen(1))
 		Expect(users[0]).To(SatisfyAll(HaveKeyWithValue("userName", "fallback."+ns), HaveKeyWithValue("userType", "Agent")))

@@ -25,7 +25,7 @@ func deploymentIdentity(ctx context.Context, ns, deploymentName, name string) (*
 	si := newIdentity(ns, name, "acme")
 	si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name}
 	Expect(k8s.Create(ctx, si)).To(Succeed())
-	Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) *scimv1.WorkloadOwner { return s.Status.Workload },
 		And(Not(BeNil()), HaveField("UID", d.UID))), "the owner is recorded on status")
 	return d, si
@@ -47,8 +47,8 @@ var _ = Describe("Level-triggered retirement", func() {
 		startManager()
 
 		Eventually(accountsWithExternalID(ns, "offline"), "10s").Should(BeEmpty(), "revoked from state, with no deletion event")
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
-		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("another one"))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("another one"))
 		Consistently(accountsWithExternalID(ns, "offline"), "1s").Should(BeEmpty(), "and not provisioned again")
 		Expect(k8s.Delete(ctx, successor)).To(Succeed())
 	})
@@ -69,7 +69,7 @@ var _ = Describe("Level-triggered retirement", func() {
 		startManager()
 
 		Eventually(accountsWithExternalID(ns, "orphaned"), "10s").Should(BeEmpty())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
 	})
 })
 
@@ -82,7 +82,7 @@ var _ = Describe("A namespace being deleted", func() {
 		for _, n := range names {
 			si := newIdentity(ns, n, "acme")
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		}
 		// The suite has no namespace controller: the namespace stays Terminating and the
 		// identities stay, as they do for minutes in a large namespace of a real cluster.
@@ -90,8 +90,8 @@ var _ = Describe("A namespace being deleted", func() {
 		for _, n := range names {
 			Eventually(accountsWithExternalID(ns, n)).Should(BeEmpty(), n)
 			si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: n}}
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
-			Expect(condition(si, ConditionReady).Message).To(ContainSubstring("namespace " + ns + " is being deleted"))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
+			Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("namespace " + ns + " is being deleted"))
 			Expect(si.DeletionTimestamp.IsZero()).To(BeTrue(), "revoked before its own deletion")
 		}
 	})

@@ -60,7 +60,7 @@ var _ = Describe("Review of trust round 3", func() {
 		si.Spec.TargetRefs = append(si.Spec.TargetRefs, scimv1.TargetReference{Kind: scimv1.KindClusterScimTarget, Name: cst.Name})
 		si.Spec.DeletionPolicy = ptr.To(scimv1.DeletionPolicyOrphan)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(usersOn(backend, ns, "hider")).To(HaveLen(1))
 
 		By("the tenant drops the shared target from its spec: Orphan leaves the account, and its entry stays on record")
@@ -105,7 +105,7 @@ var _ = Describe("Review of trust round 3", func() {
 		t := fastTarget(ctx, ns, "nocontent", func(t *scimv1.ScimTarget) { t.Spec.Endpoint = srv.URL + scimserver.BasePath })
 		si := newIdentity(ns, "ghost-off", t.Name)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		armed.Store(true)
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Suspend = true })
@@ -169,7 +169,7 @@ var _ = Describe("Review of trust round 3", func() {
 		victim := clusterIdentity(tenantB, "b-left", cst.Name)
 		for _, si := range []*scimv1.ServiceIdentity{early, spend, victim} {
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		}
 
 		By("tenant A spends its own share (one deletion) and leaves one active orphan of its own")
@@ -206,7 +206,7 @@ var _ = Describe("Review of trust round 3", func() {
 		for i := range churn {
 			si := newIdentity(ns, fmt.Sprintf("churn-%d", i), "own")
 			Expect(k8s.Create(ctx, si)).To(Succeed())
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			requestResync(ctx, si)
 			req := reconcile.Request{NamespacedName: keyOf(ns, si.Name)}
 			Eventually(func() int {

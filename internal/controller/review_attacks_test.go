@@ -38,14 +38,14 @@ var _ = Describe("Review attacks", func() {
 		si := newIdentity(ns, "frozen-bot", "app")
 		si.Spec.Owner = "carol@" + ns + ".example"
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(account(ns, "frozen-bot")["active"]).To(BeTrue())
 
 		By("the owner leaves; the tenant sees OwnerInactive and freezes the spec with a group the guardrails refuse")
 		carol := scimSrv.UsersWhere("userName", "carol."+ns)[0]["id"].(string)
 		scimSrv.Users.Mutate(carol, func(a map[string]any) { a["active"] = false })
 		requestResync(ctx, si)
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionOwnerActive, metav1.ConditionFalse, ReasonOwnerInactive))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionOwnerActive, metav1.ConditionFalse, scimv1.ReasonOwnerInactive))
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Groups = []string{"not-allowed"} })
 
 		By("the grace passes: the account must be suspended (the identity wakes when it ends)")
@@ -64,12 +64,12 @@ var _ = Describe("Review attacks", func() {
 		si := newIdentity(ns, "ownerless-bot", "app")
 		si.Spec.Owner = "dave@" + ns + ".example"
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		dave := scimSrv.UsersWhere("userName", "dave."+ns)[0]["id"].(string)
 		scimSrv.Users.Mutate(dave, func(a map[string]any) { a["active"] = false })
 		requestResync(ctx, si)
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionOwnerActive, metav1.ConditionFalse, ReasonOwnerInactive))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionOwnerActive, metav1.ConditionFalse, scimv1.ReasonOwnerInactive))
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Owner = "" })
 
 		Eventually(func() any { return account(ns, "ownerless-bot")["active"] }, "15s").Should(Equal(false),
@@ -82,8 +82,8 @@ var _ = Describe("Review attacks", func() {
 		orphan := scimv1.DeletionPolicyOrphan
 		si.Spec.DeletionPolicy = &orphan
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
-		Eventually(get(ctx, si), "100s").Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si), "100s").Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 		// The target's policy applies (its default, Delete): the identity's Orphan does not keep it.
 		Expect(accountsWithExternalID(ns, "immortal")()).To(SatisfyAny(BeEmpty(), ConsistOf(HaveKeyWithValue("active", false))),
 			"the account outlives the target's maxTTL, active")
@@ -93,7 +93,7 @@ var _ = Describe("Review attacks", func() {
 		fastTarget(ctx, ns, "app")
 		si := newIdentity(ns, "bot", "app")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		id := si.Status.Targets[0].ID
 		Expect(si.Status.Targets[0].Version).NotTo(BeEmpty())
 
@@ -132,13 +132,13 @@ var _ = Describe("Review attacks", func() {
 		t := createTarget(ctx, ns, "nopatch", testToken, func(t *scimv1.ScimTarget) {
 			t.Spec.Endpoint = "http://" + srv.Addr() + scimserver.BasePath
 		})
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		si := newIdentity(ns, "joiner", "nopatch")
 		si.Spec.Groups = []string{"shared"}
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		// Joining by a PUT of a group read without its members could drop them: refused, and said.
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse))
-		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("did not return group"))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("did not return group"))
 		var members []string
 		for _, g := range srv.Groups.All() {
 			if g["id"] == gid {

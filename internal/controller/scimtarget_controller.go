@@ -174,8 +174,8 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl
 	if err := validDurations(t.Spec); err != nil {
 		// Stored before the API server validated it: say so, and use nothing of this spec.
 		gen := t.Object.GetGeneration()
-		setCondition(&t.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, err.Error())
-		setCondition(&t.Status.Conditions, gen, ConditionStalled, metav1.ConditionTrue, ReasonInvalidSpec, err.Error())
+		setCondition(&t.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonInvalidSpec, err.Error())
+		setCondition(&t.Status.Conditions, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonInvalidSpec, err.Error())
 		t.Status.ObservedGeneration = gen
 		return ctrl.Result{}, nil
 	}
@@ -186,7 +186,7 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl
 	t.Status.Identities = count
 	breakerWait := r.breakerStatus(t)
 	res, err := r.probeIfDue(ctx, t)
-	if err != nil || !meta.IsStatusConditionTrue(t.Status.Conditions, ConditionReady) {
+	if err != nil || !meta.IsStatusConditionTrue(t.Status.Conditions, scimv1.ConditionReady) {
 		return res, err
 	}
 	if err := r.snapshotCredentials(ctx, t); err != nil {
@@ -230,13 +230,13 @@ func (r *TargetReconciler) breakerStatus(t *Target) time.Duration {
 	}
 	open, msg, wait := r.Breaker.Open(t)
 	if !open {
-		meta.RemoveStatusCondition(&t.Status.Conditions, ConditionStalled)
+		meta.RemoveStatusCondition(&t.Status.Conditions, scimv1.ConditionStalled)
 		return 0
 	}
-	if !meta.IsStatusConditionTrue(t.Status.Conditions, ConditionStalled) {
-		r.Recorder.Eventf(t.Object, nil, "Warning", ReasonBreakerOpen, "Deprovision", msg)
+	if !meta.IsStatusConditionTrue(t.Status.Conditions, scimv1.ConditionStalled) {
+		r.Recorder.Eventf(t.Object, nil, "Warning", scimv1.ReasonBreakerOpen, "Deprovision", msg)
 	}
-	setCondition(&t.Status.Conditions, gen, ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen, msg)
+	setCondition(&t.Status.Conditions, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonBreakerOpen, msg)
 	return max(wait, time.Second)
 }
 
@@ -249,7 +249,7 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 
 	credentials := r.secretsVersion(ctx, t)
 	if last := t.Status.LastProbeTime; last != nil && t.Status.ObservedGeneration == gen &&
-		meta.IsStatusConditionTrue(*conds, ConditionReady) && r.probedWith(t) == credentials {
+		meta.IsStatusConditionTrue(*conds, scimv1.ConditionReady) && r.probedWith(t) == credentials {
 		if due := interval - clockOr(r.Clock).Since(last.Time); due > 0 {
 			return ctrl.Result{RequeueAfter: due}, nil // reconcileNormal brings it back within the recheck
 		}
@@ -263,10 +263,10 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 	if err != nil {
 		o := classify(err)
 		reason := o.reason
-		if reason == ReasonRejected || reason == ReasonProgressing {
-			reason = ReasonDiscoveryFailed
+		if reason == scimv1.ReasonRejected || reason == scimv1.ReasonProgressing {
+			reason = scimv1.ReasonDiscoveryFailed
 		}
-		setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, reason, err.Error())
+		setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, err.Error())
 		if o.retryAfter > 0 {
 			return ctrl.Result{RequeueAfter: o.retryAfter}, nil
 		}
@@ -279,10 +279,10 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 	r.probed.Store(t.Key(), credentials)
 	t.Status.Capabilities = capabilities(cfg, t.Spec.Compatibility)
 	if t.Status.ResourceType, err = r.resourceType(ctx, t); err != nil {
-		setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, ReasonDiscoveryFailed, err.Error())
+		setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDiscoveryFailed, err.Error())
 		return ctrl.Result{RequeueAfter: jitter(interval)}, nil
 	}
-	setCondition(conds, gen, ConditionReady, metav1.ConditionTrue, ReasonReady,
+	setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonReady,
 		fmt.Sprintf("Endpoint reached, credentials accepted, ServiceProviderConfig parsed (patch=%t, filter=%t, etag=%t)", cfg.Patch, cfg.Filter, cfg.ETag))
 	return ctrl.Result{RequeueAfter: jitter(interval)}, nil
 }
@@ -323,7 +323,7 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 		shown := users[:min(len(users), 5)]
 		msg := fmt.Sprintf("Deletion waits for %d ServiceIdentities still using this target to deprovision (%s)",
 			len(users), strings.Join(shown, ", "))
-		setCondition(&t.Status.Conditions, gen, ConditionReady, metav1.ConditionFalse, "InUse", msg)
+		setCondition(&t.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, "InUse", msg)
 		return ctrl.Result{}, false, nil // the watch on identities brings us back
 	}
 	if err := r.Credentials.DeleteSnapshot(ctx, t); err != nil {
@@ -444,7 +444,7 @@ func (r *TargetReconciler) identitiesOf(ctx context.Context, t *Target) ([]strin
 // at most.
 func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}, annotationPredicate(breakerReleaseAnnotation), annotationPredicate(scimv1.SweepRequestedAnnotation)))).
+		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}, annotationPredicate(scimv1.BreakerReleaseAnnotation), annotationPredicate(scimv1.SweepRequestedAnnotation)))).
 		Watches(&scimv1.ServiceIdentity{}, enqueueAfter(identityCountDelay, r.targetsOfIdentity),
 			builder.WithPredicates(identityUsePredicate{})).
 		WatchesRawSource(source.Channel(r.Breaker.Trips(r.Kind), &handler.EnqueueRequestForObject{})).

@@ -17,7 +17,7 @@ var _ = Describe("ScimTarget", func() {
 	It("becomes Ready with the discovered capabilities", func() {
 		ns := newNamespace(ctx)
 		t := createTarget(ctx, ns, "acme", testToken)
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue, ReasonReady))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonReady))
 		Expect(t.Status.ObservedGeneration).To(Equal(t.Generation))
 		Expect(t.Status.Capabilities).NotTo(BeNil())
 		Expect(*t.Status.Capabilities.Patch).To(BeTrue())
@@ -28,15 +28,15 @@ var _ = Describe("ScimTarget", func() {
 	It("explains a refused token and recovers within seconds when the secret is rotated", func() {
 		ns := newNamespace(ctx)
 		t := createTarget(ctx, ns, "acme", "wrong-token")
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonUnauthorized))
-		Expect(condition(t, ConditionReady).Message).To(ContainSubstring("401"))
-		Expect(condition(t, ConditionReady).Message).NotTo(ContainSubstring("wrong-token"))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonUnauthorized))
+		Expect(condition(t, scimv1.ConditionReady).Message).To(ContainSubstring("401"))
+		Expect(condition(t, scimv1.ConditionReady).Message).NotTo(ContainSubstring("wrong-token"))
 
 		secret := &corev1.Secret{}
 		Expect(k8s.Get(ctx, keyOf(ns, "acme-token"), secret)).To(Succeed())
 		secret.Data = map[string][]byte{"token": []byte(testToken)}
 		Expect(k8s.Update(ctx, secret)).To(Succeed())
-		Eventually(get(ctx, t), "5s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue, ReasonReady))
+		Eventually(get(ctx, t), "5s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonReady))
 	})
 
 	It("says which secret is missing", func() {
@@ -44,8 +44,8 @@ var _ = Describe("ScimTarget", func() {
 		t := createTarget(ctx, ns, "acme", testToken, func(t *scimv1.ScimTarget) {
 			t.Spec.Auth.BearerToken.SecretKeyRef.Name = "does-not-exist"
 		})
-		Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonCredentials))
-		Expect(condition(t, ConditionReady).Message).To(ContainSubstring(ns + "/does-not-exist not found"))
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonCredentials))
+		Expect(condition(t, scimv1.ConditionReady).Message).To(ContainSubstring(ns + "/does-not-exist not found"))
 	})
 
 	DescribeTable("rejects invalid specs with a message a user understands",

@@ -22,7 +22,7 @@ var _ = Describe("Security event outbox", func() {
 		fastTarget(ctx, ns, "outbox")
 		si := newIdentity(ns, name, "outbox")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		id := si.Status.Targets[0].ID
 		DeferCleanup(setRecv.Recover)
 		fail()

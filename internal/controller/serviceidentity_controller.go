@@ -219,7 +219,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, bas
 	if p.desired == nil && si.Spec.Suspend {
 		// The kill switch does not wait for a spec that can be provisioned.
 		return r.reconcileSuspended(ctx, si, "spec.suspend is set: every account is deactivated; the spec cannot be provisioned: "+
-			blockedSummary(p.blocked), ReasonInvalidSpec, 0)
+			blockedSummary(p.blocked), scimv1.ReasonInvalidSpec, 0)
 	}
 	// The owner is there: record it (after desired, which may have added the ownerReference of
 	// spec.workloadRef), so its deletion is noticed from state alone later (after a restart, or
@@ -283,12 +283,12 @@ func (r *ServiceIdentityReconciler) reconcileSuspended(ctx context.Context, si *
 	}
 	gen := si.Generation
 	conds := &si.Status.Conditions
-	if c := meta.FindStatusCondition(*conds, ConditionReady); c == nil || c.Reason != reason {
+	if c := meta.FindStatusCondition(*conds, scimv1.ConditionReady); c == nil || c.Reason != reason {
 		r.Recorder.Eventf(si, nil, "Warning", reason, "Suspend", truncate(why, 512))
 	}
-	setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, reason, why)
-	setCondition(conds, gen, ConditionStalled, metav1.ConditionTrue, reason, why)
-	meta.RemoveStatusCondition(conds, ConditionReconciling)
+	setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, why)
+	setCondition(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, reason, why)
+	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
 	si.Status.ObservedGeneration = gen
 	return ctrl.Result{RequeueAfter: wake}, nil
 }
@@ -302,8 +302,8 @@ func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity, pol pol
 	if exp != nil && !r.now().Before(exp.Time) {
 		return nil, true
 	}
-	if err == nil && meta.IsStatusConditionTrue(si.Status.Conditions, ConditionExpired) {
-		setCondition(&si.Status.Conditions, si.Generation, ConditionExpired, metav1.ConditionFalse, "Extended",
+	if err == nil && meta.IsStatusConditionTrue(si.Status.Conditions, scimv1.ConditionExpired) {
+		setCondition(&si.Status.Conditions, si.Generation, scimv1.ConditionExpired, metav1.ConditionFalse, "Extended",
 			"Expiry moved to the future; provisioning again")
 		si.Status.DeprovisionedAt = nil
 	}
@@ -315,10 +315,10 @@ func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity, pol pol
 // handled by sync.
 func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error, pol policy) (scim.Resource, map[string]outcome) {
 	if expErr != nil {
-		return nil, map[string]outcome{"spec": {stalled: expErr.Error(), reason: ReasonInvalidSpec}}
+		return nil, map[string]outcome{"spec": {stalled: expErr.Error(), reason: scimv1.ReasonInvalidSpec}}
 	}
 	if len(pol.requireOwner) > 0 && si.Spec.Owner == "" {
-		return nil, map[string]outcome{"spec.owner": {reason: ReasonInvalidSpec,
+		return nil, map[string]outcome{"spec.owner": {reason: scimv1.ReasonInvalidSpec,
 			stalled: fmt.Sprintf("spec.owner is required by %s: set the accountable person's e-mail address", strings.Join(pol.requireOwner, ", "))}}
 	}
 	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
@@ -326,7 +326,7 @@ func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.Serv
 	}
 	u, err := desiredUser(si, ExternalID(r.ClusterID, si))
 	if err != nil {
-		return nil, map[string]outcome{"spec": {stalled: err.Error(), reason: ReasonInvalidSpec}}
+		return nil, map[string]outcome{"spec": {stalled: err.Error(), reason: scimv1.ReasonInvalidSpec}}
 	}
 	return u, nil
 }
@@ -486,34 +486,34 @@ func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes 
 	switch {
 	case len(stalled) > 0:
 		msg := strings.Join(append(stalled, transient...), "; ")
-		setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, reason, msg)
-		setCondition(conds, gen, ConditionStalled, metav1.ConditionTrue, reason, msg)
-		meta.RemoveStatusCondition(conds, ConditionReconciling)
+		setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		setCondition(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+		meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
 		si.Status.ObservedGeneration = gen
 		r.Recorder.Eventf(si, nil, "Warning", reason, "Provision", truncate(msg, 512))
 		// A human has to change something; the watch on the spec brings us back.
 		return ctrl.Result{}, reconcile.TerminalError(errors.New(msg))
 	case len(transient) > 0:
 		msg := strings.Join(transient, "; ")
-		setCondition(conds, gen, ConditionReady, metav1.ConditionFalse, reason, msg)
-		setCondition(conds, gen, ConditionReconciling, metav1.ConditionTrue, reason, "Retrying: "+msg)
-		meta.RemoveStatusCondition(conds, ConditionStalled)
+		setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		setCondition(conds, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, reason, "Retrying: "+msg)
+		meta.RemoveStatusCondition(conds, scimv1.ConditionStalled)
 		if len(errs) > 0 {
 			return ctrl.Result{}, errors.Join(errs...)
 		}
 		return ctrl.Result{RequeueAfter: retryAfter}, nil
 	}
-	wasReady := meta.IsStatusConditionTrue(*conds, ConditionReady)
+	wasReady := meta.IsStatusConditionTrue(*conds, scimv1.ConditionReady)
 	msg := fmt.Sprintf("Account %q provisioned on %d target(s)", si.Status.UserName, len(outcomes))
 	if si.Spec.Suspend {
 		msg = fmt.Sprintf("Account %q suspended (active=false) on %d target(s)", si.Status.UserName, len(outcomes))
 	}
-	setCondition(conds, gen, ConditionReady, metav1.ConditionTrue, ReasonProvisioned, msg)
-	meta.RemoveStatusCondition(conds, ConditionReconciling)
-	meta.RemoveStatusCondition(conds, ConditionStalled)
+	setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonProvisioned, msg)
+	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
+	meta.RemoveStatusCondition(conds, scimv1.ConditionStalled)
 	si.Status.ObservedGeneration = gen
 	if !wasReady {
-		r.Recorder.Eventf(si, nil, "Normal", ReasonProvisioned, "Provision", msg)
+		r.Recorder.Eventf(si, nil, "Normal", scimv1.ReasonProvisioned, "Provision", msg)
 	}
 	return ctrl.Result{}, nil
 }
@@ -673,14 +673,14 @@ type targetChangedPredicate struct{ predicate.Funcs }
 
 func (targetChangedPredicate) Update(e event.UpdateEvent) bool {
 	if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() ||
-		e.ObjectOld.GetAnnotations()[breakerReleaseAnnotation] != e.ObjectNew.GetAnnotations()[breakerReleaseAnnotation] {
+		e.ObjectOld.GetAnnotations()[scimv1.BreakerReleaseAnnotation] != e.ObjectNew.GetAnnotations()[scimv1.BreakerReleaseAnnotation] {
 		return true
 	}
 	return readyStatus(e.ObjectOld) != readyStatus(e.ObjectNew)
 }
 
 func readyStatus(o client.Object) metav1.ConditionStatus {
-	if c := meta.FindStatusCondition(conditionsOf(o), ConditionReady); c != nil {
+	if c := meta.FindStatusCondition(conditionsOf(o), scimv1.ConditionReady); c != nil {
 		return c.Status
 	}
 	return metav1.ConditionUnknown

@@ -30,7 +30,7 @@ var _ = Describe("ServiceIdentity", func() {
 		si.Spec.Attributes = &apiextensionsv1.JSON{Raw: []byte(`{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Payments"}}`)}
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue, ReasonProvisioned))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonProvisioned))
 		Expect(si.Finalizers).To(ContainElement(scimv1.DeprovisionFinalizer))
 		Expect(si.Status.ObservedGeneration).To(Equal(si.Generation))
 		Expect(si.Status.UserName).To(Equal("billing-exporter." + ns))
@@ -55,7 +55,7 @@ var _ = Describe("ServiceIdentity", func() {
 		si := newIdentity(ns, "updater", "acme")
 		si.Spec.DisplayName = "Before"
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.DisplayName = "After"
@@ -78,7 +78,7 @@ var _ = Describe("ServiceIdentity", func() {
 	It("deletes the account before releasing the finalizer", func() {
 		si := newIdentity(ns, "short-lived", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(accountsWithExternalID(ns, "short-lived")()).To(HaveLen(1))
 
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
@@ -90,7 +90,7 @@ var _ = Describe("ServiceIdentity", func() {
 	It("keeps the finalizer and says why while the SCIM server is down, then removes the account", func() {
 		si := newIdentity(ns, "outage", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		scimSrv.Stop()
 		restarted := false
@@ -100,8 +100,8 @@ var _ = Describe("ServiceIdentity", func() {
 			}
 		})
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked))
-		Expect(condition(si, ConditionReady).Message).To(And(
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDeprovisionBlocked))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(And(
 			ContainSubstring("connection refused"), ContainSubstring(scimv1.ForceOrphanAnnotation)))
 		Expect(si.Finalizers).To(ContainElement(scimv1.DeprovisionFinalizer))
 		Consistently(get(ctx, si), "1s").Should(WithTransform(func(s *scimv1.ServiceIdentity) []string { return s.Finalizers },
@@ -119,7 +119,7 @@ var _ = Describe("ServiceIdentity", func() {
 		scimSrv.Faults.Add(scimserver.Once(scimserver.On(http.MethodPost, "/Users", scimserver.Fault{ResetAfterServing: true})))
 		si := newIdentity(ns, "lost-response", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(accountsWithExternalID(ns, "lost-response")()).To(HaveLen(1))
 		Expect(si.Status.Targets[0].ID).To(Equal(accountsWithExternalID(ns, "lost-response")()[0]["id"]))
 	})
@@ -136,7 +136,7 @@ var _ = Describe("ServiceIdentity", func() {
 		Expect(k8s.Status().Update(ctx, si)).To(Succeed())
 
 		startManager()
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(accountsWithExternalID(ns, "restart")()).To(HaveLen(1))
 		Expect(si.Status.Targets[0].ID).To(Equal(accountsWithExternalID(ns, "restart")()[0]["id"]))
 	})
@@ -146,7 +146,7 @@ var _ = Describe("ServiceIdentity", func() {
 		createTarget(ctx, ns, "adopting", testToken, func(t *scimv1.ScimTarget) { t.Spec.Adoption = scimv1.AdoptionIfNoExternalID })
 		si := newIdentity(ns, "handmade", "adopting")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.Targets[0].ID).To(Equal(id))
 		accts := accountsWithExternalID(ns, "handmade")()
 		Expect(accts).To(HaveLen(1))
@@ -158,14 +158,14 @@ var _ = Describe("ServiceIdentity", func() {
 		scimSrv.Users.Put(map[string]any{"userName": "taken." + ns, "externalId": "someone-else/x/y"})
 		si := newIdentity(ns, "taken", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonAccountConflict))
-		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionFalse))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonAccountConflict))
+		Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse))
 		// The target's own detail, and the conflict named, but not the other owner's externalId
 		// (another tenant's namespace and name).
-		Expect(condition(si, ConditionStalled).Message).To(And(
+		Expect(condition(si, scimv1.ConditionStalled).Message).To(And(
 			ContainSubstring("already in use"), ContainSubstring("another externalId"), Not(ContainSubstring("someone-else/x/y"))))
 		Expect(si.Status.ObservedGeneration).To(Equal(si.Generation))
-		Eventually(eventReasons(ctx, ns, "taken")).Should(ContainElement(ReasonAccountConflict))
+		Eventually(eventReasons(ctx, ns, "taken")).Should(ContainElement(scimv1.ReasonAccountConflict))
 		// No hot loop: a stalled identity makes no further requests on its own.
 		before := scimSrv.Requests(http.MethodPost, "Users")
 		Consistently(func() int { return scimSrv.Requests(http.MethodPost, "Users") }, "2s").Should(Equal(before))
@@ -174,7 +174,7 @@ var _ = Describe("ServiceIdentity", func() {
 	It("recreates an account deleted on the target at the next sync", func() {
 		si := newIdentity(ns, "recreated", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		scimSrv.Users.Remove(si.Status.Targets[0].ID)
 		// A spec change triggers a sync; drift without one is the resync interval's job.
 		update(ctx, si, func(si *scimv1.ServiceIdentity) {
@@ -189,10 +189,10 @@ var _ = Describe("ServiceIdentity", func() {
 	It("waits for a missing target and provisions once it appears", func() {
 		si := newIdentity(ns, "early", "later")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonTargetNotFound))
-		Expect(si).To(HaveCondition(ConditionReconciling, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonTargetNotFound))
+		Expect(si).To(HaveCondition(scimv1.ConditionReconciling, metav1.ConditionTrue))
 		createTarget(ctx, ns, "later", testToken)
-		Eventually(get(ctx, si), "10s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si), "10s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	})
 
 	It("rejects a change of userName", func() {
@@ -236,7 +236,7 @@ var _ = Describe("ServiceIdentity", func() {
 		before := userRequests()
 		si := newIdentity(ns, "efficient", "fast")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		provisioned := userRequests()
 		Expect(delta(before, provisioned)).To(Equal(map[string]int{"GET Users?filter": 1, "POST Users": 1}))
 

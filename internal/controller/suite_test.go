@@ -242,7 +242,7 @@ func keyOf(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace
 func readyTargetNamespace(ctx context.Context) string {
 	ns := newNamespace(ctx)
 	t := createTarget(ctx, ns, "acme", testToken)
-	Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	return ns
 }
 

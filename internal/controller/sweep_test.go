@@ -83,7 +83,7 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		}
 		for _, n := range names {
 			Eventually(get(ctx, &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: n}})).
-				Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+				Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		}
 		log := &requestLog{}
 		scimSrv.Faults.Add(log.rule(ns))
@@ -121,7 +121,7 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		si := newIdentity(ns, "lapsed", "kept")
 		si.Spec.TTL = scimv1.DurationOf(2 * time.Second)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si), "10s").Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Eventually(get(ctx, si), "10s").Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 		Expect(si.Status.Targets[0].Revocation).NotTo(BeNil())
 		Expect(si.Status.Targets[0].Revocation.Result).To(Equal(scimv1.RevocationInactive))
 		id := account(ns, "lapsed")["id"].(string)
@@ -143,7 +143,7 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		t := fastTarget(ctx, ns, "nosw")
 		si := newIdentity(ns, "kept", "nosw")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		ghost := scimSrv.Users.Put(map[string]any{"userName": "000-nosw-ghost." + ns, "externalId": externalIDOf(ns, "gone"), "active": true})
 		DeferCleanup(func() { scimSrv.Users.Remove(ghost) })
 

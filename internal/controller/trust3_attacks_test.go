@@ -46,12 +46,12 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		cst := clusterTarget(ctx, "shared", []string{ns})
 		si := clusterIdentity(ns, "stayer", cst.Name)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(account(ns, "stayer")["active"]).To(BeTrue())
 
 		By("the tenant asks for Orphan and lets the identity expire")
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { orphan(si); expireNow(si) })
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 		Eventually(revokedOrInactive(ns, "stayer")).Should(BeTrue(),
 			"the tenant's Orphan kept an account of the shared application active past its expiry")
 		Expect(accountsWithExternalID(ns, "stayer")()).To(BeEmpty(), "the target's deletionPolicy (Delete) applies")
@@ -61,11 +61,11 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		cst := clusterTarget(ctx, "shared", []string{ns})
 		si := clusterIdentity(ns, "leaver", cst.Name)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		update(ctx, si, orphan)
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonGuardrail))
-		Expect(condition(si, ConditionReady).Message).To(ContainSubstring(`deletionPolicy "Orphan"`))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonGuardrail))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring(`deletionPolicy "Orphan"`))
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue())
 		Expect(accountsWithExternalID(ns, "leaver")()).To(BeEmpty(),
@@ -77,9 +77,9 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		si := newIdentity(ns, "expired-bot", "own")
 		orphan(si)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		update(ctx, si, expireNow)
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 		Expect(account(ns, "expired-bot")["active"]).To(BeTrue(), "Orphan on the tenant's own target leaves the account (allowed)")
 
 		By("the incident responder pulls the kill switch")
@@ -98,7 +98,7 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		fastTarget(ctx, ns, "own")
 		si := newIdentity(ns, "blocked-bot", "own")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		By("the tenant points workloadRef at nothing (the spec cannot be provisioned) as the responder suspends")
 		update(ctx, si, func(si *scimv1.ServiceIdentity) {
@@ -107,8 +107,8 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		})
 		Eventually(func() any { return account(ns, "blocked-bot")["active"] }).Should(Equal(false),
 			"an invalid spec kept the suspended identity's account active")
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse))
-		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("spec.suspend is set"))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("spec.suspend is set"))
 	})
 
 	It("attack: a group the guardrails refuse keeps a suspended identity's account active", func() {
@@ -117,7 +117,7 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		})
 		si := newIdentity(ns, "railed-bot", "own")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.Groups = []string{"not-allowed"}
@@ -125,7 +125,7 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		})
 		Eventually(func() any { return account(ns, "railed-bot")["active"] }).Should(Equal(false),
 			"a guardrail refusal kept the suspended identity's account active")
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonGuardrail))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonGuardrail))
 	})
 
 	It("attack: an identity's own short ttl with Orphan escapes the target's maxTTL", func() {
@@ -133,10 +133,10 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		si := newIdentity(ns, "short-immortal", "bounded")
 		orphan(si)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 
 		update(ctx, si, expireNow)
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionExpired, metav1.ConditionTrue, ReasonExpired))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 		Expect(si.Status.ExpiryCappedBy).To(BeEmpty(), "the identity's own ttl ended it, not maxTTL")
 		Eventually(revokedOrInactive(ns, "short-immortal")).Should(BeTrue(),
 			"Orphan kept the account active on a target whose governance bounds every lifetime")
@@ -147,12 +147,12 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		si := newIdentity(ns, "orphaned-bot", "own")
 		orphan(si)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(ns, "orphaned-bot"), si)) }).Should(BeTrue())
 		Expect(account(ns, "orphaned-bot")["active"]).To(BeTrue())
 
-		Eventually(eventReasons(ctx, ns, "orphaned-bot")).Should(ContainElement(ReasonAccountsLeftActive),
+		Eventually(eventReasons(ctx, ns, "orphaned-bot")).Should(ContainElement(scimv1.ReasonAccountsLeftActive),
 			"the revocation's Event does not say the account is still active")
 		Expect(eventReasons(ctx, ns, "orphaned-bot")(Default)).NotTo(ContainElement("Deprovisioned"))
 		Expect(eventNotes(ctx, ns, "orphaned-bot")(Default)).To(ContainElement(ContainSubstring("STILL ACTIVE")))
@@ -172,15 +172,15 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		target := clusterIdentity(victim, "victim-bot", cst.Name)
 		Expect(k8s.Create(ctx, target)).To(Succeed())
 		for _, si := range append(spam, target) {
-			Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		}
 
 		By("the noisy tenant deletes three identities: its share of the breaker is used up")
 		for _, si := range spam {
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
 		}
-		Eventually(get(ctx, cst)).Should(HaveCondition(ConditionStalled, metav1.ConditionTrue, ReasonBreakerOpen))
-		Expect(condition(cst, ConditionStalled).Message).To(ContainSubstring(`"` + noisy + `"`))
+		Eventually(get(ctx, cst)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonBreakerOpen))
+		Expect(condition(cst, scimv1.ConditionStalled).Message).To(ContainSubstring(`"` + noisy + `"`))
 		Eventually(func() []any {
 			var active []any
 			for _, si := range spam {
@@ -226,7 +226,7 @@ var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
 		for i := range traps {
 			name := fmt.Sprintf("trap-%d", i)
 			t := createTarget(ctx, attacker, name, testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = trap.URL + scimserver.BasePath })
-			Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			for j := range perTrap {
 				si := newIdentity(attacker, fmt.Sprintf("bait-%d-%d", i, j), name)
 				Expect(k8s.Create(ctx, si)).To(Succeed())
@@ -239,7 +239,7 @@ var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
 			ids = append(ids, si)
 		}
 		for _, si := range append(append([]*scimv1.ServiceIdentity{}, bait...), ids...) {
-			Eventually(get(ctx, si), "60s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, si), "60s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		}
 
 		By("the attacker's targets stop answering while its identities are retired")
@@ -280,7 +280,7 @@ var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
 		var traps []*scimv1.ScimTarget
 		for i := range 8 {
 			t := createTarget(ctx, attacker, fmt.Sprintf("trap-%d", i), testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = trap.URL + scimserver.BasePath })
-			Eventually(get(ctx, t)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			traps = append(traps, t)
 		}
 		By("the attacker's targets hang, and each is asked to probe and sweep again")
@@ -292,7 +292,7 @@ var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
 			})
 		}
 		t := createTarget(ctx, victim, "mine", testToken)
-		Eventually(get(ctx, t), "3s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue),
+		Eventually(get(ctx, t), "3s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue),
 			"another tenant's hanging targets held every target worker")
 	})
 })

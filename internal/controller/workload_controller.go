@@ -68,7 +68,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	found := err == nil
 	ours := found && metav1.IsControlledBy(existing, w)
 
-	value, asked := w.Annotations[AnnotationTargets]
+	value, asked := w.Annotations[scimv1.AnnotationTargets]
 	if !asked || !w.DeletionTimestamp.IsZero() {
 		if ours && existing.DeletionTimestamp.IsZero() {
 			// Annotation removed: the identity goes, and its finalizer deprovisions the account.
@@ -76,7 +76,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 				return ctrl.Result{}, err
 			}
 			r.Recorder.Eventf(w, existing, "Normal", "IdentityDeleted", "Deprovision",
-				"Annotation %s removed: ServiceIdentity %s deleted", AnnotationTargets, name)
+				"Annotation %s removed: ServiceIdentity %s deleted", scimv1.AnnotationTargets, name)
 		}
 		return ctrl.Result{}, nil
 	}

@@ -65,11 +65,11 @@ var _ = Describe("Workload annotations", func() {
 		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ledger-sync",
 			Labels: map[string]string{"team": "payments"},
 			Annotations: map[string]string{
-				AnnotationTargets: "acme", AnnotationGroups: "payments-writers-" + ns, AnnotationOwner: "payments-team@example.com",
+				scimv1.AnnotationTargets: "acme", scimv1.AnnotationGroups: "payments-writers-" + ns, scimv1.AnnotationOwner: "payments-team@example.com",
 			}}}
 		Expect(k8s.Create(ctx, sa)).To(Succeed())
 		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serviceaccount-ledger-sync"}}
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(metav1.IsControlledBy(si, sa)).To(BeTrue())
 		Expect(si.Labels).NotTo(HaveKey("team"))
 		Expect(si.Spec.TargetRefs).To(Equal([]scimv1.TargetReference{{Kind: scimv1.KindScimTarget, Name: "acme"}}))
@@ -80,24 +80,24 @@ var _ = Describe("Workload annotations", func() {
 
 	It("follows annotation edits and deletes the identity when the annotation goes", func() {
 		d := deployment(ns, "fraud-agent", map[string]string{
-			AnnotationTargets: "acme", AnnotationDisplayName: "Fraud triage agent", AnnotationTTL: "24h"})
+			scimv1.AnnotationTargets: "acme", scimv1.AnnotationDisplayName: "Fraud triage agent", scimv1.AnnotationTTL: "24h"})
 		Expect(k8s.Create(ctx, d)).To(Succeed())
 		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployment-fraud-agent"}}
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(*si.Spec.TTL).To(Equal(scimv1.Duration("24h")))
 		Expect(si.Spec.DisplayName).To(Equal("Fraud triage agent"))
 		Expect(si.Status.ExpiresAt).NotTo(BeNil())
 
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
-			d.Annotations[AnnotationDisplayName] = "Fraud agent v2"
+			d.Annotations[scimv1.AnnotationDisplayName] = "Fraud agent v2"
 			g.Expect(k8s.Update(ctx, d)).To(Succeed())
 		}).Should(Succeed())
 		Eventually(func() any { return account(ns, "deployment-fraud-agent")["displayName"] }).Should(Equal("Fraud agent v2"))
 
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
-			delete(d.Annotations, AnnotationTargets)
+			delete(d.Annotations, scimv1.AnnotationTargets)
 			g.Expect(k8s.Update(ctx, d)).To(Succeed())
 		}).Should(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue())
@@ -105,7 +105,7 @@ var _ = Describe("Workload annotations", func() {
 	})
 
 	It("warns on the workload for a bad annotation and creates nothing", func() {
-		d := deployment(ns, "bad-ttl", map[string]string{AnnotationTargets: "acme", AnnotationTTL: "soon"})
+		d := deployment(ns, "bad-ttl", map[string]string{scimv1.AnnotationTargets: "acme", scimv1.AnnotationTTL: "soon"})
 		Expect(k8s.Create(ctx, d)).To(Succeed())
 		Eventually(eventReasons(ctx, ns, "bad-ttl")).Should(ContainElement("InvalidAnnotation"))
 		Consistently(gone(ctx, &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployment-bad-ttl"}}), "1s").
@@ -116,13 +116,13 @@ var _ = Describe("Workload annotations", func() {
 		si := newIdentity(ns, "by-ref", "acme")
 		si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "later"}
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonWorkloadNotFound))
-		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("Deployment " + ns + "/later not found"))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonWorkloadNotFound))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("Deployment " + ns + "/later not found"))
 		Expect(accountsWithExternalID(ns, "by-ref")()).To(BeEmpty())
 
 		d := deployment(ns, "later", nil)
 		Expect(k8s.Create(ctx, d)).To(Succeed())
-		Eventually(get(ctx, si), "5s").Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si), "5s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(si.OwnerReferences).To(ContainElement(And(
 			HaveField("Kind", "Deployment"), HaveField("Name", "later"), HaveField("UID", d.UID))))
 	})
@@ -132,10 +132,10 @@ var _ = Describe("Workload annotations", func() {
 // until its identity is Ready.
 func provisionedServiceAccount(ctx context.Context, ns, name string) (*corev1.ServiceAccount, *scimv1.ServiceIdentity) {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
-		Annotations: map[string]string{AnnotationTargets: "acme"}}}
+		Annotations: map[string]string{scimv1.AnnotationTargets: "acme"}}}
 	Expect(k8s.Create(ctx, sa)).To(Succeed())
 	si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serviceaccount-" + name}}
-	Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+	Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	return sa, si
 }
 
@@ -150,9 +150,9 @@ var _ = Describe("Workload retirement", func() {
 		// envtest runs no garbage collector: the identity stays, the account must go anyway.
 		Expect(k8s.Delete(ctx, sa)).To(Succeed())
 		Eventually(accountsWithExternalID(ns, si.Name), "5s").Should(BeEmpty())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
-		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("ServiceAccount " + ns + "/retiring was deleted"))
-		Eventually(eventReasons(ctx, ns, si.Name)).Should(ContainElement(ReasonOwnerDeleted))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("ServiceAccount " + ns + "/retiring was deleted"))
+		Eventually(eventReasons(ctx, ns, si.Name)).Should(ContainElement(scimv1.ReasonOwnerDeleted))
 
 		// What the garbage collector would do next: the finalizer has nothing left to do.
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
@@ -213,7 +213,7 @@ var _ = Describe("Workload retirement", func() {
 
 		// The identity controller records the revocation without calling the target again,
 		// and so does the deletion that the garbage collector would start next.
-		Eventually(get(ctx, si), "10s").Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Eventually(get(ctx, si), "10s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue())
 		mu.Lock()
@@ -234,9 +234,9 @@ var _ = Describe("Workload retirement", func() {
 		})
 		start := time.Now()
 		Expect(k8s.Delete(ctx, sa)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonDeprovisionBlocked))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDeprovisionBlocked))
 		Expect(time.Since(start)).To(BeNumerically("<", ownerRetiredGrace), "the revoker handed the failure over")
-		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("account is protected by policy"))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("account is protected by policy"))
 		Expect(accountsWithExternalID(ns, si.Name)()).To(ConsistOf(HaveKeyWithValue("active", true)))
 	})
 
@@ -248,7 +248,7 @@ var _ = Describe("Workload retirement", func() {
 		si := newIdentity(ns, "orphaned", "acme")
 		si.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: sa.Name, UID: sa.UID}}
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		orphan := metav1.DeletePropagationOrphan
 		Expect(k8s.Delete(ctx, sa, &client.DeleteOptions{PropagationPolicy: &orphan})).To(Succeed())
 		Eventually(accountsWithExternalID(ns, si.Name)).Should(BeEmpty())
@@ -263,26 +263,26 @@ var _ = Describe("Workload retirement", func() {
 			cur.OwnerReferences = nil
 			return k8s.Patch(ctx, cur, patch)
 		}).Should(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
 		Expect(time.Since(orphanedAt)).To(BeNumerically("<", ownerRetiredGrace/2), "the orphaning itself wakes the identity controller")
 		Expect(si.OwnerReferences).To(BeEmpty())
-		Expect(condition(si, ConditionReady).Message).To(ContainSubstring("ServiceAccount " + ns + "/orphaned was deleted"))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("ServiceAccount " + ns + "/orphaned was deleted"))
 		Consistently(accountsWithExternalID(ns, si.Name), "2s").Should(BeEmpty())
 	})
 
 	It("does not revoke for the deletion of a same-name workload in another namespace", func() {
 		ns := readyTargetNamespace(ctx)
-		d := deployment(ns, "steady", map[string]string{AnnotationTargets: "acme"})
+		d := deployment(ns, "steady", map[string]string{scimv1.AnnotationTargets: "acme"})
 		Expect(k8s.Create(ctx, d)).To(Succeed())
 		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployment-steady"}}
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		// The namesake in another namespace has an identity of the same name too, so its
 		// revocation shows when the deletion has been handled.
 		other := readyTargetNamespace(ctx)
-		od := deployment(other, "steady", map[string]string{AnnotationTargets: "acme"})
+		od := deployment(other, "steady", map[string]string{scimv1.AnnotationTargets: "acme"})
 		Expect(k8s.Create(ctx, od)).To(Succeed())
 		Eventually(get(ctx, &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "deployment-steady"}})).
-			Should(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(k8s.Delete(ctx, od)).To(Succeed())
 		Eventually(accountsWithExternalID(other, "deployment-steady")).Should(BeEmpty(), "the namesake's account is revoked")
 
@@ -290,7 +290,7 @@ var _ = Describe("Workload retirement", func() {
 		Consistently(func(g Gomega) {
 			g.Expect(accountsWithExternalID(ns, si.Name)()).To(ConsistOf(HaveKeyWithValue("active", true)))
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
-			g.Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionTrue))
+			g.Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		}, ownerRetiredGrace+time.Second, "100ms").Should(Succeed())
 	})
 
@@ -303,12 +303,12 @@ var _ = Describe("Workload retirement", func() {
 		Expect(successor.UID).NotTo(Equal(d.UID))
 
 		Eventually(accountsWithExternalID(ns, si.Name), "5s").Should(BeEmpty())
-		Eventually(get(ctx, si)).Should(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
 		Expect(si.OwnerReferences).NotTo(ContainElement(HaveField("UID", successor.UID)), "the successor is not adopted as the owner")
 		// The successor's creation wakes the identity controller; the grace ends later: neither
 		// provisions the account again.
 		Consistently(accountsWithExternalID(ns, si.Name), ownerRetiredGrace+time.Second, "100ms").Should(BeEmpty())
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
-		Expect(si).To(HaveCondition(ConditionReady, metav1.ConditionFalse, ReasonOwnerDeleted))
+		Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
 	})
 })

@@ -52,12 +52,12 @@ func specFromAnnotations(targets string, ann map[string]string) (*scimv1.Service
 		if kind, name, ok := strings.Cut(item, "/"); ok {
 			ref = scimv1.TargetReference{Kind: strings.TrimSpace(kind), Name: strings.TrimSpace(name)}
 			if ref.Kind != scimv1.KindScimTarget && ref.Kind != scimv1.KindClusterScimTarget {
-				return nil, fmt.Errorf("annotation %s: %q: kind must be ScimTarget or ClusterScimTarget", AnnotationTargets, item)
+				return nil, fmt.Errorf("annotation %s: %q: kind must be ScimTarget or ClusterScimTarget", scimv1.AnnotationTargets, item)
 			}
 		}
 		// Targets are Kubernetes objects: a name that is not a valid object name names none.
 		if ref.Name == "" || len(validation.IsDNS1123Subdomain(ref.Name)) > 0 {
-			return nil, fmt.Errorf("annotation %s: %q is not a target name", AnnotationTargets, item)
+			return nil, fmt.Errorf("annotation %s: %q is not a target name", scimv1.AnnotationTargets, item)
 		}
 		if !slices.Contains(spec.TargetRefs, ref) {
 			spec.TargetRefs = append(spec.TargetRefs, ref)
@@ -65,30 +65,30 @@ func specFromAnnotations(targets string, ann map[string]string) (*scimv1.Service
 	}
 	switch n := len(spec.TargetRefs); {
 	case n == 0:
-		return nil, fmt.Errorf("annotation %s is empty: name at least one target, e.g. %s", AnnotationTargets, exampleTargetsList)
+		return nil, fmt.Errorf("annotation %s is empty: name at least one target, e.g. %s", scimv1.AnnotationTargets, exampleTargetsList)
 	case n > maxTargetRefs:
-		return nil, fmt.Errorf("annotation %s names %d targets; at most %d", AnnotationTargets, n, maxTargetRefs)
+		return nil, fmt.Errorf("annotation %s names %d targets; at most %d", scimv1.AnnotationTargets, n, maxTargetRefs)
 	}
-	for _, g := range splitList(ann[AnnotationGroups]) {
+	for _, g := range splitList(ann[scimv1.AnnotationGroups]) {
 		if !slices.Contains(spec.Groups, g) { // the API keeps groups as a set: a duplicate is refused
 			spec.Groups = append(spec.Groups, g)
 		}
 	}
 	if n := len(spec.Groups); n > maxGroups {
-		return nil, fmt.Errorf("annotation %s names %d groups; at most %d", AnnotationGroups, n, maxGroups)
+		return nil, fmt.Errorf("annotation %s names %d groups; at most %d", scimv1.AnnotationGroups, n, maxGroups)
 	}
-	spec.Owner = strings.TrimSpace(ann[AnnotationOwner])
+	spec.Owner = strings.TrimSpace(ann[scimv1.AnnotationOwner])
 	if spec.Owner != "" && (!ownerPattern.MatchString(spec.Owner) || utf8.RuneCountInString(spec.Owner) > maxOwnerLen) {
-		return nil, fmt.Errorf("annotation %s: %q is not an e-mail address", AnnotationOwner, spec.Owner)
+		return nil, fmt.Errorf("annotation %s: %q is not an e-mail address", scimv1.AnnotationOwner, spec.Owner)
 	}
-	spec.DisplayName = strings.TrimSpace(ann[AnnotationDisplayName])
+	spec.DisplayName = strings.TrimSpace(ann[scimv1.AnnotationDisplayName])
 	if n := utf8.RuneCountInString(spec.DisplayName); n > maxDisplayNameLen {
-		return nil, fmt.Errorf("annotation %s is %d characters long; at most %d", AnnotationDisplayName, n, maxDisplayNameLen)
+		return nil, fmt.Errorf("annotation %s is %d characters long; at most %d", scimv1.AnnotationDisplayName, n, maxDisplayNameLen)
 	}
-	if v := strings.TrimSpace(ann[AnnotationTTL]); v != "" {
+	if v := strings.TrimSpace(ann[scimv1.AnnotationTTL]); v != "" {
 		ttl := scimv1.Duration(v)
 		if _, err := ttl.Parse(); err != nil || !durationPattern.MatchString(v) || len(v) > maxDurationLen {
-			return nil, fmt.Errorf("annotation %s: %q is not a positive duration (e.g. 24h)", AnnotationTTL, v)
+			return nil, fmt.Errorf("annotation %s: %q is not a positive duration (e.g. 24h)", scimv1.AnnotationTTL, v)
 		}
 		spec.TTL = &ttl
 	}

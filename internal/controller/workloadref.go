@@ -33,7 +33,7 @@ func (r *ServiceIdentityReconciler) ensureWorkloadOwner(ctx context.Context, si 
 	}
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
 	if err != nil {
-		return outcome{stalled: fmt.Sprintf("spec.workloadRef.apiVersion %q: %v", ref.APIVersion, err), reason: ReasonInvalidSpec}
+		return outcome{stalled: fmt.Sprintf("spec.workloadRef.apiVersion %q: %v", ref.APIVersion, err), reason: scimv1.ReasonInvalidSpec}
 	}
 	w := &metav1.PartialObjectMetadata{}
 	w.SetGroupVersionKind(gv.WithKind(ref.Kind))
@@ -45,18 +45,18 @@ func (r *ServiceIdentityReconciler) ensureWorkloadOwner(ctx context.Context, si 
 		switch {
 		case apierrors.IsNotFound(err):
 			return outcome{err: fmt.Errorf("workload %s %s/%s not found; the identity is provisioned once it exists",
-				ref.Kind, si.Namespace, ref.Name), reason: ReasonWorkloadNotFound, retryAfter: workloadRetry}
+				ref.Kind, si.Namespace, ref.Name), reason: scimv1.ReasonWorkloadNotFound, retryAfter: workloadRetry}
 		case apierrors.IsForbidden(err), meta.IsNoMatchError(err):
-			return outcome{stalled: fmt.Sprintf("cannot read workload %s %s: %v", ref.APIVersion, ref.Kind, err), reason: ReasonInvalidSpec}
+			return outcome{stalled: fmt.Sprintf("cannot read workload %s %s: %v", ref.APIVersion, ref.Kind, err), reason: scimv1.ReasonInvalidSpec}
 		}
-		return outcome{err: err, reason: ReasonProgressing}
+		return outcome{err: err, reason: scimv1.ReasonProgressing}
 	}
 	patch := lockedPatch(si.DeepCopy())
 	si.OwnerReferences = append(si.OwnerReferences, metav1.OwnerReference{
 		APIVersion: ref.APIVersion, Kind: ref.Kind, Name: w.Name, UID: w.UID, BlockOwnerDeletion: ptr.To(false),
 	})
 	if err := r.Patch(ctx, si, patch); err != nil {
-		return outcome{err: fmt.Errorf("adding the ownerReference to %s %s: %w", ref.Kind, ref.Name, err), reason: ReasonProgressing}
+		return outcome{err: fmt.Errorf("adding the ownerReference to %s %s: %w", ref.Kind, ref.Name, err), reason: scimv1.ReasonProgressing}
 	}
 	return outcome{}
 }
