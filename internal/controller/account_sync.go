@@ -9,6 +9,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 const usersEndpoint = "Users"
@@ -80,7 +81,7 @@ func (a *accountSync) patchRefused(endpoint string, err error) {
 	if endpoint == groupsEndpoint {
 		what = "group members are changed by a PUT of the group"
 	}
-	a.dialects.note(a.t.Key(), patchRefusedKey(endpoint), truncate(fmt.Sprintf(
+	a.dialects.note(a.t.Key(), patchRefusedKey(endpoint), status.Truncate(fmt.Sprintf(
 		"The provider refused a PATCH of /%s (%v) although its ServiceProviderConfig advertises it: %s for %s, then PATCH is tried again",
 		endpoint, err, what, patchRefusalTTL), 512))
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/clock"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // Adaptation names: how the operator works around a provider's dialect, shown on the
@@ -105,7 +106,7 @@ func (o *observedDialects) all(target string) map[string]string {
 		for k, n := range d.notes {
 			name, _, _ := strings.Cut(k, ":")
 			if prev, ok := out[name]; ok {
-				out[name] = truncate(prev+"; "+n.message, 512)
+				out[name] = status.Truncate(prev+"; "+n.message, 512)
 				continue
 			}
 			out[name] = n.message
@@ -125,7 +126,7 @@ func (o *observedDialects) forget(target string) {
 func adaptations(t *Target, observed map[string]string) []scimv1.Adaptation {
 	var out []scimv1.Adaptation
 	add := func(name, format string, args ...any) {
-		out = append(out, scimv1.Adaptation{Name: name, Message: truncate(fmt.Sprintf(format, args...), 512)})
+		out = append(out, scimv1.Adaptation{Name: name, Message: status.Truncate(fmt.Sprintf(format, args...), 512)})
 	}
 	caps, compat := t.Status.Capabilities, t.Spec.Compatibility
 	switch {

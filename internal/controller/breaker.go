@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 const defaultBreakerInterval = time.Hour
@@ -111,7 +112,7 @@ func (e *BreakerOpenError) Error() string {
 // Trips is where the breaker announces, for one target kind, a target whose breaker opened.
 func (b *Breaker) Trips(kind string) <-chan event.GenericEvent { return b.trips[kind] }
 
-func (b *Breaker) now() time.Time { return clockOr(b.Clock).Now() }
+func (b *Breaker) now() time.Time { return status.Clock(b.Clock).Now() }
 
 func breakerLimits(t *Target) (int, time.Duration, bool) {
 	cb := t.Spec.CircuitBreaker

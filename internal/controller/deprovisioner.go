@@ -18,6 +18,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // deprovisionCause says why accounts are taken away: it decides the deletion policy that
@@ -175,7 +176,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 		entry.State = scimv1.TargetStateDeprovisioned
 		entry.Message = "Account left on the target (deletionPolicy Orphan)"
 		if entry.Revocation == nil || entry.Revocation.Result != scimv1.RevocationOrphaned {
-			entry.Revocation = &scimv1.RevocationEvidence{Result: scimv1.RevocationOrphaned, ConfirmedAt: metav1.NewTime(clockOr(d.Clock).Now())}
+			entry.Revocation = &scimv1.RevocationEvidence{Result: scimv1.RevocationOrphaned, ConfirmedAt: metav1.NewTime(status.Clock(d.Clock).Now())}
 		}
 		return outcome{}
 	}
@@ -237,7 +238,7 @@ func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity
 	if prev := entry.Revocation; prev != nil && prev.Result == result && entry.State == scimv1.TargetStateDeprovisioned {
 		return nil // confirmed before: keep the time and the token recorded for it
 	}
-	entry.Revocation = &scimv1.RevocationEvidence{Result: result, ConfirmedAt: metav1.NewTime(clockOr(d.Clock).Now())}
+	entry.Revocation = &scimv1.RevocationEvidence{Result: result, ConfirmedAt: metav1.NewTime(status.Clock(d.Clock).Now())}
 	d.publish(a, entry, ids)
 	return nil
 }
@@ -300,7 +301,7 @@ func (d *Deprovisioner) neverExisted(ctx context.Context, ref scimv1.TargetRefer
 // entryBlocked records on the entry why a deprovisioning did not happen, and classifies it.
 func entryBlocked(entry *scimv1.IdentityTargetStatus, err error) outcome {
 	entry.State = scimv1.TargetStateDeprovisioning
-	entry.Message = truncate(err.Error(), 512)
+	entry.Message = status.Truncate(err.Error(), 512)
 	return classify(err)
 }
 

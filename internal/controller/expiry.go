@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // reconcileExpired deprovisions every account of an expired identity per its deletion policy.
@@ -25,9 +26,9 @@ func (r *ServiceIdentityReconciler) reconcileExpired(ctx context.Context, si *sc
 	conds := &si.Status.Conditions
 	wasExpired := meta.IsStatusConditionTrue(*conds, scimv1.ConditionExpired)
 	msg := fmt.Sprintf("Expired at %s; accounts deprovisioned per deletionPolicy. Extend spec.ttl or spec.expiresAt to provision again", exp)
-	setCondition(conds, gen, scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired, msg)
-	setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonExpired, msg)
-	setCondition(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonExpired, msg)
+	status.Set(conds, gen, scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired, msg)
+	status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonExpired, msg)
+	status.Set(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonExpired, msg)
 	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
 	si.Status.ObservedGeneration = gen
 	if !wasExpired {

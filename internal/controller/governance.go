@@ -13,6 +13,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // Governance keeps asking whether an identity's access is still justified while its workload
@@ -215,11 +216,11 @@ func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.S
 			state, msg = st, m
 		}
 	}
-	next := &scimv1.OwnerStatus{State: state, Owner: truncate(si.Spec.Owner, 256), Directory: truncate(strings.Join(dirs, ", "), 256), Message: truncate(msg, 512)}
+	next := &scimv1.OwnerStatus{State: state, Owner: status.Truncate(si.Spec.Owner, 256), Directory: status.Truncate(strings.Join(dirs, ", "), 256), Message: status.Truncate(msg, 512)}
 	if state == scimv1.OwnerUnchecked && prev != nil && prev.State != scimv1.OwnerUnchecked && prev.Owner == next.Owner {
 		// The directory did not answer: the last answer stands (a grace keeps running, none starts).
 		next.State, next.Since = prev.State, prev.Since
-		next.Message = truncate(msg+"; the last answer stands", 512)
+		next.Message = status.Truncate(msg+"; the last answer stands", 512)
 	}
 	bad := next.State == scimv1.OwnerInactive || next.State == scimv1.OwnerMissing
 	switch {
@@ -249,7 +250,7 @@ func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.S
 	case scimv1.OwnerUnchecked:
 		cond, reason, condMsg = metav1.ConditionUnknown, "DirectoryUnavailable", next.Message
 	}
-	setCondition(&si.Status.Conditions, si.Generation, scimv1.ConditionOwnerActive, cond, reason, condMsg)
+	status.Set(&si.Status.Conditions, si.Generation, scimv1.ConditionOwnerActive, cond, reason, condMsg)
 	wake := p.recheck
 	if !bad || !p.suspends {
 		return "", wake
@@ -390,9 +391,9 @@ func (r *ServiceIdentityReconciler) checkReview(ctx context.Context, si *scimv1.
 		at, err := time.Parse(time.RFC3339, v)
 		switch {
 		case err != nil:
-			st.Message = truncate(fmt.Sprintf("annotation %s=%q is not an RFC 3339 time; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
+			st.Message = status.Truncate(fmt.Sprintf("annotation %s=%q is not an RFC 3339 time; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
 		case at.After(now.Add(reviewSkew)):
-			st.Message = truncate(fmt.Sprintf("annotation %s=%q is in the future; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
+			st.Message = status.Truncate(fmt.Sprintf("annotation %s=%q is in the future; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
 		case st.LastReviewedAt != nil && st.LastReviewedAt.Time.Equal(at.Truncate(time.Second)):
 			// Taken already (status keeps seconds): it stands, whatever its author may do now.
 		default:
@@ -400,17 +401,17 @@ func (r *ServiceIdentityReconciler) checkReview(ctx context.Context, si *scimv1.
 			why, err := r.mayReview(ctx, si, a, v)
 			switch {
 			case err != nil:
-				st.Message = truncate(fmt.Sprintf("annotation %s=%q is not taken yet: %v; retrying", scimv1.ReviewedAtAnnotation, v, err), 512)
+				st.Message = status.Truncate(fmt.Sprintf("annotation %s=%q is not taken yet: %v; retrying", scimv1.ReviewedAtAnnotation, v, err), 512)
 				retry = reviewerRetry
 			case why != "":
-				st.Message = truncate(why, 512)
+				st.Message = status.Truncate(why, 512)
 				if prev == nil || prev.Message != st.Message {
 					r.Recorder.Eventf(si, nil, "Warning", "AttestationIgnored", "Review", "%s", st.Message)
 				}
 			default:
 				reviewed := metav1.NewTime(at)
 				st.LastReviewedAt = &reviewed
-				st.ReviewedBy = truncate(a.user, 256)
+				st.ReviewedBy = status.Truncate(a.user, 256)
 				base = at // an attestation older than the identity (carried over from a manifest) counts as it is
 			}
 		}

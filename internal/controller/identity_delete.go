@@ -18,6 +18,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // reconcileDelete deprovisions every account, then releases the finalizer. done reports that
@@ -52,10 +53,10 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	}
 	if active := stillActive(si); len(active) > 0 {
 		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonAccountsLeftActive, "Deprovision", "Account %q is still active on %s%s: %s",
-			si.EffectiveUserName(), strings.Join(active, ", "), why, truncate(evidenceSummary(si), 768))
+			si.EffectiveUserName(), strings.Join(active, ", "), why, status.Truncate(evidenceSummary(si), 768))
 	} else {
 		r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q revoked on every target%s: %s", si.EffectiveUserName(), why,
-			truncate(evidenceSummary(si), 768))
+			status.Truncate(evidenceSummary(si), 768))
 	}
 	// The identity outlives this finalizer while SecurityEventsFinalizer holds it: its status
 	// is the outbox of the tokens just recorded with the evidence, written before the
@@ -95,8 +96,8 @@ func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentit
 	slices.Sort(msgs)
 	msg := prefix + ": " + strings.Join(msgs, "; ")
 	gen := si.Generation
-	setCondition(&si.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDeprovisionBlocked, msg)
-	setCondition(&si.Status.Conditions, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, scimv1.ReasonDeprovisioning, msg)
+	status.Set(&si.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDeprovisionBlocked, msg)
+	status.Set(&si.Status.Conditions, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, scimv1.ReasonDeprovisioning, msg)
 	if len(errs) > 0 {
 		return ctrl.Result{}, errors.Join(errs...)
 	}
@@ -152,7 +153,7 @@ func (r *ServiceIdentityReconciler) forgetKeys(k identityKeys) {
 }
 
 func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIdentity) error {
-	patch := finalizersPatch(si.GetFinalizers())
+	patch := status.FinalizersPatch(si.GetFinalizers())
 	controllerutil.RemoveFinalizer(si, scimv1.DeprovisionFinalizer)
 	if err := r.Patch(ctx, si, patch); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer: %w", err)

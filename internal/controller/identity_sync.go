@@ -12,6 +12,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // syncTarget makes the account on one target match the spec. It returns the outcome and the
@@ -55,7 +56,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 					return out, 0
 				}
 			}
-			entry.Message = truncate(err.Error()+"; spec.suspend is set: any account here is deactivated", 512)
+			entry.Message = status.Truncate(err.Error()+"; spec.suspend is set: any account here is deactivated", 512)
 			return outcome{stalled: entry.Message, reason: scimv1.ReasonGuardrail}, 0
 		}
 		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: scimv1.ReasonGuardrail}), 0
@@ -214,7 +215,7 @@ func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStat
 	} else if o.err != nil {
 		entry.Message = o.err.Error()
 	}
-	entry.Message = truncate(entry.Message, 512)
+	entry.Message = status.Truncate(entry.Message, 512)
 	return o
 }
 
@@ -301,6 +302,6 @@ func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv
 		}
 	}
 	msg := refusal + "; nothing is provisioned there, and any account this identity had there was deprovisioned"
-	entry.State, entry.Message = scimv1.TargetStateDeprovisioned, truncate(msg, 512)
+	entry.State, entry.Message = scimv1.TargetStateDeprovisioned, status.Truncate(msg, 512)
 	return outcome{stalled: msg, reason: scimv1.ReasonNamespaceForbidden}
 }

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 var (
@@ -215,7 +216,7 @@ type revocationClock struct {
 const revocationClockSize = 100_000
 
 func newRevocationClock(c clock.PassiveClock) *revocationClock {
-	return &revocationClock{clock: clockOr(c), seen: lru.New(revocationClockSize)}
+	return &revocationClock{clock: status.Clock(c), seen: lru.New(revocationClockSize)}
 }
 
 func workloadKey(namespace, kind, name string) string { return namespace + "/" + kind + "/" + name }

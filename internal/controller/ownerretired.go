@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // ownerRetiredGrace is how long the identity controller leaves an identity whose workload was
@@ -263,8 +264,8 @@ func (r *ServiceIdentityReconciler) reconcileOwnerRetired(si *scimv1.ServiceIden
 		msg = why + "; accounts deprovisioned per deletionPolicy, the garbage collector deletes this identity"
 		r.Recorder.Eventf(si, nil, "Normal", scimv1.ReasonOwnerDeleted, "Deprovision", msg)
 	}
-	setCondition(&si.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted, msg)
-	setCondition(&si.Status.Conditions, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, scimv1.ReasonOwnerDeleted, msg)
+	status.Set(&si.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted, msg)
+	status.Set(&si.Status.Conditions, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, scimv1.ReasonOwnerDeleted, msg)
 	meta.RemoveStatusCondition(&si.Status.Conditions, scimv1.ConditionStalled)
 	si.Status.ObservedGeneration = gen
 	return ctrl.Result{}, nil

@@ -9,6 +9,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // The resource types identities can be provisioned as. User is RFC 7643's; Agent is the IETF
@@ -110,7 +111,7 @@ func resolveResourceType(ctx context.Context, c *scim.Client, want string) (*sci
 	user.Name = resourceTypeAgent
 	user.Message = "The provider does not advertise an Agent resource type: identities are Users with userType Agent"
 	if err != nil {
-		user.Message = truncate(fmt.Sprintf("The provider's /ResourceTypes could not be read (%v): identities are Users with userType Agent", err), 512)
+		user.Message = status.Truncate(fmt.Sprintf("The provider's /ResourceTypes could not be read (%v): identities are Users with userType Agent", err), 512)
 	}
 	return user, nil
 }

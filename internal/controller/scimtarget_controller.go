@@ -30,6 +30,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // TargetReconciler probes a ScimTarget or ClusterScimTarget (one reconcile for both kinds):
@@ -111,7 +112,7 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return ctrl.Result{}, err
 	}
 	if obj.GetDeletionTimestamp().IsZero() && !controllerutil.ContainsFinalizer(obj, scimv1.InUseFinalizer) {
-		patch := finalizersPatch(obj.GetFinalizers())
+		patch := status.FinalizersPatch(obj.GetFinalizers())
 		controllerutil.AddFinalizer(obj, scimv1.InUseFinalizer)
 		if err := r.Patch(ctx, obj, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
@@ -125,7 +126,7 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 			return
 		}
 		// Optimistic lock: a stale cached base would merge this scan's report into the last one.
-		if err := r.Status().Patch(ctx, obj, lockedPatch(base)); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.Status().Patch(ctx, obj, status.LockedPatch(base)); err != nil && !apierrors.IsNotFound(err) {
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 		}
 	}()
@@ -174,8 +175,8 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl
 	if err := validDurations(t.Spec); err != nil {
 		// Stored before the API server validated it: say so, and use nothing of this spec.
 		gen := t.Object.GetGeneration()
-		setCondition(&t.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonInvalidSpec, err.Error())
-		setCondition(&t.Status.Conditions, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonInvalidSpec, err.Error())
+		status.Set(&t.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonInvalidSpec, err.Error())
+		status.Set(&t.Status.Conditions, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonInvalidSpec, err.Error())
 		t.Status.ObservedGeneration = gen
 		return ctrl.Result{}, nil
 	}
@@ -236,7 +237,7 @@ func (r *TargetReconciler) breakerStatus(t *Target) time.Duration {
 	if !meta.IsStatusConditionTrue(t.Status.Conditions, scimv1.ConditionStalled) {
 		r.Recorder.Eventf(t.Object, nil, "Warning", scimv1.ReasonBreakerOpen, "Deprovision", msg)
 	}
-	setCondition(&t.Status.Conditions, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonBreakerOpen, msg)
+	status.Set(&t.Status.Conditions, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonBreakerOpen, msg)
 	return max(wait, time.Second)
 }
 
@@ -250,14 +251,14 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 	credentials := r.secretsVersion(ctx, t)
 	if last := t.Status.LastProbeTime; last != nil && t.Status.ObservedGeneration == gen &&
 		meta.IsStatusConditionTrue(*conds, scimv1.ConditionReady) && r.probedWith(t) == credentials {
-		if due := interval - clockOr(r.Clock).Since(last.Time); due > 0 {
+		if due := interval - status.Clock(r.Clock).Since(last.Time); due > 0 {
 			return ctrl.Result{RequeueAfter: due}, nil // reconcileNormal brings it back within the recheck
 		}
 	}
 
 	r.warnInsecure(t)
 	cfg, err := r.probe(ctx, t)
-	now := metav1.NewTime(clockOr(r.Clock).Now())
+	now := metav1.NewTime(status.Clock(r.Clock).Now())
 	t.Status.LastProbeTime = &now
 	t.Status.ObservedGeneration = gen
 	if err != nil {
@@ -266,7 +267,7 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 		if reason == scimv1.ReasonRejected || reason == scimv1.ReasonProgressing {
 			reason = scimv1.ReasonDiscoveryFailed
 		}
-		setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, err.Error())
+		status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, err.Error())
 		if o.retryAfter > 0 {
 			return ctrl.Result{RequeueAfter: o.retryAfter}, nil
 		}
@@ -279,10 +280,10 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 	r.probed.Store(t.Key(), credentials)
 	t.Status.Capabilities = capabilities(cfg, t.Spec.Compatibility)
 	if t.Status.ResourceType, err = r.resourceType(ctx, t); err != nil {
-		setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDiscoveryFailed, err.Error())
+		status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDiscoveryFailed, err.Error())
 		return ctrl.Result{RequeueAfter: jitter(interval)}, nil
 	}
-	setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonReady,
+	status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonReady,
 		fmt.Sprintf("Endpoint reached, credentials accepted, ServiceProviderConfig parsed (patch=%t, filter=%t, etag=%t)", cfg.Patch, cfg.Filter, cfg.ETag))
 	return ctrl.Result{RequeueAfter: jitter(interval)}, nil
 }
@@ -323,13 +324,13 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl
 		shown := users[:min(len(users), 5)]
 		msg := fmt.Sprintf("Deletion waits for %d ServiceIdentities still using this target to deprovision (%s)",
 			len(users), strings.Join(shown, ", "))
-		setCondition(&t.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, "InUse", msg)
+		status.Set(&t.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, "InUse", msg)
 		return ctrl.Result{}, false, nil // the watch on identities brings us back
 	}
 	if err := r.Credentials.DeleteSnapshot(ctx, t); err != nil {
 		return ctrl.Result{}, false, err
 	}
-	patch := finalizersPatch(t.Object.GetFinalizers())
+	patch := status.FinalizersPatch(t.Object.GetFinalizers())
 	controllerutil.RemoveFinalizer(t.Object, scimv1.InUseFinalizer)
 	if err := r.Patch(ctx, t.Object, patch); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, false, fmt.Errorf("removing finalizer: %w", err)

@@ -25,6 +25,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 const (
@@ -100,7 +101,7 @@ func (r *SecurityEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// status: before that there is nothing here to wait for yet.
 	if !si.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) &&
 		controllerutil.ContainsFinalizer(si, scimv1.SecurityEventsFinalizer) && !hasUndeliveredSecurityEvent(si) {
-		patch := finalizersPatch(si.GetFinalizers())
+		patch := status.FinalizersPatch(si.GetFinalizers())
 		controllerutil.RemoveFinalizer(si, scimv1.SecurityEventsFinalizer)
 		if err := r.Patch(ctx, si, patch); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("removing finalizer %s: %w", scimv1.SecurityEventsFinalizer, err)
@@ -114,7 +115,7 @@ func (r *SecurityEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // the next pass is scheduled after it, otherwise the error hands it to the queue's backoff.
 func (r *SecurityEventReconciler) send(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
-	now := clockOr(r.Clock).Now()
+	now := status.Clock(r.Clock).Now()
 	maxAge := r.MaxAge
 	if maxAge <= 0 {
 		maxAge = DefaultSecurityEventMaxAge
@@ -171,7 +172,7 @@ func (r *SecurityEventReconciler) send(ctx context.Context, si *scimv1.ServiceId
 			// it from an attempt whose answer was lost) is refused too, and lands here.
 			ev.SecurityEventDelivery = scimv1.SecurityEventRefused
 			r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonSecurityEventRefused, "SecurityEvent",
-				"Security Event Token %s for the revocation on %s was refused: %s", ev.SecurityEvent, target, truncate(err.Error(), 512))
+				"Security Event Token %s for the revocation on %s was refused: %s", ev.SecurityEvent, target, status.Truncate(err.Error(), 512))
 		}
 	}
 	return ctrl.Result{}, nil

@@ -34,6 +34,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 const (
@@ -155,7 +156,7 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 // they are delivered); without security events, nothing would ever release the latter, so it
 // goes.
 func (r *ServiceIdentityReconciler) finalizers(ctx context.Context, si *scimv1.ServiceIdentity) error {
-	patch := finalizersPatch(si.GetFinalizers())
+	patch := status.FinalizersPatch(si.GetFinalizers())
 	changed := false
 	if si.DeletionTimestamp.IsZero() {
 		changed = controllerutil.AddFinalizer(si, scimv1.DeprovisionFinalizer)
@@ -175,7 +176,7 @@ func (r *ServiceIdentityReconciler) finalizers(ctx context.Context, si *scimv1.S
 	return nil
 }
 
-func (r *ServiceIdentityReconciler) now() time.Time { return clockOr(r.Clock).Now() }
+func (r *ServiceIdentityReconciler) now() time.Time { return status.Clock(r.Clock).Now() }
 
 // reconcileNormal runs the phases of a live identity, each a method named for what it
 // decides, in this order:
@@ -284,10 +285,10 @@ func (r *ServiceIdentityReconciler) reconcileSuspended(ctx context.Context, si *
 	gen := si.Generation
 	conds := &si.Status.Conditions
 	if c := meta.FindStatusCondition(*conds, scimv1.ConditionReady); c == nil || c.Reason != reason {
-		r.Recorder.Eventf(si, nil, "Warning", reason, "Suspend", truncate(why, 512))
+		r.Recorder.Eventf(si, nil, "Warning", reason, "Suspend", status.Truncate(why, 512))
 	}
-	setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, why)
-	setCondition(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, reason, why)
+	status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, why)
+	status.Set(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, reason, why)
 	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
 	si.Status.ObservedGeneration = gen
 	return ctrl.Result{RequeueAfter: wake}, nil
@@ -303,7 +304,7 @@ func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity, pol pol
 		return nil, true
 	}
 	if err == nil && meta.IsStatusConditionTrue(si.Status.Conditions, scimv1.ConditionExpired) {
-		setCondition(&si.Status.Conditions, si.Generation, scimv1.ConditionExpired, metav1.ConditionFalse, "Extended",
+		status.Set(&si.Status.Conditions, si.Generation, scimv1.ConditionExpired, metav1.ConditionFalse, "Extended",
 			"Expiry moved to the future; provisioning again")
 		si.Status.DeprovisionedAt = nil
 	}
@@ -486,17 +487,17 @@ func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes 
 	switch {
 	case len(stalled) > 0:
 		msg := strings.Join(append(stalled, transient...), "; ")
-		setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, msg)
-		setCondition(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+		status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		status.Set(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, reason, msg)
 		meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
 		si.Status.ObservedGeneration = gen
-		r.Recorder.Eventf(si, nil, "Warning", reason, "Provision", truncate(msg, 512))
+		r.Recorder.Eventf(si, nil, "Warning", reason, "Provision", status.Truncate(msg, 512))
 		// A human has to change something; the watch on the spec brings us back.
 		return ctrl.Result{}, reconcile.TerminalError(errors.New(msg))
 	case len(transient) > 0:
 		msg := strings.Join(transient, "; ")
-		setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, msg)
-		setCondition(conds, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, reason, "Retrying: "+msg)
+		status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		status.Set(conds, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, reason, "Retrying: "+msg)
 		meta.RemoveStatusCondition(conds, scimv1.ConditionStalled)
 		if len(errs) > 0 {
 			return ctrl.Result{}, errors.Join(errs...)
@@ -508,7 +509,7 @@ func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes 
 	if si.Spec.Suspend {
 		msg = fmt.Sprintf("Account %q suspended (active=false) on %d target(s)", si.Status.UserName, len(outcomes))
 	}
-	setCondition(conds, gen, scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonProvisioned, msg)
+	status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonProvisioned, msg)
 	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
 	meta.RemoveStatusCondition(conds, scimv1.ConditionStalled)
 	si.Status.ObservedGeneration = gen
@@ -680,7 +681,7 @@ func (targetChangedPredicate) Update(e event.UpdateEvent) bool {
 }
 
 func readyStatus(o client.Object) metav1.ConditionStatus {
-	if c := meta.FindStatusCondition(conditionsOf(o), scimv1.ConditionReady); c != nil {
+	if c := meta.FindStatusCondition(status.Of(o), scimv1.ConditionReady); c != nil {
 		return c.Status
 	}
 	return metav1.ConditionUnknown

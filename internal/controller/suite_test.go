@@ -31,6 +31,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
+	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 	"github.com/nhi-dev/scim-operator/test/setreceiver"
 )
@@ -208,7 +209,7 @@ func get[T client.Object](ctx context.Context, obj T) func() (T, error) {
 }
 
 func condition(obj client.Object, typ string) *metav1.Condition {
-	return meta.FindStatusCondition(conditionsOf(obj), typ)
+	return meta.FindStatusCondition(status.Of(obj), typ)
 }
 
 // HaveCondition matches an object whose condition typ has the status (and reason, when given).

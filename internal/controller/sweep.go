@@ -17,6 +17,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // A sweep checks every account of this cluster on one target with one paged list (filtered by
@@ -125,9 +126,9 @@ func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *Target) (time.Dura
 			last = sweepMemo{sweep: mem.sweep.DeepCopy(), orphans: mem.orphans.DeepCopy()}
 		}
 	}
-	requested := truncate(t.Object.GetAnnotations()[scimv1.SweepRequestedAnnotation], 256)
+	requested := status.Truncate(t.Object.GetAnnotations()[scimv1.SweepRequestedAnnotation], 256)
 	if at := sweepTime(last.sweep); !at.IsZero() {
-		since := clockOr(r.Clock).Since(at)
+		since := status.Clock(r.Clock).Since(at)
 		due := interval - since
 		if requested != last.sweep.LastHandledRequest {
 			// A request sweeps now, but no sooner than sweepRequestGap after the last sweep:
@@ -154,7 +155,7 @@ func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *Target) (time.Dura
 	if err := s.run(ctx); err != nil {
 		return 0, fmt.Errorf("sweeping %s: %w", t.Key(), err)
 	}
-	now := metav1.NewTime(clockOr(r.Clock).Now())
+	now := metav1.NewTime(status.Clock(r.Clock).Now())
 	s.status.LastSweepTime = &now
 	s.status.LastHandledRequest = requested
 	t.Status.Sweep = &s.status
@@ -204,12 +205,12 @@ func (s *sweep) run(ctx context.Context) error {
 	if err != nil && refusedFilter(err) {
 		s.reset()
 		s.status.Listing = scimv1.SweepUnfiltered
-		s.status.Message = truncate("The provider refused the filter externalId sw ("+err.Error()+"); every account is listed and this cluster's are picked out", 512)
+		s.status.Message = status.Truncate("The provider refused the filter externalId sw ("+err.Error()+"); every account is listed and this cluster's are picked out", 512)
 		err = s.c.EachPage(ctx, s.kind.endpoint, "", pageSize, 0, page)
 		if err != nil && (refusedFilter(err) || errors.Is(err, scim.ErrLimitExceeded)) {
 			s.reset()
 			s.status = scimv1.SweepStatus{Listing: scimv1.SweepPerIdentity,
-				Message: truncate("The provider cannot list its accounts within the operator's bounds ("+err.Error()+"); each identity reads its own account at its resync, and orphans are not found", 512)}
+				Message: status.Truncate("The provider cannot list its accounts within the operator's bounds ("+err.Error()+"); each identity reads its own account at its resync, and orphans are not found", 512)}
 			return nil
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
 // workloadRetry is how often a missing workload is looked for again.
@@ -51,7 +52,7 @@ func (r *ServiceIdentityReconciler) ensureWorkloadOwner(ctx context.Context, si 
 		}
 		return outcome{err: err, reason: scimv1.ReasonProgressing}
 	}
-	patch := lockedPatch(si.DeepCopy())
+	patch := status.LockedPatch(si.DeepCopy())
 	si.OwnerReferences = append(si.OwnerReferences, metav1.OwnerReference{
 		APIVersion: ref.APIVersion, Kind: ref.Kind, Name: w.Name, UID: w.UID, BlockOwnerDeletion: ptr.To(false),
 	})

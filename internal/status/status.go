@@ -1,9 +1,13 @@
-package controller
+// Package status holds how controllers write status: conditions, the patches that keep
+// concurrent writers apart, and messages made safe to show.
+package status
 
 import (
 	"encoding/json"
 	"slices"
 	"unicode/utf8"
+
+	"k8s.io/utils/clock"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,27 +18,27 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/scim"
 )
 
-// setCondition sets a condition; lastTransitionTime only moves when the status changes.
-func setCondition(conds *[]metav1.Condition, generation int64, typ string, status metav1.ConditionStatus, reason, message string) {
+// Set sets a condition; lastTransitionTime only moves when the status changes.
+func Set(conds *[]metav1.Condition, generation int64, typ string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(conds, metav1.Condition{
-		Type: typ, Status: status, Reason: reason, Message: truncate(message, 1024), ObservedGeneration: generation,
+		Type: typ, Status: status, Reason: reason, Message: Truncate(message, 1024), ObservedGeneration: generation,
 	})
 }
 
-// lockedPatch is a merge patch that fails on a stale base (409, retried by the controller).
+// LockedPatch is a merge patch that fails on a stale base (409, retried by the controller).
 // Lists such as finalizers and ownerReferences are replaced whole by a merge patch, so a stale
 // copy would drop entries others added meanwhile (the garbage collector's foregroundDeletion,
 // another controller's finalizer on a shared Secret).
-func lockedPatch(base client.Object) client.Patch {
+func LockedPatch(base client.Object) client.Patch {
 	return client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
 }
 
-// finalizersPatch changes metadata.finalizers with a JSON patch that first tests the list is
+// FinalizersPatch changes metadata.finalizers with a JSON patch that first tests the list is
 // still what we read: it fails only if someone changed the finalizers meanwhile, not on every
 // resourceVersion move (our own status writes), which keeps the revocation path free of
 // conflicts. With no finalizers read, the resourceVersion is tested instead.
-// Use: p := finalizersPatch(obj.GetFinalizers()); change obj's finalizers; r.Patch(ctx, obj, p).
-func finalizersPatch(before []string) client.Patch {
+// Use: p := FinalizersPatch(obj.GetFinalizers()); change obj's finalizers; r.Patch(ctx, obj, p).
+func FinalizersPatch(before []string) client.Patch {
 	return finalizersJSONPatch{before: slices.Clone(before)}
 }
 
@@ -54,8 +58,8 @@ func (p finalizersJSONPatch) Data(obj client.Object) ([]byte, error) {
 	return json.Marshal([]map[string]any{test, {"op": "add", "path": "/metadata/finalizers", "value": after}})
 }
 
-// conditionsOf returns the status conditions of any kind this operator serves.
-func conditionsOf(o client.Object) []metav1.Condition {
+// Of returns the status conditions of any kind this operator serves.
+func Of(o client.Object) []metav1.Condition {
 	switch t := o.(type) {
 	case *scimv1.ServiceIdentity:
 		return t.Status.Conditions
@@ -65,12 +69,12 @@ func conditionsOf(o client.Object) []metav1.Condition {
 	return nil
 }
 
-// truncate cuts s to at most n bytes, ending in "...", on a rune boundary: a cut inside a
+// Truncate cuts s to at most n bytes, ending in "...", on a rune boundary: a cut inside a
 // multi-byte character would leave invalid UTF-8 in a condition or an Event. Every message
 // shown in a condition, a status entry or an Event passes here, so it also drops what
 // scim.Sanitize drops (control and bidi characters, invalid UTF-8), whoever put it in the
 // message (a provider's ids and text reach error messages).
-func truncate(s string, n int) string {
+func Truncate(s string, n int) string {
 	s = scim.Sanitize(s, 0)
 	if len(s) <= n {
 		return s
@@ -82,4 +86,12 @@ func truncate(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "..."
+}
+
+// Clock is c, or the real clock when c is nil (a zero-valued reconciler in a unit test).
+func Clock(c clock.PassiveClock) clock.PassiveClock {
+	if c == nil {
+		return clock.RealClock{}
+	}
+	return c
 }

@@ -1,4 +1,4 @@
-package controller
+package status
 
 import (
 	"strings"
@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// truncate cuts on a rune boundary, so a condition message or Event never ends in half a character.
+// Truncate cuts on a rune boundary, so a condition message or Event never ends in half a character.
 func TestTruncateKeepsUTF8(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -21,9 +21,9 @@ func TestTruncateKeepsUTF8(t *testing.T) {
 		{"€€€€", 4, "..."},
 	}
 	for _, tt := range tests {
-		got := truncate(tt.in, tt.n)
+		got := Truncate(tt.in, tt.n)
 		if got != tt.want || len(got) > tt.n || !utf8.ValidString(got) {
-			t.Errorf("truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+			t.Errorf("Truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
 		}
 	}
 }
