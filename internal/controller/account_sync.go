@@ -10,6 +10,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 const usersEndpoint = "Users"
@@ -23,7 +24,7 @@ var errAccountConflict = errors.New("account conflict")
 // goes to an account a read has just shown to carry it. Status ids are hints, never proof.
 type accountSync struct {
 	c *scim.Client
-	t *Target
+	t *targets.Target
 	// externalID is this cluster's id for the identity; userName its effective userName.
 	externalID string
 	userName   string

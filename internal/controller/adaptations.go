@@ -12,6 +12,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // Adaptation names: how the operator works around a provider's dialect, shown on the
@@ -123,7 +124,7 @@ func (o *observedDialects) forget(target string) {
 
 // adaptations lists the adaptations in effect on a target, from its discovered (or
 // overridden) capabilities, its compatibility settings and its last sweep.
-func adaptations(t *Target, observed map[string]string) []scimv1.Adaptation {
+func adaptations(t *targets.Target, observed map[string]string) []scimv1.Adaptation {
 	var out []scimv1.Adaptation
 	add := func(name, format string, args ...any) {
 		out = append(out, scimv1.Adaptation{Name: name, Message: status.Truncate(fmt.Sprintf(format, args...), 512)})

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -63,7 +64,7 @@ var _ = Describe("Attacks on the operator's memory", func() {
 		distinct := func() int { mu.Lock(); defer mu.Unlock(); return len(sent) }
 		t := createTarget(ctx, ns, "hostile", testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = srv.URL + scimserver.BasePath })
 		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
-		key := targetKey(scimv1.KindScimTarget, ns, "hostile")
+		key := targets.Key(scimv1.KindScimTarget, ns, "hostile")
 		onTarget := map[string]string{"target": key}
 
 		armed.Store(true)

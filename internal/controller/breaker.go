@@ -19,6 +19,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 const defaultBreakerInterval = time.Hour
@@ -114,7 +115,7 @@ func (b *Breaker) Trips(kind string) <-chan event.GenericEvent { return b.trips[
 
 func (b *Breaker) now() time.Time { return status.Clock(b.Clock).Now() }
 
-func breakerLimits(t *Target) (int, time.Duration, bool) {
+func breakerLimits(t *targets.Target) (int, time.Duration, bool) {
 	cb := t.Spec.CircuitBreaker
 	if cb == nil || cb.MaxDeletionsPerInterval <= 0 {
 		return 0, 0, false
@@ -130,7 +131,7 @@ func breakerLimits(t *Target) (int, time.Duration, bool) {
 
 // current is the window a status describes, or a new one when there is none, it expired, or
 // the release annotation changed.
-func currentWindow(t *Target, interval time.Duration, now time.Time) scimv1.BreakerStatus {
+func currentWindow(t *targets.Target, interval time.Duration, now time.Time) scimv1.BreakerStatus {
 	release := t.Object.GetAnnotations()[scimv1.BreakerReleaseAnnotation]
 	if s := t.Status.CircuitBreaker; s != nil && s.Release == release && now.Sub(s.WindowStart.Time) < interval && !s.WindowStart.After(now) {
 		return *s
@@ -139,10 +140,10 @@ func currentWindow(t *Target, interval time.Duration, now time.Time) scimv1.Brea
 }
 
 // poolKey keys the reserved slots of one namespace on one target.
-func poolKey(t *Target, namespace string) string { return t.Key() + "|" + namespace }
+func poolKey(t *targets.Target, namespace string) string { return t.Key() + "|" + namespace }
 
 // pool returns the pool of one namespace on t, held until release is called.
-func (b *Breaker) pool(t *Target, namespace string) *breakerPool {
+func (b *Breaker) pool(t *targets.Target, namespace string) *breakerPool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.prune()
@@ -156,7 +157,7 @@ func (b *Breaker) pool(t *Target, namespace string) *breakerPool {
 }
 
 // peek returns the pool of one namespace on t, if there is one, held until release is called.
-func (b *Breaker) peek(t *Target, namespace string) *breakerPool {
+func (b *Breaker) peek(t *targets.Target, namespace string) *breakerPool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := b.pools[poolKey(t, namespace)]
@@ -234,7 +235,7 @@ func chargeNamespace(w *scimv1.BreakerStatus, namespace string, k int) {
 // its own share of the limit, so one namespace's deletions never pause another's. It returns
 // a *BreakerOpenError when the namespace's share of the window is used up, or the API error
 // of a reservation that could not be written.
-func (b *Breaker) Charge(ctx context.Context, t *Target, namespace string) error {
+func (b *Breaker) Charge(ctx context.Context, t *targets.Target, namespace string) error {
 	_, err := b.ChargeBucket(ctx, t, namespace)
 	return err
 }
@@ -242,7 +243,7 @@ func (b *Breaker) Charge(ctx context.Context, t *Target, namespace string) error
 // ChargeBucket is Charge, and says which bucket it charged: the namespace's own, or the
 // shared one ("") when the window already lists maxBreakerNamespaces other namespaces. A
 // Refund goes to that bucket.
-func (b *Breaker) ChargeBucket(ctx context.Context, t *Target, namespace string) (string, error) {
+func (b *Breaker) ChargeBucket(ctx context.Context, t *targets.Target, namespace string) (string, error) {
 	err := b.charge(ctx, t, namespace)
 	if errors.Is(err, errBreakerFull) {
 		return sharedBucket, b.charge(ctx, t, sharedBucket)
@@ -253,7 +254,7 @@ func (b *Breaker) ChargeBucket(ctx context.Context, t *Target, namespace string)
 // errBreakerFull says the window lists as many namespaces as the status may hold.
 var errBreakerFull = errors.New("the circuit breaker's status lists as many namespaces as it may")
 
-func (b *Breaker) charge(ctx context.Context, t *Target, namespace string) error {
+func (b *Breaker) charge(ctx context.Context, t *targets.Target, namespace string) error {
 	limit, interval, on := breakerLimits(t)
 	if !on {
 		return nil
@@ -272,7 +273,7 @@ func (b *Breaker) charge(ctx context.Context, t *Target, namespace string) error
 	chunk := max(1, min(limit/10, 50))
 	obj := t.Object.DeepCopyObject().(client.Object)
 	for attempt := 0; ; attempt++ {
-		cur := viewOf(obj, b.ClusterResourceNamespace)
+		cur := targets.OfObject(obj, b.ClusterResourceNamespace)
 		w := currentWindow(cur, interval, now)
 		if namespace != sharedBucket && !chargedNamespace(&w, namespace) && len(w.Namespaces)+rowsKept(&w) >= maxBreakerNamespaces {
 			return errBreakerFull
@@ -302,7 +303,7 @@ func (b *Breaker) charge(ctx context.Context, t *Target, namespace string) error
 
 // Refund gives back a slot whose deletion changed nothing. It stays reserved on the API
 // server and is handed out again by this process.
-func (b *Breaker) Refund(t *Target, namespace string) {
+func (b *Breaker) Refund(t *targets.Target, namespace string) {
 	p := b.peek(t, namespace)
 	if p == nil {
 		return // pruned: the slot is forgotten, which only pauses earlier
@@ -315,7 +316,7 @@ func (b *Breaker) Refund(t *Target, namespace string) {
 	}
 }
 
-func (b *Breaker) trip(t *Target) {
+func (b *Breaker) trip(t *targets.Target) {
 	select {
 	case b.trips[t.Kind] <- event.GenericEvent{Object: t.Object.DeepCopyObject().(client.Object)}:
 	default:
@@ -324,7 +325,7 @@ func (b *Breaker) trip(t *Target) {
 
 // Open reports an open breaker from the target's status (the namespaces whose share of the
 // window is used up): a message for its conditions and when to look again.
-func (b *Breaker) Open(t *Target) (bool, string, time.Duration) {
+func (b *Breaker) Open(t *targets.Target) (bool, string, time.Duration) {
 	limit, interval, on := breakerLimits(t)
 	if !on {
 		return false, "", 0

@@ -14,13 +14,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 var breakerEpoch = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 // breakerTarget is a ScimTarget allowing limit deprovisionings per interval, whose status
 // records charged of them in a window that began at start (none when start is zero).
-func breakerTarget(limit int32, interval time.Duration, start time.Time, charged int32, release, recorded string) *Target {
+func breakerTarget(limit int32, interval time.Duration, start time.Time, charged int32, release, recorded string) *targets.Target {
 	st := &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "t", Name: "acme", UID: "uid-1"}}
 	st.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: limit, Interval: scimv1.DurationOf(interval)}
 	if release != "" {
@@ -30,7 +31,7 @@ func breakerTarget(limit int32, interval time.Duration, start time.Time, charged
 		st.Status.CircuitBreaker = &scimv1.BreakerStatus{WindowStart: metav1.NewTime(start), Charged: charged, Release: recorded,
 			Namespaces: []scimv1.BreakerNamespace{{Namespace: "t", Charged: charged}}}
 	}
-	return viewOf(st, "ops")
+	return targets.OfObject(st, "ops")
 }
 
 // The window on status is kept while it runs and holds the current release value; otherwise a
@@ -169,7 +170,7 @@ func TestNamespaceOf(t *testing.T) {
 }
 
 // breakerStatusClient is a fake API server holding tg's object with its status subresource.
-func breakerStatusClient(t *testing.T, tg *Target) client.Client {
+func breakerStatusClient(t *testing.T, tg *targets.Target) client.Client {
 	t.Helper()
 	s := runtime.NewScheme()
 	if err := scimv1.AddToScheme(s); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // TestClassify pins how each error a target sync can end with is reported: transient (retried,
@@ -30,7 +31,7 @@ func TestClassify(t *testing.T) {
 		reason     string
 		retryAfter time.Duration
 	}{
-		{"target not found", fmt.Errorf("resolving: %w", &errTargetNotFound{key: "payments/acme"}), transient, scimv1.ReasonTargetNotFound, 0},
+		{"target not found", fmt.Errorf("resolving: %w", &targets.NotFoundError{Target: "payments/acme"}), transient, scimv1.ReasonTargetNotFound, 0},
 		{"address not allowed", fmt.Errorf("GET /Users: %w", ErrAddressNotAllowed), stalled, scimv1.ReasonAddressNotAllowed, 0},
 		{"credentials unavailable", fmt.Errorf("client for payments/acme: %w", &CredentialsError{Msg: "secret payments/acme-token has no key \"token\""}),
 			transient, scimv1.ReasonCredentials, 0},

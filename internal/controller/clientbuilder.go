@@ -27,12 +27,13 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // ClientBuilder gives reconcilers a SCIM client for a target. It is injected so tests can
 // substitute one.
 type ClientBuilder interface {
-	ForTarget(ctx context.Context, t *Target) (*scim.Client, error)
+	ForTarget(ctx context.Context, t *targets.Target) (*scim.Client, error)
 }
 
 // CredentialsError says the target's credentials could not be read or used. It never holds a
@@ -163,7 +164,7 @@ func (b *SecretClientBuilder) recheck() time.Duration {
 }
 
 // ForTarget implements ClientBuilder.
-func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.Client, error) {
+func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *targets.Target) (*scim.Client, error) {
 	conn, err := b.conn(ctx, t, b.recheck())
 	if err != nil {
 		return nil, err
@@ -179,7 +180,7 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *Target) (*scim.C
 
 // tenantSlots are the request slots shared by every ScimTarget of t's namespace (nil for a
 // ClusterScimTarget, which the cluster admin runs): as many as one target has.
-func (b *SecretClientBuilder) tenantSlots(t *Target) *scim.Slots {
+func (b *SecretClientBuilder) tenantSlots(t *targets.Target) *scim.Slots {
 	if t.Kind != scimv1.KindScimTarget {
 		return nil
 	}
@@ -198,7 +199,7 @@ func (b *SecretClientBuilder) tenantSlots(t *Target) *scim.Slots {
 
 // CredentialsVersion identifies the spec and the Secrets' data a client of t is built from,
 // reading the Secrets again when they were read longer than Recheck ago.
-func (b *SecretClientBuilder) CredentialsVersion(ctx context.Context, t *Target) (string, error) {
+func (b *SecretClientBuilder) CredentialsVersion(ctx context.Context, t *targets.Target) (string, error) {
 	conn, err := b.conn(ctx, t, b.recheck())
 	if err != nil {
 		return "", err
@@ -208,7 +209,7 @@ func (b *SecretClientBuilder) CredentialsVersion(ctx context.Context, t *Target)
 
 // conn returns t's connection, built anew when the spec changed, and when its Secrets, read
 // again because they were read longer than maxAge ago, hold other data.
-func (b *SecretClientBuilder) conn(ctx context.Context, t *Target, maxAge time.Duration) (*targetConn, error) {
+func (b *SecretClientBuilder) conn(ctx context.Context, t *targets.Target, maxAge time.Duration) (*targetConn, error) {
 	specJSON, _ := json.Marshal([]any{t.Spec.Endpoint, t.Spec.Auth, t.Spec.TLS, t.Spec.RateLimit})
 	spec := string(specJSON)
 	b.setup()
@@ -227,7 +228,7 @@ func (b *SecretClientBuilder) conn(ctx context.Context, t *Target, maxAge time.D
 
 // read gets t's Secrets and keeps the connection they build (the one kept, when their data
 // did not change, so that connections and cached tokens survive).
-func (b *SecretClientBuilder) read(ctx context.Context, t *Target, spec string) (*targetConn, error) {
+func (b *SecretClientBuilder) read(ctx context.Context, t *targets.Target, spec string) (*targetConn, error) {
 	store := b.Credentials
 	if store == nil {
 		store = &CredentialStore{Reader: b.Reader}
@@ -274,7 +275,7 @@ func (b *SecretClientBuilder) read(ctx context.Context, t *Target, spec string) 
 // OAuth2 token (scim.Refresher).
 type secretAuth struct {
 	b    *SecretClientBuilder
-	t    *Target
+	t    *targets.Target
 	mu   sync.Mutex
 	conn *targetConn
 }
@@ -311,7 +312,7 @@ func (b *SecretClientBuilder) Forget(key string) {
 	delete(b.conns, key)
 }
 
-func (b *SecretClientBuilder) connect(t *Target, secrets map[string]*corev1.Secret) (*targetConn, error) {
+func (b *SecretClientBuilder) connect(t *targets.Target, secrets map[string]*corev1.Secret) (*targetConn, error) {
 	guarded := t.Kind != scimv1.KindClusterScimTarget
 	slots := b.slotsPerTarget()
 	conn := &targetConn{http: b.open, slots: scim.NewSlots(slots, scim.DefaultSlotWait)}
@@ -370,7 +371,7 @@ func (b *SecretClientBuilder) connect(t *Target, secrets map[string]*corev1.Secr
 }
 
 // tlsConfig builds the TLS settings of spec.tls and auth.tls; nil when there are none.
-func tlsConfig(t *Target, secrets map[string]*corev1.Secret) (*tls.Config, error) {
+func tlsConfig(t *targets.Target, secrets map[string]*corev1.Secret) (*tls.Config, error) {
 	var cfg *tls.Config
 	if s := t.Spec.TLS; s != nil && (s.CABundleSecretRef != nil || s.InsecureSkipVerify) {
 		cfg = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: s.InsecureSkipVerify} //nolint:gosec // opt-in, with a Warning event
@@ -419,7 +420,7 @@ func dataHash(s *corev1.Secret) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-func key(t *Target, secrets map[string]*corev1.Secret, name, k string) (string, error) {
+func key(t *targets.Target, secrets map[string]*corev1.Secret, name, k string) (string, error) {
 	v, ok := secrets[name].Data[k]
 	if !ok || len(v) == 0 {
 		return "", &CredentialsError{Msg: fmt.Sprintf("secret %s/%s has no key %q", t.SecretNamespace, name, k)}

@@ -23,6 +23,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // Unit tests of the transport wiring: the address guard of namespaced targets, the OAuth2
@@ -173,9 +174,9 @@ func secretsReader(objs ...*corev1.Secret) *fake.ClientBuilder {
 	return b
 }
 
-func bearerTargetView(kind, endpoint string) (*Target, *corev1.Secret) {
+func bearerTargetView(kind, endpoint string) (*targets.Target, *corev1.Secret) {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant", Name: "tok"}, Data: map[string][]byte{"token": []byte("s3cret-token")}}
-	t := &Target{Kind: kind, Name: "t", Namespace: "tenant", SecretNamespace: "tenant", Status: &scimv1.ScimTargetStatus{},
+	t := &targets.Target{Kind: kind, Name: "t", Namespace: "tenant", SecretNamespace: "tenant", Status: &scimv1.ScimTargetStatus{},
 		Spec: &scimv1.ScimTargetSpec{Endpoint: endpoint, AllowInsecureHTTP: true,
 			Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: "tok", Key: "token"}}}}}
 	if kind == scimv1.KindClusterScimTarget {
@@ -184,10 +185,10 @@ func bearerTargetView(kind, endpoint string) (*Target, *corev1.Secret) {
 	return t, s
 }
 
-func oauthTarget(kind, endpoint, tokenURL string) (*Target, *corev1.Secret) {
+func oauthTarget(kind, endpoint, tokenURL string) (*targets.Target, *corev1.Secret) {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant", Name: "oauth"},
 		Data: map[string][]byte{"id": []byte("client-id"), "secret": []byte("client-s3cret")}}
-	t := &Target{Kind: kind, Name: "o", Namespace: "tenant", SecretNamespace: "tenant", Status: &scimv1.ScimTargetStatus{},
+	t := &targets.Target{Kind: kind, Name: "o", Namespace: "tenant", SecretNamespace: "tenant", Status: &scimv1.ScimTargetStatus{},
 		Spec: &scimv1.ScimTargetSpec{Endpoint: endpoint, AllowInsecureHTTP: true,
 			Auth: scimv1.Auth{OAuth2ClientCredentials: &scimv1.OAuth2ClientCredentials{TokenURL: tokenURL,
 				ClientIDSecretKeyRef:     scimv1.SecretKeySelector{Name: "oauth", Key: "id"},

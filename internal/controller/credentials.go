@@ -16,6 +16,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // Credentials are read with least privilege:
@@ -61,15 +62,15 @@ type CredentialStore struct {
 	Namespace string
 }
 
-func deleting(t *Target) bool {
+func deleting(t *targets.Target) bool {
 	return t.Object != nil && !t.Object.GetDeletionTimestamp().IsZero()
 }
 
-func (s *CredentialStore) snapshotKey(t *Target) types.NamespacedName {
+func (s *CredentialStore) snapshotKey(t *targets.Target) types.NamespacedName {
 	return types.NamespacedName{Namespace: s.Namespace, Name: snapshotPrefix + string(t.Object.GetUID())}
 }
 
-func (s *CredentialStore) keepsSnapshots(t *Target) bool {
+func (s *CredentialStore) keepsSnapshots(t *targets.Target) bool {
 	return s != nil && s.Writer != nil && s.Namespace != "" && t.Object != nil && t.Object.GetUID() != ""
 }
 
@@ -88,7 +89,7 @@ func secretNames(spec *scimv1.ScimTargetSpec) []string {
 
 // Read gets the Secrets t references from the API server, keyed by name. A target being
 // deleted whose Secrets are gone is served from its snapshot.
-func (s *CredentialStore) Read(ctx context.Context, t *Target) (map[string]*corev1.Secret, error) {
+func (s *CredentialStore) Read(ctx context.Context, t *targets.Target) (map[string]*corev1.Secret, error) {
 	secrets := map[string]*corev1.Secret{}
 	var missing []string
 	for _, name := range secretNames(t.Spec) {
@@ -136,7 +137,7 @@ func (s *CredentialStore) Read(ctx context.Context, t *Target) (map[string]*core
 // Snapshot keeps a copy of the keys t references in its snapshot Secret, written only when it
 // changed. Only a target that is not being deleted is snapshotted: the snapshot is deleted with
 // its in-use finalizer, and must not come back after that.
-func (s *CredentialStore) Snapshot(ctx context.Context, t *Target) error {
+func (s *CredentialStore) Snapshot(ctx context.Context, t *targets.Target) error {
 	if !s.keepsSnapshots(t) || deleting(t) {
 		return nil
 	}
@@ -188,7 +189,7 @@ func (s *CredentialStore) Snapshot(ctx context.Context, t *Target) error {
 }
 
 // DeleteSnapshot removes t's snapshot (its last account is gone).
-func (s *CredentialStore) DeleteSnapshot(ctx context.Context, t *Target) error {
+func (s *CredentialStore) DeleteSnapshot(ctx context.Context, t *targets.Target) error {
 	if !s.keepsSnapshots(t) {
 		return nil
 	}

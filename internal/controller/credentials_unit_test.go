@@ -21,6 +21,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // Unit tests of least privilege on Secrets: the generated RBAC, and how a rotation is noticed
@@ -111,7 +112,7 @@ func loopbackBuilder(r client.Reader) *SecretClientBuilder {
 }
 
 // age makes the credentials of t look read d ago.
-func age(b *SecretClientBuilder, t *Target, d time.Duration) {
+func age(b *SecretClientBuilder, t *targets.Target, d time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.conns[t.Key()].readAt = time.Now().Add(-d)

@@ -19,6 +19,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // deprovisionCause says why accounts are taken away: it decides the deletion policy that
@@ -91,10 +92,10 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 	cause := rv.cause
 	entries := indexEntries(si.Namespace, si.Status.Targets)
 	for _, ref := range si.Spec.TargetRefs {
-		if entries[refKey(ref, si.Namespace)] == nil {
+		if entries[targets.RefKey(ref, si.Namespace)] == nil {
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
 			si.Status.Targets = append(si.Status.Targets, e)
-			entries[refKey(ref, si.Namespace)] = &e
+			entries[targets.RefKey(ref, si.Namespace)] = &e
 		}
 	}
 	failed := map[string]outcome{}
@@ -105,7 +106,7 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 		// checked once more for a final one (this process did not confirm it): a copy of the
 		// identity from before its last status write can show Deprovisioned for an account
 		// provisioned again since.
-		key := targetKey(entry.Kind, si.Namespace, entry.Name)
+		key := targets.Key(entry.Kind, si.Namespace, entry.Name)
 		// ...unless a sweep found its account active again on the target.
 		// An account Orphan left active is looked at again: the policy that applies now (a
 		// kill switch, governance) may not leave it so.
@@ -153,7 +154,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 		ctx = scim.Urgent(ctx)
 	}
 	ref := scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}
-	t, err := getTarget(ctx, d.Client, ref, si.Namespace, d.ClusterResourceNamespace)
+	t, err := targets.Get(ctx, d.Client, ref, si.Namespace, d.ClusterResourceNamespace)
 	if err != nil {
 		if d.neverExisted(ctx, ref, si, entry, err) {
 			entry.State, entry.Active = scimv1.TargetStateDeprovisioned, nil
@@ -165,7 +166,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	// A target that refuses the namespace decides the policy, whatever the cause: an identity's
 	// own Orphan cannot keep an account whose access the target's owner withdrew.
 	if cause != causeWithdrawn && cause != causeSuspended {
-		if refusal, err := namespaceAllowed(ctx, d.Client, t, si.Namespace); err != nil {
+		if refusal, err := targets.NamespaceAllowed(ctx, d.Client, t, si.Namespace); err != nil {
 			return entryBlocked(entry, err)
 		} else if refusal != "" {
 			rv.cause = causeWithdrawn
@@ -290,11 +291,11 @@ var errNotOnRecord = errors.New("the account on record cannot be deprovisioned a
 // go: its in-use finalizer waits for the identities' entries.)
 func (d *Deprovisioner) neverExisted(ctx context.Context, ref scimv1.TargetReference, si *scimv1.ServiceIdentity,
 	entry *scimv1.IdentityTargetStatus, err error) bool {
-	var nf *errTargetNotFound
+	var nf *targets.NotFoundError
 	if !errors.As(err, &nf) || entry.ID != "" || d.APIReader == nil {
 		return false
 	}
-	_, err = getTarget(ctx, d.APIReader, ref, si.Namespace, d.ClusterResourceNamespace)
+	_, err = targets.Get(ctx, d.APIReader, ref, si.Namespace, d.ClusterResourceNamespace)
 	return errors.As(err, &nf)
 }
 
@@ -412,7 +413,7 @@ func (e *errOrphanChanged) Error() string {
 // The orphan's externalId (the provider's data) names its namespace, so the breaker charges
 // that namespace only when it exists and t serves it (OrphanBucket); otherwise the shared
 // bucket. A pause returns orphanPaused with the *BreakerOpenError that says which bucket.
-func (d *Deprovisioner) Orphan(ctx context.Context, t *Target, c *scim.Client, u scim.Resource, policy scimv1.OrphanPolicy) (orphanOutcome, error) {
+func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.Client, u scim.Resource, policy scimv1.OrphanPolicy) (orphanOutcome, error) {
 	id := u.ID()
 	bucket, err := d.OrphanBucket(ctx, t, u.ExternalID())
 	if err != nil {
@@ -542,11 +543,11 @@ func (d *Deprovisioner) stillOrphan(ctx context.Context, a *accountSync, u scim.
 }
 
 // accountSync prepares the SCIM calls for si's account on t, with the circuit breaker.
-func (d *Deprovisioner) accountSync(si *scimv1.ServiceIdentity, t *Target, c *scim.Client) *accountSync {
+func (d *Deprovisioner) accountSync(si *scimv1.ServiceIdentity, t *targets.Target, c *scim.Client) *accountSync {
 	return d.accountSyncFor(t, c, ExternalID(d.ClusterID, si), si.EffectiveUserName())
 }
 
-func (d *Deprovisioner) accountSyncFor(t *Target, c *scim.Client, externalID, userName string) *accountSync {
+func (d *Deprovisioner) accountSyncFor(t *targets.Target, c *scim.Client, externalID, userName string) *accountSync {
 	a := &accountSync{c: c, t: t, externalID: externalID, userName: userName,
 		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption, kind: kindOf(t), dialects: d.Dialects}
 	d.chargeTo(a, t, namespaceOf(d.ClusterID, externalID))
@@ -555,7 +556,7 @@ func (d *Deprovisioner) accountSyncFor(t *Target, c *scim.Client, externalID, us
 
 // chargeTo has a's deletions charged to one bucket of t's breaker (a refund goes back to the
 // bucket the charge used).
-func (d *Deprovisioner) chargeTo(a *accountSync, t *Target, namespace string) {
+func (d *Deprovisioner) chargeTo(a *accountSync, t *targets.Target, namespace string) {
 	a.charge, a.refund = nil, nil
 	if d.Breaker == nil {
 		return
@@ -573,7 +574,7 @@ func (d *Deprovisioner) chargeTo(a *accountSync, t *Target, namespace string) {
 // namespace when that namespace exists and t serves it (a ScimTarget its own namespace, a
 // ClusterScimTarget those spec.allowedNamespaces allows), otherwise the shared bucket, so a
 // provider that lists accounts naming made-up namespaces cannot add a share per name.
-func (d *Deprovisioner) OrphanBucket(ctx context.Context, t *Target, externalID string) (string, error) {
+func (d *Deprovisioner) OrphanBucket(ctx context.Context, t *targets.Target, externalID string) (string, error) {
 	ns := namespaceOf(d.ClusterID, externalID)
 	if ns == "" {
 		return sharedBucket, nil
@@ -582,7 +583,7 @@ func (d *Deprovisioner) OrphanBucket(ctx context.Context, t *Target, externalID 
 		if ns != t.Namespace {
 			return sharedBucket, nil
 		}
-	} else if refusal, err := namespaceAllowed(ctx, d.Client, t, ns); apierrors.IsNotFound(err) || (err == nil && refusal != "") {
+	} else if refusal, err := targets.NamespaceAllowed(ctx, d.Client, t, ns); apierrors.IsNotFound(err) || (err == nil && refusal != "") {
 		return sharedBucket, nil
 	} else if err != nil {
 		return "", fmt.Errorf("checking namespace %q of an orphaned account on %s: %w", ns, t.Key(), err)
@@ -604,7 +605,7 @@ type confirmed struct {
 
 type confirmedEntry struct {
 	uid     types.UID
-	targets map[string]scimv1.IdentityTargetStatus // targetKey -> the Deprovisioned entry
+	targets map[string]scimv1.IdentityTargetStatus // targets.Key -> the Deprovisioned entry
 }
 
 // lookup returns the confirmed entry of one target of si, if any.

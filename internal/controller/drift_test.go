@@ -14,6 +14,7 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // seriesOf returns the series of a metric in the controller-runtime registry whose labels
@@ -89,7 +90,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 
 	It("restores owned attributes changed on the target, flips active back and recreates a deleted account", func() {
 		fastTarget(ctx, ns, "fast")
-		key := targetKey(scimv1.KindScimTarget, ns, "fast")
+		key := targets.Key(scimv1.KindScimTarget, ns, "fast")
 		si := newIdentity(ns, "drifty", "fast")
 		si.Spec.DisplayName = "The real name"
 		Expect(k8s.Create(ctx, si)).To(Succeed())
@@ -140,7 +141,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 				g.Expect(t.Status.Orphans.Count).To(Equal(int32(2)), fmt.Sprintf("%+v", *t.Status.Orphans))
 			}, "10s").Should(Succeed())
 			Eventually(eventReasons(ctx, ns, "scan")).Should(ContainElement("OrphansFound"))
-			Expect(metricValue("scim_operator_orphans", map[string]string{"target": targetKey(scimv1.KindScimTarget, ns, "scan")})).To(Equal(2.0))
+			Expect(metricValue("scim_operator_orphans", map[string]string{"target": targets.Key(scimv1.KindScimTarget, ns, "scan")})).To(Equal(2.0))
 
 			for _, id := range []string{orphanA, orphanB} {
 				Eventually(func() string {
@@ -215,7 +216,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		// The registry is shared with every other spec: counters are read for this spec's own
 		// target, and the unlabelled ones compared before and after.
 		onAcme := func(labels map[string]string) map[string]string {
-			labels["target"] = targetKey(scimv1.KindScimTarget, readyTargetNs, "acme")
+			labels["target"] = targets.Key(scimv1.KindScimTarget, readyTargetNs, "acme")
 			return labels
 		}
 		readyGauge := func() float64 { return metricValue("scim_operator_identities", map[string]string{"state": "Ready"}) }

@@ -14,6 +14,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // Governance keeps asking whether an identity's access is still justified while its workload
@@ -57,7 +58,7 @@ type directory struct {
 func (r *ServiceIdentityReconciler) policyOf(ctx context.Context, si *scimv1.ServiceIdentity) policy {
 	var p policy
 	for _, ref := range si.Spec.TargetRefs {
-		t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
+		t, err := targets.Get(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
 		if err != nil || t.Spec.Governance == nil {
 			continue
 		}
@@ -100,7 +101,7 @@ func (r *ServiceIdentityReconciler) policyOf(ctx context.Context, si *scimv1.Ser
 // directoryOf resolves a target's owner directory. A ScimTarget's directory is a ScimTarget of
 // its own namespace: a tenant may not ask the cluster's directory who exists. A
 // ClusterScimTarget's is a ClusterScimTarget.
-func directoryOf(t *Target, d *scimv1.OwnerDirectory) directory {
+func directoryOf(t *targets.Target, d *scimv1.OwnerDirectory) directory {
 	kind := d.Kind
 	if kind == "" {
 		kind = scimv1.KindScimTarget
@@ -210,7 +211,7 @@ func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.S
 	prev := si.Status.Owner
 	state, dirs, msg := scimv1.OwnerActive, []string{}, ""
 	for _, d := range p.directories {
-		dirs = append(dirs, targetKey(d.ref.TargetKind(), d.namespace, d.ref.Name))
+		dirs = append(dirs, targets.Key(d.ref.TargetKind(), d.namespace, d.ref.Name))
 		st, m := r.lookupOwner(ctx, si.Spec.Owner, d, p.recheck, fresh)
 		if ownerRank(st) > ownerRank(state) {
 			state, msg = st, m
@@ -296,8 +297,8 @@ func (r *ServiceIdentityReconciler) lookupOwner(ctx context.Context, owner strin
 
 // askDirectory looks the owner up in the directory target by userName or e-mail address.
 func (r *ServiceIdentityReconciler) askDirectory(ctx context.Context, owner string, d directory) (scimv1.OwnerState, string) {
-	dirKey := targetKey(d.ref.TargetKind(), d.namespace, d.ref.Name)
-	t, err := getTarget(ctx, r.Client, d.ref, d.namespace, r.ClusterResourceNamespace)
+	dirKey := targets.Key(d.ref.TargetKind(), d.namespace, d.ref.Name)
+	t, err := targets.Get(ctx, r.Client, d.ref, d.namespace, r.ClusterResourceNamespace)
 	if err != nil {
 		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s: %v", dirKey, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 	"github.com/nhi-dev/scim-operator/test/setreceiver"
 )
 
@@ -68,7 +69,7 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			Expect(si.Status.ExpiresAt).NotTo(BeNil())
 			Expect(si.Status.ExpiresAt.Time).To(BeTemporally("~", si.CreationTimestamp.Add(time.Hour), time.Second))
-			Expect(si.Status.ExpiryCappedBy).To(Equal(targetKey(scimv1.KindScimTarget, ns, "bounded") + " (maxTTL 1h0m0s)"))
+			Expect(si.Status.ExpiryCappedBy).To(Equal(targets.Key(scimv1.KindScimTarget, ns, "bounded") + " (maxTTL 1h0m0s)"))
 		}
 		Eventually(get(ctx, short)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(short.Status.ExpiresAt.Time).To(BeTemporally("~", short.CreationTimestamp.Add(30*time.Minute), time.Second))
@@ -80,7 +81,7 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		si := newIdentity(ns, "ownerless", "owned")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonInvalidSpec))
-		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("spec.owner is required by " + targetKey(scimv1.KindScimTarget, ns, "owned")))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("spec.owner is required by " + targets.Key(scimv1.KindScimTarget, ns, "owned")))
 		Expect(accountsWithExternalID(ns, "ownerless")()).To(BeEmpty())
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Owner = "someone@example.com" })
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
@@ -199,7 +200,7 @@ var _ = Describe("Governance: accountable owners, bounded lifetimes, periodic re
 		Expect(k8s.Delete(ctx, retired)).To(Succeed())
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(ns, "retired"), retired)) }).Should(BeTrue())
 		Eventually(eventsAbout(ctx, ns, "retired", func(e eventsv1.Event) string { return e.Note })).
-			Should(ContainElement(ContainSubstring(targetKey(scimv1.KindScimTarget, ns, "evident") + " inactive (the target confirmed the account gone (NotFound)")))
+			Should(ContainElement(ContainSubstring(targets.Key(scimv1.KindScimTarget, ns, "evident") + " inactive (the target confirmed the account gone (NotFound)")))
 		Eventually(setsFor("/Users/"+retiredID), "30s").Should(HaveLen(1))
 		Expect(setRecv.Faulted()).To(BeNumerically(">=", 2))
 	})

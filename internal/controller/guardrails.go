@@ -11,6 +11,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // errGuardrail: the identity asks for something its target's guardrails do not allow.
@@ -34,7 +35,7 @@ type guardrails struct {
 	attributes []string // nil: any but the sensitive ones
 }
 
-func guardrailsOf(t *Target) guardrails {
+func guardrailsOf(t *targets.Target) guardrails {
 	g := guardrails{userNames: scimv1.UserNamesAny}
 	if t.Kind == scimv1.KindClusterScimTarget {
 		g = guardrails{userNames: scimv1.UserNamesNamespaced, userTypes: []string{"ServiceAccount", "Agent"},
@@ -59,7 +60,7 @@ func guardrailsOf(t *Target) guardrails {
 
 // check returns an errGuardrail naming every claim of the identity the target does not allow:
 // its userName, groups and the attributes of spec.attributes.
-func (g guardrails) check(t *Target, si *scimv1.ServiceIdentity) error {
+func (g guardrails) check(t *targets.Target, si *scimv1.ServiceIdentity) error {
 	var refused []string
 	if g.userNames == scimv1.UserNamesNamespaced {
 		if u := si.EffectiveUserName(); !namespacedUserName(u, si.Namespace) {

@@ -9,14 +9,15 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 func TestGuardrails(t *testing.T) {
-	cluster := func(g *scimv1.Guardrails) *Target {
-		return &Target{Kind: scimv1.KindClusterScimTarget, Name: "corp", Spec: &scimv1.ScimTargetSpec{Guardrails: g}}
+	cluster := func(g *scimv1.Guardrails) *targets.Target {
+		return &targets.Target{Kind: scimv1.KindClusterScimTarget, Name: "corp", Spec: &scimv1.ScimTargetSpec{Guardrails: g}}
 	}
-	namespaced := func(g *scimv1.Guardrails) *Target {
-		return &Target{Kind: scimv1.KindScimTarget, Namespace: "payments", Name: "acme", Spec: &scimv1.ScimTargetSpec{Guardrails: g}}
+	namespaced := func(g *scimv1.Guardrails) *targets.Target {
+		return &targets.Target{Kind: scimv1.KindScimTarget, Namespace: "payments", Name: "acme", Spec: &scimv1.ScimTargetSpec{Guardrails: g}}
 	}
 	identity := func(userName string, groups []string, attrs string) *scimv1.ServiceIdentity {
 		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: "payments", Name: "bot"},
@@ -30,7 +31,7 @@ func TestGuardrails(t *testing.T) {
 	enterprise := `{"` + scim.SchemaEnterpriseUser + `":{"department":"Payments"}}`
 	for _, tc := range []struct {
 		name    string
-		target  *Target
+		target  *targets.Target
 		si      *scimv1.ServiceIdentity
 		refused string // "" means allowed
 	}{

@@ -19,6 +19,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // reconcileDelete deprovisions every account, then releases the finalizer. done reports that
@@ -125,10 +126,10 @@ type identityKeys struct {
 func identityKeysOf(si *scimv1.ServiceIdentity) identityKeys {
 	k := identityKeys{uid: si.UID}
 	for _, e := range si.Status.Targets {
-		k.targets = append(k.targets, verifiedKey(si, targetKey(e.Kind, si.Namespace, e.Name)))
+		k.targets = append(k.targets, verifiedKey(si, targets.Key(e.Kind, si.Namespace, e.Name)))
 	}
 	for _, ref := range si.Spec.TargetRefs {
-		k.refs = append(k.refs, verifiedKey(si, refKey(ref, si.Namespace)))
+		k.refs = append(k.refs, verifiedKey(si, targets.RefKey(ref, si.Namespace)))
 	}
 	return k
 }
@@ -173,7 +174,7 @@ func evidenceSummary(si *scimv1.ServiceIdentity) string {
 		if !off {
 			state = "STILL ACTIVE"
 		}
-		parts = append(parts, fmt.Sprintf("%s %s (%s)", targetKey(e.Kind, si.Namespace, e.Name), state, why))
+		parts = append(parts, fmt.Sprintf("%s %s (%s)", targets.Key(e.Kind, si.Namespace, e.Name), state, why))
 	}
 	if len(parts) == 0 {
 		return "no target on record"
@@ -186,7 +187,7 @@ func stillActive(si *scimv1.ServiceIdentity) []string {
 	var out []string
 	for i := range si.Status.Targets {
 		if off, _ := si.Status.Targets[i].AccountOff(); !off {
-			out = append(out, targetKey(si.Status.Targets[i].Kind, si.Namespace, si.Status.Targets[i].Name))
+			out = append(out, targets.Key(si.Status.Targets[i].Kind, si.Namespace, si.Status.Targets[i].Name))
 		}
 	}
 	return out

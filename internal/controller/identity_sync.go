@@ -13,19 +13,20 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // syncTarget makes the account on one target match the spec. It returns the outcome and the
 // target's resync interval.
 func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity, ref scimv1.TargetReference,
 	entry *scimv1.IdentityTargetStatus, desired scim.Resource, forced bool) (outcome, time.Duration) {
-	t, err := getTarget(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
+	t, err := targets.Get(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
 	if err != nil {
 		return r.entryFailed(entry, classify(err)), 0
 	}
 	interval := resyncInterval(t.Spec)
 	key := verifiedKey(si, t.Key())
-	if refusal, err := namespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
+	if refusal, err := targets.NamespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
 		return r.entryFailed(entry, outcome{err: err, reason: scimv1.ReasonProgressing}), 0
 	} else if refusal != "" {
 		if r.Flags.isFlagged(key) {
@@ -102,7 +103,7 @@ type accountChange struct {
 // provision makes the account on t match desired (found by externalId, or read by the id on
 // record), says in an Event what changed, and records the account on the entry. inStep: the
 // entry already recorded this generation's account.
-func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
+func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
 	entry *scimv1.IdentityTargetStatus, desired scim.Resource, wantState scimv1.TargetState, inStep bool) error {
 	c, err := r.Clients.ForTarget(ctx, t)
 	if err != nil {
@@ -157,7 +158,7 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 }
 
 // announce says in an Event (and the drift metric) what provisioning changed on an account.
-func (r *ServiceIdentityReconciler) announce(si *scimv1.ServiceIdentity, t *Target, entry *scimv1.IdentityTargetStatus,
+func (r *ServiceIdentityReconciler) announce(si *scimv1.ServiceIdentity, t *targets.Target, entry *scimv1.IdentityTargetStatus,
 	user scim.Resource, wantState scimv1.TargetState, change accountChange, inStep bool) {
 	shownName, shownID := scim.Sanitize(accountName(user, kindOf(t)), 256), scim.Sanitize(user.ID(), 128)
 	switch {
@@ -221,7 +222,7 @@ func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStat
 
 // classify maps an error to a transient or permanent outcome with a reason.
 func classify(err error) outcome {
-	var nf *errTargetNotFound
+	var nf *targets.NotFoundError
 	var se *scim.Error
 	var open *BreakerOpenError
 	switch {
@@ -252,7 +253,7 @@ func classify(err error) outcome {
 	return outcome{err: err, reason: scimv1.ReasonProgressing}
 }
 
-func matchAttribute(t *Target) scimv1.MatchAttribute {
+func matchAttribute(t *targets.Target) scimv1.MatchAttribute {
 	if c := t.Spec.Compatibility; c != nil && c.MatchAttribute != "" {
 		return c.MatchAttribute
 	}
@@ -262,7 +263,7 @@ func matchAttribute(t *Target) scimv1.MatchAttribute {
 // leaveDisallowedGroups takes the account out of the groups it joined through the operator that
 // the target's guardrails no longer allow (they were narrowed), once a read proved the account
 // ours.
-func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
+func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
 	entry *scimv1.IdentityTargetStatus, g guardrails) error {
 	keep := slices.DeleteFunc(slices.Clone(entry.Groups), func(name string) bool { return !g.groupAllowed(name, si.Namespace) })
 	if entry.ID == "" || len(keep) == len(entry.Groups) {
@@ -287,7 +288,7 @@ func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, s
 // with the target's deletion policy (an identity's own Orphan does not keep an account whose
 // access was withdrawn). The status is not trusted to say there is nothing to withdraw: one
 // lookup per identity is made, then remembered (a restart repeats it once).
-func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *Target,
+func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
 	entry *scimv1.IdentityTargetStatus, refusal string) outcome {
 	key := verifiedKey(si, t.Key())
 	if _, done := r.withdrawn.Load(key); !done {

@@ -14,6 +14,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 func TestStatusLabel(t *testing.T) {
@@ -129,7 +130,7 @@ func TestOwnerChecksAreBounded(t *testing.T) {
 }
 
 func TestSweepFlagsOnlyWhatTheTargetConcerns(t *testing.T) {
-	cst := &Target{Kind: scimv1.KindClusterScimTarget, Name: "shared"}
+	cst := &targets.Target{Kind: scimv1.KindClusterScimTarget, Name: "shared"}
 	s := &sweep{t: cst}
 	ref := scimv1.TargetReference{Kind: scimv1.KindClusterScimTarget, Name: "shared"}
 	for _, tc := range []struct {

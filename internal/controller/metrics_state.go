@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // Gauges for alerting, read from the informer cache at scrape time like scim_operator_identities
@@ -68,21 +69,21 @@ func (c *alertStateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
-	var targets []scimv1.GenericTarget
+	var all []scimv1.GenericTarget
 	namespaced := &scimv1.ScimTargetList{}
 	if err := (*r).List(ctx, namespaced, client.UnsafeDisableDeepCopy); err == nil {
 		for i := range namespaced.Items {
-			targets = append(targets, &namespaced.Items[i])
+			all = append(all, &namespaced.Items[i])
 		}
 	}
 	cluster := &scimv1.ClusterScimTargetList{}
 	if err := (*r).List(ctx, cluster, client.UnsafeDisableDeepCopy); err == nil {
 		for i := range cluster.Items {
-			targets = append(targets, &cluster.Items[i])
+			all = append(all, &cluster.Items[i])
 		}
 	}
-	for _, t := range targets {
-		key := targetKey(t.TargetKind(), t.GetNamespace(), t.GetName())
+	for _, t := range all {
+		key := targets.Key(t.TargetKind(), t.GetNamespace(), t.GetName())
 		conds := t.TargetStatus().Conditions
 		ready, reason := 0.0, "Unknown"
 		if c := meta.FindStatusCondition(conds, scimv1.ConditionReady); c != nil {

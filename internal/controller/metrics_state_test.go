@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // seriesCount is the number of series of a metric whose labels include labels.
@@ -24,7 +25,7 @@ var _ = Describe("Metrics for alerts", func() {
 		t := fastTarget(ctx, ns, "watched", func(t *scimv1.ScimTarget) {
 			t.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 1, Interval: scimv1.DurationOf(time.Hour)}
 		})
-		key := targetKey(scimv1.KindScimTarget, ns, "watched")
+		key := targets.Key(scimv1.KindScimTarget, ns, "watched")
 		ready := func() float64 { return metricValue("scim_operator_target_ready", map[string]string{"target": key}) }
 		open := func() float64 {
 			return metricValue("scim_operator_circuit_breaker_open", map[string]string{"target": key})

@@ -13,6 +13,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 const (
@@ -25,7 +26,7 @@ const (
 // Report on a ScimTarget and Deactivate on a ClusterScimTarget: an account whose identity
 // went without revocation (its finalizer removed by hand, force-orphan) does not stay active
 // on a shared target.
-func orphanPolicy(t *Target) (scimv1.OrphanPolicy, time.Duration) {
+func orphanPolicy(t *targets.Target) (scimv1.OrphanPolicy, time.Duration) {
 	policy, interval := scimv1.OrphanPolicyReport, defaultOrphanInterval
 	if t.Kind == scimv1.KindClusterScimTarget {
 		policy = scimv1.OrphanPolicyDeactivate
@@ -44,7 +45,7 @@ func orphanPolicy(t *Target) (scimv1.OrphanPolicy, time.Duration) {
 }
 
 // orphanPolicyDefaulted reports a target whose orphan policy is its kind's default.
-func orphanPolicyDefaulted(t *Target) bool {
+func orphanPolicyDefaulted(t *targets.Target) bool {
 	return t.Spec.Orphans == nil || t.Spec.Orphans.Policy == ""
 }
 
@@ -56,7 +57,7 @@ func orphanPolicyDefaulted(t *Target) bool {
 // in an Event, and so are the orphans the breaker held back. Under a ClusterScimTarget's
 // default policy only the orphans of the namespaces the target allows are deactivated; the
 // others are reported. It returns the number of orphans acted on.
-func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *Target, c *scim.Client, orphans []scim.Resource, policy scimv1.OrphanPolicy) (int, error) {
+func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *targets.Target, c *scim.Client, orphans []scim.Resource, policy scimv1.OrphanPolicy) (int, error) {
 	acted := 0
 	var skipped []string
 	paused := map[string]bool{} // buckets the breaker paused in this pass
@@ -123,10 +124,10 @@ func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *Target, c *scim.
 
 // orphanInScope reports whether the orphan's namespace (from its externalId) is one the
 // ClusterScimTarget allows.
-func (r *TargetReconciler) orphanInScope(ctx context.Context, t *Target, u scim.Resource) (bool, error) {
+func (r *TargetReconciler) orphanInScope(ctx context.Context, t *targets.Target, u scim.Resource) (bool, error) {
 	rest, _ := strings.CutPrefix(u.ExternalID(), r.ClusterID+"/")
 	ns, _, _ := strings.Cut(rest, "/")
-	refusal, err := namespaceAllowed(ctx, r.Client, t, ns)
+	refusal, err := targets.NamespaceAllowed(ctx, r.Client, t, ns)
 	if apierrors.IsNotFound(err) {
 		return false, nil // a namespace that is gone is allowed by no selector
 	}

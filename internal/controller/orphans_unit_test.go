@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 func TestUnitOrphanPolicyDefaultsByKind(t *testing.T) {
@@ -21,7 +22,7 @@ func TestUnitOrphanPolicyDefaultsByKind(t *testing.T) {
 		{"a ScimTarget may delete", scimv1.KindScimTarget, &scimv1.Orphans{Policy: scimv1.OrphanPolicyDelete}, scimv1.OrphanPolicyDelete, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			target := &Target{Kind: tc.kind, Spec: &scimv1.ScimTargetSpec{Orphans: tc.orphans}}
+			target := &targets.Target{Kind: tc.kind, Spec: &scimv1.ScimTargetSpec{Orphans: tc.orphans}}
 			if got, _ := orphanPolicy(target); got != tc.want {
 				t.Fatalf("orphanPolicy = %s, want %s", got, tc.want)
 			}

@@ -7,10 +7,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // targetPolicy is the target's own deletionPolicy (Delete when unset).
-func targetPolicy(t *Target) scimv1.DeletionPolicy {
+func targetPolicy(t *targets.Target) scimv1.DeletionPolicy {
 	if t.Spec.DeletionPolicy != "" {
 		return t.Spec.DeletionPolicy
 	}
@@ -20,7 +21,7 @@ func targetPolicy(t *Target) scimv1.DeletionPolicy {
 // identityPolicies is what an identity may choose in spec.deletionPolicy on t: the target's
 // guardrails.deletionPolicies, else Delete and Deactivate on a ClusterScimTarget and any on a
 // ScimTarget.
-func identityPolicies(t *Target) []scimv1.DeletionPolicy {
+func identityPolicies(t *targets.Target) []scimv1.DeletionPolicy {
 	if g := t.Spec.Guardrails; g != nil && len(g.DeletionPolicies) > 0 {
 		return g.DeletionPolicies
 	}
@@ -32,7 +33,7 @@ func identityPolicies(t *Target) []scimv1.DeletionPolicy {
 
 // deletionPolicyRefused says why the identity's own deletionPolicy does not count on t ("":
 // it does, or it sets none).
-func deletionPolicyRefused(t *Target, si *scimv1.ServiceIdentity) string {
+func deletionPolicyRefused(t *targets.Target, si *scimv1.ServiceIdentity) string {
 	p := si.Spec.DeletionPolicy
 	if p == nil || slices.Contains(identityPolicies(t), *p) {
 		return ""
@@ -68,7 +69,7 @@ type revocation struct {
 // deactivates. Orphan never leaves an account active when the target's owner withdrew the
 // namespace, when maxTTL ended the identity, or while the kill switch or governance holds it:
 // those deactivate instead.
-func effectivePolicy(t *Target, si *scimv1.ServiceIdentity, r revocation) scimv1.DeletionPolicy {
+func effectivePolicy(t *targets.Target, si *scimv1.ServiceIdentity, r revocation) scimv1.DeletionPolicy {
 	if r.cause == causeSuspended {
 		return scimv1.DeletionPolicyDeactivate // kept, inactive, until the suspension ends
 	}

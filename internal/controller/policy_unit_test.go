@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // effectivePolicy is the one decision of what a deprovisioning does: each row is a way a
@@ -18,7 +19,7 @@ func TestEffectivePolicy(t *testing.T) {
 	const (
 		del, deact, orphan = scimv1.DeletionPolicyDelete, scimv1.DeletionPolicyDeactivate, scimv1.DeletionPolicyOrphan
 	)
-	target := func(kind string, policy scimv1.DeletionPolicy, allowed []scimv1.DeletionPolicy, maxTTL bool) *Target {
+	target := func(kind string, policy scimv1.DeletionPolicy, allowed []scimv1.DeletionPolicy, maxTTL bool) *targets.Target {
 		spec := &scimv1.ScimTargetSpec{DeletionPolicy: policy}
 		if allowed != nil {
 			spec.Guardrails = &scimv1.Guardrails{DeletionPolicies: allowed}
@@ -26,7 +27,7 @@ func TestEffectivePolicy(t *testing.T) {
 		if maxTTL {
 			spec.Governance = &scimv1.Governance{MaxTTL: ptr.To(scimv1.Duration("1h"))}
 		}
-		return &Target{Kind: kind, Name: "t", Spec: spec}
+		return &targets.Target{Kind: kind, Name: "t", Spec: spec}
 	}
 	identity := func(p *scimv1.DeletionPolicy, capped string) *scimv1.ServiceIdentity {
 		return &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "bot"},
@@ -35,7 +36,7 @@ func TestEffectivePolicy(t *testing.T) {
 	cst, st := scimv1.KindClusterScimTarget, scimv1.KindScimTarget
 	for _, tc := range []struct {
 		name string
-		t    *Target
+		t    *targets.Target
 		si   *scimv1.ServiceIdentity
 		rv   revocation
 		want scimv1.DeletionPolicy
@@ -85,7 +86,7 @@ func TestKilled(t *testing.T) {
 func TestPatchRefusalIsPerEndpointAndExpires(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	d := &observedDialects{clock: clk}
-	tg := &Target{Kind: scimv1.KindScimTarget, Namespace: "ns", Name: "t", Spec: &scimv1.ScimTargetSpec{}, Status: &scimv1.ScimTargetStatus{}}
+	tg := &targets.Target{Kind: scimv1.KindScimTarget, Namespace: "ns", Name: "t", Spec: &scimv1.ScimTargetSpec{}, Status: &scimv1.ScimTargetStatus{}}
 	a := &accountSync{t: tg, kind: kindOf(tg), dialects: d}
 	a.patchRefused(usersEndpoint, errors.New("501"))
 	if a.usePatchOn(usersEndpoint) || !a.usePatchOn(groupsEndpoint) {

@@ -10,6 +10,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // The resource types identities can be provisioned as. User is RFC 7643's; Agent is the IETF
@@ -40,7 +41,7 @@ var userKind = accountKind{endpoint: usersEndpoint, schema: scim.SchemaUser, nam
 
 // kindOf is the account kind recorded on the target's status by discovery; nil status (a
 // target probed before resource types existed) means User.
-func kindOf(t *Target) accountKind {
+func kindOf(t *targets.Target) accountKind {
 	rt := t.Status.ResourceType
 	if rt == nil || rt.Name == resourceTypeUser {
 		return userKind
@@ -59,7 +60,7 @@ func kindOf(t *Target) accountKind {
 
 // kindReady reports why a target's accounts cannot be provisioned yet: its spec names a resource
 // type that discovery has not resolved.
-func kindReady(t *Target) error {
+func kindReady(t *targets.Target) error {
 	want := t.Spec.ResourceType
 	if want == "" || want == resourceTypeUser {
 		return nil

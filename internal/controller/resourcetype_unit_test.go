@@ -6,6 +6,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 func TestAsKind(t *testing.T) {
@@ -13,9 +14,9 @@ func TestAsKind(t *testing.T) {
 		return scim.Resource{"externalId": "c/ns/bot", "userName": "bot.ns", "active": true, "displayName": "Bot",
 			"schemas": []any{scim.SchemaUser, scim.SchemaEnterpriseUser}}
 	}
-	agentKind := kindOf(&Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Agents", Schema: SchemaAgent}}})
-	fallback := kindOf(&Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Users", Schema: scim.SchemaUser}}})
-	custom := kindOf(&Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "ServicePrincipal", Endpoint: "/ServicePrincipals", Schema: "urn:example:ServicePrincipal"}}})
+	agentKind := kindOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Agents", Schema: SchemaAgent}}})
+	fallback := kindOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Users", Schema: scim.SchemaUser}}})
+	custom := kindOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "ServicePrincipal", Endpoint: "/ServicePrincipals", Schema: "urn:example:ServicePrincipal"}}})
 	for _, tc := range []struct {
 		name string
 		kind accountKind

@@ -31,6 +31,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // TargetReconciler probes a ScimTarget or ClusterScimTarget (one reconcile for both kinds):
@@ -69,7 +70,7 @@ type TargetReconciler struct {
 // credentialsVersioner is a ClientBuilder that tells which credentials a target's client is
 // built from (SecretClientBuilder).
 type credentialsVersioner interface {
-	CredentialsVersion(ctx context.Context, t *Target) (string, error)
+	CredentialsVersion(ctx context.Context, t *targets.Target) (string, error)
 }
 
 func (r *TargetReconciler) recheck() time.Duration {
@@ -96,8 +97,8 @@ func (r *TargetReconciler) newObject() client.Object {
 	return obj.(client.Object)
 }
 
-func (r *TargetReconciler) view(o client.Object) *Target {
-	return viewOf(o, r.ClusterResourceNamespace)
+func (r *TargetReconciler) view(o client.Object) *targets.Target {
+	return targets.OfObject(o, r.ClusterResourceNamespace)
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -106,7 +107,7 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if err := r.Get(ctx, req.NamespacedName, obj); apierrors.IsNotFound(err) {
 		// Gone without our finalizer's clean-up (removed by hand, or never added): forget it all
 		// the same. A target that never existed costs nothing here.
-		r.forget(targetKey(r.Kind, req.Namespace, req.Name))
+		r.forget(targets.Key(r.Kind, req.Namespace, req.Name))
 		return ctrl.Result{}, nil
 	} else if err != nil {
 		return ctrl.Result{}, err
@@ -171,7 +172,7 @@ func resyncInterval(spec *scimv1.ScimTargetSpec) time.Duration {
 
 // reconcileNormal refreshes the identity count and the breaker state, probes the endpoint
 // when due, and scans for orphans when due.
-func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl.Result, error) {
+func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *targets.Target) (ctrl.Result, error) {
 	if err := validDurations(t.Spec); err != nil {
 		// Stored before the API server validated it: say so, and use nothing of this spec.
 		gen := t.Object.GetGeneration()
@@ -210,7 +211,7 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *Target) (ctrl
 
 // snapshotCredentials keeps the credentials of a Ready target for its last deprovisioning: its
 // Secrets may be deleted before its accounts are (a namespace being deleted).
-func (r *TargetReconciler) snapshotCredentials(ctx context.Context, t *Target) error {
+func (r *TargetReconciler) snapshotCredentials(ctx context.Context, t *targets.Target) error {
 	memo := fmt.Sprintf("%s@%d", r.secretsVersion(ctx, t), t.Object.GetGeneration())
 	key := t.Key() + "/" + string(t.Object.GetUID())
 	if last, ok := r.snapshotted.Load(key); ok && last == memo {
@@ -224,7 +225,7 @@ func (r *TargetReconciler) snapshotCredentials(ctx context.Context, t *Target) e
 }
 
 // breakerStatus puts an open breaker on the target as Stalled=True; it returns when to look again.
-func (r *TargetReconciler) breakerStatus(t *Target) time.Duration {
+func (r *TargetReconciler) breakerStatus(t *targets.Target) time.Duration {
 	gen := t.Object.GetGeneration()
 	if r.Breaker == nil {
 		return 0
@@ -243,7 +244,7 @@ func (r *TargetReconciler) breakerStatus(t *Target) time.Duration {
 
 // probeIfDue probes the endpoint when the spec, the credentials or the readiness changed, or
 // the resync interval passed.
-func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Result, error) {
+func (r *TargetReconciler) probeIfDue(ctx context.Context, t *targets.Target) (ctrl.Result, error) {
 	gen := t.Object.GetGeneration()
 	conds := &t.Status.Conditions
 	interval := resyncInterval(t.Spec)
@@ -288,7 +289,7 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *Target) (ctrl.Resu
 	return ctrl.Result{RequeueAfter: jitter(interval)}, nil
 }
 
-func (r *TargetReconciler) probedWith(t *Target) string {
+func (r *TargetReconciler) probedWith(t *targets.Target) string {
 	v, _ := r.probed.Load(t.Key())
 	s, _ := v.(string)
 	return s
@@ -296,7 +297,7 @@ func (r *TargetReconciler) probedWith(t *Target) string {
 
 // secretsVersion identifies the credentials the target's client is built from, read again
 // when they were read longer than the recheck interval ago.
-func (r *TargetReconciler) secretsVersion(ctx context.Context, t *Target) string {
+func (r *TargetReconciler) secretsVersion(ctx context.Context, t *targets.Target) string {
 	v, ok := r.Clients.(credentialsVersioner)
 	if !ok {
 		return "unknown"
@@ -310,7 +311,7 @@ func (r *TargetReconciler) secretsVersion(ctx context.Context, t *Target) string
 
 // reconcileDelete keeps a target while identities still use it, then deletes its credential
 // snapshot and releases its own finalizer.
-func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *Target) (ctrl.Result, bool, error) {
+func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *targets.Target) (ctrl.Result, bool, error) {
 	if !controllerutil.ContainsFinalizer(t.Object, scimv1.InUseFinalizer) {
 		return ctrl.Result{}, true, nil
 	}
@@ -355,7 +356,7 @@ func (r *TargetReconciler) forget(key string) {
 	forgetTargetMetrics(key)
 }
 
-func (r *TargetReconciler) warnInsecure(t *Target) {
+func (r *TargetReconciler) warnInsecure(t *targets.Target) {
 	if strings.HasPrefix(t.Spec.Endpoint, "http://") {
 		r.Recorder.Eventf(t.Object, nil, "Warning", "InsecureHTTP", "Probe",
 			"Endpoint uses plain http (allowInsecureHTTP: true): credentials travel unencrypted; use only for local development")
@@ -368,7 +369,7 @@ func (r *TargetReconciler) warnInsecure(t *Target) {
 
 // probe reads the ServiceProviderConfig with the target's credentials. The endpoint may not
 // require auth for discovery (RFC 7644 §4), so a Users query confirms the credentials too.
-func (r *TargetReconciler) probe(ctx context.Context, t *Target) (*scim.ServiceProviderConfig, error) {
+func (r *TargetReconciler) probe(ctx context.Context, t *targets.Target) (*scim.ServiceProviderConfig, error) {
 	c, err := r.Clients.ForTarget(ctx, t)
 	if err != nil {
 		return nil, err
@@ -385,7 +386,7 @@ func (r *TargetReconciler) probe(ctx context.Context, t *Target) (*scim.ServiceP
 
 // resourceType resolves what the target's accounts are made as (spec.resourceType against the
 // provider's /ResourceTypes).
-func (r *TargetReconciler) resourceType(ctx context.Context, t *Target) (*scimv1.ResourceTypeStatus, error) {
+func (r *TargetReconciler) resourceType(ctx context.Context, t *targets.Target) (*scimv1.ResourceTypeStatus, error) {
 	if resolvedFor(t.Status.ResourceType, t.Spec.ResourceType) {
 		return t.Status.ResourceType, nil
 	}
@@ -421,15 +422,15 @@ func capabilities(cfg *scim.ServiceProviderConfig, compat *scimv1.Compatibility)
 	return caps
 }
 
-func (r *TargetReconciler) countIdentities(ctx context.Context, t *Target) (int32, error) {
+func (r *TargetReconciler) countIdentities(ctx context.Context, t *targets.Target) (int32, error) {
 	users, err := r.identitiesOf(ctx, t)
 	return int32(len(users)), err
 }
 
 // identitiesOf lists "namespace/name" of the identities that reference the target or still
 // have an account on it.
-func (r *TargetReconciler) identitiesOf(ctx context.Context, t *Target) ([]string, error) {
-	list, err := identitiesOfTarget(ctx, r.Client, t.Kind, t.Namespace, t.Name)
+func (r *TargetReconciler) identitiesOf(ctx context.Context, t *targets.Target) ([]string, error) {
+	list, err := targets.Identities(ctx, r.Client, t.Kind, t.Namespace, t.Name)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 const (
@@ -126,7 +127,7 @@ func (r *SecurityEventReconciler) send(ctx context.Context, si *scimv1.ServiceId
 		if !ev.SecurityEventUndelivered() {
 			continue
 		}
-		target := targetKey(e.Kind, si.Namespace, e.Name)
+		target := targets.Key(e.Kind, si.Namespace, e.Name)
 		if now.Sub(ev.ConfirmedAt.Time) > maxAge {
 			ev.SecurityEventDelivery = scimv1.SecurityEventGivenUp
 			r.Publisher.GaveUp()

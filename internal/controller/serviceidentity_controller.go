@@ -35,12 +35,12 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 const (
-	// identityTargetIndex indexes ServiceIdentities by the targets they reference (targetKey).
-	identityTargetIndex = "scim.nhi.dev/target"
-	defaultResync       = 10 * time.Minute
+	// targets.IdentityIndex indexes ServiceIdentities by the targets they reference (targets.Key).
+	defaultResync = 10 * time.Minute
 )
 
 // ServiceIdentityReconciler provisions each ServiceIdentity as a SCIM User on its targets.
@@ -344,7 +344,7 @@ func (r *ServiceIdentityReconciler) record(ctx context.Context, si, base *scimv1
 	entries := indexEntries(si.Namespace, si.Status.Targets)
 	changed := !equality.Semantic.DeepEqual(base.Status.Workload, si.Status.Workload)
 	for _, ref := range si.Spec.TargetRefs {
-		key := refKey(ref, si.Namespace)
+		key := targets.RefKey(ref, si.Namespace)
 		switch e := entries[key]; {
 		case e == nil:
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
@@ -354,7 +354,7 @@ func (r *ServiceIdentityReconciler) record(ctx context.Context, si, base *scimv1
 			changed = true
 		case e.State == scimv1.TargetStateDeprovisioned:
 			for i := range si.Status.Targets {
-				if t := &si.Status.Targets[i]; targetKey(t.Kind, si.Namespace, t.Name) == key {
+				if t := &si.Status.Targets[i]; targets.Key(t.Kind, si.Namespace, t.Name) == key {
 					t.State, t.Message = scimv1.TargetStatePending, "Recorded before provisioning again"
 				}
 			}
@@ -378,7 +378,7 @@ func (r *ServiceIdentityReconciler) sync(ctx context.Context, si *scimv1.Service
 	var forced bool
 	p.resyncRequest, forced = r.resyncRequested(si)
 	for _, ref := range si.Spec.TargetRefs {
-		key := refKey(ref, si.Namespace)
+		key := targets.RefKey(ref, si.Namespace)
 		if p.seen[key] {
 			continue
 		}
@@ -519,12 +519,12 @@ func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes 
 	return ctrl.Result{}, nil
 }
 
-// indexEntries keys status entries like refKey does for references made from namespace.
+// indexEntries keys status entries like targets.RefKey does for references made from namespace.
 func indexEntries(namespace string, entries []scimv1.IdentityTargetStatus) map[string]*scimv1.IdentityTargetStatus {
 	out := make(map[string]*scimv1.IdentityTargetStatus, len(entries))
 	for i := range entries {
 		e := entries[i]
-		out[targetKey(e.Kind, namespace, e.Name)] = &e
+		out[targets.Key(e.Kind, namespace, e.Name)] = &e
 	}
 	return out
 }
@@ -556,15 +556,15 @@ func jitter(d time.Duration) time.Duration { return wait.Jitter(d, 0.1) }
 
 // SetupWithManager registers the controller, its indexes and watches.
 func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &scimv1.ServiceIdentity{}, identityTargetIndex,
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &scimv1.ServiceIdentity{}, targets.IdentityIndex,
 		func(o client.Object) []string {
 			si := o.(*scimv1.ServiceIdentity)
 			keys := make([]string, 0, len(si.Spec.TargetRefs))
 			for _, ref := range si.Spec.TargetRefs {
-				keys = append(keys, refKey(ref, si.Namespace))
+				keys = append(keys, targets.RefKey(ref, si.Namespace))
 			}
 			for _, e := range si.Status.Targets {
-				keys = append(keys, targetKey(e.Kind, si.Namespace, e.Name))
+				keys = append(keys, targets.Key(e.Kind, si.Namespace, e.Name))
 			}
 			return keys
 		}); err != nil {
@@ -630,7 +630,7 @@ func (r *ServiceIdentityReconciler) identitiesInNamespace(ctx context.Context, o
 
 func (r *ServiceIdentityReconciler) identitiesForTarget(kind string) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
-		list, err := identitiesOfTarget(ctx, r.Client, kind, o.GetNamespace(), o.GetName())
+		list, err := targets.Identities(ctx, r.Client, kind, o.GetNamespace(), o.GetName())
 		if err != nil {
 			logf.FromContext(ctx).Error(err, "Listing identities of a target")
 			return nil
@@ -700,6 +700,6 @@ func blockedSummary(blocked map[string]outcome) string {
 // account left on a target that goes cannot be reached any more, and its entry must not keep
 // the target's deletion waiting.
 func (r *ServiceIdentityReconciler) targetLives(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus) bool {
-	t, err := getTarget(ctx, r.Client, scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}, si.Namespace, r.ClusterResourceNamespace)
+	t, err := targets.Get(ctx, r.Client, scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}, si.Namespace, r.ClusterResourceNamespace)
 	return err == nil && t.Object.GetDeletionTimestamp().IsZero()
 }

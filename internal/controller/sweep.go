@@ -18,6 +18,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // A sweep checks every account of this cluster on one target with one paged list (filtered by
@@ -82,7 +83,7 @@ func (f *sweepFlags) clear(key string) {
 
 // sweepInterval is how often the target is swept: its resync interval, or its orphan
 // interval when that is shorter.
-func sweepInterval(t *Target) time.Duration {
+func sweepInterval(t *targets.Target) time.Duration {
 	interval := resyncInterval(t.Spec)
 	if o := t.Spec.Orphans; o != nil && o.Interval != nil {
 		if d, err := o.Interval.Parse(); err == nil && d < interval {
@@ -94,7 +95,7 @@ func sweepInterval(t *Target) time.Duration {
 
 // sweepCovers reports whether the target's sweeps check its accounts, so that an identity in
 // step needs no call of its own: the last sweep listed the accounts, and not too long ago.
-func sweepCovers(t *Target, now time.Time) bool {
+func sweepCovers(t *targets.Target, now time.Time) bool {
 	s := t.Status.Sweep
 	return s != nil && s.Listing != scimv1.SweepPerIdentity && s.LastSweepTime != nil &&
 		now.Sub(s.LastSweepTime.Time) < 2*sweepInterval(t)+sweepCoverSlack
@@ -115,7 +116,7 @@ const sweepRequestGap = 5 * time.Second
 func sweepBudget(interval time.Duration) time.Duration { return min(interval/2, 5*time.Minute) }
 
 // sweepIfDue sweeps the target when its interval has passed; it returns when the next sweep is due.
-func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *Target) (time.Duration, error) {
+func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Duration, error) {
 	if r.ClusterID == "" {
 		return 0, nil
 	}
@@ -176,7 +177,7 @@ func sweepTime(s *scimv1.SweepStatus) time.Time {
 // sweep is one pass over a target's accounts.
 type sweep struct {
 	r      *TargetReconciler
-	t      *Target
+	t      *targets.Target
 	c      *scim.Client
 	kind   accountKind
 	prefix string
@@ -304,7 +305,7 @@ func (s *sweep) inStep(si *scimv1.ServiceIdentity, u scim.Resource) bool {
 
 func (s *sweep) entry(si *scimv1.ServiceIdentity) *scimv1.IdentityTargetStatus {
 	for i := range si.Status.Targets {
-		if e := &si.Status.Targets[i]; targetKey(e.Kind, si.Namespace, e.Name) == s.t.Key() {
+		if e := &si.Status.Targets[i]; targets.Key(e.Kind, si.Namespace, e.Name) == s.t.Key() {
 			return e
 		}
 	}
@@ -318,7 +319,7 @@ func (s *sweep) concerns(si *scimv1.ServiceIdentity) bool {
 
 func (s *sweep) references(si *scimv1.ServiceIdentity) bool {
 	for _, ref := range si.Spec.TargetRefs {
-		if refKey(ref, si.Namespace) == s.t.Key() {
+		if targets.RefKey(ref, si.Namespace) == s.t.Key() {
 			return true
 		}
 	}
@@ -343,7 +344,7 @@ func (s *sweep) flag(ctx context.Context, si *scimv1.ServiceIdentity) {
 // missing flags the identities whose account on record the list did not show: deleted on the
 // target, or listed under another externalId.
 func (s *sweep) missing(ctx context.Context) error {
-	list, err := identitiesOfTarget(ctx, s.r.Client, s.t.Kind, s.t.Namespace, s.t.Name)
+	list, err := targets.Identities(ctx, s.r.Client, s.t.Kind, s.t.Namespace, s.t.Name)
 	if err != nil {
 		return err
 	}
@@ -362,7 +363,7 @@ func (s *sweep) missing(ctx context.Context) error {
 
 // reportOrphans puts the sweep's orphans on status (an Event when their number changed) and
 // applies spec.orphans.policy.
-func (r *TargetReconciler) reportOrphans(ctx context.Context, t *Target, c *scim.Client, orphans []scim.Resource,
+func (r *TargetReconciler) reportOrphans(ctx context.Context, t *targets.Target, c *scim.Client, orphans []scim.Resource,
 	last *scimv1.OrphanReport, now metav1.Time) error {
 	policy, _ := orphanPolicy(t)
 	if policy == scimv1.OrphanPolicyIgnore || t.Status.Sweep.Listing == scimv1.SweepPerIdentity {

@@ -1,4 +1,7 @@
-package controller
+// Package targets sees ScimTargets and ClusterScimTargets through one view (Target): their keys,
+// how an identity's reference resolves, which namespaces a target serves, and the index that
+// lists a target's identities.
+package targets
 
 import (
 	"context"
@@ -13,6 +16,10 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
+
+// IdentityIndex indexes ServiceIdentities by the targets they reference or hold an account on
+// (Key); the identity controller registers it.
+const IdentityIndex = "scim.nhi.dev/target"
 
 // Target is a ScimTarget or ClusterScimTarget seen through their shared spec.
 type Target struct {
@@ -30,26 +37,28 @@ type Target struct {
 }
 
 // Key names the target for messages and as a map key: "ScimTarget/ns/name" or "ClusterScimTarget/name".
-func (t *Target) Key() string { return targetKey(t.Kind, t.Namespace, t.Name) }
+func (t *Target) Key() string { return Key(t.Kind, t.Namespace, t.Name) }
 
-func targetKey(kind, namespace, name string) string {
+// Key names a target of kind in namespace ("" for a ClusterScimTarget).
+func Key(kind, namespace, name string) string {
 	if kind == scimv1.KindClusterScimTarget {
 		return kind + "/" + name
 	}
 	return kind + "/" + namespace + "/" + name
 }
 
-func refKey(ref scimv1.TargetReference, identityNamespace string) string {
-	return targetKey(ref.TargetKind(), identityNamespace, ref.Name)
+// RefKey is the Key of the target ref names, from an identity in identityNamespace.
+func RefKey(ref scimv1.TargetReference, identityNamespace string) string {
+	return Key(ref.TargetKind(), identityNamespace, ref.Name)
 }
 
-// errTargetNotFound says a referenced target does not exist.
-type errTargetNotFound struct{ key string }
+// NotFoundError says a referenced target does not exist.
+type NotFoundError struct{ Target string }
 
-func (e *errTargetNotFound) Error() string { return e.key + " not found" }
+func (e *NotFoundError) Error() string { return e.Target + " not found" }
 
-// getTarget resolves a reference made from identityNamespace.
-func getTarget(ctx context.Context, c client.Reader, ref scimv1.TargetReference, identityNamespace, clusterResourceNamespace string) (*Target, error) {
+// Get resolves a reference made from identityNamespace.
+func Get(ctx context.Context, c client.Reader, ref scimv1.TargetReference, identityNamespace, clusterResourceNamespace string) (*Target, error) {
 	obj, err := scimv1.NewGenericTarget(ref.TargetKind())
 	if err != nil {
 		return nil, err
@@ -60,16 +69,16 @@ func getTarget(ctx context.Context, c client.Reader, ref scimv1.TargetReference,
 	}
 	if err := c.Get(ctx, key, obj); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &errTargetNotFound{key: refKey(ref, identityNamespace)}
+			return nil, &NotFoundError{Target: RefKey(ref, identityNamespace)}
 		}
 		return nil, err
 	}
-	return targetView(obj, clusterResourceNamespace), nil
+	return Of(obj, clusterResourceNamespace), nil
 }
 
-// targetView sees a ScimTarget or ClusterScimTarget through the Target view the controllers
+// Of sees a ScimTarget or ClusterScimTarget through the Target view the controllers
 // share: a ClusterScimTarget reads its Secrets from the cluster-resource namespace.
-func targetView(obj scimv1.GenericTarget, clusterResourceNamespace string) *Target {
+func Of(obj scimv1.GenericTarget, clusterResourceNamespace string) *Target {
 	t := &Target{Kind: obj.TargetKind(), Name: obj.GetName(), Namespace: obj.GetNamespace(), SecretNamespace: obj.GetNamespace(),
 		Spec: obj.TargetSpec(), Status: obj.TargetStatus(), AllowedNamespaces: obj.Namespaces(), Object: obj.(client.Object)}
 	if obj.ClusterScoped() {
@@ -78,19 +87,19 @@ func targetView(obj scimv1.GenericTarget, clusterResourceNamespace string) *Targ
 	return t
 }
 
-// viewOf sees an object of a target kind through the Target view; the caller knows it is one.
-func viewOf(obj client.Object, clusterResourceNamespace string) *Target {
+// OfObject sees an object of a target kind through the Target view; the caller knows it is one.
+func OfObject(obj client.Object, clusterResourceNamespace string) *Target {
 	gt, ok := obj.(scimv1.GenericTarget)
 	if !ok {
-		panic(fmt.Sprintf("viewOf: %T is not a target", obj))
+		panic(fmt.Sprintf("OfObject: %T is not a target", obj))
 	}
-	return targetView(gt, clusterResourceNamespace)
+	return Of(gt, clusterResourceNamespace)
 }
 
-// namespaceAllowed checks a ClusterScimTarget's allowedNamespaces; "" means allowed, else the
+// NamespaceAllowed checks a ClusterScimTarget's allowedNamespaces; "" means allowed, else the
 // rule that refused. A ScimTarget serves its own namespace only (references never cross
 // namespaces). Unset or empty allowedNamespaces allows no namespace.
-func namespaceAllowed(ctx context.Context, c client.Reader, t *Target, namespace string) (string, error) {
+func NamespaceAllowed(ctx context.Context, c client.Reader, t *Target, namespace string) (string, error) {
 	if t.Kind != scimv1.KindClusterScimTarget {
 		return "", nil
 	}
@@ -120,16 +129,16 @@ func namespaceAllowed(ctx context.Context, c client.Reader, t *Target, namespace
 		namespace, t.Key(), a.Names, metav1.FormatLabelSelector(a.Selector)), nil
 }
 
-// identitiesOfTarget lists, read-only (no deep copies), the identities that reference a target
+// Identities lists, read-only (no deep copies), the identities that reference a target
 // or still have an account on it.
-func identitiesOfTarget(ctx context.Context, c client.Reader, kind, namespace, name string) (*scimv1.ServiceIdentityList, error) {
+func Identities(ctx context.Context, c client.Reader, kind, namespace, name string) (*scimv1.ServiceIdentityList, error) {
 	list := &scimv1.ServiceIdentityList{}
-	opts := []client.ListOption{client.MatchingFields{identityTargetIndex: targetKey(kind, namespace, name)}, client.UnsafeDisableDeepCopy}
+	opts := []client.ListOption{client.MatchingFields{IdentityIndex: Key(kind, namespace, name)}, client.UnsafeDisableDeepCopy}
 	if kind == scimv1.KindScimTarget {
 		opts = append(opts, client.InNamespace(namespace))
 	}
 	if err := c.List(ctx, list, opts...); err != nil {
-		return nil, fmt.Errorf("listing identities of %s: %w", targetKey(kind, namespace, name), err)
+		return nil, fmt.Errorf("listing identities of %s: %w", Key(kind, namespace, name), err)
 	}
 	return list, nil
 }
