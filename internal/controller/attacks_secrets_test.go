@@ -444,7 +444,7 @@ var _ = Describe("Attacks on credentials", func() {
 			Spec: scimv1.ClusterScimTargetSpec{ScimTargetSpec: bearerTarget("", "", other.Name, endpoint()).Spec}}
 		cst.Spec.Auth.BearerToken.SecretKeyRef.Key = "credentials.json"
 		Expect(k8s.Create(ctx, cst)).To(Succeed())
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, cst)).To(Succeed()) })
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(ctx, cst))).To(Succeed()) }) // or purged
 		Eventually(get(ctx, cst)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonCredentials))
 		Expect(condition(cst, scimv1.ConditionReady).Message).To(ContainSubstring("credential snapshot"))
 

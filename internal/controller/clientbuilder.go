@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
@@ -70,6 +71,8 @@ type SecretClientBuilder struct {
 	// Guard judges the addresses namespaced ScimTargets dial (endpoint and OAuth2 token URL);
 	// nil means NewAddressGuard(nil, nil). Set it before the first ForTarget.
 	Guard *AddressGuard
+	// Metrics records every SCIM request (nil: not recorded).
+	Metrics *metrics.Metrics
 	// SlotsPerTarget bounds the requests in flight to one target (scim.Slots, which keeps a
 	// quarter more for revocations), so a target that hangs holds a bounded share of the
 	// workers; <= 0 means 2. Set it before the first ForTarget.
@@ -173,7 +176,7 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *targets.Target) 
 	return scim.New(t.Spec.Endpoint, scim.Options{
 		HTTPClient: conn.http, Auth: &secretAuth{b: b, t: t, conn: conn}, Limiter: conn.limiter, Timeout: b.Timeout, Slots: conn.slots,
 		TenantSlots:       b.tenantSlots(t),
-		Observer:          observeRequest(t.Key()),
+		Observer:          b.Metrics.Observer(t.Key()),
 		FilterUnsupported: caps != nil && caps.Filter != nil && !*caps.Filter,
 	})
 }

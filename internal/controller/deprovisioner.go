@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -64,7 +65,7 @@ type Deprovisioner struct {
 	ClusterResourceNamespace string
 	// Revocations times final revocations, from the deletion seen to the last target
 	// confirming; nil disables the histogram.
-	Revocations *revocationClock
+	Revocations *metrics.RevocationClock
 	// SecurityEvents, when set, is sent a signed Security Event Token (RISC account-disabled
 	// or account-purged) for each account a target confirmed revoked.
 	SecurityEvents *secevent.Publisher
@@ -133,13 +134,9 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 // observeRevocation records the time from the deletion (of the identity or its workload) to
 // now, when every target confirmed.
 func (d *Deprovisioner) observeRevocation(si *scimv1.ServiceIdentity) {
-	if d.Revocations == nil {
-		return
+	if d.Revocations != nil {
+		d.Revocations.Done(si)
 	}
-	if start := d.Revocations.start(si); !start.IsZero() {
-		revocationLatency.Observe(d.Revocations.clock.Since(start).Seconds())
-	}
-	d.Revocations.forget(si)
 }
 
 // Target applies the deletion policy the cause calls for to the identity's account(s) on one

@@ -165,10 +165,10 @@ func (r *ServiceIdentityReconciler) announce(si *scimv1.ServiceIdentity, t *targ
 	case change.adopted:
 		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", shownName, shownID, t.Key())
 	case change.recreated:
-		driftCorrections.WithLabelValues(t.Key(), "recreated").Inc()
+		r.Metrics.DriftCorrected(t.Key(), "recreated")
 		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was deleted on %s; recreated", shownName, t.Key())
 	case change.updated && inStep:
-		driftCorrections.WithLabelValues(t.Key(), "updated").Inc()
+		r.Metrics.DriftCorrected(t.Key(), "updated")
 		r.Recorder.Eventf(si, nil, "Warning", "DriftCorrected", "Resync", "Account %q was changed on %s; owned attributes restored", shownName, t.Key())
 	case wantState == scimv1.TargetStateSuspended && entry.State != wantState:
 		r.Recorder.Eventf(si, nil, "Warning", "Suspended", "Suspend", "Account %q set active=false on %s (spec.suspend)", shownName, t.Key())

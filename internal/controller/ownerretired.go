@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
@@ -80,7 +81,7 @@ func (h workloadEvents) enqueue(ctx context.Context, o client.Object, q workqueu
 		return
 	}
 	if retired && len(list.Items) > 0 && h.r.Revocations != nil {
-		h.r.Revocations.mark(workloadKey(o.GetNamespace(), h.kind, o.GetName()))
+		h.r.Revocations.Mark(metrics.WorkloadKey(o.GetNamespace(), h.kind, o.GetName()))
 	}
 	for _, si := range list.Items {
 		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}}

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 )
 
@@ -107,7 +108,7 @@ func (r *ServiceIdentityReconciler) setupRevoker(mgr ctrl.Manager) error {
 // revocation histogram.
 type deletionStarted struct {
 	predicate.Funcs
-	clock *revocationClock
+	clock *metrics.RevocationClock
 }
 
 func (deletionStarted) Create(e event.CreateEvent) bool {
@@ -121,7 +122,7 @@ func (deletionStarted) Generic(event.GenericEvent) bool { return false }
 func (p deletionStarted) Update(e event.UpdateEvent) bool {
 	started := e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
 	if started && p.clock != nil {
-		p.clock.mark(string(e.ObjectNew.GetUID()))
+		p.clock.Mark(string(e.ObjectNew.GetUID()))
 	}
 	return started
 }

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -42,6 +43,8 @@ type TargetReconciler struct {
 	probed sync.Map
 	// sweeps remembers, per target, the last sweep (sweepMemo).
 	sweeps sync.Map
+	// Metrics records orphans and forgets a deleted target's series (nil: not recorded).
+	Metrics *metrics.Metrics
 	// Flags hands the identities a sweep found out of step to the identity controller.
 	Flags                    *sweepFlags
 	Kind                     string // scimv1.KindScimTarget or scimv1.KindClusterScimTarget
@@ -353,7 +356,7 @@ func (r *TargetReconciler) forget(key string) {
 	if f, ok := r.Clients.(interface{ Forget(key string) }); ok {
 		f.Forget(key) // drop its connections, token cache and rate limiter
 	}
-	forgetTargetMetrics(key)
+	r.Metrics.ForgetTarget(key)
 }
 
 func (r *TargetReconciler) warnInsecure(t *targets.Target) {

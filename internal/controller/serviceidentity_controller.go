@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -68,7 +69,9 @@ type ServiceIdentityReconciler struct {
 	withdrawn sync.Map
 	// Revocations times revocations (shared with the workload controllers); nil disables the
 	// histogram.
-	Revocations *revocationClock
+	Revocations *metrics.RevocationClock
+	// Metrics records drift corrections (nil: not recorded).
+	Metrics *metrics.Metrics
 	// Deprovisioner is the one path that takes accounts away (shared with the revoker and the
 	// target controllers' orphan clean-up).
 	Deprovisioner *Deprovisioner
@@ -647,7 +650,7 @@ func (r *ServiceIdentityReconciler) identitiesForTarget(kind string) handler.Map
 // when a deletion was first seen for the revocation histogram.
 type deletionPredicate struct {
 	predicate.Funcs
-	clock *revocationClock
+	clock *metrics.RevocationClock
 }
 
 func (p deletionPredicate) Update(e event.UpdateEvent) bool {

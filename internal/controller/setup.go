@@ -4,10 +4,13 @@ import (
 	"net/netip"
 	"time"
 
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 )
 
@@ -61,6 +64,10 @@ func (c Config) requestsPerTarget() int {
 // Setup registers every controller with the manager, whose options went through
 // ConfigureManager.
 func Setup(mgr ctrl.Manager, cfg Config) error {
+	m := metrics.New(mgr.GetClient(), cfg.Clock)
+	if err := m.Register(crmetrics.Registry); err != nil {
+		return err
+	}
 	// Secrets got by name from the API server, never listed, watched or cached; snapshots
 	// written in the cluster-resource namespace only.
 	credentials := &CredentialStore{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(),
@@ -78,9 +85,10 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if b, ok := clients.(*SecretClientBuilder); ok {
 		b.Guard = NewAddressGuard(cfg.NamespacedTargetAllowedCIDRs, cfg.NamespacedTargetDeniedCIDRs)
 		b.SlotsPerTarget = cfg.requestsPerTarget()
+		b.Metrics = m
 	}
 	rec := mgr.GetEventRecorder("scim-operator")
-	revocations := newRevocationClock(cfg.Clock)
+	revocations := m.Revocations
 	breaker := NewBreaker(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)
 	breaker.Clock = cfg.Clock
 	flags := newSweepFlags()
@@ -88,12 +96,11 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	deprovisioner := &Deprovisioner{Flags: flags, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
 		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &observedDialects{clock: cfg.Clock}}
-	states.use(mgr.GetClient())
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
 		if err := (&TargetReconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
 			ClusterResourceNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Breaker: breaker,
-			Deprovisioner: deprovisioner, Credentials: credentials, CredentialRecheck: cfg.CredentialRecheck, Clock: cfg.Clock, Flags: flags,
+			Deprovisioner: deprovisioner, Metrics: m, Credentials: credentials, CredentialRecheck: cfg.CredentialRecheck, Clock: cfg.Clock, Flags: flags,
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}
@@ -113,7 +120,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	return (&ServiceIdentityReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
-		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, watched: watchedSet(cfg), Revocations: revocations, Deprovisioner: deprovisioner,
+		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, watched: watchedSet(cfg), Revocations: revocations, Metrics: m, Deprovisioner: deprovisioner,
 		Flags: flags, SecurityEvents: cfg.SecurityEvents != nil,
 	}).SetupWithManager(mgr)
 }

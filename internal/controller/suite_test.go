@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -162,11 +166,54 @@ var _ = AfterSuite(func() {
 
 // --- helpers shared by the specs ---
 
+// newNamespace makes a namespace that belongs to the calling spec (or Ordered container): when
+// it ends, what it made there is purged (purge).
 func newNamespace(ctx context.Context) string {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
 	Expect(k8s.Create(ctx, ns)).To(Succeed())
+	DeferCleanup(purge, ns.Name)
 	return ns.Name
 }
+
+// purge removes the workloads, identities and targets a spec left in namespace (and, with ""
+// for namespace, every ClusterScimTarget), stripping their finalizers: what the operator does
+// with them is the finished spec's business, not the next one's. Without it, every object a
+// spec leaves keeps workers busy in the specs after it, above all after a manager restart,
+// when everything left in the cluster is reconciled again (envtest runs no namespace
+// controller, so a namespace's deletion would remove nothing).
+func purge(ctx context.Context, namespace string) {
+	GinkgoHelper()
+	kinds := []client.Object{&scimv1.ClusterScimTarget{}}
+	opts := []client.DeleteAllOfOption{}
+	if namespace != "" {
+		kinds = []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &batchv1.CronJob{}, &corev1.ServiceAccount{},
+			&scimv1.ServiceIdentity{}, &scimv1.ScimTarget{}}
+		opts = append(opts, client.InNamespace(namespace))
+	}
+	for _, kind := range kinds {
+		Expect(client.IgnoreNotFound(k8s.DeleteAllOf(ctx, kind, opts...))).To(Succeed())
+	}
+	lists := []client.ObjectList{&scimv1.ClusterScimTargetList{}}
+	if namespace != "" {
+		lists = []client.ObjectList{&scimv1.ServiceIdentityList{}, &scimv1.ScimTargetList{}}
+	}
+	for _, list := range lists {
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.List(ctx, list, client.InNamespace(namespace))).To(Succeed())
+			g.Expect(meta.EachListItem(list, func(o runtime.Object) error {
+				obj := o.(client.Object)
+				if len(obj.GetFinalizers()) == 0 {
+					return nil
+				}
+				return client.IgnoreNotFound(k8s.Patch(ctx, obj, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))))
+			})).To(Succeed())
+			g.Expect(meta.LenList(list)).To(BeZero(), "objects left in %q", namespace)
+		}).Should(Succeed())
+	}
+}
+
+// Every ClusterScimTarget a spec made goes with it (purge).
+var _ = AfterEach(func(ctx SpecContext) { purge(ctx, "") })
 
 func endpoint() string { return "http://" + scimAddr + scimserver.BasePath }
 

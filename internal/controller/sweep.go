@@ -387,7 +387,7 @@ func (r *TargetReconciler) reportOrphans(ctx context.Context, t *targets.Target,
 		previous = last.Count
 	}
 	t.Status.Orphans = &scimv1.OrphanReport{Count: int32(len(orphans)), UserNames: names[:min(len(names), orphanNamesShown)], LastScanTime: &now}
-	orphanAccounts.WithLabelValues(t.Key()).Set(float64(len(orphans)))
+	r.Metrics.Orphans(t.Key(), len(orphans))
 	if len(orphans) > 0 && int32(len(orphans)) != previous {
 		r.Recorder.Eventf(t.Object, nil, "Warning", "OrphansFound", "Scan",
 			"%d account(s) carry this cluster's externalId prefix but have no ServiceIdentity (policy %s, %d acted on): %s",

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/metrics"
 )
 
 // WorkloadKinds are the kinds whose annotations ask for an identity.
@@ -36,7 +37,7 @@ type WorkloadReconciler struct {
 	GVK      schema.GroupVersionKind
 	Recorder recorder.EventRecorder
 	// Revocations notes workload deletions for the revocation histogram.
-	Revocations *revocationClock
+	Revocations *metrics.RevocationClock
 }
 
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
@@ -155,7 +156,7 @@ func hasScimAnnotation(o client.Object) bool {
 // the many workloads without them cost nothing beyond their metadata in the cache.
 type workloadPredicate struct {
 	predicate.Funcs
-	clock *revocationClock
+	clock *metrics.RevocationClock
 	kind  string
 }
 
@@ -164,7 +165,7 @@ func (workloadPredicate) Create(e event.CreateEvent) bool { return hasScimAnnota
 // Delete records when an annotated workload went; garbage collection deletes its identity.
 func (p workloadPredicate) Delete(e event.DeleteEvent) bool {
 	if p.clock != nil && hasScimAnnotation(e.Object) {
-		p.clock.mark(workloadKey(e.Object.GetNamespace(), p.kind, e.Object.GetName()))
+		p.clock.Mark(metrics.WorkloadKey(e.Object.GetNamespace(), p.kind, e.Object.GetName()))
 	}
 	return false
 }
