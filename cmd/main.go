@@ -22,6 +22,7 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/controller"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 )
@@ -64,7 +65,7 @@ func main() {
 		"Namespace holding the Secrets of ClusterScimTargets.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 64, "Parallel ServiceIdentity reconciles.")
 	flag.DurationVar(&scimTimeout, "scim-timeout", 15*time.Second, "Timeout of each SCIM call.")
-	flag.DurationVar(&credentialRecheck, "credentials-recheck-interval", controller.DefaultCredentialRecheck,
+	flag.DurationVar(&credentialRecheck, "credentials-recheck-interval", connect.DefaultCredentialRecheck,
 		"How long credentials read from a target's Secrets are used before they are read again. The operator may only "+
 			"get Secrets (no list, no watch), so a rotated Secret is picked up within this interval, or at once when the "+
 			"target answers 401 or 403 to the old credentials.")
@@ -80,7 +81,7 @@ func main() {
 			"otherwise (loopback, link-local or --namespaced-target-denied-cidrs), e.g. 127.0.0.1/32 for a local SCIM "+
 			"server. Addresses are judged after DNS resolution; namespaced targets never use HTTP(S)_PROXY (a proxy would "+
 			"dial for the operator, out of the guard's sight). ClusterScimTargets are not restricted.")
-	flag.StringVar(&deniedCIDRs, "namespaced-target-denied-cidrs", controller.FormatCIDRs(controller.DefaultDeniedCIDRs),
+	flag.StringVar(&deniedCIDRs, "namespaced-target-denied-cidrs", connect.FormatCIDRs(connect.DefaultDeniedCIDRs),
 		"Comma-separated CIDRs (private and cluster ranges) a namespaced ScimTarget may not reach; loopback, link-local, "+
 			"unspecified and multicast addresses are refused in any case. \"\" refuses only those.")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
@@ -98,12 +99,12 @@ func main() {
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
-	allowed, err := controller.ParseCIDRs(allowedCIDRs)
+	allowed, err := connect.ParseCIDRs(allowedCIDRs)
 	if err != nil {
 		log.Error(err, "Invalid --namespaced-target-allowed-cidrs")
 		os.Exit(1)
 	}
-	denied, err := controller.ParseCIDRs(deniedCIDRs)
+	denied, err := connect.ParseCIDRs(deniedCIDRs)
 	if err != nil {
 		log.Error(err, "Invalid --namespaced-target-denied-cidrs")
 		os.Exit(1)

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -272,7 +273,7 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		for _, t := range targets {
 			Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonAddressNotAllowed), t.Name)
 			msg := withoutOwnURLs(condition(t, scimv1.ConditionReady).Message)
-			Expect(msg).To(ContainSubstring(ErrAddressNotAllowed.Error()))
+			Expect(msg).To(ContainSubstring(connect.ErrAddressNotAllowed.Error()))
 			for _, r := range revealing {
 				Expect(msg).NotTo(ContainSubstring(r), "target %s", t.Name)
 			}

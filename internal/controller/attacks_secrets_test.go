@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -424,7 +425,7 @@ var _ = Describe("Attacks on credentials", func() {
 		Expect(k8s.Get(ctx, keyOf(ns, "acme"), target)).To(Succeed())
 		snapshot := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "scim-credentials-" + string(target.UID)}}
 		Eventually(get(ctx, snapshot)).Should(WithTransform(func(s *corev1.Secret) map[string]string { return s.Labels },
-			HaveKeyWithValue(SnapshotLabel, "true")))
+			HaveKeyWithValue(connect.SnapshotLabel, "true")))
 
 		// What deleting the namespace does, the target first: it waits for its identities.
 		Expect(k8s.Delete(ctx, target)).To(Succeed())
@@ -437,7 +438,7 @@ var _ = Describe("Attacks on credentials", func() {
 
 		By("a snapshot cannot be referenced as a target's Secret")
 		other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "scim-credentials-" + ns,
-			Labels: map[string]string{SnapshotLabel: "true"}}, StringData: map[string]string{"credentials.json": `{}`}}
+			Labels: map[string]string{connect.SnapshotLabel: "true"}}, StringData: map[string]string{"credentials.json": `{}`}}
 		Expect(k8s.Create(ctx, other)).To(Succeed())
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(ctx, other))).To(Succeed()) }) // or swept below
 		cst := &scimv1.ClusterScimTarget{ObjectMeta: metav1.ObjectMeta{Name: "snapshot-reader-" + ns},
@@ -450,13 +451,13 @@ var _ = Describe("Attacks on credentials", func() {
 
 		By("a snapshot left by a finalizer removed by hand goes at the next start; a living target's stays")
 		orphan := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "scim-credentials-00000000-0000-0000-0000-" + ns[len(ns)-5:] + "0000000",
-			Labels: map[string]string{SnapshotLabel: "true"}}, StringData: map[string]string{"credentials.json": `{}`}}
+			Labels: map[string]string{connect.SnapshotLabel: "true"}}, StringData: map[string]string{"credentials.json": `{}`}}
 		Expect(k8s.Create(ctx, orphan)).To(Succeed())
 		living := createTarget(ctx, ns, "living", testToken)
 		Eventually(get(ctx, living)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		kept := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "scim-credentials-" + string(living.UID)}}
 		Eventually(get(ctx, kept)).Should(Not(BeNil()))
-		sweeper := &SnapshotSweeper{Reader: k8s, Store: &CredentialStore{Reader: k8s, Writer: k8s, Namespace: operatorNS}}
+		sweeper := &connect.SnapshotSweeper{Reader: k8s, Store: &connect.CredentialStore{Reader: k8s, Writer: k8s, Namespace: operatorNS}}
 		Expect(sweeper.Start(ctx)).To(Succeed())
 		Expect(gone(ctx, orphan)()).To(BeTrue())
 		Expect(gone(ctx, other)()).To(BeTrue())

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
@@ -32,8 +34,8 @@ func TestClassify(t *testing.T) {
 		retryAfter time.Duration
 	}{
 		{"target not found", fmt.Errorf("resolving: %w", &targets.NotFoundError{Target: "payments/acme"}), transient, scimv1.ReasonTargetNotFound, 0},
-		{"address not allowed", fmt.Errorf("GET /Users: %w", ErrAddressNotAllowed), stalled, scimv1.ReasonAddressNotAllowed, 0},
-		{"credentials unavailable", fmt.Errorf("client for payments/acme: %w", &CredentialsError{Msg: "secret payments/acme-token has no key \"token\""}),
+		{"address not allowed", fmt.Errorf("GET /Users: %w", connect.ErrAddressNotAllowed), stalled, scimv1.ReasonAddressNotAllowed, 0},
+		{"credentials unavailable", fmt.Errorf("client for payments/acme: %w", &connect.CredentialsError{Msg: "secret payments/acme-token has no key \"token\""}),
 			transient, scimv1.ReasonCredentials, 0},
 		{"401", scimErr(http.StatusUnauthorized, 0), transient, scimv1.ReasonUnauthorized, 0},
 		{"403", scimErr(http.StatusForbidden, 0), transient, scimv1.ReasonUnauthorized, 0},
@@ -81,5 +83,18 @@ func TestClassify(t *testing.T) {
 				t.Errorf("want transient carrying the error, got %+v", o)
 			}
 		})
+	}
+}
+
+// A provider's ETag is recorded only when status can hold it as it is.
+func TestRecordedVersionIsBounded(t *testing.T) {
+	for v, want := range map[string]string{
+		`W/"1"`:                   `W/"1"`,
+		strings.Repeat("x", 2048): "",
+		"a\x1bb":                  "",
+	} {
+		if got := recordedVersion(scim.Resource{"meta": map[string]any{"version": v}}); got != want {
+			t.Errorf("recordedVersion(%.20q) = %.20q, want %.20q", v, got, want)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
@@ -57,7 +58,7 @@ type Deprovisioner struct {
 	Client client.Client
 	// APIReader confirms, past the cache, that a target does not exist.
 	APIReader client.Reader
-	Clients   ClientBuilder
+	Clients   connect.ClientBuilder
 	Breaker   *Breaker
 	// ClusterID prefixes every externalId.
 	ClusterID string

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -228,9 +229,9 @@ func classify(err error) outcome {
 	switch {
 	case errors.As(err, &nf):
 		return outcome{err: err, reason: scimv1.ReasonTargetNotFound}
-	case errors.Is(err, ErrAddressNotAllowed):
+	case errors.Is(err, connect.ErrAddressNotAllowed):
 		return outcome{stalled: err.Error(), reason: scimv1.ReasonAddressNotAllowed}
-	case isCredentialsError(err):
+	case connect.IsCredentialsError(err):
 		return outcome{err: err, reason: scimv1.ReasonCredentials}
 	case scim.IsUnauthorized(err):
 		return outcome{err: err, reason: scimv1.ReasonUnauthorized}

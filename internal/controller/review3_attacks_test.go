@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -190,8 +191,8 @@ var _ = Describe("Review of trust round 3", func() {
 		ns := newNamespace(ctx)
 		fastTarget(ctx, ns, "own")
 		// A second identity reconciler, driven by hand, to look at what it keeps in memory.
-		builder := NewSecretClientBuilder(k8s, 5*time.Second)
-		builder.Guard = NewAddressGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, nil)
+		builder := connect.NewSecretClientBuilder(k8s, 5*time.Second)
+		builder.Guard = connect.NewAddressGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, nil)
 		flags := newSweepFlags()
 		r2 := &ServiceIdentityReconciler{Client: k8s, APIReader: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
 			ClusterID: testClusterID, ClusterResourceNamespace: operatorNS, Flags: flags,

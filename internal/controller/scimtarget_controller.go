@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -48,7 +49,7 @@ type TargetReconciler struct {
 	// Flags hands the identities a sweep found out of step to the identity controller.
 	Flags                    *sweepFlags
 	Kind                     string // scimv1.KindScimTarget or scimv1.KindClusterScimTarget
-	Clients                  ClientBuilder
+	Clients                  connect.ClientBuilder
 	Recorder                 recorder.EventRecorder
 	ClusterResourceNamespace string
 	// ClusterID is the externalId prefix that marks this cluster's accounts (orphan scan).
@@ -61,17 +62,17 @@ type TargetReconciler struct {
 	Clock clock.PassiveClock
 
 	// Credentials keeps the credential snapshots.
-	Credentials *CredentialStore
+	Credentials *connect.CredentialStore
 	// CredentialRecheck is how often the credentials of a Ready target are read again, so that
 	// a rotation is probed (and snapshotted) within it; it also bounds the backoff of a target
-	// that failed (DefaultCredentialRecheck when zero).
+	// that failed (connect.DefaultCredentialRecheck when zero).
 	CredentialRecheck time.Duration
 	// snapshotted remembers, per target and UID, the credentials version and generation of its snapshot.
 	snapshotted sync.Map
 }
 
-// credentialsVersioner is a ClientBuilder that tells which credentials a target's client is
-// built from (SecretClientBuilder).
+// credentialsVersioner is a connect.ClientBuilder that tells which credentials a target's client is
+// built from (connect.SecretClientBuilder).
 type credentialsVersioner interface {
 	CredentialsVersion(ctx context.Context, t *targets.Target) (string, error)
 }
@@ -80,7 +81,7 @@ func (r *TargetReconciler) recheck() time.Duration {
 	if r.CredentialRecheck > 0 {
 		return r.CredentialRecheck
 	}
-	return DefaultCredentialRecheck
+	return connect.DefaultCredentialRecheck
 }
 
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=scimtargets;clusterscimtargets,verbs=get;list;watch;update;patch

@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -49,7 +50,7 @@ type ServiceIdentityReconciler struct {
 	client.Client
 	// APIReader reads objects the cache does not hold (workloads named by spec.workloadRef).
 	APIReader client.Reader
-	Clients   ClientBuilder
+	Clients   connect.ClientBuilder
 	Recorder  recorder.EventRecorder
 	// ClusterID prefixes every externalId.
 	ClusterID string

@@ -4,12 +4,16 @@ import (
 	"net/netip"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 )
@@ -21,7 +25,7 @@ type Config struct {
 	MaxConcurrentReconciles  int
 	SCIMTimeout              time.Duration
 	// Clients overrides the SCIM client builder (tests); nil reads credentials from Secrets.
-	Clients ClientBuilder
+	Clients connect.ClientBuilder
 	// MaxConcurrentRequestsPerTarget bounds the SCIM requests in flight to one target, so a
 	// target that hangs holds a bounded share of the workers; <= 0 means a quarter of
 	// MaxConcurrentReconciles, at least 2.
@@ -31,13 +35,13 @@ type Config struct {
 	// that hosts a SCIM service).
 	NamespacedTargetAllowedCIDRs []netip.Prefix
 	// NamespacedTargetDeniedCIDRs are the private and cluster ranges namespaced ScimTargets may
-	// not reach (nil: DefaultDeniedCIDRs). Loopback, link-local, unspecified and multicast
+	// not reach (nil: connect.DefaultDeniedCIDRs). Loopback, link-local, unspecified and multicast
 	// addresses are always refused unless allowed.
 	NamespacedTargetDeniedCIDRs []netip.Prefix
 	// Clock tells the time to every controller (nil: the real clock); tests inject a fake one.
 	Clock clock.PassiveClock
 	// CredentialRecheck is how long credentials read from Secrets are used before they are
-	// read again (<= 0: DefaultCredentialRecheck). Secrets are not watched: a rotation is
+	// read again (<= 0: connect.DefaultCredentialRecheck). Secrets are not watched: a rotation is
 	// picked up within it, or at once when the target answers 401 or 403.
 	CredentialRecheck time.Duration
 	// WatchNamespaces are the namespaces the cache holds (see WatchNamespaces); none: all.
@@ -61,6 +65,16 @@ func (c Config) requestsPerTarget() int {
 	return max(c.MaxConcurrentReconciles/4, 2)
 }
 
+// ConfigureManager sets the manager options the controllers rely on: Secrets are never read
+// from a cache (the client gets them from the API server), so the manager starts no informer
+// on Secrets, which the operator's RBAC would not allow (no list, no watch).
+func ConfigureManager(o *ctrl.Options) {
+	if o.Client.Cache == nil {
+		o.Client.Cache = &client.CacheOptions{}
+	}
+	o.Client.Cache.DisableFor = append(o.Client.Cache.DisableFor, &corev1.Secret{})
+}
+
 // Setup registers every controller with the manager, whose options went through
 // ConfigureManager.
 func Setup(mgr ctrl.Manager, cfg Config) error {
@@ -70,20 +84,20 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}
 	// Secrets got by name from the API server, never listed, watched or cached; snapshots
 	// written in the cluster-resource namespace only.
-	credentials := &CredentialStore{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(),
+	credentials := &connect.CredentialStore{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(),
 		Namespace: cfg.ClusterResourceNamespace}
-	if err := mgr.Add(&SnapshotSweeper{Reader: mgr.GetAPIReader(), Store: credentials}); err != nil {
+	if err := mgr.Add(&connect.SnapshotSweeper{Reader: mgr.GetAPIReader(), Store: credentials}); err != nil {
 		return err
 	}
 	clients := cfg.Clients
 	if clients == nil {
-		b := NewSecretClientBuilder(mgr.GetAPIReader(), cfg.SCIMTimeout)
+		b := connect.NewSecretClientBuilder(mgr.GetAPIReader(), cfg.SCIMTimeout)
 		b.Credentials = credentials
 		b.Recheck = cfg.CredentialRecheck
 		clients = b
 	}
-	if b, ok := clients.(*SecretClientBuilder); ok {
-		b.Guard = NewAddressGuard(cfg.NamespacedTargetAllowedCIDRs, cfg.NamespacedTargetDeniedCIDRs)
+	if b, ok := clients.(*connect.SecretClientBuilder); ok {
+		b.Guard = connect.NewAddressGuard(cfg.NamespacedTargetAllowedCIDRs, cfg.NamespacedTargetDeniedCIDRs)
 		b.SlotsPerTarget = cfg.requestsPerTarget()
 		b.Metrics = m
 	}

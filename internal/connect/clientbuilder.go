@@ -1,4 +1,7 @@
-package controller
+// Package connect builds the SCIM clients the controllers use: credentials read from Secrets
+// (never cached, snapshotted for deletion), OAuth2, the address guard that keeps namespaced
+// targets off private ranges, and the per-target and per-tenant request slots.
+package connect
 
 import (
 	"context"
@@ -431,7 +434,7 @@ func key(t *targets.Target, secrets map[string]*corev1.Secret, name, k string) (
 	return string(v), nil
 }
 
-func isCredentialsError(err error) bool {
+func IsCredentialsError(err error) bool {
 	var ce *CredentialsError
 	return errors.As(err, &ce)
 }

@@ -1,4 +1,4 @@
-package controller
+package connect
 
 import (
 	"context"
@@ -224,4 +224,9 @@ func TestRefusedCredentialsAreReadAgainAndRetriedOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// containsAny reports whether list holds one of values.
+func containsAny(list []string, values ...string) bool {
+	return slices.ContainsFunc(values, func(v string) bool { return slices.Contains(list, v) })
 }

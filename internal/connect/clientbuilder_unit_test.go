@@ -1,4 +1,4 @@
-package controller
+package connect
 
 import (
 	"context"
@@ -229,9 +229,6 @@ func TestNamespacedTargetsAreGuardedAfterResolution(t *testing.T) {
 	if !errors.Is(err, ErrAddressNotAllowed) {
 		t.Fatalf("want ErrAddressNotAllowed, got %v", err)
 	}
-	if o := classify(err); o.reason != scimv1.ReasonAddressNotAllowed || o.stalled == "" {
-		t.Errorf("classify: got %+v", o)
-	}
 	checkNoLeak(t, err.Error(), "127.0.0.1", "::1", fmt.Sprint(port), "connection refused", "dial")
 	if ln.accepted.Load() != 0 {
 		t.Fatalf("the guarded target reached the server (%d connections)", ln.accepted.Load())
@@ -285,7 +282,7 @@ func TestOAuth2TokenURLIsGuarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Get(ctx, "Users", "u1")
-	if !errors.Is(err, ErrAddressNotAllowed) || classify(err).reason != scimv1.ReasonAddressNotAllowed {
+	if !errors.Is(err, ErrAddressNotAllowed) {
 		t.Fatalf("want ErrAddressNotAllowed, got %v", err)
 	}
 	checkNoLeak(t, err.Error(), "127.0.0.2", fmt.Sprint(tokens.Listener.Addr().(*net.TCPAddr).Port), "client-s3cret")
@@ -395,10 +392,8 @@ func TestTargetSlotsAreSharedAmongItsClients(t *testing.T) {
 	if !errors.Is(err, scim.ErrTargetBusy) {
 		t.Fatalf("want ErrTargetBusy with both slots held, got %v", err)
 	}
-	// Transient, with no Retry-After: the work queue's exponential backoff spaces the attempts.
-	if o := classify(err); o.err == nil || o.stalled != "" || o.retryAfter != 0 {
-		t.Errorf("classify: want a transient outcome left to the backoff, got %+v", o)
-	}
+	// Transient, with no Retry-After: the work queue's exponential backoff spaces the attempts
+	// (TestClassify in internal/controller).
 	close(hold)
 	wg.Wait()
 }
@@ -411,18 +406,5 @@ func TestTokenErrorStatusLineIsSanitised(t *testing.T) {
 	msg := a.describe(err, nil).Error()
 	if len(msg) > 200 || strings.ContainsAny(msg, "\x1b\u202e") {
 		t.Fatalf("unbounded or unsanitised: %d bytes %q", len(msg), msg)
-	}
-}
-
-// A provider's ETag is recorded only when status can hold it as it is.
-func TestRecordedVersionIsBounded(t *testing.T) {
-	for v, want := range map[string]string{
-		`W/"1"`:                   `W/"1"`,
-		strings.Repeat("x", 2048): "",
-		"a\x1bb":                  "",
-	} {
-		if got := recordedVersion(scim.Resource{"meta": map[string]any{"version": v}}); got != want {
-			t.Errorf("recordedVersion(%.20q) = %.20q, want %.20q", v, got, want)
-		}
 	}
 }

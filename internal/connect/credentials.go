@@ -1,4 +1,4 @@
-package controller
+package connect
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -41,16 +40,6 @@ const (
 	snapshotPrefix           = "scim-credentials-"
 	snapshotDataKey          = "credentials.json"
 )
-
-// ConfigureManager sets the manager options the controllers rely on: Secrets are never read
-// from a cache (the client gets them from the API server), so the manager starts no informer
-// on Secrets, which the operator's RBAC would not allow (no list, no watch).
-func ConfigureManager(o *ctrl.Options) {
-	if o.Client.Cache == nil {
-		o.Client.Cache = &client.CacheOptions{}
-	}
-	o.Client.Cache.DisableFor = append(o.Client.Cache.DisableFor, &corev1.Secret{})
-}
 
 // CredentialStore reads the Secrets a target references and keeps the targets' snapshots.
 type CredentialStore struct {
