@@ -10,6 +10,7 @@ import (
 	"time"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -42,7 +43,7 @@ func TestClassify(t *testing.T) {
 		{"account conflict", fmt.Errorf("%w: userName %q belongs to another account", errAccountConflict, "bot"), stalled, scimv1.ReasonAccountConflict, 0},
 		{"account conflict carrying the target's 409", fmt.Errorf("%w (the target answered: %v)", errAccountConflict, scimErr(http.StatusConflict, 0)),
 			stalled, scimv1.ReasonAccountConflict, 0},
-		{"circuit breaker open: wait until a slot frees", fmt.Errorf("deactivating: %w", &BreakerOpenError{Target: "payments/acme", Wait: 42 * time.Second}),
+		{"circuit breaker open: wait until a slot frees", fmt.Errorf("deactivating: %w", &breaker.OpenError{Target: "payments/acme", Wait: 42 * time.Second}),
 			transient, scimv1.ReasonBreakerOpen, 42 * time.Second},
 		{"target busy: left to the backoff", fmt.Errorf("GET /Users/1: %w", scim.ErrTargetBusy), transient, scimv1.ReasonUnreachable, 0},
 		{"503 with Retry-After", scimErr(http.StatusServiceUnavailable, 30*time.Second), transient, scimv1.ReasonUnreachable, 30 * time.Second},

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -59,7 +60,7 @@ type Deprovisioner struct {
 	// APIReader confirms, past the cache, that a target does not exist.
 	APIReader client.Reader
 	Clients   connect.ClientBuilder
-	Breaker   *Breaker
+	Breaker   *breaker.Breaker
 	// ClusterID prefixes every externalId.
 	ClusterID string
 	// ClusterResourceNamespace holds the secrets of ClusterScimTargets.
@@ -410,7 +411,7 @@ func (e *errOrphanChanged) Error() string {
 //
 // The orphan's externalId (the provider's data) names its namespace, so the breaker charges
 // that namespace only when it exists and t serves it (OrphanBucket); otherwise the shared
-// bucket. A pause returns orphanPaused with the *BreakerOpenError that says which bucket.
+// bucket. A pause returns orphanPaused with the *breaker.OpenError that says which bucket.
 func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.Client, u scim.Resource, policy scimv1.OrphanPolicy) (orphanOutcome, error) {
 	id := u.ID()
 	bucket, err := d.OrphanBucket(ctx, t, u.ExternalID())
@@ -439,7 +440,7 @@ func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.C
 		return orphanUntouched, nil
 	}
 	if a.charge != nil {
-		var open *BreakerOpenError
+		var open *breaker.OpenError
 		if err := a.charge(ctx); errors.As(err, &open) {
 			return orphanPaused, open
 		} else if err != nil {
@@ -575,20 +576,20 @@ func (d *Deprovisioner) chargeTo(a *accountSync, t *targets.Target, namespace st
 func (d *Deprovisioner) OrphanBucket(ctx context.Context, t *targets.Target, externalID string) (string, error) {
 	ns := namespaceOf(d.ClusterID, externalID)
 	if ns == "" {
-		return sharedBucket, nil
+		return breaker.SharedBucket, nil
 	}
 	if t.Kind != scimv1.KindClusterScimTarget {
 		if ns != t.Namespace {
-			return sharedBucket, nil
+			return breaker.SharedBucket, nil
 		}
 	} else if refusal, err := targets.NamespaceAllowed(ctx, d.Client, t, ns); apierrors.IsNotFound(err) || (err == nil && refusal != "") {
-		return sharedBucket, nil
+		return breaker.SharedBucket, nil
 	} else if err != nil {
 		return "", fmt.Errorf("checking namespace %q of an orphaned account on %s: %w", ns, t.Key(), err)
 	}
 	switch err := d.Client.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}); {
 	case apierrors.IsNotFound(err):
-		return sharedBucket, nil
+		return breaker.SharedBucket, nil
 	case err != nil:
 		return "", fmt.Errorf("checking namespace %q of an orphaned account on %s: %w", ns, t.Key(), err)
 	}

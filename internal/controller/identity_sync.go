@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -225,7 +226,7 @@ func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStat
 func classify(err error) outcome {
 	var nf *targets.NotFoundError
 	var se *scim.Error
-	var open *BreakerOpenError
+	var open *breaker.OpenError
 	switch {
 	case errors.As(err, &nf):
 		return outcome{err: err, reason: scimv1.ReasonTargetNotFound}

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
@@ -72,7 +73,7 @@ func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *targets.Target, 
 			names := slices.Sorted(maps.Keys(paused))
 			shown := make([]string, 0, min(len(names), orphanNamesShown))
 			for _, n := range names[:min(len(names), orphanNamesShown)] {
-				shown = append(shown, bucketName(n))
+				shown = append(shown, breaker.BucketName(n))
 			}
 			r.Recorder.Eventf(t.Object, nil, "Warning", "OrphansPaused", "Cleanup",
 				"%d orphaned account(s) were not acted on: the circuit breaker paused the share of namespace(s) %s (the next sweep continues; the other namespaces were cleaned up)",
@@ -101,7 +102,7 @@ func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *targets.Target, 
 		}
 		out, err := r.Deprovisioner.Orphan(ctx, t, c, u, policy)
 		var changed *errOrphanChanged
-		var open *BreakerOpenError
+		var open *breaker.OpenError
 		switch {
 		case errors.As(err, &changed):
 			skipped = append(skipped, fmt.Sprintf("%q: %s", scim.Sanitize(u.UserName(), 256), changed.Error()))

@@ -103,3 +103,10 @@ func TestPatchRefusalIsPerEndpointAndExpires(t *testing.T) {
 		t.Fatalf("an expired refusal is still shown: %v", got)
 	}
 }
+func TestNamespaceOf(t *testing.T) {
+	for in, want := range map[string]string{"c1/ns/name": "ns", "c1/ns": "", "c2/ns/name": "", "": "", "c1//x": ""} {
+		if got := namespaceOf("c1", in); got != want {
+			t.Errorf("namespaceOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -55,7 +56,7 @@ type TargetReconciler struct {
 	// ClusterID is the externalId prefix that marks this cluster's accounts (orphan scan).
 	ClusterID string
 	// Breaker is shared with the identity controller.
-	Breaker *Breaker
+	Breaker *breaker.Breaker
 	// Deprovisioner takes orphaned accounts away (shared with the identity controller).
 	Deprovisioner *Deprovisioner
 	// Clock tells the time of probes and orphan scans (nil: the real clock).
@@ -537,4 +538,11 @@ func (identityUsePredicate) Update(e event.UpdateEvent) bool {
 	o, n := e.ObjectOld.(*scimv1.ServiceIdentity), e.ObjectNew.(*scimv1.ServiceIdentity)
 	return o.Generation != n.Generation || o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero() ||
 		len(o.Status.Targets) != len(n.Status.Targets)
+}
+
+// annotationPredicate passes updates that change the value of one annotation.
+func annotationPredicate(key string) predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetAnnotations()[key] != e.ObjectNew.GetAnnotations()[key]
+	}}
 }

@@ -1,4 +1,4 @@
-package controller
+package breaker
 
 import (
 	"errors"
@@ -73,7 +73,7 @@ func TestCurrentWindow(t *testing.T) {
 // it began, and says when to look again.
 func TestBreakerOpenFollowsTheClock(t *testing.T) {
 	clock := clocktesting.NewFakePassiveClock(breakerEpoch)
-	b := NewBreaker(nil, nil, "ops")
+	b := New(nil, nil, "ops")
 	b.Clock = clock
 	tg := breakerTarget(3, time.Minute, breakerEpoch.Add(-10*time.Second), 3, "", "")
 
@@ -108,7 +108,7 @@ func TestBreakerOpenFollowsTheClock(t *testing.T) {
 // refund gives a slot back; neither survives the window.
 func TestBreakerPoolSlots(t *testing.T) {
 	clock := clocktesting.NewFakePassiveClock(breakerEpoch)
-	b := NewBreaker(nil, nil, "ops")
+	b := New(nil, nil, "ops")
 	b.Clock = clock
 	tg := breakerTarget(3, time.Minute, breakerEpoch, 3, "", "")
 	p := b.pool(tg, "t")
@@ -138,7 +138,7 @@ func TestBreakerPoolSlots(t *testing.T) {
 // deletions only, and the message names it.
 func TestBreakerSharesPerNamespace(t *testing.T) {
 	clock := clocktesting.NewFakePassiveClock(breakerEpoch)
-	b := NewBreaker(nil, nil, "ops")
+	b := New(nil, nil, "ops")
 	b.Clock = clock
 	tg := breakerTarget(3, time.Minute, breakerEpoch, 3, "", "")
 	tg.Status.CircuitBreaker.Namespaces = []scimv1.BreakerNamespace{{Namespace: "noisy", Charged: 3}}
@@ -146,9 +146,9 @@ func TestBreakerSharesPerNamespace(t *testing.T) {
 	if !open || !strings.Contains(msg, `"noisy"`) || !strings.Contains(msg, "Other namespaces are not affected") {
 		t.Fatalf("open=%v msg=%q, want open for namespace noisy only", open, msg)
 	}
-	var paused *BreakerOpenError
+	var paused *OpenError
 	if err := b.Charge(t.Context(), tg, "noisy"); !errors.As(err, &paused) || paused.Namespace != "noisy" {
-		t.Fatalf("charging the full namespace: %v, want a BreakerOpenError for noisy", err)
+		t.Fatalf("charging the full namespace: %v, want a OpenError for noisy", err)
 	}
 	p := b.pool(tg, "quiet")
 	p.uid, p.windowStart, p.free = tg.Object.GetUID(), breakerEpoch, 1
@@ -158,14 +158,6 @@ func TestBreakerSharesPerNamespace(t *testing.T) {
 	b.Forget(tg.Key())
 	if len(b.pools) != 0 {
 		t.Fatalf("Forget left %d pools of the target", len(b.pools))
-	}
-}
-
-func TestNamespaceOf(t *testing.T) {
-	for in, want := range map[string]string{"c1/ns/name": "ns", "c1/ns": "", "c2/ns/name": "", "": "", "c1//x": ""} {
-		if got := namespaceOf("c1", in); got != want {
-			t.Errorf("namespaceOf(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 
@@ -194,23 +186,23 @@ func TestBreakerCapsNamespaces(t *testing.T) {
 	if err := c.Get(t.Context(), client.ObjectKeyFromObject(tg.Object), tg.Object); err != nil {
 		t.Fatal(err)
 	}
-	b := NewBreaker(c, c, "ops")
+	b := New(c, c, "ops")
 	b.Clock = clocktesting.NewFakePassiveClock(breakerEpoch)
 	bucket, err := b.ChargeBucket(t.Context(), tg, "newcomer")
-	if err != nil || bucket != sharedBucket {
+	if err != nil || bucket != SharedBucket {
 		t.Fatalf("charging a namespace beyond the cap: bucket %q, %v; want the shared bucket", bucket, err)
 	}
 	if err := c.Get(t.Context(), client.ObjectKeyFromObject(tg.Object), tg.Object); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(tg.Status.CircuitBreaker.Namespaces); n != maxBreakerNamespaces || namespaceCharged(tg.Status.CircuitBreaker, sharedBucket) != 1 {
+	if n := len(tg.Status.CircuitBreaker.Namespaces); n != maxBreakerNamespaces || namespaceCharged(tg.Status.CircuitBreaker, SharedBucket) != 1 {
 		t.Fatalf("status lists %d namespaces (shared charged %d), want %d with the shared bucket charged once",
-			n, namespaceCharged(tg.Status.CircuitBreaker, sharedBucket), maxBreakerNamespaces)
+			n, namespaceCharged(tg.Status.CircuitBreaker, SharedBucket), maxBreakerNamespaces)
 	}
-	var open *BreakerOpenError
-	if _, err := b.ChargeBucket(t.Context(), tg, "another"); !errors.As(err, &open) || open.Namespace != sharedBucket ||
+	var open *OpenError
+	if _, err := b.ChargeBucket(t.Context(), tg, "another"); !errors.As(err, &open) || open.Namespace != SharedBucket ||
 		!strings.Contains(err.Error(), "(other)") {
-		t.Fatalf("the shared share is used up: %v, want a BreakerOpenError for (other)", err)
+		t.Fatalf("the shared share is used up: %v, want a OpenError for (other)", err)
 	}
 	if isOpen, msg, _ := b.Open(tg); !isOpen || !strings.Contains(msg, "(other)") {
 		t.Fatalf("open=%v msg=%q, want the shared bucket named (other)", isOpen, msg)
@@ -223,7 +215,7 @@ func TestBreakerCapsNamespaces(t *testing.T) {
 // Pools of windows that are over are dropped from memory by later charges.
 func TestBreakerPrunesPastWindows(t *testing.T) {
 	clock := clocktesting.NewFakePassiveClock(breakerEpoch)
-	b := NewBreaker(nil, nil, "ops")
+	b := New(nil, nil, "ops")
 	b.Clock = clock
 	tg := breakerTarget(3, time.Minute, breakerEpoch, 0, "", "")
 	for i := range 200 {

@@ -1,4 +1,6 @@
-package controller
+// Package breaker is the mass-deletion circuit breaker: it charges the irreversible DELETEs
+// (and orphan clean-up writes) per target and namespace, and pauses them past the limit.
+package breaker
 
 import (
 	"context"
@@ -15,7 +17,6 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -73,15 +74,15 @@ type breakerPool struct {
 // window has charged this many namespaces, further ones are charged to the shared bucket.
 const maxBreakerNamespaces = 512
 
-// sharedBucket is the share of the accounts of no namespace the target serves (an orphan whose
+// SharedBucket is the share of the accounts of no namespace the target serves (an orphan whose
 // externalId names a namespace that does not exist, or one the target does not serve), and of
 // the namespaces beyond maxBreakerNamespaces: the provider's data chooses these names, so they
 // share one slice of the limit instead of each getting its own.
-const sharedBucket = ""
+const SharedBucket = ""
 
-// bucketName is how a bucket is shown in messages.
-func bucketName(namespace string) string {
-	if namespace == sharedBucket {
+// BucketName is how a bucket is shown in messages.
+func BucketName(namespace string) string {
+	if namespace == SharedBucket {
 		return "(other)"
 	}
 	return strconv.Quote(namespace)
@@ -90,8 +91,8 @@ func bucketName(namespace string) string {
 // pruneEvery is how often, at least, pools of past windows are dropped.
 const pruneEvery = time.Minute
 
-// NewBreaker returns a breaker whose trip notifications are buffered.
-func NewBreaker(c client.Client, reader client.Reader, clusterResourceNamespace string) *Breaker {
+// New returns a breaker whose trip notifications are buffered.
+func New(c client.Client, reader client.Reader, clusterResourceNamespace string) *Breaker {
 	return &Breaker{Client: c, Reader: reader, ClusterResourceNamespace: clusterResourceNamespace,
 		pools: map[string]*breakerPool{}, trips: map[string]chan event.GenericEvent{
 			scimv1.KindScimTarget:        make(chan event.GenericEvent, 64),
@@ -99,15 +100,15 @@ func NewBreaker(c client.Client, reader client.Reader, clusterResourceNamespace 
 		}}
 }
 
-// BreakerOpenError says the breaker refused a deletion; Wait is when a slot frees.
-type BreakerOpenError struct {
+// OpenError says the breaker refused a deletion; Wait is when a slot frees.
+type OpenError struct {
 	Target    string
 	Namespace string
 	Wait      time.Duration
 }
 
-func (e *BreakerOpenError) Error() string {
-	return fmt.Sprintf("Paused by the circuit breaker of %s (namespace %s's share); see its status", e.Target, bucketName(e.Namespace))
+func (e *OpenError) Error() string {
+	return fmt.Sprintf("Paused by the circuit breaker of %s (namespace %s's share); see its status", e.Target, BucketName(e.Namespace))
 }
 
 // Trips is where the breaker announces, for one target kind, a target whose breaker opened.
@@ -203,7 +204,7 @@ func chargedNamespace(w *scimv1.BreakerStatus, namespace string) bool {
 // rowsKept is the rows of status.circuitBreaker.namespaces kept free for the shared bucket: one
 // until it is listed.
 func rowsKept(w *scimv1.BreakerStatus) int {
-	if chargedNamespace(w, sharedBucket) {
+	if chargedNamespace(w, SharedBucket) {
 		return 0
 	}
 	return 1
@@ -233,7 +234,7 @@ func chargeNamespace(w *scimv1.BreakerStatus, namespace string, k int) {
 
 // Charge reserves one remote deletion on t for an account of namespace. Each namespace has
 // its own share of the limit, so one namespace's deletions never pause another's. It returns
-// a *BreakerOpenError when the namespace's share of the window is used up, or the API error
+// a *OpenError when the namespace's share of the window is used up, or the API error
 // of a reservation that could not be written.
 func (b *Breaker) Charge(ctx context.Context, t *targets.Target, namespace string) error {
 	_, err := b.ChargeBucket(ctx, t, namespace)
@@ -246,7 +247,7 @@ func (b *Breaker) Charge(ctx context.Context, t *targets.Target, namespace strin
 func (b *Breaker) ChargeBucket(ctx context.Context, t *targets.Target, namespace string) (string, error) {
 	err := b.charge(ctx, t, namespace)
 	if errors.Is(err, errBreakerFull) {
-		return sharedBucket, b.charge(ctx, t, sharedBucket)
+		return SharedBucket, b.charge(ctx, t, SharedBucket)
 	}
 	return namespace, err
 }
@@ -275,13 +276,13 @@ func (b *Breaker) charge(ctx context.Context, t *targets.Target, namespace strin
 	for attempt := 0; ; attempt++ {
 		cur := targets.OfObject(obj, b.ClusterResourceNamespace)
 		w := currentWindow(cur, interval, now)
-		if namespace != sharedBucket && !chargedNamespace(&w, namespace) && len(w.Namespaces)+rowsKept(&w) >= maxBreakerNamespaces {
+		if namespace != SharedBucket && !chargedNamespace(&w, namespace) && len(w.Namespaces)+rowsKept(&w) >= maxBreakerNamespaces {
 			return errBreakerFull
 		}
 		used := namespaceCharged(&w, namespace)
 		if used >= limit {
 			b.trip(cur)
-			return &BreakerOpenError{Target: cur.Key(), Namespace: namespace, Wait: max(w.WindowStart.Add(interval).Sub(now), time.Second)}
+			return &OpenError{Target: cur.Key(), Namespace: namespace, Wait: max(w.WindowStart.Add(interval).Sub(now), time.Second)}
 		}
 		base := obj.DeepCopyObject().(client.Object)
 		k := min(chunk, limit-used)
@@ -345,7 +346,7 @@ func (b *Breaker) Open(t *targets.Target) (bool, string, time.Duration) {
 			b.release(p)
 		}
 		if !unused {
-			paused = append(paused, bucketName(n.Namespace))
+			paused = append(paused, BucketName(n.Namespace))
 		}
 	}
 	if len(paused) == 0 {
@@ -367,11 +368,4 @@ func (b *Breaker) Forget(key string) {
 			delete(b.pools, k)
 		}
 	}
-}
-
-// annotationPredicate passes updates that change the value of one annotation.
-func annotationPredicate(key string) predicate.Funcs {
-	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		return e.ObjectOld.GetAnnotations()[key] != e.ObjectNew.GetAnnotations()[key]
-	}}
 }
