@@ -8,12 +8,11 @@ import (
 	"unicode/utf8"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
-
-const usersEndpoint = "Users"
 
 // errAccountConflict: an account the identity needs (its userName, or its externalId twice)
 // is not provably and uniquely ours. Nothing is written to or deleted from it.
@@ -33,9 +32,9 @@ type accountSync struct {
 	matchAttr scimv1.MatchAttribute
 	adoption  scimv1.AdoptionPolicy
 	// kind is the resource type the target's accounts are made as (User, Agent...).
-	kind accountKind
+	kind dialect.Kind
 	// dialects records what the provider answered that discovery did not say.
-	dialects *observedDialects
+	dialects *dialect.Observed
 	// charge reserves one remote deletion with the circuit breaker (per namespace); refund
 	// gives it back when nothing was changed. nil: no breaker.
 	charge func(ctx context.Context) error
@@ -53,10 +52,10 @@ const maxAccountIDBytes = 512
 
 // usePatch decides PATCH or PUT for the accounts from spec.compatibility and the discovered
 // capabilities.
-func (a *accountSync) usePatch() bool { return a.usePatchOn(a.kind.endpoint) }
+func (a *accountSync) usePatch() bool { return a.usePatchOn(a.kind.Endpoint) }
 
 // usePatchOn decides PATCH or PUT for one resource endpoint: a refusal seen there (and only
-// there) sends PUT for patchRefusalTTL, then PATCH is tried again.
+// there) sends PUT for dialect.PatchRefusalTTL, then PATCH is tried again.
 func (a *accountSync) usePatchOn(endpoint string) bool {
 	if c := a.t.Spec.Compatibility; c != nil {
 		switch c.PatchMode {
@@ -66,7 +65,7 @@ func (a *accountSync) usePatchOn(endpoint string) bool {
 			return false
 		}
 	}
-	if a.dialects.hasWithin(a.t.Key(), patchRefusedKey(endpoint), patchRefusalTTL) {
+	if a.dialects.HasWithin(a.t.Key(), dialect.PatchRefusedKey(endpoint), dialect.PatchRefusalTTL) {
 		return false
 	}
 	if caps := a.t.Status.Capabilities; caps != nil && caps.Patch != nil {
@@ -82,9 +81,9 @@ func (a *accountSync) patchRefused(endpoint string, err error) {
 	if endpoint == groupsEndpoint {
 		what = "group members are changed by a PUT of the group"
 	}
-	a.dialects.note(a.t.Key(), patchRefusedKey(endpoint), status.Truncate(fmt.Sprintf(
+	a.dialects.Note(a.t.Key(), dialect.PatchRefusedKey(endpoint), status.Truncate(fmt.Sprintf(
 		"The provider refused a PATCH of /%s (%v) although its ServiceProviderConfig advertises it: %s for %s, then PATCH is tried again",
-		endpoint, err, what, patchRefusalTTL), 512))
+		endpoint, err, what, dialect.PatchRefusalTTL), 512))
 }
 
 func (a *accountSync) useETag() bool {
@@ -140,7 +139,7 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 			return found, false, err
 		}
 	}
-	created, err := a.c.Create(ctx, a.kind.endpoint, a.desired)
+	created, err := a.c.Create(ctx, a.kind.Endpoint, a.desired)
 	if err == nil {
 		if a.ours(created) {
 			return created, false, nil
@@ -183,7 +182,7 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 // read GETs the account with this id; an answer that names another id is someone else's
 // resource and is refused.
 func (a *accountSync) read(ctx context.Context, id string) (scim.Resource, error) {
-	u, err := a.c.Get(ctx, a.kind.endpoint, id)
+	u, err := a.c.Get(ctx, a.kind.Endpoint, id)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +215,7 @@ func (a *accountSync) byExternalID(ctx context.Context) (scim.Resource, error) {
 
 // findOurs lists every account carrying our externalId.
 func (a *accountSync) findOurs(ctx context.Context) ([]scim.Resource, error) {
-	found, err := a.c.Find(ctx, a.kind.endpoint, "externalId", a.externalID)
+	found, err := a.c.Find(ctx, a.kind.Endpoint, "externalId", a.externalID)
 	if err != nil {
 		return nil, fmt.Errorf("looking up externalId %q on %s: %w", a.externalID, a.t.Key(), err)
 	}
@@ -233,7 +232,7 @@ func (a *accountSync) findOurs(ctx context.Context) ([]scim.Resource, error) {
 // target's adoption policy (no externalId at all, and spec.adoption IfNoExternalID). Any
 // other account with that userName is a conflict: it is a person's, or another identity's.
 func (a *accountSync) byUserName(ctx context.Context) (scim.Resource, bool, error) {
-	found, err := a.c.Find(ctx, a.kind.endpoint, a.kind.nameAttr, a.userName)
+	found, err := a.c.Find(ctx, a.kind.Endpoint, a.kind.NameAttr, a.userName)
 	if err != nil {
 		return nil, false, fmt.Errorf("looking up userName %q on %s: %w", a.userName, a.t.Key(), err)
 	}
@@ -245,9 +244,9 @@ func (a *accountSync) byUserName(ctx context.Context) (scim.Resource, bool, erro
 // caseExact false): every account is listed and compared case-insensitively here.
 func (a *accountSync) byUserNameScan(ctx context.Context) (scim.Resource, bool, error) {
 	var found []scim.Resource
-	err := a.c.EachPage(ctx, a.kind.endpoint, "", sweepPageSize, 0, func(page []scim.Resource) error {
+	err := a.c.EachPage(ctx, a.kind.Endpoint, "", sweepPageSize, 0, func(page []scim.Resource) error {
 		for _, u := range page {
-			if strings.EqualFold(accountName(u, a.kind), a.userName) {
+			if strings.EqualFold(dialect.AccountName(u, a.kind), a.userName) {
 				found = append(found, u)
 			}
 		}
@@ -257,7 +256,7 @@ func (a *accountSync) byUserNameScan(ctx context.Context) (scim.Resource, bool, 
 		return nil, false, fmt.Errorf("listing the accounts of %s to find userName %q: %w", a.t.Key(), a.userName, err)
 	}
 	if len(found) > 0 {
-		a.dialects.note(a.t.Key(), AdaptCaseInsensitive, "The provider's userName filter missed an account its uniqueness check knows "+
+		a.dialects.Note(a.t.Key(), dialect.AdaptCaseInsensitive, "The provider's userName filter missed an account its uniqueness check knows "+
 			"(userName matched case-sensitively): after a 409, accounts are listed and their userNames compared case-insensitively by the operator")
 	}
 	return a.classifyByUserName(found)
@@ -311,13 +310,13 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 		var updated scim.Resource
 		var err error
 		if a.usePatch() {
-			updated, err = a.c.Patch(ctx, a.kind.endpoint, user.ID(), ops, ifMatch)
+			updated, err = a.c.Patch(ctx, a.kind.Endpoint, user.ID(), ops, ifMatch)
 			if scim.IsNotImplemented(err) {
-				a.patchRefused(a.kind.endpoint, err)
+				a.patchRefused(a.kind.Endpoint, err)
 			}
 		}
 		if !a.usePatch() {
-			updated, err = a.c.Replace(ctx, a.kind.endpoint, user.ID(), scim.ReplaceBody(a.desired, user), ifMatch)
+			updated, err = a.c.Replace(ctx, a.kind.Endpoint, user.ID(), scim.ReplaceBody(a.desired, user), ifMatch)
 		}
 		if scim.IsPreconditionFailed(err) && attempt == 0 {
 			id, adoptable := user.ID(), user.ExternalID() == ""

@@ -18,6 +18,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
@@ -78,7 +79,7 @@ type Deprovisioner struct {
 	Flags *sweepFlags
 	// Dialects remembers what providers answered that discovery did not say (shared with the
 	// identity and target controllers, which show it on the target's status.adaptations).
-	Dialects *observedDialects
+	Dialects *dialect.Observed
 
 	// confirmed holds what targets confirmed for identities retired for good, so that neither
 	// the revoker nor the identity controller sends it twice while the status that records it
@@ -252,7 +253,7 @@ func (d *Deprovisioner) publish(a *accountSync, entry *scimv1.IdentityTargetStat
 		return
 	}
 	entry.Revocation.SecurityEvent = secevent.NewJTI()
-	entry.Revocation.SecurityEventSubject = secevent.SCIMResource(a.c.Endpoint(), a.kind.endpoint, ids[0]).Member("uri")
+	entry.Revocation.SecurityEventSubject = secevent.SCIMResource(a.c.Endpoint(), a.kind.Endpoint, ids[0]).Member("uri")
 	entry.Revocation.SecurityEventDelivery = scimv1.SecurityEventPending
 }
 
@@ -326,7 +327,7 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 	var err error
 	if a.usePatch() {
 		var patched scim.Resource
-		patched, err = a.c.Patch(ctx, a.kind.endpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
+		patched, err = a.c.Patch(ctx, a.kind.Endpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
 		if err == nil && ifMatch != "" && (patched == nil || patched.ID() != id || !a.ours(patched)) {
 			// The version matched, but the answer does not show our account (a 204, or a
 			// provider that reused the id and does not enforce If-Match): no DELETE on that
@@ -334,14 +335,14 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 			return errNotOnRecord
 		}
 		if scim.IsNotImplemented(err) {
-			a.patchRefused(a.kind.endpoint, err)
+			a.patchRefused(a.kind.Endpoint, err)
 			if u.ExternalID() == "" { // onRecord's account: no body to PUT; look it up
 				return errNotOnRecord
 			}
-			_, err = a.c.Replace(ctx, a.kind.endpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
+			_, err = a.c.Replace(ctx, a.kind.Endpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
 		}
 	} else {
-		_, err = a.c.Replace(ctx, a.kind.endpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
+		_, err = a.c.Replace(ctx, a.kind.Endpoint, id, scim.ReplaceBody(scim.Resource{"active": false}, u), "")
 	}
 	if scim.IsNotFound(err) && ifMatch != "" {
 		return errNotOnRecord
@@ -366,7 +367,7 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 			return fmt.Errorf("account %s on %s is deactivated; deleting it waits: %w", scim.Sanitize(id, 128), a.t.Key(), err)
 		}
 	}
-	if err := a.c.Delete(ctx, a.kind.endpoint, id); err != nil {
+	if err := a.c.Delete(ctx, a.kind.Endpoint, id); err != nil {
 		if a.refund != nil {
 			a.refund() // nothing deleted (or we cannot tell): do not count it
 		}
@@ -487,7 +488,7 @@ func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.C
 		}
 		ifMatch = a.ifMatch(answer)
 	}
-	err = a.c.DeleteIfMatch(ctx, a.kind.endpoint, id, ifMatch)
+	err = a.c.DeleteIfMatch(ctx, a.kind.Endpoint, id, ifMatch)
 	switch {
 	case scim.IsPreconditionFailed(err):
 		if !deactivate {
@@ -506,13 +507,13 @@ func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.C
 // provider refuses PATCH), conditional on ifMatch. The answer is nil after a 204.
 func (d *Deprovisioner) deactivateOrphan(ctx context.Context, a *accountSync, cur scim.Resource, ifMatch string) (scim.Resource, error) {
 	if a.usePatch() {
-		answer, err := a.c.Patch(ctx, a.kind.endpoint, cur.ID(), []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
+		answer, err := a.c.Patch(ctx, a.kind.Endpoint, cur.ID(), []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
 		if !scim.IsNotImplemented(err) {
 			return answer, err
 		}
-		a.patchRefused(a.kind.endpoint, err)
+		a.patchRefused(a.kind.Endpoint, err)
 	}
-	return a.c.Replace(ctx, a.kind.endpoint, cur.ID(), scim.ReplaceBody(scim.Resource{"active": false}, cur), ifMatch)
+	return a.c.Replace(ctx, a.kind.Endpoint, cur.ID(), scim.ReplaceBody(scim.Resource{"active": false}, cur), ifMatch)
 }
 
 // stillOrphan says why u, just read from the target, is no longer the orphan the sweep
@@ -548,7 +549,7 @@ func (d *Deprovisioner) accountSync(si *scimv1.ServiceIdentity, t *targets.Targe
 
 func (d *Deprovisioner) accountSyncFor(t *targets.Target, c *scim.Client, externalID, userName string) *accountSync {
 	a := &accountSync{c: c, t: t, externalID: externalID, userName: userName,
-		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption, kind: kindOf(t), dialects: d.Dialects}
+		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption, kind: dialect.KindOf(t), dialects: d.Dialects}
 	d.chargeTo(a, t, namespaceOf(d.ClusterID, externalID))
 	return a
 }

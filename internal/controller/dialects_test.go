@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -42,12 +43,12 @@ var dialectVerdicts = map[string]map[string]dialectVerdict{}
 // adaptation must then be on the target's status.adaptations, and the matrix says "adapted".
 var dialectAdapted = map[string]map[string]string{
 	"lying-spc": {
-		"adopt": AdaptPatchRefused, "update": AdaptPatchRefused, "groups": AdaptPatchRefused,
-		"suspend": AdaptPatchRefused, "drift": AdaptPatchRefused, "revoke": AdaptPatchRefused,
+		"adopt": dialect.AdaptPatchRefused, "update": dialect.AdaptPatchRefused, "groups": dialect.AdaptPatchRefused,
+		"suspend": dialect.AdaptPatchRefused, "drift": dialect.AdaptPatchRefused, "revoke": dialect.AdaptPatchRefused,
 	},
-	"case-sensitive-filters": {"adopt": AdaptCaseInsensitive},
-	"aws-identity-center":    {"orphans": AdaptListWithoutFilter},
-	"put-merges":             {"update": AdaptUpdateWithPut, "drift": AdaptUpdateWithPut},
+	"case-sensitive-filters": {"adopt": dialect.AdaptCaseInsensitive},
+	"aws-identity-center":    {"orphans": dialect.AdaptListWithoutFilter},
+	"put-merges":             {"update": dialect.AdaptUpdateWithPut, "drift": dialect.AdaptUpdateWithPut},
 }
 
 // dialectTargets adapts the target to a profile where the flows would otherwise not exercise

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/lru"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -310,7 +311,7 @@ func (r *ServiceIdentityReconciler) askDirectory(ctx context.Context, owner stri
 	if d.attr == "emails" {
 		filter = "emails.value eq " + scim.Quote(owner)
 	}
-	found, err := c.ListAll(ctx, usersEndpoint, filter, 10, 1)
+	found, err := c.ListAll(ctx, dialect.UsersEndpoint, filter, 10, 1)
 	if err != nil {
 		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s did not answer: %v", dirKey, err)
 	}

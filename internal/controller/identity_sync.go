@@ -13,6 +13,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -41,10 +42,10 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if desired == nil {
 		return outcome{}, 0 // the spec is blocked; reconcileNormal reports why
 	}
-	if err := kindReady(t); err != nil {
+	if err := dialect.KindReady(t); err != nil {
 		return r.entryFailed(entry, outcome{err: err, reason: scimv1.ReasonProgressing}), 0
 	}
-	desired = asKind(desired, kindOf(t))
+	desired = dialect.AsKind(desired, dialect.KindOf(t))
 	g := guardrailsOf(t)
 	if err := g.check(t, si); err != nil {
 		// Nothing is provisioned. An account that exists keeps what it has until the spec
@@ -125,7 +126,7 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 	}
 	change := accountChange{adopted: adopted, recreated: inStep && user.ID() != entry.ID, updated: updated}
 	// What the provider returned is bounded and sanitised before it is shown anywhere.
-	shownName := scim.Sanitize(accountName(user, kindOf(t)), 256)
+	shownName := scim.Sanitize(dialect.AccountName(user, dialect.KindOf(t)), 256)
 	r.announce(si, t, entry, user, wantState, change, inStep)
 	unchanged := inStep && change == accountChange{} && entry.Version == recordedVersion(user)
 	joined := entry.Groups
@@ -162,7 +163,7 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 // announce says in an Event (and the drift metric) what provisioning changed on an account.
 func (r *ServiceIdentityReconciler) announce(si *scimv1.ServiceIdentity, t *targets.Target, entry *scimv1.IdentityTargetStatus,
 	user scim.Resource, wantState scimv1.TargetState, change accountChange, inStep bool) {
-	shownName, shownID := scim.Sanitize(accountName(user, kindOf(t)), 256), scim.Sanitize(user.ID(), 128)
+	shownName, shownID := scim.Sanitize(dialect.AccountName(user, dialect.KindOf(t)), 256), scim.Sanitize(user.ID(), 128)
 	switch {
 	case change.adopted:
 		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", shownName, shownID, t.Key())

@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
@@ -82,24 +83,24 @@ func TestKilled(t *testing.T) {
 	}
 }
 
-// A PATCH refused on one endpoint switches that endpoint only, and only for patchRefusalTTL.
+// A PATCH refused on one endpoint switches that endpoint only, and only for dialect.PatchRefusalTTL.
 func TestPatchRefusalIsPerEndpointAndExpires(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
-	d := &observedDialects{clock: clk}
+	d := &dialect.Observed{Clock: clk}
 	tg := &targets.Target{Kind: scimv1.KindScimTarget, Namespace: "ns", Name: "t", Spec: &scimv1.ScimTargetSpec{}, Status: &scimv1.ScimTargetStatus{}}
-	a := &accountSync{t: tg, kind: kindOf(tg), dialects: d}
-	a.patchRefused(usersEndpoint, errors.New("501"))
-	if a.usePatchOn(usersEndpoint) || !a.usePatchOn(groupsEndpoint) {
-		t.Fatalf("after a refusal on /Users: users PATCH=%v groups PATCH=%v, want false, true", a.usePatchOn(usersEndpoint), a.usePatchOn(groupsEndpoint))
+	a := &accountSync{t: tg, kind: dialect.KindOf(tg), dialects: d}
+	a.patchRefused(dialect.UsersEndpoint, errors.New("501"))
+	if a.usePatchOn(dialect.UsersEndpoint) || !a.usePatchOn(groupsEndpoint) {
+		t.Fatalf("after a refusal on /Users: users PATCH=%v groups PATCH=%v, want false, true", a.usePatchOn(dialect.UsersEndpoint), a.usePatchOn(groupsEndpoint))
 	}
-	if got := d.all(tg.Key()); len(got) != 1 || got[AdaptPatchRefused] == "" {
-		t.Fatalf("status adaptations = %v, want one PatchRefused", got)
+	if got := d.All(tg.Key()); len(got) != 1 || got[dialect.AdaptPatchRefused] == "" {
+		t.Fatalf("status dialect.Adaptations = %v, want one PatchRefused", got)
 	}
-	clk.SetTime(clk.Now().Add(patchRefusalTTL))
-	if !a.usePatchOn(usersEndpoint) {
+	clk.SetTime(clk.Now().Add(dialect.PatchRefusalTTL))
+	if !a.usePatchOn(dialect.UsersEndpoint) {
 		t.Fatal("PATCH is never tried again after a refusal")
 	}
-	if got := d.all(tg.Key()); len(got) != 0 {
+	if got := d.All(tg.Key()); len(got) != 0 {
 		t.Fatalf("an expired refusal is still shown: %v", got)
 	}
 }

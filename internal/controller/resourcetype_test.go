@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -42,7 +43,7 @@ var _ = Describe("Resource types beyond User", func() {
 		Expect(k8s.Get(ctx, keyOf(ns, "agents"), t)).To(Succeed())
 		Expect(t.Status.ResourceType).NotTo(BeNil())
 		Expect([]string{t.Status.ResourceType.Name, t.Status.ResourceType.Endpoint, t.Status.ResourceType.Schema}).
-			To(Equal([]string{"Agent", "/Agents", SchemaAgent}))
+			To(Equal([]string{"Agent", "/Agents", dialect.SchemaAgent}))
 
 		si := newIdentity(ns, "helpdesk", "agents")
 		si.Spec.DisplayName = "Helpdesk agent"

@@ -19,6 +19,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -197,7 +198,7 @@ var _ = Describe("Review of trust round 3", func() {
 		r2 := &ServiceIdentityReconciler{Client: k8s, APIReader: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
 			ClusterID: testClusterID, ClusterResourceNamespace: operatorNS, Flags: flags,
 			Deprovisioner: &Deprovisioner{Client: k8s, APIReader: k8s, Clients: builder, ClusterID: testClusterID,
-				ClusterResourceNamespace: operatorNS, Flags: flags, Dialects: &observedDialects{}}}
+				ClusterResourceNamespace: operatorNS, Flags: flags, Dialects: &dialect.Observed{}}}
 		entries := func(m *sync.Map) int {
 			n := 0
 			m.Range(func(any, any) bool { n++; return true })

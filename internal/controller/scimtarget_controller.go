@@ -31,6 +31,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -200,7 +201,7 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *targets.Targe
 		return ctrl.Result{}, err
 	}
 	sweepWait, err := r.sweepIfDue(ctx, t)
-	t.Status.Adaptations = adaptations(t, r.Deprovisioner.Dialects.all(t.Key()))
+	t.Status.Adaptations = dialect.Adaptations(t, r.Deprovisioner.Dialects.All(t.Key()))
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -351,7 +352,7 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *targets.Targe
 func (r *TargetReconciler) forget(key string) {
 	r.probed.Delete(key)
 	r.sweeps.Delete(key)
-	r.Deprovisioner.Dialects.forget(key)
+	r.Deprovisioner.Dialects.Forget(key)
 	if r.Breaker != nil {
 		r.Breaker.Forget(key)
 	}
@@ -383,7 +384,7 @@ func (r *TargetReconciler) probe(ctx context.Context, t *targets.Target) (*scim.
 	if err != nil {
 		return nil, fmt.Errorf("discovering %s/ServiceProviderConfig: %w", t.Spec.Endpoint, err)
 	}
-	if _, err := c.List(ctx, usersEndpoint, "", 1, 1); err != nil {
+	if _, err := c.List(ctx, dialect.UsersEndpoint, "", 1, 1); err != nil {
 		return nil, fmt.Errorf("checking credentials with a Users query: %w", err)
 	}
 	return cfg, nil
@@ -392,14 +393,14 @@ func (r *TargetReconciler) probe(ctx context.Context, t *targets.Target) (*scim.
 // resourceType resolves what the target's accounts are made as (spec.resourceType against the
 // provider's /ResourceTypes).
 func (r *TargetReconciler) resourceType(ctx context.Context, t *targets.Target) (*scimv1.ResourceTypeStatus, error) {
-	if resolvedFor(t.Status.ResourceType, t.Spec.ResourceType) {
+	if dialect.ResolvedFor(t.Status.ResourceType, t.Spec.ResourceType) {
 		return t.Status.ResourceType, nil
 	}
 	c, err := r.Clients.ForTarget(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	return resolveResourceType(ctx, c, t.Spec.ResourceType)
+	return dialect.ResolveResourceType(ctx, c, t.Spec.ResourceType)
 }
 
 func capabilities(cfg *scim.ServiceProviderConfig, compat *scimv1.Compatibility) *scimv1.Capabilities {

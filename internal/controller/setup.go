@@ -15,6 +15,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 )
@@ -110,7 +111,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	flags.watched = watchedSet(cfg)
 	deprovisioner := &Deprovisioner{Flags: flags, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
-		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &observedDialects{clock: cfg.Clock}}
+		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &dialect.Observed{Clock: cfg.Clock}}
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
 		if err := (&TargetReconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,

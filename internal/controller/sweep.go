@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -152,7 +153,7 @@ func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *targets.Target) (t
 	// The sweep, and the orphans it cleans up, wait for revocations and provisioning under the
 	// target's rate limit.
 	ctx = scim.WithPriority(ctx, scim.PrioritySweep)
-	s := &sweep{r: r, t: t, c: c, kind: kindOf(t), prefix: r.ClusterID + "/", seen: sets.New[string]()}
+	s := &sweep{r: r, t: t, c: c, kind: dialect.KindOf(t), prefix: r.ClusterID + "/", seen: sets.New[string]()}
 	if err := s.run(ctx); err != nil {
 		return 0, fmt.Errorf("sweeping %s: %w", t.Key(), err)
 	}
@@ -179,7 +180,7 @@ type sweep struct {
 	r      *TargetReconciler
 	t      *targets.Target
 	c      *scim.Client
-	kind   accountKind
+	kind   dialect.Kind
 	prefix string
 	// seen holds the externalIds listed, to find the accounts on record that are missing.
 	seen    sets.Set[string]
@@ -202,12 +203,12 @@ func (s *sweep) run(ctx context.Context) error {
 	}
 	s.status.Listing = scimv1.SweepFiltered
 	page := func(p []scim.Resource) error { return s.page(ctx, p) }
-	err := s.c.EachPage(ctx, s.kind.endpoint, "externalId sw "+scim.Quote(filter), pageSize, 0, page)
+	err := s.c.EachPage(ctx, s.kind.Endpoint, "externalId sw "+scim.Quote(filter), pageSize, 0, page)
 	if err != nil && refusedFilter(err) {
 		s.reset()
 		s.status.Listing = scimv1.SweepUnfiltered
 		s.status.Message = status.Truncate("The provider refused the filter externalId sw ("+err.Error()+"); every account is listed and this cluster's are picked out", 512)
-		err = s.c.EachPage(ctx, s.kind.endpoint, "", pageSize, 0, page)
+		err = s.c.EachPage(ctx, s.kind.Endpoint, "", pageSize, 0, page)
 		if err != nil && (refusedFilter(err) || errors.Is(err, scim.ErrLimitExceeded)) {
 			s.reset()
 			s.status = scimv1.SweepStatus{Listing: scimv1.SweepPerIdentity,
@@ -255,7 +256,7 @@ func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
 		si := &scimv1.ServiceIdentity{}
 		switch err := s.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, si); {
 		case apierrors.IsNotFound(err):
-			orphan := scim.Resource{"id": u.ID(), "userName": accountName(u, s.kind), "externalId": ext}
+			orphan := scim.Resource{"id": u.ID(), "userName": dialect.AccountName(u, s.kind), "externalId": ext}
 			if active, present := u.Active(); present {
 				orphan["active"] = active
 			}
@@ -300,7 +301,7 @@ func (s *sweep) inStep(si *scimv1.ServiceIdentity, u scim.Resource) bool {
 	if err != nil {
 		return true // the spec is blocked; its reconcile says why
 	}
-	return len(scim.Diff(asKind(desired, s.kind), u)) == 0
+	return len(scim.Diff(dialect.AsKind(desired, s.kind), u)) == 0
 }
 
 func (s *sweep) entry(si *scimv1.ServiceIdentity) *scimv1.IdentityTargetStatus {

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -153,7 +154,7 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		Expect(s.Accounts).To(BeEquivalentTo(2), "this namespace's two accounts, picked out of the whole list")
 		Expect(s.Checked).To(BeEquivalentTo(1))
 		Expect(t.Status.Orphans.UserNames).To(ConsistOf("000-nosw-ghost." + ns))
-		Expect(t.Status.Adaptations).To(ContainElement(HaveField("Name", AdaptListWithoutFilter)))
+		Expect(t.Status.Adaptations).To(ContainElement(HaveField("Name", dialect.AdaptListWithoutFilter)))
 	})
 
 	It("attack: a sweep-requested-at loop makes the operator list the provider in a loop", func() {

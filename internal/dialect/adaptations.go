@@ -1,4 +1,4 @@
-package controller
+package dialect
 
 import (
 	"fmt"
@@ -27,14 +27,14 @@ const (
 	AdaptCaseInsensitive   = "UserNameMatchedOnClient"
 )
 
-// observedDialects remembers, per target, what providers answered that discovery did not say:
+// Observed remembers, per target, what providers answered that discovery did not say:
 // a PATCH refused although advertised, a userName filter matched case-sensitively. Memory
 // only: after a restart the first refusal teaches it again, and the call is retried the other
 // way at once.
-type observedDialects struct {
+type Observed struct {
 	m sync.Map // target key -> *targetDialect
-	// clock tells the time of notes (nil: the real clock).
-	clock clock.PassiveClock
+	// Clock tells the time of notes (nil: the real clock).
+	Clock clock.PassiveClock
 }
 
 type targetDialect struct {
@@ -47,15 +47,15 @@ type dialectNote struct {
 	at      time.Time
 }
 
-// patchRefusalTTL is how long a PATCH refused on one resource endpoint sends that endpoint's
+// PatchRefusalTTL is how long a PATCH refused on one resource endpoint sends that endpoint's
 // updates by PUT; then PATCH is tried again (a provider that refused it once, or a hostile
 // one that wants group members replaced wholesale, does not decide for ever).
-const patchRefusalTTL = 15 * time.Minute
+const PatchRefusalTTL = 15 * time.Minute
 
-// patchRefusedKey keys the refusal of PATCH on one resource endpoint ("Users", "Groups"...).
-func patchRefusedKey(endpoint string) string { return AdaptPatchRefused + ":" + endpoint }
+// PatchRefusedKey keys the refusal of PATCH on one resource endpoint ("Users", "Groups"...).
+func PatchRefusedKey(endpoint string) string { return AdaptPatchRefused + ":" + endpoint }
 
-func (o *observedDialects) note(target, name, message string) {
+func (o *Observed) Note(target, name, message string) {
 	if o == nil {
 		return
 	}
@@ -66,17 +66,17 @@ func (o *observedDialects) note(target, name, message string) {
 	d.notes[name] = dialectNote{message: message, at: o.now()}
 }
 
-func (o *observedDialects) now() time.Time {
-	if o.clock != nil {
-		return o.clock.Now()
+func (o *Observed) now() time.Time {
+	if o.Clock != nil {
+		return o.Clock.Now()
 	}
 	return time.Now()
 }
 
-func (o *observedDialects) has(target, name string) bool { return o.hasWithin(target, name, 0) }
+func (o *Observed) Has(target, name string) bool { return o.HasWithin(target, name, 0) }
 
 // hasWithin reports a note taken less than ttl ago (ttl 0: whenever); an older one is dropped.
-func (o *observedDialects) hasWithin(target, name string, ttl time.Duration) bool {
+func (o *Observed) HasWithin(target, name string, ttl time.Duration) bool {
 	if o == nil {
 		return false
 	}
@@ -95,7 +95,7 @@ func (o *observedDialects) hasWithin(target, name string, ttl time.Duration) boo
 	return ok
 }
 
-func (o *observedDialects) all(target string) map[string]string {
+func (o *Observed) All(target string) map[string]string {
 	out := map[string]string{}
 	if o == nil {
 		return out
@@ -116,15 +116,15 @@ func (o *observedDialects) all(target string) map[string]string {
 	return out
 }
 
-func (o *observedDialects) forget(target string) {
+func (o *Observed) Forget(target string) {
 	if o != nil {
 		o.m.Delete(target)
 	}
 }
 
-// adaptations lists the adaptations in effect on a target, from its discovered (or
+// Adaptations lists the Adaptations in effect on a target, from its discovered (or
 // overridden) capabilities, its compatibility settings and its last sweep.
-func adaptations(t *targets.Target, observed map[string]string) []scimv1.Adaptation {
+func Adaptations(t *targets.Target, observed map[string]string) []scimv1.Adaptation {
 	var out []scimv1.Adaptation
 	add := func(name, format string, args ...any) {
 		out = append(out, scimv1.Adaptation{Name: name, Message: status.Truncate(fmt.Sprintf(format, args...), 512)})

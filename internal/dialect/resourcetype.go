@@ -1,4 +1,7 @@
-package controller
+// Package dialect is what the operator knows of how a provider speaks SCIM: the resource type its
+// accounts are (Users, or an Agent type), and the adaptations observed at run time (a PATCH refused,
+// filters matched case-insensitively, ...), shown on the target's status.
+package dialect
 
 import (
 	"context"
@@ -16,6 +19,9 @@ import (
 // The resource types identities can be provisioned as. User is RFC 7643's; Agent is the IETF
 // SCIM agent drafts' (an Agent is named by "name", not "userName"); any other name is a
 // provider's own resource type found in /ResourceTypes, given the User attributes.
+// UsersEndpoint is the SCIM User resource endpoint (RFC 7644 §3.2).
+const UsersEndpoint = "Users"
+
 const (
 	resourceTypeUser  = "User"
 	resourceTypeAgent = "Agent"
@@ -25,42 +31,42 @@ const (
 	defaultUserType = "ServiceAccount"
 )
 
-// accountKind is how a target's accounts are addressed and named.
-type accountKind struct {
+// Kind is how a target's accounts are addressed and named.
+type Kind struct {
 	// endpoint is the resource type's endpoint, without the leading slash ("Users").
-	endpoint string
+	Endpoint string
 	// schema is its core schema URN.
-	schema string
+	Schema string
 	// nameAttr is the attribute that holds the identity's userName: userName, or name for Agents.
-	nameAttr string
+	NameAttr string
 	// userType, when set, is sent as userType when the spec sets none (Agent as a User).
 	userType string
 }
 
-var userKind = accountKind{endpoint: usersEndpoint, schema: scim.SchemaUser, nameAttr: "userName"}
+var UserKind = Kind{Endpoint: UsersEndpoint, Schema: scim.SchemaUser, NameAttr: "userName"}
 
-// kindOf is the account kind recorded on the target's status by discovery; nil status (a
+// KindOf is the account kind recorded on the target's status by discovery; nil status (a
 // target probed before resource types existed) means User.
-func kindOf(t *targets.Target) accountKind {
+func KindOf(t *targets.Target) Kind {
 	rt := t.Status.ResourceType
 	if rt == nil || rt.Name == resourceTypeUser {
-		return userKind
+		return UserKind
 	}
 	if rt.Schema == scim.SchemaUser { // Agent asked, the provider has no Agents: a User with userType Agent
-		k := userKind
+		k := UserKind
 		k.userType = resourceTypeAgent
 		return k
 	}
-	k := accountKind{endpoint: strings.TrimPrefix(rt.Endpoint, "/"), schema: rt.Schema, nameAttr: "userName"}
+	k := Kind{Endpoint: strings.TrimPrefix(rt.Endpoint, "/"), Schema: rt.Schema, NameAttr: "userName"}
 	if rt.Schema == SchemaAgent {
-		k.nameAttr = "name"
+		k.NameAttr = "name"
 	}
 	return k
 }
 
-// kindReady reports why a target's accounts cannot be provisioned yet: its spec names a resource
+// KindReady reports why a target's accounts cannot be provisioned yet: its spec names a resource
 // type that discovery has not resolved.
-func kindReady(t *targets.Target) error {
+func KindReady(t *targets.Target) error {
 	want := t.Spec.ResourceType
 	if want == "" || want == resourceTypeUser {
 		return nil
@@ -71,19 +77,19 @@ func kindReady(t *targets.Target) error {
 	return nil
 }
 
-// resolvedFor reports whether a recorded resource type answers spec.resourceType want. Once
+// ResolvedFor reports whether a recorded resource type answers spec.resourceType want. Once
 // recorded it is kept: accounts were made as that type, and a provider that starts (or stops)
 // advertising Agents later must not leave them behind.
-func resolvedFor(rt *scimv1.ResourceTypeStatus, want string) bool {
+func ResolvedFor(rt *scimv1.ResourceTypeStatus, want string) bool {
 	if want == "" {
 		want = resourceTypeUser
 	}
 	return rt != nil && strings.EqualFold(rt.Name, want)
 }
 
-// resolveResourceType decides what the target's accounts are made as, from spec.resourceType
+// ResolveResourceType decides what the target's accounts are made as, from spec.resourceType
 // and the provider's /ResourceTypes.
-func resolveResourceType(ctx context.Context, c *scim.Client, want string) (*scimv1.ResourceTypeStatus, error) {
+func ResolveResourceType(ctx context.Context, c *scim.Client, want string) (*scimv1.ResourceTypeStatus, error) {
 	user := &scimv1.ResourceTypeStatus{Name: resourceTypeUser, Endpoint: "/Users", Schema: scim.SchemaUser}
 	if want == "" || want == resourceTypeUser {
 		return user, nil
@@ -131,11 +137,11 @@ func validEndpoint(e string) bool {
 	}) < 0
 }
 
-// asKind makes the desired User into the target's kind: an Agent is named by "name" and has
+// AsKind makes the desired User into the target's kind: an Agent is named by "name" and has
 // the Agent schema; a User standing in for an Agent says userType Agent (unless the spec sets
 // one other than the default). u is not modified.
-func asKind(u scim.Resource, k accountKind) scim.Resource {
-	if k == userKind {
+func AsKind(u scim.Resource, k Kind) scim.Resource {
+	if k == UserKind {
 		return u
 	}
 	out := maps.Clone(u)
@@ -148,16 +154,16 @@ func asKind(u scim.Resource, k accountKind) scim.Resource {
 	}
 	if schemas, ok := out["schemas"].([]any); ok && len(schemas) > 0 {
 		schemas = slices.Clone(schemas)
-		schemas[0] = k.schema
+		schemas[0] = k.Schema
 		out["schemas"] = schemas
 	}
-	if k.nameAttr != "userName" {
-		out[k.nameAttr] = out["userName"]
+	if k.NameAttr != "userName" {
+		out[k.NameAttr] = out["userName"]
 		delete(out, "userName")
 		delete(out, "userType") // a User attribute; an Agent has its own
 	}
 	return out
 }
 
-// accountName is the name an account carries in the attribute of its kind.
-func accountName(u scim.Resource, k accountKind) string { return u.Str(k.nameAttr) }
+// AccountName is the name an account carries in the attribute of its kind.
+func AccountName(u scim.Resource, k Kind) string { return u.Str(k.NameAttr) }
