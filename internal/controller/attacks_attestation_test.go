@@ -165,7 +165,7 @@ var _ = Describe("Attacks on review attestations", func() {
 		Expect(si.Status.Review.ReviewedBy).To(Equal("rita"))
 		Expect(si.Status.Review.LastReviewedAt.Time).To(BeTemporally("==", attested))
 		Expect(si.Status.Review.Message).To(BeEmpty())
-		Eventually(func() any { return account(ns, "reviewed-bot")["active"] }).Should(Equal(true))
+		Eventually(func() any { return accountOf(ns, "reviewed-bot")["active"] }).Should(Equal(true))
 	})
 
 	It("ignores an attestation nobody recorded the author of", func() {

@@ -510,10 +510,10 @@ var _ = Describe("Attacks by a tenant", func() {
 			si := clusterIdentity(ns, "tenant-bot", cst.Name)
 			Expect(k8s.Create(ctx, si)).To(Succeed())
 			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
-			Expect(account(ns, "tenant-bot")["active"]).To(BeTrue())
+			Expect(accountOf(ns, "tenant-bot")["active"]).To(BeTrue())
 
 			allowOnly(ctx, cst, "someone-else")
-			Eventually(func() any { return account(ns, "tenant-bot")["active"] }).Should(Equal(false))
+			Eventually(func() any { return accountOf(ns, "tenant-bot")["active"] }).Should(Equal(false))
 			Expect(stalledWith(ctx, si, scimv1.ReasonNamespaceForbidden)).To(ContainSubstring("deprovisioned"))
 			Eventually(eventReasons(ctx, ns, "tenant-bot")).Should(ContainElement("AccessWithdrawn"))
 		})

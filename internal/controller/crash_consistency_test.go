@@ -113,7 +113,7 @@ var _ = Describe("What a crash must not lose", func() {
 		si := clusterIdentity(ns, "keeper", cst.Name)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
-		id := account(ns, "keeper")["id"].(string)
+		id := accountOf(ns, "keeper")["id"].(string)
 		// The withdrawal fails on the target for now.
 		scimSrv.Faults.Add(scimserver.On("", "/Users/"+id, scimserver.Fault{Status: http.StatusServiceUnavailable, Detail: "maintenance"}))
 		allowOnly(ctx, cst, "someone-else")

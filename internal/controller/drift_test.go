@@ -100,7 +100,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 
 		scimSrv.Users.Mutate(id, func(a map[string]any) { a["displayName"] = "tampered"; a["active"] = false; a["title"] = "not ours" })
 		requestResync(ctx, si)
-		Eventually(func() []any { a := account(ns, "drifty"); return []any{a["displayName"], a["active"], a["title"]} }, "5s").
+		Eventually(func() []any { a := accountOf(ns, "drifty"); return []any{a["displayName"], a["active"], a["title"]} }, "5s").
 			Should(Equal([]any{"The real name", true, "not ours"}))
 		Eventually(func() float64 {
 			return metricValue("scim_operator_drift_corrections_total", map[string]string{"target": key, "kind": "updated"})
@@ -111,7 +111,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 		requestResync(ctx, si)
 		Eventually(accountsWithExternalID(ns, "drifty"), "5s").Should(HaveLen(1))
 		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) string { return s.Status.Targets[0].ID },
-			Equal(account(ns, "drifty")["id"])))
+			Equal(accountOf(ns, "drifty")["id"])))
 		Eventually(func() float64 {
 			return metricValue("scim_operator_drift_corrections_total", map[string]string{"target": key, "kind": "recreated"})
 		}).Should(Equal(recreatedBefore + 1))
@@ -158,7 +158,7 @@ var _ = Describe("Drift, orphans, circuit breaker and metrics", func() {
 					Expect(u["active"]).To(BeTrue())
 				}
 			}
-			Expect(account(ns, "alive")["active"]).To(BeTrue())
+			Expect(accountOf(ns, "alive")["active"]).To(BeTrue())
 			for _, id := range []string{orphanA, orphanB, foreign} {
 				scimSrv.Users.Remove(id) // do not leak into other specs' scans
 			}

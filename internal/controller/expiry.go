@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
@@ -19,7 +20,7 @@ import (
 // then no account is left active, whatever the deletion policy.
 func (r *ServiceIdentityReconciler) reconcileExpired(ctx context.Context, si *scimv1.ServiceIdentity, kill string) (ctrl.Result, error) {
 	exp := si.Status.ExpiresAt.Time.UTC().Format(time.RFC3339)
-	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, revocation{cause: causeExpired, kill: kill}); len(outcomes) > 0 {
+	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, account.Revocation{Cause: account.CauseExpired, Kill: kill}); len(outcomes) > 0 {
 		return r.deprovisionBlocked(si, outcomes, fmt.Sprintf("Expired at %s; waiting to deprovision", exp))
 	}
 	gen := si.Generation

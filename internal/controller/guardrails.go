@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
@@ -81,7 +82,7 @@ func (g guardrails) check(t *targets.Target, si *scimv1.ServiceIdentity) error {
 			refused = append(refused, fmt.Sprintf("attribute %q", a))
 		}
 	}
-	if why := deletionPolicyRefused(t, si); why != "" {
+	if why := account.DeletionPolicyRefused(t, si); why != "" {
 		refused = append(refused, why)
 	}
 	if len(refused) == 0 {

@@ -18,6 +18,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
@@ -41,7 +42,7 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 	}
 
 	before := si.DeepCopy()
-	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, revocation{cause: causeRetired, kill: killed(si)}); len(outcomes) > 0 {
+	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, account.Revocation{Cause: account.CauseRetired, Kill: account.Killed(si)}); len(outcomes) > 0 {
 		res, err := r.deprovisionBlocked(si, outcomes, "Waiting to deprovision (finalizer "+scimv1.DeprovisionFinalizer+
 			" kept; set annotation "+scimv1.ForceOrphanAnnotation+"=true to release it without deprovisioning)")
 		return res, false, err
@@ -78,18 +79,18 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 }
 
 // deprovisionBlocked reports targets that did not confirm and schedules the retry.
-func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentity, outcomes map[string]outcome, prefix string) (ctrl.Result, error) {
+func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome, prefix string) (ctrl.Result, error) {
 	var msgs []string
 	var errs []error
 	var retryAfter time.Duration
 	for key, o := range outcomes {
-		m := o.stalled
-		if o.err != nil {
-			m = o.err.Error()
-			if o.retryAfter > 0 {
-				retryAfter = max(retryAfter, o.retryAfter)
+		m := o.Stalled
+		if o.Err != nil {
+			m = o.Err.Error()
+			if o.RetryAfter > 0 {
+				retryAfter = max(retryAfter, o.RetryAfter)
 			} else {
-				errs = append(errs, fmt.Errorf("%s: %w", key, o.err))
+				errs = append(errs, fmt.Errorf("%s: %w", key, o.Err))
 			}
 		}
 		msgs = append(msgs, key+": "+m)
@@ -109,11 +110,6 @@ func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentit
 	return ctrl.Result{RequeueAfter: retryAfter}, nil
 }
 
-// verifiedKey keys r.verified: one account, the identity's on one target.
-func verifiedKey(si *scimv1.ServiceIdentity, target string) string {
-	return string(si.UID) + "|" + target
-}
-
 // identityKeys is what this process keys its memory of one identity by: its UID and its
 // (identity, target) keys. It is kept per identity name, so that an identity seen gone
 // (NotFound) is forgotten whichever way it went (its finalizer removed by hand, force-orphan).
@@ -126,10 +122,10 @@ type identityKeys struct {
 func identityKeysOf(si *scimv1.ServiceIdentity) identityKeys {
 	k := identityKeys{uid: si.UID}
 	for _, e := range si.Status.Targets {
-		k.targets = append(k.targets, verifiedKey(si, targets.Key(e.Kind, si.Namespace, e.Name)))
+		k.targets = append(k.targets, account.VerifiedKey(si, targets.Key(e.Kind, si.Namespace, e.Name)))
 	}
 	for _, ref := range si.Spec.TargetRefs {
-		k.refs = append(k.refs, verifiedKey(si, targets.RefKey(ref, si.Namespace)))
+		k.refs = append(k.refs, account.VerifiedKey(si, targets.RefKey(ref, si.Namespace)))
 	}
 	return k
 }
@@ -146,10 +142,10 @@ func (r *ServiceIdentityReconciler) forgetKeys(k identityKeys) {
 	for _, key := range k.targets {
 		r.withdrawn.Delete(key)
 		r.verified.Delete(key)
-		r.Flags.clear(key)
+		r.Flags.Clear(key)
 	}
 	for _, key := range k.refs {
-		r.Flags.clear(key)
+		r.Flags.Clear(key)
 	}
 }
 

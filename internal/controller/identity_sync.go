@@ -11,8 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
-	"github.com/nhi-dev/scim-operator/internal/breaker"
-	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -22,28 +21,28 @@ import (
 // syncTarget makes the account on one target match the spec. It returns the outcome and the
 // target's resync interval.
 func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity, ref scimv1.TargetReference,
-	entry *scimv1.IdentityTargetStatus, desired scim.Resource, forced bool) (outcome, time.Duration) {
+	entry *scimv1.IdentityTargetStatus, desired scim.Resource, forced bool) (account.Outcome, time.Duration) {
 	t, err := targets.Get(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
 	if err != nil {
-		return r.entryFailed(entry, classify(err)), 0
+		return r.entryFailed(entry, account.Classify(err)), 0
 	}
 	interval := resyncInterval(t.Spec)
-	key := verifiedKey(si, t.Key())
+	key := account.VerifiedKey(si, t.Key())
 	if refusal, err := targets.NamespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
-		return r.entryFailed(entry, outcome{err: err, reason: scimv1.ReasonProgressing}), 0
+		return r.entryFailed(entry, account.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
 	} else if refusal != "" {
-		if r.Flags.isFlagged(key) {
+		if r.Flags.IsFlagged(key) {
 			r.withdrawn.Delete(key) // a sweep saw the account active again
-			r.Flags.clear(key)
+			r.Flags.Clear(key)
 		}
 		return r.accessRefused(ctx, si, t, entry, refusal), 0
 	}
 	r.withdrawn.Delete(key)
 	if desired == nil {
-		return outcome{}, 0 // the spec is blocked; reconcileNormal reports why
+		return account.Outcome{}, 0 // the spec is blocked; reconcileNormal reports why
 	}
 	if err := dialect.KindReady(t); err != nil {
-		return r.entryFailed(entry, outcome{err: err, reason: scimv1.ReasonProgressing}), 0
+		return r.entryFailed(entry, account.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
 	}
 	desired = dialect.AsKind(desired, dialect.KindOf(t))
 	g := guardrailsOf(t)
@@ -55,31 +54,31 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		}
 		if si.Spec.Suspend {
 			// The kill switch does not wait for a spec the guardrails allow.
-			if off, _ := entry.AccountOff(); !off || r.Flags.isFlagged(key) {
-				if out := r.Deprovisioner.Target(ctx, si, entry, revocation{cause: causeSuspended, kill: "spec.suspend is set"}); !out.ok() {
+			if off, _ := entry.AccountOff(); !off || r.Flags.IsFlagged(key) {
+				if out := r.Deprovisioner.Target(ctx, si, entry, account.Revocation{Cause: account.CauseSuspended, Kill: "spec.suspend is set"}); !out.OK() {
 					return out, 0
 				}
 			}
 			entry.Message = status.Truncate(err.Error()+"; spec.suspend is set: any account here is deactivated", 512)
-			return outcome{stalled: entry.Message, reason: scimv1.ReasonGuardrail}, 0
+			return account.Outcome{Stalled: entry.Message, Reason: scimv1.ReasonGuardrail}, 0
 		}
-		return r.entryFailed(entry, outcome{stalled: err.Error(), reason: scimv1.ReasonGuardrail}), 0
+		return r.entryFailed(entry, account.Outcome{Stalled: err.Error(), Reason: scimv1.ReasonGuardrail}), 0
 	}
 	wantState := scimv1.TargetStateProvisioned
 	if si.Spec.Suspend {
-		wantState = scimv1.TargetStateSuspended // governance suspends through the Deprovisioner instead (reconcileSuspended)
+		wantState = scimv1.TargetStateSuspended // governance suspends through the account.Deprovisioner instead (reconcileSuspended)
 	}
 	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
-	if wait, skip := checkDue(inStep && !forced && !r.Flags.isFlagged(key), sweepCovers(t, r.now()),
+	if wait, skip := checkDue(inStep && !forced && !r.Flags.IsFlagged(key), sweepCovers(t, r.now()),
 		r.lastVerified(key, entry), r.now(), interval); skip {
-		return outcome{}, wait
+		return account.Outcome{}, wait
 	}
 
 	if err := r.provision(ctx, si, t, entry, desired, wantState, inStep); err != nil {
-		return r.entryFailed(entry, classify(err)), 0
+		return r.entryFailed(entry, account.Classify(err)), 0
 	}
-	r.Flags.clear(key)
-	return outcome{}, interval
+	r.Flags.Clear(key)
+	return account.Outcome{}, interval
 }
 
 // checkDue decides whether an account is read now. settled: the account is in step with this
@@ -112,9 +111,9 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 	if err != nil {
 		return err
 	}
-	acct := r.Deprovisioner.accountSync(si, t, c)
-	acct.desired = desired
-	user, adopted, updated, err := acct.ensure(ctx, entry.ID)
+	acct := r.Deprovisioner.SyncFor(si, t, c)
+	acct.Desired = desired
+	user, adopted, updated, err := acct.Ensure(ctx, entry.ID)
 	if err != nil {
 		return err
 	}
@@ -145,12 +144,12 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 	entry.Message = ""
 	entry.Revocation = nil // provisioned (again): an earlier revocation's evidence no longer holds
 	if !sameSet(joined, si.Spec.Groups) {
-		if entry.Groups, err = acct.syncGroups(ctx, user.ID(), si.Spec.Groups, joined); err != nil {
+		if entry.Groups, err = acct.SyncGroups(ctx, user.ID(), si.Spec.Groups, joined); err != nil {
 			return err
 		}
 	}
 	now := r.now()
-	r.verified.Store(verifiedKey(si, t.Key()), now)
+	r.verified.Store(account.VerifiedKey(si, t.Key()), now)
 	// An unchanged account is not worth a status write at every resync: lastSyncTime moves
 	// when something changed, and otherwise at most every syncHeartbeat.
 	if !unchanged || entry.LastSyncTime == nil || now.Sub(entry.LastSyncTime.Time) >= syncHeartbeat {
@@ -212,55 +211,15 @@ func (r *ServiceIdentityReconciler) lastVerified(key string, entry *scimv1.Ident
 
 func sameSet(a, b []string) bool { return sets.New(a...).Equal(sets.New(b...)) }
 
-func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o outcome) outcome {
+func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o account.Outcome) account.Outcome {
 	entry.State = scimv1.TargetStateError
-	if o.stalled != "" {
-		entry.Message = o.stalled
-	} else if o.err != nil {
-		entry.Message = o.err.Error()
+	if o.Stalled != "" {
+		entry.Message = o.Stalled
+	} else if o.Err != nil {
+		entry.Message = o.Err.Error()
 	}
 	entry.Message = status.Truncate(entry.Message, 512)
 	return o
-}
-
-// classify maps an error to a transient or permanent outcome with a reason.
-func classify(err error) outcome {
-	var nf *targets.NotFoundError
-	var se *scim.Error
-	var open *breaker.OpenError
-	switch {
-	case errors.As(err, &nf):
-		return outcome{err: err, reason: scimv1.ReasonTargetNotFound}
-	case errors.Is(err, connect.ErrAddressNotAllowed):
-		return outcome{stalled: err.Error(), reason: scimv1.ReasonAddressNotAllowed}
-	case connect.IsCredentialsError(err):
-		return outcome{err: err, reason: scimv1.ReasonCredentials}
-	case scim.IsUnauthorized(err):
-		return outcome{err: err, reason: scimv1.ReasonUnauthorized}
-	case errors.Is(err, errAccountConflict):
-		return outcome{stalled: err.Error(), reason: scimv1.ReasonAccountConflict}
-	case errors.As(err, &open):
-		return outcome{err: err, reason: scimv1.ReasonBreakerOpen, retryAfter: open.Wait}
-	case errors.Is(err, scim.ErrTargetBusy):
-		// No Retry-After: the controller's exponential backoff spaces the attempts on a target
-		// that stays stuck, instead of one every second.
-		return outcome{err: err, reason: scimv1.ReasonUnreachable}
-	case scim.IsRetryable(err):
-		d, _ := scim.RetryAfter(err)
-		return outcome{err: err, reason: scimv1.ReasonUnreachable, retryAfter: d}
-	case errors.As(err, &se):
-		// 400 invalid value, 409 that lookup could not resolve, 404 on the endpoint...: a
-		// human has to change the spec or the target.
-		return outcome{stalled: err.Error(), reason: scimv1.ReasonRejected}
-	}
-	return outcome{err: err, reason: scimv1.ReasonProgressing}
-}
-
-func matchAttribute(t *targets.Target) scimv1.MatchAttribute {
-	if c := t.Spec.Compatibility; c != nil && c.MatchAttribute != "" {
-		return c.MatchAttribute
-	}
-	return scimv1.MatchExternalID
 }
 
 // leaveDisallowedGroups takes the account out of the groups it joined through the operator that
@@ -276,12 +235,12 @@ func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, s
 	if err != nil {
 		return err
 	}
-	acct := r.Deprovisioner.accountSync(si, t, c)
-	user, err := acct.read(ctx, entry.ID)
-	if err != nil || !acct.ours(user) {
+	acct := r.Deprovisioner.SyncFor(si, t, c)
+	user, err := acct.Read(ctx, entry.ID)
+	if err != nil || !acct.Ours(user) {
 		return nil // not provably ours (or gone): nothing to take back through this id
 	}
-	entry.Groups, err = acct.syncGroups(ctx, user.ID(), keep, entry.Groups)
+	entry.Groups, err = acct.SyncGroups(ctx, user.ID(), keep, entry.Groups)
 	return err
 }
 
@@ -292,11 +251,11 @@ func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, s
 // access was withdrawn). The status is not trusted to say there is nothing to withdraw: one
 // lookup per identity is made, then remembered (a restart repeats it once).
 func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
-	entry *scimv1.IdentityTargetStatus, refusal string) outcome {
-	key := verifiedKey(si, t.Key())
+	entry *scimv1.IdentityTargetStatus, refusal string) account.Outcome {
+	key := account.VerifiedKey(si, t.Key())
 	if _, done := r.withdrawn.Load(key); !done {
 		had := entry.ID != ""
-		if out := r.Deprovisioner.Target(ctx, si, entry, revocation{cause: causeWithdrawn, kill: killed(si)}); !out.ok() {
+		if out := r.Deprovisioner.Target(ctx, si, entry, account.Revocation{Cause: account.CauseWithdrawn, Kill: account.Killed(si)}); !out.OK() {
 			return out
 		}
 		r.withdrawn.Store(key, true)
@@ -307,5 +266,5 @@ func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv
 	}
 	msg := refusal + "; nothing is provisioned there, and any account this identity had there was deprovisioned"
 	entry.State, entry.Message = scimv1.TargetStateDeprovisioned, status.Truncate(msg, 512)
-	return outcome{stalled: msg, reason: scimv1.ReasonNamespaceForbidden}
+	return account.Outcome{Stalled: msg, Reason: scimv1.ReasonNamespaceForbidden}
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
-func account(ns, name string) map[string]any {
+func accountOf(ns, name string) map[string]any {
 	accts := accountsWithExternalID(ns, name)()
 	if len(accts) != 1 {
 		return nil
@@ -59,12 +59,12 @@ var _ = Describe("Identity lifecycle", func() {
 		si := newIdentity(ns, "kill-switch", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
-		Expect(account(ns, "kill-switch")["active"]).To(BeTrue())
+		Expect(accountOf(ns, "kill-switch")["active"]).To(BeTrue())
 
 		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.Suspend = true
 		})
-		Eventually(func() any { return account(ns, "kill-switch")["active"] }, "1s", "10ms").Should(BeFalse())
+		Eventually(func() any { return accountOf(ns, "kill-switch")["active"] }, "1s", "10ms").Should(BeFalse())
 		Eventually(get(ctx, si)).Should(WithTransform(func(s *scimv1.ServiceIdentity) scimv1.TargetState {
 			return s.Status.Targets[0].State
 		}, Equal(scimv1.TargetStateSuspended)))
@@ -73,7 +73,7 @@ var _ = Describe("Identity lifecycle", func() {
 		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.Suspend = false
 		})
-		Eventually(func() any { return account(ns, "kill-switch")["active"] }, "1s", "10ms").Should(BeTrue())
+		Eventually(func() any { return accountOf(ns, "kill-switch")["active"] }, "1s", "10ms").Should(BeTrue())
 		Eventually(eventReasons(ctx, ns, "kill-switch")).Should(ContainElements(scimv1.ReasonProvisioned, "Suspended", "Resumed"))
 	})
 
@@ -84,7 +84,7 @@ var _ = Describe("Identity lifecycle", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(si.Status.ExpiresAt).NotTo(BeNil())
 		Expect(si.Status.ExpiresAt.Time).To(BeTemporally("~", si.CreationTimestamp.Add(4*time.Second), time.Second))
-		Expect(account(ns, "temporary")).NotTo(BeNil())
+		Expect(accountOf(ns, "temporary")).NotTo(BeNil())
 
 		Eventually(get(ctx, si), "10s").Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 		Expect(accountsWithExternalID(ns, "temporary")()).To(BeEmpty())
@@ -108,7 +108,7 @@ var _ = Describe("Identity lifecycle", func() {
 		si.Spec.TTL = scimv1.DurationOf(4 * time.Second)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonNamespaceForbidden))
-		Eventually(func() map[string]any { return account(ns, "half-stalled") }).ShouldNot(BeNil(), "the healthy target has the account")
+		Eventually(func() map[string]any { return accountOf(ns, "half-stalled") }).ShouldNot(BeNil(), "the healthy target has the account")
 
 		Eventually(accountsWithExternalID(ns, "half-stalled"), "10s").Should(BeEmpty(), "expired on the healthy target")
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
@@ -64,12 +65,12 @@ func TestSweepFlagsOnlyWhatTheTargetConcerns(t *testing.T) {
 		}
 	}
 
-	f := newSweepFlags()
-	if !f.watches("anywhere") {
+	f := account.NewSweepFlags()
+	if !f.Watches("anywhere") {
 		t.Error("without --watch-namespaces every namespace is watched")
 	}
-	f.watched = sets.New("team-a", "scim-operator-system")
-	if f.watches("team-b") || !f.watches("team-a") {
+	f.Watched = sets.New("team-a", "scim-operator-system")
+	if f.Watches("team-b") || !f.Watches("team-a") {
 		t.Error("with --watch-namespaces only those namespaces are watched")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -50,7 +51,7 @@ func orphanPolicyDefaulted(t *targets.Target) bool {
 	return t.Spec.Orphans == nil || t.Spec.Orphans.Policy == ""
 }
 
-// cleanOrphans applies the orphan policy to each orphan through the Deprovisioner (deactivated
+// cleanOrphans applies the orphan policy to each orphan through the account.Deprovisioner (deactivated
 // first, charged to the breaker, each write proven by a fresh read of the account). Where the
 // breaker pauses one bucket (a namespace's share, or the shared one), the orphans of that
 // bucket wait for the next scan and the others are cleaned up: one namespace's used-up share
@@ -101,7 +102,7 @@ func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *targets.Target, 
 			continue
 		}
 		out, err := r.Deprovisioner.Orphan(ctx, t, c, u, policy)
-		var changed *errOrphanChanged
+		var changed *account.OrphanChangedError
 		var open *breaker.OpenError
 		switch {
 		case errors.As(err, &changed):
@@ -116,7 +117,7 @@ func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *targets.Target, 
 		case err != nil:
 			return acted, fmt.Errorf("%s orphaned account %q: %w", strings.ToLower(string(policy)), scim.Sanitize(u.UserName(), 256), err)
 		}
-		if out == orphanActed {
+		if out == account.OrphanActed {
 			acted++
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/status"
 )
@@ -255,7 +256,7 @@ func (r *ServiceIdentityReconciler) retiredByEvent(si *scimv1.ServiceIdentity) s
 
 // reconcileOwnerRetired revokes every account now; the garbage collector deletes the identity
 // next, and its finalizer then has nothing left to do.
-func (r *ServiceIdentityReconciler) reconcileOwnerRetired(si *scimv1.ServiceIdentity, outcomes map[string]outcome, why string) (ctrl.Result, error) {
+func (r *ServiceIdentityReconciler) reconcileOwnerRetired(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome, why string) (ctrl.Result, error) {
 	if len(outcomes) > 0 {
 		return r.deprovisionBlocked(si, outcomes, why+"; deprovisioning")
 	}

@@ -37,7 +37,7 @@ var _ = Describe("Level-triggered retirement", func() {
 	It("revokes the account of a workload deleted while the operator was down, a same-name successor notwithstanding", func() {
 		ns := readyTargetNamespace(ctx)
 		d, si := deploymentIdentity(ctx, ns, "retired-offline", "offline")
-		Expect(account(ns, "offline")["active"]).To(BeTrue())
+		Expect(accountOf(ns, "offline")["active"]).To(BeTrue())
 
 		stopMgr()
 		Eventually(mgrDone, "30s").Should(BeClosed())

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
@@ -182,9 +183,9 @@ var _ = Describe("Review of trust round 3", func() {
 
 		By("tenant B's identity goes without revocation (force-orphan): the next sweep must deactivate its account")
 		forceOrphan(victim)
-		Expect(account(tenantB, "b-left")["active"]).To(BeTrue())
+		Expect(accountOf(tenantB, "b-left")["active"]).To(BeTrue())
 		sweepNow(ctx, cst)
-		Eventually(func() any { return account(tenantB, "b-left")["active"] }, "5s").Should(Equal(false),
+		Eventually(func() any { return accountOf(tenantB, "b-left")["active"] }, "5s").Should(Equal(false),
 			"tenant A's exhausted share paused the clean-up of tenant B's orphan: the sweep stops at the first paused orphan")
 	})
 
@@ -194,10 +195,10 @@ var _ = Describe("Review of trust round 3", func() {
 		// A second identity reconciler, driven by hand, to look at what it keeps in memory.
 		builder := connect.NewSecretClientBuilder(k8s, 5*time.Second)
 		builder.Guard = connect.NewAddressGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, nil)
-		flags := newSweepFlags()
+		flags := account.NewSweepFlags()
 		r2 := &ServiceIdentityReconciler{Client: k8s, APIReader: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
 			ClusterID: testClusterID, ClusterResourceNamespace: operatorNS, Flags: flags,
-			Deprovisioner: &Deprovisioner{Client: k8s, APIReader: k8s, Clients: builder, ClusterID: testClusterID,
+			Deprovisioner: &account.Deprovisioner{Client: k8s, APIReader: k8s, Clients: builder, ClusterID: testClusterID,
 				ClusterResourceNamespace: operatorNS, Flags: flags, Dialects: &dialect.Observed{}}}
 		entries := func(m *sync.Map) int {
 			n := 0

@@ -39,7 +39,7 @@ var _ = Describe("Review attacks", func() {
 		si.Spec.Owner = "carol@" + ns + ".example"
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
-		Expect(account(ns, "frozen-bot")["active"]).To(BeTrue())
+		Expect(accountOf(ns, "frozen-bot")["active"]).To(BeTrue())
 
 		By("the owner leaves; the tenant sees OwnerInactive and freezes the spec with a group the guardrails refuse")
 		carol := scimSrv.UsersWhere("userName", "carol."+ns)[0]["id"].(string)
@@ -49,7 +49,7 @@ var _ = Describe("Review attacks", func() {
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Groups = []string{"not-allowed"} })
 
 		By("the grace passes: the account must be suspended (the identity wakes when it ends)")
-		Eventually(func() any { return account(ns, "frozen-bot")["active"] }, "15s").Should(Equal(false),
+		Eventually(func() any { return accountOf(ns, "frozen-bot")["active"] }, "15s").Should(Equal(false),
 			"governance suspension is bypassed by a blocked spec")
 	})
 
@@ -72,7 +72,7 @@ var _ = Describe("Review attacks", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionOwnerActive, metav1.ConditionFalse, scimv1.ReasonOwnerInactive))
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Owner = "" })
 
-		Eventually(func() any { return account(ns, "ownerless-bot")["active"] }, "15s").Should(Equal(false),
+		Eventually(func() any { return accountOf(ns, "ownerless-bot")["active"] }, "15s").Should(Equal(false),
 			"an identity without an owner on a requireOwner target keeps an active account")
 	})
 

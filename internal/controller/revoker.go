@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 )
@@ -26,7 +27,7 @@ import (
 // revoker is the fast path of revocation. It runs as its own controller, with its own work
 // queue and workers, on the same triggers that start a revocation in the identity controller:
 // a workload deleted, an identity's deletion started. It only makes the SCIM calls, through the
-// one Deprovisioner, and writes nothing to Kubernetes, so a revocation never waits behind a
+// one account.Deprovisioner, and writes nothing to Kubernetes, so a revocation never waits behind a
 // backlog of provisioning, resyncs or status writes in the identity controller's queue. The
 // identity controller, woken by the same events, then finds the work confirmed and writes the
 // status, the Events and the finalizer; it decides the same things from state on every pass, so
@@ -34,7 +35,7 @@ import (
 // refuses, the identity controller retries with backoff and reports why in the conditions.
 type revoker struct {
 	client.Reader
-	deprovisioner *Deprovisioner
+	deprovisioner *account.Deprovisioner
 	// retirement tells whether an identity's workload is gone.
 	retirement func(context.Context, *scimv1.ServiceIdentity) (string, error)
 	// locks serialises the revoker and the identity controller on one identity.
@@ -67,7 +68,7 @@ func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceI
 	si := &scimv1.ServiceIdentity{}
 	if err := v.Get(ctx, req.NamespacedName, si); err != nil {
 		if apierrors.IsNotFound(err) {
-			v.deprovisioner.confirmed.forget(req.NamespacedName)
+			v.deprovisioner.Forget(req.NamespacedName)
 		}
 		return nil, false
 	}
@@ -85,7 +86,7 @@ func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceI
 			return nil, false
 		}
 	}
-	failed, _ := v.deprovisioner.Identity(ctx, si, revocation{cause: causeRetired, kill: killed(si)})
+	failed, _ := v.deprovisioner.Identity(ctx, si, account.Revocation{Cause: account.CauseRetired, Kill: account.Killed(si)})
 	if len(failed) > 0 {
 		logf.FromContext(ctx).V(1).Info("Fast revocation incomplete; the identity controller takes over", "targets", len(failed))
 	}

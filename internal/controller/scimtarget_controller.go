@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
@@ -49,7 +50,7 @@ type TargetReconciler struct {
 	// Metrics records orphans and forgets a deleted target's series (nil: not recorded).
 	Metrics *metrics.Metrics
 	// Flags hands the identities a sweep found out of step to the identity controller.
-	Flags                    *sweepFlags
+	Flags                    *account.SweepFlags
 	Kind                     string // scimv1.KindScimTarget or scimv1.KindClusterScimTarget
 	Clients                  connect.ClientBuilder
 	Recorder                 recorder.EventRecorder
@@ -58,8 +59,8 @@ type TargetReconciler struct {
 	ClusterID string
 	// Breaker is shared with the identity controller.
 	Breaker *breaker.Breaker
-	// Deprovisioner takes orphaned accounts away (shared with the identity controller).
-	Deprovisioner *Deprovisioner
+	// account.Deprovisioner takes orphaned accounts away (shared with the identity controller).
+	Deprovisioner *account.Deprovisioner
 	// Clock tells the time of probes and orphan scans (nil: the real clock).
 	Clock clock.PassiveClock
 
@@ -269,16 +270,16 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *targets.Target) (c
 	t.Status.LastProbeTime = &now
 	t.Status.ObservedGeneration = gen
 	if err != nil {
-		o := classify(err)
-		reason := o.reason
+		o := account.Classify(err)
+		reason := o.Reason
 		if reason == scimv1.ReasonRejected || reason == scimv1.ReasonProgressing {
 			reason = scimv1.ReasonDiscoveryFailed
 		}
 		status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, err.Error())
-		if o.retryAfter > 0 {
-			return ctrl.Result{RequeueAfter: o.retryAfter}, nil
+		if o.RetryAfter > 0 {
+			return ctrl.Result{RequeueAfter: o.RetryAfter}, nil
 		}
-		if o.stalled != "" {
+		if o.Stalled != "" {
 			// The endpoint answered but refused discovery; probe again at the resync interval.
 			return ctrl.Result{RequeueAfter: jitter(interval)}, nil
 		}

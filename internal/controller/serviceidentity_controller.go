@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -73,9 +74,9 @@ type ServiceIdentityReconciler struct {
 	Revocations *metrics.RevocationClock
 	// Metrics records drift corrections (nil: not recorded).
 	Metrics *metrics.Metrics
-	// Deprovisioner is the one path that takes accounts away (shared with the revoker and the
+	// account.Deprovisioner is the one path that takes accounts away (shared with the revoker and the
 	// target controllers' orphan clean-up).
-	Deprovisioner *Deprovisioner
+	Deprovisioner *account.Deprovisioner
 	// retired marks identities (by UID) whose workload was just deleted: the workload's UID,
 	// then the reason once an ownerReference confirmed it.
 	retired sync.Map
@@ -84,7 +85,7 @@ type ServiceIdentityReconciler struct {
 	// watched is the set of namespaces the cache holds (nil: every namespace).
 	watched sets.Set[string]
 	// Flags are the identities a target's sweep found out of step (nil: no sweeps).
-	Flags *sweepFlags
+	Flags *account.SweepFlags
 	// owners caches owner directory answers for a resync interval.
 	owners ownerChecks
 	// SecurityEvents is true when Security Event Tokens are sent: identities then carry
@@ -104,16 +105,6 @@ type ServiceIdentityReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// outcome is what one target's step produced.
-type outcome struct {
-	err        error         // transient: retry with backoff
-	stalled    string        // permanent: needs a human
-	reason     string        // condition reason when not ok
-	retryAfter time.Duration // the target asked to wait
-}
-
-func (o outcome) ok() bool { return o.err == nil && o.stalled == "" }
-
 // Reconcile implements reconcile.Reconciler.
 func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	unlock := r.locks.lock(req.NamespacedName)
@@ -121,7 +112,7 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	si := &scimv1.ServiceIdentity{}
 	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.Deprovisioner.confirmed.forget(req.NamespacedName)
+			r.Deprovisioner.Forget(req.NamespacedName)
 			if k, ok := r.known.LoadAndDelete(req.NamespacedName); ok {
 				r.forgetKeys(k.(identityKeys)) // gone without our finalizer: by hand, or force-orphan
 			}
@@ -200,10 +191,10 @@ func (r *ServiceIdentityReconciler) now() time.Time { return status.Clock(r.Cloc
 func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, base *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
 	pol := r.policyOf(ctx, si)
-	p := &syncPass{outcomes: map[string]outcome{}, seen: map[string]bool{}}
+	p := &syncPass{outcomes: map[string]account.Outcome{}, seen: map[string]bool{}}
 	var govWhy, govReason string
 	govWhy, govReason, p.wake = r.govern(ctx, si, pol)
-	kill := killed(si)
+	kill := account.Killed(si)
 	if govWhy != "" {
 		kill = "suspended by governance (" + govReason + ")"
 	}
@@ -214,7 +205,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, bas
 	if why, err := r.ownerRetired(ctx, si); err != nil {
 		return ctrl.Result{}, err
 	} else if why != "" {
-		failed, _ := r.Deprovisioner.Identity(ctx, si, revocation{cause: causeRetired, kill: kill})
+		failed, _ := r.Deprovisioner.Identity(ctx, si, account.Revocation{Cause: account.CauseRetired, Kill: kill})
 		return r.reconcileOwnerRetired(si, failed, why)
 	}
 	if govWhy != "" {
@@ -236,7 +227,7 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, bas
 			return ctrl.Result{}, err
 		}
 	}
-	p.entries = indexEntries(si.Namespace, si.Status.Targets)
+	p.entries = account.IndexEntries(si.Namespace, si.Status.Targets)
 	r.sync(ctx, si, p)
 	r.drop(ctx, si, p)
 	return r.report(si, p)
@@ -245,12 +236,12 @@ func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, bas
 // syncPass carries one reconcile of a live identity through its phases.
 type syncPass struct {
 	desired scim.Resource                           // nil: the spec cannot be provisioned, blocked says why
-	blocked map[string]outcome                      // the spec's own problems, keyed by the field
+	blocked map[string]account.Outcome              // the spec's own problems, keyed by the field
 	entries map[string]*scimv1.IdentityTargetStatus // status entries as the pass found them
 	seen    map[string]bool                         // targets the spec references
 	next    []scimv1.IdentityTargetStatus           // status entries as the pass leaves them
 	// outcomes per target; resync is the earliest target resync interval.
-	outcomes map[string]outcome
+	outcomes map[string]account.Outcome
 	resync   time.Duration
 	// resyncRequest is the value of the resync annotation this pass acts on.
 	resyncRequest string
@@ -283,7 +274,7 @@ func (r *ServiceIdentityReconciler) resyncRequested(si *scimv1.ServiceIdentity) 
 // (an attestation, an active owner) provisions the accounts again.
 func (r *ServiceIdentityReconciler) reconcileSuspended(ctx context.Context, si *scimv1.ServiceIdentity, why, reason string,
 	wake time.Duration) (ctrl.Result, error) {
-	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, revocation{cause: causeSuspended, kill: why}); len(outcomes) > 0 {
+	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, account.Revocation{Cause: account.CauseSuspended, Kill: why}); len(outcomes) > 0 {
 		return r.deprovisionBlocked(si, outcomes, "Suspended ("+why+"); waiting to deactivate")
 	}
 	gen := si.Generation
@@ -318,20 +309,20 @@ func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity, pol pol
 // desired is the account the spec asks for. A spec that cannot be provisioned stops
 // provisioning, not the withdrawal of access: targets that refuse the namespace are still
 // handled by sync.
-func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error, pol policy) (scim.Resource, map[string]outcome) {
+func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error, pol policy) (scim.Resource, map[string]account.Outcome) {
 	if expErr != nil {
-		return nil, map[string]outcome{"spec": {stalled: expErr.Error(), reason: scimv1.ReasonInvalidSpec}}
+		return nil, map[string]account.Outcome{"spec": {Stalled: expErr.Error(), Reason: scimv1.ReasonInvalidSpec}}
 	}
 	if len(pol.requireOwner) > 0 && si.Spec.Owner == "" {
-		return nil, map[string]outcome{"spec.owner": {reason: scimv1.ReasonInvalidSpec,
-			stalled: fmt.Sprintf("spec.owner is required by %s: set the accountable person's e-mail address", strings.Join(pol.requireOwner, ", "))}}
+		return nil, map[string]account.Outcome{"spec.owner": {Reason: scimv1.ReasonInvalidSpec,
+			Stalled: fmt.Sprintf("spec.owner is required by %s: set the accountable person's e-mail address", strings.Join(pol.requireOwner, ", "))}}
 	}
-	if o := r.ensureWorkloadOwner(ctx, si); !o.ok() {
-		return nil, map[string]outcome{"spec.workloadRef": o}
+	if o := r.ensureWorkloadOwner(ctx, si); !o.OK() {
+		return nil, map[string]account.Outcome{"spec.workloadRef": o}
 	}
-	u, err := desiredUser(si, ExternalID(r.ClusterID, si))
+	u, err := account.DesiredUser(si, account.ExternalID(r.ClusterID, si))
 	if err != nil {
-		return nil, map[string]outcome{"spec": {stalled: err.Error(), reason: scimv1.ReasonInvalidSpec}}
+		return nil, map[string]account.Outcome{"spec": {Stalled: err.Error(), Reason: scimv1.ReasonInvalidSpec}}
 	}
 	return u, nil
 }
@@ -345,7 +336,7 @@ func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.Serv
 // target) pair or owner, none at resyncs. The write is optimistically locked: a conflict means
 // this pass saw an old status, and it is retried on a fresh one.
 func (r *ServiceIdentityReconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentity) error {
-	entries := indexEntries(si.Namespace, si.Status.Targets)
+	entries := account.IndexEntries(si.Namespace, si.Status.Targets)
 	changed := !equality.Semantic.DeepEqual(base.Status.Workload, si.Status.Workload)
 	for _, ref := range si.Spec.TargetRefs {
 		key := targets.RefKey(ref, si.Namespace)
@@ -392,7 +383,7 @@ func (r *ServiceIdentityReconciler) sync(ctx context.Context, si *scimv1.Service
 			entry = &scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending}
 		}
 		out, interval := r.syncTarget(ctx, si, ref, entry, p.desired, forced)
-		if p.desired == nil && out.ok() {
+		if p.desired == nil && out.OK() {
 			// Blocked: an existing entry stays as it was, and the spec's outcome says why.
 			if p.entries[key] != nil {
 				p.next = append(p.next, *entry)
@@ -416,7 +407,7 @@ func (r *ServiceIdentityReconciler) drop(ctx context.Context, si *scimv1.Service
 			continue
 		}
 		entry := p.entries[key]
-		if out := r.Deprovisioner.Target(ctx, si, entry, revocation{cause: causeDropped, kill: killed(si)}); !out.ok() {
+		if out := r.Deprovisioner.Target(ctx, si, entry, account.Revocation{Cause: account.CauseDropped, Kill: account.Killed(si)}); !out.OK() {
 			p.outcomes[key] = out
 			p.next = append(p.next, *entry)
 		} else if off, _ := entry.AccountOff(); !off && r.targetLives(ctx, si, entry) {
@@ -462,7 +453,7 @@ func (r *ServiceIdentityReconciler) report(si *scimv1.ServiceIdentity, p *syncPa
 }
 
 // finish turns per-target outcomes into conditions and the result.
-func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]outcome) (ctrl.Result, error) {
+func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome) (ctrl.Result, error) {
 	gen := si.Generation
 	var transient, stalled []string
 	var errs []error
@@ -470,18 +461,18 @@ func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes 
 	reason := ""
 	for key, o := range outcomes {
 		switch {
-		case o.stalled != "":
-			stalled = append(stalled, key+": "+o.stalled)
-			reason = o.reason
-		case o.err != nil:
-			transient = append(transient, key+": "+o.err.Error())
+		case o.Stalled != "":
+			stalled = append(stalled, key+": "+o.Stalled)
+			reason = o.Reason
+		case o.Err != nil:
+			transient = append(transient, key+": "+o.Err.Error())
 			if reason == "" {
-				reason = o.reason
+				reason = o.Reason
 			}
-			if o.retryAfter > 0 {
-				retryAfter = max(retryAfter, o.retryAfter)
+			if o.RetryAfter > 0 {
+				retryAfter = max(retryAfter, o.RetryAfter)
 			} else {
-				errs = append(errs, fmt.Errorf("%s: %w", key, o.err))
+				errs = append(errs, fmt.Errorf("%s: %w", key, o.Err))
 			}
 		}
 	}
@@ -521,16 +512,6 @@ func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes 
 		r.Recorder.Eventf(si, nil, "Normal", scimv1.ReasonProvisioned, "Provision", msg)
 	}
 	return ctrl.Result{}, nil
-}
-
-// indexEntries keys status entries like targets.RefKey does for references made from namespace.
-func indexEntries(namespace string, entries []scimv1.IdentityTargetStatus) map[string]*scimv1.IdentityTargetStatus {
-	out := make(map[string]*scimv1.IdentityTargetStatus, len(entries))
-	for i := range entries {
-		e := entries[i]
-		out[targets.Key(e.Kind, namespace, e.Name)] = &e
-	}
-	return out
 }
 
 // expiresAt is spec.expiresAt, or creation + spec.ttl; an error names a value that does not
@@ -580,7 +561,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.wake = make(chan event.GenericEvent, 64)
 	if r.Flags == nil {
-		r.Flags = newSweepFlags() // no target controller shares it: nothing is ever flagged
+		r.Flags = account.NewSweepFlags() // no target controller shares it: nothing is ever flagged
 	}
 	if err := r.setupRevoker(mgr); err != nil {
 		return err
@@ -598,7 +579,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.namespaceChanged), builder.WithPredicates(
 			predicate.Or[client.Object](predicate.LabelChangedPredicate{}, namespaceDeletionStarted{}))).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
-		WatchesRawSource(source.Channel(r.Flags.wake, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.Flags.Wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("serviceidentity").
 		Complete(r)
@@ -692,10 +673,10 @@ func readyStatus(o client.Object) metav1.ConditionStatus {
 }
 
 // blockedSummary joins what blocks a spec, in a stable order.
-func blockedSummary(blocked map[string]outcome) string {
+func blockedSummary(blocked map[string]account.Outcome) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(blocked)) {
-		parts = append(parts, k+": "+blocked[k].stalled)
+		parts = append(parts, k+": "+blocked[k].Stalled)
 	}
 	return strings.Join(parts, "; ")
 }

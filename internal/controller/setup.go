@@ -13,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
@@ -107,9 +108,9 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	revocations := m.Revocations
 	breaker := breaker.New(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)
 	breaker.Clock = cfg.Clock
-	flags := newSweepFlags()
-	flags.watched = watchedSet(cfg)
-	deprovisioner := &Deprovisioner{Flags: flags, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
+	flags := account.NewSweepFlags()
+	flags.Watched = watchedSet(cfg)
+	deprovisioner := &account.Deprovisioner{Flags: flags, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
 		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &dialect.Observed{Clock: cfg.Clock}}
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {

@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -31,56 +30,11 @@ import (
 // identities cost one list of 50 pages per interval instead of 10,000 GETs.
 
 const (
-	sweepPageSize    = 200
 	maxSweepPageSize = 1000
 	// sweepCoverSlack is how late a sweep may be before the identities stop relying on it and
 	// read their own accounts again.
 	sweepCoverSlack = time.Minute
 )
-
-// sweepFlags carries the identities a sweep found out of step to the identity controller.
-// Memory only: after a restart the next sweep flags them again.
-type sweepFlags struct {
-	flagged sync.Map // verifiedKey -> struct{}
-	wake    chan event.GenericEvent
-	// watched is the set of namespaces the cache holds (--watch-namespaces; nil: every
-	// namespace): a sweep leaves the accounts of identities elsewhere alone.
-	watched sets.Set[string]
-}
-
-func newSweepFlags() *sweepFlags { return &sweepFlags{wake: make(chan event.GenericEvent, 1024)} }
-
-// watches reports whether identities of namespace are this operator's to flag.
-func (f *sweepFlags) watches(namespace string) bool {
-	return f == nil || f.watched == nil || f.watched.Has(namespace)
-}
-
-// flag marks the identity's account on target as needing a read and wakes the identity.
-func (f *sweepFlags) flag(ctx context.Context, si *scimv1.ServiceIdentity, target string) {
-	if f == nil {
-		return
-	}
-	f.flagged.Store(verifiedKey(si, target), struct{}{})
-	ev := event.GenericEvent{Object: &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: si.Namespace, Name: si.Name}}}
-	select {
-	case f.wake <- ev:
-	case <-ctx.Done():
-	}
-}
-
-func (f *sweepFlags) isFlagged(key string) bool {
-	if f == nil {
-		return false
-	}
-	_, ok := f.flagged.Load(key)
-	return ok
-}
-
-func (f *sweepFlags) clear(key string) {
-	if f != nil {
-		f.flagged.Delete(key)
-	}
-}
 
 // sweepInterval is how often the target is swept: its resync interval, or its orphan
 // interval when that is shorter.
@@ -197,7 +151,7 @@ func (s *sweep) run(ctx context.Context) error {
 		// other namespaces' externalIds to learn which of their identities exist.
 		filter += s.t.Namespace + "/"
 	}
-	pageSize := sweepPageSize
+	pageSize := account.PageSize
 	if caps := s.t.Status.Capabilities; caps != nil && caps.MaxResults != nil && *caps.MaxResults > 0 {
 		pageSize = min(int(*caps.MaxResults), maxSweepPageSize)
 	}
@@ -247,7 +201,7 @@ func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
 		}
 		ns, name, ok := strings.Cut(rest, "/")
 		if !ok || ns == "" || name == "" || strings.Contains(name, "/") || (s.t.Kind == scimv1.KindScimTarget && ns != s.t.Namespace) ||
-			!s.r.Flags.watches(ns) {
+			!s.r.Flags.Watches(ns) {
 			continue // the provider lists it; no identity of ours is to be woken for it
 		}
 		s.status.Accounts++
@@ -297,7 +251,7 @@ func (s *sweep) inStep(si *scimv1.ServiceIdentity, u scim.Resource) bool {
 	if !s.references(si) || entry.ID != u.ID() {
 		return false
 	}
-	desired, err := desiredUser(si, ExternalID(s.r.ClusterID, si))
+	desired, err := account.DesiredUser(si, account.ExternalID(s.r.ClusterID, si))
 	if err != nil {
 		return true // the spec is blocked; its reconcile says why
 	}
@@ -339,7 +293,7 @@ func (s *sweep) flag(ctx context.Context, si *scimv1.ServiceIdentity) {
 	s.status.Flagged++
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	s.r.Flags.flag(ctx, si, s.t.Key()) // a full channel drops the wake-up: the flag stays, read at the identity's resync
+	s.r.Flags.Flag(ctx, si, s.t.Key()) // a full channel drops the wake-up: the flag stays, read at the identity's resync
 }
 
 // missing flags the identities whose account on record the list did not show: deleted on the
@@ -352,7 +306,7 @@ func (s *sweep) missing(ctx context.Context) error {
 	for i := range list.Items {
 		si := &list.Items[i]
 		entry := s.entry(si)
-		if entry == nil || entry.ID == "" || !si.DeletionTimestamp.IsZero() || s.seen.Has(ExternalID(s.r.ClusterID, si)) {
+		if entry == nil || entry.ID == "" || !si.DeletionTimestamp.IsZero() || s.seen.Has(account.ExternalID(s.r.ClusterID, si)) {
 			continue
 		}
 		if entry.State == scimv1.TargetStateProvisioned || entry.State == scimv1.TargetStateSuspended {

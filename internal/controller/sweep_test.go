@@ -98,14 +98,14 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		Expect(t.Status.Orphans.Count).To(BeZero())
 
 		By("drift on one account and another deleted on the target: both found by the sweep, corrected by their identities")
-		b, c := account(ns, "b"), account(ns, "c")
+		b, c := accountOf(ns, "b"), accountOf(ns, "c")
 		scimSrv.Users.Mutate(b["id"].(string), func(a map[string]any) { a["displayName"] = "tampered"; a["active"] = false })
 		scimSrv.Users.Remove(c["id"].(string))
 		s = sweepNow(ctx, t)
 		Expect(s.Accounts).To(BeEquivalentTo(4))
 		Expect(s.Checked).To(BeEquivalentTo(3))
 		Expect(s.Flagged).To(BeEquivalentTo(2))
-		Eventually(func() []any { a := account(ns, "b"); return []any{a["displayName"], a["active"]} }).
+		Eventually(func() []any { a := accountOf(ns, "b"); return []any{a["displayName"], a["active"]} }).
 			Should(Equal([]any{"Display b", true}))
 		Eventually(accountsWithExternalID(ns, "c")).Should(HaveLen(1))
 		Eventually(eventReasons(ctx, ns, "c")).Should(ContainElement("DriftCorrected"))
@@ -113,7 +113,7 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		seen := log.take()
 		Expect(seen).To(ContainElements("list", "GET "+b["id"].(string), "PATCH "+b["id"].(string)))
 		for _, n := range []string{"a", "d", "e"} {
-			Expect(seen).NotTo(ContainElement(HaveSuffix(" "+account(ns, n)["id"].(string))), n)
+			Expect(seen).NotTo(ContainElement(HaveSuffix(" "+accountOf(ns, n)["id"].(string))), n)
 		}
 	})
 
@@ -125,13 +125,13 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 		Eventually(get(ctx, si), "10s").Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
 		Expect(si.Status.Targets[0].Revocation).NotTo(BeNil())
 		Expect(si.Status.Targets[0].Revocation.Result).To(Equal(scimv1.RevocationInactive))
-		id := account(ns, "lapsed")["id"].(string)
-		Expect(account(ns, "lapsed")["active"]).To(BeFalse())
+		id := accountOf(ns, "lapsed")["id"].(string)
+		Expect(accountOf(ns, "lapsed")["active"]).To(BeFalse())
 
 		scimSrv.Users.Mutate(id, func(a map[string]any) { a["active"] = true }) // someone on the provider's side
 		s := sweepNow(ctx, t)
 		Expect(s.Flagged).To(BeEquivalentTo(1))
-		Eventually(func() any { return account(ns, "lapsed")["active"] }).Should(Equal(false))
+		Eventually(func() any { return accountOf(ns, "lapsed")["active"] }).Should(Equal(false))
 	})
 
 	It("lists every account when the provider refuses the prefix filter, and says so on status", func() {

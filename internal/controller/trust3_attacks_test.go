@@ -47,7 +47,7 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		si := clusterIdentity(ns, "stayer", cst.Name)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
-		Expect(account(ns, "stayer")["active"]).To(BeTrue())
+		Expect(accountOf(ns, "stayer")["active"]).To(BeTrue())
 
 		By("the tenant asks for Orphan and lets the identity expire")
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { orphan(si); expireNow(si) })
@@ -80,11 +80,11 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		update(ctx, si, expireNow)
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired))
-		Expect(account(ns, "expired-bot")["active"]).To(BeTrue(), "Orphan on the tenant's own target leaves the account (allowed)")
+		Expect(accountOf(ns, "expired-bot")["active"]).To(BeTrue(), "Orphan on the tenant's own target leaves the account (allowed)")
 
 		By("the incident responder pulls the kill switch")
 		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Suspend = true })
-		Eventually(func() any { return account(ns, "expired-bot")["active"] }).Should(Equal(false),
+		Eventually(func() any { return accountOf(ns, "expired-bot")["active"] }).Should(Equal(false),
 			"the kill switch did nothing on an expired identity")
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, keyOf(ns, "expired-bot"), si)).To(Succeed())
@@ -105,7 +105,7 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 			si.Spec.WorkloadRef = &scimv1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "no-such-deployment"}
 			si.Spec.Suspend = true
 		})
-		Eventually(func() any { return account(ns, "blocked-bot")["active"] }).Should(Equal(false),
+		Eventually(func() any { return accountOf(ns, "blocked-bot")["active"] }).Should(Equal(false),
 			"an invalid spec kept the suspended identity's account active")
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse))
 		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("spec.suspend is set"))
@@ -123,7 +123,7 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 			si.Spec.Groups = []string{"not-allowed"}
 			si.Spec.Suspend = true
 		})
-		Eventually(func() any { return account(ns, "railed-bot")["active"] }).Should(Equal(false),
+		Eventually(func() any { return accountOf(ns, "railed-bot")["active"] }).Should(Equal(false),
 			"a guardrail refusal kept the suspended identity's account active")
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonGuardrail))
 	})
@@ -150,7 +150,7 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(ns, "orphaned-bot"), si)) }).Should(BeTrue())
-		Expect(account(ns, "orphaned-bot")["active"]).To(BeTrue())
+		Expect(accountOf(ns, "orphaned-bot")["active"]).To(BeTrue())
 
 		Eventually(eventReasons(ctx, ns, "orphaned-bot")).Should(ContainElement(scimv1.ReasonAccountsLeftActive),
 			"the revocation's Event does not say the account is still active")

@@ -93,7 +93,7 @@ var _ = Describe("Workload annotations", func() {
 			d.Annotations[scimv1.AnnotationDisplayName] = "Fraud agent v2"
 			g.Expect(k8s.Update(ctx, d)).To(Succeed())
 		}).Should(Succeed())
-		Eventually(func() any { return account(ns, "deployment-fraud-agent")["displayName"] }).Should(Equal("Fraud agent v2"))
+		Eventually(func() any { return accountOf(ns, "deployment-fraud-agent")["displayName"] }).Should(Equal("Fraud agent v2"))
 
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())

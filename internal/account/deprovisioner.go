@@ -1,4 +1,4 @@
-package controller
+package account
 
 import (
 	"context"
@@ -26,26 +26,26 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
-// deprovisionCause says why accounts are taken away: it decides the deletion policy that
+// Cause says why accounts are taken away: it decides the deletion policy that
 // applies and whether the result may be undone.
-type deprovisionCause int
+type Cause int
 
 const (
-	// causeRetired: the identity is being deleted, or its workload was. Final: what a target
+	// CauseRetired: the identity is being deleted, or its workload was. Final: what a target
 	// confirmed is remembered until the identity is gone, so it is never sent twice.
-	causeRetired deprovisionCause = iota
-	// causeExpired: the identity's expiry passed; extending it provisions again.
-	causeExpired
-	// causeDropped: the target is no longer referenced by the spec.
-	causeDropped
-	// causeWithdrawn: the target no longer allows the identity's namespace. The target's own
+	CauseRetired Cause = iota
+	// CauseExpired: the identity's expiry passed; extending it provisions again.
+	CauseExpired
+	// CauseDropped: the target is no longer referenced by the spec.
+	CauseDropped
+	// CauseWithdrawn: the target no longer allows the identity's namespace. The target's own
 	// policy applies, and Orphan counts as Deactivate: a tenant cannot keep an account whose
 	// access the target's owner withdrew.
-	causeWithdrawn
-	// causeSuspended: governance suspends the identity (review overdue, owner inactive past
+	CauseWithdrawn
+	// CauseSuspended: governance suspends the identity (review overdue, owner inactive past
 	// its grace), or spec.suspend is set on a spec that cannot be provisioned: every account is
 	// deactivated, whatever the deletion policy, and provisioned again once the suspension ends.
-	causeSuspended
+	CauseSuspended
 )
 
 // Deprovisioner is the one path by which accounts are taken away. Every entry point uses it:
@@ -76,7 +76,7 @@ type Deprovisioner struct {
 	Clock clock.PassiveClock
 	// Flags are the identities a sweep found out of step: a revoked account active again is
 	// revoked again.
-	Flags *sweepFlags
+	Flags *SweepFlags
 	// Dialects remembers what providers answered that discovery did not say (shared with the
 	// identity and target controllers, which show it on the target's status.adaptations).
 	Dialects *dialect.Observed
@@ -92,9 +92,9 @@ type Deprovisioner struct {
 // names or its status records (an entry with no id is looked up all the same: a crash after a
 // POST leaves one). It returns the targets that did not confirm, and whether any call was made
 // in this pass.
-func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity, rv revocation) (map[string]outcome, bool) {
-	cause := rv.cause
-	entries := indexEntries(si.Namespace, si.Status.Targets)
+func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity, rv Revocation) (map[string]Outcome, bool) {
+	cause := rv.Cause
+	entries := IndexEntries(si.Namespace, si.Status.Targets)
 	for _, ref := range si.Spec.TargetRefs {
 		if entries[targets.RefKey(ref, si.Namespace)] == nil {
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
@@ -102,7 +102,7 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 			entries[targets.RefKey(ref, si.Namespace)] = &e
 		}
 	}
-	failed := map[string]outcome{}
+	failed := map[string]Outcome{}
 	worked := false
 	for i := range si.Status.Targets {
 		entry := &si.Status.Targets[i]
@@ -114,7 +114,7 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 		// ...unless a sweep found its account active again on the target.
 		// An account Orphan left active is looked at again: the policy that applies now (a
 		// kill switch, governance) may not leave it so.
-		if off, _ := entry.AccountOff(); off && entry.State == scimv1.TargetStateDeprovisioned && cause != causeRetired && !d.Flags.isFlagged(verifiedKey(si, key)) {
+		if off, _ := entry.AccountOff(); off && entry.State == scimv1.TargetStateDeprovisioned && cause != CauseRetired && !d.Flags.IsFlagged(VerifiedKey(si, key)) {
 			continue
 		}
 		if done, ok := d.confirmed.lookup(si, key); ok {
@@ -122,13 +122,13 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 			continue
 		}
 		worked = true
-		if out := d.Target(ctx, si, entry, rv); !out.ok() {
+		if out := d.Target(ctx, si, entry, rv); !out.OK() {
 			failed[key] = out
-		} else if d.Flags.clear(verifiedKey(si, key)); cause == causeRetired {
+		} else if d.Flags.Clear(VerifiedKey(si, key)); cause == CauseRetired {
 			d.confirmed.record(si, key, *entry)
 		}
 	}
-	if cause == causeRetired && worked && len(failed) == 0 {
+	if cause == CauseRetired && worked && len(failed) == 0 {
 		d.observeRevocation(si)
 	}
 	return failed, worked
@@ -144,13 +144,13 @@ func (d *Deprovisioner) observeRevocation(si *scimv1.ServiceIdentity) {
 
 // Target applies the deletion policy the cause calls for to the identity's account(s) on one
 // target, and records the result on the entry.
-func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, rv revocation) outcome {
-	cause := rv.cause
+func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, rv Revocation) Outcome {
+	cause := rv.Cause
 	// A retirement or a withdrawal is a revocation: its calls go before provisioning and
 	// sweeps under the target's rate limit, and may take the slots reserved for it. Causes a
 	// tenant can set off at will (a dropped targetRef, an expiry it chose, a suspension) do
 	// not jump that queue.
-	if cause == causeRetired || cause == causeWithdrawn {
+	if cause == CauseRetired || cause == CauseWithdrawn {
 		ctx = scim.Urgent(ctx)
 	}
 	ref := scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}
@@ -159,33 +159,33 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 		if d.neverExisted(ctx, ref, si, entry, err) {
 			entry.State, entry.Active = scimv1.TargetStateDeprovisioned, nil
 			entry.Message = "The target does not exist; no account was provisioned there"
-			return outcome{}
+			return Outcome{}
 		}
 		return entryBlocked(entry, err)
 	}
 	// A target that refuses the namespace decides the policy, whatever the cause: an identity's
 	// own Orphan cannot keep an account whose access the target's owner withdrew.
-	if cause != causeWithdrawn && cause != causeSuspended {
+	if cause != CauseWithdrawn && cause != CauseSuspended {
 		if refusal, err := targets.NamespaceAllowed(ctx, d.Client, t, si.Namespace); err != nil {
 			return entryBlocked(entry, err)
 		} else if refusal != "" {
-			rv.cause = causeWithdrawn
+			rv.Cause = CauseWithdrawn
 		}
 	}
-	policy := effectivePolicy(t, si, rv)
+	policy := EffectivePolicy(t, si, rv)
 	if policy == scimv1.DeletionPolicyOrphan {
 		entry.State = scimv1.TargetStateDeprovisioned
 		entry.Message = "Account left on the target (deletionPolicy Orphan)"
 		if entry.Revocation == nil || entry.Revocation.Result != scimv1.RevocationOrphaned {
 			entry.Revocation = &scimv1.RevocationEvidence{Result: scimv1.RevocationOrphaned, ConfirmedAt: metav1.NewTime(status.Clock(d.Clock).Now())}
 		}
-		return outcome{}
+		return Outcome{}
 	}
 	c, err := d.Clients.ForTarget(ctx, t)
 	if err != nil {
 		return entryBlocked(entry, err)
 	}
-	acct := d.accountSync(si, t, c)
+	acct := d.SyncFor(si, t, c)
 	var ids []string
 	if done, ferr := d.onRecord(ctx, acct, entry, policy); ferr != nil {
 		err = ferr
@@ -212,7 +212,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	f := false
 	entry.Active = &f
 	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s); the target confirmed %s", policy, entry.Revocation.Result)
-	return outcome{}
+	return Outcome{}
 }
 
 // evidence reads the identity's accounts back by externalId after deprovisioning and records
@@ -221,7 +221,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 // next pass looks the accounts up and deprovisions each. When a publisher is configured, a
 // Security Event Token for the confirmation is recorded with it, once per confirmation on
 // record: the entry is its outbox, and the token is sent once the status is written.
-func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity, a *accountSync, entry *scimv1.IdentityTargetStatus,
+func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity, a *Sync, entry *scimv1.IdentityTargetStatus,
 	ids []string, policy scimv1.DeletionPolicy) error {
 	// Read back by externalId, not by id: the same request, and it also finds a second
 	// account carrying our externalId that a revocation of the account on record did not see.
@@ -248,7 +248,7 @@ func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity
 // jti and the subject, Pending. Nothing is sent here: the entry is the outbox, written with
 // the evidence, and the security-event controller sends what it holds (securityEventEvent)
 // once it is on the API server, again after a restart, until the receiver accepts it.
-func (d *Deprovisioner) publish(a *accountSync, entry *scimv1.IdentityTargetStatus, ids []string) {
+func (d *Deprovisioner) publish(a *Sync, entry *scimv1.IdentityTargetStatus, ids []string) {
 	if d.SecurityEvents == nil || len(ids) == 0 {
 		return
 	}
@@ -265,7 +265,7 @@ func (d *Deprovisioner) publish(a *accountSync, entry *scimv1.IdentityTargetStat
 // on record, no ETags or PATCH, the account changed or went (412, 404), or the answer does not
 // show our account (a 204; a provider that reused the id and ignores If-Match, whose account
 // is then deactivated but never deleted); the caller then looks the accounts up by externalId.
-func (d *Deprovisioner) onRecord(ctx context.Context, a *accountSync, entry *scimv1.IdentityTargetStatus, policy scimv1.DeletionPolicy) (bool, error) {
+func (d *Deprovisioner) onRecord(ctx context.Context, a *Sync, entry *scimv1.IdentityTargetStatus, policy scimv1.DeletionPolicy) (bool, error) {
 	if c := a.t.Spec.Compatibility; c == nil || !c.RevokeByIfMatch {
 		return false, nil // If-Match enforcement is the provider's word to give (spec.compatibility)
 	}
@@ -300,10 +300,10 @@ func (d *Deprovisioner) neverExisted(ctx context.Context, ref scimv1.TargetRefer
 }
 
 // entryBlocked records on the entry why a deprovisioning did not happen, and classifies it.
-func entryBlocked(entry *scimv1.IdentityTargetStatus, err error) outcome {
+func entryBlocked(entry *scimv1.IdentityTargetStatus, err error) Outcome {
 	entry.State = scimv1.TargetStateDeprovisioning
 	entry.Message = status.Truncate(err.Error(), 512)
-	return classify(err)
+	return Classify(err)
 }
 
 // Account applies a Delete or Deactivate policy to one account proven ours: it is set
@@ -311,13 +311,13 @@ func entryBlocked(entry *scimv1.IdentityTargetStatus, err error) outcome {
 // inactive under Deactivate), then, under Delete, taken out of the groups it joined through
 // us and deleted (the DELETE charged to the breaker of the account's namespace). Deactivating
 // first means a DELETE that fails or waits for the breaker still leaves the account unusable.
-func (d *Deprovisioner) Account(ctx context.Context, a *accountSync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string) error {
+func (d *Deprovisioner) Account(ctx context.Context, a *Sync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string) error {
 	return d.account(ctx, a, u, policy, groups, "")
 }
 
 // account is Account; a non-empty ifMatch makes the deactivation conditional on that version,
 // and a 404 to it errNotOnRecord (onRecord's account was not read: gone, or never ours).
-func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string, ifMatch string) error {
+func (d *Deprovisioner) account(ctx context.Context, a *Sync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string, ifMatch string) error {
 	id := u.ID()
 	if active, present := u.Active(); policy == scimv1.DeletionPolicyDeactivate && present && !active {
 		return nil
@@ -328,7 +328,7 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 	if a.usePatch() {
 		var patched scim.Resource
 		patched, err = a.c.Patch(ctx, a.kind.Endpoint, id, []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
-		if err == nil && ifMatch != "" && (patched == nil || patched.ID() != id || !a.ours(patched)) {
+		if err == nil && ifMatch != "" && (patched == nil || patched.ID() != id || !a.Ours(patched)) {
 			// The version matched, but the answer does not show our account (a 204, or a
 			// provider that reused the id and does not enforce If-Match): no DELETE on that
 			// word; the accounts are looked up by externalId.
@@ -378,25 +378,25 @@ func (d *Deprovisioner) account(ctx context.Context, a *accountSync, u scim.Reso
 	return nil
 }
 
-// orphanOutcome is what the orphan clean-up did with one account.
-type orphanOutcome int
+// OrphanOutcome is what the orphan clean-up did with one account.
+type OrphanOutcome int
 
 const (
-	// orphanActed: deactivated (Deactivate), or deactivated and deleted (Delete).
-	orphanActed orphanOutcome = iota
-	// orphanUntouched: nothing to do (gone, or already inactive under Deactivate).
-	orphanUntouched
-	// orphanPaused: the breaker paused the clean-up (its status says why).
-	orphanPaused
-	// orphanSkipped: the account changed since the sweep listed it (another externalId, an
+	// OrphanActed: deactivated (Deactivate), or deactivated and deleted (Delete).
+	OrphanActed OrphanOutcome = iota
+	// OrphanUntouched: nothing to do (gone, or already inactive under Deactivate).
+	OrphanUntouched
+	// OrphanPaused: the breaker paused the clean-up (its status says why).
+	OrphanPaused
+	// OrphanSkipped: the account changed since the sweep listed it (another externalId, an
 	// identity claims it, a 412): it is left alone, and the next sweep judges it again.
-	orphanSkipped
+	OrphanSkipped
 )
 
-// errOrphanChanged says why an orphan was skipped.
-type errOrphanChanged struct{ id, why string }
+// OrphanChangedError says why an orphan was skipped.
+type OrphanChangedError struct{ id, why string }
 
-func (e *errOrphanChanged) Error() string {
+func (e *OrphanChangedError) Error() string {
 	return fmt.Sprintf("account %s %s; it is left alone", scim.Sanitize(e.id, 128), e.why)
 }
 
@@ -413,39 +413,39 @@ func (e *errOrphanChanged) Error() string {
 // The orphan's externalId (the provider's data) names its namespace, so the breaker charges
 // that namespace only when it exists and t serves it (OrphanBucket); otherwise the shared
 // bucket. A pause returns orphanPaused with the *breaker.OpenError that says which bucket.
-func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.Client, u scim.Resource, policy scimv1.OrphanPolicy) (orphanOutcome, error) {
+func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.Client, u scim.Resource, policy scimv1.OrphanPolicy) (OrphanOutcome, error) {
 	id := u.ID()
 	bucket, err := d.OrphanBucket(ctx, t, u.ExternalID())
 	if err != nil {
-		return orphanUntouched, err
+		return OrphanUntouched, err
 	}
 	a := d.accountSyncFor(t, c, u.ExternalID(), "")
 	d.chargeTo(a, t, bucket)
-	skip := func(why string) (orphanOutcome, error) { return orphanSkipped, &errOrphanChanged{id: id, why: why} }
-	cur, err := a.read(ctx, id)
+	skip := func(why string) (OrphanOutcome, error) { return OrphanSkipped, &OrphanChangedError{id: id, why: why} }
+	cur, err := a.Read(ctx, id)
 	if scim.IsNotFound(err) {
-		return orphanUntouched, nil
+		return OrphanUntouched, nil
 	}
 	if err != nil {
-		return orphanUntouched, fmt.Errorf("reading account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
+		return OrphanUntouched, fmt.Errorf("reading account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
 	}
 	if why, err := d.stillOrphan(ctx, a, cur); err != nil || why != "" {
 		if err != nil {
-			return orphanUntouched, err
+			return OrphanUntouched, err
 		}
 		return skip(why)
 	}
 	active, present := cur.Active()
 	deactivate := !present || active
 	if !deactivate && policy == scimv1.OrphanPolicyDeactivate {
-		return orphanUntouched, nil
+		return OrphanUntouched, nil
 	}
 	if a.charge != nil {
 		var open *breaker.OpenError
 		if err := a.charge(ctx); errors.As(err, &open) {
-			return orphanPaused, open
+			return OrphanPaused, open
 		} else if err != nil {
-			return orphanUntouched, err
+			return OrphanUntouched, err
 		}
 	}
 	refund := func() {
@@ -462,27 +462,27 @@ func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.C
 			return skip("changed since it was read (412 to its deactivation)")
 		case scim.IsNotFound(err):
 			refund()
-			return orphanUntouched, nil
+			return OrphanUntouched, nil
 		case err != nil:
 			refund() // nothing changed (or we cannot tell): do not count it
-			return orphanUntouched, fmt.Errorf("deactivating account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
+			return OrphanUntouched, fmt.Errorf("deactivating account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
 		}
 		if policy != scimv1.OrphanPolicyDelete {
-			return orphanActed, nil
+			return OrphanActed, nil
 		}
 		// The DELETE goes only where the answer shows the account still ours; a 204, or an
 		// answer without the id, the externalId or (with ETags) the version is not that
 		// answer: read it again.
 		if answer == nil || answer.ID() != id || answer.ExternalID() == "" || (a.useETag() && answer.Version() == "") {
-			if answer, err = a.read(ctx, id); scim.IsNotFound(err) {
-				return orphanActed, nil
+			if answer, err = a.Read(ctx, id); scim.IsNotFound(err) {
+				return OrphanActed, nil
 			} else if err != nil {
-				return orphanActed, fmt.Errorf("reading back account %s on %s after deactivating it: %w", scim.Sanitize(id, 128), t.Key(), err)
+				return OrphanActed, fmt.Errorf("reading back account %s on %s after deactivating it: %w", scim.Sanitize(id, 128), t.Key(), err)
 			}
 		}
 		if why, err := d.stillOrphan(ctx, a, answer); err != nil || why != "" {
 			if err != nil {
-				return orphanActed, err
+				return OrphanActed, err
 			}
 			return skip(why + " once deactivated: it is not deleted")
 		}
@@ -496,16 +496,16 @@ func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.C
 		}
 		return skip("changed since it was read (412 to its deletion)")
 	case scim.IsNotFound(err):
-		return orphanActed, nil
+		return OrphanActed, nil
 	case err != nil:
-		return orphanActed, fmt.Errorf("deleting account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
+		return OrphanActed, fmt.Errorf("deleting account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
 	}
-	return orphanActed, nil
+	return OrphanActed, nil
 }
 
 // deactivateOrphan sets the orphan inactive (PATCH, or PUT of the account just read when the
 // provider refuses PATCH), conditional on ifMatch. The answer is nil after a 204.
-func (d *Deprovisioner) deactivateOrphan(ctx context.Context, a *accountSync, cur scim.Resource, ifMatch string) (scim.Resource, error) {
+func (d *Deprovisioner) deactivateOrphan(ctx context.Context, a *Sync, cur scim.Resource, ifMatch string) (scim.Resource, error) {
 	if a.usePatch() {
 		answer, err := a.c.Patch(ctx, a.kind.Endpoint, cur.ID(), []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
 		if !scim.IsNotImplemented(err) {
@@ -520,8 +520,8 @@ func (d *Deprovisioner) deactivateOrphan(ctx context.Context, a *accountSync, cu
 // listed ("" when it is): it must carry the same externalId, with this cluster's prefix, and
 // no ServiceIdentity may claim it (read past the cache: one created since the sweep adopts
 // this very account).
-func (d *Deprovisioner) stillOrphan(ctx context.Context, a *accountSync, u scim.Resource) (string, error) {
-	if !a.ours(u) {
+func (d *Deprovisioner) stillOrphan(ctx context.Context, a *Sync, u scim.Resource) (string, error) {
+	if !a.Ours(u) {
 		return "no longer carries the orphaned externalId", nil
 	}
 	rest, ok := strings.CutPrefix(a.externalID, d.ClusterID+"/")
@@ -542,21 +542,21 @@ func (d *Deprovisioner) stillOrphan(ctx context.Context, a *accountSync, u scim.
 	return "", nil
 }
 
-// accountSync prepares the SCIM calls for si's account on t, with the circuit breaker.
-func (d *Deprovisioner) accountSync(si *scimv1.ServiceIdentity, t *targets.Target, c *scim.Client) *accountSync {
+// SyncFor prepares the SCIM calls for si's account on t, with the circuit breaker.
+func (d *Deprovisioner) SyncFor(si *scimv1.ServiceIdentity, t *targets.Target, c *scim.Client) *Sync {
 	return d.accountSyncFor(t, c, ExternalID(d.ClusterID, si), si.EffectiveUserName())
 }
 
-func (d *Deprovisioner) accountSyncFor(t *targets.Target, c *scim.Client, externalID, userName string) *accountSync {
-	a := &accountSync{c: c, t: t, externalID: externalID, userName: userName,
-		matchAttr: matchAttribute(t), adoption: t.Spec.Adoption, kind: dialect.KindOf(t), dialects: d.Dialects}
+func (d *Deprovisioner) accountSyncFor(t *targets.Target, c *scim.Client, externalID, userName string) *Sync {
+	a := &Sync{c: c, t: t, externalID: externalID, userName: userName,
+		matchAttr: MatchAttribute(t), adoption: t.Spec.Adoption, kind: dialect.KindOf(t), dialects: d.Dialects}
 	d.chargeTo(a, t, namespaceOf(d.ClusterID, externalID))
 	return a
 }
 
 // chargeTo has a's deletions charged to one bucket of t's breaker (a refund goes back to the
 // bucket the charge used).
-func (d *Deprovisioner) chargeTo(a *accountSync, t *targets.Target, namespace string) {
+func (d *Deprovisioner) chargeTo(a *Sync, t *targets.Target, namespace string) {
 	a.charge, a.refund = nil, nil
 	if d.Breaker == nil {
 		return
@@ -644,3 +644,6 @@ func namespaceOf(clusterID, externalID string) string {
 	}
 	return ns
 }
+
+// Forget drops what was confirmed for the identity name: it is gone.
+func (d *Deprovisioner) Forget(name types.NamespacedName) { d.confirmed.forget(name) }

@@ -1,11 +1,10 @@
-package controller
+package account
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,8 +39,8 @@ func TestClassify(t *testing.T) {
 			transient, scimv1.ReasonCredentials, 0},
 		{"401", scimErr(http.StatusUnauthorized, 0), transient, scimv1.ReasonUnauthorized, 0},
 		{"403", scimErr(http.StatusForbidden, 0), transient, scimv1.ReasonUnauthorized, 0},
-		{"account conflict", fmt.Errorf("%w: userName %q belongs to another account", errAccountConflict, "bot"), stalled, scimv1.ReasonAccountConflict, 0},
-		{"account conflict carrying the target's 409", fmt.Errorf("%w (the target answered: %v)", errAccountConflict, scimErr(http.StatusConflict, 0)),
+		{"account conflict", fmt.Errorf("%w: userName %q belongs to another account", ErrConflict, "bot"), stalled, scimv1.ReasonAccountConflict, 0},
+		{"account conflict carrying the target's 409", fmt.Errorf("%w (the target answered: %v)", ErrConflict, scimErr(http.StatusConflict, 0)),
 			stalled, scimv1.ReasonAccountConflict, 0},
 		{"circuit breaker open: wait until a slot frees", fmt.Errorf("deactivating: %w", &breaker.OpenError{Target: "payments/acme", Wait: 42 * time.Second}),
 			transient, scimv1.ReasonBreakerOpen, 42 * time.Second},
@@ -62,40 +61,27 @@ func TestClassify(t *testing.T) {
 		{"an empty id", fmt.Errorf("GET: %w", scim.ErrEmptyID), transient, scimv1.ReasonProgressing, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := classify(tc.err)
-			if o.reason != tc.reason {
-				t.Errorf("reason = %q, want %q", o.reason, tc.reason)
+			o := Classify(tc.err)
+			if o.Reason != tc.reason {
+				t.Errorf("reason = %q, want %q", o.Reason, tc.reason)
 			}
-			if o.retryAfter != tc.retryAfter {
-				t.Errorf("retryAfter = %s, want %s", o.retryAfter, tc.retryAfter)
+			if o.RetryAfter != tc.retryAfter {
+				t.Errorf("retryAfter = %s, want %s", o.RetryAfter, tc.retryAfter)
 			}
-			if o.ok() {
+			if o.OK() {
 				t.Fatalf("an error classified as success: %+v", o)
 			}
 			if tc.stalled {
 				// Stalled: the message says what a human must fix, and no retry is asked for.
-				if o.stalled != tc.err.Error() || o.err != nil {
+				if o.Stalled != tc.err.Error() || o.Err != nil {
 					t.Errorf("want stalled with the error's message, got %+v", o)
 				}
 				return
 			}
 			// Transient: the original error is kept (errors.Is/As still see it), nothing is stalled.
-			if o.stalled != "" || !errors.Is(o.err, tc.err) {
+			if o.Stalled != "" || !errors.Is(o.Err, tc.err) {
 				t.Errorf("want transient carrying the error, got %+v", o)
 			}
 		})
-	}
-}
-
-// A provider's ETag is recorded only when status can hold it as it is.
-func TestRecordedVersionIsBounded(t *testing.T) {
-	for v, want := range map[string]string{
-		`W/"1"`:                   `W/"1"`,
-		strings.Repeat("x", 2048): "",
-		"a\x1bb":                  "",
-	} {
-		if got := recordedVersion(scim.Resource{"meta": map[string]any{"version": v}}); got != want {
-			t.Errorf("recordedVersion(%.20q) = %.20q, want %.20q", v, got, want)
-		}
 	}
 }

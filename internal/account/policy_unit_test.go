@@ -1,4 +1,4 @@
-package controller
+package account
 
 import (
 	"errors"
@@ -39,28 +39,28 @@ func TestEffectivePolicy(t *testing.T) {
 		name string
 		t    *targets.Target
 		si   *scimv1.ServiceIdentity
-		rv   revocation
+		rv   Revocation
 		want scimv1.DeletionPolicy
 	}{
-		{"the target's default", target(st, "", nil, false), identity(nil, ""), revocation{cause: causeRetired}, del},
-		{"a tenant's Orphan on its own target", target(st, del, nil, false), identity(ptr.To(orphan), ""), revocation{cause: causeRetired}, orphan},
-		{"a tenant's Orphan on a cluster target (not allowed by default)", target(cst, del, nil, false), identity(ptr.To(orphan), ""), revocation{cause: causeExpired}, del},
-		{"a tenant's Deactivate on a cluster target", target(cst, del, nil, false), identity(ptr.To(deact), ""), revocation{cause: causeRetired}, deact},
-		{"Orphan allowed on a cluster target by its guardrails", target(cst, del, []scimv1.DeletionPolicy{orphan}, false), identity(ptr.To(orphan), ""), revocation{cause: causeRetired}, orphan},
-		{"Orphan refused on a namespaced target by its guardrails", target(st, deact, []scimv1.DeletionPolicy{del}, false), identity(ptr.To(orphan), ""), revocation{cause: causeRetired}, deact},
-		{"a withdrawal follows the target", target(st, del, nil, false), identity(ptr.To(deact), ""), revocation{cause: causeWithdrawn}, del},
-		{"a withdrawal never orphans", target(st, orphan, nil, false), identity(nil, ""), revocation{cause: causeWithdrawn}, deact},
-		{"an expiry maxTTL capped follows the target", target(st, del, nil, true), identity(ptr.To(orphan), "t (maxTTL 1h)"), revocation{cause: causeExpired}, del},
-		{"an expiry under maxTTL, the identity's own ttl shorter", target(st, del, nil, true), identity(ptr.To(orphan), ""), revocation{cause: causeExpired}, del},
-		{"an expiry under maxTTL on an Orphan target", target(st, orphan, nil, true), identity(nil, ""), revocation{cause: causeExpired}, deact},
-		{"an expiry without maxTTL keeps the tenant's Orphan", target(st, del, nil, false), identity(ptr.To(orphan), ""), revocation{cause: causeExpired}, orphan},
-		{"the kill switch turns Orphan into Deactivate (expiry)", target(st, del, nil, false), identity(ptr.To(orphan), ""), revocation{cause: causeExpired, kill: "spec.suspend is set"}, deact},
-		{"the kill switch turns Orphan into Deactivate (deletion)", target(st, orphan, nil, false), identity(nil, ""), revocation{cause: causeRetired, kill: "governance"}, deact},
-		{"the kill switch keeps Delete", target(st, del, nil, false), identity(nil, ""), revocation{cause: causeRetired, kill: "spec.suspend is set"}, del},
-		{"a suspension deactivates", target(st, del, nil, false), identity(ptr.To(del), ""), revocation{cause: causeSuspended}, deact},
+		{"the target's default", target(st, "", nil, false), identity(nil, ""), Revocation{Cause: CauseRetired}, del},
+		{"a tenant's Orphan on its own target", target(st, del, nil, false), identity(ptr.To(orphan), ""), Revocation{Cause: CauseRetired}, orphan},
+		{"a tenant's Orphan on a cluster target (not allowed by default)", target(cst, del, nil, false), identity(ptr.To(orphan), ""), Revocation{Cause: CauseExpired}, del},
+		{"a tenant's Deactivate on a cluster target", target(cst, del, nil, false), identity(ptr.To(deact), ""), Revocation{Cause: CauseRetired}, deact},
+		{"Orphan allowed on a cluster target by its guardrails", target(cst, del, []scimv1.DeletionPolicy{orphan}, false), identity(ptr.To(orphan), ""), Revocation{Cause: CauseRetired}, orphan},
+		{"Orphan refused on a namespaced target by its guardrails", target(st, deact, []scimv1.DeletionPolicy{del}, false), identity(ptr.To(orphan), ""), Revocation{Cause: CauseRetired}, deact},
+		{"a withdrawal follows the target", target(st, del, nil, false), identity(ptr.To(deact), ""), Revocation{Cause: CauseWithdrawn}, del},
+		{"a withdrawal never orphans", target(st, orphan, nil, false), identity(nil, ""), Revocation{Cause: CauseWithdrawn}, deact},
+		{"an expiry maxTTL capped follows the target", target(st, del, nil, true), identity(ptr.To(orphan), "t (maxTTL 1h)"), Revocation{Cause: CauseExpired}, del},
+		{"an expiry under maxTTL, the identity's own ttl shorter", target(st, del, nil, true), identity(ptr.To(orphan), ""), Revocation{Cause: CauseExpired}, del},
+		{"an expiry under maxTTL on an Orphan target", target(st, orphan, nil, true), identity(nil, ""), Revocation{Cause: CauseExpired}, deact},
+		{"an expiry without maxTTL keeps the tenant's Orphan", target(st, del, nil, false), identity(ptr.To(orphan), ""), Revocation{Cause: CauseExpired}, orphan},
+		{"the kill switch turns Orphan into Deactivate (expiry)", target(st, del, nil, false), identity(ptr.To(orphan), ""), Revocation{Cause: CauseExpired, Kill: "spec.suspend is set"}, deact},
+		{"the kill switch turns Orphan into Deactivate (deletion)", target(st, orphan, nil, false), identity(nil, ""), Revocation{Cause: CauseRetired, Kill: "governance"}, deact},
+		{"the kill switch keeps Delete", target(st, del, nil, false), identity(nil, ""), Revocation{Cause: CauseRetired, Kill: "spec.suspend is set"}, del},
+		{"a suspension deactivates", target(st, del, nil, false), identity(ptr.To(del), ""), Revocation{Cause: CauseSuspended}, deact},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := effectivePolicy(tc.t, tc.si, tc.rv); got != tc.want {
+			if got := EffectivePolicy(tc.t, tc.si, tc.rv); got != tc.want {
 				t.Fatalf("effectivePolicy = %s, want %s", got, tc.want)
 			}
 		})
@@ -69,16 +69,16 @@ func TestEffectivePolicy(t *testing.T) {
 
 func TestKilled(t *testing.T) {
 	si := &scimv1.ServiceIdentity{}
-	if killed(si) != "" {
+	if Killed(si) != "" {
 		t.Fatal("killed without a suspension")
 	}
 	si.Status.Conditions = []metav1.Condition{{Type: scimv1.ConditionReady, Status: metav1.ConditionFalse, Reason: scimv1.ReasonReviewOverdue}}
-	if killed(si) == "" {
+	if Killed(si) == "" {
 		t.Fatal("a review overdue does not hold the identity")
 	}
 	si.Status.Conditions[0].Reason = scimv1.ReasonExpired
 	si.Spec.Suspend = true
-	if killed(si) != "spec.suspend is set" {
+	if Killed(si) != "spec.suspend is set" {
 		t.Fatal("spec.suspend does not hold the identity")
 	}
 }
@@ -88,7 +88,7 @@ func TestPatchRefusalIsPerEndpointAndExpires(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	d := &dialect.Observed{Clock: clk}
 	tg := &targets.Target{Kind: scimv1.KindScimTarget, Namespace: "ns", Name: "t", Spec: &scimv1.ScimTargetSpec{}, Status: &scimv1.ScimTargetStatus{}}
-	a := &accountSync{t: tg, kind: dialect.KindOf(tg), dialects: d}
+	a := &Sync{t: tg, kind: dialect.KindOf(tg), dialects: d}
 	a.patchRefused(dialect.UsersEndpoint, errors.New("501"))
 	if a.usePatchOn(dialect.UsersEndpoint) || !a.usePatchOn(groupsEndpoint) {
 		t.Fatalf("after a refusal on /Users: users PATCH=%v groups PATCH=%v, want false, true", a.usePatchOn(dialect.UsersEndpoint), a.usePatchOn(groupsEndpoint))

@@ -1,4 +1,4 @@
-package controller
+package account
 
 import (
 	"fmt"
@@ -10,8 +10,8 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
-// targetPolicy is the target's own deletionPolicy (Delete when unset).
-func targetPolicy(t *targets.Target) scimv1.DeletionPolicy {
+// TargetPolicy is the target's own deletionPolicy (Delete when unset).
+func TargetPolicy(t *targets.Target) scimv1.DeletionPolicy {
 	if t.Spec.DeletionPolicy != "" {
 		return t.Spec.DeletionPolicy
 	}
@@ -31,20 +31,20 @@ func identityPolicies(t *targets.Target) []scimv1.DeletionPolicy {
 	return []scimv1.DeletionPolicy{scimv1.DeletionPolicyDelete, scimv1.DeletionPolicyDeactivate, scimv1.DeletionPolicyOrphan}
 }
 
-// deletionPolicyRefused says why the identity's own deletionPolicy does not count on t ("":
+// DeletionPolicyRefused says why the identity's own deletionPolicy does not count on t ("":
 // it does, or it sets none).
-func deletionPolicyRefused(t *targets.Target, si *scimv1.ServiceIdentity) string {
+func DeletionPolicyRefused(t *targets.Target, si *scimv1.ServiceIdentity) string {
 	p := si.Spec.DeletionPolicy
 	if p == nil || slices.Contains(identityPolicies(t), *p) {
 		return ""
 	}
-	return fmt.Sprintf("deletionPolicy %q (allowed: %v; the target's deletionPolicy %s applies)", *p, identityPolicies(t), targetPolicy(t))
+	return fmt.Sprintf("deletionPolicy %q (allowed: %v; the target's deletionPolicy %s applies)", *p, identityPolicies(t), TargetPolicy(t))
 }
 
-// killed reports why the kill switch or governance holds an identity ("" when neither does):
+// Killed reports why the kill switch or governance holds an identity ("" when neither does):
 // spec.suspend, or a suspension by governance (review overdue, owner inactive under Suspend)
 // recorded on its status. While it holds, no deprovisioning leaves an account active.
-func killed(si *scimv1.ServiceIdentity) string {
+func Killed(si *scimv1.ServiceIdentity) string {
 	if si.Spec.Suspend {
 		return "spec.suspend is set"
 	}
@@ -55,34 +55,34 @@ func killed(si *scimv1.ServiceIdentity) string {
 	return ""
 }
 
-// revocation is why an identity's accounts are taken away: the cause, and whether the kill
+// Revocation is why an identity's accounts are taken away: the cause, and whether the kill
 // switch or governance holds the identity at the same time.
-type revocation struct {
-	cause deprovisionCause
-	// kill is why the kill switch or governance holds the identity ("" when neither does).
-	kill string
+type Revocation struct {
+	Cause Cause
+	// Kill is why the Kill switch or governance holds the identity ("" when neither does).
+	Kill string
 }
 
-// effectivePolicy is the one decision of what a deprovisioning does to an account on t. The
+// EffectivePolicy is the one decision of what a deprovisioning does to an account on t. The
 // identity's own deletionPolicy counts only where the target's guardrails allow it; the
 // target's policy governs a withdrawal and an expiry under the target's maxTTL; a suspension
 // deactivates. Orphan never leaves an account active when the target's owner withdrew the
 // namespace, when maxTTL ended the identity, or while the kill switch or governance holds it:
 // those deactivate instead.
-func effectivePolicy(t *targets.Target, si *scimv1.ServiceIdentity, r revocation) scimv1.DeletionPolicy {
-	if r.cause == causeSuspended {
+func EffectivePolicy(t *targets.Target, si *scimv1.ServiceIdentity, r Revocation) scimv1.DeletionPolicy {
+	if r.Cause == CauseSuspended {
 		return scimv1.DeletionPolicyDeactivate // kept, inactive, until the suspension ends
 	}
-	policy := targetPolicy(t)
-	if si.Spec.DeletionPolicy != nil && deletionPolicyRefused(t, si) == "" {
+	policy := TargetPolicy(t)
+	if si.Spec.DeletionPolicy != nil && DeletionPolicyRefused(t, si) == "" {
 		policy = *si.Spec.DeletionPolicy
 	}
-	targetRules := r.cause == causeWithdrawn ||
-		(r.cause == causeExpired && (si.Status.ExpiryCappedBy != "" || (t.Spec.Governance != nil && t.Spec.Governance.MaxTTL != nil)))
+	targetRules := r.Cause == CauseWithdrawn ||
+		(r.Cause == CauseExpired && (si.Status.ExpiryCappedBy != "" || (t.Spec.Governance != nil && t.Spec.Governance.MaxTTL != nil)))
 	if targetRules {
-		policy = targetPolicy(t)
+		policy = TargetPolicy(t)
 	}
-	if policy == scimv1.DeletionPolicyOrphan && (targetRules || r.kill != "") {
+	if policy == scimv1.DeletionPolicyOrphan && (targetRules || r.Kill != "") {
 		policy = scimv1.DeletionPolicyDeactivate
 	}
 	return policy

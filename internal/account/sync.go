@@ -1,4 +1,4 @@
-package controller
+package account
 
 import (
 	"context"
@@ -14,21 +14,21 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
-// errAccountConflict: an account the identity needs (its userName, or its externalId twice)
+// ErrConflict: an account the identity needs (its userName, or its externalId twice)
 // is not provably and uniquely ours. Nothing is written to or deleted from it.
-var errAccountConflict = errors.New("account conflict")
+var ErrConflict = errors.New("account conflict")
 
-// accountSync performs the SCIM calls for one identity on one target. An account is ours only
+// Sync performs the SCIM calls for one identity on one target. An account is ours only
 // when its externalId is this cluster's id for the identity: every write (PATCH, PUT, DELETE)
 // goes to an account a read has just shown to carry it. Status ids are hints, never proof.
-type accountSync struct {
+type Sync struct {
 	c *scim.Client
 	t *targets.Target
 	// externalID is this cluster's id for the identity; userName its effective userName.
 	externalID string
 	userName   string
-	// desired is the User the spec asks for (nil when deprovisioning).
-	desired   scim.Resource
+	// Desired is the User the spec asks for (nil when deprovisioning).
+	Desired   scim.Resource
 	matchAttr scimv1.MatchAttribute
 	adoption  scimv1.AdoptionPolicy
 	// kind is the resource type the target's accounts are made as (User, Agent...).
@@ -41,9 +41,9 @@ type accountSync struct {
 	refund func()
 }
 
-// ours reports whether a resource read from the target is this identity's account.
-// An id a status could not hold (too long, not UTF-8) is never ours either.
-func (a *accountSync) ours(u scim.Resource) bool {
+// Ours reports whether a resource read from the target is this identity's account.
+// An id a status could not hold (too long, not UTF-8) is never Ours either.
+func (a *Sync) Ours(u scim.Resource) bool {
 	return u != nil && u.ID() != "" && len(u.ID()) <= maxAccountIDBytes && utf8.ValidString(u.ID()) && u.ExternalID() == a.externalID
 }
 
@@ -52,11 +52,11 @@ const maxAccountIDBytes = 512
 
 // usePatch decides PATCH or PUT for the accounts from spec.compatibility and the discovered
 // capabilities.
-func (a *accountSync) usePatch() bool { return a.usePatchOn(a.kind.Endpoint) }
+func (a *Sync) usePatch() bool { return a.usePatchOn(a.kind.Endpoint) }
 
 // usePatchOn decides PATCH or PUT for one resource endpoint: a refusal seen there (and only
 // there) sends PUT for dialect.PatchRefusalTTL, then PATCH is tried again.
-func (a *accountSync) usePatchOn(endpoint string) bool {
+func (a *Sync) usePatchOn(endpoint string) bool {
 	if c := a.t.Spec.Compatibility; c != nil {
 		switch c.PatchMode {
 		case scimv1.PatchModePatch:
@@ -76,7 +76,7 @@ func (a *accountSync) usePatchOn(endpoint string) bool {
 
 // patchRefused records a provider refusing PATCH (501/405) although discovery said it
 // supports it: from now on accounts are updated with PUT, and groups by replacing their members.
-func (a *accountSync) patchRefused(endpoint string, err error) {
+func (a *Sync) patchRefused(endpoint string, err error) {
 	what := "accounts are updated with PUT"
 	if endpoint == groupsEndpoint {
 		what = "group members are changed by a PUT of the group"
@@ -86,32 +86,32 @@ func (a *accountSync) patchRefused(endpoint string, err error) {
 		endpoint, err, what, dialect.PatchRefusalTTL), 512))
 }
 
-func (a *accountSync) useETag() bool {
+func (a *Sync) useETag() bool {
 	caps := a.t.Status.Capabilities
 	return caps != nil && caps.ETag != nil && *caps.ETag
 }
 
 // ifMatch is the If-Match for a write to u, just read: its version where the provider
 // supports ETags, else "".
-func (a *accountSync) ifMatch(u scim.Resource) string {
+func (a *Sync) ifMatch(u scim.Resource) string {
 	if !a.useETag() {
 		return ""
 	}
 	return u.Version()
 }
 
-// ensure makes the account exist and match desired. knownID is the id from status, a hint:
+// Ensure makes the account exist and match desired. knownID is the id from status, a hint:
 // the account there is used only if it carries our externalId. A new account costs one
 // lookup and one POST; an unchanged one costs one GET.
-func (a *accountSync) ensure(ctx context.Context, knownID string) (user scim.Resource, adopted, updated bool, err error) {
+func (a *Sync) Ensure(ctx context.Context, knownID string) (user scim.Resource, adopted, updated bool, err error) {
 	if knownID != "" {
-		user, err = a.read(ctx, knownID)
+		user, err = a.Read(ctx, knownID)
 		switch {
 		case scim.IsNotFound(err):
 			user = nil // deleted on the target: find or recreate below
 		case err != nil:
 			return nil, false, false, fmt.Errorf("reading account %s on %s: %w", knownID, a.t.Key(), err)
-		case !a.ours(user):
+		case !a.Ours(user):
 			user = nil // the id now names someone else's account: never write to it
 		}
 	}
@@ -123,11 +123,11 @@ func (a *accountSync) ensure(ctx context.Context, knownID string) (user scim.Res
 	}
 	before := user
 	user, err = a.update(ctx, user)
-	return user, adopted, err == nil && scim.Diff(a.desired, before) != nil, err
+	return user, adopted, err == nil && scim.Diff(a.Desired, before) != nil, err
 }
 
 // findOrCreate finds our account, or an adoptable one, or creates it.
-func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, error) {
+func (a *Sync) findOrCreate(ctx context.Context) (scim.Resource, bool, error) {
 	if a.matchAttr == scimv1.MatchUserName {
 		found, adopted, err := a.byUserName(ctx)
 		if err != nil || found != nil {
@@ -139,20 +139,20 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 			return found, false, err
 		}
 	}
-	created, err := a.c.Create(ctx, a.kind.Endpoint, a.desired)
+	created, err := a.c.Create(ctx, a.kind.Endpoint, a.Desired)
 	if err == nil {
-		if a.ours(created) {
+		if a.Ours(created) {
 			return created, false, nil
 		}
 		// The answer does not show our externalId: a partial representation, or a provider
 		// naming someone else's account. Only a read of that id that shows ours proves it.
-		read, rerr := a.read(ctx, created.ID())
+		read, rerr := a.Read(ctx, created.ID())
 		if rerr != nil && !scim.IsNotFound(rerr) {
 			return nil, false, fmt.Errorf("reading back account %q created on %s: %w", a.userName, a.t.Key(), rerr)
 		}
-		if !a.ours(read) {
+		if !a.Ours(read) {
 			return nil, false, fmt.Errorf("%w: the account %s answered to creating %q does not carry externalId %q when read back; it is left untouched",
-				errAccountConflict, a.t.Key(), a.userName, a.externalID)
+				ErrConflict, a.t.Key(), a.userName, a.externalID)
 		}
 		return read, false, nil
 	}
@@ -169,19 +169,19 @@ func (a *accountSync) findOrCreate(ctx context.Context) (scim.Resource, bool, er
 		// Only a uniqueness refusal (or one that does not say) is worth a scan of the target.
 		found, adopted, lerr = a.byUserNameScan(ctx)
 	}
-	if errors.Is(lerr, errAccountConflict) {
+	if errors.Is(lerr, ErrConflict) {
 		return nil, false, fmt.Errorf("%w (the target answered: %v)", lerr, err) // keep the target's own detail
 	}
 	if lerr != nil || found != nil {
 		return found, adopted, lerr
 	}
 	return nil, false, fmt.Errorf("%w: creating account %q on %s was refused (%v), and no account with that userName can be read",
-		errAccountConflict, a.userName, a.t.Key(), err)
+		ErrConflict, a.userName, a.t.Key(), err)
 }
 
-// read GETs the account with this id; an answer that names another id is someone else's
+// Read GETs the account with this id; an answer that names another id is someone else's
 // resource and is refused.
-func (a *accountSync) read(ctx context.Context, id string) (scim.Resource, error) {
+func (a *Sync) Read(ctx context.Context, id string) (scim.Resource, error) {
 	u, err := a.c.Get(ctx, a.kind.Endpoint, id)
 	if err != nil {
 		return nil, err
@@ -194,7 +194,7 @@ func (a *accountSync) read(ctx context.Context, id string) (scim.Resource, error
 
 // byExternalID returns the account carrying our externalId; two or more is a conflict a
 // human must resolve (provisioning never picks one).
-func (a *accountSync) byExternalID(ctx context.Context) (scim.Resource, error) {
+func (a *Sync) byExternalID(ctx context.Context) (scim.Resource, error) {
 	mine, err := a.findOurs(ctx)
 	if err != nil {
 		return nil, err
@@ -210,18 +210,18 @@ func (a *accountSync) byExternalID(ctx context.Context) (scim.Resource, error) {
 		ids = append(ids, scim.Sanitize(u.ID(), 64))
 	}
 	return nil, fmt.Errorf("%w: %d accounts on %s carry externalId %q (ids %s...); remove the duplicates on the target",
-		errAccountConflict, len(mine), a.t.Key(), a.externalID, strings.Join(ids, ", "))
+		ErrConflict, len(mine), a.t.Key(), a.externalID, strings.Join(ids, ", "))
 }
 
 // findOurs lists every account carrying our externalId.
-func (a *accountSync) findOurs(ctx context.Context) ([]scim.Resource, error) {
+func (a *Sync) findOurs(ctx context.Context) ([]scim.Resource, error) {
 	found, err := a.c.Find(ctx, a.kind.Endpoint, "externalId", a.externalID)
 	if err != nil {
 		return nil, fmt.Errorf("looking up externalId %q on %s: %w", a.externalID, a.t.Key(), err)
 	}
 	var mine []scim.Resource
 	for _, u := range found {
-		if a.ours(u) {
+		if a.Ours(u) {
 			mine = append(mine, u)
 		}
 	}
@@ -231,7 +231,7 @@ func (a *accountSync) findOurs(ctx context.Context) ([]scim.Resource, error) {
 // byUserName returns the account with our userName when it is ours, or adoptable under the
 // target's adoption policy (no externalId at all, and spec.adoption IfNoExternalID). Any
 // other account with that userName is a conflict: it is a person's, or another identity's.
-func (a *accountSync) byUserName(ctx context.Context) (scim.Resource, bool, error) {
+func (a *Sync) byUserName(ctx context.Context) (scim.Resource, bool, error) {
 	found, err := a.c.Find(ctx, a.kind.Endpoint, a.kind.NameAttr, a.userName)
 	if err != nil {
 		return nil, false, fmt.Errorf("looking up userName %q on %s: %w", a.userName, a.t.Key(), err)
@@ -242,9 +242,9 @@ func (a *accountSync) byUserName(ctx context.Context) (scim.Resource, bool, erro
 // byUserNameScan is byUserName for a provider whose filter did not find a userName its
 // uniqueness check knows (it matches userName eq case-sensitively, where RFC 7643 says
 // caseExact false): every account is listed and compared case-insensitively here.
-func (a *accountSync) byUserNameScan(ctx context.Context) (scim.Resource, bool, error) {
+func (a *Sync) byUserNameScan(ctx context.Context) (scim.Resource, bool, error) {
 	var found []scim.Resource
-	err := a.c.EachPage(ctx, a.kind.Endpoint, "", sweepPageSize, 0, func(page []scim.Resource) error {
+	err := a.c.EachPage(ctx, a.kind.Endpoint, "", PageSize, 0, func(page []scim.Resource) error {
 		for _, u := range page {
 			if strings.EqualFold(dialect.AccountName(u, a.kind), a.userName) {
 				found = append(found, u)
@@ -263,12 +263,12 @@ func (a *accountSync) byUserNameScan(ctx context.Context) (scim.Resource, bool, 
 }
 
 // classifyByUserName decides among the accounts with our userName (see byUserName).
-func (a *accountSync) classifyByUserName(found []scim.Resource) (scim.Resource, bool, error) {
+func (a *Sync) classifyByUserName(found []scim.Resource) (scim.Resource, bool, error) {
 	var mine, adoptable []scim.Resource
 	foreign := 0
 	for _, u := range found {
 		switch {
-		case a.ours(u):
+		case a.Ours(u):
 			mine = append(mine, u)
 		case u.ExternalID() == "":
 			adoptable = append(adoptable, u)
@@ -281,25 +281,25 @@ func (a *accountSync) classifyByUserName(found []scim.Resource) (scim.Resource, 
 		return mine[0], false, nil // others with the same userName are not ours and stay untouched
 	case len(mine) > 1:
 		return nil, false, fmt.Errorf("%w: %d accounts on %s with userName %q carry externalId %q; remove the duplicates on the target",
-			errAccountConflict, len(mine), a.t.Key(), a.userName, a.externalID)
+			ErrConflict, len(mine), a.t.Key(), a.userName, a.externalID)
 	case foreign > 0:
 		return nil, false, fmt.Errorf("%w: userName %q on %s belongs to an account with another externalId; it is left untouched. "+
-			"Choose another spec.userName", errAccountConflict, a.userName, a.t.Key())
+			"Choose another spec.userName", ErrConflict, a.userName, a.t.Key())
 	case len(adoptable) == 1 && a.adoption == scimv1.AdoptionIfNoExternalID:
 		return adoptable[0], true, nil
 	case len(adoptable) > 0:
 		return nil, false, fmt.Errorf("%w: userName %q on %s belongs to an account without an externalId (made by hand, or a person's); "+
 			"it is left untouched. Choose another spec.userName, or set spec.adoption: IfNoExternalID on the target to take it over",
-			errAccountConflict, a.userName, a.t.Key())
+			ErrConflict, a.userName, a.t.Key())
 	}
 	return nil, false, nil
 }
 
 // update corrects the owned attributes that differ; one PATCH (or PUT) at most, retried once
 // on 412 after a read that proves ownership again. user was just read and is ours (or adoptable).
-func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Resource, error) {
+func (a *Sync) update(ctx context.Context, user scim.Resource) (scim.Resource, error) {
 	for attempt := 0; ; attempt++ {
-		ops := scim.Diff(a.desired, user)
+		ops := scim.Diff(a.Desired, user)
 		if len(ops) == 0 {
 			return user, nil
 		}
@@ -316,15 +316,15 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 			}
 		}
 		if !a.usePatch() {
-			updated, err = a.c.Replace(ctx, a.kind.Endpoint, user.ID(), scim.ReplaceBody(a.desired, user), ifMatch)
+			updated, err = a.c.Replace(ctx, a.kind.Endpoint, user.ID(), scim.ReplaceBody(a.Desired, user), ifMatch)
 		}
 		if scim.IsPreconditionFailed(err) && attempt == 0 {
 			id, adoptable := user.ID(), user.ExternalID() == ""
-			if user, err = a.read(ctx, id); err != nil {
+			if user, err = a.Read(ctx, id); err != nil {
 				return nil, fmt.Errorf("re-reading account %s on %s after 412: %w", id, a.t.Key(), err)
 			}
-			if !a.ours(user) && (!adoptable || user.ExternalID() != "") {
-				return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", errAccountConflict, id, a.t.Key())
+			if !a.Ours(user) && (!adoptable || user.ExternalID() != "") {
+				return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", ErrConflict, id, a.t.Key())
 			}
 			continue
 		}
@@ -332,21 +332,24 @@ func (a *accountSync) update(ctx context.Context, user scim.Resource) (scim.Reso
 			return nil, fmt.Errorf("updating account %s on %s: %w", user.ID(), a.t.Key(), err)
 		}
 		if updated == nil { // 204 No Content: no answer shows what the target did
-			if active, _ := a.desired.Active(); !active {
+			if active, _ := a.Desired.Active(); !active {
 				// A suspension is what an incident relies on: it is recorded only as the
 				// target shows it, so the account is read back.
-				read, err := a.read(ctx, user.ID())
+				read, err := a.Read(ctx, user.ID())
 				if err != nil {
 					return nil, fmt.Errorf("reading back account %s on %s after deactivating it: %w", user.ID(), a.t.Key(), err)
 				}
-				if !a.ours(read) {
-					return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", errAccountConflict, user.ID(), a.t.Key())
+				if !a.Ours(read) {
+					return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", ErrConflict, user.ID(), a.t.Key())
 				}
 				return read, nil
 			}
-			updated = scim.MergeForReplace(a.desired, user)
+			updated = scim.MergeForReplace(a.Desired, user)
 			updated["id"] = user.ID()
 		}
 		return updated, nil
 	}
 }
+
+// PageSize is the page a listing of accounts asks for (a sweep may ask for more).
+const PageSize = 200

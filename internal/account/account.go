@@ -1,4 +1,7 @@
-package controller
+// Package account is the only code that writes to a provider: it provisions an identity's
+// account and its groups (Sync), takes accounts away (the Deprovisioner, one path for every
+// cause), and decides the deletion policy that applies (EffectivePolicy).
+package account
 
 import (
 	"encoding/json"
@@ -35,8 +38,8 @@ func ExternalID(clusterID string, si *scimv1.ServiceIdentity) string {
 	return clusterID + "/" + si.Namespace + "/" + si.Name
 }
 
-// desiredUser is the SCIM User the spec asks for: only the attributes the spec owns.
-func desiredUser(si *scimv1.ServiceIdentity, externalID string) (scim.Resource, error) {
+// DesiredUser is the SCIM User the spec asks for: only the attributes the spec owns.
+func DesiredUser(si *scimv1.ServiceIdentity, externalID string) (scim.Resource, error) {
 	u := scim.Resource{
 		"externalId": externalID,
 		"userName":   si.EffectiveUserName(),

@@ -1,0 +1,73 @@
+package account
+
+import (
+	"errors"
+	"time"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+
+	"github.com/nhi-dev/scim-operator/internal/breaker"
+	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/targets"
+)
+
+// Outcome is what one target's step produced.
+type Outcome struct {
+	Err        error         // transient: retry with backoff
+	Stalled    string        // permanent: needs a human
+	Reason     string        // condition reason when not ok
+	RetryAfter time.Duration // the target asked to wait
+}
+
+func (o Outcome) OK() bool { return o.Err == nil && o.Stalled == "" }
+
+// IndexEntries keys status entries like targets.RefKey does for references made from namespace.
+func IndexEntries(namespace string, entries []scimv1.IdentityTargetStatus) map[string]*scimv1.IdentityTargetStatus {
+	out := make(map[string]*scimv1.IdentityTargetStatus, len(entries))
+	for i := range entries {
+		e := entries[i]
+		out[targets.Key(e.Kind, namespace, e.Name)] = &e
+	}
+	return out
+}
+
+// Classify maps an error to a transient or permanent outcome with a reason.
+func Classify(err error) Outcome {
+	var nf *targets.NotFoundError
+	var se *scim.Error
+	var open *breaker.OpenError
+	switch {
+	case errors.As(err, &nf):
+		return Outcome{Err: err, Reason: scimv1.ReasonTargetNotFound}
+	case errors.Is(err, connect.ErrAddressNotAllowed):
+		return Outcome{Stalled: err.Error(), Reason: scimv1.ReasonAddressNotAllowed}
+	case connect.IsCredentialsError(err):
+		return Outcome{Err: err, Reason: scimv1.ReasonCredentials}
+	case scim.IsUnauthorized(err):
+		return Outcome{Err: err, Reason: scimv1.ReasonUnauthorized}
+	case errors.Is(err, ErrConflict):
+		return Outcome{Stalled: err.Error(), Reason: scimv1.ReasonAccountConflict}
+	case errors.As(err, &open):
+		return Outcome{Err: err, Reason: scimv1.ReasonBreakerOpen, RetryAfter: open.Wait}
+	case errors.Is(err, scim.ErrTargetBusy):
+		// No Retry-After: the controller's exponential backoff spaces the attempts on a target
+		// that stays stuck, instead of one every second.
+		return Outcome{Err: err, Reason: scimv1.ReasonUnreachable}
+	case scim.IsRetryable(err):
+		d, _ := scim.RetryAfter(err)
+		return Outcome{Err: err, Reason: scimv1.ReasonUnreachable, RetryAfter: d}
+	case errors.As(err, &se):
+		// 400 invalid value, 409 that lookup could not resolve, 404 on the endpoint...: a
+		// human has to change the spec or the target.
+		return Outcome{Stalled: err.Error(), Reason: scimv1.ReasonRejected}
+	}
+	return Outcome{Err: err, Reason: scimv1.ReasonProgressing}
+}
+
+func MatchAttribute(t *targets.Target) scimv1.MatchAttribute {
+	if c := t.Spec.Compatibility; c != nil && c.MatchAttribute != "" {
+		return c.MatchAttribute
+	}
+	return scimv1.MatchExternalID
+}
