@@ -201,14 +201,11 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *targets.Targe
 	if err := r.snapshotCredentials(ctx, t); err != nil {
 		return ctrl.Result{}, err
 	}
-	sweepWait, err := r.sweepIfDue(ctx, t)
+	// Sweeps run on their own workers (SweepReconciler).
 	t.Status.Adaptations = dialect.Adaptations(t, r.Deprovisioner.Dialects.All(t.Key()))
-	if err != nil {
-		return ctrl.Result{}, err
-	}
 	// Secrets are not watched: a Ready target's credentials are read again within the
 	// recheck, and a rotation probed and snapshotted.
-	for _, d := range []time.Duration{breakerWait, sweepWait, r.recheck()} {
+	for _, d := range []time.Duration{breakerWait, r.recheck()} {
 		if d > 0 && (res.RequeueAfter == 0 || d < res.RequeueAfter) {
 			res.RequeueAfter = d
 		}
@@ -457,9 +454,10 @@ func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&scimv1.ServiceIdentity{}, enqueueAfter(identityCountDelay, r.targetsOfIdentity),
 			builder.WithPredicates(identityUsePredicate{})).
 		WatchesRawSource(source.Channel(r.Breaker.Trips(r.Kind), &handler.EnqueueRequestForObject{})).
-		// A slow provider's sweep holds one worker for up to its list timeout; the others keep
-		// probing, sweeping and releasing the other targets.
-		WithOptions(controller.Options{MaxConcurrentReconciles: targetWorkers, RateLimiter: cappedRateLimiter(r.recheck())}).
+		// Sweeps run on their own workers (SweepReconciler); a namespace with many targets
+		// waiting takes one turn in each round, so it cannot keep another's from becoming Ready.
+		WithOptions(controller.Options{MaxConcurrentReconciles: targetWorkers, RateLimiter: cappedRateLimiter(r.recheck()),
+			NewQueue: newNamespaceFairQueue}).
 		Named(strings.ToLower(r.Kind)).
 		Complete(r)
 }
@@ -474,7 +472,7 @@ func cappedRateLimiter(most time.Duration) workqueue.TypedRateLimiter[reconcile.
 	)
 }
 
-// targetWorkers is how many targets of one kind are reconciled (probed, swept) at once.
+// targetWorkers is how many targets of one kind are reconciled (probed, released) at once.
 const targetWorkers = 4
 
 // identityCountDelay gathers the identity events of a burst (a thousand identities applied at

@@ -114,11 +114,15 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
 		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &dialect.Observed{Clock: cfg.Clock}}
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
-		if err := (&TargetReconciler{
+		tr := &TargetReconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
 			ClusterResourceNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Breaker: breaker,
 			Deprovisioner: deprovisioner, Metrics: m, Credentials: credentials, CredentialRecheck: cfg.CredentialRecheck, Clock: cfg.Clock, Flags: flags,
-		}).SetupWithManager(mgr); err != nil {
+		}
+		if err := tr.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		if err := (&SweepReconciler{TargetReconciler: tr}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}

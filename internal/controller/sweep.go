@@ -8,10 +8,17 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/account"
@@ -69,6 +76,71 @@ const sweepRequestGap = 5 * time.Second
 
 // sweepBudget is how long one sweep may take: half its interval, at most five minutes.
 func sweepBudget(interval time.Duration) time.Duration { return min(interval/2, 5*time.Minute) }
+
+// SweepReconciler sweeps the Ready targets of one kind on workers of its own: a provider that
+// lists slowly, page after page, holds a sweep worker for at most the sweep's budget, never the
+// workers that probe targets, make them Ready and release them. It shares the target
+// reconciler's clients, memos and clean-up; it writes status.sweep, status.orphans and
+// status.adaptations only.
+type SweepReconciler struct {
+	*TargetReconciler
+}
+
+// sweepWorkers is how many targets of one kind are swept at once.
+const sweepWorkers = 2
+
+// Reconcile implements reconcile.Reconciler.
+func (r *SweepReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	obj := r.newObject()
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	t := r.view(obj)
+	// Only a target probed Ready for its current spec is swept; the target controller's
+	// status change wakes this one.
+	if !obj.GetDeletionTimestamp().IsZero() || t.Status.ObservedGeneration != obj.GetGeneration() ||
+		!meta.IsStatusConditionTrue(t.Status.Conditions, scimv1.ConditionReady) {
+		return ctrl.Result{}, nil
+	}
+	base := obj.DeepCopyObject().(client.Object)
+	wait, err := r.sweepIfDue(ctx, t)
+	t.Status.Adaptations = dialect.Adaptations(t, r.Deprovisioner.Dialects.All(t.Key()))
+	if !equality.Semantic.DeepEqual(r.view(base).Status, t.Status) {
+		// Optimistic lock: a stale base would merge this sweep's report into another's. On a
+		// conflict the sweep is not repeated: its memo (sweeps) is written again.
+		if perr := r.Status().Patch(ctx, obj, status.LockedPatch(base)); perr != nil && !apierrors.IsNotFound(perr) {
+			return ctrl.Result{}, errors.Join(err, fmt.Errorf("patching status: %w", perr))
+		}
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: wait}, nil
+}
+
+// SetupWithManager registers the sweep controller of r.Kind.
+func (r *SweepReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
+			annotationPredicate(scimv1.SweepRequestedAnnotation), readyChanged{}))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: sweepWorkers, RateLimiter: cappedRateLimiter(r.recheck()),
+			NewQueue: newNamespaceFairQueue}).
+		Named("sweep-" + strings.ToLower(r.Kind)).
+		Complete(r)
+}
+
+// readyChanged passes the updates that change whether a target is Ready for its spec: a
+// target just probed Ready is swept at once.
+type readyChanged struct{ predicate.Funcs }
+
+func (readyChanged) Update(e event.UpdateEvent) bool {
+	ready := func(o client.Object) bool {
+		gt, ok := o.(scimv1.GenericTarget)
+		return ok && gt.TargetStatus().ObservedGeneration == o.GetGeneration() &&
+			meta.IsStatusConditionTrue(gt.TargetStatus().Conditions, scimv1.ConditionReady)
+	}
+	return ready(e.ObjectOld) != ready(e.ObjectNew)
+}
 
 // sweepIfDue sweeps the target when its interval has passed; it returns when the next sweep is due.
 func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Duration, error) {

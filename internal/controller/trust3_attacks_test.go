@@ -2,8 +2,11 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -294,5 +298,49 @@ var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
 		t := createTarget(ctx, victim, "mine", testToken)
 		Eventually(get(ctx, t), "3s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue),
 			"another tenant's hanging targets held every target worker")
+	})
+
+	It("attack: providers that list slowly, page after page, keep another tenant's new target from becoming Ready", func() {
+		// Each page of a sweep's listing comes just inside the request timeout, and there is
+		// always another: a sweep lasts its whole budget (half the resync interval here).
+		var slowPages atomic.Int32
+		sweepFilter := regexp.MustCompile(`^externalId sw "(.*)"$`)
+		slow, _ := hostileProvider(func(w http.ResponseWriter, r *http.Request) bool {
+			m := sweepFilter.FindStringSubmatch(r.URL.Query().Get("filter"))
+			if r.Method != http.MethodGet || m == nil {
+				return false // probes and lookups are answered at once
+			}
+			slowPages.Add(1)
+			select {
+			case <-time.After(1500 * time.Millisecond):
+			case <-r.Context().Done():
+				return true
+			}
+			start, _ := strconv.Atoi(r.URL.Query().Get("startIndex"))
+			w.Header().Set("Content-Type", "application/scim+json")
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"schemas": []string{scim.SchemaListResponse}, "totalResults": 1_000_000, "startIndex": start, "itemsPerPage": 1,
+				"Resources": []map[string]any{{"schemas": []string{scim.SchemaUser}, "id": fmt.Sprint("slow-", start),
+					"userName": fmt.Sprint("slow-", start), "externalId": fmt.Sprint(m[1], "ghost-", start), "active": true}},
+			})
+			return true
+		})
+		// Two namespaces, two targets each: as many sweeps in flight as a tenant's request slots
+		// allow, and as many as there are target workers.
+		for range 2 {
+			attacker := newNamespace(ctx)
+			for i := range 2 {
+				t := createTarget(ctx, attacker, fmt.Sprintf("slow-%d", i), testToken, func(t *scimv1.ScimTarget) {
+					t.Spec.Endpoint = slow.URL + scimserver.BasePath
+					t.Spec.ResyncInterval = scimv1.DurationOf(time.Minute) // sweep budget: 30s
+				})
+				Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+			}
+		}
+		Eventually(slowPages.Load).Should(BeNumerically(">=", 8), "the sweeps are paging slowly")
+
+		t := createTarget(ctx, newNamespace(ctx), "mine", testToken)
+		Eventually(get(ctx, t), "5s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue),
+			"slow sweeps held every target worker")
 	})
 })
