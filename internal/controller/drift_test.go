@@ -62,7 +62,7 @@ func metricValue(name string, labels map[string]string) float64 {
 	return total
 }
 
-// fastTarget is a Ready target with the shortest resyncInterval the API allows; specs that
+// fastTarget is a Ready target with the shortest targets.ResyncInterval the API allows; specs that
 // need a resync sooner request one with requestResync.
 func fastTarget(ctx context.Context, ns, name string, mutate ...func(*scimv1.ScimTarget)) *scimv1.ScimTarget {
 	t := createTarget(ctx, ns, name, testToken, append([]func(*scimv1.ScimTarget){func(t *scimv1.ScimTarget) {

@@ -67,7 +67,7 @@ func (r *ServiceIdentityReconciler) policyOf(ctx context.Context, si *scimv1.Ser
 		if g.RequireOwner {
 			p.requireOwner = append(p.requireOwner, t.Key())
 		}
-		if iv := resyncInterval(t.Spec); p.recheck == 0 || iv < p.recheck {
+		if iv := targets.ResyncInterval(t.Spec); p.recheck == 0 || iv < p.recheck {
 			p.recheck = iv
 		}
 		if d := g.OwnerDirectory; d != nil {

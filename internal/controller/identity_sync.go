@@ -26,7 +26,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 	if err != nil {
 		return r.entryFailed(entry, account.Classify(err)), 0
 	}
-	interval := resyncInterval(t.Spec)
+	interval := targets.ResyncInterval(t.Spec)
 	key := account.VerifiedKey(si, t.Key())
 	if refusal, err := targets.NamespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
 		return r.entryFailed(entry, account.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
@@ -69,7 +69,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		wantState = scimv1.TargetStateSuspended // governance suspends through the account.Deprovisioner instead (reconcileSuspended)
 	}
 	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
-	if wait, skip := checkDue(inStep && !forced && !r.Flags.IsFlagged(key), sweepCovers(t, r.now()),
+	if wait, skip := checkDue(inStep && !forced && !r.Flags.IsFlagged(key), targets.SweepCovers(t, r.now()),
 		r.lastVerified(key, entry), r.now(), interval); skip {
 		return account.Outcome{}, wait
 	}

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/kube"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -236,7 +237,7 @@ func (r *SecurityEventReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1),
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](
 				securityEventBaseDelay, securityEventMaxDelay),
-			NewQueue: newNamespaceFairQueue,
+			NewQueue: kube.NewNamespaceFairQueue,
 		}).
 		Named("securityevent").
 		Complete(r)

@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -35,15 +34,11 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/kube"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
-)
-
-const (
-	// targets.IdentityIndex indexes ServiceIdentities by the targets they reference (targets.Key).
-	defaultResync = 10 * time.Minute
 )
 
 // ServiceIdentityReconciler provisions each ServiceIdentity as a SCIM User on its targets.
@@ -427,7 +422,7 @@ func (r *ServiceIdentityReconciler) report(si *scimv1.ServiceIdentity, p *syncPa
 		r.resyncRequests.Store(si.UID, p.resyncRequest)
 	}
 	if err == nil && res.RequeueAfter == 0 && p.resync > 0 {
-		res.RequeueAfter = jitter(p.resync)
+		res.RequeueAfter = kube.Jitter(p.resync)
 	}
 	// Wake exactly at expiry rather than polling for it, and when governance asks (an owner
 	// re-check, a review falling due), even when a target is stalled: expiry is honoured on the
@@ -535,9 +530,6 @@ func expiresAt(si *scimv1.ServiceIdentity) (*metav1.Time, error) {
 	}
 	return nil, nil
 }
-
-// jitter spreads resyncs by up to +10%.
-func jitter(d time.Duration) time.Duration { return wait.Jitter(d, 0.1) }
 
 // SetupWithManager registers the controller, its indexes and watches.
 func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {

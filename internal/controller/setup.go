@@ -16,6 +16,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/controller/target"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
@@ -114,7 +115,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
 		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &dialect.Observed{Clock: cfg.Clock}}
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
-		tr := &TargetReconciler{
+		tr := &target.Reconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
 			ClusterResourceNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Breaker: breaker,
 			Deprovisioner: deprovisioner, Metrics: m, Credentials: credentials, CredentialRecheck: cfg.CredentialRecheck, Clock: cfg.Clock, Flags: flags,
@@ -122,7 +123,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		if err := tr.SetupWithManager(mgr); err != nil {
 			return err
 		}
-		if err := (&SweepReconciler{TargetReconciler: tr}).SetupWithManager(mgr); err != nil {
+		if err := (&target.SweepReconciler{Reconciler: tr}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,7 @@
-package controller
+// Package target reconciles ScimTargets and ClusterScimTargets: the probe that makes a target
+// Ready, its in-use finalizer and credential snapshot, the sweep that checks every account of
+// this cluster on it (on workers of its own), and the orphan clean-up.
+package target
 
 import (
 	"context"
@@ -8,13 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -33,15 +34,16 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
+	"github.com/nhi-dev/scim-operator/internal/kube"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
-// TargetReconciler probes a ScimTarget or ClusterScimTarget (one reconcile for both kinds):
+// Reconciler probes a ScimTarget or ClusterScimTarget (one reconcile for both kinds):
 // credentials resolved, ServiceProviderConfig discovered, Ready explained.
-type TargetReconciler struct {
+type Reconciler struct {
 	client.Client
 	// probed remembers, per target, the credentials version of the last successful probe.
 	probed sync.Map
@@ -80,7 +82,7 @@ type credentialsVersioner interface {
 	CredentialsVersion(ctx context.Context, t *targets.Target) (string, error)
 }
 
-func (r *TargetReconciler) recheck() time.Duration {
+func (r *Reconciler) recheck() time.Duration {
 	if r.CredentialRecheck > 0 {
 		return r.CredentialRecheck
 	}
@@ -96,7 +98,7 @@ func (r *TargetReconciler) recheck() time.Duration {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=list;create;update;delete
 
-func (r *TargetReconciler) newObject() client.Object {
+func (r *Reconciler) newObject() client.Object {
 	obj, err := scimv1.NewGenericTarget(r.Kind)
 	if err != nil {
 		panic(err) // Setup passes the two kinds only
@@ -104,12 +106,12 @@ func (r *TargetReconciler) newObject() client.Object {
 	return obj.(client.Object)
 }
 
-func (r *TargetReconciler) view(o client.Object) *targets.Target {
+func (r *Reconciler) view(o client.Object) *targets.Target {
 	return targets.OfObject(o, r.ClusterResourceNamespace)
 }
 
 // Reconcile implements reconcile.Reconciler.
-func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	obj := r.newObject()
 	if err := r.Get(ctx, req.NamespacedName, obj); apierrors.IsNotFound(err) {
 		// Gone without our finalizer's clean-up (removed by hand, or never added): forget it all
@@ -168,18 +170,9 @@ func validDurations(spec *scimv1.ScimTargetSpec) error {
 		check("circuitBreaker.interval", breaker))
 }
 
-func resyncInterval(spec *scimv1.ScimTargetSpec) time.Duration {
-	if spec.ResyncInterval != nil {
-		if d, err := spec.ResyncInterval.Parse(); err == nil {
-			return d
-		}
-	}
-	return defaultResync
-}
-
 // reconcileNormal refreshes the identity count and the breaker state, probes the endpoint
 // when due, and scans for orphans when due.
-func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *targets.Target) (ctrl.Result, error) {
+func (r *Reconciler) reconcileNormal(ctx context.Context, t *targets.Target) (ctrl.Result, error) {
 	if err := validDurations(t.Spec); err != nil {
 		// Stored before the API server validated it: say so, and use nothing of this spec.
 		gen := t.Object.GetGeneration()
@@ -215,7 +208,7 @@ func (r *TargetReconciler) reconcileNormal(ctx context.Context, t *targets.Targe
 
 // snapshotCredentials keeps the credentials of a Ready target for its last deprovisioning: its
 // Secrets may be deleted before its accounts are (a namespace being deleted).
-func (r *TargetReconciler) snapshotCredentials(ctx context.Context, t *targets.Target) error {
+func (r *Reconciler) snapshotCredentials(ctx context.Context, t *targets.Target) error {
 	memo := fmt.Sprintf("%s@%d", r.secretsVersion(ctx, t), t.Object.GetGeneration())
 	key := t.Key() + "/" + string(t.Object.GetUID())
 	if last, ok := r.snapshotted.Load(key); ok && last == memo {
@@ -229,7 +222,7 @@ func (r *TargetReconciler) snapshotCredentials(ctx context.Context, t *targets.T
 }
 
 // breakerStatus puts an open breaker on the target as Stalled=True; it returns when to look again.
-func (r *TargetReconciler) breakerStatus(t *targets.Target) time.Duration {
+func (r *Reconciler) breakerStatus(t *targets.Target) time.Duration {
 	gen := t.Object.GetGeneration()
 	if r.Breaker == nil {
 		return 0
@@ -248,10 +241,10 @@ func (r *TargetReconciler) breakerStatus(t *targets.Target) time.Duration {
 
 // probeIfDue probes the endpoint when the spec, the credentials or the readiness changed, or
 // the resync interval passed.
-func (r *TargetReconciler) probeIfDue(ctx context.Context, t *targets.Target) (ctrl.Result, error) {
+func (r *Reconciler) probeIfDue(ctx context.Context, t *targets.Target) (ctrl.Result, error) {
 	gen := t.Object.GetGeneration()
 	conds := &t.Status.Conditions
-	interval := resyncInterval(t.Spec)
+	interval := targets.ResyncInterval(t.Spec)
 
 	credentials := r.secretsVersion(ctx, t)
 	if last := t.Status.LastProbeTime; last != nil && t.Status.ObservedGeneration == gen &&
@@ -278,7 +271,7 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *targets.Target) (c
 		}
 		if o.Stalled != "" {
 			// The endpoint answered but refused discovery; probe again at the resync interval.
-			return ctrl.Result{RequeueAfter: jitter(interval)}, nil
+			return ctrl.Result{RequeueAfter: kube.Jitter(interval)}, nil
 		}
 		return ctrl.Result{}, err
 	}
@@ -286,14 +279,14 @@ func (r *TargetReconciler) probeIfDue(ctx context.Context, t *targets.Target) (c
 	t.Status.Capabilities = capabilities(cfg, t.Spec.Compatibility)
 	if t.Status.ResourceType, err = r.resourceType(ctx, t); err != nil {
 		status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDiscoveryFailed, err.Error())
-		return ctrl.Result{RequeueAfter: jitter(interval)}, nil
+		return ctrl.Result{RequeueAfter: kube.Jitter(interval)}, nil
 	}
 	status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonReady,
 		fmt.Sprintf("Endpoint reached, credentials accepted, ServiceProviderConfig parsed (patch=%t, filter=%t, etag=%t)", cfg.Patch, cfg.Filter, cfg.ETag))
-	return ctrl.Result{RequeueAfter: jitter(interval)}, nil
+	return ctrl.Result{RequeueAfter: kube.Jitter(interval)}, nil
 }
 
-func (r *TargetReconciler) probedWith(t *targets.Target) string {
+func (r *Reconciler) probedWith(t *targets.Target) string {
 	v, _ := r.probed.Load(t.Key())
 	s, _ := v.(string)
 	return s
@@ -301,7 +294,7 @@ func (r *TargetReconciler) probedWith(t *targets.Target) string {
 
 // secretsVersion identifies the credentials the target's client is built from, read again
 // when they were read longer than the recheck interval ago.
-func (r *TargetReconciler) secretsVersion(ctx context.Context, t *targets.Target) string {
+func (r *Reconciler) secretsVersion(ctx context.Context, t *targets.Target) string {
 	v, ok := r.Clients.(credentialsVersioner)
 	if !ok {
 		return "unknown"
@@ -315,7 +308,7 @@ func (r *TargetReconciler) secretsVersion(ctx context.Context, t *targets.Target
 
 // reconcileDelete keeps a target while identities still use it, then deletes its credential
 // snapshot and releases its own finalizer.
-func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *targets.Target) (ctrl.Result, bool, error) {
+func (r *Reconciler) reconcileDelete(ctx context.Context, t *targets.Target) (ctrl.Result, bool, error) {
 	if !controllerutil.ContainsFinalizer(t.Object, scimv1.InUseFinalizer) {
 		return ctrl.Result{}, true, nil
 	}
@@ -347,7 +340,7 @@ func (r *TargetReconciler) reconcileDelete(ctx context.Context, t *targets.Targe
 
 // forget drops what this process keeps for a target that is gone: its memos, dialect notes,
 // breaker state, client, and every metric series labelled with it.
-func (r *TargetReconciler) forget(key string) {
+func (r *Reconciler) forget(key string) {
 	r.probed.Delete(key)
 	r.sweeps.Delete(key)
 	r.Deprovisioner.Dialects.Forget(key)
@@ -360,7 +353,7 @@ func (r *TargetReconciler) forget(key string) {
 	r.Metrics.ForgetTarget(key)
 }
 
-func (r *TargetReconciler) warnInsecure(t *targets.Target) {
+func (r *Reconciler) warnInsecure(t *targets.Target) {
 	if strings.HasPrefix(t.Spec.Endpoint, "http://") {
 		r.Recorder.Eventf(t.Object, nil, "Warning", "InsecureHTTP", "Probe",
 			"Endpoint uses plain http (allowInsecureHTTP: true): credentials travel unencrypted; use only for local development")
@@ -373,7 +366,7 @@ func (r *TargetReconciler) warnInsecure(t *targets.Target) {
 
 // probe reads the ServiceProviderConfig with the target's credentials. The endpoint may not
 // require auth for discovery (RFC 7644 §4), so a Users query confirms the credentials too.
-func (r *TargetReconciler) probe(ctx context.Context, t *targets.Target) (*scim.ServiceProviderConfig, error) {
+func (r *Reconciler) probe(ctx context.Context, t *targets.Target) (*scim.ServiceProviderConfig, error) {
 	c, err := r.Clients.ForTarget(ctx, t)
 	if err != nil {
 		return nil, err
@@ -390,7 +383,7 @@ func (r *TargetReconciler) probe(ctx context.Context, t *targets.Target) (*scim.
 
 // resourceType resolves what the target's accounts are made as (spec.resourceType against the
 // provider's /ResourceTypes).
-func (r *TargetReconciler) resourceType(ctx context.Context, t *targets.Target) (*scimv1.ResourceTypeStatus, error) {
+func (r *Reconciler) resourceType(ctx context.Context, t *targets.Target) (*scimv1.ResourceTypeStatus, error) {
 	if dialect.ResolvedFor(t.Status.ResourceType, t.Spec.ResourceType) {
 		return t.Status.ResourceType, nil
 	}
@@ -426,14 +419,14 @@ func capabilities(cfg *scim.ServiceProviderConfig, compat *scimv1.Compatibility)
 	return caps
 }
 
-func (r *TargetReconciler) countIdentities(ctx context.Context, t *targets.Target) (int32, error) {
+func (r *Reconciler) countIdentities(ctx context.Context, t *targets.Target) (int32, error) {
 	users, err := r.identitiesOf(ctx, t)
 	return int32(len(users)), err
 }
 
 // identitiesOf lists "namespace/name" of the identities that reference the target or still
 // have an account on it.
-func (r *TargetReconciler) identitiesOf(ctx context.Context, t *targets.Target) ([]string, error) {
+func (r *Reconciler) identitiesOf(ctx context.Context, t *targets.Target) ([]string, error) {
 	list, err := targets.Identities(ctx, r.Client, t.Kind, t.Namespace, t.Name)
 	if err != nil {
 		return nil, err
@@ -448,28 +441,18 @@ func (r *TargetReconciler) identitiesOf(ctx context.Context, t *targets.Target) 
 // SetupWithManager registers the controller for r.Kind. Secrets are not watched: a Ready
 // target is reconciled again within the credential recheck, and a failing one backs off to it
 // at most.
-func (r *TargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate{}, annotationPredicate(scimv1.BreakerReleaseAnnotation), annotationPredicate(scimv1.SweepRequestedAnnotation)))).
-		Watches(&scimv1.ServiceIdentity{}, enqueueAfter(identityCountDelay, r.targetsOfIdentity),
+		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, kube.DeletionProgress{}, kube.AnnotationChanged(scimv1.BreakerReleaseAnnotation), kube.AnnotationChanged(scimv1.SweepRequestedAnnotation)))).
+		Watches(&scimv1.ServiceIdentity{}, kube.EnqueueAfter(identityCountDelay, r.targetsOfIdentity),
 			builder.WithPredicates(identityUsePredicate{})).
 		WatchesRawSource(source.Channel(r.Breaker.Trips(r.Kind), &handler.EnqueueRequestForObject{})).
 		// Sweeps run on their own workers (SweepReconciler); a namespace with many targets
 		// waiting takes one turn in each round, so it cannot keep another's from becoming Ready.
-		WithOptions(controller.Options{MaxConcurrentReconciles: targetWorkers, RateLimiter: cappedRateLimiter(r.recheck()),
-			NewQueue: newNamespaceFairQueue}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: targetWorkers, RateLimiter: kube.CappedRateLimiter(r.recheck()),
+			NewQueue: kube.NewNamespaceFairQueue}).
 		Named(strings.ToLower(r.Kind)).
 		Complete(r)
-}
-
-// cappedRateLimiter is controller-runtime's default rate limiter with its exponential backoff
-// capped at most: a target whose Secret is missing or whose token is refused is tried again
-// within the credential recheck, which is how soon a fixed Secret is noticed.
-func cappedRateLimiter(most time.Duration) workqueue.TypedRateLimiter[reconcile.Request] {
-	return workqueue.NewTypedMaxOfRateLimiter(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, most),
-		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
-	)
 }
 
 // targetWorkers is how many targets of one kind are reconciled (probed, released) at once.
@@ -481,29 +464,8 @@ const targetWorkers = 4
 // deleted target wait this long.
 const identityCountDelay = time.Second
 
-// enqueueAfter enqueues what fn maps an event's object to, d later. The work queue keeps the
-// earliest time of an item already waiting, so every event of a burst lands in one reconcile.
-func enqueueAfter(d time.Duration, fn handler.MapFunc) handler.EventHandler {
-	add := func(ctx context.Context, o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		for _, req := range fn(ctx, o) {
-			q.AddAfter(req, d)
-		}
-	}
-	return handler.Funcs{
-		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			add(ctx, e.Object, q)
-		},
-		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			add(ctx, e.ObjectNew, q)
-		},
-		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			add(ctx, e.Object, q)
-		},
-	}
-}
-
 // targetsOfIdentity maps an identity to the targets of r.Kind it references or has accounts on.
-func (r *TargetReconciler) targetsOfIdentity(_ context.Context, o client.Object) []reconcile.Request {
+func (r *Reconciler) targetsOfIdentity(_ context.Context, o client.Object) []reconcile.Request {
 	si := o.(*scimv1.ServiceIdentity)
 	seen := map[string]bool{}
 	var reqs []reconcile.Request
@@ -538,11 +500,4 @@ func (identityUsePredicate) Update(e event.UpdateEvent) bool {
 	o, n := e.ObjectOld.(*scimv1.ServiceIdentity), e.ObjectNew.(*scimv1.ServiceIdentity)
 	return o.Generation != n.Generation || o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero() ||
 		len(o.Status.Targets) != len(n.Status.Targets)
-}
-
-// annotationPredicate passes updates that change the value of one annotation.
-func annotationPredicate(key string) predicate.Funcs {
-	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		return e.ObjectOld.GetAnnotations()[key] != e.ObjectNew.GetAnnotations()[key]
-	}}
 }

@@ -1,4 +1,4 @@
-package controller
+package target
 
 import (
 	"context"
@@ -23,6 +23,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
+	"github.com/nhi-dev/scim-operator/internal/kube"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -36,32 +37,8 @@ import (
 // target's sweeps succeed, its identities make no call of their own at their resync: 10,000
 // identities cost one list of 50 pages per interval instead of 10,000 GETs.
 
-const (
-	maxSweepPageSize = 1000
-	// sweepCoverSlack is how late a sweep may be before the identities stop relying on it and
-	// read their own accounts again.
-	sweepCoverSlack = time.Minute
-)
-
-// sweepInterval is how often the target is swept: its resync interval, or its orphan
-// interval when that is shorter.
-func sweepInterval(t *targets.Target) time.Duration {
-	interval := resyncInterval(t.Spec)
-	if o := t.Spec.Orphans; o != nil && o.Interval != nil {
-		if d, err := o.Interval.Parse(); err == nil && d < interval {
-			interval = d
-		}
-	}
-	return interval
-}
-
-// sweepCovers reports whether the target's sweeps check its accounts, so that an identity in
-// step needs no call of its own: the last sweep listed the accounts, and not too long ago.
-func sweepCovers(t *targets.Target, now time.Time) bool {
-	s := t.Status.Sweep
-	return s != nil && s.Listing != scimv1.SweepPerIdentity && s.LastSweepTime != nil &&
-		now.Sub(s.LastSweepTime.Time) < 2*sweepInterval(t)+sweepCoverSlack
-}
+// maxSweepPageSize bounds the page a provider's maxResults may make a sweep ask for.
+const maxSweepPageSize = 1000
 
 // sweepMemo is the last sweep of a target as this process made it: the cache may not show
 // the status write yet, and a write that lost a conflict must not cost a sweep.
@@ -83,7 +60,7 @@ func sweepBudget(interval time.Duration) time.Duration { return min(interval/2, 
 // reconciler's clients, memos and clean-up; it writes status.sweep, status.orphans and
 // status.adaptations only.
 type SweepReconciler struct {
-	*TargetReconciler
+	*Reconciler
 }
 
 // sweepWorkers is how many targets of one kind are swept at once.
@@ -122,9 +99,9 @@ func (r *SweepReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 func (r *SweepReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
-			annotationPredicate(scimv1.SweepRequestedAnnotation), readyChanged{}))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: sweepWorkers, RateLimiter: cappedRateLimiter(r.recheck()),
-			NewQueue: newNamespaceFairQueue}).
+			kube.AnnotationChanged(scimv1.SweepRequestedAnnotation), readyChanged{}))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: sweepWorkers, RateLimiter: kube.CappedRateLimiter(r.recheck()),
+			NewQueue: kube.NewNamespaceFairQueue}).
 		Named("sweep-" + strings.ToLower(r.Kind)).
 		Complete(r)
 }
@@ -143,11 +120,11 @@ func (readyChanged) Update(e event.UpdateEvent) bool {
 }
 
 // sweepIfDue sweeps the target when its interval has passed; it returns when the next sweep is due.
-func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Duration, error) {
+func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Duration, error) {
 	if r.ClusterID == "" {
 		return 0, nil
 	}
-	interval := sweepInterval(t)
+	interval := targets.SweepInterval(t)
 	last := sweepMemo{sweep: t.Status.Sweep, orphans: t.Status.Orphans}
 	if v, ok := r.sweeps.Load(t.Key()); ok {
 		if mem := v.(sweepMemo); sweepTime(last.sweep).Before(sweepTime(mem.sweep)) {
@@ -191,7 +168,7 @@ func (r *TargetReconciler) sweepIfDue(ctx context.Context, t *targets.Target) (t
 		return 0, err
 	}
 	r.sweeps.Store(t.Key(), sweepMemo{sweep: t.Status.Sweep.DeepCopy(), orphans: t.Status.Orphans.DeepCopy()})
-	return jitter(interval), nil
+	return kube.Jitter(interval), nil
 }
 
 func sweepTime(s *scimv1.SweepStatus) time.Time {
@@ -203,7 +180,7 @@ func sweepTime(s *scimv1.SweepStatus) time.Time {
 
 // sweep is one pass over a target's accounts.
 type sweep struct {
-	r      *TargetReconciler
+	r      *Reconciler
 	t      *targets.Target
 	c      *scim.Client
 	kind   dialect.Kind
@@ -390,7 +367,7 @@ func (s *sweep) missing(ctx context.Context) error {
 
 // reportOrphans puts the sweep's orphans on status (an Event when their number changed) and
 // applies spec.orphans.policy.
-func (r *TargetReconciler) reportOrphans(ctx context.Context, t *targets.Target, c *scim.Client, orphans []scim.Resource,
+func (r *Reconciler) reportOrphans(ctx context.Context, t *targets.Target, c *scim.Client, orphans []scim.Resource,
 	last *scimv1.OrphanReport, now metav1.Time) error {
 	policy, _ := orphanPolicy(t)
 	if policy == scimv1.OrphanPolicyIgnore || t.Status.Sweep.Listing == scimv1.SweepPerIdentity {

@@ -1,4 +1,4 @@
-package controller
+package target
 
 import (
 	"context"
@@ -59,7 +59,7 @@ func orphanPolicyDefaulted(t *targets.Target) bool {
 // in an Event, and so are the orphans the breaker held back. Under a ClusterScimTarget's
 // default policy only the orphans of the namespaces the target allows are deactivated; the
 // others are reported. It returns the number of orphans acted on.
-func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *targets.Target, c *scim.Client, orphans []scim.Resource, policy scimv1.OrphanPolicy) (int, error) {
+func (r *Reconciler) cleanOrphans(ctx context.Context, t *targets.Target, c *scim.Client, orphans []scim.Resource, policy scimv1.OrphanPolicy) (int, error) {
 	acted := 0
 	var skipped []string
 	paused := map[string]bool{} // buckets the breaker paused in this pass
@@ -126,7 +126,7 @@ func (r *TargetReconciler) cleanOrphans(ctx context.Context, t *targets.Target, 
 
 // orphanInScope reports whether the orphan's namespace (from its externalId) is one the
 // ClusterScimTarget allows.
-func (r *TargetReconciler) orphanInScope(ctx context.Context, t *targets.Target, u scim.Resource) (bool, error) {
+func (r *Reconciler) orphanInScope(ctx context.Context, t *targets.Target, u scim.Resource) (bool, error) {
 	rest, _ := strings.CutPrefix(u.ExternalID(), r.ClusterID+"/")
 	ns, _, _ := strings.Cut(rest, "/")
 	refusal, err := targets.NamespaceAllowed(ctx, r.Client, t, ns)

@@ -1,15 +1,20 @@
-package controller
+// Package kube holds the controller-runtime plumbing the controllers share: work queues that
+// take namespaces in turn, rate limiters, event handlers and predicates.
+package kube
 
 import (
+	"time"
+
+	"golang.org/x/time/rate"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// newNamespaceFairQueue is a controller's rate-limited delay queue (client-go workqueue:
+// NewNamespaceFairQueue is a controller's rate-limited delay queue (client-go workqueue:
 // AddAfter, AddRateLimited, de-duplication, one worker per item) whose ready requests are
 // handed out round-robin between namespaces, in order within each: a namespace with a
 // thousand requests waiting takes one turn in each round, not the next thousand.
-func newNamespaceFairQueue(name string, rl workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
+func NewNamespaceFairQueue(name string, rl workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
 	q := workqueue.NewTypedWithConfig(workqueue.TypedQueueConfig[reconcile.Request]{
 		Name: name, Queue: &namespaceRoundRobin{items: map[string][]reconcile.Request{}}})
 	d := workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[reconcile.Request]{Name: name, Queue: q})
@@ -52,4 +57,14 @@ func (q *namespaceRoundRobin) Pop() reconcile.Request {
 	}
 	q.n--
 	return r
+}
+
+// CappedRateLimiter is controller-runtime's default rate limiter with its exponential backoff
+// capped at most: a target whose Secret is missing or whose token is refused is tried again
+// within the credential recheck, which is how soon a fixed Secret is noticed.
+func CappedRateLimiter(most time.Duration) workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, most),
+		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+	)
 }

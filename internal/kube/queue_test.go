@@ -1,4 +1,4 @@
-package controller
+package kube
 
 import (
 	"testing"
@@ -17,7 +17,7 @@ func req(ns, name string) reconcile.Request {
 // One namespace with many requests waiting does not hold back another's.
 func TestUnitNamespaceFairQueue(t *testing.T) {
 	g := NewWithT(t)
-	q := newNamespaceFairQueue("fair-test", workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Millisecond, time.Second))
+	q := NewNamespaceFairQueue("fair-test", workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Millisecond, time.Second))
 	defer q.ShutDown()
 	for _, n := range []string{"a1", "a2", "a3", "a4"} {
 		q.Add(req("noisy", n))

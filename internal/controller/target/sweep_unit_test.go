@@ -1,4 +1,4 @@
-package controller
+package target
 
 import (
 	"testing"
@@ -9,31 +9,6 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
-
-func TestCheckDue(t *testing.T) {
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	const interval = 10 * time.Minute
-	for _, tc := range []struct {
-		name            string
-		settled, covers bool
-		last            time.Time
-		wait            time.Duration
-		skip            bool
-	}{
-		{name: "a changed, requested or flagged account is read", settled: false, covers: true, last: now},
-		{name: "covered by sweeps: no read, however old the last one", settled: true, covers: true, wait: interval, skip: true},
-		{name: "not covered, verified recently: no read until the interval", settled: true, last: now.Add(-4 * time.Minute), wait: 6 * time.Minute, skip: true},
-		{name: "not covered, verified an interval ago: read", settled: true, last: now.Add(-interval)},
-		{name: "not covered, never verified: read", settled: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			wait, skip := checkDue(tc.settled, tc.covers, tc.last, now, interval)
-			if wait != tc.wait || skip != tc.skip {
-				t.Fatalf("checkDue = (%v, %v), want (%v, %v)", wait, skip, tc.wait, tc.skip)
-			}
-		})
-	}
-}
 
 func TestSweepCovers(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -56,7 +31,7 @@ func TestSweepCovers(t *testing.T) {
 			Status: &scimv1.ScimTargetStatus{Sweep: &scimv1.SweepStatus{Listing: scimv1.SweepFiltered, LastSweepTime: at(5 * time.Minute)}}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := sweepCovers(tc.t, now); got != tc.wants {
+			if got := targets.SweepCovers(tc.t, now); got != tc.wants {
 				t.Fatalf("sweepCovers = %v, want %v", got, tc.wants)
 			}
 		})
