@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "k8s.io/apimachinery/pkg/runtime/schema"
+
 // The contract users, GitOps health checks and tools match on: condition types and reasons,
 // finalizers and annotations. The controllers use these names; so may anyone else.
 
@@ -103,3 +105,12 @@ const BreakerReleaseAnnotation = "scim.nhi.dev/release-breaker"
 // at once: every account of this cluster is listed and compared with its identity, and
 // orphans are reported, instead of at the next interval.
 const SweepRequestedAnnotation = "scim.nhi.dev/sweep-requested-at"
+
+// WorkloadKinds are the kinds whose annotations ask for an identity, and the kinds
+// spec.workloadRef may name.
+var WorkloadKinds = []schema.GroupVersionKind{
+	{Group: "", Version: "v1", Kind: "ServiceAccount"},
+	{Group: "apps", Version: "v1", Kind: "Deployment"},
+	{Group: "apps", Version: "v1", Kind: "StatefulSet"},
+	{Group: "batch", Version: "v1", Kind: "CronJob"},
+}

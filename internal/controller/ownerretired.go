@@ -43,7 +43,7 @@ func isWorkloadKind(apiVersion, kind string) bool {
 	if err != nil {
 		return false
 	}
-	for _, gvk := range WorkloadKinds {
+	for _, gvk := range scimv1.WorkloadKinds {
 		if gvk.Group == gv.Group && gvk.Kind == kind {
 			return true
 		}
@@ -125,7 +125,7 @@ var _ handler.EventHandler = workloadEvents{}
 
 // watchWorkloads adds metadata-only watches of every workload kind, handled by workloadEvents.
 func (r *ServiceIdentityReconciler) watchWorkloads(b *builder.TypedBuilder[reconcile.Request], onlyRetired bool) *builder.TypedBuilder[reconcile.Request] {
-	for _, gvk := range WorkloadKinds {
+	for _, gvk := range scimv1.WorkloadKinds {
 		w := &metav1.PartialObjectMetadata{}
 		w.SetGroupVersionKind(gvk)
 		b = b.WatchesMetadata(w, workloadEvents{r: r, kind: gvk.Kind, onlyRetired: onlyRetired})
@@ -201,7 +201,7 @@ func (r *ServiceIdentityReconciler) ownerGone(ctx context.Context, namespace str
 		return "", nil
 	}
 	m := &metav1.PartialObjectMetadata{}
-	for _, gvk := range WorkloadKinds { // the kinds the cache watches, whatever version the reference names
+	for _, gvk := range scimv1.WorkloadKinds { // the kinds the cache watches, whatever version the reference names
 		if gvk.Group == gv.Group && gvk.Kind == w.Kind {
 			m.SetGroupVersionKind(gvk)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/controller/target"
+	"github.com/nhi-dev/scim-operator/internal/controller/workload"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
@@ -127,8 +128,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 			return err
 		}
 	}
-	for _, gvk := range WorkloadKinds {
-		if err := (&WorkloadReconciler{Client: mgr.GetClient(), GVK: gvk, Recorder: rec, Revocations: revocations}).SetupWithManager(mgr); err != nil {
+	for _, gvk := range scimv1.WorkloadKinds {
+		if err := (&workload.Reconciler{Client: mgr.GetClient(), GVK: gvk, Recorder: rec, Revocations: revocations}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,4 @@
-package controller
+package workload
 
 import (
 	"encoding/json"

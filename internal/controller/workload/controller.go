@@ -1,4 +1,7 @@
-package controller
+// Package workload makes a ServiceIdentity for each workload (ServiceAccount, Deployment,
+// StatefulSet, CronJob) annotated with scim.nhi.dev/targets, controlled by the workload so that
+// its deletion revokes the accounts.
+package workload
 
 import (
 	"context"
@@ -22,17 +25,9 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 )
 
-// WorkloadKinds are the kinds whose annotations ask for an identity.
-var WorkloadKinds = []schema.GroupVersionKind{
-	{Group: "", Version: "v1", Kind: "ServiceAccount"},
-	{Group: "apps", Version: "v1", Kind: "Deployment"},
-	{Group: "apps", Version: "v1", Kind: "StatefulSet"},
-	{Group: "batch", Version: "v1", Kind: "CronJob"},
-}
-
-// WorkloadReconciler keeps a ServiceIdentity named <kind-lowercase>-<name>, controlled by the
+// Reconciler keeps a ServiceIdentity named <kind-lowercase>-<name>, controlled by the
 // workload, in step with the workload's scim.nhi.dev/* annotations. It watches metadata only.
-type WorkloadReconciler struct {
+type Reconciler struct {
 	client.Client
 	GVK      schema.GroupVersionKind
 	Recorder recorder.EventRecorder
@@ -45,7 +40,7 @@ type WorkloadReconciler struct {
 // +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch
 // +kubebuilder:rbac:groups=scim.nhi.dev,resources=serviceidentities,verbs=create;delete
 
-func (r *WorkloadReconciler) newObject() *metav1.PartialObjectMetadata {
+func (r *Reconciler) newObject() *metav1.PartialObjectMetadata {
 	o := &metav1.PartialObjectMetadata{}
 	o.SetGroupVersionKind(r.GVK)
 	return o
@@ -55,7 +50,7 @@ func (r *WorkloadReconciler) newObject() *metav1.PartialObjectMetadata {
 func IdentityName(kind, name string) string { return strings.ToLower(kind) + "-" + name }
 
 // Reconcile implements reconcile.Reconciler.
-func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	w := r.newObject()
 	if err := r.Get(ctx, req.NamespacedName, w); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -125,7 +120,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 }
 
 // SetupWithManager watches the workload kind's metadata and the identities it controls.
-func (r *WorkloadReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("workload-"+strings.ToLower(r.GVK.Kind)).
 		For(r.newObject(), builder.WithPredicates(workloadPredicate{clock: r.Revocations, kind: r.GVK.Kind})).
@@ -135,7 +130,7 @@ func (r *WorkloadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-func (r *WorkloadReconciler) controllerOf(_ context.Context, o client.Object) []reconcile.Request {
+func (r *Reconciler) controllerOf(_ context.Context, o client.Object) []reconcile.Request {
 	ref := metav1.GetControllerOf(o)
 	if ref == nil || ref.Kind != r.GVK.Kind || ref.APIVersion != r.GVK.GroupVersion().String() {
 		return nil
