@@ -16,6 +16,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/controller/secevents"
 	"github.com/nhi-dev/scim-operator/internal/controller/target"
 	"github.com/nhi-dev/scim-operator/internal/controller/workload"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
@@ -55,7 +56,7 @@ type Config struct {
 	// confirmed.
 	SecurityEvents *secevent.Publisher
 	// SecurityEventMaxAge: a token not accepted this long after its revocation is given up
-	// (<= 0: DefaultSecurityEventMaxAge).
+	// (<= 0: secevents.DefaultMaxAge).
 	SecurityEventMaxAge time.Duration
 	// SecurityEventMaxWait bounds the wait a receiver's Retry-After schedules before the next
 	// attempt (<= 0: secevent.MaxRetryAfter).
@@ -134,7 +135,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		}
 	}
 	if cfg.SecurityEvents != nil {
-		if err := (&SecurityEventReconciler{Client: mgr.GetClient(), Publisher: cfg.SecurityEvents, Recorder: rec, Clock: cfg.Clock,
+		if err := (&secevents.Reconciler{Client: mgr.GetClient(), Publisher: cfg.SecurityEvents, Recorder: rec, Clock: cfg.Clock,
 			MaxAge: cfg.SecurityEventMaxAge, MaxWait: cfg.SecurityEventMaxWait, MaxConcurrentReconciles: max(cfg.MaxConcurrentReconciles/2, 1),
 		}).SetupWithManager(mgr); err != nil {
 			return err

@@ -1,4 +1,6 @@
-package controller
+// Package secevents delivers the Security Event Tokens of confirmed revocations: the identity's
+// status is the outbox, and this controller sends what it holds until the receiver accepts it.
+package secevents
 
 import (
 	"context"
@@ -31,16 +33,16 @@ import (
 )
 
 const (
-	// DefaultSecurityEventMaxAge is how long a Security Event Token is sent again before it is
+	// DefaultMaxAge is how long a Security Event Token is sent again before it is
 	// given up (--security-events-max-age).
-	DefaultSecurityEventMaxAge = secevent.DefaultMaxAge
+	DefaultMaxAge = secevent.DefaultMaxAge
 	// securityEventBaseDelay and securityEventMaxDelay bound the backoff between attempts the
 	// receiver gave no Retry-After for.
 	securityEventBaseDelay = time.Second
 	securityEventMaxDelay  = 5 * time.Minute
 )
 
-// SecurityEventReconciler delivers the Security Event Tokens recorded on identities' status.
+// Reconciler delivers the Security Event Tokens recorded on identities' status.
 // Each revocation's evidence (status.targets[].revocation) is the token's outbox: the
 // deprovisioner records its jti and subject, Pending, in the same status write as the
 // evidence; this controller sends it from there, the same jti at every attempt, until the
@@ -50,7 +52,7 @@ const (
 // waits for the receiver). Attempts are scheduled on the controller's delay queue: a
 // Retry-After is waited out with AddAfter (up to MaxWait, then asked again), never by a
 // sleeping worker and never by dropping the token; the queue takes namespaces in turn.
-type SecurityEventReconciler struct {
+type Reconciler struct {
 	client.Client
 	Publisher *secevent.Publisher
 	Recorder  recorder.EventRecorder
@@ -58,7 +60,7 @@ type SecurityEventReconciler struct {
 	Clock clock.PassiveClock
 	// MaxAge: a token not accepted this long after the revocation was confirmed is given up
 	// (a Warning Event, outcome given_up), so a receiver that is gone for good does not hold
-	// identities for ever. DefaultSecurityEventMaxAge when zero.
+	// identities for ever. DefaultMaxAge when zero.
 	MaxAge time.Duration
 	// MaxWait bounds the wait a receiver's Retry-After schedules before the next attempt
 	// (secevent.MaxRetryAfter when zero); the token stays Pending whatever the wait.
@@ -80,7 +82,7 @@ type SecurityEventReconciler struct {
 
 // Reconcile sends the identity's Pending tokens and, once none is left on an identity being
 // deleted whose accounts were revoked, releases SecurityEventsFinalizer.
-func (r *SecurityEventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	si := &scimv1.ServiceIdentity{}
 	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -115,12 +117,12 @@ func (r *SecurityEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // send makes one attempt for each Pending token of si, and records each outcome on si. A
 // retryable failure stops the pass (the receiver is down or throttling): with a Retry-After
 // the next pass is scheduled after it, otherwise the error hands it to the queue's backoff.
-func (r *SecurityEventReconciler) send(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
+func (r *Reconciler) send(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	now := status.Clock(r.Clock).Now()
 	maxAge := r.MaxAge
 	if maxAge <= 0 {
-		maxAge = DefaultSecurityEventMaxAge
+		maxAge = DefaultMaxAge
 	}
 	for i := range si.Status.Targets {
 		e := &si.Status.Targets[i]
@@ -181,7 +183,7 @@ func (r *SecurityEventReconciler) send(ctx context.Context, si *scimv1.ServiceId
 }
 
 // waitUntil holds every attempt until t: a Retry-After is the receiver's, not one token's.
-func (r *SecurityEventReconciler) waitUntil(t time.Time) {
+func (r *Reconciler) waitUntil(t time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if t.After(r.notBefore) {
@@ -190,13 +192,13 @@ func (r *SecurityEventReconciler) waitUntil(t time.Time) {
 }
 
 // waitLeft is how long the receiver asked to be left alone still.
-func (r *SecurityEventReconciler) waitLeft(now time.Time) time.Duration {
+func (r *Reconciler) waitLeft(now time.Time) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.notBefore.Sub(now)
 }
 
-func (r *SecurityEventReconciler) maxWait() time.Duration {
+func (r *Reconciler) maxWait() time.Duration {
 	if r.MaxWait > 0 {
 		return r.MaxWait
 	}
@@ -225,7 +227,7 @@ func hasUndeliveredSecurityEvent(si *scimv1.ServiceIdentity) bool {
 
 // SetupWithManager registers the controller: it sees identities with a Pending token, and
 // identities being deleted that carry its finalizer.
-func (r *SecurityEventReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.accepted = lru.New(4096)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
