@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -19,25 +18,13 @@ import (
 )
 
 // The dialect matrix: the core flows against a reference server started with every quirk
-// profile of test/scimserver (PROFILES.md), over real HTTP. An entry of dialectVerdicts
-// marks a flow that cannot pass against a profile until the operator adapts (discovery,
-// spec.compatibility): it is pending, with the reason, and printed in the matrix.
+// profile of test/scimserver (PROFILES.md), over real HTTP. Every (profile, flow) runs and must
+// pass, as it is or through an adaptation (dialectAdapted).
 
 // dialectFlows are the flows, in the order the matrix prints them.
 var dialectFlows = []string{"provision", "adopt", "update", "groups", "suspend", "drift", "orphans", "revoke"}
 
-const (
-	verdictPass            = "pass"
-	verdictNeedsAdaptation = "needs-adaptation"
-	verdictUnsupported     = "unsupported"
-)
-
-type dialectVerdict struct{ status, why string }
-
-// dialectVerdicts lists the flows that do not pass against a profile today, and why. Every
-// other (profile, flow) runs and must pass. The lead flips an entry to a running spec when
-// the operator adapts.
-var dialectVerdicts = map[string]map[string]dialectVerdict{}
+const verdictPass = "pass"
 
 // dialectAdapted lists the flows that pass against a profile because the operator adapts: the
 // adaptation must then be on the target's status.adaptations, and the matrix says "adapted".
@@ -81,7 +68,6 @@ func dialectMatrixTable() string {
 	defer dialectMatrix.Unlock()
 	var b strings.Builder
 	b.WriteString("| profile | " + strings.Join(dialectFlows, " | ") + " |\n|---|" + strings.Repeat("---|", len(dialectFlows)) + "\n")
-	var reasons []string
 	for _, p := range scimserver.Profiles() {
 		row, ok := dialectMatrix.rows[p.Name]
 		if !ok {
@@ -94,14 +80,10 @@ func dialectMatrixTable() string {
 				out = "not run"
 			}
 			b.WriteString(" " + out + " |")
-			if v, ok := dialectVerdicts[p.Name][f]; ok {
-				reasons = append(reasons, fmt.Sprintf("- %s × %s: %s: %s", p.Name, f, v.status, v.why))
-			}
 		}
 		b.WriteString("\n")
 	}
-	sort.Strings(reasons)
-	return b.String() + strings.Join(reasons, "\n")
+	return b.String()
 }
 
 // dialectEnv is one profile's server, namespace and target.
@@ -276,11 +258,6 @@ var _ = Describe("Dialect matrix", func() {
 					Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 			})
 			for _, flow := range dialectFlows {
-				if v, marked := dialectVerdicts[profile.Name][flow]; marked {
-					recordDialect(profile.Name, flow, v.status)
-					PIt(fmt.Sprintf("%s: %s (%s)", flow, v.status, v.why), func() {})
-					continue
-				}
 				It(flow, func() {
 					recordDialect(profile.Name, flow, "FAILED")
 					dialectFlowSpecs[flow](ctx, env)
@@ -304,5 +281,3 @@ var _ = Describe("Dialect matrix", func() {
 		})
 	}
 })
-
-var _ = verdictUnsupported // no flow is unsupported by a profile today

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
@@ -18,32 +17,21 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
-const (
-	defaultOrphanInterval = time.Hour
-	orphanNamesShown      = 10
-	orphanPageSize        = 200
-)
+// orphanNamesShown is how many orphans' userNames status.orphans lists.
+const orphanNamesShown = 10
 
-// orphanPolicy returns the target's orphan policy and scan interval. Unset, the policy is
+// orphanPolicy returns the target's orphan policy. Unset, it is
 // Report on a ScimTarget and Deactivate on a ClusterScimTarget: an account whose identity
 // went without revocation (its finalizer removed by hand, force-orphan) does not stay active
 // on a shared target.
-func orphanPolicy(t *targets.Target) (scimv1.OrphanPolicy, time.Duration) {
-	policy, interval := scimv1.OrphanPolicyReport, defaultOrphanInterval
+func orphanPolicy(t *targets.Target) scimv1.OrphanPolicy {
+	if o := t.Spec.Orphans; o != nil && o.Policy != "" {
+		return o.Policy
+	}
 	if t.Kind == scimv1.KindClusterScimTarget {
-		policy = scimv1.OrphanPolicyDeactivate
+		return scimv1.OrphanPolicyDeactivate
 	}
-	if o := t.Spec.Orphans; o != nil {
-		if o.Policy != "" {
-			policy = o.Policy
-		}
-		if o.Interval != nil {
-			if d, err := o.Interval.Parse(); err == nil {
-				interval = d
-			}
-		}
-	}
-	return policy, interval
+	return scimv1.OrphanPolicyReport
 }
 
 // orphanPolicyDefaulted reports a target whose orphan policy is its kind's default.

@@ -369,7 +369,7 @@ func (s *sweep) missing(ctx context.Context) error {
 // applies spec.orphans.policy.
 func (r *Reconciler) reportOrphans(ctx context.Context, t *targets.Target, c *scim.Client, orphans []scim.Resource,
 	last *scimv1.OrphanReport, now metav1.Time) error {
-	policy, _ := orphanPolicy(t)
+	policy := orphanPolicy(t)
 	if policy == scimv1.OrphanPolicyIgnore || t.Status.Sweep.Listing == scimv1.SweepPerIdentity {
 		t.Status.Orphans = nil
 		return nil
