@@ -424,3 +424,7 @@ func (r TargetReference) TargetKind() string {
 	}
 	return r.Kind
 }
+
+// ClusterScoped reports whether the reference names a ClusterScimTarget, which serves many
+// namespaces; a ScimTarget serves its own.
+func (r TargetReference) ClusterScoped() bool { return r.TargetKind() == KindClusterScimTarget }

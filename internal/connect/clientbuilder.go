@@ -28,7 +28,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -187,7 +186,7 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *targets.Target) 
 // tenantSlots are the request slots shared by every ScimTarget of t's namespace (nil for a
 // ClusterScimTarget, which the cluster admin runs): as many as one target has.
 func (b *SecretClientBuilder) tenantSlots(t *targets.Target) *scim.Slots {
-	if t.Kind != scimv1.KindScimTarget {
+	if t.ClusterScoped {
 		return nil
 	}
 	b.mu.Lock()
@@ -319,7 +318,7 @@ func (b *SecretClientBuilder) Forget(key string) {
 }
 
 func (b *SecretClientBuilder) connect(t *targets.Target, secrets map[string]*corev1.Secret) (*targetConn, error) {
-	guarded := t.Kind != scimv1.KindClusterScimTarget
+	guarded := !t.ClusterScoped
 	slots := b.slotsPerTarget()
 	conn := &targetConn{http: b.open, slots: scim.NewSlots(slots, scim.DefaultSlotWait)}
 	if guarded {

@@ -329,13 +329,13 @@ func (r *ServiceIdentityReconciler) askDirectory(ctx context.Context, owner stri
 		}
 	}
 	switch {
-	case !seen && d.ref.TargetKind() == scimv1.KindClusterScimTarget:
+	case !seen && d.ref.ClusterScoped():
 		// The cluster's directory tells tenants whether a person is active, not whether they
 		// ever were: who exists in it is not theirs to learn.
 		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is not an active account in directory %s", owner, dirKey)
 	case !seen:
 		return scimv1.OwnerMissing, fmt.Sprintf("owner %q has no account in directory %s", owner, dirKey)
-	case !active && d.ref.TargetKind() == scimv1.KindClusterScimTarget:
+	case !active && d.ref.ClusterScoped():
 		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is not an active account in directory %s", owner, dirKey)
 	case !active:
 		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is inactive in directory %s (the person left?)", owner, dirKey)

@@ -38,7 +38,7 @@ type guardrails struct {
 
 func guardrailsOf(t *targets.Target) guardrails {
 	g := guardrails{userNames: scimv1.UserNamesAny}
-	if t.Kind == scimv1.KindClusterScimTarget {
+	if t.ClusterScoped {
 		g = guardrails{userNames: scimv1.UserNamesNamespaced, userTypes: []string{"ServiceAccount", "Agent"},
 			groups: []string{}, attributes: []string{}}
 	}

@@ -598,7 +598,7 @@ func (r *ServiceIdentityReconciler) identitiesInNamespace(ctx context.Context, o
 	}
 	var reqs []reconcile.Request
 	for _, si := range list.Items {
-		if slices.ContainsFunc(si.Spec.TargetRefs, func(ref scimv1.TargetReference) bool { return ref.TargetKind() == scimv1.KindClusterScimTarget }) {
+		if slices.ContainsFunc(si.Spec.TargetRefs, scimv1.TargetReference.ClusterScoped) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: si.Namespace, Name: si.Name}})
 		}
 	}

@@ -15,9 +15,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -342,5 +344,56 @@ var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
 		t := createTarget(ctx, newNamespace(ctx), "mine", testToken)
 		Eventually(get(ctx, t), "5s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue),
 			"slow sweeps held every target worker")
+	})
+
+	It("attack: a target deleted while it is swept leaves its sweep to a new target of the same name, and its metrics", func() {
+		var pages atomic.Int32
+		sweepFilter := regexp.MustCompile(`^externalId sw "(.*)"$`)
+		slow, _ := hostileProvider(func(w http.ResponseWriter, r *http.Request) bool {
+			m := sweepFilter.FindStringSubmatch(r.URL.Query().Get("filter"))
+			if r.Method != http.MethodGet || m == nil {
+				return false
+			}
+			pages.Add(1)
+			select { // three pages of a second each
+			case <-time.After(time.Second):
+			case <-r.Context().Done():
+				return true
+			}
+			start, _ := strconv.Atoi(r.URL.Query().Get("startIndex"))
+			start = max(start, 1)
+			w.Header().Set("Content-Type", "application/scim+json")
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"schemas": []string{scim.SchemaListResponse}, "totalResults": 3, "startIndex": start, "itemsPerPage": 1,
+				"Resources": []map[string]any{{"schemas": []string{scim.SchemaUser}, "id": fmt.Sprint("ghost-", start),
+					"userName": fmt.Sprint("ghost-", start), "externalId": fmt.Sprint(m[1], "ghost-", start), "active": true}},
+			})
+			return true
+		})
+		ns := newNamespace(ctx)
+		old := createTarget(ctx, ns, "swept", testToken, func(t *scimv1.ScimTarget) {
+			t.Spec.Endpoint = slow.URL + scimserver.BasePath
+			t.Spec.ResyncInterval = scimv1.DurationOf(time.Minute)
+		})
+		Eventually(get(ctx, old)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		Eventually(pages.Load).Should(BeNumerically(">=", 1), "the sweep has begun")
+		Expect(k8s.Delete(ctx, old)).To(Succeed())
+		Eventually(gone(ctx, old)).Should(BeTrue())
+
+		By("the deleted target's sweep keeps no series of it (its own would have ended within 3s)")
+		key := targets.Key(scimv1.KindScimTarget, ns, "swept")
+		Consistently(func() int { return seriesCount("scim_operator_orphans", map[string]string{"target": key}) }, "4s").
+			Should(BeZero(), "a series of the deleted target came back")
+
+		By("a new target of the same name, on another provider, is swept afresh")
+		fresh := &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "swept"}, Spec: old.Spec}
+		fresh.Spec.Endpoint = endpoint()
+		Expect(k8s.Create(ctx, fresh)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(fresh), fresh)).To(Succeed())
+			g.Expect(fresh.Status.Sweep).NotTo(BeNil())
+			g.Expect(fresh.Status.Sweep.LastSweepTime.Time).NotTo(BeTemporally("<", fresh.CreationTimestamp.Time),
+				"the new target shows the deleted one's sweep (and its identities trust it)")
+		}).Should(Succeed())
 	})
 })

@@ -31,6 +31,9 @@ type Target struct {
 	SecretNamespace string
 	Spec            *scimv1.ScimTargetSpec
 	Status          *scimv1.ScimTargetStatus
+	// ClusterScoped is true for a ClusterScimTarget: it serves the namespaces it allows, reads its
+	// Secrets from the cluster-resource namespace, and is the cluster admin's.
+	ClusterScoped bool
 	// AllowedNamespaces restricts a ClusterScimTarget's users; nil allows all.
 	AllowedNamespaces *scimv1.AllowedNamespaces
 	Object            client.Object
@@ -82,7 +85,7 @@ func Of(obj scimv1.GenericTarget, clusterResourceNamespace string) *Target {
 	t := &Target{Kind: obj.TargetKind(), Name: obj.GetName(), Namespace: obj.GetNamespace(), SecretNamespace: obj.GetNamespace(),
 		Spec: obj.TargetSpec(), Status: obj.TargetStatus(), AllowedNamespaces: obj.Namespaces(), Object: obj.(client.Object)}
 	if obj.ClusterScoped() {
-		t.Namespace, t.SecretNamespace = "", clusterResourceNamespace
+		t.Namespace, t.SecretNamespace, t.ClusterScoped = "", clusterResourceNamespace, true
 	}
 	return t
 }
@@ -100,7 +103,7 @@ func OfObject(obj client.Object, clusterResourceNamespace string) *Target {
 // rule that refused. A ScimTarget serves its own namespace only (references never cross
 // namespaces). Unset or empty allowedNamespaces allows no namespace.
 func NamespaceAllowed(ctx context.Context, c client.Reader, t *Target, namespace string) (string, error) {
-	if t.Kind != scimv1.KindClusterScimTarget {
+	if !t.ClusterScoped {
 		return "", nil
 	}
 	a := t.AllowedNamespaces

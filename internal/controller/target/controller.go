@@ -47,8 +47,10 @@ type Reconciler struct {
 	client.Client
 	// probed remembers, per target, the credentials version of the last successful probe.
 	probed sync.Map
-	// sweeps remembers, per target, the last sweep (sweepMemo).
+	// sweeps remembers, per target and UID (memoKey), the last sweep (sweepMemo).
 	sweeps sync.Map
+	// runs are the sweeps in progress (SweepReconciler).
+	runs sweepRuns
 	// Metrics records orphans and forgets a deleted target's series (nil: not recorded).
 	Metrics *metrics.Metrics
 	// Flags hands the identities a sweep found out of step to the identity controller.
@@ -342,7 +344,13 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, t *targets.Target) (ct
 // breaker state, client, and every metric series labelled with it.
 func (r *Reconciler) forget(key string) {
 	r.probed.Delete(key)
-	r.sweeps.Delete(key)
+	r.runs.stop(key)
+	r.sweeps.Range(func(k, _ any) bool {
+		if strings.HasPrefix(k.(string), key+"/") {
+			r.sweeps.Delete(k)
+		}
+		return true
+	})
 	r.Deprovisioner.Dialects.Forget(key)
 	if r.Breaker != nil {
 		r.Breaker.Forget(key)
@@ -443,7 +451,7 @@ func (r *Reconciler) identitiesOf(ctx context.Context, t *targets.Target) ([]str
 // at most.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, kube.DeletionProgress{}, kube.AnnotationChanged(scimv1.BreakerReleaseAnnotation), kube.AnnotationChanged(scimv1.SweepRequestedAnnotation)))).
+		For(r.newObject(), builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, kube.DeletionProgress{}, kube.AnnotationChanged(scimv1.BreakerReleaseAnnotation)))).
 		Watches(&scimv1.ServiceIdentity{}, kube.EnqueueAfter(identityCountDelay, r.targetsOfIdentity),
 			builder.WithPredicates(identityUsePredicate{})).
 		WatchesRawSource(source.Channel(r.Breaker.Trips(r.Kind), &handler.EnqueueRequestForObject{})).
@@ -469,25 +477,22 @@ func (r *Reconciler) targetsOfIdentity(_ context.Context, o client.Object) []rec
 	si := o.(*scimv1.ServiceIdentity)
 	seen := map[string]bool{}
 	var reqs []reconcile.Request
-	add := func(kind, name string) {
-		if kind == "" {
-			kind = scimv1.KindScimTarget
-		}
-		if kind != r.Kind || seen[name] {
+	add := func(ref scimv1.TargetReference) {
+		if ref.TargetKind() != r.Kind || seen[ref.Name] {
 			return
 		}
-		seen[name] = true
-		key := types.NamespacedName{Name: name}
-		if kind == scimv1.KindScimTarget {
+		seen[ref.Name] = true
+		key := types.NamespacedName{Name: ref.Name}
+		if !ref.ClusterScoped() {
 			key.Namespace = si.Namespace
 		}
 		reqs = append(reqs, reconcile.Request{NamespacedName: key})
 	}
 	for _, ref := range si.Spec.TargetRefs {
-		add(ref.Kind, ref.Name)
+		add(ref)
 	}
 	for _, e := range si.Status.Targets {
-		add(e.Kind, e.Name)
+		add(scimv1.TargetReference{Kind: e.Kind, Name: e.Name})
 	}
 	return reqs
 }

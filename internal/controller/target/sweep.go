@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -126,7 +127,7 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 	}
 	interval := targets.SweepInterval(t)
 	last := sweepMemo{sweep: t.Status.Sweep, orphans: t.Status.Orphans}
-	if v, ok := r.sweeps.Load(t.Key()); ok {
+	if v, ok := r.sweeps.Load(memoKey(t)); ok {
 		if mem := v.(sweepMemo); sweepTime(last.sweep).Before(sweepTime(mem.sweep)) {
 			last = sweepMemo{sweep: mem.sweep.DeepCopy(), orphans: mem.orphans.DeepCopy()}
 		}
@@ -145,8 +146,15 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 			return due, nil
 		}
 	}
-	// A sweep has a time budget: a provider that answers slowly page after page cannot hold
-	// the target's worker (probes, status) for ever; the next sweep starts over.
+	// One sweep at a time per namespace: a tenant's slow providers hold one sweep worker, not
+	// all of them. A target's deletion stops its sweep (forget).
+	ctx, run, ok := r.runs.begin(ctx, t)
+	if !ok {
+		return sweepRequestGap, nil
+	}
+	defer r.runs.end(t.Key(), run)
+	// A sweep has a time budget: a provider that answers slowly page after page holds a sweep
+	// worker for that long at most, and then not again before the next interval.
 	ctx, cancel := context.WithTimeout(ctx, sweepBudget(interval))
 	defer cancel()
 	c, err := r.Clients.ForTarget(ctx, t)
@@ -158,17 +166,98 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 	ctx = scim.WithPriority(ctx, scim.PrioritySweep)
 	s := &sweep{r: r, t: t, c: c, kind: dialect.KindOf(t), prefix: r.ClusterID + "/", seen: sets.New[string]()}
 	if err := s.run(ctx); err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && r.runs.live(run) {
+			r.Recorder.Eventf(t.Object, nil, "Warning", "SweepTimedOut", "Sweep",
+				"The sweep of %s did not finish within its budget of %s; its identities read their own accounts until a sweep does",
+				t.Key(), sweepBudget(interval))
+			return kube.Jitter(interval), nil
+		}
 		return 0, fmt.Errorf("sweeping %s: %w", t.Key(), err)
 	}
 	now := metav1.NewTime(status.Clock(r.Clock).Now())
 	s.status.LastSweepTime = &now
 	s.status.LastHandledRequest = requested
 	t.Status.Sweep = &s.status
-	if err := r.reportOrphans(ctx, t, c, s.orphans, last.orphans, now); err != nil {
+	if err := r.reportOrphans(ctx, t, c, s.orphans, last.orphans, now, run); err != nil {
 		return 0, err
 	}
-	r.sweeps.Store(t.Key(), sweepMemo{sweep: t.Status.Sweep.DeepCopy(), orphans: t.Status.Orphans.DeepCopy()})
+	if !r.runs.live(run) {
+		return 0, nil // the target went while it was swept: keep nothing of it
+	}
+	r.sweeps.Store(memoKey(t), sweepMemo{sweep: t.Status.Sweep.DeepCopy(), orphans: t.Status.Orphans.DeepCopy()})
 	return kube.Jitter(interval), nil
+}
+
+// memoKey keys a target's sweep memo by its key and UID: a target created again under the same
+// name is swept afresh, not credited with its predecessor's sweep.
+func memoKey(t *targets.Target) string { return t.Key() + "/" + string(t.Object.GetUID()) }
+
+// sweepRuns are the sweeps in progress. Its zero value is ready to use.
+type sweepRuns struct {
+	mu sync.Mutex
+	// runs are the sweeps running, by target key.
+	runs map[string]*sweepRun
+	// busy are the namespaces with a ScimTarget being swept (ClusterScimTargets, the cluster
+	// admin's, are not limited).
+	busy map[string]bool
+}
+
+// sweepRun is one sweep in progress.
+type sweepRun struct {
+	cancel    context.CancelFunc
+	namespace string
+	stopped   bool
+}
+
+// begin registers the sweep of t and returns its context; false when another ScimTarget of
+// t's namespace is being swept.
+func (s *sweepRuns) begin(ctx context.Context, t *targets.Target) (context.Context, *sweepRun, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.runs == nil {
+		s.runs, s.busy = map[string]*sweepRun{}, map[string]bool{}
+	}
+	if !t.ClusterScoped && s.busy[t.Namespace] {
+		return ctx, nil, false
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	run := &sweepRun{cancel: cancel}
+	if !t.ClusterScoped {
+		run.namespace = t.Namespace
+		s.busy[t.Namespace] = true
+	}
+	s.runs[t.Key()] = run
+	return ctx, run, true
+}
+
+// end unregisters a sweep that returned.
+func (s *sweepRuns) end(key string, run *sweepRun) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	run.cancel()
+	if s.runs[key] == run {
+		delete(s.runs, key)
+	}
+	if run.namespace != "" {
+		delete(s.busy, run.namespace)
+	}
+}
+
+// stop cancels the sweep of a target that is gone; what it found is not kept.
+func (s *sweepRuns) stop(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if run := s.runs[key]; run != nil {
+		run.stopped = true
+		run.cancel()
+	}
+}
+
+// live reports whether run's target is still there (no stop).
+func (s *sweepRuns) live(run *sweepRun) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !run.stopped
 }
 
 func sweepTime(s *scimv1.SweepStatus) time.Time {
@@ -195,7 +284,7 @@ type sweep struct {
 // account on record was not listed.
 func (s *sweep) run(ctx context.Context) error {
 	filter := s.prefix
-	if s.t.Kind == scimv1.KindScimTarget {
+	if !s.t.ClusterScoped {
 		// A tenant's own target is judged for its own namespace only: its server could list
 		// other namespaces' externalIds to learn which of their identities exist.
 		filter += s.t.Namespace + "/"
@@ -249,7 +338,7 @@ func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
 			continue
 		}
 		ns, name, ok := strings.Cut(rest, "/")
-		if !ok || ns == "" || name == "" || strings.Contains(name, "/") || (s.t.Kind == scimv1.KindScimTarget && ns != s.t.Namespace) ||
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") || (!s.t.ClusterScoped && ns != s.t.Namespace) ||
 			!s.r.Flags.Watches(ns) {
 			continue // the provider lists it; no identity of ours is to be woken for it
 		}
@@ -368,7 +457,7 @@ func (s *sweep) missing(ctx context.Context) error {
 // reportOrphans puts the sweep's orphans on status (an Event when their number changed) and
 // applies spec.orphans.policy.
 func (r *Reconciler) reportOrphans(ctx context.Context, t *targets.Target, c *scim.Client, orphans []scim.Resource,
-	last *scimv1.OrphanReport, now metav1.Time) error {
+	last *scimv1.OrphanReport, now metav1.Time, run *sweepRun) error {
 	policy := orphanPolicy(t)
 	if policy == scimv1.OrphanPolicyIgnore || t.Status.Sweep.Listing == scimv1.SweepPerIdentity {
 		t.Status.Orphans = nil
@@ -391,7 +480,9 @@ func (r *Reconciler) reportOrphans(ctx context.Context, t *targets.Target, c *sc
 		previous = last.Count
 	}
 	t.Status.Orphans = &scimv1.OrphanReport{Count: int32(len(orphans)), UserNames: names[:min(len(names), orphanNamesShown)], LastScanTime: &now}
-	r.Metrics.Orphans(t.Key(), len(orphans))
+	if r.runs.live(run) { // a deleted target's series are gone (forget): not made again
+		r.Metrics.Orphans(t.Key(), len(orphans))
+	}
 	if len(orphans) > 0 && int32(len(orphans)) != previous {
 		r.Recorder.Eventf(t.Object, nil, "Warning", "OrphansFound", "Scan",
 			"%d account(s) carry this cluster's externalId prefix but have no ServiceIdentity (policy %s, %d acted on): %s",
