@@ -76,7 +76,7 @@ type Deprovisioner struct {
 	Clock clock.PassiveClock
 	// Flags are the identities a sweep found out of step: a revoked account active again is
 	// revoked again.
-	Flags *SweepFlags
+	Flags *targets.SweepFlags
 	// Dialects remembers what providers answered that discovery did not say (shared with the
 	// identity and target controllers, which show it on the target's status.adaptations).
 	Dialects *dialect.Observed
@@ -114,7 +114,7 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 		// ...unless a sweep found its account active again on the target.
 		// An account Orphan left active is looked at again: the policy that applies now (a
 		// kill switch, governance) may not leave it so.
-		if off, _ := entry.AccountOff(); off && entry.State == scimv1.TargetStateDeprovisioned && cause != CauseRetired && !d.Flags.IsFlagged(VerifiedKey(si, key)) {
+		if off, _ := entry.AccountOff(); off && entry.State == scimv1.TargetStateDeprovisioned && cause != CauseRetired && !d.Flags.IsFlagged(targets.VerifiedKey(si, key)) {
 			continue
 		}
 		if done, ok := d.confirmed.lookup(si, key); ok {
@@ -124,7 +124,7 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 		worked = true
 		if out := d.Target(ctx, si, entry, rv); !out.OK() {
 			failed[key] = out
-		} else if d.Flags.Clear(VerifiedKey(si, key)); cause == CauseRetired {
+		} else if d.Flags.Clear(targets.VerifiedKey(si, key)); cause == CauseRetired {
 			d.confirmed.record(si, key, *entry)
 		}
 	}

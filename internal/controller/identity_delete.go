@@ -122,10 +122,10 @@ type identityKeys struct {
 func identityKeysOf(si *scimv1.ServiceIdentity) identityKeys {
 	k := identityKeys{uid: si.UID}
 	for _, e := range si.Status.Targets {
-		k.targets = append(k.targets, account.VerifiedKey(si, targets.Key(e.Kind, si.Namespace, e.Name)))
+		k.targets = append(k.targets, targets.VerifiedKey(si, targets.Key(e.Kind, si.Namespace, e.Name)))
 	}
 	for _, ref := range si.Spec.TargetRefs {
-		k.refs = append(k.refs, account.VerifiedKey(si, targets.RefKey(ref, si.Namespace)))
+		k.refs = append(k.refs, targets.VerifiedKey(si, targets.RefKey(ref, si.Namespace)))
 	}
 	return k
 }

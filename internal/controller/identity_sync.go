@@ -27,7 +27,7 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		return r.entryFailed(entry, account.Classify(err)), 0
 	}
 	interval := targets.ResyncInterval(t.Spec)
-	key := account.VerifiedKey(si, t.Key())
+	key := targets.VerifiedKey(si, t.Key())
 	if refusal, err := targets.NamespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
 		return r.entryFailed(entry, account.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
 	} else if refusal != "" {
@@ -149,7 +149,7 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 		}
 	}
 	now := r.now()
-	r.verified.Store(account.VerifiedKey(si, t.Key()), now)
+	r.verified.Store(targets.VerifiedKey(si, t.Key()), now)
 	// An unchanged account is not worth a status write at every resync: lastSyncTime moves
 	// when something changed, and otherwise at most every syncHeartbeat.
 	if !unchanged || entry.LastSyncTime == nil || now.Sub(entry.LastSyncTime.Time) >= syncHeartbeat {
@@ -252,7 +252,7 @@ func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, s
 // lookup per identity is made, then remembered (a restart repeats it once).
 func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
 	entry *scimv1.IdentityTargetStatus, refusal string) account.Outcome {
-	key := account.VerifiedKey(si, t.Key())
+	key := targets.VerifiedKey(si, t.Key())
 	if _, done := r.withdrawn.Load(key); !done {
 		had := entry.ID != ""
 		if out := r.Deprovisioner.Target(ctx, si, entry, account.Revocation{Cause: account.CauseWithdrawn, Kill: account.Killed(si)}); !out.OK() {

@@ -21,6 +21,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -195,7 +196,7 @@ var _ = Describe("Review of trust round 3", func() {
 		// A second identity reconciler, driven by hand, to look at what it keeps in memory.
 		builder := connect.NewSecretClientBuilder(k8s, 5*time.Second)
 		builder.Guard = connect.NewAddressGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, nil)
-		flags := account.NewSweepFlags()
+		flags := targets.NewSweepFlags(nil)
 		r2 := &ServiceIdentityReconciler{Client: k8s, APIReader: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
 			ClusterID: testClusterID, ClusterResourceNamespace: operatorNS, Flags: flags,
 			Deprovisioner: &account.Deprovisioner{Client: k8s, APIReader: k8s, Clients: builder, ClusterID: testClusterID,

@@ -80,7 +80,7 @@ type ServiceIdentityReconciler struct {
 	// watched is the set of namespaces the cache holds (nil: every namespace).
 	watched sets.Set[string]
 	// Flags are the identities a target's sweep found out of step (nil: no sweeps).
-	Flags *account.SweepFlags
+	Flags *targets.SweepFlags
 	// owners caches owner directory answers for a resync interval.
 	owners ownerChecks
 	// SecurityEvents is true when Security Event Tokens are sent: identities then carry
@@ -553,7 +553,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.wake = make(chan event.GenericEvent, 64)
 	if r.Flags == nil {
-		r.Flags = account.NewSweepFlags() // no target controller shares it: nothing is ever flagged
+		r.Flags = targets.NewSweepFlags(nil) // no target controller shares it: nothing is ever flagged
 	}
 	if err := r.setupRevoker(mgr); err != nil {
 		return err
@@ -571,7 +571,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.namespaceChanged), builder.WithPredicates(
 			predicate.Or[client.Object](predicate.LabelChangedPredicate{}, namespaceDeletionStarted{}))).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
-		WatchesRawSource(source.Channel(r.Flags.Wake, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.Flags.Woken(), &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("serviceidentity").
 		Complete(r)

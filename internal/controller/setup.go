@@ -22,6 +22,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 // Config is what the manager passes to the controllers.
@@ -111,8 +112,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	revocations := m.Revocations
 	breaker := breaker.New(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)
 	breaker.Clock = cfg.Clock
-	flags := account.NewSweepFlags()
-	flags.Watched = watchedSet(cfg)
+	flags := targets.NewSweepFlags(watchedSet(cfg))
 	deprovisioner := &account.Deprovisioner{Flags: flags, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
 		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &dialect.Observed{Clock: cfg.Clock}}

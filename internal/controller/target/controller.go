@@ -54,7 +54,7 @@ type Reconciler struct {
 	// Metrics records orphans and forgets a deleted target's series (nil: not recorded).
 	Metrics *metrics.Metrics
 	// Flags hands the identities a sweep found out of step to the identity controller.
-	Flags                    *account.SweepFlags
+	Flags                    *targets.SweepFlags
 	Kind                     string // scimv1.KindScimTarget or scimv1.KindClusterScimTarget
 	Clients                  connect.ClientBuilder
 	Recorder                 recorder.EventRecorder

@@ -7,7 +7,6 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 
-	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 	"k8s.io/apimachinery/pkg/util/sets"
 )
@@ -35,11 +34,11 @@ func TestSweepFlagsOnlyWhatTheTargetConcerns(t *testing.T) {
 		}
 	}
 
-	f := account.NewSweepFlags()
+	f := targets.NewSweepFlags(nil)
 	if !f.Watches("anywhere") {
 		t.Error("without --watch-namespaces every namespace is watched")
 	}
-	f.Watched = sets.New("team-a", "scim-operator-system")
+	f = targets.NewSweepFlags(sets.New("team-a", "scim-operator-system"))
 	if f.Watches("team-b") || !f.Watches("team-a") {
 		t.Error("with --watch-namespaces only those namespaces are watched")
 	}

@@ -1,4 +1,4 @@
-package account
+package targets
 
 import (
 	"context"
@@ -14,18 +14,25 @@ import (
 // SweepFlags carries the identities a sweep found out of step to the identity controller.
 // Memory only: after a restart the next sweep flags them again.
 type SweepFlags struct {
-	flagged sync.Map // verifiedKey -> struct{}
-	Wake    chan event.GenericEvent
-	// Watched is the set of namespaces the cache holds (--watch-namespaces; nil: every
+	flagged sync.Map // VerifiedKey -> struct{}
+	wake    chan event.GenericEvent
+	// watched is the set of namespaces the cache holds (--watch-namespaces; nil: every
 	// namespace): a sweep leaves the accounts of identities elsewhere alone.
-	Watched sets.Set[string]
+	watched sets.Set[string]
 }
 
-func NewSweepFlags() *SweepFlags { return &SweepFlags{Wake: make(chan event.GenericEvent, 1024)} }
+// NewSweepFlags makes the flags of an operator whose cache holds the namespaces watched (nil:
+// every namespace).
+func NewSweepFlags(watched sets.Set[string]) *SweepFlags {
+	return &SweepFlags{wake: make(chan event.GenericEvent, 1024), watched: watched}
+}
+
+// Woken are the identities flagged, for the identity controller's watch.
+func (f *SweepFlags) Woken() <-chan event.GenericEvent { return f.wake }
 
 // Watches reports whether identities of namespace are this operator's to flag.
 func (f *SweepFlags) Watches(namespace string) bool {
-	return f == nil || f.Watched == nil || f.Watched.Has(namespace)
+	return f == nil || f.watched == nil || f.watched.Has(namespace)
 }
 
 // Flag marks the identity's account on target as needing a read and wakes the identity.
@@ -36,7 +43,7 @@ func (f *SweepFlags) Flag(ctx context.Context, si *scimv1.ServiceIdentity, targe
 	f.flagged.Store(VerifiedKey(si, target), struct{}{})
 	ev := event.GenericEvent{Object: &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: si.Namespace, Name: si.Name}}}
 	select {
-	case f.Wake <- ev:
+	case f.wake <- ev:
 	case <-ctx.Done():
 	}
 }
