@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/governance"
 )
 
 // The lifetime phase judges expiry by the injected clock: spec.ttl from creation, or
@@ -48,7 +49,7 @@ func TestLifetimeFollowsTheClock(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			clock.SetTime(created.Add(c.at))
 			si := identity(c.spec)
-			err, expired := r.lifetime(si, policy{})
+			err, expired := r.lifetime(si, governance.Policy{})
 			if expired != c.wantExpired || (err != nil) != c.wantErr {
 				t.Fatalf("expired=%v err=%v, want expired=%v err=%v", expired, err, c.wantExpired, c.wantErr)
 			}
@@ -68,7 +69,7 @@ func TestLifetimeFollowsTheClock(t *testing.T) {
 		meta.SetStatusCondition(&si.Status.Conditions, metav1.Condition{Type: scimv1.ConditionExpired, Status: metav1.ConditionTrue, Reason: scimv1.ReasonExpired})
 		deprovisioned := metav1.NewTime(created.Add(time.Hour))
 		si.Status.DeprovisionedAt = &deprovisioned
-		if err, expired := r.lifetime(si, policy{}); err != nil || expired {
+		if err, expired := r.lifetime(si, governance.Policy{}); err != nil || expired {
 			t.Fatalf("expired=%v err=%v, want a live identity", expired, err)
 		}
 		if c := meta.FindStatusCondition(si.Status.Conditions, scimv1.ConditionExpired); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Extended" {

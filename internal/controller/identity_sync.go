@@ -13,6 +13,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
+	"github.com/nhi-dev/scim-operator/internal/governance"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -45,8 +46,8 @@ func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.S
 		return r.entryFailed(entry, account.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
 	}
 	desired = dialect.AsKind(desired, dialect.KindOf(t))
-	g := guardrailsOf(t)
-	if err := g.check(t, si); err != nil {
+	g := governance.GuardrailsOf(t)
+	if err := g.Check(t, si); err != nil {
 		// Nothing is provisioned. An account that exists keeps what it has until the spec
 		// complies, but for the groups it joined that the guardrails no longer allow.
 		if lerr := r.leaveDisallowedGroups(ctx, si, t, entry, g); lerr != nil {
@@ -226,8 +227,8 @@ func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStat
 // the target's guardrails no longer allow (they were narrowed), once a read proved the account
 // ours.
 func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
-	entry *scimv1.IdentityTargetStatus, g guardrails) error {
-	keep := slices.DeleteFunc(slices.Clone(entry.Groups), func(name string) bool { return !g.groupAllowed(name, si.Namespace) })
+	entry *scimv1.IdentityTargetStatus, g governance.Guardrails) error {
+	keep := slices.DeleteFunc(slices.Clone(entry.Groups), func(name string) bool { return !g.GroupAllowed(name, si.Namespace) })
 	if entry.ID == "" || len(keep) == len(entry.Groups) {
 		return nil
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
+	"github.com/nhi-dev/scim-operator/internal/governance"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
@@ -199,6 +200,8 @@ var _ = Describe("Review of trust round 3", func() {
 		flags := targets.NewSweepFlags(nil)
 		r2 := &ServiceIdentityReconciler{Client: k8s, APIReader: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
 			ClusterID: testClusterID, ClusterResourceNamespace: operatorNS, Flags: flags,
+			Governor: &governance.Governor{Client: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
+				ClusterID: testClusterID, ClusterResourceNamespace: operatorNS},
 			Deprovisioner: &account.Deprovisioner{Client: k8s, APIReader: k8s, Clients: builder, ClusterID: testClusterID,
 				ClusterResourceNamespace: operatorNS, Flags: flags, Dialects: &dialect.Observed{}}}
 		entries := func(m *sync.Map) int {

@@ -34,6 +34,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/governance"
 	"github.com/nhi-dev/scim-operator/internal/kube"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
@@ -81,8 +82,9 @@ type ServiceIdentityReconciler struct {
 	watched sets.Set[string]
 	// Flags are the identities a target's sweep found out of step (nil: no sweeps).
 	Flags *targets.SweepFlags
-	// owners caches owner directory answers for a resync interval.
-	owners ownerChecks
+	// Governor decides what the targets' governance asks of the identity (owner, maxTTL,
+	// review).
+	Governor *governance.Governor
 	// SecurityEvents is true when Security Event Tokens are sent: identities then carry
 	// SecurityEventsFinalizer, which the security-event controller releases.
 	SecurityEvents bool
@@ -185,7 +187,7 @@ func (r *ServiceIdentityReconciler) now() time.Time { return status.Clock(r.Cloc
 //  9. report     conditions, Events and when to look again.
 func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, base *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
-	pol := r.policyOf(ctx, si)
+	pol := r.Governor.PolicyOf(ctx, si)
 	p := &syncPass{outcomes: map[string]account.Outcome{}, seen: map[string]bool{}}
 	var govWhy, govReason string
 	govWhy, govReason, p.wake = r.govern(ctx, si, pol)
@@ -248,10 +250,10 @@ type syncPass struct {
 // review is checked. It returns why every account must be suspended (a review overdue, an
 // owner inactive past a Suspend policy's grace; "" when none need be), the reason, and when
 // governance wants to look again.
-func (r *ServiceIdentityReconciler) govern(ctx context.Context, si *scimv1.ServiceIdentity, pol policy) (string, string, time.Duration) {
+func (r *ServiceIdentityReconciler) govern(ctx context.Context, si *scimv1.ServiceIdentity, pol governance.Policy) (string, string, time.Duration) {
 	// A resync request asks the owner directory again rather than its cached answer.
 	_, fresh := r.resyncRequested(si)
-	return r.governance(ctx, si, pol, fresh)
+	return r.Governor.Verdict(ctx, si, pol, fresh)
 }
 
 // resyncRequested returns the value of the identity's resync annotation, and whether it is a
@@ -286,9 +288,9 @@ func (r *ServiceIdentityReconciler) reconcileSuspended(ctx context.Context, si *
 
 // lifetime sets status.expiresAt and reports whether the identity expired (an expiry that
 // does not parse is returned: it blocks provisioning, not the rest).
-func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity, pol policy) (error, bool) {
+func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity, pol governance.Policy) (error, bool) {
 	exp, err := expiresAt(si)
-	exp = capExpiry(si, exp, pol)
+	exp = governance.CapExpiry(si, exp, pol)
 	si.Status.ExpiresAt = exp
 	if exp != nil && !r.now().Before(exp.Time) {
 		return nil, true
@@ -304,13 +306,13 @@ func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity, pol pol
 // desired is the account the spec asks for. A spec that cannot be provisioned stops
 // provisioning, not the withdrawal of access: targets that refuse the namespace are still
 // handled by sync.
-func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error, pol policy) (scim.Resource, map[string]account.Outcome) {
+func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error, pol governance.Policy) (scim.Resource, map[string]account.Outcome) {
 	if expErr != nil {
 		return nil, map[string]account.Outcome{"spec": {Stalled: expErr.Error(), Reason: scimv1.ReasonInvalidSpec}}
 	}
-	if len(pol.requireOwner) > 0 && si.Spec.Owner == "" {
+	if len(pol.RequireOwner) > 0 && si.Spec.Owner == "" {
 		return nil, map[string]account.Outcome{"spec.owner": {Reason: scimv1.ReasonInvalidSpec,
-			Stalled: fmt.Sprintf("spec.owner is required by %s: set the accountable person's e-mail address", strings.Join(pol.requireOwner, ", "))}}
+			Stalled: fmt.Sprintf("spec.owner is required by %s: set the accountable person's e-mail address", strings.Join(pol.RequireOwner, ", "))}}
 	}
 	if o := r.ensureWorkloadOwner(ctx, si); !o.OK() {
 		return nil, map[string]account.Outcome{"spec.workloadRef": o}

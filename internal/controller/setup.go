@@ -20,6 +20,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/controller/target"
 	"github.com/nhi-dev/scim-operator/internal/controller/workload"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
+	"github.com/nhi-dev/scim-operator/internal/governance"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -141,7 +142,9 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 			return err
 		}
 	}
-	return (&ServiceIdentityReconciler{
+	governor := &governance.Governor{Client: mgr.GetClient(), Clients: clients, Recorder: rec, ClusterID: cfg.ClusterID,
+		ClusterResourceNamespace: cfg.ClusterResourceNamespace, Clock: cfg.Clock}
+	return (&ServiceIdentityReconciler{Governor: governor,
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, watched: watchedSet(cfg), Revocations: revocations, Metrics: m, Deprovisioner: deprovisioner,

@@ -1,4 +1,4 @@
-package controller
+package governance
 
 import (
 	"context"
@@ -57,7 +57,7 @@ func attesterOf(annotations map[string]string) attester {
 
 // mayReview says whether the attester may review the identity (the `review` verb), and if not,
 // why the attestation is ignored. err: the API server could not be asked.
-func (r *ServiceIdentityReconciler) mayReview(ctx context.Context, si *scimv1.ServiceIdentity, a attester, value string) (string, error) {
+func (g *Governor) mayReview(ctx context.Context, si *scimv1.ServiceIdentity, a attester, value string) (string, error) {
 	if a.user == "" {
 		return fmt.Sprintf("annotation %s=%q has no annotation %s naming who attested; it is ignored "+
 			"(config/admission's review-attestation policy records it)", scimv1.ReviewedAtAnnotation, value, scimv1.ReviewedByAnnotation), nil
@@ -72,7 +72,7 @@ func (r *ServiceIdentityReconciler) mayReview(ctx context.Context, si *scimv1.Se
 				Group: scimv1.GroupVersion.Group, Resource: "serviceidentities",
 			},
 		}}
-		if err := r.Create(ctx, sar); err != nil {
+		if err := g.Client.Create(ctx, sar); err != nil {
 			return "", fmt.Errorf("checking whether %q may review: %w", a.user, err)
 		}
 		ans = reviewerAnswer{allowed: sar.Status.Allowed && !sar.Status.Denied}

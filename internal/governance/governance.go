@@ -1,4 +1,6 @@
-package controller
+// Package governance decides what the targets' governance asks of an identity (owner, maximum
+// lifetime, review) and what their guardrails allow it to claim.
+package governance
 
 import (
 	"context"
@@ -9,9 +11,13 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/lru"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -25,10 +31,35 @@ import (
 // strictest of them. What governance decides is recorded on the identity's status, so a restart
 // decides the same.
 
-// policy is the strictest governance of the targets an identity references.
-type policy struct {
-	// requireOwner names the targets that require spec.owner.
-	requireOwner []string
+// Governor decides what governance asks of an identity: the owner it must have and whether the
+// owner directory shows it active, the longest life its targets allow, and whether its review is
+// due. It reads the targets and asks the directories; its verdicts are recorded on the identity's
+// status, so a restart decides the same.
+type Governor struct {
+	// Client reads targets and creates the SubjectAccessReviews that check a reviewer.
+	Client  client.Client
+	Clients connect.ClientBuilder
+	// Recorder tells of owner and review changes in Events.
+	Recorder recorder.EventRecorder
+	// ClusterID prefixes this cluster's externalIds: such an account is never an owner.
+	ClusterID string
+	// ClusterResourceNamespace holds the secrets of ClusterScimTargets.
+	ClusterResourceNamespace string
+	// Clock tells the time (nil: the real clock).
+	Clock clock.PassiveClock
+	// owners caches owner directory answers for a resync interval.
+	owners ownerChecks
+}
+
+// recordHeartbeat is how often an unchanged owner check is written to status all the same.
+const recordHeartbeat = time.Hour
+
+func (g *Governor) now() time.Time { return status.Clock(g.Clock).Now() }
+
+// Policy is the strictest governance of the targets an identity references.
+type Policy struct {
+	// RequireOwner names the targets that require spec.owner.
+	RequireOwner []string
 	// directories are the owner directories to ask, with the target that named each.
 	directories []directory
 	// suspendAfter is the shortest grace of the targets whose ownerInactive action is Suspend
@@ -55,17 +86,17 @@ type directory struct {
 	namespace string
 }
 
-// policyOf combines the governance of the targets si references (those that exist).
-func (r *ServiceIdentityReconciler) policyOf(ctx context.Context, si *scimv1.ServiceIdentity) policy {
-	var p policy
+// PolicyOf combines the governance of the targets si references (those that exist).
+func (g *Governor) PolicyOf(ctx context.Context, si *scimv1.ServiceIdentity) Policy {
+	var p Policy
 	for _, ref := range si.Spec.TargetRefs {
-		t, err := targets.Get(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
+		t, err := targets.Get(ctx, g.Client, ref, si.Namespace, g.ClusterResourceNamespace)
 		if err != nil || t.Spec.Governance == nil {
 			continue
 		}
 		g := t.Spec.Governance
 		if g.RequireOwner {
-			p.requireOwner = append(p.requireOwner, t.Key())
+			p.RequireOwner = append(p.RequireOwner, t.Key())
 		}
 		if iv := targets.ResyncInterval(t.Spec); p.recheck == 0 || iv < p.recheck {
 			p.recheck = iv
@@ -118,9 +149,9 @@ func directoryOf(t *targets.Target, d *scimv1.OwnerDirectory) directory {
 	return dir
 }
 
-// capExpiry applies the targets' maxTTL to the identity's expiry: an identity without one gets
+// CapExpiry applies the targets' maxTTL to the identity's expiry: an identity without one gets
 // creation + maxTTL, a later one is brought forward; status.expiryCappedBy says which target.
-func capExpiry(si *scimv1.ServiceIdentity, exp *metav1.Time, p policy) *metav1.Time {
+func CapExpiry(si *scimv1.ServiceIdentity, exp *metav1.Time, p Policy) *metav1.Time {
 	si.Status.ExpiryCappedBy = ""
 	if p.maxTTL == 0 {
 		return exp
@@ -181,11 +212,11 @@ func (o *ownerChecks) get(key string, now time.Time, ttl time.Duration) (ownerCh
 
 func (o *ownerChecks) put(key string, c ownerCheck) { o.entries().Add(key, c) }
 
-// governance runs the governance phase: the owner check and the review. It returns why the
+// Verdict runs the Verdict phase: the owner check and the review. It returns why the
 // identity must be suspended ("" when it need not), with the reason, and when to look again.
-func (r *ServiceIdentityReconciler) governance(ctx context.Context, si *scimv1.ServiceIdentity, p policy, fresh bool) (why, reason string, wake time.Duration) {
-	ownerWhy, ownerWake := r.checkOwner(ctx, si, p, fresh)
-	reviewWhy, reviewWake := r.checkReview(ctx, si, p)
+func (g *Governor) Verdict(ctx context.Context, si *scimv1.ServiceIdentity, p Policy, fresh bool) (why, reason string, wake time.Duration) {
+	ownerWhy, ownerWake := g.checkOwner(ctx, si, p, fresh)
+	reviewWhy, reviewWake := g.checkReview(ctx, si, p)
 	wake = ownerWake
 	if reviewWake > 0 && (wake == 0 || reviewWake < wake) {
 		wake = reviewWake
@@ -202,18 +233,18 @@ func (r *ServiceIdentityReconciler) governance(ctx context.Context, si *scimv1.S
 // checkOwner looks spec.owner up in the owner directories (cached for a resync interval),
 // records the answer on status.owner with Events on changes, and returns why the identity is
 // suspended once the grace has passed under a Suspend policy.
-func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.ServiceIdentity, p policy, fresh bool) (string, time.Duration) {
+func (g *Governor) checkOwner(ctx context.Context, si *scimv1.ServiceIdentity, p Policy, fresh bool) (string, time.Duration) {
 	if len(p.directories) == 0 {
 		si.Status.Owner = nil
 		meta.RemoveStatusCondition(&si.Status.Conditions, scimv1.ConditionOwnerActive)
 		return "", 0
 	}
-	now := r.now()
+	now := g.now()
 	prev := si.Status.Owner
 	state, dirs, msg := scimv1.OwnerActive, []string{}, ""
 	for _, d := range p.directories {
 		dirs = append(dirs, targets.Key(d.ref.TargetKind(), d.namespace, d.ref.Name))
-		st, m := r.lookupOwner(ctx, si.Spec.Owner, d, p.recheck, fresh)
+		st, m := g.lookupOwner(ctx, si.Spec.Owner, d, p.recheck, fresh)
 		if ownerRank(st) > ownerRank(state) {
 			state, msg = st, m
 		}
@@ -231,13 +262,13 @@ func (r *ServiceIdentityReconciler) checkOwner(ctx context.Context, si *scimv1.S
 	case bad:
 		since := metav1.NewTime(now)
 		next.Since = &since
-		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonOwnerInactive, "OwnerCheck", "Owner %q: %s", si.Spec.Owner, next.Message)
+		g.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonOwnerInactive, "OwnerCheck", "Owner %q: %s", si.Spec.Owner, next.Message)
 	case next.State == scimv1.OwnerActive && prev != nil && (prev.State == scimv1.OwnerInactive || prev.State == scimv1.OwnerMissing):
-		r.Recorder.Eventf(si, nil, "Normal", "OwnerActive", "OwnerCheck", "Owner %q is active in %s", si.Spec.Owner, next.Directory)
+		g.Recorder.Eventf(si, nil, "Normal", "OwnerActive", "OwnerCheck", "Owner %q is active in %s", si.Spec.Owner, next.Directory)
 	}
 	// checkedAt moves when the answer changed, else at most hourly: no status write per check.
 	next.CheckedAt = nil
-	if prev != nil && prev.CheckedAt != nil && prev.State == next.State && prev.Message == next.Message && now.Sub(prev.CheckedAt.Time) < syncHeartbeat {
+	if prev != nil && prev.CheckedAt != nil && prev.State == next.State && prev.Message == next.Message && now.Sub(prev.CheckedAt.Time) < recordHeartbeat {
 		next.CheckedAt = prev.CheckedAt
 	} else if next.State != scimv1.OwnerUnchecked {
 		at := metav1.NewTime(now)
@@ -278,7 +309,7 @@ func ownerRank(s scimv1.OwnerState) int {
 }
 
 // lookupOwner asks one directory about owner (cached for ttl, unless fresh: a resync request).
-func (r *ServiceIdentityReconciler) lookupOwner(ctx context.Context, owner string, d directory, ttl time.Duration, fresh bool) (scimv1.OwnerState, string) {
+func (g *Governor) lookupOwner(ctx context.Context, owner string, d directory, ttl time.Duration, fresh bool) (scimv1.OwnerState, string) {
 	if owner == "" {
 		return scimv1.OwnerMissing, "spec.owner is not set"
 	}
@@ -286,24 +317,24 @@ func (r *ServiceIdentityReconciler) lookupOwner(ctx context.Context, owner strin
 		return scimv1.OwnerUnchecked, d.refused
 	}
 	key := strings.Join([]string{d.ref.TargetKind(), d.namespace, d.ref.Name, d.attr, strings.ToLower(owner)}, "|")
-	if c, ok := r.owners.get(key, r.now(), ttl); ok && !fresh {
+	if c, ok := g.owners.get(key, g.now(), ttl); ok && !fresh {
 		return c.state, c.message
 	}
-	state, msg := r.askDirectory(ctx, owner, d)
+	state, msg := g.askDirectory(ctx, owner, d)
 	if state != scimv1.OwnerUnchecked {
-		r.owners.put(key, ownerCheck{state: state, message: msg, at: r.now()})
+		g.owners.put(key, ownerCheck{state: state, message: msg, at: g.now()})
 	}
 	return state, msg
 }
 
 // askDirectory looks the owner up in the directory target by userName or e-mail address.
-func (r *ServiceIdentityReconciler) askDirectory(ctx context.Context, owner string, d directory) (scimv1.OwnerState, string) {
+func (g *Governor) askDirectory(ctx context.Context, owner string, d directory) (scimv1.OwnerState, string) {
 	dirKey := targets.Key(d.ref.TargetKind(), d.namespace, d.ref.Name)
-	t, err := targets.Get(ctx, r.Client, d.ref, d.namespace, r.ClusterResourceNamespace)
+	t, err := targets.Get(ctx, g.Client, d.ref, d.namespace, g.ClusterResourceNamespace)
 	if err != nil {
 		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s: %v", dirKey, err)
 	}
-	c, err := r.Clients.ForTarget(ctx, t)
+	c, err := g.Clients.ForTarget(ctx, t)
 	if err != nil {
 		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s: %v", dirKey, err)
 	}
@@ -320,7 +351,7 @@ func (r *ServiceIdentityReconciler) askDirectory(ctx context.Context, owner stri
 		if !ownerMatches(u, d.attr, owner) { // a provider that ignores the filter answers everyone
 			continue
 		}
-		if strings.HasPrefix(u.ExternalID(), r.ClusterID+"/") {
+		if strings.HasPrefix(u.ExternalID(), g.ClusterID+"/") {
 			continue // an account this operator made (an identity) is nobody's owner, not even its own
 		}
 		seen = true
@@ -366,7 +397,7 @@ const reviewSkew = time.Minute
 // checkReview records the identity's attestation and when the next is due, and returns why it
 // is suspended when it is overdue. An attestation counts only when made by a user who may
 // review the identity (attestation.go).
-func (r *ServiceIdentityReconciler) checkReview(ctx context.Context, si *scimv1.ServiceIdentity, p policy) (string, time.Duration) {
+func (g *Governor) checkReview(ctx context.Context, si *scimv1.ServiceIdentity, p Policy) (string, time.Duration) {
 	every := p.review
 	if si.Spec.Review != nil {
 		if d, err := si.Spec.Review.Every.Parse(); err == nil && (every == 0 || d < every) {
@@ -377,7 +408,7 @@ func (r *ServiceIdentityReconciler) checkReview(ctx context.Context, si *scimv1.
 		si.Status.Review = nil
 		return "", 0
 	}
-	now := r.now()
+	now := g.now()
 	st := &scimv1.ReviewStatus{Every: *scimv1.DurationOf(every)}
 	prev := si.Status.Review
 	base := si.CreationTimestamp.Time
@@ -400,7 +431,7 @@ func (r *ServiceIdentityReconciler) checkReview(ctx context.Context, si *scimv1.
 			// Taken already (status keeps seconds): it stands, whatever its author may do now.
 		default:
 			a := attesterOf(si.Annotations)
-			why, err := r.mayReview(ctx, si, a, v)
+			why, err := g.mayReview(ctx, si, a, v)
 			switch {
 			case err != nil:
 				st.Message = status.Truncate(fmt.Sprintf("annotation %s=%q is not taken yet: %v; retrying", scimv1.ReviewedAtAnnotation, v, err), 512)
@@ -408,7 +439,7 @@ func (r *ServiceIdentityReconciler) checkReview(ctx context.Context, si *scimv1.
 			case why != "":
 				st.Message = status.Truncate(why, 512)
 				if prev == nil || prev.Message != st.Message {
-					r.Recorder.Eventf(si, nil, "Warning", "AttestationIgnored", "Review", "%s", st.Message)
+					g.Recorder.Eventf(si, nil, "Warning", "AttestationIgnored", "Review", "%s", st.Message)
 				}
 			default:
 				reviewed := metav1.NewTime(at)
@@ -419,7 +450,7 @@ func (r *ServiceIdentityReconciler) checkReview(ctx context.Context, si *scimv1.
 		}
 	}
 	if st.LastReviewedAt != nil && (prev == nil || prev.LastReviewedAt == nil || !prev.LastReviewedAt.Equal(st.LastReviewedAt)) {
-		r.Recorder.Eventf(si, nil, "Normal", "Attested", "Review", "Attested by %q at %s; next review due by %s", st.ReviewedBy,
+		g.Recorder.Eventf(si, nil, "Normal", "Attested", "Review", "Attested by %q at %s; next review due by %s", st.ReviewedBy,
 			st.LastReviewedAt.UTC().Format(time.RFC3339), base.Add(every).UTC().Format(time.RFC3339))
 	}
 	st.NextReviewAt = metav1.NewTime(base.Add(every))

@@ -1,4 +1,4 @@
-package controller
+package governance
 
 import (
 	"strings"

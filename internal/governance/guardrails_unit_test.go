@@ -1,4 +1,4 @@
-package controller
+package governance
 
 import (
 	"strings"
@@ -69,7 +69,7 @@ func TestGuardrails(t *testing.T) {
 			identity("admin", []string{"g"}, ""), `userName "admin"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := guardrailsOf(tc.target).check(tc.target, tc.si)
+			err := GuardrailsOf(tc.target).Check(tc.target, tc.si)
 			switch {
 			case tc.refused == "" && err != nil:
 				t.Fatalf("refused: %v", err)

@@ -1,4 +1,4 @@
-package controller
+package governance
 
 import (
 	"encoding/json"
@@ -15,8 +15,8 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
-// errGuardrail: the identity asks for something its target's guardrails do not allow.
-var errGuardrail = errors.New("not allowed by the target's guardrails")
+// ErrGuardrail: the identity asks for something its target's guardrails do not allow.
+var ErrGuardrail = errors.New("not allowed by the target's guardrails")
 
 // sensitiveAttributes can only be set where a target's guardrails name them: a "*" never
 // covers them, and an unset allow-list on a ScimTarget does not either.
@@ -26,20 +26,20 @@ func isSensitive(name string) bool {
 	return slices.ContainsFunc(sensitiveAttributes, func(s string) bool { return strings.EqualFold(s, name) })
 }
 
-// guardrails is a target's spec.guardrails with the kind's defaults applied: restrictive on a
+// Guardrails is a target's spec.Guardrails with the kind's defaults applied: restrictive on a
 // ClusterScimTarget (cluster-admin credentials shared with tenants), open on a ScimTarget
 // (the tenant's own credentials).
-type guardrails struct {
+type Guardrails struct {
 	userNames  scimv1.UserNameScope
 	userTypes  []string // nil: any
 	groups     []string // nil: any
 	attributes []string // nil: any but the sensitive ones
 }
 
-func guardrailsOf(t *targets.Target) guardrails {
-	g := guardrails{userNames: scimv1.UserNamesAny}
+func GuardrailsOf(t *targets.Target) Guardrails {
+	g := Guardrails{userNames: scimv1.UserNamesAny}
 	if t.ClusterScoped {
-		g = guardrails{userNames: scimv1.UserNamesNamespaced, userTypes: []string{"ServiceAccount", "Agent"},
+		g = Guardrails{userNames: scimv1.UserNamesNamespaced, userTypes: []string{"ServiceAccount", "Agent"},
 			groups: []string{}, attributes: []string{}}
 	}
 	if s := t.Spec.Guardrails; s != nil {
@@ -59,9 +59,9 @@ func guardrailsOf(t *targets.Target) guardrails {
 	return g
 }
 
-// check returns an errGuardrail naming every claim of the identity the target does not allow:
+// Check returns an errGuardrail naming every claim of the identity the target does not allow:
 // its userName, groups and the attributes of spec.attributes.
-func (g guardrails) check(t *targets.Target, si *scimv1.ServiceIdentity) error {
+func (g Guardrails) Check(t *targets.Target, si *scimv1.ServiceIdentity) error {
 	var refused []string
 	if g.userNames == scimv1.UserNamesNamespaced {
 		if u := si.EffectiveUserName(); !namespacedUserName(u, si.Namespace) {
@@ -73,7 +73,7 @@ func (g guardrails) check(t *targets.Target, si *scimv1.ServiceIdentity) error {
 		refused = append(refused, fmt.Sprintf("userType %q", si.Spec.UserType))
 	}
 	for _, grp := range si.Spec.Groups {
-		if !g.groupAllowed(grp, si.Namespace) {
+		if !g.GroupAllowed(grp, si.Namespace) {
 			refused = append(refused, fmt.Sprintf("group %q", grp))
 		}
 	}
@@ -88,11 +88,11 @@ func (g guardrails) check(t *targets.Target, si *scimv1.ServiceIdentity) error {
 	if len(refused) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: %s may not claim %s (see spec.guardrails of %s)", errGuardrail, "namespace "+si.Namespace,
+	return fmt.Errorf("%w: %s may not claim %s (see spec.guardrails of %s)", ErrGuardrail, "namespace "+si.Namespace,
 		strings.Join(refused, ", "), t.Key())
 }
 
-func (g guardrails) groupAllowed(name, namespace string) bool {
+func (g Guardrails) GroupAllowed(name, namespace string) bool {
 	return g.groups == nil || slices.ContainsFunc(g.groups, func(p string) bool {
 		return globMatch(strings.ReplaceAll(p, "{namespace}", namespace), name)
 	})
@@ -110,7 +110,7 @@ var userNameLabel = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,190}$`)
 
 // attributeAllowed decides one attribute name: "title", or "<urn>:<sub-attribute>" for an
 // extension.
-func (g guardrails) attributeAllowed(name string) bool {
+func (g Guardrails) attributeAllowed(name string) bool {
 	sub := name
 	urn := ""
 	if scim.IsSchemaURN(name) {
