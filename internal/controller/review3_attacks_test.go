@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/controller/identity"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/governance"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -198,17 +198,12 @@ var _ = Describe("Review of trust round 3", func() {
 		builder := connect.NewSecretClientBuilder(k8s, 5*time.Second)
 		builder.Guard = connect.NewAddressGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, nil)
 		flags := targets.NewSweepFlags(nil)
-		r2 := &ServiceIdentityReconciler{Client: k8s, APIReader: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
+		r2 := &identity.Reconciler{Client: k8s, APIReader: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
 			ClusterID: testClusterID, ClusterResourceNamespace: operatorNS, Flags: flags,
 			Governor: &governance.Governor{Client: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
 				ClusterID: testClusterID, ClusterResourceNamespace: operatorNS},
 			Deprovisioner: &account.Deprovisioner{Client: k8s, APIReader: k8s, Clients: builder, ClusterID: testClusterID,
 				ClusterResourceNamespace: operatorNS, Flags: flags, Dialects: &dialect.Observed{}}}
-		entries := func(m *sync.Map) int {
-			n := 0
-			m.Range(func(any, any) bool { n++; return true })
-			return n
-		}
 		const churn = 5
 		for i := range churn {
 			si := newIdentity(ns, fmt.Sprintf("churn-%d", i), "own")
@@ -218,15 +213,15 @@ var _ = Describe("Review of trust round 3", func() {
 			req := reconcile.Request{NamespacedName: keyOf(ns, si.Name)}
 			Eventually(func() int {
 				_, _ = r2.Reconcile(ctx, req)
-				return entries(&r2.verified)
+				return r2.Remembered()
 			}).Should(BeNumerically(">=", 1))
 			annotate(ctx, si, scimv1.ForceOrphanAnnotation, "true") // the tenant's own escape hatch
 			Expect(k8s.Delete(ctx, si)).To(Succeed())
 			Eventually(gone(ctx, si)).Should(BeTrue())
 			_, _ = r2.Reconcile(ctx, req) // what the controller does when it sees the identity gone
 		}
-		Expect(entries(&r2.verified)+entries(&r2.resyncRequests)).To(BeZero(),
-			"%d identities are gone, yet the reconciler still keeps %d verified and %d resync entries for them: a tenant "+
-				"looping create/delete grows the operator's memory without bound", churn, entries(&r2.verified), entries(&r2.resyncRequests))
+		Expect(r2.Remembered()).To(BeZero(),
+			"%d identities are gone, yet the reconciler still remembers %d things of them: a tenant "+
+				"looping create/delete grows the operator's memory without bound", churn, r2.Remembered())
 	})
 })

@@ -16,6 +16,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/breaker"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/controller/identity"
 	"github.com/nhi-dev/scim-operator/internal/controller/secevents"
 	"github.com/nhi-dev/scim-operator/internal/controller/target"
 	"github.com/nhi-dev/scim-operator/internal/controller/workload"
@@ -144,10 +145,10 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}
 	governor := &governance.Governor{Client: mgr.GetClient(), Clients: clients, Recorder: rec, ClusterID: cfg.ClusterID,
 		ClusterResourceNamespace: cfg.ClusterResourceNamespace, Clock: cfg.Clock}
-	return (&ServiceIdentityReconciler{Governor: governor,
+	return (&identity.Reconciler{Governor: governor,
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
-		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, watched: watchedSet(cfg), Revocations: revocations, Metrics: m, Deprovisioner: deprovisioner,
+		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, Watched: watchedSet(cfg), Revocations: revocations, Metrics: m, Deprovisioner: deprovisioner,
 		Flags: flags, SecurityEvents: cfg.SecurityEvents != nil,
 	}).SetupWithManager(mgr)
 }

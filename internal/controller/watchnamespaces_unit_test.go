@@ -4,8 +4,6 @@ import (
 	"slices"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
@@ -38,20 +36,16 @@ func TestWatchNamespacesNoneKeepsEveryNamespace(t *testing.T) {
 	}
 }
 
-// A namespace outside --watch-namespaces is not looked up in the cache (which has nothing of
-// it and would log an error at every label change); no flag watches every namespace.
-func TestIdentitiesInUnwatchedNamespace(t *testing.T) {
+// No --watch-namespaces watches every namespace; with it, the cluster-resource namespace is
+// watched too.
+func TestWatchedSet(t *testing.T) {
 	if watchedSet(Config{}) != nil {
 		t.Fatal("no --watch-namespaces should watch every namespace")
 	}
-	r := &ServiceIdentityReconciler{watched: watchedSet(Config{WatchNamespaces: []string{"team-a"}, ClusterResourceNamespace: "ops"})}
+	w := watchedSet(Config{WatchNamespaces: []string{"team-a"}, ClusterResourceNamespace: "ops"})
 	for _, ns := range []string{"team-a", "ops"} {
-		if !r.watched.Has(ns) {
-			t.Fatalf("%s is watched", ns)
+		if !w.Has(ns) {
+			t.Fatalf("%s is not watched", ns)
 		}
-	}
-	other := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-b"}}
-	if reqs := r.identitiesInNamespace(t.Context(), other); reqs != nil { // r has no client: a lookup would panic
-		t.Fatalf("requests for an unwatched namespace: %v", reqs)
 	}
 }

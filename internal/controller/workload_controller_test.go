@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/controller/identity"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
@@ -235,7 +236,7 @@ var _ = Describe("Workload retirement", func() {
 		start := time.Now()
 		Expect(k8s.Delete(ctx, sa)).To(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDeprovisionBlocked))
-		Expect(time.Since(start)).To(BeNumerically("<", ownerRetiredGrace), "the revoker handed the failure over")
+		Expect(time.Since(start)).To(BeNumerically("<", identity.OwnerRetiredGrace), "the revoker handed the failure over")
 		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("account is protected by policy"))
 		Expect(accountsWithExternalID(ns, si.Name)()).To(ConsistOf(HaveKeyWithValue("active", true)))
 	})
@@ -264,7 +265,7 @@ var _ = Describe("Workload retirement", func() {
 			return k8s.Patch(ctx, cur, patch)
 		}).Should(Succeed())
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
-		Expect(time.Since(orphanedAt)).To(BeNumerically("<", ownerRetiredGrace/2), "the orphaning itself wakes the identity controller")
+		Expect(time.Since(orphanedAt)).To(BeNumerically("<", identity.OwnerRetiredGrace/2), "the orphaning itself wakes the identity controller")
 		Expect(si.OwnerReferences).To(BeEmpty())
 		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("ServiceAccount " + ns + "/orphaned was deleted"))
 		Consistently(accountsWithExternalID(ns, si.Name), "2s").Should(BeEmpty())
@@ -291,7 +292,7 @@ var _ = Describe("Workload retirement", func() {
 			g.Expect(accountsWithExternalID(ns, si.Name)()).To(ConsistOf(HaveKeyWithValue("active", true)))
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
 			g.Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
-		}, ownerRetiredGrace+time.Second, "100ms").Should(Succeed())
+		}, identity.OwnerRetiredGrace+time.Second, "100ms").Should(Succeed())
 	})
 
 	It("revokes when the workload is replaced by a same-name successor while the operator runs", func() {
@@ -307,7 +308,7 @@ var _ = Describe("Workload retirement", func() {
 		Expect(si.OwnerReferences).NotTo(ContainElement(HaveField("UID", successor.UID)), "the successor is not adopted as the owner")
 		// The successor's creation wakes the identity controller; the grace ends later: neither
 		// provisions the account again.
-		Consistently(accountsWithExternalID(ns, si.Name), ownerRetiredGrace+time.Second, "100ms").Should(BeEmpty())
+		Consistently(accountsWithExternalID(ns, si.Name), identity.OwnerRetiredGrace+time.Second, "100ms").Should(BeEmpty())
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
 		Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
 	})

@@ -1,4 +1,4 @@
-package controller
+package identity
 
 import (
 	"context"
@@ -94,7 +94,7 @@ func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceI
 }
 
 // setupRevoker registers the revoker's controller.
-func (r *ServiceIdentityReconciler) setupRevoker(mgr ctrl.Manager) error {
+func (r *Reconciler) setupRevoker(mgr ctrl.Manager) error {
 	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr).Named("revoke"), true).
 		Watches(&scimv1.ServiceIdentity{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(deletionStarted{clock: r.Revocations})).
 		// A namespace being deleted retires every identity in it at once (ownerRetired).
@@ -165,7 +165,7 @@ func (k *keyLocks) lock(name types.NamespacedName) (unlock func()) {
 }
 
 // allIdentitiesInNamespace maps a namespace to every identity in it.
-func (r *ServiceIdentityReconciler) allIdentitiesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+func (r *Reconciler) allIdentitiesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
 	list := &scimv1.ServiceIdentityList{}
 	if err := r.List(ctx, list, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
 		logf.FromContext(ctx).Error(err, "Listing the identities of a namespace being deleted", "namespace", o.GetName())

@@ -1,4 +1,4 @@
-package controller
+package identity
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // The object stays for audit; extending the expiry provisions again.
 // kill is why the kill switch or governance holds the identity at the same time ("": neither):
 // then no account is left active, whatever the deletion policy.
-func (r *ServiceIdentityReconciler) reconcileExpired(ctx context.Context, si *scimv1.ServiceIdentity, kill string) (ctrl.Result, error) {
+func (r *Reconciler) reconcileExpired(ctx context.Context, si *scimv1.ServiceIdentity, kill string) (ctrl.Result, error) {
 	exp := si.Status.ExpiresAt.Time.UTC().Format(time.RFC3339)
 	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, account.Revocation{Cause: account.CauseExpired, Kill: kill}); len(outcomes) > 0 {
 		return r.deprovisionBlocked(si, outcomes, fmt.Sprintf("Expired at %s; waiting to deprovision", exp))

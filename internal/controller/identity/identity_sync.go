@@ -1,4 +1,4 @@
-package controller
+package identity
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 
 // syncTarget makes the account on one target match the spec. It returns the outcome and the
 // target's resync interval.
-func (r *ServiceIdentityReconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity, ref scimv1.TargetReference,
+func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity, ref scimv1.TargetReference,
 	entry *scimv1.IdentityTargetStatus, desired scim.Resource, forced bool) (account.Outcome, time.Duration) {
 	t, err := targets.Get(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
 	if err != nil {
@@ -106,7 +106,7 @@ type accountChange struct {
 // provision makes the account on t match desired (found by externalId, or read by the id on
 // record), says in an Event what changed, and records the account on the entry. inStep: the
 // entry already recorded this generation's account.
-func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
+func (r *Reconciler) provision(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
 	entry *scimv1.IdentityTargetStatus, desired scim.Resource, wantState scimv1.TargetState, inStep bool) error {
 	c, err := r.Clients.ForTarget(ctx, t)
 	if err != nil {
@@ -161,7 +161,7 @@ func (r *ServiceIdentityReconciler) provision(ctx context.Context, si *scimv1.Se
 }
 
 // announce says in an Event (and the drift metric) what provisioning changed on an account.
-func (r *ServiceIdentityReconciler) announce(si *scimv1.ServiceIdentity, t *targets.Target, entry *scimv1.IdentityTargetStatus,
+func (r *Reconciler) announce(si *scimv1.ServiceIdentity, t *targets.Target, entry *scimv1.IdentityTargetStatus,
 	user scim.Resource, wantState scimv1.TargetState, change accountChange, inStep bool) {
 	shownName, shownID := scim.Sanitize(dialect.AccountName(user, dialect.KindOf(t)), 256), scim.Sanitize(user.ID(), 128)
 	switch {
@@ -199,7 +199,7 @@ const syncHeartbeat = time.Hour
 
 // lastVerified is when the account was last confirmed: in memory since this process started,
 // else the recorded lastSyncTime.
-func (r *ServiceIdentityReconciler) lastVerified(key string, entry *scimv1.IdentityTargetStatus) time.Time {
+func (r *Reconciler) lastVerified(key string, entry *scimv1.IdentityTargetStatus) time.Time {
 	var last time.Time
 	if entry.LastSyncTime != nil {
 		last = entry.LastSyncTime.Time
@@ -212,7 +212,7 @@ func (r *ServiceIdentityReconciler) lastVerified(key string, entry *scimv1.Ident
 
 func sameSet(a, b []string) bool { return sets.New(a...).Equal(sets.New(b...)) }
 
-func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o account.Outcome) account.Outcome {
+func (r *Reconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o account.Outcome) account.Outcome {
 	entry.State = scimv1.TargetStateError
 	if o.Stalled != "" {
 		entry.Message = o.Stalled
@@ -226,7 +226,7 @@ func (r *ServiceIdentityReconciler) entryFailed(entry *scimv1.IdentityTargetStat
 // leaveDisallowedGroups takes the account out of the groups it joined through the operator that
 // the target's guardrails no longer allow (they were narrowed), once a read proved the account
 // ours.
-func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
+func (r *Reconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
 	entry *scimv1.IdentityTargetStatus, g governance.Guardrails) error {
 	keep := slices.DeleteFunc(slices.Clone(entry.Groups), func(name string) bool { return !g.GroupAllowed(name, si.Namespace) })
 	if entry.ID == "" || len(keep) == len(entry.Groups) {
@@ -251,7 +251,7 @@ func (r *ServiceIdentityReconciler) leaveDisallowedGroups(ctx context.Context, s
 // with the target's deletion policy (an identity's own Orphan does not keep an account whose
 // access was withdrawn). The status is not trusted to say there is nothing to withdraw: one
 // lookup per identity is made, then remembered (a restart repeats it once).
-func (r *ServiceIdentityReconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
+func (r *Reconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
 	entry *scimv1.IdentityTargetStatus, refusal string) account.Outcome {
 	key := targets.VerifiedKey(si, t.Key())
 	if _, done := r.withdrawn.Load(key); !done {

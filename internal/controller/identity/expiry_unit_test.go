@@ -1,4 +1,4 @@
-package controller
+package identity
 
 import (
 	"testing"
@@ -19,7 +19,7 @@ import (
 func TestLifetimeFollowsTheClock(t *testing.T) {
 	created := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	clock := clocktesting.NewFakePassiveClock(created)
-	r := &ServiceIdentityReconciler{Clock: clock}
+	r := &Reconciler{Clock: clock}
 	identity := func(spec scimv1.ServiceIdentitySpec) *scimv1.ServiceIdentity {
 		return &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(created)}, Spec: spec}
 	}

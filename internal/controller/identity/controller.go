@@ -1,4 +1,8 @@
-package controller
+// Package identity reconciles ServiceIdentities: it provisions each on its targets, applies the
+// kill switch and governance first, and takes the accounts away (expiry, a dropped or
+// withdrawing target, deletion, the retirement of its workload) through the Deprovisioner; the
+// revoker is its fast path for deletions.
+package identity
 
 import (
 	"context"
@@ -42,8 +46,8 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
-// ServiceIdentityReconciler provisions each ServiceIdentity as a SCIM User on its targets.
-type ServiceIdentityReconciler struct {
+// Reconciler provisions each ServiceIdentity as a SCIM User on its targets.
+type Reconciler struct {
 	client.Client
 	// APIReader reads objects the cache does not hold (workloads named by spec.workloadRef).
 	APIReader client.Reader
@@ -78,8 +82,8 @@ type ServiceIdentityReconciler struct {
 	retired sync.Map
 	// locks serialises this controller and the revoker on one identity.
 	locks keyLocks
-	// watched is the set of namespaces the cache holds (nil: every namespace).
-	watched sets.Set[string]
+	// Watched is the set of namespaces the cache holds (nil: every namespace).
+	Watched sets.Set[string]
 	// Flags are the identities a target's sweep found out of step (nil: no sweeps).
 	Flags *targets.SweepFlags
 	// Governor decides what the targets' governance asks of the identity (owner, maxTTL,
@@ -103,7 +107,7 @@ type ServiceIdentityReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile implements reconcile.Reconciler.
-func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	unlock := r.locks.lock(req.NamespacedName)
 	defer unlock()
 	si := &scimv1.ServiceIdentity{}
@@ -147,7 +151,7 @@ func (r *ServiceIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 // configured, SecurityEventsFinalizer (the outbox of its tokens outlives its deletion until
 // they are delivered); without security events, nothing would ever release the latter, so it
 // goes.
-func (r *ServiceIdentityReconciler) finalizers(ctx context.Context, si *scimv1.ServiceIdentity) error {
+func (r *Reconciler) finalizers(ctx context.Context, si *scimv1.ServiceIdentity) error {
 	patch := status.FinalizersPatch(si.GetFinalizers())
 	changed := false
 	if si.DeletionTimestamp.IsZero() {
@@ -168,7 +172,7 @@ func (r *ServiceIdentityReconciler) finalizers(ctx context.Context, si *scimv1.S
 	return nil
 }
 
-func (r *ServiceIdentityReconciler) now() time.Time { return status.Clock(r.Clock).Now() }
+func (r *Reconciler) now() time.Time { return status.Clock(r.Clock).Now() }
 
 // reconcileNormal runs the phases of a live identity, each a method named for what it
 // decides, in this order:
@@ -185,7 +189,7 @@ func (r *ServiceIdentityReconciler) now() time.Time { return status.Clock(r.Cloc
 //  7. sync       the account on each referenced target is made to match;
 //  8. drop       accounts on targets no longer referenced are deprovisioned;
 //  9. report     conditions, Events and when to look again.
-func (r *ServiceIdentityReconciler) reconcileNormal(ctx context.Context, si, base *scimv1.ServiceIdentity) (ctrl.Result, error) {
+func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
 	pol := r.Governor.PolicyOf(ctx, si)
 	p := &syncPass{outcomes: map[string]account.Outcome{}, seen: map[string]bool{}}
@@ -250,7 +254,7 @@ type syncPass struct {
 // review is checked. It returns why every account must be suspended (a review overdue, an
 // owner inactive past a Suspend policy's grace; "" when none need be), the reason, and when
 // governance wants to look again.
-func (r *ServiceIdentityReconciler) govern(ctx context.Context, si *scimv1.ServiceIdentity, pol governance.Policy) (string, string, time.Duration) {
+func (r *Reconciler) govern(ctx context.Context, si *scimv1.ServiceIdentity, pol governance.Policy) (string, string, time.Duration) {
 	// A resync request asks the owner directory again rather than its cached answer.
 	_, fresh := r.resyncRequested(si)
 	return r.Governor.Verdict(ctx, si, pol, fresh)
@@ -258,7 +262,7 @@ func (r *ServiceIdentityReconciler) govern(ctx context.Context, si *scimv1.Servi
 
 // resyncRequested returns the value of the identity's resync annotation, and whether it is a
 // request not acted on yet (one this process has not handled).
-func (r *ServiceIdentityReconciler) resyncRequested(si *scimv1.ServiceIdentity) (string, bool) {
+func (r *Reconciler) resyncRequested(si *scimv1.ServiceIdentity) (string, bool) {
 	request := si.Annotations[scimv1.ResyncRequestedAnnotation]
 	handled, _ := r.resyncRequests.Load(si.UID)
 	return request, request != "" && handled != request
@@ -269,7 +273,7 @@ func (r *ServiceIdentityReconciler) resyncRequested(si *scimv1.ServiceIdentity) 
 // the one deprovisioning path, whatever the spec says (a spec made invalid, or a group the
 // guardrails refuse, does not keep an account active), and says why. Satisfying governance
 // (an attestation, an active owner) provisions the accounts again.
-func (r *ServiceIdentityReconciler) reconcileSuspended(ctx context.Context, si *scimv1.ServiceIdentity, why, reason string,
+func (r *Reconciler) reconcileSuspended(ctx context.Context, si *scimv1.ServiceIdentity, why, reason string,
 	wake time.Duration) (ctrl.Result, error) {
 	if outcomes, _ := r.Deprovisioner.Identity(ctx, si, account.Revocation{Cause: account.CauseSuspended, Kill: why}); len(outcomes) > 0 {
 		return r.deprovisionBlocked(si, outcomes, "Suspended ("+why+"); waiting to deactivate")
@@ -288,7 +292,7 @@ func (r *ServiceIdentityReconciler) reconcileSuspended(ctx context.Context, si *
 
 // lifetime sets status.expiresAt and reports whether the identity expired (an expiry that
 // does not parse is returned: it blocks provisioning, not the rest).
-func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity, pol governance.Policy) (error, bool) {
+func (r *Reconciler) lifetime(si *scimv1.ServiceIdentity, pol governance.Policy) (error, bool) {
 	exp, err := expiresAt(si)
 	exp = governance.CapExpiry(si, exp, pol)
 	si.Status.ExpiresAt = exp
@@ -306,7 +310,7 @@ func (r *ServiceIdentityReconciler) lifetime(si *scimv1.ServiceIdentity, pol gov
 // desired is the account the spec asks for. A spec that cannot be provisioned stops
 // provisioning, not the withdrawal of access: targets that refuse the namespace are still
 // handled by sync.
-func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error, pol governance.Policy) (scim.Resource, map[string]account.Outcome) {
+func (r *Reconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error, pol governance.Policy) (scim.Resource, map[string]account.Outcome) {
 	if expErr != nil {
 		return nil, map[string]account.Outcome{"spec": {Stalled: expErr.Error(), Reason: scimv1.ReasonInvalidSpec}}
 	}
@@ -332,7 +336,7 @@ func (r *ServiceIdentityReconciler) desired(ctx context.Context, si *scimv1.Serv
 // still looked up by externalId and deprovisioned. It costs one status write per new (identity,
 // target) pair or owner, none at resyncs. The write is optimistically locked: a conflict means
 // this pass saw an old status, and it is retried on a fresh one.
-func (r *ServiceIdentityReconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentity) error {
+func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentity) error {
 	entries := account.IndexEntries(si.Namespace, si.Status.Targets)
 	changed := !equality.Semantic.DeepEqual(base.Status.Workload, si.Status.Workload)
 	for _, ref := range si.Spec.TargetRefs {
@@ -365,7 +369,7 @@ func (r *ServiceIdentityReconciler) record(ctx context.Context, si, base *scimv1
 }
 
 // sync makes the account on each referenced target match the spec.
-func (r *ServiceIdentityReconciler) sync(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass) {
+func (r *Reconciler) sync(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass) {
 	// A new value of the resync annotation checks every account now, whatever the interval.
 	var forced bool
 	p.resyncRequest, forced = r.resyncRequested(si)
@@ -398,7 +402,7 @@ func (r *ServiceIdentityReconciler) sync(ctx context.Context, si *scimv1.Service
 // drop deprovisions the accounts on targets no longer referenced before their entries go (in
 // a stable order, so the status does not churn). The entry's id is not needed: the account is
 // looked up by externalId.
-func (r *ServiceIdentityReconciler) drop(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass) {
+func (r *Reconciler) drop(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass) {
 	for _, key := range slices.Sorted(maps.Keys(p.entries)) {
 		if p.seen[key] {
 			continue
@@ -416,7 +420,7 @@ func (r *ServiceIdentityReconciler) drop(ctx context.Context, si *scimv1.Service
 }
 
 // report turns the pass into status, conditions and when to look again.
-func (r *ServiceIdentityReconciler) report(si *scimv1.ServiceIdentity, p *syncPass) (ctrl.Result, error) {
+func (r *Reconciler) report(si *scimv1.ServiceIdentity, p *syncPass) (ctrl.Result, error) {
 	maps.Copy(p.outcomes, p.blocked)
 	si.Status.Targets = p.next
 	res, err := r.finish(si, p.outcomes)
@@ -450,7 +454,7 @@ func (r *ServiceIdentityReconciler) report(si *scimv1.ServiceIdentity, p *syncPa
 }
 
 // finish turns per-target outcomes into conditions and the result.
-func (r *ServiceIdentityReconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome) (ctrl.Result, error) {
+func (r *Reconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome) (ctrl.Result, error) {
 	gen := si.Generation
 	var transient, stalled []string
 	var errs []error
@@ -534,7 +538,7 @@ func expiresAt(si *scimv1.ServiceIdentity) (*metav1.Time, error) {
 }
 
 // SetupWithManager registers the controller, its indexes and watches.
-func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &scimv1.ServiceIdentity{}, targets.IdentityIndex,
 		func(o client.Object) []string {
 			si := o.(*scimv1.ServiceIdentity)
@@ -581,7 +585,7 @@ func (r *ServiceIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // namespaceChanged maps a namespace whose labels changed to its identities that use a
 // ClusterScimTarget, and a namespace being deleted to all of its identities (retired).
-func (r *ServiceIdentityReconciler) namespaceChanged(ctx context.Context, o client.Object) []reconcile.Request {
+func (r *Reconciler) namespaceChanged(ctx context.Context, o client.Object) []reconcile.Request {
 	if !o.GetDeletionTimestamp().IsZero() {
 		return r.allIdentitiesInNamespace(ctx, o)
 	}
@@ -589,8 +593,8 @@ func (r *ServiceIdentityReconciler) namespaceChanged(ctx context.Context, o clie
 }
 
 // identitiesInNamespace maps a namespace to its identities that use a ClusterScimTarget.
-func (r *ServiceIdentityReconciler) identitiesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
-	if r.watched != nil && !r.watched.Has(o.GetName()) {
+func (r *Reconciler) identitiesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	if r.Watched != nil && !r.Watched.Has(o.GetName()) {
 		return nil // --watch-namespaces: the cache has nothing of it
 	}
 	list := &scimv1.ServiceIdentityList{}
@@ -607,7 +611,7 @@ func (r *ServiceIdentityReconciler) identitiesInNamespace(ctx context.Context, o
 	return reqs
 }
 
-func (r *ServiceIdentityReconciler) identitiesForTarget(kind string) handler.MapFunc {
+func (r *Reconciler) identitiesForTarget(kind string) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
 		list, err := targets.Identities(ctx, r.Client, kind, o.GetNamespace(), o.GetName())
 		if err != nil {
@@ -636,7 +640,7 @@ func (p deletionPredicate) Update(e event.UpdateEvent) bool {
 
 // ownersChangedPredicate passes updates that change ownerReferences: the garbage collector
 // orphaning an identity whose workload was deleted (propagation Orphan) wakes the identity
-// controller at once to record the revocation, instead of after ownerRetiredGrace.
+// controller at once to record the revocation, instead of after OwnerRetiredGrace.
 type ownersChangedPredicate struct{ predicate.Funcs }
 
 func (ownersChangedPredicate) Create(event.CreateEvent) bool   { return false }
@@ -678,7 +682,18 @@ func blockedSummary(blocked map[string]account.Outcome) string {
 // targetLives reports whether the target of an entry exists and is not being deleted: an
 // account left on a target that goes cannot be reached any more, and its entry must not keep
 // the target's deletion waiting.
-func (r *ServiceIdentityReconciler) targetLives(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus) bool {
+func (r *Reconciler) targetLives(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus) bool {
 	t, err := targets.Get(ctx, r.Client, scimv1.TargetReference{Kind: entry.Kind, Name: entry.Name}, si.Namespace, r.ClusterResourceNamespace)
 	return err == nil && t.Object.GetDeletionTimestamp().IsZero()
+}
+
+// Remembered counts what this process holds in memory about identities (accounts verified,
+// resync requests acted on, withdrawals, retirements, the keys of each identity): it must fall
+// back to zero once the identities are gone, however they went.
+func (r *Reconciler) Remembered() int {
+	n := 0
+	for _, m := range []*sync.Map{&r.verified, &r.resyncRequests, &r.withdrawn, &r.retired, &r.known} {
+		m.Range(func(any, any) bool { n++; return true })
+	}
+	return n
 }

@@ -1,4 +1,4 @@
-package controller
+package identity
 
 import (
 	"context"
@@ -25,7 +25,7 @@ import (
 
 // reconcileDelete deprovisions every account, then releases the finalizer. done reports that
 // the finalizer was removed (the object may be gone).
-func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, bool, error) {
+func (r *Reconciler) reconcileDelete(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, bool, error) {
 	log := logf.FromContext(ctx)
 	if !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
 		return ctrl.Result{}, true, nil
@@ -79,7 +79,7 @@ func (r *ServiceIdentityReconciler) reconcileDelete(ctx context.Context, si *sci
 }
 
 // deprovisionBlocked reports targets that did not confirm and schedules the retry.
-func (r *ServiceIdentityReconciler) deprovisionBlocked(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome, prefix string) (ctrl.Result, error) {
+func (r *Reconciler) deprovisionBlocked(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome, prefix string) (ctrl.Result, error) {
 	var msgs []string
 	var errs []error
 	var retryAfter time.Duration
@@ -131,12 +131,12 @@ func identityKeysOf(si *scimv1.ServiceIdentity) identityKeys {
 }
 
 // forgetIdentity drops what this process remembers of an identity that is gone.
-func (r *ServiceIdentityReconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
+func (r *Reconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
 	r.forgetKeys(identityKeysOf(si))
 	r.known.Delete(client.ObjectKeyFromObject(si))
 }
 
-func (r *ServiceIdentityReconciler) forgetKeys(k identityKeys) {
+func (r *Reconciler) forgetKeys(k identityKeys) {
 	r.retired.Delete(k.uid)
 	r.resyncRequests.Delete(k.uid)
 	for _, key := range k.targets {
@@ -149,7 +149,7 @@ func (r *ServiceIdentityReconciler) forgetKeys(k identityKeys) {
 	}
 }
 
-func (r *ServiceIdentityReconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIdentity) error {
+func (r *Reconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIdentity) error {
 	patch := status.FinalizersPatch(si.GetFinalizers())
 	controllerutil.RemoveFinalizer(si, scimv1.DeprovisionFinalizer)
 	if err := r.Patch(ctx, si, patch); err != nil && !apierrors.IsNotFound(err) {

@@ -1,4 +1,4 @@
-package controller
+package identity
 
 import (
 	"context"
@@ -28,11 +28,11 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/status"
 )
 
-// ownerRetiredGrace is how long the identity controller leaves an identity whose workload was
+// OwnerRetiredGrace is how long the identity controller leaves an identity whose workload was
 // deleted to the garbage collector before it records the revocation on the identity itself.
 // A mass retirement so costs one Kubernetes write per identity (the finalizer) instead of
 // three (status, Event, finalizer), while the accounts go at once through the revoker.
-const ownerRetiredGrace = 5 * time.Second
+const OwnerRetiredGrace = 5 * time.Second
 
 // identityOwnerIndex indexes ServiceIdentities by their workloads ("Kind/name"), from
 // ownerReferences of workload kinds and spec.workloadRef.
@@ -68,7 +68,7 @@ func workloadOwners(si *scimv1.ServiceIdentity) []string {
 // for it) and on deletion, which is also noted so the accounts are revoked at once instead of
 // after the garbage collector has deleted the identity.
 type workloadEvents struct {
-	r    *ServiceIdentityReconciler
+	r    *Reconciler
 	kind string
 	// onlyRetired ignores creations (the revoker's queue).
 	onlyRetired bool
@@ -95,8 +95,8 @@ func (h workloadEvents) enqueue(ctx context.Context, o client.Object, q workqueu
 		default:
 			// The revoker deprovisions now. The identity controller records it once the garbage
 			// collector has started deleting the identity (which wakes it at once), or after
-			// ownerRetiredGrace when the identity stays (orphan propagation, no collector).
-			q.AddAfter(req, ownerRetiredGrace)
+			// OwnerRetiredGrace when the identity stays (orphan propagation, no collector).
+			q.AddAfter(req, OwnerRetiredGrace)
 		}
 	}
 }
@@ -124,7 +124,7 @@ func (h workloadEvents) Generic(context.Context, event.GenericEvent, workqueue.T
 var _ handler.EventHandler = workloadEvents{}
 
 // watchWorkloads adds metadata-only watches of every workload kind, handled by workloadEvents.
-func (r *ServiceIdentityReconciler) watchWorkloads(b *builder.TypedBuilder[reconcile.Request], onlyRetired bool) *builder.TypedBuilder[reconcile.Request] {
+func (r *Reconciler) watchWorkloads(b *builder.TypedBuilder[reconcile.Request], onlyRetired bool) *builder.TypedBuilder[reconcile.Request] {
 	for _, gvk := range scimv1.WorkloadKinds {
 		w := &metav1.PartialObjectMetadata{}
 		w.SetGroupVersionKind(gvk)
@@ -135,7 +135,7 @@ func (r *ServiceIdentityReconciler) watchWorkloads(b *builder.TypedBuilder[recon
 
 // markRetired notes the deleted workload's UID for an identity (no lookup needed later),
 // unless a retirement of the identity was already confirmed.
-func (r *ServiceIdentityReconciler) markRetired(identity, workload types.UID) {
+func (r *Reconciler) markRetired(identity, workload types.UID) {
 	for {
 		v, loaded := r.retired.LoadOrStore(identity, workload)
 		if !loaded {
@@ -152,7 +152,7 @@ func (r *ServiceIdentityReconciler) markRetired(identity, workload types.UID) {
 // owner named by the ownerReference, or recorded on status.workload, no longer exists under
 // its UID. An identity already revoked for that reason stays revoked until the garbage
 // collector deletes it.
-func (r *ServiceIdentityReconciler) ownerRetired(ctx context.Context, si *scimv1.ServiceIdentity) (string, error) {
+func (r *Reconciler) ownerRetired(ctx context.Context, si *scimv1.ServiceIdentity) (string, error) {
 	if c := meta.FindStatusCondition(si.Status.Conditions, scimv1.ConditionReady); c != nil && c.Reason == scimv1.ReasonOwnerDeleted {
 		return c.Message, nil
 	}
@@ -195,7 +195,7 @@ func referencedWorkload(si *scimv1.ServiceIdentity) *scimv1.WorkloadOwner {
 
 // ownerGone looks the workload up (the metadata cache, the API server on a miss) and reports
 // why it counts as gone: absent, being deleted, or replaced by a namesake with another UID.
-func (r *ServiceIdentityReconciler) ownerGone(ctx context.Context, namespace string, w *scimv1.WorkloadOwner) (string, error) {
+func (r *Reconciler) ownerGone(ctx context.Context, namespace string, w *scimv1.WorkloadOwner) (string, error) {
 	gv, err := schema.ParseGroupVersion(w.APIVersion)
 	if err != nil {
 		return "", nil
@@ -229,7 +229,7 @@ func (r *ServiceIdentityReconciler) ownerGone(ctx context.Context, namespace str
 
 // retiredByEvent is the fast path: the watch delivered the deletion of the very object (same
 // UID) an ownerReference or status.workload names.
-func (r *ServiceIdentityReconciler) retiredByEvent(si *scimv1.ServiceIdentity) string {
+func (r *Reconciler) retiredByEvent(si *scimv1.ServiceIdentity) string {
 	v, marked := r.retired.Load(si.UID)
 	if !marked {
 		return ""
@@ -256,7 +256,7 @@ func (r *ServiceIdentityReconciler) retiredByEvent(si *scimv1.ServiceIdentity) s
 
 // reconcileOwnerRetired revokes every account now; the garbage collector deletes the identity
 // next, and its finalizer then has nothing left to do.
-func (r *ServiceIdentityReconciler) reconcileOwnerRetired(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome, why string) (ctrl.Result, error) {
+func (r *Reconciler) reconcileOwnerRetired(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome, why string) (ctrl.Result, error) {
 	if len(outcomes) > 0 {
 		return r.deprovisionBlocked(si, outcomes, why+"; deprovisioning")
 	}
@@ -276,7 +276,7 @@ func (r *ServiceIdentityReconciler) reconcileOwnerRetired(si *scimv1.ServiceIden
 // namespaceTerminating reports an identity whose namespace is being deleted: everything in it
 // goes, so its accounts are revoked at once rather than when the namespace controller, which
 // deletes a large namespace's objects over minutes, reaches the identity.
-func (r *ServiceIdentityReconciler) namespaceTerminating(ctx context.Context, namespace string) (string, error) {
+func (r *Reconciler) namespaceTerminating(ctx context.Context, namespace string) (string, error) {
 	ns := &corev1.Namespace{}
 	if err := r.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
 		return "", client.IgnoreNotFound(err)

@@ -1,4 +1,4 @@
-package controller
+package identity
 
 import (
 	"context"
@@ -23,7 +23,7 @@ const workloadRetry = 30 * time.Second
 // ensureWorkloadOwner adds an ownerReference to spec.workloadRef's workload so garbage
 // collection deletes the identity with it. It reads the workload only while the reference is
 // missing. The outcome is not ok while the workload cannot be found.
-func (r *ServiceIdentityReconciler) ensureWorkloadOwner(ctx context.Context, si *scimv1.ServiceIdentity) account.Outcome {
+func (r *Reconciler) ensureWorkloadOwner(ctx context.Context, si *scimv1.ServiceIdentity) account.Outcome {
 	ref := si.Spec.WorkloadRef
 	if ref == nil {
 		return account.Outcome{}
