@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"sync/atomic"
@@ -305,28 +306,7 @@ var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
 	It("attack: providers that list slowly, page after page, keep another tenant's new target from becoming Ready", func() {
 		// Each page of a sweep's listing comes just inside the request timeout, and there is
 		// always another: a sweep lasts its whole budget (half the resync interval here).
-		var slowPages atomic.Int32
-		sweepFilter := regexp.MustCompile(`^externalId sw "(.*)"$`)
-		slow, _ := hostileProvider(func(w http.ResponseWriter, r *http.Request) bool {
-			m := sweepFilter.FindStringSubmatch(r.URL.Query().Get("filter"))
-			if r.Method != http.MethodGet || m == nil {
-				return false // probes and lookups are answered at once
-			}
-			slowPages.Add(1)
-			select {
-			case <-time.After(1500 * time.Millisecond):
-			case <-r.Context().Done():
-				return true
-			}
-			start, _ := strconv.Atoi(r.URL.Query().Get("startIndex"))
-			w.Header().Set("Content-Type", "application/scim+json")
-			_ = json.NewEncoder(w).Encode(map[string]any{
-				"schemas": []string{scim.SchemaListResponse}, "totalResults": 1_000_000, "startIndex": start, "itemsPerPage": 1,
-				"Resources": []map[string]any{{"schemas": []string{scim.SchemaUser}, "id": fmt.Sprint("slow-", start),
-					"userName": fmt.Sprint("slow-", start), "externalId": fmt.Sprint(m[1], "ghost-", start), "active": true}},
-			})
-			return true
-		})
+		slow, slowPages := slowLister(1500*time.Millisecond, 1_000_000)
 		// Two namespaces, two targets each: as many sweeps in flight as a tenant's request slots
 		// allow, and as many as there are target workers.
 		for range 2 {
@@ -347,29 +327,7 @@ var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
 	})
 
 	It("attack: a target deleted while it is swept leaves its sweep to a new target of the same name, and its metrics", func() {
-		var pages atomic.Int32
-		sweepFilter := regexp.MustCompile(`^externalId sw "(.*)"$`)
-		slow, _ := hostileProvider(func(w http.ResponseWriter, r *http.Request) bool {
-			m := sweepFilter.FindStringSubmatch(r.URL.Query().Get("filter"))
-			if r.Method != http.MethodGet || m == nil {
-				return false
-			}
-			pages.Add(1)
-			select { // three pages of a second each
-			case <-time.After(time.Second):
-			case <-r.Context().Done():
-				return true
-			}
-			start, _ := strconv.Atoi(r.URL.Query().Get("startIndex"))
-			start = max(start, 1)
-			w.Header().Set("Content-Type", "application/scim+json")
-			_ = json.NewEncoder(w).Encode(map[string]any{
-				"schemas": []string{scim.SchemaListResponse}, "totalResults": 3, "startIndex": start, "itemsPerPage": 1,
-				"Resources": []map[string]any{{"schemas": []string{scim.SchemaUser}, "id": fmt.Sprint("ghost-", start),
-					"userName": fmt.Sprint("ghost-", start), "externalId": fmt.Sprint(m[1], "ghost-", start), "active": true}},
-			})
-			return true
-		})
+		slow, pages := slowLister(time.Second, 3) // three pages of a second each
 		ns := newNamespace(ctx)
 		old := createTarget(ctx, ns, "swept", testToken, func(t *scimv1.ScimTarget) {
 			t.Spec.Endpoint = slow.URL + scimserver.BasePath
@@ -397,3 +355,34 @@ var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
 		}).Should(Succeed())
 	})
 })
+
+// slowLister is a provider whose sweep listings (filter externalId sw) answer each page after
+// delay, one account of this cluster per page, total in all; every other request (probes,
+// lookups) is answered at once by a reference server. pages counts the pages asked for.
+func slowLister(delay time.Duration, total int) (*httptest.Server, *atomic.Int32) {
+	GinkgoHelper()
+	pages := &atomic.Int32{}
+	sweepFilter := regexp.MustCompile(`^externalId sw "(.*)"$`)
+	srv, _ := hostileProvider(func(w http.ResponseWriter, r *http.Request) bool {
+		m := sweepFilter.FindStringSubmatch(r.URL.Query().Get("filter"))
+		if r.Method != http.MethodGet || m == nil {
+			return false
+		}
+		pages.Add(1)
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return true
+		}
+		start, _ := strconv.Atoi(r.URL.Query().Get("startIndex"))
+		start = max(start, 1)
+		w.Header().Set("Content-Type", "application/scim+json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"schemas": []string{scim.SchemaListResponse}, "totalResults": total, "startIndex": start, "itemsPerPage": 1,
+			"Resources": []map[string]any{{"schemas": []string{scim.SchemaUser}, "id": fmt.Sprint("ghost-", start),
+				"userName": fmt.Sprint("ghost-", start), "externalId": fmt.Sprint(m[1], "ghost-", start), "active": true}},
+		})
+		return true
+	})
+	return srv, pages
+}
