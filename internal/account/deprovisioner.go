@@ -579,7 +579,7 @@ func (d *Deprovisioner) OrphanBucket(ctx context.Context, t *targets.Target, ext
 	if ns == "" {
 		return breaker.SharedBucket, nil
 	}
-	if !t.ClusterScoped {
+	if !t.ClusterScoped() {
 		if ns != t.Namespace {
 			return breaker.SharedBucket, nil
 		}

@@ -25,7 +25,7 @@ func identityPolicies(t *targets.Target) []scimv1.DeletionPolicy {
 	if g := t.Spec.Guardrails; g != nil && len(g.DeletionPolicies) > 0 {
 		return g.DeletionPolicies
 	}
-	if t.ClusterScoped {
+	if t.ClusterScoped() {
 		return []scimv1.DeletionPolicy{scimv1.DeletionPolicyDelete, scimv1.DeletionPolicyDeactivate}
 	}
 	return []scimv1.DeletionPolicy{scimv1.DeletionPolicyDelete, scimv1.DeletionPolicyDeactivate, scimv1.DeletionPolicyOrphan}

@@ -186,7 +186,7 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *targets.Target) 
 // tenantSlots are the request slots shared by every ScimTarget of t's namespace (nil for a
 // ClusterScimTarget, which the cluster admin runs): as many as one target has.
 func (b *SecretClientBuilder) tenantSlots(t *targets.Target) *scim.Slots {
-	if t.ClusterScoped {
+	if t.ClusterScoped() {
 		return nil
 	}
 	b.mu.Lock()
@@ -318,7 +318,7 @@ func (b *SecretClientBuilder) Forget(key string) {
 }
 
 func (b *SecretClientBuilder) connect(t *targets.Target, secrets map[string]*corev1.Secret) (*targetConn, error) {
-	guarded := !t.ClusterScoped
+	guarded := !t.ClusterScoped()
 	slots := b.slotsPerTarget()
 	conn := &targetConn{http: b.open, slots: scim.NewSlots(slots, scim.DefaultSlotWait)}
 	if guarded {

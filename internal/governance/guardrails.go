@@ -38,7 +38,7 @@ type Guardrails struct {
 
 func GuardrailsOf(t *targets.Target) Guardrails {
 	g := Guardrails{userNames: scimv1.UserNamesAny}
-	if t.ClusterScoped {
+	if t.ClusterScoped() {
 		g = Guardrails{userNames: scimv1.UserNamesNamespaced, userTypes: []string{"ServiceAccount", "Agent"},
 			groups: []string{}, attributes: []string{}}
 	}

@@ -31,13 +31,14 @@ type Target struct {
 	SecretNamespace string
 	Spec            *scimv1.ScimTargetSpec
 	Status          *scimv1.ScimTargetStatus
-	// ClusterScoped is true for a ClusterScimTarget: it serves the namespaces it allows, reads its
-	// Secrets from the cluster-resource namespace, and is the cluster admin's.
-	ClusterScoped bool
 	// AllowedNamespaces restricts a ClusterScimTarget's users; nil allows all.
 	AllowedNamespaces *scimv1.AllowedNamespaces
 	Object            client.Object
 }
+
+// ClusterScoped is true for a ClusterScimTarget: it serves the namespaces it allows, reads its
+// Secrets from the cluster-resource namespace, and is the cluster admin's.
+func (t *Target) ClusterScoped() bool { return t.Kind == scimv1.KindClusterScimTarget }
 
 // Key names the target for messages and as a map key: "ScimTarget/ns/name" or "ClusterScimTarget/name".
 func (t *Target) Key() string { return Key(t.Kind, t.Namespace, t.Name) }
@@ -85,7 +86,7 @@ func Of(obj scimv1.GenericTarget, clusterResourceNamespace string) *Target {
 	t := &Target{Kind: obj.TargetKind(), Name: obj.GetName(), Namespace: obj.GetNamespace(), SecretNamespace: obj.GetNamespace(),
 		Spec: obj.TargetSpec(), Status: obj.TargetStatus(), AllowedNamespaces: obj.Namespaces(), Object: obj.(client.Object)}
 	if obj.ClusterScoped() {
-		t.Namespace, t.SecretNamespace, t.ClusterScoped = "", clusterResourceNamespace, true
+		t.Namespace, t.SecretNamespace = "", clusterResourceNamespace
 	}
 	return t
 }
@@ -103,7 +104,7 @@ func OfObject(obj client.Object, clusterResourceNamespace string) *Target {
 // rule that refused. A ScimTarget serves its own namespace only (references never cross
 // namespaces). Unset or empty allowedNamespaces allows no namespace.
 func NamespaceAllowed(ctx context.Context, c client.Reader, t *Target, namespace string) (string, error) {
-	if !t.ClusterScoped {
+	if !t.ClusterScoped() {
 		return "", nil
 	}
 	a := t.AllowedNamespaces

@@ -28,7 +28,7 @@ func orphanPolicy(t *targets.Target) scimv1.OrphanPolicy {
 	if o := t.Spec.Orphans; o != nil && o.Policy != "" {
 		return o.Policy
 	}
-	if t.ClusterScoped {
+	if t.ClusterScoped() {
 		return scimv1.OrphanPolicyDeactivate
 	}
 	return scimv1.OrphanPolicyReport
@@ -69,7 +69,7 @@ func (r *Reconciler) cleanOrphans(ctx context.Context, t *targets.Target, c *sci
 				held, strings.Join(shown, ", "))
 		}
 	}()
-	scoped := t.ClusterScoped && orphanPolicyDefaulted(t)
+	scoped := t.ClusterScoped() && orphanPolicyDefaulted(t)
 	for _, u := range orphans {
 		if active, present := u.Active(); policy == scimv1.OrphanPolicyDeactivate && present && !active {
 			continue

@@ -217,12 +217,12 @@ func (s *sweepRuns) begin(ctx context.Context, t *targets.Target) (context.Conte
 	if s.runs == nil {
 		s.runs, s.busy = map[string]*sweepRun{}, map[string]bool{}
 	}
-	if !t.ClusterScoped && s.busy[t.Namespace] {
+	if !t.ClusterScoped() && s.busy[t.Namespace] {
 		return ctx, nil, false
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	run := &sweepRun{cancel: cancel}
-	if !t.ClusterScoped {
+	if !t.ClusterScoped() {
 		run.namespace = t.Namespace
 		s.busy[t.Namespace] = true
 	}
@@ -284,7 +284,7 @@ type sweep struct {
 // account on record was not listed.
 func (s *sweep) run(ctx context.Context) error {
 	filter := s.prefix
-	if !s.t.ClusterScoped {
+	if !s.t.ClusterScoped() {
 		// A tenant's own target is judged for its own namespace only: its server could list
 		// other namespaces' externalIds to learn which of their identities exist.
 		filter += s.t.Namespace + "/"
@@ -338,7 +338,7 @@ func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
 			continue
 		}
 		ns, name, ok := strings.Cut(rest, "/")
-		if !ok || ns == "" || name == "" || strings.Contains(name, "/") || (!s.t.ClusterScoped && ns != s.t.Namespace) ||
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") || (!s.t.ClusterScoped() && ns != s.t.Namespace) ||
 			!s.r.Flags.Watches(ns) {
 			continue // the provider lists it; no identity of ours is to be woken for it
 		}
