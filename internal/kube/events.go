@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,4 +54,19 @@ func (DeletionProgress) Update(e event.UpdateEvent) bool {
 	o, n := e.ObjectOld, e.ObjectNew
 	return o.GetDeletionTimestamp().IsZero() != n.GetDeletionTimestamp().IsZero() ||
 		(!n.GetDeletionTimestamp().IsZero() && len(o.GetFinalizers()) != len(n.GetFinalizers()))
+}
+
+// OwnersChanged passes updates that change ownerReferences: the garbage collector
+// orphaning an identity whose workload was deleted (propagation Orphan) wakes the identity
+// controller at once to record the revocation, instead of after OwnerRetiredGrace.
+type OwnersChanged struct{ predicate.Funcs }
+
+func (OwnersChanged) Create(event.CreateEvent) bool { return false }
+
+func (OwnersChanged) Delete(event.DeleteEvent) bool { return false }
+
+func (OwnersChanged) Generic(event.GenericEvent) bool { return false }
+
+func (OwnersChanged) Update(e event.UpdateEvent) bool {
+	return !equality.Semantic.DeepEqual(e.ObjectOld.GetOwnerReferences(), e.ObjectNew.GetOwnerReferences())
 }

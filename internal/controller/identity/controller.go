@@ -44,6 +44,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
+	"github.com/nhi-dev/scim-operator/internal/workloads"
 )
 
 // Reconciler provisions each ServiceIdentity as a SCIM User on its targets.
@@ -81,7 +82,7 @@ type Reconciler struct {
 	// then the reason once an ownerReference confirmed it.
 	retired sync.Map
 	// locks serialises this controller and the revoker on one identity.
-	locks keyLocks
+	locks kube.KeyLocks
 	// Watched is the set of namespaces the cache holds (nil: every namespace).
 	Watched sets.Set[string]
 	// Flags are the identities a target's sweep found out of step (nil: no sweeps).
@@ -108,7 +109,7 @@ type Reconciler struct {
 
 // Reconcile implements reconcile.Reconciler.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	unlock := r.locks.lock(req.NamespacedName)
+	unlock := r.locks.Lock(req.NamespacedName)
 	defer unlock()
 	si := &scimv1.ServiceIdentity{}
 	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
@@ -222,7 +223,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.Servi
 	// spec.workloadRef), so its deletion is noticed from state alone later (after a restart, or
 	// once orphan propagation removed the ownerReference). An owner no longer referenced but
 	// still there was detached on purpose.
-	si.Status.Workload = referencedWorkload(si)
+	si.Status.Workload = workloads.Referenced(si)
 	if p.desired != nil {
 		if err := r.record(ctx, si, base); err != nil {
 			return ctrl.Result{}, err
@@ -318,7 +319,7 @@ func (r *Reconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, ex
 		return nil, map[string]account.Outcome{"spec.owner": {Reason: scimv1.ReasonInvalidSpec,
 			Stalled: fmt.Sprintf("spec.owner is required by %s: set the accountable person's e-mail address", strings.Join(pol.RequireOwner, ", "))}}
 	}
-	if o := r.ensureWorkloadOwner(ctx, si); !o.OK() {
+	if o := workloads.EnsureOwner(ctx, r.Client, r.APIReader, si); !o.OK() {
 		return nil, map[string]account.Outcome{"spec.workloadRef": o}
 	}
 	u, err := account.DesiredUser(si, account.ExternalID(r.ClusterID, si))
@@ -553,8 +554,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &scimv1.ServiceIdentity{}, identityOwnerIndex,
-		func(o client.Object) []string { return workloadOwners(o.(*scimv1.ServiceIdentity)) }); err != nil {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &scimv1.ServiceIdentity{}, workloads.IdentityIndex,
+		func(o client.Object) []string { return workloads.Keys(o.(*scimv1.ServiceIdentity)) }); err != nil {
 		return err
 	}
 	r.wake = make(chan event.GenericEvent, 64)
@@ -567,11 +568,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr), false).
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{clock: r.Revocations},
-			ownersChangedPredicate{}))).
+			kube.OwnersChanged{}))).
 		Watches(&scimv1.ScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindScimTarget)),
-			builder.WithPredicates(targetChangedPredicate{})).
+			builder.WithPredicates(targets.Changed{})).
 		Watches(&scimv1.ClusterScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindClusterScimTarget)),
-			builder.WithPredicates(targetChangedPredicate{})).
+			builder.WithPredicates(targets.Changed{})).
 		// A namespace's labels decide whether a ClusterScimTarget's selector allows it: a change
 		// provisions, or withdraws access and deprovisions, at once rather than at the next resync.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.namespaceChanged), builder.WithPredicates(
@@ -636,38 +637,6 @@ type deletionPredicate struct {
 func (p deletionPredicate) Update(e event.UpdateEvent) bool {
 	return deletionStarted{clock: p.clock}.Update(e) ||
 		!e.ObjectNew.GetDeletionTimestamp().IsZero() && len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers())
-}
-
-// ownersChangedPredicate passes updates that change ownerReferences: the garbage collector
-// orphaning an identity whose workload was deleted (propagation Orphan) wakes the identity
-// controller at once to record the revocation, instead of after OwnerRetiredGrace.
-type ownersChangedPredicate struct{ predicate.Funcs }
-
-func (ownersChangedPredicate) Create(event.CreateEvent) bool   { return false }
-func (ownersChangedPredicate) Delete(event.DeleteEvent) bool   { return false }
-func (ownersChangedPredicate) Generic(event.GenericEvent) bool { return false }
-
-func (ownersChangedPredicate) Update(e event.UpdateEvent) bool {
-	return !equality.Semantic.DeepEqual(e.ObjectOld.GetOwnerReferences(), e.ObjectNew.GetOwnerReferences())
-}
-
-// targetChangedPredicate passes target creations, deletions, spec changes and Ready flips,
-// not every status write (probe times), so identities are not woken for nothing.
-type targetChangedPredicate struct{ predicate.Funcs }
-
-func (targetChangedPredicate) Update(e event.UpdateEvent) bool {
-	if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() ||
-		e.ObjectOld.GetAnnotations()[scimv1.BreakerReleaseAnnotation] != e.ObjectNew.GetAnnotations()[scimv1.BreakerReleaseAnnotation] {
-		return true
-	}
-	return readyStatus(e.ObjectOld) != readyStatus(e.ObjectNew)
-}
-
-func readyStatus(o client.Object) metav1.ConditionStatus {
-	if c := meta.FindStatusCondition(status.Of(o), scimv1.ConditionReady); c != nil {
-		return c.Status
-	}
-	return metav1.ConditionUnknown
 }
 
 // blockedSummary joins what blocks a spec, in a stable order.

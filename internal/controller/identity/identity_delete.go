@@ -53,12 +53,12 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, si *scimv1.ServiceIden
 	if owner, _ := r.ownerRetired(ctx, si); owner != "" {
 		why = " (" + owner + ")"
 	}
-	if active := stillActive(si); len(active) > 0 {
+	if active := account.StillActive(si); len(active) > 0 {
 		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonAccountsLeftActive, "Deprovision", "Account %q is still active on %s%s: %s",
-			si.EffectiveUserName(), strings.Join(active, ", "), why, status.Truncate(evidenceSummary(si), 768))
+			si.EffectiveUserName(), strings.Join(active, ", "), why, status.Truncate(account.EvidenceSummary(si), 768))
 	} else {
 		r.Recorder.Eventf(si, nil, "Normal", "Deprovisioned", "Deprovision", "Account %q revoked on every target%s: %s", si.EffectiveUserName(), why,
-			status.Truncate(evidenceSummary(si), 768))
+			status.Truncate(account.EvidenceSummary(si), 768))
 	}
 	// The identity outlives this finalizer while SecurityEventsFinalizer holds it: its status
 	// is the outbox of the tokens just recorded with the evidence, written before the
@@ -156,35 +156,4 @@ func (r *Reconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIden
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil
-}
-
-// evidenceSummary says, for the Event that records a revocation (the identity, and its
-// status, may be gone right after), what each target's own answer proves: an account is
-// called inactive only on evidence read back from the target (AccountOff).
-func evidenceSummary(si *scimv1.ServiceIdentity) string {
-	parts := make([]string, 0, len(si.Status.Targets))
-	for i := range si.Status.Targets {
-		e := &si.Status.Targets[i]
-		off, why := e.AccountOff()
-		state := "inactive"
-		if !off {
-			state = "STILL ACTIVE"
-		}
-		parts = append(parts, fmt.Sprintf("%s %s (%s)", targets.Key(e.Kind, si.Namespace, e.Name), state, why))
-	}
-	if len(parts) == 0 {
-		return "no target on record"
-	}
-	return strings.Join(parts, "; ")
-}
-
-// stillActive lists the targets on which the identity's account is not provably off.
-func stillActive(si *scimv1.ServiceIdentity) []string {
-	var out []string
-	for i := range si.Status.Targets {
-		if off, _ := si.Status.Targets[i].AccountOff(); !off {
-			out = append(out, targets.Key(si.Status.Targets[i].Kind, si.Namespace, si.Status.Targets[i].Name))
-		}
-	}
-	return out
 }

@@ -7,10 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,6 +24,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/workloads"
 )
 
 // OwnerRetiredGrace is how long the identity controller leaves an identity whose workload was
@@ -33,36 +32,6 @@ import (
 // A mass retirement so costs one Kubernetes write per identity (the finalizer) instead of
 // three (status, Event, finalizer), while the accounts go at once through the revoker.
 const OwnerRetiredGrace = 5 * time.Second
-
-// identityOwnerIndex indexes ServiceIdentities by their workloads ("Kind/name"), from
-// ownerReferences of workload kinds and spec.workloadRef.
-const identityOwnerIndex = "scim.nhi.dev/owner"
-
-func isWorkloadKind(apiVersion, kind string) bool {
-	gv, err := schema.ParseGroupVersion(apiVersion)
-	if err != nil {
-		return false
-	}
-	for _, gvk := range scimv1.WorkloadKinds {
-		if gvk.Group == gv.Group && gvk.Kind == kind {
-			return true
-		}
-	}
-	return false
-}
-
-func workloadOwners(si *scimv1.ServiceIdentity) []string {
-	var keys []string
-	for _, o := range si.OwnerReferences {
-		if isWorkloadKind(o.APIVersion, o.Kind) {
-			keys = append(keys, o.Kind+"/"+o.Name)
-		}
-	}
-	if ref := si.Spec.WorkloadRef; ref != nil {
-		keys = append(keys, ref.Kind+"/"+ref.Name)
-	}
-	return keys
-}
 
 // workloadEvents enqueues the identities of a workload: on creation (spec.workloadRef waits
 // for it) and on deletion, which is also noted so the accounts are revoked at once instead of
@@ -77,7 +46,7 @@ type workloadEvents struct {
 func (h workloadEvents) enqueue(ctx context.Context, o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request], retired bool) {
 	list := &scimv1.ServiceIdentityList{}
 	if err := h.r.List(ctx, list, client.InNamespace(o.GetNamespace()),
-		client.MatchingFields{identityOwnerIndex: h.kind + "/" + o.GetName()}); err != nil {
+		client.MatchingFields{workloads.IdentityIndex: h.kind + "/" + o.GetName()}); err != nil {
 		logf.FromContext(ctx).Error(err, "Listing identities of a workload")
 		return
 	}
@@ -162,69 +131,15 @@ func (r *Reconciler) ownerRetired(ctx context.Context, si *scimv1.ServiceIdentit
 	if why, err := r.namespaceTerminating(ctx, si.Namespace); why != "" || err != nil {
 		return why, err
 	}
-	w := workloadOwner(si)
+	w := workloads.OwnerOf(si)
 	if w == nil {
 		return "", nil
 	}
-	why, err := r.ownerGone(ctx, si.Namespace, w)
+	why, err := workloads.Gone(ctx, r.Client, r.APIReader, si.Namespace, w)
 	if why != "" {
 		r.retired.Store(si.UID, why) // confirmed: stays revoked whatever happens to the ownerReference
 	}
 	return why, err
-}
-
-// workloadOwner is the workload that owns the identity: its ownerReference of a workload kind,
-// else the one status recorded (the garbage collector removes the ownerReference when it
-// orphans the identity).
-func workloadOwner(si *scimv1.ServiceIdentity) *scimv1.WorkloadOwner {
-	if w := referencedWorkload(si); w != nil {
-		return w
-	}
-	return si.Status.Workload
-}
-
-// referencedWorkload is the workload an ownerReference of the identity names, if any.
-func referencedWorkload(si *scimv1.ServiceIdentity) *scimv1.WorkloadOwner {
-	for _, o := range si.OwnerReferences {
-		if isWorkloadKind(o.APIVersion, o.Kind) {
-			return &scimv1.WorkloadOwner{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID}
-		}
-	}
-	return nil
-}
-
-// ownerGone looks the workload up (the metadata cache, the API server on a miss) and reports
-// why it counts as gone: absent, being deleted, or replaced by a namesake with another UID.
-func (r *Reconciler) ownerGone(ctx context.Context, namespace string, w *scimv1.WorkloadOwner) (string, error) {
-	gv, err := schema.ParseGroupVersion(w.APIVersion)
-	if err != nil {
-		return "", nil
-	}
-	m := &metav1.PartialObjectMetadata{}
-	for _, gvk := range scimv1.WorkloadKinds { // the kinds the cache watches, whatever version the reference names
-		if gvk.Group == gv.Group && gvk.Kind == w.Kind {
-			m.SetGroupVersionKind(gvk)
-		}
-	}
-	if m.Kind == "" {
-		return "", nil
-	}
-	key := types.NamespacedName{Namespace: namespace, Name: w.Name}
-	err = r.Get(ctx, key, m)
-	if apierrors.IsNotFound(err) && r.APIReader != nil {
-		err = r.APIReader.Get(ctx, key, m) // the cache may not have a just-created workload yet
-	}
-	switch {
-	case apierrors.IsNotFound(err):
-		return fmt.Sprintf("%s %s/%s was deleted", w.Kind, namespace, w.Name), nil
-	case err != nil:
-		return "", fmt.Errorf("looking up the owner %s %s/%s: %w", w.Kind, namespace, w.Name, err)
-	case m.UID != w.UID:
-		return fmt.Sprintf("%s %s/%s was deleted (an object of that name now is another one)", w.Kind, namespace, w.Name), nil
-	case !m.DeletionTimestamp.IsZero():
-		return fmt.Sprintf("%s %s/%s is being deleted", w.Kind, namespace, w.Name), nil
-	}
-	return "", nil
 }
 
 // retiredByEvent is the fast path: the watch delivered the deletion of the very object (same

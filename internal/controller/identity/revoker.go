@@ -2,7 +2,6 @@ package identity
 
 import (
 	"context"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -20,6 +19,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/account"
+	"github.com/nhi-dev/scim-operator/internal/kube"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 )
@@ -39,7 +39,7 @@ type revoker struct {
 	// retirement tells whether an identity's workload is gone.
 	retirement func(context.Context, *scimv1.ServiceIdentity) (string, error)
 	// locks serialises the revoker and the identity controller on one identity.
-	locks *keyLocks
+	locks *kube.KeyLocks
 	// handOver wakes the identity controller for an identity the revoker could not finish.
 	handOver chan<- event.GenericEvent
 }
@@ -63,7 +63,7 @@ func (v revoker) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 // revoke makes the SCIM calls under the identity's lock; failed reports a target that did not
 // confirm.
 func (v revoker) revoke(ctx context.Context, req ctrl.Request) (*scimv1.ServiceIdentity, bool) {
-	unlock := v.locks.lock(req.NamespacedName)
+	unlock := v.locks.Lock(req.NamespacedName)
 	defer unlock()
 	si := &scimv1.ServiceIdentity{}
 	if err := v.Get(ctx, req.NamespacedName, si); err != nil {
@@ -126,42 +126,6 @@ func (p deletionStarted) Update(e event.UpdateEvent) bool {
 		p.clock.Mark(string(e.ObjectNew.GetUID()))
 	}
 	return started
-}
-
-// keyLocks serialises the revoker and the identity controller on one identity (each work
-// queue already serialises its own workers). Locks exist only while held or awaited.
-// k8s.io/utils/keymutex only offers hashed locks, which would serialise unrelated identities.
-type keyLocks struct {
-	mu    sync.Mutex
-	locks map[types.NamespacedName]*keyLock
-}
-
-type keyLock struct {
-	sync.Mutex
-	refs int
-}
-
-func (k *keyLocks) lock(name types.NamespacedName) (unlock func()) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[types.NamespacedName]*keyLock{}
-	}
-	l := k.locks[name]
-	if l == nil {
-		l = &keyLock{}
-		k.locks[name] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.Lock()
-	return func() {
-		l.Unlock()
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, name)
-		}
-		k.mu.Unlock()
-	}
 }
 
 // allIdentitiesInNamespace maps a namespace to every identity in it.

@@ -1,4 +1,4 @@
-package identity
+package kube
 
 import (
 	"runtime"
@@ -9,9 +9,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// keyLocks serialises holders of one key, lets other keys run, and keeps nothing afterwards.
+// KeyLocks serialises holders of one key, lets other keys run, and keeps nothing afterwards.
 func TestKeyLocks(t *testing.T) {
-	var locks keyLocks
+	var locks KeyLocks
 	var wg sync.WaitGroup
 	var inside [4]atomic.Int32
 	var overlap atomic.Bool
@@ -20,7 +20,7 @@ func TestKeyLocks(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			k := i % len(inside)
-			unlock := locks.lock(types.NamespacedName{Namespace: "ns", Name: string(rune('a' + k))})
+			unlock := locks.Lock(types.NamespacedName{Namespace: "ns", Name: string(rune('a' + k))})
 			if inside[k].Add(1) > 1 {
 				overlap.Store(true)
 			}
