@@ -33,8 +33,6 @@ type Config struct {
 	ClusterResourceNamespace string
 	MaxConcurrentReconciles  int
 	SCIMTimeout              time.Duration
-	// Clients overrides the SCIM client builder (tests); nil reads credentials from Secrets.
-	Clients connect.ClientBuilder
 	// MaxConcurrentRequestsPerTarget bounds the SCIM requests in flight to one target, so a
 	// target that hangs holds a bounded share of the workers; <= 0 means a quarter of
 	// MaxConcurrentReconciles, at least 2.
@@ -98,18 +96,10 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if err := mgr.Add(&connect.SnapshotSweeper{Reader: mgr.GetAPIReader(), Store: credentials}); err != nil {
 		return err
 	}
-	clients := cfg.Clients
-	if clients == nil {
-		b := connect.NewSecretClientBuilder(mgr.GetAPIReader(), cfg.SCIMTimeout)
-		b.Credentials = credentials
-		b.Recheck = cfg.CredentialRecheck
-		clients = b
-	}
-	if b, ok := clients.(*connect.SecretClientBuilder); ok {
-		b.Guard = connect.NewAddressGuard(cfg.NamespacedTargetAllowedCIDRs, cfg.NamespacedTargetDeniedCIDRs)
-		b.SlotsPerTarget = cfg.requestsPerTarget()
-		b.Metrics = m
-	}
+	clients := connect.NewSecretClientBuilder(mgr.GetAPIReader(), cfg.SCIMTimeout)
+	clients.Credentials, clients.Recheck, clients.Metrics = credentials, cfg.CredentialRecheck, m
+	clients.Guard = connect.NewAddressGuard(cfg.NamespacedTargetAllowedCIDRs, cfg.NamespacedTargetDeniedCIDRs)
+	clients.SlotsPerTarget = cfg.requestsPerTarget()
 	rec := mgr.GetEventRecorder("scim-operator")
 	revocations := m.Revocations
 	breaker := breaker.New(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)

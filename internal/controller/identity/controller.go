@@ -559,8 +559,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.wake = make(chan event.GenericEvent, 64)
-	if r.Flags == nil {
-		r.Flags = targets.NewSweepFlags(nil) // no target controller shares it: nothing is ever flagged
+	if r.Flags == nil || r.Governor == nil || r.Deprovisioner == nil {
+		return errors.New("identity.Reconciler needs its Flags, Governor and Deprovisioner")
 	}
 	if err := r.setupRevoker(mgr); err != nil {
 		return err
