@@ -288,7 +288,7 @@ func (b *Breaker) charge(ctx context.Context, t *targets.Target, namespace strin
 		k := min(chunk, limit-used)
 		chargeNamespace(&w, namespace, k)
 		cur.Status.CircuitBreaker = &w
-		err := b.Client.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		err := b.Client.Status().Patch(ctx, obj, status.LockedPatch(base))
 		if err == nil {
 			p.uid, p.windowStart, p.until, p.release, p.free = obj.GetUID(), w.WindowStart.Time, w.WindowStart.Add(interval), w.Release, k-1
 			return nil

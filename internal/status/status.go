@@ -3,6 +3,7 @@
 package status
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"unicode/utf8"
@@ -94,4 +95,45 @@ func Clock(c clock.PassiveClock) clock.PassiveClock {
 		return clock.RealClock{}
 	}
 	return c
+}
+
+// Patch writes obj's status as a merge patch against base, the copy the pass started from.
+// locked adds an optimistic lock: the write fails with a conflict (and the pass is retried) when
+// base is stale, where merging two writers' reports would be wrong. An object that went
+// meanwhile is no error.
+func Patch(ctx context.Context, c client.StatusClient, obj, base client.Object, locked bool) error {
+	p := client.MergeFrom(base)
+	if locked {
+		p = LockedPatch(base)
+	}
+	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, p))
+}
+
+// The kstatus conditions move together: these set Ready, Reconciling and Stalled consistently,
+// and record the generation they describe where the verdict is final for it.
+
+// Stall records that a human must act: Ready=False and Stalled=True with reason and message,
+// no Reconciling, and the generation observed.
+func Stall(conds *[]metav1.Condition, observed *int64, gen int64, reason, msg string) {
+	Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	Set(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
+	*observed = gen
+}
+
+// Progress records work under way: Ready=False and Reconciling=True, no Stalled. The
+// generation is not observed yet.
+func Progress(conds *[]metav1.Condition, gen int64, reason, readyMsg, reconcilingMsg string) {
+	Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, readyMsg)
+	Set(conds, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, reason, reconcilingMsg)
+	meta.RemoveStatusCondition(conds, scimv1.ConditionStalled)
+}
+
+// Succeed records the spec done: Ready=True, neither Reconciling nor Stalled, and the
+// generation observed.
+func Succeed(conds *[]metav1.Condition, observed *int64, gen int64, reason, msg string) {
+	Set(conds, gen, scimv1.ConditionReady, metav1.ConditionTrue, reason, msg)
+	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
+	meta.RemoveStatusCondition(conds, scimv1.ConditionStalled)
+	*observed = gen
 }

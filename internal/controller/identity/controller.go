@@ -135,7 +135,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		if released || equality.Semantic.DeepEqual(base.Status, si.Status) {
 			return
 		}
-		if err := r.Status().Patch(ctx, si, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		if err := status.Patch(ctx, r, si, base, false); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 		}
 	}()
@@ -284,10 +284,7 @@ func (r *Reconciler) reconcileSuspended(ctx context.Context, si *scimv1.ServiceI
 	if c := meta.FindStatusCondition(*conds, scimv1.ConditionReady); c == nil || c.Reason != reason {
 		r.Recorder.Eventf(si, nil, "Warning", reason, "Suspend", status.Truncate(why, 512))
 	}
-	status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, why)
-	status.Set(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, reason, why)
-	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
-	si.Status.ObservedGeneration = gen
+	status.Stall(conds, &si.Status.ObservedGeneration, gen, reason, why)
 	return ctrl.Result{RequeueAfter: wake}, nil
 }
 
@@ -361,7 +358,7 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	if !changed {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, si, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := status.Patch(ctx, r, si, base, true); err != nil {
 		return fmt.Errorf("recording the targets before provisioning: %w", err)
 	}
 	base.Status = *si.Status.DeepCopy()
@@ -484,18 +481,13 @@ func (r *Reconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]acco
 	switch {
 	case len(stalled) > 0:
 		msg := strings.Join(append(stalled, transient...), "; ")
-		status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, msg)
-		status.Set(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, reason, msg)
-		meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
-		si.Status.ObservedGeneration = gen
+		status.Stall(conds, &si.Status.ObservedGeneration, gen, reason, msg)
 		r.Recorder.Eventf(si, nil, "Warning", reason, "Provision", status.Truncate(msg, 512))
 		// A human has to change something; the watch on the spec brings us back.
 		return ctrl.Result{}, reconcile.TerminalError(errors.New(msg))
 	case len(transient) > 0:
 		msg := strings.Join(transient, "; ")
-		status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, reason, msg)
-		status.Set(conds, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, reason, "Retrying: "+msg)
-		meta.RemoveStatusCondition(conds, scimv1.ConditionStalled)
+		status.Progress(conds, gen, reason, msg, "Retrying: "+msg)
 		if len(errs) > 0 {
 			return ctrl.Result{}, errors.Join(errs...)
 		}
@@ -506,10 +498,7 @@ func (r *Reconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]acco
 	if si.Spec.Suspend {
 		msg = fmt.Sprintf("Account %q suspended (active=false) on %d target(s)", si.Status.UserName, len(outcomes))
 	}
-	status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionTrue, scimv1.ReasonProvisioned, msg)
-	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
-	meta.RemoveStatusCondition(conds, scimv1.ConditionStalled)
-	si.Status.ObservedGeneration = gen
+	status.Succeed(conds, &si.Status.ObservedGeneration, gen, scimv1.ReasonProvisioned, msg)
 	if !wasReady {
 		r.Recorder.Eventf(si, nil, "Normal", scimv1.ReasonProvisioned, "Provision", msg)
 	}

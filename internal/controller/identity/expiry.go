@@ -28,10 +28,7 @@ func (r *Reconciler) reconcileExpired(ctx context.Context, si *scimv1.ServiceIde
 	wasExpired := meta.IsStatusConditionTrue(*conds, scimv1.ConditionExpired)
 	msg := fmt.Sprintf("Expired at %s; accounts deprovisioned per deletionPolicy. Extend spec.ttl or spec.expiresAt to provision again", exp)
 	status.Set(conds, gen, scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired, msg)
-	status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonExpired, msg)
-	status.Set(conds, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonExpired, msg)
-	meta.RemoveStatusCondition(conds, scimv1.ConditionReconciling)
-	si.Status.ObservedGeneration = gen
+	status.Stall(conds, &si.Status.ObservedGeneration, gen, scimv1.ReasonExpired, msg)
 	if !wasExpired {
 		now := metav1.NewTime(r.now())
 		si.Status.DeprovisionedAt = &now

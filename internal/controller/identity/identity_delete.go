@@ -65,7 +65,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, si *scimv1.ServiceIden
 	// finalizer goes so that the security-event controller never sees the identity without
 	// them (the deferred status write is skipped once the finalizer is released).
 	if controllerutil.ContainsFinalizer(si, scimv1.SecurityEventsFinalizer) && !equality.Semantic.DeepEqual(before.Status, si.Status) {
-		if err := r.Status().Patch(ctx, si, client.MergeFrom(before)); err != nil {
+		if err := status.Patch(ctx, r, si, before, false); err != nil {
 			return ctrl.Result{}, false, fmt.Errorf("recording the revocation before releasing the finalizer: %w", err)
 		}
 	}

@@ -181,9 +181,7 @@ func (r *Reconciler) reconcileOwnerRetired(si *scimv1.ServiceIdentity, outcomes 
 		msg = why + "; accounts deprovisioned per deletionPolicy, the garbage collector deletes this identity"
 		r.Recorder.Eventf(si, nil, "Normal", scimv1.ReasonOwnerDeleted, "Deprovision", msg)
 	}
-	status.Set(&si.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted, msg)
-	status.Set(&si.Status.Conditions, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, scimv1.ReasonOwnerDeleted, msg)
-	meta.RemoveStatusCondition(&si.Status.Conditions, scimv1.ConditionStalled)
+	status.Progress(&si.Status.Conditions, gen, scimv1.ReasonOwnerDeleted, msg, msg)
 	si.Status.ObservedGeneration = gen
 	return ctrl.Result{}, nil
 }

@@ -91,10 +91,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	res, sendErr := r.send(ctx, si)
 	if !equality.Semantic.DeepEqual(base.Status, si.Status) {
 		// Optimistically locked: targets is an atomic list the identity controller writes too.
-		if err := r.Status().Patch(ctx, si, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsNotFound(err) {
-				return ctrl.Result{}, nil
-			}
+		if err := status.Patch(ctx, r, si, base, true); err != nil {
 			return ctrl.Result{}, errors.Join(sendErr, fmt.Errorf("recording the delivery of security events: %w", err))
 		}
 	}

@@ -138,7 +138,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			return
 		}
 		// Optimistic lock: a stale cached base would merge this scan's report into the last one.
-		if err := r.Status().Patch(ctx, obj, status.LockedPatch(base)); err != nil && !apierrors.IsNotFound(err) {
+		if err := status.Patch(ctx, r, obj, base, true); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 		}
 	}()
@@ -178,9 +178,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, t *targets.Target) (ct
 	if err := validDurations(t.Spec); err != nil {
 		// Stored before the API server validated it: say so, and use nothing of this spec.
 		gen := t.Object.GetGeneration()
-		status.Set(&t.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonInvalidSpec, err.Error())
-		status.Set(&t.Status.Conditions, gen, scimv1.ConditionStalled, metav1.ConditionTrue, scimv1.ReasonInvalidSpec, err.Error())
-		t.Status.ObservedGeneration = gen
+		status.Stall(&t.Status.Conditions, &t.Status.ObservedGeneration, gen, scimv1.ReasonInvalidSpec, err.Error())
 		return ctrl.Result{}, nil
 	}
 	count, err := r.countIdentities(ctx, t)

@@ -86,7 +86,7 @@ func (r *SweepReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if !equality.Semantic.DeepEqual(r.view(base).Status, t.Status) {
 		// Optimistic lock: a stale base would merge this sweep's report into another's. On a
 		// conflict the sweep is not repeated: its memo (sweeps) is written again.
-		if perr := r.Status().Patch(ctx, obj, status.LockedPatch(base)); perr != nil && !apierrors.IsNotFound(perr) {
+		if perr := status.Patch(ctx, r, obj, base, true); perr != nil {
 			return ctrl.Result{}, errors.Join(err, fmt.Errorf("patching status: %w", perr))
 		}
 	}
