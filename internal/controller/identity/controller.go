@@ -62,25 +62,14 @@ type Reconciler struct {
 	MaxConcurrentReconciles int
 	// Clock tells the time for expiry, resyncs and status times (nil: the real clock).
 	Clock clock.PassiveClock
-	// verified remembers when each account (identity UID|target) was last confirmed.
-	verified sync.Map
-	// resyncRequests remembers, per identity UID, the value of the resync annotation last acted
-	// on. A restart forgets it, which costs one extra check per annotated identity.
-	resyncRequests sync.Map
-	// withdrawn remembers (verifiedKey) the targets refusing an identity's namespace on which its
-	// accounts were looked up and deprovisioned. A restart forgets it: one lookup more.
-	withdrawn sync.Map
 	// Revocations times revocations (shared with the workload controllers); nil disables the
 	// histogram.
 	Revocations *metrics.RevocationClock
 	// Metrics records drift corrections (nil: not recorded).
 	Metrics *metrics.Metrics
-	// account.Deprovisioner is the one path that takes accounts away (shared with the revoker and the
+	// Deprovisioner is the one path that takes accounts away (shared with the revoker and the
 	// target controllers' orphan clean-up).
 	Deprovisioner *account.Deprovisioner
-	// retired marks identities (by UID) whose workload was just deleted: the workload's UID,
-	// then the reason once an ownerReference confirmed it.
-	retired sync.Map
 	// locks serialises this controller and the revoker on one identity.
 	locks kube.KeyLocks
 	// Watched is the set of namespaces the cache holds (nil: every namespace).
@@ -93,9 +82,8 @@ type Reconciler struct {
 	// SecurityEvents is true when Security Event Tokens are sent: identities then carry
 	// SecurityEventsFinalizer, which the security-event controller releases.
 	SecurityEvents bool
-	// known holds, per identity name, the keys of what this process remembers of it
-	// (identityKeys), so an identity seen gone is forgotten however it went.
-	known sync.Map
+	// memory is what this process remembers of identities (memory.go).
+	memory memory
 	// wake lets the revoker hand an identity it could not finish to this controller.
 	wake chan event.GenericEvent
 }
@@ -115,7 +103,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Deprovisioner.Forget(req.NamespacedName)
-			if k, ok := r.known.LoadAndDelete(req.NamespacedName); ok {
+			if k, ok := r.memory.known.LoadAndDelete(req.NamespacedName); ok {
 				r.forgetKeys(k.(identityKeys)) // gone without our finalizer: by hand, or force-orphan
 			}
 		}
@@ -130,7 +118,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	defer func() {
 		if !released {
 			// Keyed as the pass leaves it: the targets this pass recorded are forgotten too.
-			r.known.Store(req.NamespacedName, identityKeysOf(si))
+			r.memory.known.Store(req.NamespacedName, identityKeysOf(si))
 		}
 		if released || equality.Semantic.DeepEqual(base.Status, si.Status) {
 			return
@@ -265,7 +253,7 @@ func (r *Reconciler) govern(ctx context.Context, si *scimv1.ServiceIdentity, pol
 // request not acted on yet (one this process has not handled).
 func (r *Reconciler) resyncRequested(si *scimv1.ServiceIdentity) (string, bool) {
 	request := si.Annotations[scimv1.ResyncRequestedAnnotation]
-	handled, _ := r.resyncRequests.Load(si.UID)
+	handled, _ := r.memory.resyncRequests.Load(si.UID)
 	return request, request != "" && handled != request
 }
 
@@ -423,7 +411,7 @@ func (r *Reconciler) report(si *scimv1.ServiceIdentity, p *syncPass) (ctrl.Resul
 	si.Status.Targets = p.next
 	res, err := r.finish(si, p.outcomes)
 	if err == nil {
-		r.resyncRequests.Store(si.UID, p.resyncRequest)
+		r.memory.resyncRequests.Store(si.UID, p.resyncRequest)
 	}
 	if err == nil && res.RequeueAfter == 0 && p.resync > 0 {
 		res.RequeueAfter = kube.Jitter(p.resync)
@@ -650,7 +638,7 @@ func (r *Reconciler) targetLives(ctx context.Context, si *scimv1.ServiceIdentity
 // back to zero once the identities are gone, however they went.
 func (r *Reconciler) Remembered() int {
 	n := 0
-	for _, m := range []*sync.Map{&r.verified, &r.resyncRequests, &r.withdrawn, &r.retired, &r.known} {
+	for _, m := range []*sync.Map{&r.memory.verified, &r.memory.resyncRequests, &r.memory.withdrawn, &r.memory.retired, &r.memory.known} {
 		m.Range(func(any, any) bool { n++; return true })
 	}
 	return n

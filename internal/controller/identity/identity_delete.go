@@ -133,15 +133,15 @@ func identityKeysOf(si *scimv1.ServiceIdentity) identityKeys {
 // forgetIdentity drops what this process remembers of an identity that is gone.
 func (r *Reconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
 	r.forgetKeys(identityKeysOf(si))
-	r.known.Delete(client.ObjectKeyFromObject(si))
+	r.memory.known.Delete(client.ObjectKeyFromObject(si))
 }
 
 func (r *Reconciler) forgetKeys(k identityKeys) {
-	r.retired.Delete(k.uid)
-	r.resyncRequests.Delete(k.uid)
+	r.memory.retired.Delete(k.uid)
+	r.memory.resyncRequests.Delete(k.uid)
 	for _, key := range k.targets {
-		r.withdrawn.Delete(key)
-		r.verified.Delete(key)
+		r.memory.withdrawn.Delete(key)
+		r.memory.verified.Delete(key)
 		r.Flags.Clear(key)
 	}
 	for _, key := range k.refs {

@@ -33,12 +33,12 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 		return r.entryFailed(entry, account.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
 	} else if refusal != "" {
 		if r.Flags.IsFlagged(key) {
-			r.withdrawn.Delete(key) // a sweep saw the account active again
+			r.memory.withdrawn.Delete(key) // a sweep saw the account active again
 			r.Flags.Clear(key)
 		}
 		return r.accessRefused(ctx, si, t, entry, refusal), 0
 	}
-	r.withdrawn.Delete(key)
+	r.memory.withdrawn.Delete(key)
 	if desired == nil {
 		return account.Outcome{}, 0 // the spec is blocked; reconcileNormal reports why
 	}
@@ -150,7 +150,7 @@ func (r *Reconciler) provision(ctx context.Context, si *scimv1.ServiceIdentity, 
 		}
 	}
 	now := r.now()
-	r.verified.Store(targets.VerifiedKey(si, t.Key()), now)
+	r.memory.verified.Store(targets.VerifiedKey(si, t.Key()), now)
 	// An unchanged account is not worth a status write at every resync: lastSyncTime moves
 	// when something changed, and otherwise at most every syncHeartbeat.
 	if !unchanged || entry.LastSyncTime == nil || now.Sub(entry.LastSyncTime.Time) >= syncHeartbeat {
@@ -204,7 +204,7 @@ func (r *Reconciler) lastVerified(key string, entry *scimv1.IdentityTargetStatus
 	if entry.LastSyncTime != nil {
 		last = entry.LastSyncTime.Time
 	}
-	if v, ok := r.verified.Load(key); ok && v.(time.Time).After(last) {
+	if v, ok := r.memory.verified.Load(key); ok && v.(time.Time).After(last) {
 		last = v.(time.Time)
 	}
 	return last
@@ -254,12 +254,12 @@ func (r *Reconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.Servi
 func (r *Reconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
 	entry *scimv1.IdentityTargetStatus, refusal string) account.Outcome {
 	key := targets.VerifiedKey(si, t.Key())
-	if _, done := r.withdrawn.Load(key); !done {
+	if _, done := r.memory.withdrawn.Load(key); !done {
 		had := entry.ID != ""
 		if out := r.Deprovisioner.Target(ctx, si, entry, account.Revocation{Cause: account.CauseWithdrawn, Kill: account.Killed(si)}); !out.OK() {
 			return out
 		}
-		r.withdrawn.Store(key, true)
+		r.memory.withdrawn.Store(key, true)
 		if had {
 			r.Recorder.Eventf(si, nil, "Warning", "AccessWithdrawn", "Deprovision", "%s; account %q deprovisioned on %s",
 				refusal, si.EffectiveUserName(), t.Key())

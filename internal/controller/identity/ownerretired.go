@@ -106,11 +106,11 @@ func (r *Reconciler) watchWorkloads(b *builder.TypedBuilder[reconcile.Request], 
 // unless a retirement of the identity was already confirmed.
 func (r *Reconciler) markRetired(identity, workload types.UID) {
 	for {
-		v, loaded := r.retired.LoadOrStore(identity, workload)
+		v, loaded := r.memory.retired.LoadOrStore(identity, retirement{workload: workload})
 		if !loaded {
 			return
 		}
-		if _, confirmed := v.(string); confirmed || r.retired.CompareAndSwap(identity, v, workload) {
+		if v.(retirement).confirmed() || r.memory.retired.CompareAndSwap(identity, v, retirement{workload: workload}) {
 			return
 		}
 	}
@@ -137,7 +137,7 @@ func (r *Reconciler) ownerRetired(ctx context.Context, si *scimv1.ServiceIdentit
 	}
 	why, err := workloads.Gone(ctx, r.Client, r.APIReader, si.Namespace, w)
 	if why != "" {
-		r.retired.Store(si.UID, why) // confirmed: stays revoked whatever happens to the ownerReference
+		r.memory.retired.Store(si.UID, retirement{why: why}) // confirmed: stays revoked whatever happens to the ownerReference
 	}
 	return why, err
 }
@@ -145,27 +145,28 @@ func (r *Reconciler) ownerRetired(ctx context.Context, si *scimv1.ServiceIdentit
 // retiredByEvent is the fast path: the watch delivered the deletion of the very object (same
 // UID) an ownerReference or status.workload names.
 func (r *Reconciler) retiredByEvent(si *scimv1.ServiceIdentity) string {
-	v, marked := r.retired.Load(si.UID)
+	v, marked := r.memory.retired.Load(si.UID)
 	if !marked {
 		return ""
 	}
-	if why, ok := v.(string); ok {
-		return why // confirmed earlier; the garbage collector may since have orphaned the identity
+	seen := v.(retirement)
+	if seen.confirmed() {
+		return seen.why // confirmed earlier; the garbage collector may since have orphaned the identity
 	}
 	owners := si.OwnerReferences
 	if w := si.Status.Workload; w != nil { // the owner on record, whose ownerReference may be gone already
 		owners = append(slices.Clip(owners), metav1.OwnerReference{Kind: w.Kind, Name: w.Name, UID: w.UID})
 	}
 	for _, o := range owners {
-		if o.UID == v.(types.UID) {
+		if o.UID == seen.workload {
 			why := fmt.Sprintf("%s %s/%s was deleted", o.Kind, si.Namespace, o.Name)
 			// Remembered as confirmed: with orphan propagation the collector removes this
 			// ownerReference next, and the identity must stay revoked, not be provisioned again.
-			r.retired.Store(si.UID, why)
+			r.memory.retired.Store(si.UID, retirement{workload: seen.workload, why: why})
 			return why
 		}
 	}
-	r.retired.Delete(si.UID) // a namesake of the owner went, not the owner
+	r.memory.retired.Delete(si.UID) // a namesake of the owner went, not the owner
 	return ""
 }
 
