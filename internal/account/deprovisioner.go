@@ -185,7 +185,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	if err != nil {
 		return entryBlocked(entry, err)
 	}
-	acct := d.SyncFor(si, t, c)
+	acct := d.SessionFor(si, t, c)
 	var ids []string
 	if done, ferr := d.onRecord(ctx, acct, entry, policy); ferr != nil {
 		err = ferr
@@ -221,7 +221,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 // next pass looks the accounts up and deprovisions each. When a publisher is configured, a
 // Security Event Token for the confirmation is recorded with it, once per confirmation on
 // record: the entry is its outbox, and the token is sent once the status is written.
-func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity, a *Sync, entry *scimv1.IdentityTargetStatus,
+func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity, a *Session, entry *scimv1.IdentityTargetStatus,
 	ids []string, policy scimv1.DeletionPolicy) error {
 	// Read back by externalId, not by id: the same request, and it also finds a second
 	// account carrying our externalId that a revocation of the account on record did not see.
@@ -248,7 +248,7 @@ func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity
 // jti and the subject, Pending. Nothing is sent here: the entry is the outbox, written with
 // the evidence, and the security-event controller sends what it holds (securityEventEvent)
 // once it is on the API server, again after a restart, until the receiver accepts it.
-func (d *Deprovisioner) publish(a *Sync, entry *scimv1.IdentityTargetStatus, ids []string) {
+func (d *Deprovisioner) publish(a *Session, entry *scimv1.IdentityTargetStatus, ids []string) {
 	if d.SecurityEvents == nil || len(ids) == 0 {
 		return
 	}
@@ -265,7 +265,7 @@ func (d *Deprovisioner) publish(a *Sync, entry *scimv1.IdentityTargetStatus, ids
 // on record, no ETags or PATCH, the account changed or went (412, 404), or the answer does not
 // show our account (a 204; a provider that reused the id and ignores If-Match, whose account
 // is then deactivated but never deleted); the caller then looks the accounts up by externalId.
-func (d *Deprovisioner) onRecord(ctx context.Context, a *Sync, entry *scimv1.IdentityTargetStatus, policy scimv1.DeletionPolicy) (bool, error) {
+func (d *Deprovisioner) onRecord(ctx context.Context, a *Session, entry *scimv1.IdentityTargetStatus, policy scimv1.DeletionPolicy) (bool, error) {
 	if c := a.t.Spec.Compatibility; c == nil || !c.RevokeByIfMatch {
 		return false, nil // If-Match enforcement is the provider's word to give (spec.compatibility)
 	}
@@ -311,13 +311,13 @@ func entryBlocked(entry *scimv1.IdentityTargetStatus, err error) Outcome {
 // inactive under Deactivate), then, under Delete, taken out of the groups it joined through
 // us and deleted (the DELETE charged to the breaker of the account's namespace). Deactivating
 // first means a DELETE that fails or waits for the breaker still leaves the account unusable.
-func (d *Deprovisioner) Account(ctx context.Context, a *Sync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string) error {
+func (d *Deprovisioner) Account(ctx context.Context, a *Session, u scim.Resource, policy scimv1.DeletionPolicy, groups []string) error {
 	return d.account(ctx, a, u, policy, groups, "")
 }
 
 // account is Account; a non-empty ifMatch makes the deactivation conditional on that version,
 // and a 404 to it errNotOnRecord (onRecord's account was not read: gone, or never ours).
-func (d *Deprovisioner) account(ctx context.Context, a *Sync, u scim.Resource, policy scimv1.DeletionPolicy, groups []string, ifMatch string) error {
+func (d *Deprovisioner) account(ctx context.Context, a *Session, u scim.Resource, policy scimv1.DeletionPolicy, groups []string, ifMatch string) error {
 	id := u.ID()
 	if active, present := u.Active(); policy == scimv1.DeletionPolicyDeactivate && present && !active {
 		return nil
@@ -419,7 +419,7 @@ func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.C
 	if err != nil {
 		return OrphanUntouched, err
 	}
-	a := d.accountSyncFor(t, c, u.ExternalID(), "")
+	a := d.sessionOn(t, c, u.ExternalID(), "")
 	d.chargeTo(a, t, bucket)
 	skip := func(why string) (OrphanOutcome, error) { return OrphanSkipped, &OrphanChangedError{id: id, why: why} }
 	cur, err := a.Read(ctx, id)
@@ -505,7 +505,7 @@ func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.C
 
 // deactivateOrphan sets the orphan inactive (PATCH, or PUT of the account just read when the
 // provider refuses PATCH), conditional on ifMatch. The answer is nil after a 204.
-func (d *Deprovisioner) deactivateOrphan(ctx context.Context, a *Sync, cur scim.Resource, ifMatch string) (scim.Resource, error) {
+func (d *Deprovisioner) deactivateOrphan(ctx context.Context, a *Session, cur scim.Resource, ifMatch string) (scim.Resource, error) {
 	if a.usePatch() {
 		answer, err := a.c.Patch(ctx, a.kind.Endpoint, cur.ID(), []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}, ifMatch)
 		if !scim.IsNotImplemented(err) {
@@ -520,7 +520,7 @@ func (d *Deprovisioner) deactivateOrphan(ctx context.Context, a *Sync, cur scim.
 // listed ("" when it is): it must carry the same externalId, with this cluster's prefix, and
 // no ServiceIdentity may claim it (read past the cache: one created since the sweep adopts
 // this very account).
-func (d *Deprovisioner) stillOrphan(ctx context.Context, a *Sync, u scim.Resource) (string, error) {
+func (d *Deprovisioner) stillOrphan(ctx context.Context, a *Session, u scim.Resource) (string, error) {
 	if !a.Ours(u) {
 		return "no longer carries the orphaned externalId", nil
 	}
@@ -542,21 +542,21 @@ func (d *Deprovisioner) stillOrphan(ctx context.Context, a *Sync, u scim.Resourc
 	return "", nil
 }
 
-// SyncFor prepares the SCIM calls for si's account on t, with the circuit breaker.
-func (d *Deprovisioner) SyncFor(si *scimv1.ServiceIdentity, t *targets.Target, c *scim.Client) *Sync {
-	return d.accountSyncFor(t, c, ExternalID(d.ClusterID, si), si.EffectiveUserName())
+// SessionFor prepares the SCIM calls for si's account on t, with the circuit breaker.
+func (d *Deprovisioner) SessionFor(si *scimv1.ServiceIdentity, t *targets.Target, c *scim.Client) *Session {
+	return d.sessionOn(t, c, ExternalID(d.ClusterID, si), si.EffectiveUserName())
 }
 
-func (d *Deprovisioner) accountSyncFor(t *targets.Target, c *scim.Client, externalID, userName string) *Sync {
-	a := &Sync{c: c, t: t, externalID: externalID, userName: userName,
-		matchAttr: MatchAttribute(t), adoption: t.Spec.Adoption, kind: dialect.KindOf(t), dialects: d.Dialects}
+func (d *Deprovisioner) sessionOn(t *targets.Target, c *scim.Client, externalID, userName string) *Session {
+	a := &Session{c: c, t: t, externalID: externalID, userName: userName,
+		matchAttr: MatchAttribute(t), adoption: t.Spec.Adoption, kind: dialect.TypeOf(t), dialects: d.Dialects}
 	d.chargeTo(a, t, namespaceOf(d.ClusterID, externalID))
 	return a
 }
 
 // chargeTo has a's deletions charged to one bucket of t's breaker (a refund goes back to the
 // bucket the charge used).
-func (d *Deprovisioner) chargeTo(a *Sync, t *targets.Target, namespace string) {
+func (d *Deprovisioner) chargeTo(a *Session, t *targets.Target, namespace string) {
 	a.charge, a.refund = nil, nil
 	if d.Breaker == nil {
 		return

@@ -14,7 +14,7 @@ const groupsEndpoint = "Groups"
 // exist, and removes it from the groups it joined through the operator but are no longer
 // wanted. Groups joined by other means are never touched. It returns the groups joined
 // through the operator after the calls that succeeded, so the record stays exact on failure.
-func (a *Sync) SyncGroups(ctx context.Context, userID string, want, joined []string) ([]string, error) {
+func (a *Session) SyncGroups(ctx context.Context, userID string, want, joined []string) ([]string, error) {
 	now := slices.Clone(joined)
 	for _, name := range want {
 		if slices.Contains(now, name) {
@@ -37,7 +37,7 @@ func (a *Sync) SyncGroups(ctx context.Context, userID string, want, joined []str
 	return now, nil
 }
 
-func (a *Sync) findGroup(ctx context.Context, name string) (scim.Resource, error) {
+func (a *Session) findGroup(ctx context.Context, name string) (scim.Resource, error) {
 	found, err := a.c.Find(ctx, groupsEndpoint, "displayName", name)
 	if err != nil {
 		return nil, fmt.Errorf("looking up group %q on %s: %w", name, a.t.Key(), err)
@@ -48,7 +48,7 @@ func (a *Sync) findGroup(ctx context.Context, name string) (scim.Resource, error
 	return found[0], nil
 }
 
-func (a *Sync) joinGroup(ctx context.Context, name, userID string) error {
+func (a *Session) joinGroup(ctx context.Context, name, userID string) error {
 	g, err := a.findGroup(ctx, name)
 	if err != nil {
 		return err
@@ -81,7 +81,7 @@ func (a *Sync) joinGroup(ctx context.Context, name, userID string) error {
 // provider refuses PATCH, a PUT of the group as just read with its member list changed by that
 // member only (If-Match when the provider supports ETags; without them a concurrent change to
 // the group between the read and the PUT can be lost, which status.adaptations says).
-func (a *Sync) changeMembers(ctx context.Context, g scim.Resource, userID string, add bool) error {
+func (a *Session) changeMembers(ctx context.Context, g scim.Resource, userID string, add bool) error {
 	if a.usePatchOn(groupsEndpoint) {
 		var err error
 		if add {
@@ -140,7 +140,7 @@ func (a *Sync) changeMembers(ctx context.Context, g scim.Resource, userID string
 
 // leaveGroup removes one member in RFC form (path members[value eq "<id>"]), never by
 // replacing the member list. A missing group counts as done.
-func (a *Sync) leaveGroup(ctx context.Context, name, userID string) error {
+func (a *Session) leaveGroup(ctx context.Context, name, userID string) error {
 	g, err := a.findGroup(ctx, name)
 	if err != nil || g == nil {
 		return err

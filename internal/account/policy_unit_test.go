@@ -88,7 +88,7 @@ func TestPatchRefusalIsPerEndpointAndExpires(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	d := &dialect.Observed{Clock: clk}
 	tg := &targets.Target{Kind: scimv1.KindScimTarget, Namespace: "ns", Name: "t", Spec: &scimv1.ScimTargetSpec{}, Status: &scimv1.ScimTargetStatus{}}
-	a := &Sync{t: tg, kind: dialect.KindOf(tg), dialects: d}
+	a := &Session{t: tg, kind: dialect.TypeOf(tg), dialects: d}
 	a.patchRefused(dialect.UsersEndpoint, errors.New("501"))
 	if a.usePatchOn(dialect.UsersEndpoint) || !a.usePatchOn(groupsEndpoint) {
 		t.Fatalf("after a refusal on /Users: users PATCH=%v groups PATCH=%v, want false, true", a.usePatchOn(dialect.UsersEndpoint), a.usePatchOn(groupsEndpoint))

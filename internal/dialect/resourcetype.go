@@ -31,8 +31,8 @@ const (
 	defaultUserType = "ServiceAccount"
 )
 
-// Kind is how a target's accounts are addressed and named.
-type Kind struct {
+// AccountType is how a target's accounts are addressed and named.
+type AccountType struct {
 	// endpoint is the resource type's endpoint, without the leading slash ("Users").
 	Endpoint string
 	// schema is its core schema URN.
@@ -43,30 +43,30 @@ type Kind struct {
 	userType string
 }
 
-var UserKind = Kind{Endpoint: UsersEndpoint, Schema: scim.SchemaUser, NameAttr: "userName"}
+var UserType = AccountType{Endpoint: UsersEndpoint, Schema: scim.SchemaUser, NameAttr: "userName"}
 
-// KindOf is the account kind recorded on the target's status by discovery; nil status (a
+// TypeOf is the account kind recorded on the target's status by discovery; nil status (a
 // target probed before resource types existed) means User.
-func KindOf(t *targets.Target) Kind {
+func TypeOf(t *targets.Target) AccountType {
 	rt := t.Status.ResourceType
 	if rt == nil || rt.Name == resourceTypeUser {
-		return UserKind
+		return UserType
 	}
 	if rt.Schema == scim.SchemaUser { // Agent asked, the provider has no Agents: a User with userType Agent
-		k := UserKind
+		k := UserType
 		k.userType = resourceTypeAgent
 		return k
 	}
-	k := Kind{Endpoint: strings.TrimPrefix(rt.Endpoint, "/"), Schema: rt.Schema, NameAttr: "userName"}
+	k := AccountType{Endpoint: strings.TrimPrefix(rt.Endpoint, "/"), Schema: rt.Schema, NameAttr: "userName"}
 	if rt.Schema == SchemaAgent {
 		k.NameAttr = "name"
 	}
 	return k
 }
 
-// KindReady reports why a target's accounts cannot be provisioned yet: its spec names a resource
+// TypeReady reports why a target's accounts cannot be provisioned yet: its spec names a resource
 // type that discovery has not resolved.
-func KindReady(t *targets.Target) error {
+func TypeReady(t *targets.Target) error {
 	want := t.Spec.ResourceType
 	if want == "" || want == resourceTypeUser {
 		return nil
@@ -137,11 +137,11 @@ func validEndpoint(e string) bool {
 	}) < 0
 }
 
-// AsKind makes the desired User into the target's kind: an Agent is named by "name" and has
+// AsType makes the desired User into the target's kind: an Agent is named by "name" and has
 // the Agent schema; a User standing in for an Agent says userType Agent (unless the spec sets
 // one other than the default). u is not modified.
-func AsKind(u scim.Resource, k Kind) scim.Resource {
-	if k == UserKind {
+func AsType(u scim.Resource, k AccountType) scim.Resource {
+	if k == UserType {
 		return u
 	}
 	out := maps.Clone(u)
@@ -166,4 +166,4 @@ func AsKind(u scim.Resource, k Kind) scim.Resource {
 }
 
 // AccountName is the name an account carries in the attribute of its kind.
-func AccountName(u scim.Resource, k Kind) string { return u.Str(k.NameAttr) }
+func AccountName(u scim.Resource, k AccountType) string { return u.Str(k.NameAttr) }

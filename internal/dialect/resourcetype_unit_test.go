@@ -14,16 +14,16 @@ func TestAsKind(t *testing.T) {
 		return scim.Resource{"externalId": "c/ns/bot", "userName": "bot.ns", "active": true, "displayName": "Bot",
 			"schemas": []any{scim.SchemaUser, scim.SchemaEnterpriseUser}}
 	}
-	agentKind := KindOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Agents", Schema: SchemaAgent}}})
-	fallback := KindOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Users", Schema: scim.SchemaUser}}})
-	custom := KindOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "ServicePrincipal", Endpoint: "/ServicePrincipals", Schema: "urn:example:ServicePrincipal"}}})
+	agentKind := TypeOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Agents", Schema: SchemaAgent}}})
+	fallback := TypeOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Users", Schema: scim.SchemaUser}}})
+	custom := TypeOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "ServicePrincipal", Endpoint: "/ServicePrincipals", Schema: "urn:example:ServicePrincipal"}}})
 	for _, tc := range []struct {
 		name string
-		kind Kind
+		kind AccountType
 		in   scim.Resource
 		want scim.Resource
 	}{
-		{"a User stays as it is", UserKind, user(), user()},
+		{"a User stays as it is", UserType, user(), user()},
 		{"an Agent is named by name and has the Agent schema", agentKind, user(),
 			scim.Resource{"externalId": "c/ns/bot", "name": "bot.ns", "active": true, "displayName": "Bot", "schemas": []any{SchemaAgent, scim.SchemaEnterpriseUser}}},
 		{"an Agent drops the User's userType", agentKind, func() scim.Resource { u := user(); u["userType"] = "Service"; return u }(),
@@ -40,7 +40,7 @@ func TestAsKind(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in := tc.in
 			before := reflect.ValueOf(in["schemas"]).Index(0).Interface()
-			if got := AsKind(in, tc.kind); !reflect.DeepEqual(got, tc.want) {
+			if got := AsType(in, tc.kind); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("asKind =\n%v\nwant\n%v", got, tc.want)
 			}
 			if after := reflect.ValueOf(in["schemas"]).Index(0).Interface(); after != before {

@@ -42,10 +42,10 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 	if desired == nil {
 		return account.Outcome{}, 0 // the spec is blocked; reconcileNormal reports why
 	}
-	if err := dialect.KindReady(t); err != nil {
+	if err := dialect.TypeReady(t); err != nil {
 		return r.entryFailed(entry, account.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
 	}
-	desired = dialect.AsKind(desired, dialect.KindOf(t))
+	desired = dialect.AsType(desired, dialect.TypeOf(t))
 	g := governance.GuardrailsOf(t)
 	if err := g.Check(t, si); err != nil {
 		// Nothing is provisioned. An account that exists keeps what it has until the spec
@@ -112,7 +112,7 @@ func (r *Reconciler) provision(ctx context.Context, si *scimv1.ServiceIdentity, 
 	if err != nil {
 		return err
 	}
-	acct := r.Deprovisioner.SyncFor(si, t, c)
+	acct := r.Deprovisioner.SessionFor(si, t, c)
 	acct.Desired = desired
 	user, adopted, updated, err := acct.Ensure(ctx, entry.ID)
 	if err != nil {
@@ -126,7 +126,7 @@ func (r *Reconciler) provision(ctx context.Context, si *scimv1.ServiceIdentity, 
 	}
 	change := accountChange{adopted: adopted, recreated: inStep && user.ID() != entry.ID, updated: updated}
 	// What the provider returned is bounded and sanitised before it is shown anywhere.
-	shownName := scim.Sanitize(dialect.AccountName(user, dialect.KindOf(t)), 256)
+	shownName := scim.Sanitize(dialect.AccountName(user, dialect.TypeOf(t)), 256)
 	r.announce(si, t, entry, user, wantState, change, inStep)
 	unchanged := inStep && change == accountChange{} && entry.Version == recordedVersion(user)
 	joined := entry.Groups
@@ -163,7 +163,7 @@ func (r *Reconciler) provision(ctx context.Context, si *scimv1.ServiceIdentity, 
 // announce says in an Event (and the drift metric) what provisioning changed on an account.
 func (r *Reconciler) announce(si *scimv1.ServiceIdentity, t *targets.Target, entry *scimv1.IdentityTargetStatus,
 	user scim.Resource, wantState scimv1.TargetState, change accountChange, inStep bool) {
-	shownName, shownID := scim.Sanitize(dialect.AccountName(user, dialect.KindOf(t)), 256), scim.Sanitize(user.ID(), 128)
+	shownName, shownID := scim.Sanitize(dialect.AccountName(user, dialect.TypeOf(t)), 256), scim.Sanitize(user.ID(), 128)
 	switch {
 	case change.adopted:
 		r.Recorder.Eventf(si, nil, "Normal", "Adopted", "Provision", "Adopted existing account %q (id %s) on %s", shownName, shownID, t.Key())
@@ -236,7 +236,7 @@ func (r *Reconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.Servi
 	if err != nil {
 		return err
 	}
-	acct := r.Deprovisioner.SyncFor(si, t, c)
+	acct := r.Deprovisioner.SessionFor(si, t, c)
 	user, err := acct.Read(ctx, entry.ID)
 	if err != nil || !acct.Ours(user) {
 		return nil // not provably ours (or gone): nothing to take back through this id

@@ -164,7 +164,7 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 	// The sweep, and the orphans it cleans up, wait for revocations and provisioning under the
 	// target's rate limit.
 	ctx = scim.WithPriority(ctx, scim.PrioritySweep)
-	s := &sweep{r: r, t: t, c: c, kind: dialect.KindOf(t), prefix: r.ClusterID + "/", seen: sets.New[string]()}
+	s := &sweep{r: r, t: t, c: c, kind: dialect.TypeOf(t), prefix: r.ClusterID + "/", seen: sets.New[string]()}
 	if err := s.run(ctx); err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && r.runs.live(run) {
 			r.Recorder.Eventf(t.Object, nil, "Warning", "SweepTimedOut", "Sweep",
@@ -272,7 +272,7 @@ type sweep struct {
 	r      *Reconciler
 	t      *targets.Target
 	c      *scim.Client
-	kind   dialect.Kind
+	kind   dialect.AccountType
 	prefix string
 	// seen holds the externalIds listed, to find the accounts on record that are missing.
 	seen    sets.Set[string]
@@ -393,7 +393,7 @@ func (s *sweep) inStep(si *scimv1.ServiceIdentity, u scim.Resource) bool {
 	if err != nil {
 		return true // the spec is blocked; its reconcile says why
 	}
-	return len(scim.Diff(dialect.AsKind(desired, s.kind), u)) == 0
+	return len(scim.Diff(dialect.AsType(desired, s.kind), u)) == 0
 }
 
 func (s *sweep) entry(si *scimv1.ServiceIdentity) *scimv1.IdentityTargetStatus {

@@ -18,10 +18,10 @@ import (
 // is not provably and uniquely ours. Nothing is written to or deleted from it.
 var ErrConflict = errors.New("account conflict")
 
-// Sync performs the SCIM calls for one identity on one target. An account is ours only
+// Session performs the SCIM calls for one identity on one target. An account is ours only
 // when its externalId is this cluster's id for the identity: every write (PATCH, PUT, DELETE)
 // goes to an account a read has just shown to carry it. Status ids are hints, never proof.
-type Sync struct {
+type Session struct {
 	c *scim.Client
 	t *targets.Target
 	// externalID is this cluster's id for the identity; userName its effective userName.
@@ -32,7 +32,7 @@ type Sync struct {
 	matchAttr scimv1.MatchAttribute
 	adoption  scimv1.AdoptionPolicy
 	// kind is the resource type the target's accounts are made as (User, Agent...).
-	kind dialect.Kind
+	kind dialect.AccountType
 	// dialects records what the provider answered that discovery did not say.
 	dialects *dialect.Observed
 	// charge reserves one remote deletion with the circuit breaker (per namespace); refund
@@ -43,7 +43,7 @@ type Sync struct {
 
 // Ours reports whether a resource read from the target is this identity's account.
 // An id a status could not hold (too long, not UTF-8) is never Ours either.
-func (a *Sync) Ours(u scim.Resource) bool {
+func (a *Session) Ours(u scim.Resource) bool {
 	return u != nil && u.ID() != "" && len(u.ID()) <= maxAccountIDBytes && utf8.ValidString(u.ID()) && u.ExternalID() == a.externalID
 }
 
@@ -52,11 +52,11 @@ const maxAccountIDBytes = 512
 
 // usePatch decides PATCH or PUT for the accounts from spec.compatibility and the discovered
 // capabilities.
-func (a *Sync) usePatch() bool { return a.usePatchOn(a.kind.Endpoint) }
+func (a *Session) usePatch() bool { return a.usePatchOn(a.kind.Endpoint) }
 
 // usePatchOn decides PATCH or PUT for one resource endpoint: a refusal seen there (and only
 // there) sends PUT for dialect.PatchRefusalTTL, then PATCH is tried again.
-func (a *Sync) usePatchOn(endpoint string) bool {
+func (a *Session) usePatchOn(endpoint string) bool {
 	if c := a.t.Spec.Compatibility; c != nil {
 		switch c.PatchMode {
 		case scimv1.PatchModePatch:
@@ -76,7 +76,7 @@ func (a *Sync) usePatchOn(endpoint string) bool {
 
 // patchRefused records a provider refusing PATCH (501/405) although discovery said it
 // supports it: from now on accounts are updated with PUT, and groups by replacing their members.
-func (a *Sync) patchRefused(endpoint string, err error) {
+func (a *Session) patchRefused(endpoint string, err error) {
 	what := "accounts are updated with PUT"
 	if endpoint == groupsEndpoint {
 		what = "group members are changed by a PUT of the group"
@@ -86,14 +86,14 @@ func (a *Sync) patchRefused(endpoint string, err error) {
 		endpoint, err, what, dialect.PatchRefusalTTL), 512))
 }
 
-func (a *Sync) useETag() bool {
+func (a *Session) useETag() bool {
 	caps := a.t.Status.Capabilities
 	return caps != nil && caps.ETag != nil && *caps.ETag
 }
 
 // ifMatch is the If-Match for a write to u, just read: its version where the provider
 // supports ETags, else "".
-func (a *Sync) ifMatch(u scim.Resource) string {
+func (a *Session) ifMatch(u scim.Resource) string {
 	if !a.useETag() {
 		return ""
 	}
@@ -103,7 +103,7 @@ func (a *Sync) ifMatch(u scim.Resource) string {
 // Ensure makes the account exist and match desired. knownID is the id from status, a hint:
 // the account there is used only if it carries our externalId. A new account costs one
 // lookup and one POST; an unchanged one costs one GET.
-func (a *Sync) Ensure(ctx context.Context, knownID string) (user scim.Resource, adopted, updated bool, err error) {
+func (a *Session) Ensure(ctx context.Context, knownID string) (user scim.Resource, adopted, updated bool, err error) {
 	if knownID != "" {
 		user, err = a.Read(ctx, knownID)
 		switch {
@@ -127,7 +127,7 @@ func (a *Sync) Ensure(ctx context.Context, knownID string) (user scim.Resource, 
 }
 
 // findOrCreate finds our account, or an adoptable one, or creates it.
-func (a *Sync) findOrCreate(ctx context.Context) (scim.Resource, bool, error) {
+func (a *Session) findOrCreate(ctx context.Context) (scim.Resource, bool, error) {
 	if a.matchAttr == scimv1.MatchUserName {
 		found, adopted, err := a.byUserName(ctx)
 		if err != nil || found != nil {
@@ -181,7 +181,7 @@ func (a *Sync) findOrCreate(ctx context.Context) (scim.Resource, bool, error) {
 
 // Read GETs the account with this id; an answer that names another id is someone else's
 // resource and is refused.
-func (a *Sync) Read(ctx context.Context, id string) (scim.Resource, error) {
+func (a *Session) Read(ctx context.Context, id string) (scim.Resource, error) {
 	u, err := a.c.Get(ctx, a.kind.Endpoint, id)
 	if err != nil {
 		return nil, err
@@ -194,7 +194,7 @@ func (a *Sync) Read(ctx context.Context, id string) (scim.Resource, error) {
 
 // byExternalID returns the account carrying our externalId; two or more is a conflict a
 // human must resolve (provisioning never picks one).
-func (a *Sync) byExternalID(ctx context.Context) (scim.Resource, error) {
+func (a *Session) byExternalID(ctx context.Context) (scim.Resource, error) {
 	mine, err := a.findOurs(ctx)
 	if err != nil {
 		return nil, err
@@ -214,7 +214,7 @@ func (a *Sync) byExternalID(ctx context.Context) (scim.Resource, error) {
 }
 
 // findOurs lists every account carrying our externalId.
-func (a *Sync) findOurs(ctx context.Context) ([]scim.Resource, error) {
+func (a *Session) findOurs(ctx context.Context) ([]scim.Resource, error) {
 	found, err := a.c.Find(ctx, a.kind.Endpoint, "externalId", a.externalID)
 	if err != nil {
 		return nil, fmt.Errorf("looking up externalId %q on %s: %w", a.externalID, a.t.Key(), err)
@@ -231,7 +231,7 @@ func (a *Sync) findOurs(ctx context.Context) ([]scim.Resource, error) {
 // byUserName returns the account with our userName when it is ours, or adoptable under the
 // target's adoption policy (no externalId at all, and spec.adoption IfNoExternalID). Any
 // other account with that userName is a conflict: it is a person's, or another identity's.
-func (a *Sync) byUserName(ctx context.Context) (scim.Resource, bool, error) {
+func (a *Session) byUserName(ctx context.Context) (scim.Resource, bool, error) {
 	found, err := a.c.Find(ctx, a.kind.Endpoint, a.kind.NameAttr, a.userName)
 	if err != nil {
 		return nil, false, fmt.Errorf("looking up userName %q on %s: %w", a.userName, a.t.Key(), err)
@@ -242,7 +242,7 @@ func (a *Sync) byUserName(ctx context.Context) (scim.Resource, bool, error) {
 // byUserNameScan is byUserName for a provider whose filter did not find a userName its
 // uniqueness check knows (it matches userName eq case-sensitively, where RFC 7643 says
 // caseExact false): every account is listed and compared case-insensitively here.
-func (a *Sync) byUserNameScan(ctx context.Context) (scim.Resource, bool, error) {
+func (a *Session) byUserNameScan(ctx context.Context) (scim.Resource, bool, error) {
 	var found []scim.Resource
 	err := a.c.EachPage(ctx, a.kind.Endpoint, "", PageSize, 0, func(page []scim.Resource) error {
 		for _, u := range page {
@@ -263,7 +263,7 @@ func (a *Sync) byUserNameScan(ctx context.Context) (scim.Resource, bool, error) 
 }
 
 // classifyByUserName decides among the accounts with our userName (see byUserName).
-func (a *Sync) classifyByUserName(found []scim.Resource) (scim.Resource, bool, error) {
+func (a *Session) classifyByUserName(found []scim.Resource) (scim.Resource, bool, error) {
 	var mine, adoptable []scim.Resource
 	foreign := 0
 	for _, u := range found {
@@ -297,7 +297,7 @@ func (a *Sync) classifyByUserName(found []scim.Resource) (scim.Resource, bool, e
 
 // update corrects the owned attributes that differ; one PATCH (or PUT) at most, retried once
 // on 412 after a read that proves ownership again. user was just read and is ours (or adoptable).
-func (a *Sync) update(ctx context.Context, user scim.Resource) (scim.Resource, error) {
+func (a *Session) update(ctx context.Context, user scim.Resource) (scim.Resource, error) {
 	for attempt := 0; ; attempt++ {
 		ops := scim.Diff(a.Desired, user)
 		if len(ops) == 0 {
