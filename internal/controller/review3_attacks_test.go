@@ -46,7 +46,7 @@ func activeUsersOn(backend *scimserver.Server, ns, name string) int {
 	return n
 }
 
-var _ = Describe("Review of trust round 3", func() {
+var _ = Describe("Attacks on revocation evidence, the breaker's shares and the operator's memory", func() {
 	ctx := context.Background()
 	AfterEach(func() { scimSrv.Faults.Clear() })
 

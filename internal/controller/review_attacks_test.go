@@ -19,13 +19,13 @@ import (
 
 // Security review of the 2026-11 changes: specs that play the attacks and fail where the
 // operator gives way.
-var _ = Describe("Review attacks", func() {
+var _ = Describe("Attacks on governance, expiry, account ownership and group membership", func() {
 	ctx := context.Background()
 	var ns string
 	BeforeEach(func() { ns = newNamespace(ctx) })
 	AfterEach(func() { scimSrv.Faults.Clear() })
 
-	It("REVIEW-1 suspends an identity whose owner left even when the tenant blocks its spec during the grace", func() {
+	It("suspends an identity whose owner left even when the tenant blocks its spec during the grace", func() {
 		person("carol."+ns, "carol@"+ns+".example", true)
 		fastTarget(ctx, ns, "people")
 		governed(ctx, ns, "app", &scimv1.Governance{
@@ -53,7 +53,7 @@ var _ = Describe("Review attacks", func() {
 			"governance suspension is bypassed by a blocked spec")
 	})
 
-	It("REVIEW-1b suspends an identity whose owner left even when the tenant clears spec.owner on a requireOwner target", func() {
+	It("suspends an identity whose owner left even when the tenant clears spec.owner on a requireOwner target", func() {
 		person("dave."+ns, "dave@"+ns+".example", true)
 		fastTarget(ctx, ns, "people")
 		governed(ctx, ns, "app", &scimv1.Governance{
@@ -76,7 +76,7 @@ var _ = Describe("Review attacks", func() {
 			"an identity without an owner on a requireOwner target keeps an active account")
 	})
 
-	It("REVIEW-2 does not leave an account active past the target's maxTTL because the identity says Orphan", func() {
+	It("does not leave an account active past the target's maxTTL because the identity says Orphan", func() {
 		governed(ctx, ns, "bounded", &scimv1.Governance{MaxTTL: scimv1.DurationOf(time.Minute)})
 		si := newIdentity(ns, "immortal", "bounded")
 		orphan := scimv1.DeletionPolicyOrphan
@@ -89,7 +89,7 @@ var _ = Describe("Review attacks", func() {
 			"the account outlives the target's maxTTL, active")
 	})
 
-	It("REVIEW-3 never deactivates or deletes an account that no longer carries our externalId (provider ignores If-Match)", func() {
+	It("never deactivates or deletes an account that no longer carries our externalId (provider ignores If-Match)", func() {
 		fastTarget(ctx, ns, "app")
 		si := newIdentity(ns, "bot", "app")
 		Expect(k8s.Create(ctx, si)).To(Succeed())
@@ -117,7 +117,7 @@ var _ = Describe("Review attacks", func() {
 		Expect(jane[0]["active"]).To(BeTrue(), "the person's account was deactivated by the revocation on record")
 	})
 
-	It("REVIEW-4 does not drop a group's other members when PATCH is refused and the group is read without members", func() {
+	It("does not drop a group's other members when PATCH is refused and the group is read without members", func() {
 		srv, err := scimserver.New(testToken)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(srv.Start("127.0.0.1:0")).To(Succeed())

@@ -40,7 +40,7 @@ func revokedOrInactive(ns, name string) func() bool {
 	}
 }
 
-var _ = Describe("Trust round 3: the kill switch never lies", func() {
+var _ = Describe("The kill switch never lies", func() {
 	ctx := context.Background()
 	var ns string
 	BeforeEach(func() { ns = newNamespace(ctx) })
@@ -207,7 +207,7 @@ var _ = Describe("Trust round 3: the kill switch never lies", func() {
 	})
 })
 
-var _ = Describe("Trust round 3: no tenant spends another's workers", func() {
+var _ = Describe("No tenant spends another's workers", func() {
 	ctx := context.Background()
 
 	It("attack: a tenant's many hanging targets delay another tenant's revocations", func() {
