@@ -49,13 +49,21 @@ envtest-bins: ## Provide kube-apiserver, etcd, kube-controller-manager, kubectl 
 .PHONY: test
 test: verify vet ## Verify, then run every test against a real kube-apiserver and the reference SCIM server.
 	@hack/helm.sh >/dev/null # test/chart needs helm: built once (about 6 minutes cold), then cached
-	@assets="$$(hack/envtest-bins.sh)"; echo "go test ./... (control plane from $$assets; full log in test.log)"; \
-	KUBEBUILDER_ASSETS="$$assets" go test ./... -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; echo "make test: FAILED"; exit 1; }
-	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|[0-9]+ Passed \|' test.log
-	@go tool cover -func cover.out | tail -1
-	@$(MAKE) --no-print-directory test-alerts
-	@$(MAKE) --no-print-directory fuzz
-	@$(MAKE) --no-print-directory test-e2e
+	@# The end-to-end suite shares no process with the others (its own control plane, operator
+	@# and SCIM server): it runs beside go test ./..., and its summary is printed at the end.
+	@assets="$$(hack/envtest-bins.sh)"; \
+	$(MAKE) --no-print-directory test-e2e > test-e2e.out 2>&1 & e2e=$$!; \
+	echo "go test ./... beside the e2e suite (control plane from $$assets; full logs in test.log, test-e2e.log)"; \
+	failed=""; \
+	KUBEBUILDER_ASSETS="$$assets" go test ./... -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; failed="go test ./..."; }; \
+	if [ -z "$$failed" ]; then \
+		grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|[0-9]+ Passed \|' test.log; \
+		go tool cover -func cover.out | tail -1; \
+		$(MAKE) --no-print-directory test-alerts && $(MAKE) --no-print-directory fuzz || failed="test-alerts or fuzz"; \
+	fi; \
+	wait $$e2e || failed="$$failed test-e2e"; \
+	cat test-e2e.out; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED ($$failed)"; exit 1; fi
 
 .PHONY: test-alerts
 test-alerts: ## promtool: check the alert rules and run their unit tests (config/prometheus/alerts_test.yaml).
