@@ -2,6 +2,9 @@ package account
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -70,4 +73,48 @@ func MatchAttribute(t *targets.Target) scimv1.MatchAttribute {
 		return c.MatchAttribute
 	}
 	return scimv1.MatchExternalID
+}
+
+// Folded is what the outcomes of an identity's targets come to, for its conditions and for the
+// work queue.
+type Folded struct {
+	// Stalled and Transient are "target: message", in target order.
+	Stalled, Transient []string
+	// Reason is the first stalled outcome's reason, else the first transient one's (target order).
+	Reason string
+	// RetryAfter is the longest wait a target asked for.
+	RetryAfter time.Duration
+	// Errs are the transient errors no target gave a wait for: the work queue's backoff spaces
+	// the next attempts.
+	Errs []error
+}
+
+// Fold folds the outcomes, by target key, of one pass over an identity's targets.
+func Fold(outcomes map[string]Outcome) Folded {
+	var f Folded
+	var transientReason string
+	for _, key := range slices.Sorted(maps.Keys(outcomes)) {
+		o := outcomes[key]
+		switch {
+		case o.Stalled != "":
+			f.Stalled = append(f.Stalled, key+": "+o.Stalled)
+			if f.Reason == "" {
+				f.Reason = o.Reason
+			}
+		case o.Err != nil:
+			f.Transient = append(f.Transient, key+": "+o.Err.Error())
+			if transientReason == "" {
+				transientReason = o.Reason
+			}
+			if o.RetryAfter > 0 {
+				f.RetryAfter = max(f.RetryAfter, o.RetryAfter)
+			} else {
+				f.Errs = append(f.Errs, fmt.Errorf("%s: %w", key, o.Err))
+			}
+		}
+	}
+	if f.Reason == "" {
+		f.Reason = transientReason
+	}
+	return f
 }

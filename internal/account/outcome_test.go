@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
 
@@ -83,5 +84,42 @@ func TestClassify(t *testing.T) {
 				t.Errorf("want transient carrying the error, got %+v", o)
 			}
 		})
+	}
+}
+
+// Fold decides the reason and the wait from every target's outcome, in target order, whatever
+// the map's order.
+func TestFold(t *testing.T) {
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name     string
+		outcomes map[string]Outcome
+		want     Folded
+		errs     int
+	}{
+		{"all fine", map[string]Outcome{"a": {}, "b": {}}, Folded{}, 0},
+		{"one stalled, one transient: the stalled reason", map[string]Outcome{
+			"b": {Err: boom, Reason: scimv1.ReasonUnreachable},
+			"a": {Stalled: "refused", Reason: scimv1.ReasonRejected},
+		}, Folded{Stalled: []string{"a: refused"}, Transient: []string{"b: boom"}, Reason: scimv1.ReasonRejected}, 1},
+		{"two stalled: the first target's reason", map[string]Outcome{
+			"z": {Stalled: "no", Reason: scimv1.ReasonGuardrail},
+			"m": {Stalled: "no", Reason: scimv1.ReasonAccountConflict},
+		}, Folded{Stalled: []string{"m: no", "z: no"}, Reason: scimv1.ReasonAccountConflict}, 0},
+		{"waits: the longest, and no error for the backoff", map[string]Outcome{
+			"a": {Err: boom, Reason: scimv1.ReasonUnreachable, RetryAfter: time.Second},
+			"b": {Err: boom, Reason: scimv1.ReasonUnauthorized, RetryAfter: time.Minute},
+		}, Folded{Transient: []string{"a: boom", "b: boom"}, Reason: scimv1.ReasonUnreachable, RetryAfter: time.Minute}, 0},
+	} {
+		for range 20 { // map order varies from run to run
+			got := Fold(tc.outcomes)
+			if len(got.Errs) != tc.errs {
+				t.Fatalf("%s: %d errors, want %d", tc.name, len(got.Errs), tc.errs)
+			}
+			got.Errs = nil
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("%s: got %+v, want %+v", tc.name, got, tc.want)
+			}
+		}
 	}
 }

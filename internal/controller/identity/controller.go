@@ -442,44 +442,22 @@ func (r *Reconciler) report(si *scimv1.ServiceIdentity, p *syncPass) (ctrl.Resul
 // finish turns per-target outcomes into conditions and the result.
 func (r *Reconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome) (ctrl.Result, error) {
 	gen := si.Generation
-	var transient, stalled []string
-	var errs []error
-	var retryAfter time.Duration
-	reason := ""
-	for key, o := range outcomes {
-		switch {
-		case o.Stalled != "":
-			stalled = append(stalled, key+": "+o.Stalled)
-			reason = o.Reason
-		case o.Err != nil:
-			transient = append(transient, key+": "+o.Err.Error())
-			if reason == "" {
-				reason = o.Reason
-			}
-			if o.RetryAfter > 0 {
-				retryAfter = max(retryAfter, o.RetryAfter)
-			} else {
-				errs = append(errs, fmt.Errorf("%s: %w", key, o.Err))
-			}
-		}
-	}
-	slices.Sort(transient)
-	slices.Sort(stalled)
+	f := account.Fold(outcomes)
 	conds := &si.Status.Conditions
 	switch {
-	case len(stalled) > 0:
-		msg := strings.Join(append(stalled, transient...), "; ")
-		status.Stall(conds, &si.Status.ObservedGeneration, gen, reason, msg)
-		r.Recorder.Eventf(si, nil, "Warning", reason, "Provision", status.Truncate(msg, 512))
+	case len(f.Stalled) > 0:
+		msg := strings.Join(append(f.Stalled, f.Transient...), "; ")
+		status.Stall(conds, &si.Status.ObservedGeneration, gen, f.Reason, msg)
+		r.Recorder.Eventf(si, nil, "Warning", f.Reason, "Provision", status.Truncate(msg, 512))
 		// A human has to change something; the watch on the spec brings us back.
 		return ctrl.Result{}, reconcile.TerminalError(errors.New(msg))
-	case len(transient) > 0:
-		msg := strings.Join(transient, "; ")
-		status.Progress(conds, gen, reason, msg, "Retrying: "+msg)
-		if len(errs) > 0 {
-			return ctrl.Result{}, errors.Join(errs...)
+	case len(f.Transient) > 0:
+		msg := strings.Join(f.Transient, "; ")
+		status.Progress(conds, gen, f.Reason, msg, "Retrying: "+msg)
+		if len(f.Errs) > 0 {
+			return ctrl.Result{}, errors.Join(f.Errs...)
 		}
-		return ctrl.Result{RequeueAfter: retryAfter}, nil
+		return ctrl.Result{RequeueAfter: f.RetryAfter}, nil
 	}
 	wasReady := meta.IsStatusConditionTrue(*conds, scimv1.ConditionReady)
 	msg := fmt.Sprintf("Account %q provisioned on %d target(s)", si.Status.UserName, len(outcomes))

@@ -80,34 +80,21 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, si *scimv1.ServiceIden
 
 // deprovisionBlocked reports targets that did not confirm and schedules the retry.
 func (r *Reconciler) deprovisionBlocked(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome, prefix string) (ctrl.Result, error) {
-	var msgs []string
-	var errs []error
-	var retryAfter time.Duration
-	for key, o := range outcomes {
-		m := o.Stalled
-		if o.Err != nil {
-			m = o.Err.Error()
-			if o.RetryAfter > 0 {
-				retryAfter = max(retryAfter, o.RetryAfter)
-			} else {
-				errs = append(errs, fmt.Errorf("%s: %w", key, o.Err))
-			}
-		}
-		msgs = append(msgs, key+": "+m)
-	}
+	f := account.Fold(outcomes)
+	msgs := append(f.Stalled, f.Transient...)
 	slices.Sort(msgs)
 	msg := prefix + ": " + strings.Join(msgs, "; ")
 	gen := si.Generation
 	status.Set(&si.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDeprovisionBlocked, msg)
 	status.Set(&si.Status.Conditions, gen, scimv1.ConditionReconciling, metav1.ConditionTrue, scimv1.ReasonDeprovisioning, msg)
-	if len(errs) > 0 {
-		return ctrl.Result{}, errors.Join(errs...)
+	if len(f.Errs) > 0 {
+		return ctrl.Result{}, errors.Join(f.Errs...)
 	}
-	if retryAfter == 0 {
+	if f.RetryAfter == 0 {
 		// Permanent refusals are still retried, slowly: the target may be fixed.
-		retryAfter = time.Minute
+		return ctrl.Result{RequeueAfter: time.Minute}, nil
 	}
-	return ctrl.Result{RequeueAfter: retryAfter}, nil
+	return ctrl.Result{RequeueAfter: f.RetryAfter}, nil
 }
 
 // identityKeys is what this process keys its memory of one identity by: its UID and its
