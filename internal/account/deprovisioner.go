@@ -414,91 +414,129 @@ func (e *OrphanChangedError) Error() string {
 // that namespace only when it exists and t serves it (OrphanBucket); otherwise the shared
 // bucket. A pause returns orphanPaused with the *breaker.OpenError that says which bucket.
 func (d *Deprovisioner) Orphan(ctx context.Context, t *targets.Target, c *scim.Client, u scim.Resource, policy scimv1.OrphanPolicy) (OrphanOutcome, error) {
-	id := u.ID()
 	bucket, err := d.OrphanBucket(ctx, t, u.ExternalID())
 	if err != nil {
 		return OrphanUntouched, err
 	}
 	a := d.sessionOn(t, c, u.ExternalID(), "")
 	d.chargeTo(a, t, bucket)
-	skip := func(why string) (OrphanOutcome, error) { return OrphanSkipped, &OrphanChangedError{id: id, why: why} }
-	cur, err := a.Read(ctx, id)
-	if scim.IsNotFound(err) {
-		return OrphanUntouched, nil
-	}
-	if err != nil {
-		return OrphanUntouched, fmt.Errorf("reading account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
-	}
-	if why, err := d.stillOrphan(ctx, a, cur); err != nil || why != "" {
-		if err != nil {
-			return OrphanUntouched, err
-		}
-		return skip(why)
+	cur, out, err := d.readOrphan(ctx, a, u.ID())
+	if cur == nil {
+		return out, err
 	}
 	active, present := cur.Active()
 	deactivate := !present || active
 	if !deactivate && policy == scimv1.OrphanPolicyDeactivate {
 		return OrphanUntouched, nil
 	}
-	if a.charge != nil {
-		var open *breaker.OpenError
-		if err := a.charge(ctx); errors.As(err, &open) {
-			return OrphanPaused, open
-		} else if err != nil {
-			return OrphanUntouched, err
-		}
-	}
-	refund := func() {
-		if a.refund != nil {
-			a.refund()
-		}
+	if out, err := chargeOrphan(ctx, a); err != nil {
+		return out, err
 	}
 	ifMatch := a.ifMatch(cur)
 	if deactivate {
-		answer, err := d.deactivateOrphan(ctx, a, cur, ifMatch)
-		switch {
-		case scim.IsPreconditionFailed(err):
-			refund()
-			return skip("changed since it was read (412 to its deactivation)")
-		case scim.IsNotFound(err):
-			refund()
-			return OrphanUntouched, nil
-		case err != nil:
-			refund() // nothing changed (or we cannot tell): do not count it
-			return OrphanUntouched, fmt.Errorf("deactivating account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
+		var done bool
+		if ifMatch, done, out, err = d.deactivateOrphanFirst(ctx, a, cur, policy); done {
+			return out, err
 		}
-		if policy != scimv1.OrphanPolicyDelete {
-			return OrphanActed, nil
-		}
-		// The DELETE goes only where the answer shows the account still ours; a 204, or an
-		// answer without the id, the externalId or (with ETags) the version is not that
-		// answer: read it again.
-		if answer == nil || answer.ID() != id || answer.ExternalID() == "" || (a.useETag() && answer.Version() == "") {
-			if answer, err = a.Read(ctx, id); scim.IsNotFound(err) {
-				return OrphanActed, nil
-			} else if err != nil {
-				return OrphanActed, fmt.Errorf("reading back account %s on %s after deactivating it: %w", scim.Sanitize(id, 128), t.Key(), err)
-			}
-		}
-		if why, err := d.stillOrphan(ctx, a, answer); err != nil || why != "" {
-			if err != nil {
-				return OrphanActed, err
-			}
-			return skip(why + " once deactivated: it is not deleted")
-		}
-		ifMatch = a.ifMatch(answer)
 	}
-	err = a.c.DeleteIfMatch(ctx, a.kind.Endpoint, id, ifMatch)
+	return d.deleteOrphan(ctx, a, cur.ID(), ifMatch, deactivate)
+}
+
+// readOrphan reads the orphan again by id and checks that it is still ours and still an
+// orphan. It returns nil when there is nothing to do, with what to report: gone, or changed.
+func (d *Deprovisioner) readOrphan(ctx context.Context, a *Session, id string) (scim.Resource, OrphanOutcome, error) {
+	cur, err := a.Read(ctx, id)
+	if scim.IsNotFound(err) {
+		return nil, OrphanUntouched, nil
+	}
+	if err != nil {
+		return nil, OrphanUntouched, fmt.Errorf("reading account %s on %s: %w", scim.Sanitize(id, 128), a.t.Key(), err)
+	}
+	if why, err := d.stillOrphan(ctx, a, cur); err != nil {
+		return nil, OrphanUntouched, err
+	} else if why != "" {
+		return nil, OrphanSkipped, &OrphanChangedError{id: id, why: why}
+	}
+	return cur, OrphanUntouched, nil
+}
+
+// chargeOrphan charges a write to an orphan to the breaker; an open breaker pauses it.
+func chargeOrphan(ctx context.Context, a *Session) (OrphanOutcome, error) {
+	if a.charge == nil {
+		return OrphanUntouched, nil
+	}
+	var open *breaker.OpenError
+	if err := a.charge(ctx); errors.As(err, &open) {
+		return OrphanPaused, open
+	} else if err != nil {
+		return OrphanUntouched, err
+	}
+	return OrphanUntouched, nil
+}
+
+// refundCharge gives back the breaker's charge of a write that changed nothing.
+func (a *Session) refundCharge() {
+	if a.refund != nil {
+		a.refund()
+	}
+}
+
+// deactivateOrphanFirst deactivates the orphan cur. Under Delete it returns the If-Match for
+// the DELETE, taken from an answer that still shows the account ours (read again where the
+// PATCH's answer does not); done reports the orphan finished with, outcome and error saying how.
+func (d *Deprovisioner) deactivateOrphanFirst(ctx context.Context, a *Session, cur scim.Resource, policy scimv1.OrphanPolicy) (
+	ifMatch string, done bool, out OrphanOutcome, err error) {
+	id := cur.ID()
+	changed := func(why string) (string, bool, OrphanOutcome, error) {
+		return "", true, OrphanSkipped, &OrphanChangedError{id: id, why: why}
+	}
+	answer, err := d.deactivateOrphan(ctx, a, cur, a.ifMatch(cur))
 	switch {
 	case scim.IsPreconditionFailed(err):
-		if !deactivate {
-			refund()
+		a.refundCharge()
+		return changed("changed since it was read (412 to its deactivation)")
+	case scim.IsNotFound(err):
+		a.refundCharge()
+		return "", true, OrphanUntouched, nil
+	case err != nil:
+		a.refundCharge() // nothing changed (or we cannot tell): do not count it
+		return "", true, OrphanUntouched, fmt.Errorf("deactivating account %s on %s: %w", scim.Sanitize(id, 128), a.t.Key(), err)
+	}
+	if policy != scimv1.OrphanPolicyDelete {
+		return "", true, OrphanActed, nil
+	}
+	// The DELETE goes only where the answer shows the account still ours; a 204, or an answer
+	// without the id, the externalId or (with ETags) the version is not that answer: read it
+	// again.
+	if answer == nil || answer.ID() != id || answer.ExternalID() == "" || (a.useETag() && answer.Version() == "") {
+		if answer, err = a.Read(ctx, id); scim.IsNotFound(err) {
+			return "", true, OrphanActed, nil
+		} else if err != nil {
+			return "", true, OrphanActed, fmt.Errorf("reading back account %s on %s after deactivating it: %w", scim.Sanitize(id, 128), a.t.Key(), err)
 		}
-		return skip("changed since it was read (412 to its deletion)")
+	}
+	if why, err := d.stillOrphan(ctx, a, answer); err != nil {
+		return "", true, OrphanActed, err
+	} else if why != "" {
+		return changed(why + " once deactivated: it is not deleted")
+	}
+	return a.ifMatch(answer), false, OrphanActed, nil
+}
+
+// deleteOrphan deletes the orphan id, If-Match where the provider supports ETags; deactivated
+// says the deactivation before it was charged and stands.
+func (d *Deprovisioner) deleteOrphan(ctx context.Context, a *Session, id, ifMatch string, deactivated bool) (OrphanOutcome, error) {
+	err := a.c.DeleteIfMatch(ctx, a.kind.Endpoint, id, ifMatch)
+	switch {
+	case scim.IsPreconditionFailed(err):
+		if !deactivated {
+			a.refundCharge()
+		}
+		return OrphanSkipped, &OrphanChangedError{id: id, why: "changed since it was read (412 to its deletion)"}
 	case scim.IsNotFound(err):
 		return OrphanActed, nil
 	case err != nil:
-		return OrphanActed, fmt.Errorf("deleting account %s on %s: %w", scim.Sanitize(id, 128), t.Key(), err)
+		return OrphanActed, fmt.Errorf("deleting account %s on %s: %w", scim.Sanitize(id, 128), a.t.Key(), err)
 	}
 	return OrphanActed, nil
 }
