@@ -174,11 +174,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	}
 	policy := EffectivePolicy(t, si, rv)
 	if policy == scimv1.DeletionPolicyOrphan {
-		entry.State = scimv1.TargetStateDeprovisioned
-		entry.Message = "Account left on the target (deletionPolicy Orphan)"
-		if entry.Revocation == nil || entry.Revocation.Result != scimv1.RevocationOrphaned {
-			entry.Revocation = &scimv1.RevocationEvidence{Result: scimv1.RevocationOrphaned, ConfirmedAt: metav1.NewTime(status.Clock(d.Clock).Now())}
-		}
+		d.leftOrphaned(entry)
 		return Outcome{}
 	}
 	c, err := d.Clients.ForTarget(ctx, t)
@@ -186,22 +182,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 		return entryBlocked(entry, err)
 	}
 	acct := d.SessionFor(si, t, c)
-	var ids []string
-	if done, ferr := d.onRecord(ctx, acct, entry, policy); ferr != nil {
-		err = ferr
-	} else if done {
-		ids = []string{entry.ID}
-	} else {
-		var mine []scim.Resource
-		mine, err = acct.findOurs(ctx)
-		for _, u := range mine {
-			if err != nil {
-				break
-			}
-			err = d.Account(ctx, acct, u, policy, entry.Groups)
-			ids = append(ids, u.ID())
-		}
-	}
+	ids, err := d.accounts(ctx, acct, entry, policy)
 	if err == nil {
 		err = d.evidence(ctx, si, acct, entry, ids, policy)
 	}
@@ -213,6 +194,38 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	entry.Active = &f
 	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s); the target confirmed %s", policy, entry.Revocation.Result)
 	return Outcome{}
+}
+
+// leftOrphaned records on the entry an account Orphan leaves on the target: on record, and
+// never called off (AccountOff).
+func (d *Deprovisioner) leftOrphaned(entry *scimv1.IdentityTargetStatus) {
+	entry.State = scimv1.TargetStateDeprovisioned
+	entry.Message = "Account left on the target (deletionPolicy Orphan)"
+	if entry.Revocation == nil || entry.Revocation.Result != scimv1.RevocationOrphaned {
+		entry.Revocation = &scimv1.RevocationEvidence{Result: scimv1.RevocationOrphaned, ConfirmedAt: metav1.NewTime(status.Clock(d.Clock).Now())}
+	}
+}
+
+// accounts applies policy to the identity's accounts on the session's target: the one on
+// record where it can be done as recorded (onRecord), else every account carrying our
+// externalId. It returns the ids it deprovisioned.
+func (d *Deprovisioner) accounts(ctx context.Context, a *Session, entry *scimv1.IdentityTargetStatus, policy scimv1.DeletionPolicy) ([]string, error) {
+	if done, err := d.onRecord(ctx, a, entry, policy); err != nil || done {
+		if done {
+			return []string{entry.ID}, err
+		}
+		return nil, err
+	}
+	mine, err := a.findOurs(ctx)
+	var ids []string
+	for _, u := range mine {
+		if err != nil {
+			break
+		}
+		err = d.Account(ctx, a, u, policy, entry.Groups)
+		ids = append(ids, u.ID())
+	}
+	return ids, err
 }
 
 // evidence reads the identity's accounts back by externalId after deprovisioning and records
