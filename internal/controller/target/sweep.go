@@ -126,25 +126,11 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 		return 0, nil
 	}
 	interval := targets.SweepInterval(t)
-	last := sweepMemo{sweep: t.Status.Sweep, orphans: t.Status.Orphans}
-	if v, ok := r.sweeps.Load(memoKey(t)); ok {
-		if mem := v.(sweepMemo); sweepTime(last.sweep).Before(sweepTime(mem.sweep)) {
-			last = sweepMemo{sweep: mem.sweep.DeepCopy(), orphans: mem.orphans.DeepCopy()}
-		}
-	}
+	last := r.lastSweep(t)
 	requested := status.Truncate(t.Object.GetAnnotations()[scimv1.SweepRequestedAnnotation], 256)
-	if at := sweepTime(last.sweep); !at.IsZero() {
-		since := status.Clock(r.Clock).Since(at)
-		due := interval - since
-		if requested != last.sweep.LastHandledRequest {
-			// A request sweeps now, but no sooner than sweepRequestGap after the last sweep:
-			// whoever may annotate the target cannot make it list the provider in a loop.
-			due = min(due, sweepRequestGap-since)
-		}
-		if due > 0 {
-			t.Status.Sweep, t.Status.Orphans = last.sweep, last.orphans
-			return due, nil
-		}
+	if due := sweepDue(last.sweep, requested, interval, status.Clock(r.Clock).Now()); due > 0 {
+		t.Status.Sweep, t.Status.Orphans = last.sweep, last.orphans
+		return due, nil
 	}
 	// One sweep at a time per namespace: a tenant's slow providers hold one sweep worker, not
 	// all of them. A target's deletion stops its sweep (forget).
@@ -186,6 +172,35 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 	}
 	r.sweeps.Store(memoKey(t), sweepMemo{sweep: t.Status.Sweep.DeepCopy(), orphans: t.Status.Orphans.DeepCopy()})
 	return kube.Jitter(interval), nil
+}
+
+// lastSweep is the target's last sweep: on its status, or in this process's memo when that is
+// newer (the status write may not have reached the cache yet, or failed).
+func (r *Reconciler) lastSweep(t *targets.Target) sweepMemo {
+	last := sweepMemo{sweep: t.Status.Sweep, orphans: t.Status.Orphans}
+	if v, ok := r.sweeps.Load(memoKey(t)); ok {
+		if mem := v.(sweepMemo); sweepTime(last.sweep).Before(sweepTime(mem.sweep)) {
+			last = sweepMemo{sweep: mem.sweep.DeepCopy(), orphans: mem.orphans.DeepCopy()}
+		}
+	}
+	return last
+}
+
+// sweepDue is how long until the next sweep (<= 0: now), after last, every interval. A new
+// request (the sweep-requested-at annotation) sweeps at once, but no sooner than
+// sweepRequestGap after the last sweep: whoever may annotate the target cannot make it list the
+// provider in a loop.
+func sweepDue(last *scimv1.SweepStatus, requested string, interval time.Duration, now time.Time) time.Duration {
+	at := sweepTime(last)
+	if at.IsZero() {
+		return 0
+	}
+	since := now.Sub(at)
+	due := interval - since
+	if requested != last.LastHandledRequest {
+		due = min(due, sweepRequestGap-since)
+	}
+	return due
 }
 
 // memoKey keys a target's sweep memo by its key and UID: a target created again under the same

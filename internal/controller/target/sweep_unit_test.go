@@ -37,3 +37,30 @@ func TestSweepCovers(t *testing.T) {
 		})
 	}
 }
+
+// A sweep is due an interval after the last, at once when there was none, and a request brings
+// it forward to no sooner than sweepRequestGap after the last.
+func TestSweepDue(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	swept := func(ago time.Duration, handled string) *scimv1.SweepStatus {
+		at := metav1.NewTime(now.Add(-ago))
+		return &scimv1.SweepStatus{LastSweepTime: &at, LastHandledRequest: handled}
+	}
+	for _, tc := range []struct {
+		name      string
+		last      *scimv1.SweepStatus
+		requested string
+		want      time.Duration
+	}{
+		{"never swept", nil, "", 0},
+		{"swept a minute ago", swept(time.Minute, ""), "", 9 * time.Minute},
+		{"swept an interval ago", swept(10*time.Minute, ""), "", 0},
+		{"a request a second after the last sweep waits out the gap", swept(time.Second, ""), "now", sweepRequestGap - time.Second},
+		{"a request well after the last sweep sweeps at once", swept(time.Minute, ""), "now", sweepRequestGap - time.Minute},
+		{"a request already handled changes nothing", swept(time.Minute, "now"), "now", 9 * time.Minute},
+	} {
+		if got := sweepDue(tc.last, tc.requested, 10*time.Minute, now); got != tc.want {
+			t.Errorf("%s: due in %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
