@@ -49,26 +49,8 @@ func orphanPolicyDefaulted(t *targets.Target) bool {
 // others are reported. It returns the number of orphans acted on.
 func (r *Reconciler) cleanOrphans(ctx context.Context, t *targets.Target, c *scim.Client, orphans []scim.Resource, policy scimv1.OrphanPolicy) (int, error) {
 	acted := 0
-	var skipped []string
-	paused := map[string]bool{} // buckets the breaker paused in this pass
-	held := 0                   // orphans left for the next scan because of a paused bucket
-	defer func() {
-		if len(skipped) > 0 {
-			r.Recorder.Eventf(t.Object, nil, "Warning", "OrphanSkipped", "Cleanup",
-				"%d orphaned account(s) changed since the sweep listed them and were left alone (the next sweep judges them again): %s",
-				len(skipped), strings.Join(skipped[:min(len(skipped), orphanNamesShown)], "; "))
-		}
-		if held > 0 {
-			names := slices.Sorted(maps.Keys(paused))
-			shown := make([]string, 0, min(len(names), orphanNamesShown))
-			for _, n := range names[:min(len(names), orphanNamesShown)] {
-				shown = append(shown, breaker.BucketName(n))
-			}
-			r.Recorder.Eventf(t.Object, nil, "Warning", "OrphansPaused", "Cleanup",
-				"%d orphaned account(s) were not acted on: the circuit breaker paused the share of namespace(s) %s (the next sweep continues; the other namespaces were cleaned up)",
-				held, strings.Join(shown, ", "))
-		}
-	}()
+	pass := &cleanup{paused: map[string]bool{}}
+	defer r.reportCleanup(t, pass)
 	scoped := t.ClusterScoped() && orphanPolicyDefaulted(t)
 	for _, u := range orphans {
 		if active, present := u.Active(); policy == scimv1.OrphanPolicyDeactivate && present && !active {
@@ -85,8 +67,8 @@ func (r *Reconciler) cleanOrphans(ctx context.Context, t *targets.Target, c *sci
 		if err != nil {
 			return acted, err
 		}
-		if paused[bucket] {
-			held++
+		if pass.paused[bucket] {
+			pass.held++
 			continue
 		}
 		out, err := r.Deprovisioner.Orphan(ctx, t, c, u, policy)
@@ -94,13 +76,13 @@ func (r *Reconciler) cleanOrphans(ctx context.Context, t *targets.Target, c *sci
 		var open *breaker.OpenError
 		switch {
 		case errors.As(err, &changed):
-			skipped = append(skipped, fmt.Sprintf("%q: %s", scim.Sanitize(u.UserName(), 256), changed.Error()))
+			pass.skipped = append(pass.skipped, fmt.Sprintf("%q: %s", scim.Sanitize(u.UserName(), 256), changed.Error()))
 			continue
 		case errors.As(err, &open):
 			// The bucket charged may be the shared one (the window lists as many namespaces
 			// as it may): then this orphan's namespace is held back with it.
-			paused[bucket], paused[open.Namespace] = true, true
-			held++
+			pass.paused[bucket], pass.paused[open.Namespace] = true, true
+			pass.held++
 			continue
 		case err != nil:
 			return acted, fmt.Errorf("%s orphaned account %q: %w", strings.ToLower(string(policy)), scim.Sanitize(u.UserName(), 256), err)
@@ -110,6 +92,32 @@ func (r *Reconciler) cleanOrphans(ctx context.Context, t *targets.Target, c *sci
 		}
 	}
 	return acted, nil
+}
+
+// cleanup is what one pass of the orphan clean-up left alone.
+type cleanup struct {
+	skipped []string        // orphans that changed since the sweep listed them
+	paused  map[string]bool // breaker buckets paused in this pass
+	held    int             // orphans left for the next scan because of a paused bucket
+}
+
+// reportCleanup tells in Events what a clean-up pass left alone, and why.
+func (r *Reconciler) reportCleanup(t *targets.Target, pass *cleanup) {
+	if len(pass.skipped) > 0 {
+		r.Recorder.Eventf(t.Object, nil, "Warning", "OrphanSkipped", "Cleanup",
+			"%d orphaned account(s) changed since the sweep listed them and were left alone (the next sweep judges them again): %s",
+			len(pass.skipped), strings.Join(pass.skipped[:min(len(pass.skipped), orphanNamesShown)], "; "))
+	}
+	if pass.held > 0 {
+		names := slices.Sorted(maps.Keys(pass.paused))
+		shown := make([]string, 0, min(len(names), orphanNamesShown))
+		for _, n := range names[:min(len(names), orphanNamesShown)] {
+			shown = append(shown, breaker.BucketName(n))
+		}
+		r.Recorder.Eventf(t.Object, nil, "Warning", "OrphansPaused", "Cleanup",
+			"%d orphaned account(s) were not acted on: the circuit breaker paused the share of namespace(s) %s (the next sweep continues; the other namespaces were cleaned up)",
+			pass.held, strings.Join(shown, ", "))
+	}
 }
 
 // orphanInScope reports whether the orphan's namespace (from its externalId) is one the
