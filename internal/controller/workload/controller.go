@@ -46,6 +46,24 @@ func (r *Reconciler) newObject() *metav1.PartialObjectMetadata {
 	return o
 }
 
+// mergeSpec is the identity's spec from the annotations' spec: the annotations own what they
+// can express; what they cannot (the incident kill switch, a review interval, an explicit
+// expiry) stays as set on the identity, so `kubectl scim revoke` of a workload's identity is not
+// undone by this reconcile. The schema's default userType is kept, to avoid a diff.
+func mergeSpec(annotated, current scimv1.ServiceIdentitySpec) scimv1.ServiceIdentitySpec {
+	if annotated.UserType == "" {
+		annotated.UserType = current.UserType
+	}
+	annotated.Suspend = current.Suspend
+	if annotated.Review == nil {
+		annotated.Review = current.Review
+	}
+	if annotated.ExpiresAt == nil && annotated.TTL == nil {
+		annotated.ExpiresAt = current.ExpiresAt
+	}
+	return annotated
+}
+
 // IdentityName is the name of the ServiceIdentity made for a workload.
 func IdentityName(kind, name string) string { return strings.ToLower(kind) + "-" + name }
 
@@ -88,21 +106,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: name}}
 	op, err := controllerutil.CreateOrUpdate(ctx, r.Client, si, func() error {
-		// The schema defaults userType; keep the defaulted value to avoid a diff.
-		if spec.UserType == "" {
-			spec.UserType = si.Spec.UserType
-		}
-		// The annotations own what they can express; what they cannot (the incident kill
-		// switch, a review interval, an explicit expiry) stays as set on the identity, so
-		// `kubectl scim revoke` of a workload's identity is not undone by this reconcile.
-		spec.Suspend = si.Spec.Suspend
-		if spec.Review == nil {
-			spec.Review = si.Spec.Review
-		}
-		if spec.ExpiresAt == nil && spec.TTL == nil {
-			spec.ExpiresAt = si.Spec.ExpiresAt
-		}
-		si.Spec = *spec
+		si.Spec = mergeSpec(*spec, si.Spec)
 		return controllerutil.SetControllerReference(w, si, r.Scheme())
 	})
 	if err != nil {

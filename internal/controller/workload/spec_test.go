@@ -141,3 +141,19 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// What the annotations cannot express survives their reconcile: the kill switch, a review
+// interval, an explicit expiry (unless the annotations set a ttl), the defaulted userType.
+func TestMergeSpec(t *testing.T) {
+	at := scimv1.Timestamp("2027-01-01T00:00:00Z")
+	ttl := scimv1.Duration("24h")
+	current := scimv1.ServiceIdentitySpec{Suspend: true, UserType: "service", ExpiresAt: &at,
+		Review: &scimv1.ReviewPolicy{}, Groups: []string{"old"}}
+	got := mergeSpec(scimv1.ServiceIdentitySpec{Groups: []string{"new"}}, current)
+	if !got.Suspend || got.UserType != "service" || got.ExpiresAt != &at || got.Review != current.Review || got.Groups[0] != "new" {
+		t.Fatalf("merged: %+v", got)
+	}
+	if got := mergeSpec(scimv1.ServiceIdentitySpec{TTL: &ttl}, current); got.ExpiresAt != nil || got.TTL == nil {
+		t.Fatalf("a ttl from the annotations replaces the expiry: %+v", got)
+	}
+}
