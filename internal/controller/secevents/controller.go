@@ -115,7 +115,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // retryable failure stops the pass (the receiver is down or throttling): with a Retry-After
 // the next pass is scheduled after it, otherwise the error hands it to the queue's backoff.
 func (r *Reconciler) send(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
 	now := status.Clock(r.Clock).Now()
 	maxAge := r.MaxAge
 	if maxAge <= 0 {
@@ -146,34 +145,8 @@ func (r *Reconciler) send(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl
 		if wait := r.waitLeft(now); wait > 0 {
 			return ctrl.Result{RequeueAfter: wait}, nil // the receiver asked to wait: no identity jumps that
 		}
-		err := r.Publisher.Send(ctx, ev.SecurityEvent, securityEventOf(si, ev))
-		var de *secevent.DeliveryError
-		switch {
-		case err == nil:
-			r.accepted.Add(ev.SecurityEvent, now)
-			ev.SecurityEventDelivery = scimv1.SecurityEventDelivered
-			ev.SecurityEventDeliveredAt = &metav1.Time{Time: now}
-			log.V(1).Info("Security event delivered", "target", target, "jti", ev.SecurityEvent)
-		case ctx.Err() != nil:
-			return ctrl.Result{}, ctx.Err()
-		case secevent.IsRetryable(err) && errors.As(err, &de) && de.RetryAfter > 0:
-			wait := de.RetryAfter
-			if max := r.maxWait(); wait > max {
-				wait = max
-			}
-			r.waitUntil(now.Add(wait))
-			log.Info("Security event receiver asked to wait", "target", target, "jti", ev.SecurityEvent,
-				"retryAfter", de.RetryAfter, "next", wait)
-			return ctrl.Result{RequeueAfter: wait}, nil
-		case secevent.IsRetryable(err):
-			return ctrl.Result{}, fmt.Errorf("security event %s for %s: %w", ev.SecurityEvent, target, err)
-		default:
-			// Refused (400, 401, 403, a redirect), or a token that cannot be built: sending
-			// the same one again will not change the answer. A duplicate jti (the receiver has
-			// it from an attempt whose answer was lost) is refused too, and lands here.
-			ev.SecurityEventDelivery = scimv1.SecurityEventRefused
-			r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonSecurityEventRefused, "SecurityEvent",
-				"Security Event Token %s for the revocation on %s was refused: %s", ev.SecurityEvent, target, status.Truncate(err.Error(), 512))
+		if res, stop, err := r.deliver(ctx, si, ev, target, now); stop {
+			return res, err
 		}
 	}
 	return ctrl.Result{}, nil
@@ -200,6 +173,40 @@ func (r *Reconciler) maxWait() time.Duration {
 		return r.MaxWait
 	}
 	return secevent.MaxRetryAfter
+}
+
+// deliver sends one Security Event Token and records the receiver's answer on ev; stop says
+// the pass ends here (the receiver asked to wait, or will be asked again on the backoff).
+func (r *Reconciler) deliver(ctx context.Context, si *scimv1.ServiceIdentity, ev *scimv1.RevocationEvidence, target string,
+	now time.Time) (ctrl.Result, bool, error) {
+	log := logf.FromContext(ctx)
+	err := r.Publisher.Send(ctx, ev.SecurityEvent, securityEventOf(si, ev))
+	var de *secevent.DeliveryError
+	switch {
+	case err == nil:
+		r.accepted.Add(ev.SecurityEvent, now)
+		ev.SecurityEventDelivery = scimv1.SecurityEventDelivered
+		ev.SecurityEventDeliveredAt = &metav1.Time{Time: now}
+		log.V(1).Info("Security event delivered", "target", target, "jti", ev.SecurityEvent)
+	case ctx.Err() != nil:
+		return ctrl.Result{}, true, ctx.Err()
+	case secevent.IsRetryable(err) && errors.As(err, &de) && de.RetryAfter > 0:
+		wait := min(de.RetryAfter, r.maxWait())
+		r.waitUntil(now.Add(wait))
+		log.Info("Security event receiver asked to wait", "target", target, "jti", ev.SecurityEvent,
+			"retryAfter", de.RetryAfter, "next", wait)
+		return ctrl.Result{RequeueAfter: wait}, true, nil
+	case secevent.IsRetryable(err):
+		return ctrl.Result{}, true, fmt.Errorf("security event %s for %s: %w", ev.SecurityEvent, target, err)
+	default:
+		// Refused (400, 401, 403, a redirect), or a token that cannot be built: sending the
+		// same one again will not change the answer. A duplicate jti (the receiver has it from
+		// an attempt whose answer was lost) is refused too, and lands here.
+		ev.SecurityEventDelivery = scimv1.SecurityEventRefused
+		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonSecurityEventRefused, "SecurityEvent",
+			"Security Event Token %s for the revocation on %s was refused: %s", ev.SecurityEvent, target, status.Truncate(err.Error(), 512))
+	}
+	return ctrl.Result{}, false, nil
 }
 
 // securityEventOf is the event a revocation's evidence holds: its type from the result, its
