@@ -275,15 +275,7 @@ func (g *Governor) checkOwner(ctx context.Context, si *scimv1.ServiceIdentity, p
 		next.CheckedAt = &at
 	}
 	si.Status.Owner = next
-	cond := metav1.ConditionTrue
-	reason, condMsg := "OwnerActive", fmt.Sprintf("Owner %q is active in %s", si.Spec.Owner, next.Directory)
-	switch next.State {
-	case scimv1.OwnerInactive, scimv1.OwnerMissing:
-		cond, reason, condMsg = metav1.ConditionFalse, scimv1.ReasonOwnerInactive, next.Message
-	case scimv1.OwnerUnchecked:
-		cond, reason, condMsg = metav1.ConditionUnknown, "DirectoryUnavailable", next.Message
-	}
-	status.Set(&si.Status.Conditions, si.Generation, scimv1.ConditionOwnerActive, cond, reason, condMsg)
+	setOwnerActive(si, next)
 	wake := p.recheck
 	if !bad || !p.suspends {
 		return "", wake
@@ -394,6 +386,44 @@ func ownerMatches(u scim.Resource, attr, owner string) bool {
 // reviewSkew is how far in the future an attestation may be (clocks differ).
 const reviewSkew = time.Minute
 
+// attestation takes the reviewed-at annotation into st when it is a valid time, not in the
+// future, new, and set by a subject who may review. It returns the time attested (zero when
+// none was taken) and how soon to look again when the reviewer could not be checked yet.
+func (g *Governor) attestation(ctx context.Context, si *scimv1.ServiceIdentity, st, prev *scimv1.ReviewStatus, now time.Time) (time.Time, time.Duration) {
+	v, ok := si.Annotations[scimv1.ReviewedAtAnnotation]
+	if !ok {
+		return time.Time{}, 0
+	}
+	at, err := time.Parse(time.RFC3339, v)
+	switch {
+	case err != nil:
+		st.Message = status.Truncate(fmt.Sprintf("annotation %s=%q is not an RFC 3339 time; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
+		return time.Time{}, 0
+	case at.After(now.Add(reviewSkew)):
+		st.Message = status.Truncate(fmt.Sprintf("annotation %s=%q is in the future; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
+		return time.Time{}, 0
+	case st.LastReviewedAt != nil && st.LastReviewedAt.Time.Equal(at.Truncate(time.Second)):
+		return time.Time{}, 0 // taken already (status keeps seconds): it stands, whatever its author may do now
+	}
+	a := attesterOf(si.Annotations)
+	why, err := g.mayReview(ctx, si, a, v)
+	switch {
+	case err != nil:
+		st.Message = status.Truncate(fmt.Sprintf("annotation %s=%q is not taken yet: %v; retrying", scimv1.ReviewedAtAnnotation, v, err), 512)
+		return time.Time{}, reviewerRetry
+	case why != "":
+		st.Message = status.Truncate(why, 512)
+		if prev == nil || prev.Message != st.Message {
+			g.Recorder.Eventf(si, nil, "Warning", "AttestationIgnored", "Review", "%s", st.Message)
+		}
+		return time.Time{}, 0
+	}
+	reviewed := metav1.NewTime(at)
+	st.LastReviewedAt = &reviewed
+	st.ReviewedBy = status.Truncate(a.user, 256)
+	return at, 0
+}
+
 // checkReview records the identity's attestation and when the next is due, and returns why it
 // is suspended when it is overdue. An attestation counts only when made by a user who may
 // review the identity (attestation.go).
@@ -419,35 +449,9 @@ func (g *Governor) checkReview(ctx context.Context, si *scimv1.ServiceIdentity, 
 		st.ReviewedBy = prev.ReviewedBy
 		base = prev.LastReviewedAt.Time
 	}
-	var retry time.Duration
-	if v, ok := si.Annotations[scimv1.ReviewedAtAnnotation]; ok {
-		at, err := time.Parse(time.RFC3339, v)
-		switch {
-		case err != nil:
-			st.Message = status.Truncate(fmt.Sprintf("annotation %s=%q is not an RFC 3339 time; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
-		case at.After(now.Add(reviewSkew)):
-			st.Message = status.Truncate(fmt.Sprintf("annotation %s=%q is in the future; it is ignored", scimv1.ReviewedAtAnnotation, v), 512)
-		case st.LastReviewedAt != nil && st.LastReviewedAt.Time.Equal(at.Truncate(time.Second)):
-			// Taken already (status keeps seconds): it stands, whatever its author may do now.
-		default:
-			a := attesterOf(si.Annotations)
-			why, err := g.mayReview(ctx, si, a, v)
-			switch {
-			case err != nil:
-				st.Message = status.Truncate(fmt.Sprintf("annotation %s=%q is not taken yet: %v; retrying", scimv1.ReviewedAtAnnotation, v, err), 512)
-				retry = reviewerRetry
-			case why != "":
-				st.Message = status.Truncate(why, 512)
-				if prev == nil || prev.Message != st.Message {
-					g.Recorder.Eventf(si, nil, "Warning", "AttestationIgnored", "Review", "%s", st.Message)
-				}
-			default:
-				reviewed := metav1.NewTime(at)
-				st.LastReviewedAt = &reviewed
-				st.ReviewedBy = status.Truncate(a.user, 256)
-				base = at // an attestation older than the identity (carried over from a manifest) counts as it is
-			}
-		}
+	at, retry := g.attestation(ctx, si, st, prev, now)
+	if !at.IsZero() {
+		base = at // an attestation older than the identity (carried over from a manifest) counts as it is
 	}
 	if st.LastReviewedAt != nil && (prev == nil || prev.LastReviewedAt == nil || !prev.LastReviewedAt.Equal(st.LastReviewedAt)) {
 		g.Recorder.Eventf(si, nil, "Normal", "Attested", "Review", "Attested by %q at %s; next review due by %s", st.ReviewedBy,
@@ -464,4 +468,17 @@ func (g *Governor) checkReview(ctx context.Context, si *scimv1.ServiceIdentity, 
 	return fmt.Sprintf("review overdue since %s (every %s): every account is deactivated until attested with annotation %s "+
 		"by a user with the %q verb on serviceidentities", st.NextReviewAt.UTC().Format(time.RFC3339), every,
 		scimv1.ReviewedAtAnnotation, scimv1.ReviewVerb), retry
+}
+
+// setOwnerActive sets the OwnerActive condition from the owner check on record.
+func setOwnerActive(si *scimv1.ServiceIdentity, next *scimv1.OwnerStatus) {
+	cond := metav1.ConditionTrue
+	reason, msg := "OwnerActive", fmt.Sprintf("Owner %q is active in %s", si.Spec.Owner, next.Directory)
+	switch next.State {
+	case scimv1.OwnerInactive, scimv1.OwnerMissing:
+		cond, reason, msg = metav1.ConditionFalse, scimv1.ReasonOwnerInactive, next.Message
+	case scimv1.OwnerUnchecked:
+		cond, reason, msg = metav1.ConditionUnknown, "DirectoryUnavailable", next.Message
+	}
+	status.Set(&si.Status.Conditions, si.Generation, scimv1.ConditionOwnerActive, cond, reason, msg)
 }
