@@ -129,25 +129,70 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 		owner += ")"
 	}
 	p.field("Owner", owner)
+	p.field("Workload", whyWorkload(id))
+	p.field("Expires", whyExpires(id, now))
+	writeWhyReview(p, id, now)
+	if id.Spec.Suspend {
+		msg := "spec.suspend=true: the operator sets every account active=false"
+		if r := id.Annotations[revokedReasonKey]; r != "" {
+			msg += "; revoked: " + r
+		}
+		p.field("Suspended", msg)
+	}
+	if rows := id.targets(); len(rows) > 0 {
+		p.field("Accounts", accountsSummary(rows))
+	}
+	if id.DeletionTimestamp != nil {
+		p.field("Deleting", fmt.Sprintf("since %s (%s); finalizers: %s", rfc3339(id.DeletionTimestamp),
+			relative(id.DeletionTimestamp.Time, now), orDash(strings.Join(id.Finalizers, ", "))))
+	}
+	if id.Status.DeprovisionedAt != nil {
+		at := rfc3339(id.Status.DeprovisionedAt)
+		if still := stillActive(id.targets()); len(still) > 0 {
+			// The operator's word; the account is off only where a target showed it (Accounts).
+			at += fmt.Sprintf(" (yet the account is still active on %d target(s): see Accounts)", len(still))
+		}
+		p.field("Deprovisioned", at)
+	}
+	if id.Status.ObservedGeneration != id.Generation {
+		p.field("Observed", fmt.Sprintf("generation %d of %d: the operator has not finished with the latest spec",
+			id.Status.ObservedGeneration, id.Generation))
+	}
+
+	writeWhyConditions(p, id, now)
+	writeWhyTargets(p, id, now)
+	writeWhyEvents(p, events, eventsErr, now)
+	return p.err
+}
+
+// whyWorkload says which workload the identity belongs to.
+func whyWorkload(id *identity) string {
 	switch {
 	case id.Status.Workload != nil:
 		wl := id.Status.Workload
-		p.field("Workload", fmt.Sprintf("%s %s (%s, uid %s)", wl.Kind, wl.Name, wl.APIVersion, wl.UID))
+		return fmt.Sprintf("%s %s (%s, uid %s)", wl.Kind, wl.Name, wl.APIVersion, wl.UID)
 	case id.Spec.WorkloadRef != nil:
 		wl := id.Spec.WorkloadRef
-		p.field("Workload", fmt.Sprintf("%s %s (%s, not recorded on status yet)", wl.Kind, wl.Name, wl.APIVersion))
-	default:
-		p.field("Workload", "- (none: the identity lives until deleted or expired)")
+		return fmt.Sprintf("%s %s (%s, not recorded on status yet)", wl.Kind, wl.Name, wl.APIVersion)
 	}
-	if t := id.expiresAt(); t != nil {
-		exp := t.Format(time.RFC3339) + " (" + relative(*t, now) + ")"
-		if c := id.Status.ExpiryCappedBy; c != "" {
-			exp += ", capped by " + c
-		}
-		p.field("Expires", exp)
-	} else {
-		p.field("Expires", "- (no expiry)")
+	return "- (none: the identity lives until deleted or expired)"
+}
+
+// whyExpires says when the identity expires, and what capped its lifetime.
+func whyExpires(id *identity, now time.Time) string {
+	t := id.expiresAt()
+	if t == nil {
+		return "- (no expiry)"
 	}
+	exp := t.Format(time.RFC3339) + " (" + relative(*t, now) + ")"
+	if c := id.Status.ExpiryCappedBy; c != "" {
+		exp += ", capped by " + c
+	}
+	return exp
+}
+
+// writeWhyReview prints the review line: the interval, the last attestation and the next one.
+func writeWhyReview(p *printer, id *identity, now time.Time) {
 	if id.reviewEvery() != "" || id.nextReviewAt() != nil || id.lastReviewedAt() != nil || id.Annotations[reviewedAtKey] != "" {
 		var parts []string
 		if e := id.reviewEvery(); e != "" {
@@ -176,33 +221,10 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 		}
 		p.field("Review", strings.Join(parts, ", "))
 	}
-	if id.Spec.Suspend {
-		msg := "spec.suspend=true: the operator sets every account active=false"
-		if r := id.Annotations[revokedReasonKey]; r != "" {
-			msg += "; revoked: " + r
-		}
-		p.field("Suspended", msg)
-	}
-	if rows := id.targets(); len(rows) > 0 {
-		p.field("Accounts", accountsSummary(rows))
-	}
-	if id.DeletionTimestamp != nil {
-		p.field("Deleting", fmt.Sprintf("since %s (%s); finalizers: %s", rfc3339(id.DeletionTimestamp),
-			relative(id.DeletionTimestamp.Time, now), orDash(strings.Join(id.Finalizers, ", "))))
-	}
-	if id.Status.DeprovisionedAt != nil {
-		at := rfc3339(id.Status.DeprovisionedAt)
-		if still := stillActive(id.targets()); len(still) > 0 {
-			// The operator's word; the account is off only where a target showed it (Accounts).
-			at += fmt.Sprintf(" (yet the account is still active on %d target(s): see Accounts)", len(still))
-		}
-		p.field("Deprovisioned", at)
-	}
-	if id.Status.ObservedGeneration != id.Generation {
-		p.field("Observed", fmt.Sprintf("generation %d of %d: the operator has not finished with the latest spec",
-			id.Status.ObservedGeneration, id.Generation))
-	}
+}
 
+// writeWhyConditions prints the identity's conditions.
+func writeWhyConditions(p *printer, id *identity, now time.Time) {
 	p.line("")
 	p.line("Conditions:")
 	if len(id.Status.Conditions) == 0 {
@@ -215,6 +237,10 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 		p.table(rows)
 	}
 
+}
+
+// writeWhyTargets prints a row per target, with what it confirmed.
+func writeWhyTargets(p *printer, id *identity, now time.Time) {
 	p.line("")
 	p.line("Targets:")
 	targets := id.targets()
@@ -248,6 +274,10 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 		p.table(rows)
 	}
 
+}
+
+// writeWhyEvents prints the identity's Events, oldest first.
+func writeWhyEvents(p *printer, events []eventsv1.Event, eventsErr error, now time.Time) {
 	p.line("")
 	p.line("Events (oldest first):")
 	switch {
@@ -268,7 +298,6 @@ func writeWhy(w io.Writer, id *identity, events []eventsv1.Event, eventsErr erro
 		}
 		p.table(rows)
 	}
-	return p.err
 }
 
 // accountsSummary says on which targets the account is provably off, and why it counts as
