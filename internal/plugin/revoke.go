@@ -116,36 +116,7 @@ which it is still active: left by deletionPolicy Orphan, last read active=true, 
 				return err
 			}
 			last, gone, err := waitSuspended(ctx, dyn, ns, id.Name, timeout)
-			if last != nil {
-				if werr := targetLines(o.Out, last); werr != nil {
-					return werr
-				}
-			}
-			if gone {
-				// Its status went with it: nothing shows any more what the targets did, and a
-				// deletion under deletionPolicy Orphan (or a finalizer removed by hand) left
-				// the accounts as they were.
-				still := "its targets were not read"
-				if last != nil {
-					still = "when last read, the account was still active on " + strings.Join(unconfirmed(last), "; ")
-				}
-				return fmt.Errorf("serviceidentity %s/%s was deleted while revoke waited, before every target confirmed the account off; "+
-					"its status went with it, so nothing shows the account %q inactive (%s): check the account on each target",
-					ns, id.Name, clean(userNameOf(id), 256), still)
-			}
-			switch {
-			case errors.Is(err, errSuspendReverted):
-				hint := ""
-				if c := metav1.GetControllerOf(last); c != nil {
-					hint = fmt.Sprintf("; the identity is controlled by %s %s, whose scim.nhi.dev/* annotations the operator writes into its spec", c.Kind, c.Name)
-				}
-				return fmt.Errorf("%s/%s: %w (%s) before every target confirmed; access may be restored%s",
-					ns, id.Name, err, suspendWriter(last), hint)
-			case err != nil && last != nil:
-				pending := unconfirmed(last)
-				return fmt.Errorf("spec.suspend is set, but the account is still active on %d of %d targets after %s: %s",
-					len(pending), len(last.targets()), timeout, strings.Join(pending, "; "))
-			case err != nil:
+			if err := revokeOutcome(o.Out, ns, id, last, gone, err, timeout); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(o.Out, "Every target confirmed: the account %q is inactive.\n", userNameOf(last))
@@ -156,6 +127,44 @@ which it is still active: left by deletionPolicy Orphan, last read active=true, 
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for every target to confirm")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "Return once spec.suspend is set, without waiting for the targets")
 	return cmd
+}
+
+// revokeOutcome reports what waiting for the targets showed: every target's line, and an
+// error unless every target confirmed the account off.
+func revokeOutcome(out io.Writer, ns string, id, last *identity, gone bool, err error, timeout time.Duration) error {
+	if last != nil {
+		if werr := targetLines(out, last); werr != nil {
+			return werr
+		}
+	}
+	if gone {
+		// Its status went with it: nothing shows any more what the targets did, and a
+		// deletion under deletionPolicy Orphan (or a finalizer removed by hand) left
+		// the accounts as they were.
+		still := "its targets were not read"
+		if last != nil {
+			still = "when last read, the account was still active on " + strings.Join(unconfirmed(last), "; ")
+		}
+		return fmt.Errorf("serviceidentity %s/%s was deleted while revoke waited, before every target confirmed the account off; "+
+			"its status went with it, so nothing shows the account %q inactive (%s): check the account on each target",
+			ns, id.Name, clean(userNameOf(id), 256), still)
+	}
+	switch {
+	case errors.Is(err, errSuspendReverted):
+		hint := ""
+		if c := metav1.GetControllerOf(last); c != nil {
+			hint = fmt.Sprintf("; the identity is controlled by %s %s, whose scim.nhi.dev/* annotations the operator writes into its spec", c.Kind, c.Name)
+		}
+		return fmt.Errorf("%s/%s: %w (%s) before every target confirmed; access may be restored%s",
+			ns, id.Name, err, suspendWriter(last), hint)
+	case err != nil && last != nil:
+		pending := unconfirmed(last)
+		return fmt.Errorf("spec.suspend is set, but the account is still active on %d of %d targets after %s: %s",
+			len(pending), len(last.targets()), timeout, strings.Join(pending, "; "))
+	case err != nil:
+		return err
+	}
+	return nil
 }
 
 // explainRevoke says what the suspension does.
