@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 )
 
 // Record is one identity in inventory's JSON and CSV output.
@@ -105,6 +107,36 @@ func (r Record) ownerCell() string {
 	return fmt.Sprintf("%s (%s)", orDash(r.Owner), r.OwnerState)
 }
 
+// listRecords lists the identities of ns (all: metav1.NamespaceAll) page by page, as records
+// sorted by namespace and name.
+func listRecords(ctx context.Context, dyn dynamic.Interface, ns string, now time.Time) ([]Record, error) {
+	var records []Record
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := dyn.Resource(identities).Namespace(ns).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("listing serviceidentities: %w", err)
+		}
+		for i := range list.Items {
+			id, err := decodeIdentity(&list.Items[i])
+			if err != nil {
+				return nil, err
+			}
+			records = append(records, recordOf(id, now))
+		}
+		if opts.Continue = list.GetContinue(); opts.Continue == "" {
+			break
+		}
+	}
+	sort.Slice(records, func(i, j int) bool {
+		if records[i].Namespace != records[j].Namespace {
+			return records[i].Namespace < records[j].Namespace
+		}
+		return records[i].Name < records[j].Name
+	})
+	return records, nil
+}
+
 func newInventoryCommand(o *Options) *cobra.Command {
 	var (
 		output        string
@@ -130,31 +162,11 @@ func newInventoryCommand(o *Options) *cobra.Command {
 			if allNamespaces {
 				ns = metav1.NamespaceAll
 			}
-			var records []Record
 			now := o.now()
-			opts := metav1.ListOptions{Limit: 500}
-			for {
-				list, err := dyn.Resource(identities).Namespace(ns).List(cmd.Context(), opts)
-				if err != nil {
-					return fmt.Errorf("listing serviceidentities: %w", err)
-				}
-				for i := range list.Items {
-					id, err := decodeIdentity(&list.Items[i])
-					if err != nil {
-						return err
-					}
-					records = append(records, recordOf(id, now))
-				}
-				if opts.Continue = list.GetContinue(); opts.Continue == "" {
-					break
-				}
+			records, err := listRecords(cmd.Context(), dyn, ns, now)
+			if err != nil {
+				return err
 			}
-			sort.Slice(records, func(i, j int) bool {
-				if records[i].Namespace != records[j].Namespace {
-					return records[i].Namespace < records[j].Namespace
-				}
-				return records[i].Name < records[j].Name
-			})
 			switch output {
 			case "json":
 				return writeJSON(o.Out, records)

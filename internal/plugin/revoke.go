@@ -64,6 +64,17 @@ func targetLines(w io.Writer, id *identity) error {
 // errSuspendReverted: spec.suspend went back to false while revoke waited.
 var errSuspendReverted = errors.New("spec.suspend was set back to false")
 
+// revokeLong and revokeExample are revoke's help.
+const (
+	revokeLong = `revoke sets spec.suspend=true on the identity: the operator sets active=false on its account on every
+target. The accounts are kept (not deleted), so access can be restored by setting spec.suspend=false.
+--reason is recorded in the annotation ` + revokedReasonKey + `. revoke then waits (--timeout) until
+every target shows the account off (read back gone or active=false), and fails naming the targets on
+which it is still active: left by deletionPolicy Orphan, last read active=true, or not read back.`
+	revokeExample = `  kubectl scim revoke billing-bot -n team-a --reason "INC-4242: token leaked in CI logs"
+  kubectl scim revoke billing-bot -n team-a --timeout 2m`
+)
+
 func newRevokeCommand(o *Options) *cobra.Command {
 	var (
 		reason  string
@@ -71,16 +82,11 @@ func newRevokeCommand(o *Options) *cobra.Command {
 		noWait  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "revoke NAME",
-		Short: "Suspend a ServiceIdentity on every target now (incident kill switch) and wait for the targets to confirm",
-		Long: `revoke sets spec.suspend=true on the identity: the operator sets active=false on its account on every
-target. The accounts are kept (not deleted), so access can be restored by setting spec.suspend=false.
---reason is recorded in the annotation ` + revokedReasonKey + `. revoke then waits (--timeout) until
-every target shows the account off (read back gone or active=false), and fails naming the targets on
-which it is still active: left by deletionPolicy Orphan, last read active=true, or not read back.`,
-		Example: `  kubectl scim revoke billing-bot -n team-a --reason "INC-4242: token leaked in CI logs"
-  kubectl scim revoke billing-bot -n team-a --timeout 2m`,
-		Args: cobra.ExactArgs(1),
+		Use:     "revoke NAME",
+		Short:   "Suspend a ServiceIdentity on every target now (incident kill switch) and wait for the targets to confirm",
+		Long:    revokeLong,
+		Example: revokeExample,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 && !noWait {
 				return fmt.Errorf("--timeout must be positive (or use --no-wait)")
