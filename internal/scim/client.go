@@ -246,60 +246,18 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 // reads the response.
 func (c *Client) once(ctx context.Context, r request) (*response, error) {
 	call := r.label()
-	if c.opts.Limiter != nil {
-		if err := c.opts.Limiter.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("SCIM %s: waiting for the rate limiter: %w", call, err)
-		}
-	}
-	releaseTenant, err := c.opts.TenantSlots.acquire(ctx, call)
+	release, err := c.admit(ctx, call)
 	if err != nil {
-		if errors.Is(err, ErrTargetBusy) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("SCIM %s: waiting for a request slot of the tenant: %w", call, err)
-	}
-	defer releaseTenant()
-	release, err := c.opts.Slots.acquire(ctx, call)
-	if err != nil {
-		if errors.Is(err, ErrTargetBusy) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("SCIM %s: waiting for a request slot: %w", call, err)
+		return nil, err
 	}
 	defer release()
 	// How this attempt ended, for the errors of calls that find every slot taken: why the
 	// target is busy. It names no account (the target may be shared among tenants).
 	ended := ""
 	defer func() { c.opts.Slots.note(ended); c.opts.TenantSlots.note(ended) }()
-	u := *c.base
-	// r.path is already escaped (ids go through url.PathEscape); keep both forms in step.
-	u.RawPath = c.base.EscapedPath() + r.path
-	unescaped, err := url.PathUnescape(u.RawPath)
+	req, err := c.newRequest(ctx, r, call)
 	if err != nil {
-		return nil, fmt.Errorf("SCIM %s: %w", call, err)
-	}
-	u.Path = unescaped
-	u.RawQuery = r.query.Encode()
-
-	var body io.Reader
-	if r.body != nil {
-		b, err := json.Marshal(r.body)
-		if err != nil {
-			return nil, fmt.Errorf("SCIM %s: encoding body: %w", call, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("SCIM %s: %w", call, err)
-	}
-	req.Header.Set("Accept", contentType+", application/json")
-	req.Header.Set("User-Agent", c.opts.UserAgent)
-	if body != nil {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if r.ifMatch != "" {
-		req.Header.Set("If-Match", r.ifMatch)
+		return nil, err
 	}
 	if c.opts.Auth != nil {
 		if err := c.opts.Auth.Authenticate(req); err != nil {
@@ -332,6 +290,73 @@ func (c *Client) once(ctx context.Context, r request) (*response, error) {
 		ended = "answered " + strconv.Itoa(resp.StatusCode)
 	}
 	defer func() { _ = resp.Body.Close() }()
+	return c.readResponse(resp, r, call)
+}
+
+// admit waits for the rate limiter, then takes a request slot of the tenant and one of the
+// target; release gives both back.
+func (c *Client) admit(ctx context.Context, call string) (release func(), err error) {
+	if c.opts.Limiter != nil {
+		if err := c.opts.Limiter.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("SCIM %s: waiting for the rate limiter: %w", call, err)
+		}
+	}
+	releaseTenant, err := c.opts.TenantSlots.acquire(ctx, call)
+	if err != nil {
+		if errors.Is(err, ErrTargetBusy) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("SCIM %s: waiting for a request slot of the tenant: %w", call, err)
+	}
+	releaseTarget, err := c.opts.Slots.acquire(ctx, call)
+	if err != nil {
+		releaseTenant()
+		if errors.Is(err, ErrTargetBusy) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("SCIM %s: waiting for a request slot: %w", call, err)
+	}
+	return func() { releaseTarget(); releaseTenant() }, nil
+}
+
+// newRequest builds the HTTP request of r: its URL under the base, its JSON body, its headers
+// (authentication is added by the caller).
+func (c *Client) newRequest(ctx context.Context, r request, call string) (*http.Request, error) {
+	u := *c.base
+	// r.path is already escaped (ids go through url.PathEscape); keep both forms in step.
+	u.RawPath = c.base.EscapedPath() + r.path
+	unescaped, err := url.PathUnescape(u.RawPath)
+	if err != nil {
+		return nil, fmt.Errorf("SCIM %s: %w", call, err)
+	}
+	u.Path = unescaped
+	u.RawQuery = r.query.Encode()
+	var body io.Reader
+	if r.body != nil {
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			return nil, fmt.Errorf("SCIM %s: encoding body: %w", call, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("SCIM %s: %w", call, err)
+	}
+	req.Header.Set("Accept", contentType+", application/json")
+	req.Header.Set("User-Agent", c.opts.UserAgent)
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if r.ifMatch != "" {
+		req.Header.Set("If-Match", r.ifMatch)
+	}
+	return req, nil
+}
+
+// readResponse reads a bounded answer: a redirect or an error status is an *Error (with the
+// provider's detail), anything else the body.
+func (c *Client) readResponse(resp *http.Response, r request, call string) (*response, error) {
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		// Not followed (see New); neither the body nor the Location header is read.
 		return nil, &Error{Method: r.method, Path: Sanitize(r.path, maxPathInErrors), Status: resp.StatusCode, cause: ErrRedirect}
