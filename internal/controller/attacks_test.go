@@ -441,7 +441,7 @@ var _ = Describe("Attacks by a tenant", func() {
 	})
 
 	Context("tripping or bypassing the mass-deletion breaker", func() {
-		It("keeps the breaker's window across a restart", func() {
+		It("keeps the breaker's window across a restart", Serial, func() {
 			ns := newNamespace(ctx)
 			t := fastTarget(ctx, ns, "guarded", func(t *scimv1.ScimTarget) {
 				t.Spec.CircuitBreaker = &scimv1.CircuitBreaker{MaxDeletionsPerInterval: 2, Interval: scimv1.DurationOf(time.Hour)}

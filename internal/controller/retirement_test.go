@@ -34,7 +34,7 @@ func deploymentIdentity(ctx context.Context, ns, deploymentName, name string) (*
 var _ = Describe("Level-triggered retirement", func() {
 	ctx := context.Background()
 
-	It("revokes the account of a workload deleted while the operator was down, a same-name successor notwithstanding", func() {
+	It("revokes the account of a workload deleted while the operator was down, a same-name successor notwithstanding", Serial, func() {
 		ns := readyTargetNamespace(ctx)
 		d, si := deploymentIdentity(ctx, ns, "retired-offline", "offline")
 		Expect(accountOf(ns, "offline")["active"]).To(BeTrue())
@@ -53,7 +53,7 @@ var _ = Describe("Level-triggered retirement", func() {
 		Expect(k8s.Delete(ctx, successor)).To(Succeed())
 	})
 
-	It("keeps an identity revoked once orphan propagation removed its ownerReference", func() {
+	It("keeps an identity revoked once orphan propagation removed its ownerReference", Serial, func() {
 		ns := readyTargetNamespace(ctx)
 		d, si := deploymentIdentity(ctx, ns, "orphaning", "orphaned")
 

@@ -39,7 +39,7 @@ var _ = Describe("Security event outbox", func() {
 		}
 	}
 
-	It("attack: a restart loses the security events still queued", func() {
+	It("attack: a restart loses the security events still queued", Serial, func() {
 		ns := newNamespace(ctx)
 		id, si := revokedWhileReceiverFails(ns, "queued", func() { setRecv.FailNext(-1, 503, "") })
 		// What the outbox recorded before the restart (nothing when the identity is gone).

@@ -124,7 +124,7 @@ var _ = Describe("ServiceIdentity", func() {
 		Expect(si.Status.Targets[0].ID).To(Equal(accountsWithExternalID(ns, "lost-response")()[0]["id"]))
 	})
 
-	It("adopts the account after a manager restart between create and status write", func() {
+	It("adopts the account after a manager restart between create and status write", Serial, func() {
 		// The first manager created the account on the target and died before writing status.
 		si := newIdentity(ns, "restart", "acme")
 		Expect(k8s.Create(ctx, si)).To(Succeed())

@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -89,7 +90,21 @@ var _ = BeforeSuite(func() {
 	}
 	cfg, err := testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cfg, client.Options{Scheme: testScheme})
+	direct, err := client.NewWithWatch(cfg, client.Options{Scheme: testScheme})
+	Expect(err).NotTo(HaveOccurred())
+	// Every ClusterScimTarget a spec creates is deleted when the spec ends (purgeClusterTarget),
+	// so each spec cleans up only what it made, even with specs running in parallel.
+	k8s = interceptor.NewClient(direct, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if err := c.Create(ctx, obj, opts...); err != nil {
+				return err
+			}
+			if cst, ok := obj.(*scimv1.ClusterScimTarget); ok && !dryRun(opts) {
+				DeferCleanup(purgeClusterTarget, cst.Name)
+			}
+			return nil
+		},
+	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}})).To(Succeed())
 
@@ -175,45 +190,58 @@ func newNamespace(ctx context.Context) string {
 	return ns.Name
 }
 
-// purge removes the workloads, identities and targets a spec left in namespace (and, with ""
-// for namespace, every ClusterScimTarget), stripping their finalizers: what the operator does
-// with them is the finished spec's business, not the next one's. Without it, every object a
-// spec leaves keeps workers busy in the specs after it, above all after a manager restart,
-// when everything left in the cluster is reconciled again (envtest runs no namespace
-// controller, so a namespace's deletion would remove nothing).
+// purge removes the workloads, identities and targets a spec left in namespace, stripping their
+// finalizers: what the operator does with them is the finished spec's business, not the next
+// one's. Without it, every object a spec leaves keeps workers busy in the specs after it, above
+// all after a manager restart, when everything left in the cluster is reconciled again (envtest
+// runs no namespace controller, so a namespace's deletion would remove nothing).
 func purge(ctx context.Context, namespace string) {
 	GinkgoHelper()
-	kinds := []client.Object{&scimv1.ClusterScimTarget{}}
-	opts := []client.DeleteAllOfOption{}
-	if namespace != "" {
-		kinds = []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &batchv1.CronJob{}, &corev1.ServiceAccount{},
-			&scimv1.ServiceIdentity{}, &scimv1.ScimTarget{}}
-		opts = append(opts, client.InNamespace(namespace))
+	for _, kind := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &batchv1.CronJob{}, &corev1.ServiceAccount{},
+		&scimv1.ServiceIdentity{}, &scimv1.ScimTarget{}} {
+		Expect(client.IgnoreNotFound(k8s.DeleteAllOf(ctx, kind, client.InNamespace(namespace)))).To(Succeed())
 	}
-	for _, kind := range kinds {
-		Expect(client.IgnoreNotFound(k8s.DeleteAllOf(ctx, kind, opts...))).To(Succeed())
-	}
-	lists := []client.ObjectList{&scimv1.ClusterScimTargetList{}}
-	if namespace != "" {
-		lists = []client.ObjectList{&scimv1.ServiceIdentityList{}, &scimv1.ScimTargetList{}}
-	}
-	for _, list := range lists {
+	for _, list := range []client.ObjectList{&scimv1.ServiceIdentityList{}, &scimv1.ScimTargetList{}} {
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.List(ctx, list, client.InNamespace(namespace))).To(Succeed())
 			g.Expect(meta.EachListItem(list, func(o runtime.Object) error {
-				obj := o.(client.Object)
-				if len(obj.GetFinalizers()) == 0 {
-					return nil
-				}
-				return client.IgnoreNotFound(k8s.Patch(ctx, obj, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))))
+				return releaseFinalizers(ctx, o.(client.Object))
 			})).To(Succeed())
 			g.Expect(meta.LenList(list)).To(BeZero(), "objects left in %q", namespace)
 		}).Should(Succeed())
 	}
 }
 
-// Every ClusterScimTarget a spec made goes with it (purge).
-var _ = AfterEach(func(ctx SpecContext) { purge(ctx, "") })
+// purgeClusterTarget deletes a ClusterScimTarget a spec created, its finalizers stripped.
+func purgeClusterTarget(ctx context.Context, name string) {
+	GinkgoHelper()
+	cst := &scimv1.ClusterScimTarget{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	Expect(client.IgnoreNotFound(k8s.Delete(ctx, cst))).To(Succeed())
+	Eventually(func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(cst), cst); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		if err := releaseFinalizers(ctx, cst); err != nil {
+			return err
+		}
+		return fmt.Errorf("ClusterScimTarget %s is still there", name)
+	}).Should(Succeed())
+}
+
+// releaseFinalizers removes every finalizer of obj (gone already: no error).
+func releaseFinalizers(ctx context.Context, obj client.Object) error {
+	if len(obj.GetFinalizers()) == 0 {
+		return nil
+	}
+	return client.IgnoreNotFound(k8s.Patch(ctx, obj, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))))
+}
+
+// dryRun reports create options that only validate.
+func dryRun(opts []client.CreateOption) bool {
+	o := &client.CreateOptions{}
+	o.ApplyOptions(opts)
+	return len(o.DryRun) > 0
+}
 
 func endpoint() string { return "http://" + scimAddr + scimserver.BasePath }
 
