@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -45,12 +44,6 @@ import (
 // credentials resolved, ServiceProviderConfig discovered, Ready explained.
 type Reconciler struct {
 	client.Client
-	// probed remembers, per target, the credentials version of the last successful probe.
-	probed sync.Map
-	// sweeps remembers, per target and UID (memoKey), the last sweep (sweepMemo).
-	sweeps sync.Map
-	// runs are the sweeps in progress (SweepReconciler).
-	runs sweepRuns
 	// Metrics records orphans and forgets a deleted target's series (nil: not recorded).
 	Metrics *metrics.Metrics
 	// Flags hands the identities a sweep found out of step to the identity controller.
@@ -63,7 +56,7 @@ type Reconciler struct {
 	ClusterID string
 	// Breaker is shared with the identity controller.
 	Breaker *breaker.Breaker
-	// account.Deprovisioner takes orphaned accounts away (shared with the identity controller).
+	// Deprovisioner takes orphaned accounts away (shared with the identity controller).
 	Deprovisioner *account.Deprovisioner
 	// Clock tells the time of probes and orphan scans (nil: the real clock).
 	Clock clock.PassiveClock
@@ -74,8 +67,8 @@ type Reconciler struct {
 	// a rotation is probed (and snapshotted) within it; it also bounds the backoff of a target
 	// that failed (connect.DefaultCredentialRecheck when zero).
 	CredentialRecheck time.Duration
-	// snapshotted remembers, per target and UID, the credentials version and generation of its snapshot.
-	snapshotted sync.Map
+	// memory is what this process remembers of targets (memory.go).
+	memory memory
 }
 
 // credentialsVersioner is a connect.ClientBuilder that tells which credentials a target's client is
@@ -211,13 +204,13 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, t *targets.Target) (ct
 func (r *Reconciler) snapshotCredentials(ctx context.Context, t *targets.Target) error {
 	memo := fmt.Sprintf("%s@%d", r.secretsVersion(ctx, t), t.Object.GetGeneration())
 	key := t.Key() + "/" + string(t.Object.GetUID())
-	if last, ok := r.snapshotted.Load(key); ok && last == memo {
+	if last, ok := r.memory.snapshotted.Load(key); ok && last == memo {
 		return nil
 	}
 	if err := r.Credentials.Snapshot(ctx, t); err != nil {
 		return err
 	}
-	r.snapshotted.Store(key, memo)
+	r.memory.snapshotted.Store(key, memo)
 	return nil
 }
 
@@ -275,7 +268,7 @@ func (r *Reconciler) probeIfDue(ctx context.Context, t *targets.Target) (ctrl.Re
 		}
 		return ctrl.Result{}, err
 	}
-	r.probed.Store(t.Key(), credentials)
+	r.memory.probed.Store(t.Key(), credentials)
 	t.Status.Capabilities = capabilities(cfg, t.Spec.Compatibility)
 	if t.Status.ResourceType, err = r.resourceType(ctx, t); err != nil {
 		status.Set(conds, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonDiscoveryFailed, err.Error())
@@ -287,7 +280,7 @@ func (r *Reconciler) probeIfDue(ctx context.Context, t *targets.Target) (ctrl.Re
 }
 
 func (r *Reconciler) probedWith(t *targets.Target) string {
-	v, _ := r.probed.Load(t.Key())
+	v, _ := r.memory.probed.Load(t.Key())
 	s, _ := v.(string)
 	return s
 }
@@ -333,7 +326,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, t *targets.Target) (ct
 	if err := r.Patch(ctx, t.Object, patch); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, false, fmt.Errorf("removing finalizer: %w", err)
 	}
-	r.snapshotted.Delete(t.Key() + "/" + string(t.Object.GetUID()))
+	r.memory.snapshotted.Delete(t.Key() + "/" + string(t.Object.GetUID()))
 	r.forget(t.Key())
 	return ctrl.Result{}, true, nil
 }
@@ -341,11 +334,11 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, t *targets.Target) (ct
 // forget drops what this process keeps for a target that is gone: its memos, dialect notes,
 // breaker state, client, and every metric series labelled with it.
 func (r *Reconciler) forget(key string) {
-	r.probed.Delete(key)
-	r.runs.stop(key)
-	r.sweeps.Range(func(k, _ any) bool {
+	r.memory.probed.Delete(key)
+	r.memory.runs.stop(key)
+	r.memory.sweeps.Range(func(k, _ any) bool {
 		if strings.HasPrefix(k.(string), key+"/") {
-			r.sweeps.Delete(k)
+			r.memory.sweeps.Delete(k)
 		}
 		return true
 	})

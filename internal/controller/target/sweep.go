@@ -134,11 +134,11 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 	}
 	// One sweep at a time per namespace: a tenant's slow providers hold one sweep worker, not
 	// all of them. A target's deletion stops its sweep (forget).
-	ctx, run, ok := r.runs.begin(ctx, t)
+	ctx, run, ok := r.memory.runs.begin(ctx, t)
 	if !ok {
 		return sweepRequestGap, nil
 	}
-	defer r.runs.end(t.Key(), run)
+	defer r.memory.runs.end(t.Key(), run)
 	// A sweep has a time budget: a provider that answers slowly page after page holds a sweep
 	// worker for that long at most, and then not again before the next interval.
 	ctx, cancel := context.WithTimeout(ctx, sweepBudget(interval))
@@ -152,7 +152,7 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 	ctx = scim.WithPriority(ctx, scim.PrioritySweep)
 	s := &sweep{r: r, t: t, c: c, kind: dialect.TypeOf(t), prefix: r.ClusterID + "/", seen: sets.New[string]()}
 	if err := s.run(ctx); err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && r.runs.live(run) {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && r.memory.runs.live(run) {
 			r.Recorder.Eventf(t.Object, nil, "Warning", "SweepTimedOut", "Sweep",
 				"The sweep of %s did not finish within its budget of %s; its identities read their own accounts until a sweep does",
 				t.Key(), sweepBudget(interval))
@@ -167,10 +167,10 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 	if err := r.reportOrphans(ctx, t, c, s.orphans, last.orphans, now, run); err != nil {
 		return 0, err
 	}
-	if !r.runs.live(run) {
+	if !r.memory.runs.live(run) {
 		return 0, nil // the target went while it was swept: keep nothing of it
 	}
-	r.sweeps.Store(memoKey(t), sweepMemo{sweep: t.Status.Sweep.DeepCopy(), orphans: t.Status.Orphans.DeepCopy()})
+	r.memory.sweeps.Store(memoKey(t), sweepMemo{sweep: t.Status.Sweep.DeepCopy(), orphans: t.Status.Orphans.DeepCopy()})
 	return kube.Jitter(interval), nil
 }
 
@@ -178,7 +178,7 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 // newer (the status write may not have reached the cache yet, or failed).
 func (r *Reconciler) lastSweep(t *targets.Target) sweepMemo {
 	last := sweepMemo{sweep: t.Status.Sweep, orphans: t.Status.Orphans}
-	if v, ok := r.sweeps.Load(memoKey(t)); ok {
+	if v, ok := r.memory.sweeps.Load(memoKey(t)); ok {
 		if mem := v.(sweepMemo); sweepTime(last.sweep).Before(sweepTime(mem.sweep)) {
 			last = sweepMemo{sweep: mem.sweep.DeepCopy(), orphans: mem.orphans.DeepCopy()}
 		}
@@ -495,7 +495,7 @@ func (r *Reconciler) reportOrphans(ctx context.Context, t *targets.Target, c *sc
 		previous = last.Count
 	}
 	t.Status.Orphans = &scimv1.OrphanReport{Count: int32(len(orphans)), UserNames: names[:min(len(names), orphanNamesShown)], LastScanTime: &now}
-	if r.runs.live(run) { // a deleted target's series are gone (forget): not made again
+	if r.memory.runs.live(run) { // a deleted target's series are gone (forget): not made again
 		r.Metrics.Orphans(t.Key(), len(orphans))
 	}
 	if len(orphans) > 0 && int32(len(orphans)) != previous {
