@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/test/scimserver"
@@ -66,6 +67,35 @@ func statusEntry(ctx context.Context, si *scimv1.ServiceIdentity, name string) f
 var _ = Describe("What a crash must not lose", func() {
 	ctx := context.Background()
 	AfterEach(func() { scimSrv.Faults.Clear() })
+
+	It("a process that remembers nothing reaches the same status and writes nothing to the provider", func() {
+		ns := readyTargetNamespace(ctx)
+		si := newIdentity(ns, "amnesia", "acme")
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		before := si.Status.DeepCopy()
+		writes := func() int {
+			n := scimSrv.Requests(http.MethodPost, "Users")
+			for _, m := range []string{http.MethodPut, http.MethodPatch, http.MethodDelete} {
+				n += scimSrv.Requests(m, "Users/{id}")
+			}
+			return n
+		}
+		sent := writes()
+
+		fresh := freshIdentityReconciler() // what every map of its memory would hold is missing
+		Expect(fresh.Remembered()).To(BeZero())
+		_, err := fresh.Reconcile(ctx, reconcile.Request{NamespacedName: keyOf(ns, "amnesia")})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.Get(ctx, keyOf(ns, "amnesia"), si)).To(Succeed())
+		Expect(si).To(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		Expect(si.Status.Targets).To(HaveLen(len(before.Targets)))
+		for i, e := range si.Status.Targets {
+			Expect(e.ID).To(Equal(before.Targets[i].ID))
+			Expect(e.State).To(Equal(before.Targets[i].State))
+		}
+		Expect(writes()).To(Equal(sent), "an empty memory cost writes to the provider, not only reads")
+	})
 
 	It("records the target and the owning workload before the first call that creates the account", func() {
 		ns := readyTargetNamespace(ctx)

@@ -195,15 +195,7 @@ var _ = Describe("Attacks on revocation evidence, the breaker's shares and the o
 		ns := newNamespace(ctx)
 		fastTarget(ctx, ns, "own")
 		// A second identity reconciler, driven by hand, to look at what it keeps in memory.
-		builder := connect.NewSecretClientBuilder(k8s, 5*time.Second)
-		builder.Guard = connect.NewAddressGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, nil)
-		flags := targets.NewSweepFlags(nil)
-		r2 := &identity.Reconciler{Client: k8s, APIReader: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
-			ClusterID: testClusterID, ClusterResourceNamespace: operatorNS, Flags: flags,
-			Governor: &governance.Governor{Client: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
-				ClusterID: testClusterID, ClusterResourceNamespace: operatorNS},
-			Deprovisioner: &account.Deprovisioner{Client: k8s, APIReader: k8s, Clients: builder, ClusterID: testClusterID,
-				ClusterResourceNamespace: operatorNS, Flags: flags, Dialects: &dialect.Observed{}}}
+		r2 := freshIdentityReconciler()
 		const churn = 5
 		for i := range churn {
 			si := newIdentity(ns, fmt.Sprintf("churn-%d", i), "own")
@@ -225,3 +217,17 @@ var _ = Describe("Attacks on revocation evidence, the breaker's shares and the o
 				"looping create/delete grows the operator's memory without bound", churn, r2.Remembered())
 	})
 })
+
+// freshIdentityReconciler is an identity reconciler of a process that remembers nothing, driven
+// by hand beside the suite's manager (it reads through the API server, not a cache).
+func freshIdentityReconciler() *identity.Reconciler {
+	builder := connect.NewSecretClientBuilder(k8s, 5*time.Second)
+	builder.Guard = connect.NewAddressGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, nil)
+	flags := targets.NewSweepFlags(nil)
+	return &identity.Reconciler{Client: k8s, APIReader: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
+		ClusterID: testClusterID, ClusterResourceNamespace: operatorNS, Flags: flags,
+		Governor: &governance.Governor{Client: k8s, Clients: builder, Recorder: events.NewFakeRecorder(1000),
+			ClusterID: testClusterID, ClusterResourceNamespace: operatorNS},
+		Deprovisioner: &account.Deprovisioner{Client: k8s, APIReader: k8s, Clients: builder, ClusterID: testClusterID,
+			ClusterResourceNamespace: operatorNS, Flags: flags, Dialects: &dialect.Observed{}}}
+}
