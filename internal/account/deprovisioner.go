@@ -20,6 +20,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
+	"github.com/nhi-dev/scim-operator/internal/outcome"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -92,9 +93,9 @@ type Deprovisioner struct {
 // names or its status records (an entry with no id is looked up all the same: a crash after a
 // POST leaves one). It returns the targets that did not confirm, and whether any call was made
 // in this pass.
-func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity, rv Revocation) (map[string]Outcome, bool) {
+func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity, rv Revocation) (map[string]outcome.Outcome, bool) {
 	cause := rv.Cause
-	entries := IndexEntries(si.Namespace, si.Status.Targets)
+	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
 	for _, ref := range si.Spec.TargetRefs {
 		if entries[targets.RefKey(ref, si.Namespace)] == nil {
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
@@ -102,7 +103,7 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 			entries[targets.RefKey(ref, si.Namespace)] = &e
 		}
 	}
-	failed := map[string]Outcome{}
+	failed := map[string]outcome.Outcome{}
 	worked := false
 	for i := range si.Status.Targets {
 		entry := &si.Status.Targets[i]
@@ -144,7 +145,7 @@ func (d *Deprovisioner) observeRevocation(si *scimv1.ServiceIdentity) {
 
 // Target applies the deletion policy the cause calls for to the identity's account(s) on one
 // target, and records the result on the entry.
-func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, rv Revocation) Outcome {
+func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, entry *scimv1.IdentityTargetStatus, rv Revocation) outcome.Outcome {
 	cause := rv.Cause
 	// A retirement or a withdrawal is a revocation: its calls go before provisioning and
 	// sweeps under the target's rate limit, and may take the slots reserved for it. Causes a
@@ -159,7 +160,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 		if d.neverExisted(ctx, ref, si, entry, err) {
 			entry.State, entry.Active = scimv1.TargetStateDeprovisioned, nil
 			entry.Message = "The target does not exist; no account was provisioned there"
-			return Outcome{}
+			return outcome.Outcome{}
 		}
 		return entryBlocked(entry, err)
 	}
@@ -175,7 +176,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	policy := EffectivePolicy(t, si, rv)
 	if policy == scimv1.DeletionPolicyOrphan {
 		d.leftOrphaned(entry)
-		return Outcome{}
+		return outcome.Outcome{}
 	}
 	c, err := d.Clients.ForTarget(ctx, t)
 	if err != nil {
@@ -193,7 +194,7 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	f := false
 	entry.Active = &f
 	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s); the target confirmed %s", policy, entry.Revocation.Result)
-	return Outcome{}
+	return outcome.Outcome{}
 }
 
 // leftOrphaned records on the entry an account Orphan leaves on the target: on record, and
@@ -313,10 +314,10 @@ func (d *Deprovisioner) neverExisted(ctx context.Context, ref scimv1.TargetRefer
 }
 
 // entryBlocked records on the entry why a deprovisioning did not happen, and classifies it.
-func entryBlocked(entry *scimv1.IdentityTargetStatus, err error) Outcome {
+func entryBlocked(entry *scimv1.IdentityTargetStatus, err error) outcome.Outcome {
 	entry.State = scimv1.TargetStateDeprovisioning
 	entry.Message = status.Truncate(err.Error(), 512)
-	return Classify(err)
+	return outcome.Classify(err)
 }
 
 // Account applies a Delete or Deactivate policy to one account proven ours: it is set
@@ -600,7 +601,7 @@ func (d *Deprovisioner) SessionFor(si *scimv1.ServiceIdentity, t *targets.Target
 
 func (d *Deprovisioner) sessionOn(t *targets.Target, c *scim.Client, externalID, userName string) *Session {
 	a := &Session{c: c, t: t, externalID: externalID, userName: userName,
-		matchAttr: MatchAttribute(t), adoption: t.Spec.Adoption, kind: dialect.TypeOf(t), dialects: d.Dialects}
+		matchAttr: targets.MatchAttribute(t), adoption: t.Spec.Adoption, kind: dialect.TypeOf(t), dialects: d.Dialects}
 	d.chargeTo(a, t, namespaceOf(d.ClusterID, externalID))
 	return a
 }

@@ -9,14 +9,11 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
+	"github.com/nhi-dev/scim-operator/internal/outcome"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
-
-// ErrConflict: an account the identity needs (its userName, or its externalId twice)
-// is not provably and uniquely ours. Nothing is written to or deleted from it.
-var ErrConflict = errors.New("account conflict")
 
 // Session performs the SCIM calls for one identity on one target. An account is ours only
 // when its externalId is this cluster's id for the identity: every write (PATCH, PUT, DELETE)
@@ -152,7 +149,7 @@ func (a *Session) findOrCreate(ctx context.Context) (scim.Resource, bool, error)
 		}
 		if !a.Ours(read) {
 			return nil, false, fmt.Errorf("%w: the account %s answered to creating %q does not carry externalId %q when read back; it is left untouched",
-				ErrConflict, a.t.Key(), a.userName, a.externalID)
+				outcome.ErrConflict, a.t.Key(), a.userName, a.externalID)
 		}
 		return read, false, nil
 	}
@@ -169,14 +166,14 @@ func (a *Session) findOrCreate(ctx context.Context) (scim.Resource, bool, error)
 		// Only a uniqueness refusal (or one that does not say) is worth a scan of the target.
 		found, adopted, lerr = a.byUserNameScan(ctx)
 	}
-	if errors.Is(lerr, ErrConflict) {
+	if errors.Is(lerr, outcome.ErrConflict) {
 		return nil, false, fmt.Errorf("%w (the target answered: %v)", lerr, err) // keep the target's own detail
 	}
 	if lerr != nil || found != nil {
 		return found, adopted, lerr
 	}
 	return nil, false, fmt.Errorf("%w: creating account %q on %s was refused (%v), and no account with that userName can be read",
-		ErrConflict, a.userName, a.t.Key(), err)
+		outcome.ErrConflict, a.userName, a.t.Key(), err)
 }
 
 // Read GETs the account with this id; an answer that names another id is someone else's
@@ -210,7 +207,7 @@ func (a *Session) byExternalID(ctx context.Context) (scim.Resource, error) {
 		ids = append(ids, scim.Sanitize(u.ID(), 64))
 	}
 	return nil, fmt.Errorf("%w: %d accounts on %s carry externalId %q (ids %s...); remove the duplicates on the target",
-		ErrConflict, len(mine), a.t.Key(), a.externalID, strings.Join(ids, ", "))
+		outcome.ErrConflict, len(mine), a.t.Key(), a.externalID, strings.Join(ids, ", "))
 }
 
 // findOurs lists every account carrying our externalId.
@@ -281,16 +278,16 @@ func (a *Session) classifyByUserName(found []scim.Resource) (scim.Resource, bool
 		return mine[0], false, nil // others with the same userName are not ours and stay untouched
 	case len(mine) > 1:
 		return nil, false, fmt.Errorf("%w: %d accounts on %s with userName %q carry externalId %q; remove the duplicates on the target",
-			ErrConflict, len(mine), a.t.Key(), a.userName, a.externalID)
+			outcome.ErrConflict, len(mine), a.t.Key(), a.userName, a.externalID)
 	case foreign > 0:
 		return nil, false, fmt.Errorf("%w: userName %q on %s belongs to an account with another externalId; it is left untouched. "+
-			"Choose another spec.userName", ErrConflict, a.userName, a.t.Key())
+			"Choose another spec.userName", outcome.ErrConflict, a.userName, a.t.Key())
 	case len(adoptable) == 1 && a.adoption == scimv1.AdoptionIfNoExternalID:
 		return adoptable[0], true, nil
 	case len(adoptable) > 0:
 		return nil, false, fmt.Errorf("%w: userName %q on %s belongs to an account without an externalId (made by hand, or a person's); "+
 			"it is left untouched. Choose another spec.userName, or set spec.adoption: IfNoExternalID on the target to take it over",
-			ErrConflict, a.userName, a.t.Key())
+			outcome.ErrConflict, a.userName, a.t.Key())
 	}
 	return nil, false, nil
 }
@@ -324,7 +321,7 @@ func (a *Session) update(ctx context.Context, user scim.Resource) (scim.Resource
 				return nil, fmt.Errorf("re-reading account %s on %s after 412: %w", id, a.t.Key(), err)
 			}
 			if !a.Ours(user) && (!adoptable || user.ExternalID() != "") {
-				return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", ErrConflict, id, a.t.Key())
+				return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", outcome.ErrConflict, id, a.t.Key())
 			}
 			continue
 		}
@@ -340,7 +337,7 @@ func (a *Session) update(ctx context.Context, user scim.Resource) (scim.Resource
 					return nil, fmt.Errorf("reading back account %s on %s after deactivating it: %w", user.ID(), a.t.Key(), err)
 				}
 				if !a.Ours(read) {
-					return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", ErrConflict, user.ID(), a.t.Key())
+					return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", outcome.ErrConflict, user.ID(), a.t.Key())
 				}
 				return read, nil
 			}

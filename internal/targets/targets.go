@@ -146,3 +146,20 @@ func Identities(ctx context.Context, c client.Reader, kind, namespace, name stri
 	}
 	return list, nil
 }
+
+// IndexEntries keys status entries like targets.RefKey does for references made from namespace.
+func IndexEntries(namespace string, entries []scimv1.IdentityTargetStatus) map[string]*scimv1.IdentityTargetStatus {
+	out := make(map[string]*scimv1.IdentityTargetStatus, len(entries))
+	for i := range entries {
+		e := entries[i]
+		out[Key(e.Kind, namespace, e.Name)] = &e
+	}
+	return out
+}
+
+func MatchAttribute(t *Target) scimv1.MatchAttribute {
+	if c := t.Spec.Compatibility; c != nil && c.MatchAttribute != "" {
+		return c.MatchAttribute
+	}
+	return scimv1.MatchExternalID
+}

@@ -41,6 +41,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/governance"
 	"github.com/nhi-dev/scim-operator/internal/kube"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
+	"github.com/nhi-dev/scim-operator/internal/outcome"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -181,7 +182,7 @@ func (r *Reconciler) now() time.Time { return status.Clock(r.Clock).Now() }
 func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.ServiceIdentity) (ctrl.Result, error) {
 	si.Status.UserName = si.EffectiveUserName()
 	pol := r.Governor.PolicyOf(ctx, si)
-	p := &syncPass{outcomes: map[string]account.Outcome{}, seen: map[string]bool{}}
+	p := &syncPass{outcomes: map[string]outcome.Outcome{}, seen: map[string]bool{}}
 	var govWhy, govReason string
 	govWhy, govReason, p.wake = r.govern(ctx, si, pol)
 	kill := account.Killed(si)
@@ -217,7 +218,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.Servi
 			return ctrl.Result{}, err
 		}
 	}
-	p.entries = account.IndexEntries(si.Namespace, si.Status.Targets)
+	p.entries = targets.IndexEntries(si.Namespace, si.Status.Targets)
 	r.sync(ctx, si, p)
 	r.drop(ctx, si, p)
 	return r.report(si, p)
@@ -226,12 +227,12 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.Servi
 // syncPass carries one reconcile of a live identity through its phases.
 type syncPass struct {
 	desired scim.Resource                           // nil: the spec cannot be provisioned, blocked says why
-	blocked map[string]account.Outcome              // the spec's own problems, keyed by the field
+	blocked map[string]outcome.Outcome              // the spec's own problems, keyed by the field
 	entries map[string]*scimv1.IdentityTargetStatus // status entries as the pass found them
 	seen    map[string]bool                         // targets the spec references
 	next    []scimv1.IdentityTargetStatus           // status entries as the pass leaves them
 	// outcomes per target; resync is the earliest target resync interval.
-	outcomes map[string]account.Outcome
+	outcomes map[string]outcome.Outcome
 	resync   time.Duration
 	// resyncRequest is the value of the resync annotation this pass acts on.
 	resyncRequest string
@@ -296,20 +297,20 @@ func (r *Reconciler) lifetime(si *scimv1.ServiceIdentity, pol governance.Policy)
 // desired is the account the spec asks for. A spec that cannot be provisioned stops
 // provisioning, not the withdrawal of access: targets that refuse the namespace are still
 // handled by sync.
-func (r *Reconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error, pol governance.Policy) (scim.Resource, map[string]account.Outcome) {
+func (r *Reconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, expErr error, pol governance.Policy) (scim.Resource, map[string]outcome.Outcome) {
 	if expErr != nil {
-		return nil, map[string]account.Outcome{"spec": {Stalled: expErr.Error(), Reason: scimv1.ReasonInvalidSpec}}
+		return nil, map[string]outcome.Outcome{"spec": {Stalled: expErr.Error(), Reason: scimv1.ReasonInvalidSpec}}
 	}
 	if len(pol.RequireOwner) > 0 && si.Spec.Owner == "" {
-		return nil, map[string]account.Outcome{"spec.owner": {Reason: scimv1.ReasonInvalidSpec,
+		return nil, map[string]outcome.Outcome{"spec.owner": {Reason: scimv1.ReasonInvalidSpec,
 			Stalled: fmt.Sprintf("spec.owner is required by %s: set the accountable person's e-mail address", strings.Join(pol.RequireOwner, ", "))}}
 	}
 	if o := workloads.EnsureOwner(ctx, r.Client, r.APIReader, si); !o.OK() {
-		return nil, map[string]account.Outcome{"spec.workloadRef": o}
+		return nil, map[string]outcome.Outcome{"spec.workloadRef": o}
 	}
 	u, err := account.DesiredUser(si, account.ExternalID(r.ClusterID, si))
 	if err != nil {
-		return nil, map[string]account.Outcome{"spec": {Stalled: err.Error(), Reason: scimv1.ReasonInvalidSpec}}
+		return nil, map[string]outcome.Outcome{"spec": {Stalled: err.Error(), Reason: scimv1.ReasonInvalidSpec}}
 	}
 	return u, nil
 }
@@ -323,7 +324,7 @@ func (r *Reconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, ex
 // target) pair or owner, none at resyncs. The write is optimistically locked: a conflict means
 // this pass saw an old status, and it is retried on a fresh one.
 func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentity) error {
-	entries := account.IndexEntries(si.Namespace, si.Status.Targets)
+	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
 	changed := !equality.Semantic.DeepEqual(base.Status.Workload, si.Status.Workload)
 	for _, ref := range si.Spec.TargetRefs {
 		key := targets.RefKey(ref, si.Namespace)
@@ -440,9 +441,9 @@ func (r *Reconciler) report(si *scimv1.ServiceIdentity, p *syncPass) (ctrl.Resul
 }
 
 // finish turns per-target outcomes into conditions and the result.
-func (r *Reconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome) (ctrl.Result, error) {
+func (r *Reconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]outcome.Outcome) (ctrl.Result, error) {
 	gen := si.Generation
-	f := account.Fold(outcomes)
+	f := outcome.Fold(outcomes)
 	conds := &si.Status.Conditions
 	switch {
 	case len(f.Stalled) > 0:
@@ -595,7 +596,7 @@ func (p deletionPredicate) Update(e event.UpdateEvent) bool {
 }
 
 // blockedSummary joins what blocks a spec, in a stable order.
-func blockedSummary(blocked map[string]account.Outcome) string {
+func blockedSummary(blocked map[string]outcome.Outcome) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(blocked)) {
 		parts = append(parts, k+": "+blocked[k].Stalled)

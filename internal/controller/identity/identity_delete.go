@@ -19,6 +19,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/account"
+	"github.com/nhi-dev/scim-operator/internal/outcome"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
@@ -79,8 +80,8 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, si *scimv1.ServiceIden
 }
 
 // deprovisionBlocked reports targets that did not confirm and schedules the retry.
-func (r *Reconciler) deprovisionBlocked(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome, prefix string) (ctrl.Result, error) {
-	f := account.Fold(outcomes)
+func (r *Reconciler) deprovisionBlocked(si *scimv1.ServiceIdentity, outcomes map[string]outcome.Outcome, prefix string) (ctrl.Result, error) {
+	f := outcome.Fold(outcomes)
 	msgs := append(f.Stalled, f.Transient...)
 	slices.Sort(msgs)
 	msg := prefix + ": " + strings.Join(msgs, "; ")

@@ -14,6 +14,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/governance"
+	"github.com/nhi-dev/scim-operator/internal/outcome"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -22,15 +23,15 @@ import (
 // syncTarget makes the account on one target match the spec. It returns the outcome and the
 // target's resync interval.
 func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity, ref scimv1.TargetReference,
-	entry *scimv1.IdentityTargetStatus, desired scim.Resource, forced bool) (account.Outcome, time.Duration) {
+	entry *scimv1.IdentityTargetStatus, desired scim.Resource, forced bool) (outcome.Outcome, time.Duration) {
 	t, err := targets.Get(ctx, r.Client, ref, si.Namespace, r.ClusterResourceNamespace)
 	if err != nil {
-		return r.entryFailed(entry, account.Classify(err)), 0
+		return r.entryFailed(entry, outcome.Classify(err)), 0
 	}
 	interval := targets.ResyncInterval(t.Spec)
 	key := targets.VerifiedKey(si, t.Key())
 	if refusal, err := targets.NamespaceAllowed(ctx, r.Client, t, si.Namespace); err != nil {
-		return r.entryFailed(entry, account.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
+		return r.entryFailed(entry, outcome.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
 	} else if refusal != "" {
 		if r.Flags.IsFlagged(key) {
 			r.memory.withdrawn.Delete(key) // a sweep saw the account active again
@@ -40,10 +41,10 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 	}
 	r.memory.withdrawn.Delete(key)
 	if desired == nil {
-		return account.Outcome{}, 0 // the spec is blocked; reconcileNormal reports why
+		return outcome.Outcome{}, 0 // the spec is blocked; reconcileNormal reports why
 	}
 	if err := dialect.TypeReady(t); err != nil {
-		return r.entryFailed(entry, account.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
+		return r.entryFailed(entry, outcome.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
 	}
 	desired = dialect.AsType(desired, dialect.TypeOf(t))
 	g := governance.GuardrailsOf(t)
@@ -61,9 +62,9 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 				}
 			}
 			entry.Message = status.Truncate(err.Error()+"; spec.suspend is set: any account here is deactivated", 512)
-			return account.Outcome{Stalled: entry.Message, Reason: scimv1.ReasonGuardrail}, 0
+			return outcome.Outcome{Stalled: entry.Message, Reason: scimv1.ReasonGuardrail}, 0
 		}
-		return r.entryFailed(entry, account.Outcome{Stalled: err.Error(), Reason: scimv1.ReasonGuardrail}), 0
+		return r.entryFailed(entry, outcome.Outcome{Stalled: err.Error(), Reason: scimv1.ReasonGuardrail}), 0
 	}
 	wantState := scimv1.TargetStateProvisioned
 	if si.Spec.Suspend {
@@ -72,14 +73,14 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
 	if wait, skip := checkDue(inStep && !forced && !r.Flags.IsFlagged(key), targets.SweepCovers(t, r.now()),
 		r.lastVerified(key, entry), r.now(), interval); skip {
-		return account.Outcome{}, wait
+		return outcome.Outcome{}, wait
 	}
 
 	if err := r.provision(ctx, si, t, entry, desired, wantState, inStep); err != nil {
-		return r.entryFailed(entry, account.Classify(err)), 0
+		return r.entryFailed(entry, outcome.Classify(err)), 0
 	}
 	r.Flags.Clear(key)
-	return account.Outcome{}, interval
+	return outcome.Outcome{}, interval
 }
 
 // checkDue decides whether an account is read now. settled: the account is in step with this
@@ -212,7 +213,7 @@ func (r *Reconciler) lastVerified(key string, entry *scimv1.IdentityTargetStatus
 
 func sameSet(a, b []string) bool { return sets.New(a...).Equal(sets.New(b...)) }
 
-func (r *Reconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o account.Outcome) account.Outcome {
+func (r *Reconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o outcome.Outcome) outcome.Outcome {
 	entry.State = scimv1.TargetStateError
 	if o.Stalled != "" {
 		entry.Message = o.Stalled
@@ -252,7 +253,7 @@ func (r *Reconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.Servi
 // access was withdrawn). The status is not trusted to say there is nothing to withdraw: one
 // lookup per identity is made, then remembered (a restart repeats it once).
 func (r *Reconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
-	entry *scimv1.IdentityTargetStatus, refusal string) account.Outcome {
+	entry *scimv1.IdentityTargetStatus, refusal string) outcome.Outcome {
 	key := targets.VerifiedKey(si, t.Key())
 	if _, done := r.memory.withdrawn.Load(key); !done {
 		had := entry.ID != ""
@@ -267,5 +268,5 @@ func (r *Reconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdenti
 	}
 	msg := refusal + "; nothing is provisioned there, and any account this identity had there was deprovisioned"
 	entry.State, entry.Message = scimv1.TargetStateDeprovisioned, status.Truncate(msg, 512)
-	return account.Outcome{Stalled: msg, Reason: scimv1.ReasonNamespaceForbidden}
+	return outcome.Outcome{Stalled: msg, Reason: scimv1.ReasonNamespaceForbidden}
 }

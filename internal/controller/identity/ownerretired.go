@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
-	"github.com/nhi-dev/scim-operator/internal/account"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
+	"github.com/nhi-dev/scim-operator/internal/outcome"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/workloads"
 )
@@ -172,7 +172,7 @@ func (r *Reconciler) retiredByEvent(si *scimv1.ServiceIdentity) string {
 
 // reconcileOwnerRetired revokes every account now; the garbage collector deletes the identity
 // next, and its finalizer then has nothing left to do.
-func (r *Reconciler) reconcileOwnerRetired(si *scimv1.ServiceIdentity, outcomes map[string]account.Outcome, why string) (ctrl.Result, error) {
+func (r *Reconciler) reconcileOwnerRetired(si *scimv1.ServiceIdentity, outcomes map[string]outcome.Outcome, why string) (ctrl.Result, error) {
 	if len(outcomes) > 0 {
 		return r.deprovisionBlocked(si, outcomes, why+"; deprovisioning")
 	}

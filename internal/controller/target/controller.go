@@ -35,6 +35,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/kube"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
+	"github.com/nhi-dev/scim-operator/internal/outcome"
 	"github.com/nhi-dev/scim-operator/internal/scim"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
@@ -253,7 +254,7 @@ func (r *Reconciler) probeIfDue(ctx context.Context, t *targets.Target) (ctrl.Re
 	t.Status.LastProbeTime = &now
 	t.Status.ObservedGeneration = gen
 	if err != nil {
-		o := account.Classify(err)
+		o := outcome.Classify(err)
 		reason := o.Reason
 		if reason == scimv1.ReasonRejected || reason == scimv1.ReasonProgressing {
 			reason = scimv1.ReasonDiscoveryFailed

@@ -1,4 +1,6 @@
-package account
+// Package outcome says what one step against a target came to (done, transient with a wait, or
+// stalled until a human acts, and under which condition reason), and folds the outcomes of a pass.
+package outcome
 
 import (
 	"errors"
@@ -24,16 +26,6 @@ type Outcome struct {
 }
 
 func (o Outcome) OK() bool { return o.Err == nil && o.Stalled == "" }
-
-// IndexEntries keys status entries like targets.RefKey does for references made from namespace.
-func IndexEntries(namespace string, entries []scimv1.IdentityTargetStatus) map[string]*scimv1.IdentityTargetStatus {
-	out := make(map[string]*scimv1.IdentityTargetStatus, len(entries))
-	for i := range entries {
-		e := entries[i]
-		out[targets.Key(e.Kind, namespace, e.Name)] = &e
-	}
-	return out
-}
 
 // Classify maps an error to a transient or permanent outcome with a reason.
 func Classify(err error) Outcome {
@@ -66,13 +58,6 @@ func Classify(err error) Outcome {
 		return Outcome{Stalled: err.Error(), Reason: scimv1.ReasonRejected}
 	}
 	return Outcome{Err: err, Reason: scimv1.ReasonProgressing}
-}
-
-func MatchAttribute(t *targets.Target) scimv1.MatchAttribute {
-	if c := t.Spec.Compatibility; c != nil && c.MatchAttribute != "" {
-		return c.MatchAttribute
-	}
-	return scimv1.MatchExternalID
 }
 
 // Folded is what the outcomes of an identity's targets come to, for its conditions and for the
@@ -118,3 +103,7 @@ func Fold(outcomes map[string]Outcome) Folded {
 	}
 	return f
 }
+
+// ErrConflict: an account the identity needs (its userName, or its externalId twice)
+// is not provably and uniquely ours. Nothing is written to or deleted from it.
+var ErrConflict = errors.New("account conflict")
