@@ -109,6 +109,9 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 
 	It("a hanging OAuth2 token endpoint on one target does not stall revocation on another", func() {
 		ns := readyTargetNamespace(ctx) // target B: "acme", the reference server
+		// Target A belongs to another tenant: a namespace's targets share their request slots
+		// by design (a tenant's hung calls hold a bounded share of the workers, its own).
+		nsA := newNamespace(ctx)
 		var hanging atomic.Bool
 		var hung atomic.Int32
 		release := make(chan struct{})
@@ -128,12 +131,12 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		DeferCleanup(tokens.Close)
 		DeferCleanup(func() { hanging.Store(false); close(release) }) // runs first: lets the hung fetches go
 
-		a := oauth2Target(ctx, ns, "hangs", tokens.URL+"/token")
+		a := oauth2Target(ctx, nsA, "hangs", tokens.URL+"/token")
 		Eventually(get(ctx, a)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		const onA, onB = 8, 50 // more identities on A than either controller has workers
 		var idsA, idsB []*scimv1.ServiceIdentity
 		for i := range onA {
-			si := newIdentity(ns, fmt.Sprintf("on-hanging-%d", i), "hangs")
+			si := newIdentity(nsA, fmt.Sprintf("on-hanging-%d", i), "hangs")
 			Expect(k8s.Create(ctx, si)).To(Succeed())
 			idsA = append(idsA, si)
 		}
@@ -183,14 +186,14 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 		}, "30s", "50ms").Should(Succeed())
 		for _, si := range idsA {
 			Expect(condition(si, scimv1.ConditionReady).Message).NotTo(ContainSubstring("client-s3cret"))
-			Expect(accountsWithExternalID(ns, si.Name)()).To(HaveLen(1), "A's accounts stay until A answers")
+			Expect(accountsWithExternalID(nsA, si.Name)()).To(HaveLen(1), "A's accounts stay until A answers")
 		}
 
 		// The token endpoint answers again: A's identities are deprovisioned too.
 		hanging.Store(false)
 		for _, si := range idsA {
 			Eventually(gone(ctx, si), "30s").Should(BeTrue())
-			Expect(accountsWithExternalID(ns, si.Name)()).To(BeEmpty())
+			Expect(accountsWithExternalID(nsA, si.Name)()).To(BeEmpty())
 		}
 	})
 
