@@ -50,15 +50,18 @@ envtest-bins: ## Provide kube-apiserver, etcd, kube-controller-manager, kubectl 
 test: verify vet ## Verify, then run every test against a real kube-apiserver and the reference SCIM server.
 	@hack/helm.sh >/dev/null # test/chart needs helm: built once (about 6 minutes cold), then cached
 	@# The end-to-end suite shares no process with the others (its own control plane, operator
-	@# and SCIM server): it runs beside go test ./..., and its summary is printed at the end.
+	@# and SCIM server): it runs beside them, and its summary is printed at the end. The
+	@# controllers' envtest suite runs on two Ginkgo processes (its restart specs are Serial).
 	@assets="$$(hack/envtest-bins.sh)"; \
 	$(MAKE) --no-print-directory test-e2e > test-e2e.out 2>&1 & e2e=$$!; \
-	echo "go test ./... beside the e2e suite (control plane from $$assets; full logs in test.log, test-e2e.log)"; \
+	echo "go test, and the controller suite on 2 Ginkgo processes, beside the e2e suite (control plane from $$assets; logs: test.log, test-controller.log, test-e2e.log)"; \
 	failed=""; \
-	KUBEBUILDER_ASSETS="$$assets" go test ./... -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; failed="go test ./..."; }; \
+	KUBEBUILDER_ASSETS="$$assets" go test $$(go list ./... | grep -v '/internal/controller$$') -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; failed="go test"; }; \
+	KUBEBUILDER_ASSETS="$$assets" go run github.com/onsi/ginkgo/v2/ginkgo -p --procs=2 --timeout=20m --cover --coverprofile=cover-controller.out \
+		--output-dir=. ./internal/controller > test-controller.log 2>&1 || { cat test-controller.log; failed="$$failed controller suite"; }; \
 	if [ -z "$$failed" ]; then \
-		grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|[0-9]+ Passed \|' test.log; \
-		go tool cover -func cover.out | tail -1; \
+		grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|[0-9]+ Passed \|' test.log test-controller.log; \
+		tail -n +2 cover-controller.out >> cover.out; go tool cover -func cover.out | tail -1; \
 		$(MAKE) --no-print-directory test-alerts && $(MAKE) --no-print-directory fuzz || failed="test-alerts or fuzz"; \
 	fi; \
 	wait $$e2e || failed="$$failed test-e2e"; \
