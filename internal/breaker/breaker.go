@@ -92,8 +92,8 @@ func BucketName(namespace string) string {
 const pruneEvery = time.Minute
 
 // New returns a breaker whose trip notifications are buffered.
-func New(c client.Client, reader client.Reader, clusterResourceNamespace string) *Breaker {
-	return &Breaker{Client: c, Reader: reader, ClusterResourceNamespace: clusterResourceNamespace,
+func New(c client.Client, reader client.Reader, clusterResourceNamespace string, clk clock.PassiveClock) *Breaker {
+	return &Breaker{Client: c, Reader: reader, ClusterResourceNamespace: clusterResourceNamespace, Clock: clk,
 		pools: map[string]*breakerPool{}, trips: map[string]chan event.GenericEvent{
 			scimv1.KindScimTarget:        make(chan event.GenericEvent, 64),
 			scimv1.KindClusterScimTarget: make(chan event.GenericEvent, 64),

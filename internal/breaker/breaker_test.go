@@ -73,8 +73,7 @@ func TestCurrentWindow(t *testing.T) {
 // it began, and says when to look again.
 func TestBreakerOpenFollowsTheClock(t *testing.T) {
 	clock := clocktesting.NewFakePassiveClock(breakerEpoch)
-	b := New(nil, nil, "ops")
-	b.Clock = clock
+	b := New(nil, nil, "ops", clock)
 	tg := breakerTarget(3, time.Minute, breakerEpoch.Add(-10*time.Second), 3, "", "")
 
 	open, msg, wait := b.Open(tg)
@@ -108,8 +107,7 @@ func TestBreakerOpenFollowsTheClock(t *testing.T) {
 // refund gives a slot back; neither survives the window.
 func TestBreakerPoolSlots(t *testing.T) {
 	clock := clocktesting.NewFakePassiveClock(breakerEpoch)
-	b := New(nil, nil, "ops")
-	b.Clock = clock
+	b := New(nil, nil, "ops", clock)
 	tg := breakerTarget(3, time.Minute, breakerEpoch, 3, "", "")
 	p := b.pool(tg, "t")
 	p.uid, p.windowStart, p.free = tg.Object.GetUID(), breakerEpoch, 1
@@ -138,8 +136,7 @@ func TestBreakerPoolSlots(t *testing.T) {
 // deletions only, and the message names it.
 func TestBreakerSharesPerNamespace(t *testing.T) {
 	clock := clocktesting.NewFakePassiveClock(breakerEpoch)
-	b := New(nil, nil, "ops")
-	b.Clock = clock
+	b := New(nil, nil, "ops", clock)
 	tg := breakerTarget(3, time.Minute, breakerEpoch, 3, "", "")
 	tg.Status.CircuitBreaker.Namespaces = []scimv1.BreakerNamespace{{Namespace: "noisy", Charged: 3}}
 	open, msg, _ := b.Open(tg)
@@ -186,8 +183,7 @@ func TestBreakerCapsNamespaces(t *testing.T) {
 	if err := c.Get(t.Context(), client.ObjectKeyFromObject(tg.Object), tg.Object); err != nil {
 		t.Fatal(err)
 	}
-	b := New(c, c, "ops")
-	b.Clock = clocktesting.NewFakePassiveClock(breakerEpoch)
+	b := New(c, c, "ops", clocktesting.NewFakePassiveClock(breakerEpoch))
 	bucket, err := b.ChargeBucket(t.Context(), tg, "newcomer")
 	if err != nil || bucket != SharedBucket {
 		t.Fatalf("charging a namespace beyond the cap: bucket %q, %v; want the shared bucket", bucket, err)
@@ -215,8 +211,7 @@ func TestBreakerCapsNamespaces(t *testing.T) {
 // Pools of windows that are over are dropped from memory by later charges.
 func TestBreakerPrunesPastWindows(t *testing.T) {
 	clock := clocktesting.NewFakePassiveClock(breakerEpoch)
-	b := New(nil, nil, "ops")
-	b.Clock = clock
+	b := New(nil, nil, "ops", clock)
 	tg := breakerTarget(3, time.Minute, breakerEpoch, 0, "", "")
 	for i := range 200 {
 		p := b.pool(tg, fmt.Sprintf("ns-%d", i))

@@ -102,8 +102,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	clients.SlotsPerTarget = cfg.requestsPerTarget()
 	rec := mgr.GetEventRecorder("scim-operator")
 	revocations := m.Revocations
-	breaker := breaker.New(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace)
-	breaker.Clock = cfg.Clock
+	breaker := breaker.New(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace, cfg.Clock)
 	flags := targets.NewSweepFlags(watchedSet(cfg))
 	deprovisioner := &account.Deprovisioner{Flags: flags, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
