@@ -591,8 +591,8 @@ type deletionPredicate struct {
 }
 
 func (p deletionPredicate) Update(e event.UpdateEvent) bool {
-	return deletionStarted{clock: p.clock}.Update(e) ||
-		!e.ObjectNew.GetDeletionTimestamp().IsZero() && len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers())
+	started := deletionStarted{clock: p.clock}.Update(e) // notes the time
+	return started || kube.DeletionProgress{}.Update(e)
 }
 
 // blockedSummary joins what blocks a spec, in a stable order.

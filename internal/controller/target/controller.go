@@ -337,12 +337,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, t *targets.Target) (ct
 func (r *Reconciler) forget(key string) {
 	r.memory.probed.Delete(key)
 	r.memory.runs.stop(key)
-	r.memory.sweeps.Range(func(k, _ any) bool {
-		if strings.HasPrefix(k.(string), key+"/") {
-			r.memory.sweeps.Delete(k)
-		}
-		return true
-	})
+	r.memory.sweeps.Delete(key)
 	r.Deprovisioner.Dialects.Forget(key)
 	if r.Breaker != nil {
 		r.Breaker.Forget(key)

@@ -10,8 +10,9 @@ type memory struct {
 	// probed: target key -> the credentials version of the last successful probe. Empty: each
 	// Ready target is probed once more.
 	probed sync.Map
-	// sweeps: memoKey (target key and UID) -> sweepMemo, the last sweep. It stands in for a
-	// status write still on its way (or lost to a conflict). Empty: status.sweep decides.
+	// sweeps: target key -> sweepMemo, the last sweep of the target with the UID it records.
+	// It stands in for a status write still on its way (or lost to a conflict). Empty:
+	// status.sweep decides.
 	sweeps sync.Map
 	// runs are the sweeps in progress, so a target's deletion can stop its sweep. Empty (no
 	// sweep running in a new process): nothing to stop.

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -44,6 +45,9 @@ const maxSweepPageSize = 1000
 // sweepMemo is the last sweep of a target as this process made it: the cache may not show
 // the status write yet, and a write that lost a conflict must not cost a sweep.
 type sweepMemo struct {
+	// uid is the target's: a target created again under the same name is swept afresh, not
+	// credited with its predecessor's sweep.
+	uid     types.UID
 	sweep   *scimv1.SweepStatus
 	orphans *scimv1.OrphanReport
 }
@@ -170,7 +174,7 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 	if !r.memory.runs.live(run) {
 		return 0, nil // the target went while it was swept: keep nothing of it
 	}
-	r.memory.sweeps.Store(memoKey(t), sweepMemo{sweep: t.Status.Sweep.DeepCopy(), orphans: t.Status.Orphans.DeepCopy()})
+	r.memory.sweeps.Store(t.Key(), sweepMemo{uid: t.Object.GetUID(), sweep: t.Status.Sweep.DeepCopy(), orphans: t.Status.Orphans.DeepCopy()})
 	return kube.Jitter(interval), nil
 }
 
@@ -178,8 +182,8 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 // newer (the status write may not have reached the cache yet, or failed).
 func (r *Reconciler) lastSweep(t *targets.Target) sweepMemo {
 	last := sweepMemo{sweep: t.Status.Sweep, orphans: t.Status.Orphans}
-	if v, ok := r.memory.sweeps.Load(memoKey(t)); ok {
-		if mem := v.(sweepMemo); sweepTime(last.sweep).Before(sweepTime(mem.sweep)) {
+	if v, ok := r.memory.sweeps.Load(t.Key()); ok {
+		if mem := v.(sweepMemo); mem.uid == t.Object.GetUID() && sweepTime(last.sweep).Before(sweepTime(mem.sweep)) {
 			last = sweepMemo{sweep: mem.sweep.DeepCopy(), orphans: mem.orphans.DeepCopy()}
 		}
 	}
@@ -202,10 +206,6 @@ func sweepDue(last *scimv1.SweepStatus, requested string, interval time.Duration
 	}
 	return due
 }
-
-// memoKey keys a target's sweep memo by its key and UID: a target created again under the same
-// name is swept afresh, not credited with its predecessor's sweep.
-func memoKey(t *targets.Target) string { return t.Key() + "/" + string(t.Object.GetUID()) }
 
 // sweepRuns are the sweeps in progress. Its zero value is ready to use.
 type sweepRuns struct {
