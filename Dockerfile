@@ -1,5 +1,8 @@
-# The scim-operator image: one static binary (/manager) run as 65532:65532, CA certificates, no
-# shell; nothing is written to the root filesystem, so it runs with readOnlyRootFilesystem.
+# Two images, built alike: the operator (/manager; the last stage, the default target) and the
+# reference SCIM server (/scimserver; targets scim-server and scim-server-offline), which the quick
+# start and the chart's demo option run in the cluster. Each is one static binary run as
+# 65532:65532, CA certificates, no shell; nothing is written to the root filesystem, so each runs
+# with readOnlyRootFilesystem.
 #
 # With a registry (users):  make docker-build IMG=registry.example.com/scim-operator:v0.1.0
 #   compiles in GO_IMAGE and puts /manager on BASE_IMAGE (distroless static:nonroot: CA
@@ -12,8 +15,10 @@
 # decides), so a rebuild uses exactly the image reviewed. `make pin-images` (hack/pin-images.sh)
 # asks the registry and writes the digests here; `make verify REQUIRE_PINNED_IMAGES=1` fails while
 # one is missing (`hack/pin-images.sh --check` says whether they are pinned). Override per
-# build: make docker-build GO_IMAGE=golang:1.26@sha256:... BASE_IMAGE=...@sha256:...
-ARG GO_IMAGE=golang:1.26
+# build: make docker-build GO_IMAGE=docker.io/library/golang:1.26@sha256:... BASE_IMAGE=...@sha256:...
+# Names are written in full (registry/repository:tag): podman resolves no short names without an
+# unqualified-search registry.
+ARG GO_IMAGE=docker.io/library/golang:1.26
 ARG BASE_IMAGE=gcr.io/distroless/static:nonroot
 
 # Offline: what the operator needs of distroless static:nonroot, from the host: CA certificates,
@@ -21,7 +26,13 @@ ARG BASE_IMAGE=gcr.io/distroless/static:nonroot
 FROM scratch AS host-base
 COPY bin/image/etc/ /etc/
 
-# Offline: the binary hack/image-context.sh built on the host, same flags as below.
+# Offline: the binaries hack/image-context.sh built on the host, same flags as below.
+FROM host-base AS scim-server-offline
+COPY bin/image/scimserver /scimserver
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/scimserver", "--addr=:8080"]
+
 FROM host-base AS offline
 COPY bin/image/manager /manager
 USER 65532:65532
@@ -37,8 +48,18 @@ RUN go mod download
 COPY api/ api/
 COPY cmd/ cmd/
 COPY internal/ internal/
+COPY test/scimserver/ test/scimserver/
+COPY test/loopback/ test/loopback/
 RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/manager ./cmd
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/manager ./cmd && \
+    CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags "-s -w" -o /out/scimserver ./test/scimserver/cmd
+
+FROM ${BASE_IMAGE} AS scim-server
+COPY --from=build /out/scimserver /scimserver
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/scimserver", "--addr=:8080"]
 
 FROM ${BASE_IMAGE}
 COPY --from=build /out/manager /manager

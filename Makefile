@@ -157,27 +157,32 @@ dev: build ## Local control plane + reference SCIM server + operator + samples; 
 ##@ Container image
 
 IMG ?= scim-operator:dev
+# The reference SCIM server's image (the quick start and the chart's demo option run it).
+SCIM_SERVER_IMG ?= scim-server:dev
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # docker when its daemon answers, else podman through hack/podman.sh (installed with apt-get when
 # missing and root; vfs storage under ~/.cache/scim-operator/podman). CONTAINER_TOOL=podman uses
 # your own podman setup.
 CONTAINER_TOOL ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo hack/podman.sh)
 # Base images of BUILD_FROM=registry; empty: the Dockerfile's ARG defaults. Pin by digest:
-# GO_IMAGE=golang:1.26@sha256:<digest> (make pin-images writes the digests into the Dockerfile).
+# GO_IMAGE=docker.io/library/golang:1.26@sha256:<digest> (make pin-images writes the digests into the Dockerfile).
 GO_IMAGE ?=
 BASE_IMAGE ?=
-# registry: compile in GO_IMAGE (golang:1.26), base BASE_IMAGE (distroless static:nonroot), pulled.
+# registry: compile in GO_IMAGE (docker.io/library/golang:1.26), base BASE_IMAGE (distroless static:nonroot), pulled.
 # host: compile on this host, base made of its CA certificates and a generated /etc/passwd; pulls
 # nothing (the e2e suite, machines that reach no registry).
 BUILD_FROM ?= registry
 
 .PHONY: docker-build
-docker-build: ## Build the operator image IMG (BUILD_FROM=host: offline, from a binary built here; VERSION is stamped into --version).
+docker-build: ## Build the operator image IMG and the reference SCIM server's SCIM_SERVER_IMG (BUILD_FROM=host: offline, from binaries built here; VERSION is stamped into --version).
 ifeq ($(BUILD_FROM),host)
 	VERSION=$(VERSION) hack/image-context.sh bin/image
 	$(CONTAINER_TOOL) build -t $(IMG) --target offline .
+	$(CONTAINER_TOOL) build -t $(SCIM_SERVER_IMG) --target scim-server-offline .
 else
 	$(CONTAINER_TOOL) build -t $(IMG) --build-arg VERSION=$(VERSION) \
+		$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .
+	$(CONTAINER_TOOL) build -t $(SCIM_SERVER_IMG) --target scim-server \
 		$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .
 endif
 
@@ -186,8 +191,9 @@ pin-images: ## Pin the Dockerfile's base images by digest (asks the registry: cr
 	hack/pin-images.sh
 
 .PHONY: docker-push
-docker-push: ## Push the image IMG.
+docker-push: ## Push the images IMG and SCIM_SERVER_IMG.
 	$(CONTAINER_TOOL) push $(IMG)
+	$(CONTAINER_TOOL) push $(SCIM_SERVER_IMG)
 
 ##@ Benchmarks
 

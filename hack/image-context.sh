@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Prepares the offline image build (Dockerfile stages host-base and offline) in DIR
-# (default bin/image): the static operator binary, the host's CA certificates and an
+# Prepares the offline image builds (Dockerfile stages host-base, offline, scim-server-offline) in DIR
+# (default bin/image): the static binaries of the operator and the reference SCIM server, the host's CA certificates and an
 # /etc/passwd and /etc/group naming 65532 nonroot, as distroless static:nonroot has them.
 #
 # Usage: hack/image-context.sh [DIR]     Env: VERSION (stamped into --version), GOARCH
@@ -21,6 +21,7 @@ fi
 rm -rf "$DIR"
 mkdir -p "$DIR/etc/ssl/certs"
 CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o "$DIR/manager" ./cmd
+CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w" -o "$DIR/scimserver" ./test/scimserver/cmd
 cp "$ca" "$DIR/etc/ssl/certs/ca-certificates.crt"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$DIR/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' >"$DIR/etc/group"

@@ -14,7 +14,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18080", "listen address")
-	token := flag.String("token", "dev-token", "bearer token clients must send")
+	token := flag.String("token", envOr("SCIM_SERVER_TOKEN", "dev-token"), "bearer token clients must send (default $SCIM_SERVER_TOKEN, else dev-token)")
 	profile := flag.String("profile", "rfc", "quirk profile: behave like this kind of provider (see test/scimserver/PROFILES.md): "+profileNames())
 	agents := flag.Bool("agents", false, "also serve the Agent resource type at /Agents (draft-abbey-scim-agent-extension-00)")
 	flag.Parse()
@@ -37,7 +37,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "listening:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("reference SCIM server on %s (profile %s, agents %v; bearer token from --token)\n", srv.Endpoint(), p.Name, *agents)
+	fmt.Printf("reference SCIM server on %s (profile %s, agents %v; bearer token from --token or $SCIM_SERVER_TOKEN)\n", srv.Endpoint(), p.Name, *agents)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
@@ -50,4 +50,11 @@ func profileNames() string {
 		names = append(names, p.Name)
 	}
 	return strings.Join(names, ", ")
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
 }
