@@ -25,6 +25,15 @@ manifests: ## Generate the CRDs and the RBAC ClusterRole from the markers (and c
 generate: ## Generate the DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+CRD_REF_DOCS_VERSION ?= v0.3.0
+.PHONY: docs
+docs: ## Write the references of docs/reference from the code: the API (crd-ref-docs), flags, metrics, annotations, conditions.
+	@mkdir -p bin docs/reference
+	@env -u POD_NAMESPACE go run ./cmd --help > bin/manager-help.txt 2>&1
+	@go run ./hack/refdocs -out docs/reference -help-file bin/manager-help.txt
+	@go run github.com/elastic/crd-ref-docs@$(CRD_REF_DOCS_VERSION) --log-level=ERROR --source-path=api \
+		--config=hack/crd-ref-docs.yaml --renderer=markdown --output-path=docs/reference/api.md
+
 .PHONY: fmt
 fmt: ## go fmt.
 	go fmt ./...
@@ -34,11 +43,12 @@ vet: ## go vet.
 	go vet ./...
 
 .PHONY: verify
-verify: manifests generate ## Fail when generated code, manifests, formatting or go.mod are stale.
+verify: manifests generate docs ## Fail when generated code, manifests, references, formatting or go.mod are stale, or a Markdown link is broken.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	@go mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
-	@git diff --exit-code -- api config charts || { echo "generated files are stale: run make manifests generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain --untracked-files=all -- api config charts)" || { echo "untracked generated files:"; git status --porcelain -- api config charts; exit 1; }
+	@git diff --exit-code -- api config charts docs/reference || { echo "generated files are stale: run make manifests generate docs and commit"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- api config charts docs/reference)" || { echo "untracked generated files:"; git status --porcelain -- api config charts docs/reference; exit 1; }
+	@go run ./hack/mdlinks $$(git ls-files '*.md') || { echo "broken Markdown links (a link must stay inside the repository and name a file and heading that exist)"; exit 1; }
 	@if [ -n "$(REQUIRE_PINNED_IMAGES)" ]; then hack/pin-images.sh --check; fi
 	@echo "verify: generated code and manifests are fresh"
 

@@ -40,6 +40,10 @@ func init() {
 // identities) for a little more CPU. GOGC or GOMEMLIMIT in the environment override it.
 const defaultGCPercent = 50
 
+// defaultClusterResourceNS is the cluster-resource namespace when neither the flag nor
+// $POD_NAMESPACE names one.
+const defaultClusterResourceNS = "scim-operator-system"
+
 func main() {
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetGCPercent(defaultGCPercent)
@@ -61,15 +65,21 @@ func main() {
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles.")
 	flag.StringVar(&clusterID, "cluster-id", "", "Prefix of every externalId; default the UID of the kube-system namespace.")
-	flag.StringVar(&clusterResourceNS, "cluster-resource-namespace", envOr("POD_NAMESPACE", "scim-operator-system"),
-		"Namespace holding the Secrets of ClusterScimTargets.")
+	flag.StringVar(&clusterResourceNS, "cluster-resource-namespace", "",
+		"Namespace holding the Secrets of ClusterScimTargets, the operator's credential snapshots (which keep a target's "+
+			"accounts revocable while its namespace is deleted) and the leader-election Lease; only cluster admins should "+
+			"read Secrets there. Default: $POD_NAMESPACE (the chart and config/manager set it to the operator's own "+
+			"namespace), else "+defaultClusterResourceNS+".")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 64, "Parallel ServiceIdentity reconciles.")
 	flag.DurationVar(&scimTimeout, "scim-timeout", 15*time.Second, "Timeout of each SCIM call.")
 	flag.DurationVar(&credentialRecheck, "credentials-recheck-interval", connect.DefaultCredentialRecheck,
 		"How long credentials read from a target's Secrets are used before they are read again. The operator may only "+
 			"get Secrets (no list, no watch), so a rotated Secret is picked up within this interval, or at once when the "+
 			"target answers 401 or 403 to the old credentials.")
-	flag.Float64Var(&qps, "kube-api-qps", 500, "Kubernetes API client QPS: 2 writes per identity provisioned or revoked, so this bounds bursts (API Priority and Fairness still protects the server).")
+	flag.Float64Var(&qps, "kube-api-qps", 500, "Kubernetes API client QPS. Provisioning an identity costs about 3 writes "+
+		"(its status twice, the Pending record and the result, and an Event) and revoking one about 4 (status, Event, finalizer), so this bounds how fast a burst "+
+		"of new or deleted identities is processed (make bench measures the current figures); API Priority and Fairness "+
+		"still protects the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 1000, "Kubernetes API client burst.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the pprof endpoint; \"0\" disables it.")
 	flag.IntVar(&requestsPerTarget, "max-concurrent-requests-per-target", 0,
@@ -93,6 +103,9 @@ func main() {
 	events.Bind(flag.CommandLine)
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if clusterResourceNS == "" {
+		clusterResourceNS = envOr("POD_NAMESPACE", defaultClusterResourceNS)
+	}
 	if printVersion {
 		fmt.Println("scim-operator", version)
 		return

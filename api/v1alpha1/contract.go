@@ -7,27 +7,60 @@ import "k8s.io/apimachinery/pkg/runtime/schema"
 
 // Condition types. Ready, Reconciling and Stalled follow kstatus; Expired is the identity's.
 const (
-	ConditionReady       = "Ready"
+	// ConditionReady is True when the object is what its spec asks: an identity's accounts
+	// provisioned (or suspended) on every target, a target reachable with its credentials.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the operator is working towards Ready (kstatus
+	// InProgress).
 	ConditionReconciling = "Reconciling"
-	ConditionStalled     = "Stalled"
-	ConditionExpired     = "Expired"
+	// ConditionStalled is True when the operator cannot make progress without a human: a bad
+	// spec, a refusal by the target, a guardrail, an open circuit breaker (kstatus Failed).
+	ConditionStalled = "Stalled"
+	// ConditionExpired is True on an identity past spec.expiresAt or spec.ttl: its accounts
+	// are revoked and the identity stays, Ready=False, until deleted or extended.
+	ConditionExpired = "Expired"
 )
 
 // Condition reasons.
 const (
-	ReasonReady              = "Ready"
-	ReasonProvisioned        = "Provisioned"
-	ReasonProgressing        = "Progressing"
-	ReasonTargetNotFound     = "TargetNotFound"
+	// ReasonReady: the target answered discovery and authentication; identities may use it.
+	ReasonReady = "Ready"
+	// ReasonProvisioned: the identity's account exists on every target and matches its spec
+	// (or is suspended, active=false, when spec.suspend or a governance policy asks for it).
+	ReasonProvisioned = "Provisioned"
+	// ReasonProgressing: the operator is creating, updating or checking accounts.
+	ReasonProgressing = "Progressing"
+	// ReasonTargetNotFound: spec.targetRefs names a ScimTarget or ClusterScimTarget that does
+	// not exist (yet); the identity waits for it.
+	ReasonTargetNotFound = "TargetNotFound"
+	// ReasonNamespaceForbidden: a ClusterScimTarget's spec.allowedNamespaces does not admit
+	// the identity's namespace.
 	ReasonNamespaceForbidden = "NamespaceNotAllowed"
-	ReasonCredentials        = "CredentialsUnavailable"
-	ReasonUnauthorized       = "Unauthorized"
-	ReasonUnreachable        = "TargetUnreachable"
-	ReasonRejected           = "RejectedByTarget"
-	ReasonDiscoveryFailed    = "DiscoveryFailed"
-	ReasonDeprovisioning     = "Deprovisioning"
+	// ReasonCredentials: the target's credentials Secret (or a key in it) is missing or
+	// unusable.
+	ReasonCredentials = "CredentialsUnavailable"
+	// ReasonUnauthorized: the target answered 401 or 403 to the credentials.
+	ReasonUnauthorized = "Unauthorized"
+	// ReasonUnreachable: the target did not answer (DNS, connection, TLS, timeout), answered
+	// something worth retrying (429, 5xx), or every request slot for it is busy; the operator
+	// retries with backoff, honouring Retry-After.
+	ReasonUnreachable = "TargetUnreachable"
+	// ReasonRejected: the target refused a request for good (a SCIM error not worth retrying:
+	// 400 invalidValue, a 409 the lookup could not resolve, 404 on the endpoint); the condition
+	// carries the target's SCIM detail and a human has to change the spec or the target.
+	ReasonRejected = "RejectedByTarget"
+	// ReasonDiscoveryFailed: the target's /ServiceProviderConfig or /Schemas could not be
+	// read or understood.
+	ReasonDiscoveryFailed = "DiscoveryFailed"
+	// ReasonDeprovisioning: the identity is being deleted and its accounts revoked.
+	ReasonDeprovisioning = "Deprovisioning"
+	// ReasonDeprovisionBlocked: an account of a deleted identity could not be revoked yet
+	// (the target is unreachable, refuses, or its circuit breaker is open); the finalizer
+	// holds the identity until it is.
 	ReasonDeprovisionBlocked = "DeprovisionBlocked"
-	ReasonInvalidSpec        = "InvalidSpec"
+	// ReasonInvalidSpec: the spec cannot be acted on (e.g. a workloadRef of a kind not
+	// supported, an attribute the target's schema lacks); the message says what.
+	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonAccountConflict: an account the identity needs is not provably and uniquely ours
 	// (a person's account with the same userName, another externalId, duplicates).
 	ReasonAccountConflict = "AccountConflict"
@@ -76,7 +109,9 @@ const ReviewedAtAnnotation = "scim.nhi.dev/reviewed-at"
 // operator counts an attestation only when a SubjectAccessReview says that user may `review`
 // the identity.
 const (
-	ReviewedByAnnotation       = "scim.nhi.dev/reviewed-by"
+	// ReviewedByAnnotation names the user who attested the review (set by admission).
+	ReviewedByAnnotation = "scim.nhi.dev/reviewed-by"
+	// ReviewedByGroupsAnnotation holds that user's groups, a JSON array (set by admission).
 	ReviewedByGroupsAnnotation = "scim.nhi.dev/reviewed-by-groups"
 )
 
@@ -91,11 +126,17 @@ const RevokedReasonAnnotation = "scim.nhi.dev/revoked-reason"
 // Annotations on workloads (ServiceAccount, Deployment, StatefulSet, CronJob) that ask for an
 // identity.
 const (
-	AnnotationTargets     = "scim.nhi.dev/targets"
-	AnnotationGroups      = "scim.nhi.dev/groups"
-	AnnotationOwner       = "scim.nhi.dev/owner"
+	// AnnotationTargets on a workload asks for an identity on these targets: comma-separated
+	// ScimTarget names of the workload's namespace, or ClusterScimTarget/NAME.
+	AnnotationTargets = "scim.nhi.dev/targets"
+	// AnnotationGroups on a workload: comma-separated SCIM groups of its account.
+	AnnotationGroups = "scim.nhi.dev/groups"
+	// AnnotationOwner on a workload: the identity's spec.owner (a person or team).
+	AnnotationOwner = "scim.nhi.dev/owner"
+	// AnnotationDisplayName on a workload: the account's displayName.
 	AnnotationDisplayName = "scim.nhi.dev/display-name"
-	AnnotationTTL         = "scim.nhi.dev/ttl"
+	// AnnotationTTL on a workload: the identity's spec.ttl (a Go duration, e.g. 24h).
+	AnnotationTTL = "scim.nhi.dev/ttl"
 )
 
 // BreakerReleaseAnnotation on a target, set to a new value, closes an open circuit breaker.

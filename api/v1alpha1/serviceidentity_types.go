@@ -20,7 +20,7 @@ const (
 	InUseFinalizer = "scim.nhi.dev/in-use"
 	// SecurityEventsFinalizer holds a ServiceIdentity, when security events are configured,
 	// while a Security Event Token recorded on its status is not delivered (its status is the
-	// outbox), or until the operator gives it up (--security-event-max-age). It never holds
+	// outbox), or until the operator gives it up (--security-events-max-age). It never holds
 	// back a revocation: the accounts are revoked and DeprovisionFinalizer released first.
 	SecurityEventsFinalizer = "scim.nhi.dev/security-events"
 	// ForceOrphanAnnotation set to "true" releases the finalizer without touching the targets.
@@ -229,7 +229,7 @@ type RevocationEvidence struct {
 	SecurityEventSubject string `json:"securityEventSubject,omitempty"`
 	// securityEventDelivery is where that token is: Pending (recorded, not accepted yet: it is
 	// sent, and after a restart sent again with the same jti), Delivered, Refused (the receiver
-	// will never accept it) or GivenUp (not accepted within --security-event-max-age).
+	// will never accept it) or GivenUp (not accepted within --security-events-max-age).
 	// +optional
 	SecurityEventDelivery SecurityEventDelivery `json:"securityEventDelivery,omitempty"`
 	// securityEventDeliveredAt is when the receiver accepted that token.
