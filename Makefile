@@ -159,6 +159,20 @@ else
 	kubectl apply -k $(DEPLOY)
 endif
 
+.PHONY: undeploy
+undeploy: ## Remove what make deploy installed. Refuses while ServiceIdentities exist; REVOKE=1 deletes them first and waits until their accounts are revoked (docs/upgrade.md#uninstall).
+	@n=$$(kubectl get serviceidentities -A --no-headers 2>/dev/null | wc -l); \
+	if [ "$$n" -gt 0 ] && [ -z "$(REVOKE)" ]; then \
+		echo "undeploy: $$n ServiceIdentities exist. Removing the operator first would leave their finalizers (and CRD deletion) stuck and their accounts active."; \
+		echo "  make undeploy REVOKE=1   deletes every ServiceIdentity, waits until the operator has revoked their accounts, then uninstalls"; \
+		echo "  to keep the accounts, see docs/upgrade.md#uninstall"; exit 1; fi; \
+	if [ "$$n" -gt 0 ]; then \
+		kubectl delete serviceidentities --all -A --wait=false && \
+		kubectl wait serviceidentities --all -A --for=delete --timeout=$(or $(REVOKE_TIMEOUT),10m); fi
+	kubectl delete scimtargets --all -A --ignore-not-found --timeout=5m
+	kubectl delete clusterscimtargets --all --ignore-not-found --timeout=5m
+	kubectl delete -k $(DEPLOY) --ignore-not-found
+
 .PHONY: dev
 dev: build ## Local control plane + reference SCIM server + operator + samples; Ctrl-C stops all.
 	go build -o bin/dev ./hack/dev
