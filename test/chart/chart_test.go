@@ -203,6 +203,7 @@ func TestChartInstallsOnKubeAPIServer(t *testing.T) {
 
 	dryRun := func(t *testing.T, manifest []byte) string {
 		t.Helper()
+		manifest = withoutUnservedKinds(t, manifest)
 		out, err := kubectl(manifest, "apply", "--server-side", "--dry-run=server", "--field-manager=helm", "-f", "-")
 		if err != nil {
 			t.Fatalf("kubectl apply --server-side --dry-run=server: %v\n%s", err, out)
@@ -270,6 +271,192 @@ func TestChartInstallsOnKubeAPIServer(t *testing.T) {
 			t.Fatalf("helm template with 2 replicas and no leader election: %v", err)
 		}
 	})
+
+	// A single replica still installs: leader election on, and a budget that lets a drain
+	// evict the one pod (minAvailable: 1 would hold every drain).
+	t.Run("a single replica", func(t *testing.T) {
+		manifest := mustRender(t, "--kube-version", server, "--set", "replicas=1")
+		objs := parse(t, manifest)
+		if r, _, _ := unstructured.NestedInt64(find(objs, "Deployment", "").Object, "spec", "replicas"); r != 1 {
+			t.Errorf("replicas = %d, want 1", r)
+		}
+		wantArgs(t, objs, "--leader-elect")
+		pdb := find(objs, "PodDisruptionBudget", "")
+		if pdb == nil {
+			t.Fatal("no PodDisruptionBudget with replicas=1")
+		}
+		if spec, _, _ := unstructured.NestedMap(pdb.Object, "spec"); spec["maxUnavailable"] != int64(1) || spec["minAvailable"] != nil {
+			t.Errorf("with one replica the budget must let a drain evict it: %v", spec)
+		}
+		dryRun(t, manifest)
+	})
+
+	t.Run("NetworkPolicy", func(t *testing.T) {
+		for _, tc := range []struct {
+			name  string
+			args  []string
+			check func(t *testing.T, np *unstructured.Unstructured)
+		}{
+			{"metrics from monitoring, egress open", []string{"--set", "networkPolicy.enabled=true", "--set", "networkPolicy.metrics.namespaces={monitoring}",
+				"--set", "networkPolicy.metrics.podLabels.app\\.kubernetes\\.io/name=prometheus"}, checkNetworkPolicyOpenEgress},
+			{"nobody may scrape", []string{"--set", "networkPolicy.enabled=true"}, func(t *testing.T, np *unstructured.Unstructured) {
+				ingress, _, _ := unstructured.NestedSlice(np.Object, "spec", "ingress")
+				if len(ingress) != 1 || !reflect.DeepEqual(ingress[0], map[string]any{"ports": []any{map[string]any{"port": int64(8081), "protocol": "TCP"}}}) {
+					t.Errorf("without metrics peers only the health port may be reached: %v", ingress)
+				}
+			}},
+			{"egress restricted", []string{"--set", "networkPolicy.enabled=true", "--set", "networkPolicy.egress.restrict=true",
+				"--set", "networkPolicy.egress.cidrs={10.96.0.1/32,203.0.113.0/24}"}, checkNetworkPolicyRestrictedEgress},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				manifest := mustRender(t, append([]string{"--kube-version", server}, tc.args...)...)
+				np := find(parse(t, manifest), "NetworkPolicy", release+"-controller-manager")
+				if np == nil {
+					t.Fatal("no NetworkPolicy rendered")
+				}
+				tc.check(t, np)
+				t.Logf("accepted by kube-apiserver %s:\n%s", server, dryRun(t, manifest))
+			})
+		}
+	})
+
+	// cert-manager's Certificate is a CRD this API server does not serve: it is checked as
+	// rendered, the rest (the Deployment mounting its Secret, the ServiceMonitor verifying it)
+	// is dry-run.
+	t.Run("metrics certificate from cert-manager", func(t *testing.T) {
+		manifest := mustRender(t, "--kube-version", server, "--set", "metrics.certManager.enabled=true",
+			"--set", "metrics.certManager.issuerRef.name=cluster-ca", "--set", "metrics.certManager.issuerRef.kind=ClusterIssuer",
+			"--set", "serviceMonitor.enabled=true")
+		objs := parse(t, manifest)
+		checkMetricsCertificate(t, objs, release+"-metrics-cert", "ClusterIssuer")
+		out := dryRun(t, manifest)
+		if strings.Contains(out, "certificate.cert-manager.io") {
+			t.Errorf("the Certificate reached the API server, which has no such kind:\n%s", out)
+		}
+		t.Logf("the rest accepted by kube-apiserver %s:\n%s", server, out)
+	})
+}
+
+// withoutUnservedKinds drops from a manifest the objects whose kinds the local API server does
+// not serve (cert-manager's Certificate); the tests check those as rendered.
+func withoutUnservedKinds(t *testing.T, manifest []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	for _, o := range parse(t, manifest) {
+		if o.GroupVersionKind().Group == "cert-manager.io" {
+			continue
+		}
+		j, err := o.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("---\n")
+		b.Write(j)
+		b.WriteString("\n")
+	}
+	return b.Bytes()
+}
+
+// checkMetricsCertificate checks the Certificate cert-manager issues for the metrics endpoint, the
+// Deployment mounting its Secret as --metrics-cert-path, and the ServiceMonitor verifying it.
+func checkMetricsCertificate(t *testing.T, objs []*unstructured.Unstructured, secret, issuerKind string) {
+	t.Helper()
+	svc := find(objs, "Service", "")
+	if svc == nil {
+		t.Fatal("no metrics Service")
+	}
+	serverName := svc.GetName() + "." + namespace + ".svc"
+	cert := find(objs, "Certificate", "")
+	if cert == nil {
+		t.Fatal("no Certificate rendered")
+	}
+	if cert.GetAPIVersion() != "cert-manager.io/v1" || cert.GetNamespace() != namespace {
+		t.Errorf("Certificate %s in %q", cert.GetAPIVersion(), cert.GetNamespace())
+	}
+	spec, _, _ := unstructured.NestedMap(cert.Object, "spec")
+	if spec["secretName"] != secret {
+		t.Errorf("the Certificate's secretName is %v, want %s", spec["secretName"], secret)
+	}
+	if !reflect.DeepEqual(spec["dnsNames"], []any{svc.GetName(), serverName}) {
+		t.Errorf("the Certificate's dnsNames %v do not name the Service %s", spec["dnsNames"], serverName)
+	}
+	if ref, _ := spec["issuerRef"].(map[string]any); ref["name"] != "cluster-ca" || ref["kind"] != issuerKind || ref["group"] != "cert-manager.io" {
+		t.Errorf("issuerRef = %v", spec["issuerRef"])
+	}
+	if u, _ := spec["usages"].([]any); !slices.Contains(u, "server auth") {
+		t.Errorf("usages %v lack server auth", spec["usages"])
+	}
+	wantArgs(t, objs, "--metrics-cert-path=/etc/scim-operator/metrics-certs")
+	dep := find(objs, "Deployment", "")
+	volumes, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
+	mounted := false
+	for _, v := range volumes {
+		if name, _, _ := unstructured.NestedString(v.(map[string]any), "secret", "secretName"); name == secret {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Errorf("the Deployment does not mount Secret %s: %v", secret, volumes)
+	}
+	sm := find(objs, "ServiceMonitor", "")
+	if sm == nil {
+		t.Fatal("no ServiceMonitor rendered")
+	}
+	endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	tls, _, _ := unstructured.NestedMap(endpoints[0].(map[string]any), "tlsConfig")
+	want := map[string]any{"serverName": serverName, "ca": map[string]any{"secret": map[string]any{"name": secret, "key": "ca.crt"}}}
+	if !reflect.DeepEqual(tls, want) {
+		t.Errorf("the ServiceMonitor's tlsConfig = %v, want %v (verified, no insecureSkipVerify)", tls, want)
+	}
+}
+
+func checkNetworkPolicyOpenEgress(t *testing.T, np *unstructured.Unstructured) {
+	t.Helper()
+	if types, _, _ := unstructured.NestedStringSlice(np.Object, "spec", "policyTypes"); !reflect.DeepEqual(types, []string{"Ingress"}) {
+		t.Errorf("policyTypes = %v, want only Ingress (egress open)", types)
+	}
+	if sel, _, _ := unstructured.NestedStringMap(np.Object, "spec", "podSelector", "matchLabels"); sel["app.kubernetes.io/component"] != "controller-manager" || sel["app.kubernetes.io/instance"] != release {
+		t.Errorf("podSelector %v does not select the manager pods", sel)
+	}
+	ingress, _, _ := unstructured.NestedSlice(np.Object, "spec", "ingress")
+	if len(ingress) != 2 {
+		t.Fatalf("%d ingress rules, want 2 (health, metrics): %v", len(ingress), ingress)
+	}
+	health := ingress[0].(map[string]any)
+	if _, ok := health["from"]; ok || !reflect.DeepEqual(health["ports"], []any{map[string]any{"port": int64(8081), "protocol": "TCP"}}) {
+		t.Errorf("the health port should be open to anyone (kubelet probes): %v", health)
+	}
+	metrics := ingress[1].(map[string]any)
+	want := []any{map[string]any{
+		"namespaceSelector": map[string]any{"matchExpressions": []any{map[string]any{"key": "kubernetes.io/metadata.name", "operator": "In", "values": []any{"monitoring"}}}},
+		"podSelector":       map[string]any{"matchLabels": map[string]any{"app.kubernetes.io/name": "prometheus"}},
+	}}
+	if !reflect.DeepEqual(metrics["from"], want) || !reflect.DeepEqual(metrics["ports"], []any{map[string]any{"port": int64(8443), "protocol": "TCP"}}) {
+		t.Errorf("metrics rule = %v, want port 8443 from %v", metrics, want)
+	}
+}
+
+func checkNetworkPolicyRestrictedEgress(t *testing.T, np *unstructured.Unstructured) {
+	t.Helper()
+	if types, _, _ := unstructured.NestedStringSlice(np.Object, "spec", "policyTypes"); !reflect.DeepEqual(types, []string{"Ingress", "Egress"}) {
+		t.Errorf("policyTypes = %v, want Ingress and Egress", types)
+	}
+	egress, _, _ := unstructured.NestedSlice(np.Object, "spec", "egress")
+	if len(egress) != 2 {
+		t.Fatalf("%d egress rules, want 2 (DNS, CIDRs): %v", len(egress), egress)
+	}
+	dns := egress[0].(map[string]any)
+	if !reflect.DeepEqual(dns["ports"], []any{map[string]any{"port": int64(53), "protocol": "UDP"}, map[string]any{"port": int64(53), "protocol": "TCP"}}) {
+		t.Errorf("DNS rule ports = %v", dns["ports"])
+	}
+	if to, _ := json.Marshal(dns["to"]); !strings.Contains(string(to), `"k8s-app":"kube-dns"`) {
+		t.Errorf("DNS rule goes to %s, want the kube-dns pods", to)
+	}
+	cidrs := egress[1].(map[string]any)
+	want := []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.96.0.1/32"}}, map[string]any{"ipBlock": map[string]any{"cidr": "203.0.113.0/24"}}}
+	if !reflect.DeepEqual(cidrs["to"], want) || cidrs["ports"] != nil {
+		t.Errorf("CIDR rule = %v, want any port to %v", cidrs, want)
+	}
 }
 
 func managerContainer(t *testing.T, objs []*unstructured.Unstructured) map[string]any {
@@ -317,7 +504,8 @@ func wantArgs(t *testing.T, objs []*unstructured.Unstructured, want ...string) {
 
 func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 	wantArgs(t, objs, "--leader-elect", "--metrics-bind-address=:8443", "--health-probe-bind-address=:8081",
-		"--cluster-resource-namespace="+namespace)
+		"--cluster-resource-namespace="+namespace, "--kube-api-qps=50", "--kube-api-burst=100")
+	checkHighAvailability(t, objs)
 	for _, a := range args(t, objs) {
 		if strings.HasPrefix(a, "--watch-namespaces") || strings.HasPrefix(a, "--metrics-secure") {
 			t.Errorf("unexpected default arg %q", a)
@@ -346,9 +534,14 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 			t.Errorf("no %s rendered by default", kind)
 		}
 	}
-	for _, kind := range []string{"ServiceMonitor", "PrometheusRule", "PodDisruptionBudget"} {
+	for _, kind := range []string{"ServiceMonitor", "PrometheusRule", "NetworkPolicy", "Certificate"} {
 		if find(objs, kind, "") != nil {
 			t.Errorf("%s rendered by default", kind)
+		}
+	}
+	for _, a := range args(t, objs) {
+		if strings.HasPrefix(a, "--metrics-cert-path") {
+			t.Errorf("unexpected default arg %q (no certificate configured)", a)
 		}
 	}
 	for _, o := range objs {
@@ -361,7 +554,8 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 func checkAllOn(t *testing.T, objs []*unstructured.Unstructured) {
 	wantArgs(t, objs, "--leader-elect", "--metrics-bind-address=:9443", "--metrics-cert-path=/etc/scim-operator/metrics-certs",
 		"--cluster-resource-namespace=scim-operator-secrets", "--watch-namespaces=team-a,team-b", "--cluster-id=prod-eu-1",
-		"--namespaced-target-allowed-cidrs=10.20.0.0/16,10.21.0.0/16", "--namespaced-target-denied-cidrs=", "--zap-log-level=debug")
+		"--namespaced-target-allowed-cidrs=10.20.0.0/16,10.21.0.0/16", "--namespaced-target-denied-cidrs=", "--zap-log-level=debug",
+		"--kube-api-qps=200", "--kube-api-burst=400", "--credentials-recheck-interval=30s")
 	dep := find(objs, "Deployment", "scim-controller-manager")
 	if dep == nil {
 		t.Fatal("no Deployment scim-controller-manager (fullnameOverride)")
@@ -372,10 +566,38 @@ func checkAllOn(t *testing.T, objs []*unstructured.Unstructured) {
 	if img := managerContainer(t, objs)["image"]; !strings.HasPrefix(img.(string), "ghcr.io/nhi-dev/scim-operator@sha256:") {
 		t.Errorf("image %v does not use the digest", img)
 	}
-	for _, kind := range []string{"ServiceMonitor", "PrometheusRule", "PodDisruptionBudget", "MutatingAdmissionPolicy"} {
+	for _, kind := range []string{"ServiceMonitor", "PrometheusRule", "PodDisruptionBudget", "MutatingAdmissionPolicy", "NetworkPolicy", "Certificate"} {
 		if find(objs, kind, "") == nil {
 			t.Errorf("no %s rendered", kind)
 		}
+	}
+	// The user's zone constraint, and the chart's node one beside it.
+	spread, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "topologySpreadConstraints")
+	var keys []string
+	for _, c := range spread {
+		keys = append(keys, c.(map[string]any)["topologyKey"].(string))
+	}
+	if !reflect.DeepEqual(keys, []string{"topology.kubernetes.io/zone", "kubernetes.io/hostname"}) {
+		t.Errorf("topologySpreadConstraints on %v, want the zone one given and the chart's node one", keys)
+	}
+	// An explicit serviceMonitor.tlsConfig is used as given.
+	sm := find(objs, "ServiceMonitor", "")
+	endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	if tls, _, _ := unstructured.NestedMap(endpoints[0].(map[string]any), "tlsConfig"); tls["serverName"] != "scim-controller-manager-metrics-service.scim-operator-system.svc" {
+		t.Errorf("the ServiceMonitor's tlsConfig is not the one given: %v", tls)
+	}
+	if cert := find(objs, "Certificate", ""); cert != nil {
+		if s, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName"); s != "scim-metrics-cert" {
+			t.Errorf("the Certificate writes Secret %q, not metrics.certSecret", s)
+		}
+		if d, _, _ := unstructured.NestedString(cert.Object, "spec", "duration"); d != "2160h" {
+			t.Errorf("the Certificate's duration is %q", d)
+		}
+	}
+	np := find(objs, "NetworkPolicy", "")
+	egress, _, _ := unstructured.NestedSlice(np.Object, "spec", "egress")
+	if len(egress) != 3 {
+		t.Errorf("%d egress rules, want DNS, CIDRs and the extra rule", len(egress))
 	}
 	// The Roles go to the cluster-resource namespace, where the snapshots and the lease live.
 	for _, o := range objs {
@@ -417,7 +639,7 @@ func checkAllOn(t *testing.T, objs []*unstructured.Unstructured) {
 }
 
 func checkAllOff(t *testing.T, objs []*unstructured.Unstructured) {
-	for _, kind := range []string{"CustomResourceDefinition", "MutatingAdmissionPolicy", "ValidatingAdmissionPolicy", "Service", "ServiceAccount", "ServiceMonitor", "PrometheusRule", "PodDisruptionBudget"} {
+	for _, kind := range []string{"CustomResourceDefinition", "MutatingAdmissionPolicy", "ValidatingAdmissionPolicy", "Service", "ServiceAccount", "ServiceMonitor", "PrometheusRule", "PodDisruptionBudget", "NetworkPolicy", "Certificate"} {
 		if find(objs, kind, "") != nil {
 			t.Errorf("%s rendered with every option off", kind)
 		}
@@ -432,6 +654,58 @@ func checkAllOff(t *testing.T, objs []*unstructured.Unstructured) {
 	dep := find(objs, "Deployment", "")
 	if sa, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "serviceAccountName"); sa != "default" {
 		t.Errorf("serviceAccountName = %q, want the existing one", sa)
+	}
+	if r, _, _ := unstructured.NestedInt64(dep.Object, "spec", "replicas"); r != 1 {
+		t.Errorf("replicas = %d, want 1", r)
+	}
+	if spread, ok, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "topologySpreadConstraints"); ok {
+		t.Errorf("topologySpreadConstraints with spreadAcrossNodes=false: %v", spread)
+	}
+}
+
+// checkHighAvailability: two replicas that elect a leader, a budget that keeps one up, and a
+// preference (not a requirement) for different nodes.
+func checkHighAvailability(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	dep := find(objs, "Deployment", "")
+	if r, _, _ := unstructured.NestedInt64(dep.Object, "spec", "replicas"); r != 2 {
+		t.Errorf("replicas = %d, want 2", r)
+	}
+	wantArgs(t, objs, "--leader-elect")
+	podLabels, _, _ := unstructured.NestedStringMap(dep.Object, "spec", "template", "metadata", "labels")
+	selects := func(what string, sel map[string]string) {
+		if len(sel) == 0 {
+			t.Errorf("%s selects nothing", what)
+		}
+		for k, v := range sel {
+			if podLabels[k] != v {
+				t.Errorf("%s selects %s=%s, which the manager pods (%v) lack", what, k, v, podLabels)
+			}
+		}
+	}
+	pdb := find(objs, "PodDisruptionBudget", "")
+	if pdb == nil {
+		t.Fatal("no PodDisruptionBudget by default")
+	}
+	spec, _, _ := unstructured.NestedMap(pdb.Object, "spec")
+	if spec["maxUnavailable"] != int64(1) || spec["minAvailable"] != nil {
+		t.Errorf("the PodDisruptionBudget: %v, want maxUnavailable 1", spec)
+	}
+	sel, _, _ := unstructured.NestedStringMap(pdb.Object, "spec", "selector", "matchLabels")
+	selects("the PodDisruptionBudget", sel)
+	spread, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "topologySpreadConstraints")
+	if len(spread) != 1 {
+		t.Fatalf("topologySpreadConstraints = %v, want one on kubernetes.io/hostname", spread)
+	}
+	c := spread[0].(map[string]any)
+	if c["topologyKey"] != "kubernetes.io/hostname" || c["whenUnsatisfiable"] != "ScheduleAnyway" || c["maxSkew"] != int64(1) ||
+		!reflect.DeepEqual(c["matchLabelKeys"], []any{"pod-template-hash"}) {
+		t.Errorf("the spread constraint %v is not a soft one across nodes", c)
+	}
+	sel, _, _ = unstructured.NestedStringMap(c, "labelSelector", "matchLabels")
+	selects("the spread constraint", sel)
+	if aff, ok, _ := unstructured.NestedMap(dep.Object, "spec", "template", "spec", "affinity"); ok {
+		t.Errorf("an affinity by default (the spread is soft, a constraint): %v", aff)
 	}
 }
 

@@ -89,3 +89,57 @@ least the version that serves the policy's API. Renders "true" or nothing.
 {{- fail (printf "admissionPolicies.%s must be auto, true or false, not %v" $name $value) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The Secret holding the metrics certificate (tls.crt, tls.key, ca.crt): metrics.certSecret, or
+"<prefix>-metrics-cert" when metrics.certManager.enabled creates it; empty: none (the manager's
+self-signed certificate).
+*/}}
+{{- define "scim-operator.metricsCertSecret" -}}
+{{- if .Values.metrics.certSecret }}
+{{- .Values.metrics.certSecret }}
+{{- else if .Values.metrics.certManager.enabled }}
+{{- include "scim-operator.resourceName" (list . "metrics-cert") }}
+{{- end }}
+{{- end }}
+
+{{/*
+The metrics Service's name, and the DNS name its certificate carries and Prometheus verifies.
+*/}}
+{{- define "scim-operator.metricsServiceName" -}}
+{{- include "scim-operator.resourceName" (list . "controller-manager-metrics-service") }}
+{{- end }}
+
+{{- define "scim-operator.metricsServerName" -}}
+{{- printf "%s.%s.svc" (include "scim-operator.metricsServiceName" .) .Release.Namespace }}
+{{- end }}
+
+{{/*
+The selector of the manager pods (Deployment, PodDisruptionBudget, NetworkPolicy, spread).
+*/}}
+{{- define "scim-operator.managerSelectorLabels" -}}
+{{ include "scim-operator.selectorLabels" . }}
+app.kubernetes.io/component: controller-manager
+{{- end }}
+
+{{/*
+The manager flags the chart sets from values: extraArgs may not set them too (the last one
+would win, silently).
+*/}}
+{{- define "scim-operator.chartFlags" -}}
+{{- toJson (dict
+  "leader-elect" "leaderElection.enabled"
+  "health-probe-bind-address" "healthProbe.port"
+  "metrics-bind-address" "metrics.enabled and metrics.port"
+  "metrics-secure" "metrics.secure"
+  "metrics-cert-path" "metrics.certSecret"
+  "cluster-resource-namespace" "clusterResourceNamespace"
+  "watch-namespaces" "watchNamespaces"
+  "cluster-id" "clusterID"
+  "max-concurrent-reconciles" "maxConcurrentReconciles"
+  "scim-timeout" "scimTimeout"
+  "namespaced-target-allowed-cidrs" "namespacedTargetAllowedCIDRs"
+  "namespaced-target-denied-cidrs" "namespacedTargetDeniedCIDRs"
+  "kube-api-qps" "kubeAPI.qps"
+  "kube-api-burst" "kubeAPI.burst") }}
+{{- end }}
