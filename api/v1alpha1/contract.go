@@ -88,6 +88,17 @@ const (
 	// ReasonAccountsLeftActive: an identity's finalizer was released while an account of it
 	// is not provably inactive on a target (deletionPolicy Orphan left it as it was). Event only.
 	ReasonAccountsLeftActive = "AccountsLeftActive"
+	// ReasonInUse: a target being deleted waits for the identities still using it to
+	// deprovision their accounts (finalizer scim.nhi.dev/in-use).
+	ReasonInUse = "InUse"
+	// ReasonExtended: Expired=False again because spec.expiresAt or spec.ttl moved the expiry
+	// into the future; the identity is provisioned again.
+	ReasonExtended = "Extended"
+	// ReasonOwnerActive: the owner directory shows the owner active (condition OwnerActive).
+	ReasonOwnerActive = "OwnerActive"
+	// ReasonDirectoryUnavailable: the owner directory could not be asked (OwnerActive=Unknown);
+	// nothing is suspended for it.
+	ReasonDirectoryUnavailable = "DirectoryUnavailable"
 	// ReasonSecurityEventGivenUp: a Security Event Token was not accepted by the receiver within
 	// the operator's maximum age and is no longer sent. Event only.
 	ReasonSecurityEventGivenUp = "SecurityEventGivenUp"

@@ -264,7 +264,7 @@ func (g *Governor) checkOwner(ctx context.Context, si *scimv1.ServiceIdentity, p
 		next.Since = &since
 		g.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonOwnerInactive, "OwnerCheck", "Owner %q: %s", si.Spec.Owner, next.Message)
 	case next.State == scimv1.OwnerActive && prev != nil && (prev.State == scimv1.OwnerInactive || prev.State == scimv1.OwnerMissing):
-		g.Recorder.Eventf(si, nil, "Normal", "OwnerActive", "OwnerCheck", "Owner %q is active in %s", si.Spec.Owner, next.Directory)
+		g.Recorder.Eventf(si, nil, "Normal", scimv1.ReasonOwnerActive, "OwnerCheck", "Owner %q is active in %s", si.Spec.Owner, next.Directory)
 	}
 	// checkedAt moves when the answer changed, else at most hourly: no status write per check.
 	next.CheckedAt = nil
@@ -473,12 +473,12 @@ func (g *Governor) checkReview(ctx context.Context, si *scimv1.ServiceIdentity, 
 // setOwnerActive sets the OwnerActive condition from the owner check on record.
 func setOwnerActive(si *scimv1.ServiceIdentity, next *scimv1.OwnerStatus) {
 	cond := metav1.ConditionTrue
-	reason, msg := "OwnerActive", fmt.Sprintf("Owner %q is active in %s", si.Spec.Owner, next.Directory)
+	reason, msg := scimv1.ReasonOwnerActive, fmt.Sprintf("Owner %q is active in %s", si.Spec.Owner, next.Directory)
 	switch next.State {
 	case scimv1.OwnerInactive, scimv1.OwnerMissing:
 		cond, reason, msg = metav1.ConditionFalse, scimv1.ReasonOwnerInactive, next.Message
 	case scimv1.OwnerUnchecked:
-		cond, reason, msg = metav1.ConditionUnknown, "DirectoryUnavailable", next.Message
+		cond, reason, msg = metav1.ConditionUnknown, scimv1.ReasonDirectoryUnavailable, next.Message
 	}
 	status.Set(&si.Status.Conditions, si.Generation, scimv1.ConditionOwnerActive, cond, reason, msg)
 }

@@ -328,7 +328,9 @@ func (n *fakeNode) start(ctx context.Context, d *appsv1.Deployment, host bool) (
 		args = append(args, "--env", e)
 	}
 	args = append(args, c.Image)
-	args = append(args, c.Args...)
+	for _, a := range c.Args {
+		args = append(args, expandEnv(a, env))
+	}
 	if _, err := n.podman(args...); err != nil {
 		return nil, err
 	}
@@ -375,7 +377,7 @@ func (n *fakeNode) env(ctx context.Context, d *appsv1.Deployment, c corev1.Conta
 		default:
 			return nil, fmt.Errorf("env %s: a source this node does not resolve", e.Name)
 		}
-		env = append(env, e.Name+"="+v)
+		env = append(env, e.Name+"="+expandEnv(v, env))
 	}
 	return env, nil
 }
@@ -461,4 +463,21 @@ func (n *fakeNode) scimUsers(filter string) ([]map[string]any, error) {
 		return nil, fmt.Errorf("%s: %w", resp.Status, err)
 	}
 	return list.Resources, nil
+}
+
+// envRef is a $(NAME) reference in a container's env value or args.
+var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// expandEnv replaces $(NAME) by the value of an earlier variable, as the kubelet does; an
+// unknown reference stays as written.
+func expandEnv(v string, env []string) string {
+	return envRef.ReplaceAllStringFunc(v, func(ref string) string {
+		name := envRef.FindStringSubmatch(ref)[1]
+		for i := len(env) - 1; i >= 0; i-- {
+			if k, val, _ := strings.Cut(env[i], "="); k == name {
+				return val
+			}
+		}
+		return ref
+	})
 }

@@ -287,7 +287,7 @@ func (r *Reconciler) lifetime(si *scimv1.ServiceIdentity, pol governance.Policy)
 		return nil, true
 	}
 	if err == nil && meta.IsStatusConditionTrue(si.Status.Conditions, scimv1.ConditionExpired) {
-		status.Set(&si.Status.Conditions, si.Generation, scimv1.ConditionExpired, metav1.ConditionFalse, "Extended",
+		status.Set(&si.Status.Conditions, si.Generation, scimv1.ConditionExpired, metav1.ConditionFalse, scimv1.ReasonExtended,
 			"Expiry moved to the future; provisioning again")
 		si.Status.DeprovisionedAt = nil
 	}

@@ -316,7 +316,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, t *targets.Target) (ct
 		shown := users[:min(len(users), 5)]
 		msg := fmt.Sprintf("Deletion waits for %d ServiceIdentities still using this target to deprovision (%s)",
 			len(users), strings.Join(shown, ", "))
-		status.Set(&t.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, "InUse", msg)
+		status.Set(&t.Status.Conditions, gen, scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonInUse, msg)
 		return ctrl.Result{}, false, nil // the watch on identities brings us back
 	}
 	if err := r.Credentials.DeleteSnapshot(ctx, t); err != nil {
