@@ -97,6 +97,6 @@ access is still justified; it records reviews and suspends an identity on every 
 	cmd.SetOut(o.Out)
 	cmd.SetErr(o.ErrOut)
 	o.ConfigFlags.AddFlags(cmd.PersistentFlags())
-	cmd.AddCommand(newInventoryCommand(o), newWhyCommand(o), newReviewCommand(o), newRevokeCommand(o))
+	cmd.AddCommand(newInventoryCommand(o), newWhyCommand(o), newReviewCommand(o), newRevokeCommand(o), newJWKSCommand(o))
 	return cmd
 }

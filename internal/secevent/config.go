@@ -92,6 +92,13 @@ func LoadSigner(ctx context.Context, r client.Reader, ref types.NamespacedName) 
 	if err := r.Get(ctx, ref, &s); err != nil {
 		return nil, fmt.Errorf("reading security event key Secret %s: %w", ref, err)
 	}
+	return SignerFromSecret(&s)
+}
+
+// SignerFromSecret makes the signer of a key Secret: the PEM key in tls.key or key.pem, the key
+// id in kid (optional). Errors name the Secret and key, never their content.
+func SignerFromSecret(s *corev1.Secret) (*Signer, error) {
+	ref := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
 	data, ok := s.Data[SecretKeyPrivateKey]
 	if !ok {
 		data, ok = s.Data[SecretKeyPrivateKeyAlt]
