@@ -66,7 +66,7 @@ func readLinks(path string) ([]link, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var links []link
 	inFence := false
 	sc := bufio.NewScanner(f)

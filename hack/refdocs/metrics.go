@@ -75,15 +75,20 @@ func parseDesc(d *prometheus.Desc) (metric, error) {
 	return metric{name: name, help: help, labels: labels}, nil
 }
 
+// collectorType is the type of a collector of the client library. Gauge is asked before
+// Counter (a Gauge has a Counter's methods too); a lone Histogram and Summary cannot be told
+// apart by their methods, and the operator has no Summary.
 func collectorType(c prometheus.Collector) string {
 	switch c.(type) {
-	case *prometheus.CounterVec, prometheus.Counter:
+	case *prometheus.CounterVec:
 		return "counter"
 	case *prometheus.GaugeVec, prometheus.Gauge:
 		return "gauge"
+	case prometheus.Counter:
+		return "counter"
 	case *prometheus.HistogramVec, prometheus.Histogram:
 		return "histogram"
-	case *prometheus.SummaryVec, prometheus.Summary:
+	case *prometheus.SummaryVec:
 		return "summary"
 	}
 	return ""

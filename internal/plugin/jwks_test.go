@@ -45,7 +45,7 @@ var _ = Describe("kubectl scim jwks", func() {
 		Expect(err).NotTo(HaveOccurred())
 		token, err := signer.Sign(secevent.Claims{Issuer: "https://cluster.example/scim-operator", ID: "jti-1"})
 		Expect(err).NotTo(HaveOccurred())
-		jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+		jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 		Expect(err).NotTo(HaveOccurred())
 		_, err = jws.Verify(set.Keys[0])
 		Expect(err).NotTo(HaveOccurred())
