@@ -297,6 +297,18 @@ type ScimTargetSpec struct {
 	// +kubebuilder:default=Never
 	// +optional
 	Adoption AdoptionPolicy `json:"adoption,omitempty"`
+	// mode: Enforce (the default) provisions, corrects and revokes accounts. Observe makes no
+	// SCIM write of any kind (no POST, PUT, PATCH or DELETE, no group change, no orphan
+	// clean-up): it discovers, sweeps and looks accounts up as usual, and records what it
+	// would do on each identity's status.targets[].plan and on status.plan. Deleting an
+	// identity (or its workload) on an Observe target records what the revocation would have
+	// done (Event WouldDeprovision) and releases the finalizer without a call. Switching to
+	// Enforce applies the plan shown, within the circuit breaker; switching back stops every
+	// write at once.
+	// +kubebuilder:validation:Enum=Observe;Enforce
+	// +kubebuilder:default=Enforce
+	// +optional
+	Mode TargetMode `json:"mode,omitempty"`
 	// guardrails limit what identities may claim on this target. Each unset field takes the
 	// kind's default: restrictive on a ClusterScimTarget (whose credentials the cluster admin
 	// shares with tenants), open on a ScimTarget (which uses its tenant's own credentials).
@@ -579,6 +591,55 @@ type ScimTargetStatus struct {
 	// restart or a failover does not reset it.
 	// +optional
 	CircuitBreaker *BreakerStatus `json:"circuitBreaker,omitempty"`
+	// plan sums up what the operator would do here, while spec.mode is Observe.
+	// +optional
+	Plan *TargetPlan `json:"plan,omitempty"`
+}
+
+// TargetMode says whether the operator writes to a target (Enforce) or only reads it and
+// plans (Observe).
+type TargetMode string
+
+const (
+	// ModeEnforce provisions, corrects and revokes accounts.
+	ModeEnforce TargetMode = "Enforce"
+	// ModeObserve makes no SCIM write: it reads, sweeps and plans.
+	ModeObserve TargetMode = "Observe"
+)
+
+// TargetPlan sums up what the operator would do on a target in Observe mode.
+type TargetPlan struct {
+	// plannedAt is when the plan was last refreshed (at every sweep, and as identities change).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
+	PlannedAt *metav1.Time `json:"plannedAt,omitempty"`
+	// actions counts the identities by the action planned for their account here.
+	// +optional
+	// +listType=map
+	// +listMapKey=action
+	// +kubebuilder:validation:MaxItems=16
+	Actions []PlanCount `json:"actions,omitempty"`
+	// orphans is the number of accounts of this cluster without an identity at the last sweep.
+	// +optional
+	Orphans int32 `json:"orphans,omitempty"`
+	// orphanAction is what the orphan policy would do to them: Report, Deactivate or Delete.
+	// +optional
+	OrphanAction string `json:"orphanAction,omitempty"`
+	// breaker is the circuit breaker's verdict on the planned deactivations and deletions.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Breaker string `json:"breaker,omitempty"`
+}
+
+// PlanCount is how many identities have one planned action.
+type PlanCount struct {
+	// action planned.
+	Action PlanAction `json:"action"`
+	// count of identities.
+	// +kubebuilder:validation:Minimum=0
+	Count int32 `json:"count"`
 }
 
 // BreakerStatus is one window of the circuit breaker.

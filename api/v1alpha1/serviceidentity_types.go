@@ -98,6 +98,13 @@ type ServiceIdentitySpec struct {
 	// suspend sets active=false on every target at once (incident kill switch).
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+	// adopt names one existing account (not this cluster's: no externalId) that the identity
+	// may take over, as `kubectl scim import` writes it: the operator adopts exactly that
+	// account, only while it still has this id, this userName and no externalId, stamps this
+	// cluster's externalId on it, and never adopts anything else. It works on ClusterScimTargets
+	// too, within their guardrails.
+	// +optional
+	Adopt *AdoptAccount `json:"adopt,omitempty"`
 	// expiresAt deprovisions the identity at this time (RFC 3339, e.g. 2030-01-01T00:00:00Z).
 	// +optional
 	ExpiresAt *Timestamp `json:"expiresAt,omitempty"`
@@ -315,6 +322,94 @@ type IdentityTargetStatus struct {
 	// message explains the state.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// plan is what the operator would do to the account, while the target is in Observe mode.
+	// +optional
+	Plan *AccountPlan `json:"plan,omitempty"`
+}
+
+// AdoptAccount names the exact account an identity may take over.
+type AdoptAccount struct {
+	// id of the account on the target.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	ID string `json:"id"`
+	// userName the account had when it was imported; it must still have it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	UserName string `json:"userName"`
+	// target the account is on, when the identity has several targets: Kind/name (e.g.
+	// ClusterScimTarget/corp) or the name of a ScimTarget. Empty: the first target.
+	// +optional
+	// +kubebuilder:validation:MaxLength=320
+	Target string `json:"target,omitempty"`
+}
+
+// PlanAction is what the operator would do to an identity's account on an Observe target.
+// +kubebuilder:validation:Enum=None;Create;Adopt;Update;Deactivate;Delete;Conflict
+type PlanAction string
+
+const (
+	// PlanNone: the account matches the spec.
+	PlanNone PlanAction = "None"
+	// PlanCreate: no account carries the identity's externalId; one would be created.
+	PlanCreate PlanAction = "Create"
+	// PlanAdopt: an existing account would be taken over (spec.adopt or spec.adoption).
+	PlanAdopt PlanAction = "Adopt"
+	// PlanUpdate: the account differs from the spec (attributes, active, groups).
+	PlanUpdate PlanAction = "Update"
+	// PlanDeactivate: the account would be set active=false (suspend, expiry, policy).
+	PlanDeactivate PlanAction = "Deactivate"
+	// PlanDelete: the account would be deactivated, then deleted.
+	PlanDelete PlanAction = "Delete"
+	// PlanConflict: the operator would not touch the account; reason says why.
+	PlanConflict PlanAction = "Conflict"
+)
+
+// AccountPlan is what the operator would do to one account in Observe mode.
+type AccountPlan struct {
+	// action planned.
+	Action PlanAction `json:"action"`
+	// changes are the attributes that would change: path, current and desired value (JSON,
+	// truncated).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Changes []AttributeChange `json:"changes,omitempty"`
+	// groupsAdded are the groups the account would join.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	GroupsAdded []string `json:"groupsAdded,omitempty"`
+	// groupsRemoved are the groups the account would leave.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	GroupsRemoved []string `json:"groupsRemoved,omitempty"`
+	// reason says why (the cause of a deactivation, what a conflict is).
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Reason string `json:"reason,omitempty"`
+	// plannedAt is when the plan was made.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
+	PlannedAt *metav1.Time `json:"plannedAt,omitempty"`
+}
+
+// AttributeChange is one attribute that would change.
+type AttributeChange struct {
+	// path of the attribute (e.g. displayName, active, urn:...:enterprise:2.0:User:department).
+	// +kubebuilder:validation:MaxLength=256
+	Path string `json:"path"`
+	// current value on the target, as JSON (absent: the attribute is not set).
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Current string `json:"current,omitempty"`
+	// desired value, as JSON (absent: it would be removed).
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Desired string `json:"desired,omitempty"`
 }
 
 // WorkloadOwner names the workload that owns an identity, UID included.
