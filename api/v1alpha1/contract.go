@@ -88,6 +88,9 @@ const (
 	// ReasonAccountsLeftActive: an identity's finalizer was released while an account of it
 	// is not provably inactive on a target (deletionPolicy Orphan left it as it was). Event only.
 	ReasonAccountsLeftActive = "AccountsLeftActive"
+	// ReasonObserved: Ready while a target is in Observe mode: the account was looked up and the
+	// plan recorded (status.targets[].plan); nothing was written.
+	ReasonObserved = "Observed"
 	// ReasonInUse: a target being deleted waits for the identities still using it to
 	// deprovision their accounts (finalizer scim.nhi.dev/in-use).
 	ReasonInUse = "InUse"

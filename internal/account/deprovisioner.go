@@ -49,6 +49,23 @@ const (
 	CauseSuspended
 )
 
+// String says the cause in words, for a plan's reason.
+func (c Cause) String() string {
+	switch c {
+	case CauseRetired:
+		return "the identity (or its workload) is deleted"
+	case CauseExpired:
+		return "the identity expired"
+	case CauseDropped:
+		return "the target is no longer in spec.targetRefs"
+	case CauseWithdrawn:
+		return "the target no longer allows the namespace"
+	case CauseSuspended:
+		return "the identity is suspended"
+	}
+	return "deprovisioning"
+}
+
 // Deprovisioner is the one path by which accounts are taken away. Every entry point uses it:
 // the identity's deletion (its finalizer), its workload's retirement (the revoker's fast path
 // and the identity controller), expiry, a targetRef dropped from the spec, a target that no
@@ -104,7 +121,7 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 		}
 	}
 	failed := map[string]outcome.Outcome{}
-	worked := false
+	worked, observed := false, false
 	for i := range si.Status.Targets {
 		entry := &si.Status.Targets[i]
 		// An entry already Deprovisioned is trusted for a deprovisioning that may be undone, but
@@ -125,11 +142,13 @@ func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity
 		worked = true
 		if out := d.Target(ctx, si, entry, rv); !out.OK() {
 			failed[key] = out
+		} else if out.Observed != "" {
+			observed = true // planned, not done: nothing to time, nothing confirmed
 		} else if d.Flags.Clear(targets.VerifiedKey(si, key)); cause == CauseRetired {
 			d.confirmed.record(si, key, *entry)
 		}
 	}
-	if cause == CauseRetired && worked && len(failed) == 0 {
+	if cause == CauseRetired && worked && !observed && len(failed) == 0 {
 		d.observeRevocation(si)
 	}
 	return failed, worked
@@ -183,6 +202,10 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 		return entryBlocked(entry, err)
 	}
 	acct := d.SessionFor(si, t, c)
+	if t.Spec.Mode == scimv1.ModeObserve {
+		return d.plan(ctx, acct, entry, policy, rv)
+	}
+	entry.Plan = nil
 	ids, err := d.accounts(ctx, acct, entry, policy)
 	if err == nil {
 		err = d.evidence(ctx, si, acct, entry, ids, policy)
@@ -195,6 +218,46 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	entry.Active = &f
 	entry.Message = fmt.Sprintf("Account deprovisioned (deletionPolicy %s); the target confirmed %s", policy, entry.Revocation.Result)
 	return outcome.Outcome{}
+}
+
+// plan records what deprovisioning would do on a target in Observe mode, after a lookup of the
+// accounts carrying our externalId (reads only): Deactivate or Delete as the policy says, or
+// None when there is nothing left to do. Nothing is written; the entry keeps the state the
+// target last showed.
+func (d *Deprovisioner) plan(ctx context.Context, a *Session, entry *scimv1.IdentityTargetStatus, policy scimv1.DeletionPolicy, rv Revocation) outcome.Outcome {
+	mine, err := a.findOurs(ctx)
+	if err != nil {
+		return entryBlocked(entry, err)
+	}
+	p := scimv1.AccountPlan{Action: scimv1.PlanNone, Reason: rv.Cause.String()}
+	for _, u := range mine {
+		active, present := u.Active()
+		switch {
+		case policy == scimv1.DeletionPolicyDelete:
+			p.Action = scimv1.PlanDelete
+		case !present || active:
+			p.Action = scimv1.PlanDeactivate
+		}
+		if len(mine) == 1 {
+			entry.ID, entry.Active = u.ID(), nil
+			if present {
+				entry.Active = &active
+			}
+		}
+	}
+	if len(p.Changes) == 0 && p.Action == scimv1.PlanDeactivate {
+		p.Changes = []scimv1.AttributeChange{{Path: "active", Current: "true", Desired: "false"}}
+	}
+	if p.Action != scimv1.PlanNone {
+		p.Reason = fmt.Sprintf("%s (deletionPolicy %s, %d account(s))", p.Reason, policy, len(mine))
+	}
+	if entry.Plan == nil || entry.Plan.Action != p.Action || entry.Plan.Reason != p.Reason {
+		now := metav1.NewTime(status.Clock(d.Clock).Now())
+		p.PlannedAt = &now
+		entry.Plan = &p
+	}
+	entry.Message = status.Truncate(fmt.Sprintf("Observe mode: would %s: %s; nothing is written", p.Action, p.Reason), 512)
+	return outcome.Outcome{Observed: string(p.Action) + ": " + p.Reason}
 }
 
 // leftOrphaned records on the entry an account Orphan leaves on the target: on record, and
@@ -596,7 +659,9 @@ func (d *Deprovisioner) stillOrphan(ctx context.Context, a *Session, u scim.Reso
 
 // SessionFor prepares the SCIM calls for si's account on t, with the circuit breaker.
 func (d *Deprovisioner) SessionFor(si *scimv1.ServiceIdentity, t *targets.Target, c *scim.Client) *Session {
-	return d.sessionOn(t, c, ExternalID(d.ClusterID, si), si.EffectiveUserName())
+	a := d.sessionOn(t, c, ExternalID(d.ClusterID, si), si.EffectiveUserName())
+	a.adopt = AdoptOn(si, t)
+	return a
 }
 
 func (d *Deprovisioner) sessionOn(t *targets.Target, c *scim.Client, externalID, userName string) *Session {

@@ -28,6 +28,8 @@ type Session struct {
 	Desired   scim.Resource
 	matchAttr scimv1.MatchAttribute
 	adoption  scimv1.AdoptionPolicy
+	// adopt is the identity's spec.adopt when it names an account on this target.
+	adopt *scimv1.AdoptAccount
 	// kind is the resource type the target's accounts are made as (User, Agent...).
 	kind dialect.AccountType
 	// dialects records what the provider answered that discovery did not say.
@@ -125,16 +127,9 @@ func (a *Session) Ensure(ctx context.Context, knownID string) (user scim.Resourc
 
 // findOrCreate finds our account, or an adoptable one, or creates it.
 func (a *Session) findOrCreate(ctx context.Context) (scim.Resource, bool, error) {
-	if a.matchAttr == scimv1.MatchUserName {
-		found, adopted, err := a.byUserName(ctx)
-		if err != nil || found != nil {
-			return found, adopted, err
-		}
-	} else {
-		found, err := a.byExternalID(ctx)
-		if err != nil || found != nil {
-			return found, false, err
-		}
+	found, adopted, err := a.find(ctx)
+	if err != nil || found != nil {
+		return found, adopted, err
 	}
 	created, err := a.c.Create(ctx, a.kind.Endpoint, a.Desired)
 	if err == nil {

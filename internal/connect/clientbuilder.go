@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/sync/singleflight"
@@ -180,6 +182,7 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *targets.Target) 
 		TenantSlots:       b.tenantSlots(t),
 		Observer:          b.Metrics.Observer(t.Key()),
 		FilterUnsupported: caps != nil && caps.Filter != nil && !*caps.Filter,
+		ReadOnly:          t.Spec.Mode == scimv1.ModeObserve,
 	})
 }
 

@@ -23,6 +23,9 @@ type Outcome struct {
 	Stalled    string        // permanent: needs a human
 	Reason     string        // condition reason when not ok
 	RetryAfter time.Duration // the target asked to wait
+	// Observed is the plan made instead of acting, on a target in Observe mode ("" when the
+	// operator acted).
+	Observed string
 }
 
 func (o Outcome) OK() bool { return o.Err == nil && o.Stalled == "" }
@@ -72,6 +75,8 @@ type Folded struct {
 	// Errs are the transient errors no target gave a wait for: the work queue's backoff spaces
 	// the next attempts.
 	Errs []error
+	// Observed are the plans of the targets in Observe mode, "target: plan", in target order.
+	Observed []string
 }
 
 // Fold folds the outcomes, by target key, of one pass over an identity's targets.
@@ -86,6 +91,8 @@ func Fold(outcomes map[string]Outcome) Folded {
 			if f.Reason == "" {
 				f.Reason = o.Reason
 			}
+		case o.Observed != "":
+			f.Observed = append(f.Observed, key+": "+o.Observed)
 		case o.Err != nil:
 			f.Transient = append(f.Transient, key+": "+o.Err.Error())
 			if transientReason == "" {

@@ -92,6 +92,9 @@ type Options struct {
 	RetryBase time.Duration
 	// FilterUnsupported makes Find scan the whole list instead of filtering on the provider.
 	FilterUnsupported bool
+	// ReadOnly refuses every request but GET with ErrReadOnly before anything is sent: the
+	// client of a target in Observe mode can read, never write.
+	ReadOnly bool
 }
 
 // Refresher is an Authenticator whose credential can be dropped and fetched again (OAuth2):
@@ -204,6 +207,9 @@ func (r request) label() string { return r.method + " " + Sanitize(r.path, maxPa
 // (a Secret) reads it again once and retries if it changed. 429 and 503 with Retry-After are not
 // waited for here: the error carries the wait for the caller to schedule.
 func (c *Client) do(ctx context.Context, r request) (*response, error) {
+	if c.opts.ReadOnly && r.method != http.MethodGet {
+		return nil, fmt.Errorf("%s: %w", r.label(), ErrReadOnly)
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	refreshed := false

@@ -43,6 +43,29 @@ func IsSchemaURN(name string) bool { return strings.HasPrefix(strings.ToLower(na
 // so when desired sets one it always differs and is sent on every call.
 func Diff(desired, current Resource) []PatchOp {
 	var ops []PatchOp
+	for _, c := range Changes(desired, current) {
+		ops = append(ops, c.Op)
+	}
+	return ops
+}
+
+// Change is one attribute Diff would change: the operation, and the values it changes from and
+// to (Present false: the provider does not hold the attribute).
+type Change struct {
+	Op      PatchOp
+	Current any
+	Present bool
+	Desired any
+}
+
+// Changes is Diff with the values on both sides, for showing what would change (a plan).
+func Changes(desired, current Resource) []Change {
+	var out []Change
+	add := func(name, path string, want, have any, present bool) {
+		if op, differs := compare(name, path, want, have, present); differs {
+			out = append(out, Change{Op: op, Current: have, Present: present, Desired: want})
+		}
+	}
 	for _, k := range sortedKeys(desired) {
 		if strings.EqualFold(k, "schemas") {
 			continue
@@ -51,9 +74,7 @@ func Diff(desired, current Resource) []PatchOp {
 		have, present := lookupFold(current, k)
 		wantObj, isObj := want.(map[string]any)
 		if !isObj {
-			if op, differs := compare(k, k, want, have, present); differs {
-				ops = append(ops, op)
-			}
+			add(k, k, want, have, present)
 			continue
 		}
 		haveObj, _ := have.(map[string]any)
@@ -63,12 +84,10 @@ func Diff(desired, current Resource) []PatchOp {
 		}
 		for _, sk := range sortedKeys(wantObj) {
 			hv, ok := lookupFold(haveObj, sk)
-			if op, differs := compare(sk, k+sep+sk, wantObj[sk], hv, ok); differs {
-				ops = append(ops, op)
-			}
+			add(sk, k+sep+sk, wantObj[sk], hv, ok)
 		}
 	}
-	return ops
+	return out
 }
 
 // compare returns the operation that sets path to want when have (present or not) does not

@@ -63,6 +63,10 @@ var ErrLimitExceeded = errors.New("SCIM response exceeds a limit")
 // the collection, e.g. DELETE /Users/).
 var ErrEmptyID = errors.New("empty resource id")
 
+// ErrReadOnly reports a write refused by a read-only client (a target in Observe mode): the
+// request was not sent.
+var ErrReadOnly = errors.New("not sent: the target is in Observe mode, where the operator makes no SCIM write")
+
 // ErrTargetBusy reports that every request slot to the target stayed taken for Slots' maxWait:
 // the call was not sent. It is retryable and carries a Retry-After (see RetryAfter).
 var ErrTargetBusy = errors.New("too many requests in flight to this target")

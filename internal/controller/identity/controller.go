@@ -461,6 +461,14 @@ func (r *Reconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]outc
 		return ctrl.Result{RequeueAfter: f.RetryAfter}, nil
 	}
 	wasReady := meta.IsStatusConditionTrue(*conds, scimv1.ConditionReady)
+	if len(f.Observed) > 0 {
+		msg := fmt.Sprintf("Observe mode: nothing written for account %q; the plan: %s", si.Status.UserName, strings.Join(f.Observed, "; "))
+		if n := len(outcomes) - len(f.Observed); n > 0 {
+			msg += fmt.Sprintf("; provisioned on the %d other target(s)", n)
+		}
+		status.Succeed(conds, &si.Status.ObservedGeneration, gen, scimv1.ReasonObserved, status.Truncate(msg, 1024))
+		return ctrl.Result{}, nil
+	}
 	msg := fmt.Sprintf("Account %q provisioned on %d target(s)", si.Status.UserName, len(outcomes))
 	if si.Spec.Suspend {
 		msg = fmt.Sprintf("Account %q suspended (active=false) on %d target(s)", si.Status.UserName, len(outcomes))

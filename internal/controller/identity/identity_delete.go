@@ -54,6 +54,10 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, si *scimv1.ServiceIden
 	if owner, _ := r.ownerRetired(ctx, si); owner != "" {
 		why = " (" + owner + ")"
 	}
+	if planned := plannedRevocations(si); len(planned) > 0 {
+		r.Recorder.Eventf(si, nil, "Normal", "WouldDeprovision", "Deprovision",
+			"Observe mode: nothing was written; revoking account %q would have done: %s", si.EffectiveUserName(), status.Truncate(strings.Join(planned, "; "), 768))
+	}
 	if active := account.StillActive(si); len(active) > 0 {
 		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonAccountsLeftActive, "Deprovision", "Account %q is still active on %s%s: %s",
 			si.EffectiveUserName(), strings.Join(active, ", "), why, status.Truncate(account.EvidenceSummary(si), 768))
@@ -144,4 +148,16 @@ func (r *Reconciler) removeFinalizer(ctx context.Context, si *scimv1.ServiceIden
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil
+}
+
+// plannedRevocations are the plans recorded instead of a revocation on the identity's targets in
+// Observe mode, "target: action: reason".
+func plannedRevocations(si *scimv1.ServiceIdentity) []string {
+	var out []string
+	for _, e := range si.Status.Targets {
+		if e.Plan != nil {
+			out = append(out, fmt.Sprintf("%s/%s: %s: %s", e.Kind, e.Name, e.Plan.Action, e.Plan.Reason))
+		}
+	}
+	return out
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 
@@ -66,6 +68,10 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 		}
 		return r.entryFailed(entry, outcome.Outcome{Stalled: err.Error(), Reason: scimv1.ReasonGuardrail}), 0
 	}
+	if t.Spec.Mode == scimv1.ModeObserve {
+		return r.observe(ctx, si, t, entry, desired), interval
+	}
+	entry.Plan = nil // enforced: what happens is what the status records
 	wantState := scimv1.TargetStateProvisioned
 	if si.Spec.Suspend {
 		wantState = scimv1.TargetStateSuspended // governance suspends through the account.Deprovisioner instead (reconcileSuspended)
@@ -81,6 +87,79 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 	}
 	r.Flags.Clear(key)
 	return outcome.Outcome{}, interval
+}
+
+// observe plans instead of provisioning, on a target in Observe mode: the account is looked up
+// as provisioning would (reads only; the target's client refuses any write), and what would be
+// done is recorded on entry.Plan. What the read showed of an account already ours is recorded
+// too, as evidence: a plan never claims a state the target did not show.
+func (r *Reconciler) observe(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
+	entry *scimv1.IdentityTargetStatus, desired scim.Resource) outcome.Outcome {
+	c, err := r.Clients.ForTarget(ctx, t)
+	if err != nil {
+		return r.entryFailed(entry, outcome.Classify(err))
+	}
+	acct := r.Deprovisioner.SessionFor(si, t, c)
+	acct.Desired = desired
+	plan, user, err := acct.Plan(ctx, entry.ID, entry.Groups, si.Spec.Groups)
+	if err != nil {
+		return r.entryFailed(entry, outcome.Classify(err))
+	}
+	if si.Spec.Suspend && plan.Action != scimv1.PlanNone && plan.Reason == "" {
+		plan.Reason = "spec.suspend is set"
+	}
+	r.recordPlan(entry, plan)
+	if user != nil && acct.Ours(user) {
+		entry.ID = user.ID()
+		entry.UserName = scim.Sanitize(dialect.AccountName(user, dialect.TypeOf(t)), 256)
+		entry.Active = nil
+		if active, present := user.Active(); present {
+			entry.Active = &active
+		}
+		entry.Version = recordedVersion(user)
+	}
+	entry.Message = status.Truncate(fmt.Sprintf("Observe mode: would %s; nothing is written", describePlan(plan)), 512)
+	return outcome.Outcome{Observed: describePlan(plan)}
+}
+
+// recordPlan puts plan on the entry, keeping the time of an identical earlier plan (no status
+// write for a plan that did not change).
+func (r *Reconciler) recordPlan(entry *scimv1.IdentityTargetStatus, plan scimv1.AccountPlan) {
+	if entry.Plan != nil {
+		was := *entry.Plan
+		was.PlannedAt = nil
+		if equality.Semantic.DeepEqual(was, plan) {
+			return
+		}
+	}
+	now := metav1.NewTime(r.now())
+	plan.PlannedAt = &now
+	entry.Plan = &plan
+}
+
+// describePlan says a plan in a few words: "Update (displayName, active; +groups a)".
+func describePlan(p scimv1.AccountPlan) string {
+	var what []string
+	for _, c := range p.Changes {
+		what = append(what, c.Path)
+	}
+	if len(p.GroupsAdded) > 0 {
+		what = append(what, "+groups "+strings.Join(p.GroupsAdded, ","))
+	}
+	if len(p.GroupsRemoved) > 0 {
+		what = append(what, "-groups "+strings.Join(p.GroupsRemoved, ","))
+	}
+	s := string(p.Action)
+	if p.Action == scimv1.PlanNone {
+		s = "change nothing"
+	}
+	if len(what) > 0 {
+		s += " (" + strings.Join(what, ", ") + ")"
+	}
+	if p.Reason != "" {
+		s += ": " + p.Reason
+	}
+	return s
 }
 
 // checkDue decides whether an account is read now. settled: the account is in step with this
@@ -230,7 +309,7 @@ func (r *Reconciler) entryFailed(entry *scimv1.IdentityTargetStatus, o outcome.O
 func (r *Reconciler) leaveDisallowedGroups(ctx context.Context, si *scimv1.ServiceIdentity, t *targets.Target,
 	entry *scimv1.IdentityTargetStatus, g governance.Guardrails) error {
 	keep := slices.DeleteFunc(slices.Clone(entry.Groups), func(name string) bool { return !g.GroupAllowed(name, si.Namespace) })
-	if entry.ID == "" || len(keep) == len(entry.Groups) {
+	if entry.ID == "" || len(keep) == len(entry.Groups) || t.Spec.Mode == scimv1.ModeObserve {
 		return nil
 	}
 	c, err := r.Clients.ForTarget(ctx, t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -180,6 +181,10 @@ func (r *Reconciler) reconcileOwnerRetired(si *scimv1.ServiceIdentity, outcomes 
 	msg := why
 	if c := meta.FindStatusCondition(si.Status.Conditions, scimv1.ConditionReady); c == nil || c.Reason != scimv1.ReasonOwnerDeleted {
 		msg = why + "; accounts deprovisioned per deletionPolicy, the garbage collector deletes this identity"
+		if planned := plannedRevocations(si); len(planned) > 0 {
+			msg = why + "; Observe mode: nothing was written (planned: " + strings.Join(planned, "; ") +
+				"), the garbage collector deletes this identity"
+		}
 		r.Recorder.Eventf(si, nil, "Normal", scimv1.ReasonOwnerDeleted, "Deprovision", msg)
 	}
 	status.Progress(&si.Status.Conditions, gen, scimv1.ReasonOwnerDeleted, msg, msg)

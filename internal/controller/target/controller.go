@@ -180,6 +180,9 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, t *targets.Target) (ct
 		return ctrl.Result{}, err
 	}
 	t.Status.Identities = count
+	if err := r.summarizePlan(ctx, t); err != nil {
+		return ctrl.Result{}, err
+	}
 	breakerWait := r.breakerStatus(t)
 	res, err := r.probeIfDue(ctx, t)
 	if err != nil || !meta.IsStatusConditionTrue(t.Status.Conditions, scimv1.ConditionReady) {

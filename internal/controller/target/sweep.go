@@ -86,6 +86,9 @@ func (r *SweepReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	base := obj.DeepCopyObject().(client.Object)
 	wait, err := r.sweepIfDue(ctx, t)
+	if perr := r.summarizePlan(ctx, t); perr != nil && err == nil {
+		err = perr
+	}
 	t.Status.Adaptations = dialect.Adaptations(t, r.Deprovisioner.Dialects.All(t.Key()))
 	if !equality.Semantic.DeepEqual(r.view(base).Status, t.Status) {
 		// Optimistic lock: a stale base would merge this sweep's report into another's. On a
@@ -479,7 +482,8 @@ func (r *Reconciler) reportOrphans(ctx context.Context, t *targets.Target, c *sc
 		return nil
 	}
 	acted := 0
-	if policy == scimv1.OrphanPolicyDeactivate || policy == scimv1.OrphanPolicyDelete {
+	// In Observe mode the orphans are reported and planned (status.plan), never acted on.
+	if t.Spec.Mode != scimv1.ModeObserve && (policy == scimv1.OrphanPolicyDeactivate || policy == scimv1.OrphanPolicyDelete) {
 		var err error
 		if acted, err = r.cleanOrphans(ctx, t, c, orphans, policy); err != nil {
 			return err
