@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -168,3 +169,53 @@ var _ = Describe("Observe mode", func() {
 func accountsWithExternalIDOn(srv *scimserver.Server, ns, name string) func() []map[string]any {
 	return func() []map[string]any { return srv.UsersWhere("externalId", externalIDOf(ns, name)) }
 }
+
+var _ = Describe("Observe mode on a provider with 1,000 hand-made accounts", func() {
+	ctx := context.Background()
+
+	It("plans in one sweep's requests, and imported identities cost two reads each, once per interval", func() {
+		srv := ownServer(testToken)
+		ns := newNamespace(ctx)
+		ids := make([]string, 1000)
+		for i := range ids {
+			ids[i] = srv.Users.Put(map[string]any{"userName": fmt.Sprintf("legacy-%04d.%s", i, ns), "active": true})
+		}
+		srv.ResetCounts()
+		t := createTarget(ctx, ns, "app", testToken, func(t *scimv1.ScimTarget) {
+			t.Spec.Endpoint = srv.Endpoint()
+			t.Spec.Mode = scimv1.ModeObserve
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+			g.Expect(t.Status.Sweep).NotTo(BeNil())
+			g.Expect(t.Status.Plan).NotTo(BeNil())
+			g.Expect(t.Status.Plan.Orphans).To(BeZero())
+		}).Should(Succeed())
+		sweep := srv.RequestCounts()
+		Expect(sweep["GET Users?filter"]).To(BeNumerically("<=", 2), "the sweep lists this cluster's accounts: none yet, one page")
+		Expect(writes(srv)).To(BeEmpty())
+
+		By("50 identities imported with spec.adopt plan Adopt with a lookup and a read each")
+		srv.ResetCounts()
+		const imported = 50
+		for i := range imported {
+			si := newIdentity(ns, fmt.Sprintf("legacy-%04d", i), "app")
+			si.Spec.UserName = fmt.Sprintf("legacy-%04d.%s", i, ns)
+			si.Spec.Adopt = &scimv1.AdoptAccount{ID: ids[i], UserName: si.Spec.UserName}
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+		}
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+			update(ctx, t, func(t *scimv1.ScimTarget) {
+				t.Annotations = map[string]string{scimv1.SweepRequestedAnnotation: time.Now().String()}
+			})
+			g.Expect(t.Status.Plan).NotTo(BeNil())
+			g.Expect(t.Status.Plan.Actions).To(ContainElement(scimv1.PlanCount{Action: scimv1.PlanAdopt, Count: imported}))
+		}).WithTimeout(90 * time.Second).WithPolling(time.Second).Should(Succeed())
+		counts := srv.RequestCounts()
+		AddReportEntry("observe: requests", fmt.Sprintf("sweep of 1,000 hand-made accounts: %v; %d imported identities planned: %v", sweep, imported, counts))
+		Expect(counts["GET Users/{id}"]).To(BeNumerically("<=", imported), "one read of the named account each")
+		Expect(counts["GET Users?filter"]-counts["GET Users/{id}"]).To(BeNumerically("<=", imported+20), "one lookup each, plus the sweeps' pages")
+		Expect(writes(srv)).To(BeEmpty())
+	})
+})

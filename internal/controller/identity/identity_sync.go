@@ -69,7 +69,20 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 		return r.entryFailed(entry, outcome.Outcome{Stalled: err.Error(), Reason: scimv1.ReasonGuardrail}), 0
 	}
 	if t.Spec.Mode == scimv1.ModeObserve {
-		return r.observe(ctx, si, t, entry, desired), interval
+		// A plan is made again when the spec changed, a check was asked for or a sweep flagged
+		// the account, else once per interval; an account of ours the plan leaves as it is is
+		// compared by the target's sweeps meanwhile.
+		settled := entry.Plan != nil && si.Status.ObservedGeneration == si.Generation && !forced && !r.Flags.IsFlagged(key)
+		covered := targets.SweepCovers(t, r.now()) && entry.Plan != nil && entry.Plan.Action == scimv1.PlanNone
+		if wait, skip := checkDue(settled, covered, r.lastVerified(key, entry), r.now(), interval); skip {
+			return outcome.Outcome{Observed: describePlan(*entry.Plan)}, wait
+		}
+		out := r.observe(ctx, si, t, entry, desired)
+		if out.Observed != "" {
+			r.memory.verified.Store(key, r.now())
+			r.Flags.Clear(key)
+		}
+		return out, interval
 	}
 	entry.Plan = nil // enforced: what happens is what the status records
 	wantState := scimv1.TargetStateProvisioned
