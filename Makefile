@@ -234,3 +234,21 @@ dashboard-png: ## Run the bench recording the operator's metrics (bench-series.j
 .PHONY: dashboard-render
 dashboard-render: ## Render docs/dashboard.png from bench-series.json with the queries of config/grafana/scim-operator.json.
 	go -C hack/dashboard run . -series $(CURDIR)/bench-series.json -dashboard $(CURDIR)/config/grafana/scim-operator.json -out $(CURDIR)/docs/dashboard.png
+
+##@ Release
+
+# Where make release pushes the images (REGISTRY/scim-operator, REGISTRY/scim-server) and the chart
+# (oci://REGISTRY/charts/scim-operator); log in first (docker/podman login, helm registry login).
+REGISTRY ?= ghcr.io/nhi-dev
+DIST ?= dist
+.PHONY: release
+release: ## Build, sign and push a release: VERSION=vX.Y.Z COSIGN_KEY=path (+ COSIGN_PASSWORD), REGISTRY, DIST (dist), BUILD_FROM=host (offline): docs/releasing.md.
+	@VERSION="$(if $(filter command line environment,$(origin VERSION)),$(VERSION))" REGISTRY="$(REGISTRY)" DIST="$(DIST)" \
+	BUILD_FROM="$(BUILD_FROM)" CONTAINER_TOOL="$(CONTAINER_TOOL)" GO_IMAGE="$(GO_IMAGE)" BASE_IMAGE="$(BASE_IMAGE)" \
+	PLAIN_HTTP="$(PLAIN_HTTP)" COSIGN_KEY="$(COSIGN_KEY)" hack/release.sh
+
+.PHONY: test-release
+test-release: ## Release into a local registry with a throwaway key, then verify it as users would (and that tampering fails).
+	@echo "go test -tags release ./test/release (full log in test-release.log)"; \
+	go test -tags release ./test/release/ -count=1 -v -timeout 30m > test-release.log 2>&1 || { cat test-release.log; echo "make test-release: FAILED"; exit 1; }
+	@grep -E '^(ok|FAIL)\s|^release: ' test-release.log

@@ -44,7 +44,7 @@ CACHE="${SCIM_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scim-operator}"
 
 say() { echo "release: $*" >&2; }
 die() { echo "release: error: $*" >&2; exit 1; }
-step() { echo "==> $*" >&2; }
+step() { echo "==> [${SECONDS}s] $*" >&2; }
 run() { echo "+ $*" >&2; "$@"; }
 
 # --- 0. what was asked, and what is needed -------------------------------------------------
@@ -173,14 +173,22 @@ images_registry() {
       DIGEST[$img]="$(cat "$WORK/$img.digest")"
     fi
   done
-  # The SBOMs describe the same binaries, built here with the Dockerfile's flags.
-  local p arch
+  # The SBOMs describe the binaries in the pushed images: copied out of each platform's image.
+  local p arch bin id out pull_flags=()
+  [[ "$CONTAINER_TOOL" == docker ]] || pull_flags=("${registry_flags[@]}")
   for p in "${IMAGE_PLATFORMS[@]}"; do
     arch="${p#linux/}"
-    gobuild linux "$arch" "$BIN/registry-linux-$arch/manager" ./cmd "$VERSION"
-    gobuild linux "$arch" "$BIN/registry-linux-$arch/scimserver" ./test/scimserver/cmd
-    sbom linux "$arch" "$BIN/registry-linux-$arch/manager" "$DIST/sbom/scim-operator_${VERSION}_linux_${arch}.cdx.json"
-    sbom linux "$arch" "$BIN/registry-linux-$arch/scimserver" "$DIST/sbom/scim-server_${VERSION}_linux_${arch}.cdx.json"
+    for img in scim-operator scim-server; do
+      bin=/manager
+      [ "$img" = scim-operator ] || bin=/scimserver
+      out="$WORK/registry-linux-$arch$bin"
+      mkdir -p "$WORK/registry-linux-$arch"
+      id="$(run "$CONTAINER_TOOL" create "${pull_flags[@]}" --platform "$p" "$REGISTRY/$img@${DIGEST[$img]}")"
+      run "$CONTAINER_TOOL" cp "$id:$bin" "$out"
+      run "$CONTAINER_TOOL" rm "$id" >/dev/null
+      chmod 0755 "$out"
+      sbom linux "$arch" "$out" "$DIST/sbom/${img}_${VERSION}_linux_${arch}.cdx.json"
+    done
   done
 }
 
