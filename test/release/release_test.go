@@ -438,8 +438,8 @@ func (r *release) krew(t *testing.T) {
 			Version   string
 			Platforms []struct {
 				Selector struct{ MatchLabels map[string]string } `json:"selector"`
-				URI      string                                 `json:"uri"`
-				SHA256   string                                 `json:"sha256"`
+				URI      string                                  `json:"uri"`
+				SHA256   string                                  `json:"sha256"`
 			}
 		}
 	}
