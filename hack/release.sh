@@ -8,7 +8,7 @@
 #      is left alone), pushed to oci://REGISTRY/charts;
 #   3. kubectl-scim archives for linux, darwin and windows on amd64 and arm64 (LICENSE inside) and
 #      the krew manifest dist/krew/scim.yaml, checked by krew's own validator;
-#   4. a CycloneDX SBOM per binary (the images' binaries and the plugin's);
+#   4. a CycloneDX SBOM per binary (the images' binaries and the plugin's): NAME_VERSION_OS_ARCH.cdx.json;
 #   5. dist/SHA256SUMS over every file of dist/, signed with cosign (SHA256SUMS.sig), and a cosign
 #      signature on each image index and on the chart in the registry (key-based, no
 #      transparency log: --tlog-upload=false); the public key is dist/cosign.pub.
@@ -22,7 +22,8 @@
 #                 scim-server-offline), nothing pulled; registry (default): the Dockerfile's
 #                 registry stages on GO_IMAGE/BASE_IMAGE, with docker buildx or podman.
 #   COSIGN_KEY    path of the cosign private key (cosign generate-key-pair); COSIGN_PASSWORD its
-#                 password (may be empty, but must be set).
+#                 password (may be empty, but must be set). Or a KMS URI cosign understands
+#                 (awskms://, gcpkms://, azurekms://, hashivault://): no password then.
 #   PLAIN_HTTP    1: the registry speaks plain HTTP (a local test registry).
 #   CONTAINER_TOOL  for BUILD_FROM=registry: docker (buildx) or podman; default hack/podman.sh.
 #   GO_IMAGE, BASE_IMAGE  base images of BUILD_FROM=registry (default: the Dockerfile's).
@@ -56,9 +57,11 @@ final=""
 [[ "$VERSION" == *-* ]] || final=1
 [[ "$BUILD_FROM" == host || "$BUILD_FROM" == registry ]] || die "BUILD_FROM=$BUILD_FROM: host or registry"
 [ -n "$COSIGN_KEY" ] || die "COSIGN_KEY is required: the path of the cosign private key (docs/releasing.md, Keys)"
-[ -r "$COSIGN_KEY" ] || die "COSIGN_KEY=$COSIGN_KEY: no such readable file"
-[ -n "${COSIGN_PASSWORD+set}" ] || die "COSIGN_PASSWORD must be set (to the key's password; empty if it has none)"
-export COSIGN_PASSWORD
+if [[ "$COSIGN_KEY" != *://* ]]; then
+  [ -r "$COSIGN_KEY" ] || die "COSIGN_KEY=$COSIGN_KEY: no such readable file"
+  [ -n "${COSIGN_PASSWORD+set}" ] || die "COSIGN_PASSWORD must be set (to the key's password; empty if it has none)"
+  export COSIGN_PASSWORD
+fi
 for c in go git sha256sum tar gzip zip flock; do
   command -v "$c" >/dev/null || die "$c is needed (Debian: apt-get install $( [ "$c" = sha256sum ] && echo coreutils || echo "$c"))"
 done
@@ -120,7 +123,6 @@ sbom() { # os arch binary out (GOOS/GOARCH: cyclonedx-gomod names the platform i
 
 # --- 1. images -----------------------------------------------------------------------------
 declare -A DIGEST
-mkdir -p "$DIST/sbom"
 images_host() {
   export PODMAN_ROOT="$WORK/podman"
   local p arch ctx img target
@@ -129,8 +131,8 @@ images_host() {
     ctx="$BIN/image-linux-$arch"
     step "image binaries for $p: GOARCH=$arch hack/image-context.sh $ctx/bin/image"
     run env GOARCH="$arch" VERSION="$VERSION" hack/image-context.sh "$ctx/bin/image"
-    sbom linux "$arch" "$ctx/bin/image/manager" "$DIST/sbom/scim-operator_${VERSION}_linux_${arch}.cdx.json"
-    sbom linux "$arch" "$ctx/bin/image/scimserver" "$DIST/sbom/scim-server_${VERSION}_linux_${arch}.cdx.json"
+    sbom linux "$arch" "$ctx/bin/image/manager" "$DIST/scim-operator_${VERSION}_linux_${arch}.cdx.json"
+    sbom linux "$arch" "$ctx/bin/image/scimserver" "$DIST/scim-server_${VERSION}_linux_${arch}.cdx.json"
     for img in scim-operator scim-server; do
       target=offline
       [ "$img" = scim-operator ] || target=scim-server-offline
@@ -187,7 +189,7 @@ images_registry() {
       run "$CONTAINER_TOOL" cp "$id:$bin" "$out"
       run "$CONTAINER_TOOL" rm "$id" >/dev/null
       chmod 0755 "$out"
-      sbom linux "$arch" "$out" "$DIST/sbom/${img}_${VERSION}_linux_${arch}.cdx.json"
+      sbom linux "$arch" "$out" "$DIST/${img}_${VERSION}_linux_${arch}.cdx.json"
     done
   done
 }
@@ -221,7 +223,7 @@ for p in "${PLUGIN_PLATFORMS[@]}"; do
   [ "$os" != windows ] || exe=kubectl-scim.exe
   dir="$BIN/plugin-$os-$arch"
   gobuild "$os" "$arch" "$dir/$exe" ./cmd/kubectl-scim
-  sbom "$os" "$arch" "$dir/$exe" "$DIST/sbom/kubectl-scim_${VERSION}_${os}_${arch}.cdx.json"
+  sbom "$os" "$arch" "$dir/$exe" "$DIST/kubectl-scim_${VERSION}_${os}_${arch}.cdx.json"
   stage="$WORK/plugin-$os-$arch"
   mkdir -p "$stage"
   cp "$dir/$exe" LICENSE "$stage/"
@@ -232,7 +234,7 @@ for p in "${PLUGIN_PLATFORMS[@]}"; do
   else
     archive="kubectl-scim_${VERSION}_${os}_${arch}.tar.gz"
     run tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$EPOCH" -C "$stage" -cf - "$exe" LICENSE \
-      | gzip -n -9 >"$DIST/$archive"
+      | gzip -n >"$DIST/$archive"
   fi
   sum="$(sha256sum "$DIST/$archive" | cut -d' ' -f1)"
   krew_platforms+="  - selector:

@@ -206,7 +206,7 @@ func (r *release) checksums(t *testing.T) {
 		t.Errorf("SHA256SUMS lists\n  %v\nthe directory holds\n  %v", listed, want)
 	}
 	for _, f := range []string{"digests.txt", "krew/scim.yaml", "scim-operator-" + chartVersion + ".tgz",
-		"kubectl-scim_" + version + "_windows_arm64.zip", "sbom/scim-operator_" + version + "_linux_arm64.cdx.json"} {
+		"kubectl-scim_" + version + "_windows_arm64.zip", "scim-operator_" + version + "_linux_arm64.cdx.json"} {
 		if !slices.Contains(listed, f) {
 			t.Errorf("SHA256SUMS does not list %s", f)
 		}
@@ -314,8 +314,8 @@ func (r *release) imageIndexes(t *testing.T) {
 				t.Errorf("%s %s: /%s is a %s binary", name, p, img.binary, got)
 			}
 			// The SBOM of this image describes this very binary.
-			sbom := readSBOM(t, filepath.Join(r.dist, "sbom", name+"_"+version+"_linux_"+arch+".cdx.json"))
-			if got, want := sbom.property("cdx:gomod:binary:hash:SHA-256"), sha256Hex(bin); got != want {
+			bom := readSBOM(t, filepath.Join(r.dist, name+"_"+version+"_linux_"+arch+".cdx.json"))
+			if got, want := bom.property("cdx:gomod:binary:hash:SHA-256"), sha256Hex(bin); got != want {
 				t.Errorf("%s %s: the SBOM describes a binary of sha256 %s, the image holds %s", name, p, got, want)
 			}
 			if p == "linux/amd64" && name == "scim-operator" {
@@ -345,21 +345,20 @@ func (r *release) sboms(t *testing.T) {
 		want = append(want, "kubectl-scim_"+version+"_"+strings.ReplaceAll(p, "/", "_")+".cdx.json")
 	}
 	slices.Sort(want)
-	entries, err := os.ReadDir(filepath.Join(r.dist, "sbom"))
+	got, err := filepath.Glob(filepath.Join(r.dist, "*.cdx.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, e := range entries {
-		got = append(got, e.Name())
+	for i := range got {
+		got[i] = filepath.Base(got[i])
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("dist/sbom holds %v, want %v", got, want)
+		t.Errorf("the SBOMs are %v, want %v", got, want)
 	}
 	platformOf := regexp.MustCompile(`_(linux|darwin|windows)_(amd64|arm64)\.cdx\.json$`)
 	components := 0
 	for _, f := range got {
-		s := readSBOM(t, filepath.Join(r.dist, "sbom", f))
+		s := readSBOM(t, filepath.Join(r.dist, f))
 		m := platformOf.FindStringSubmatch(f)
 		if s.BOMFormat != "CycloneDX" || s.SpecVersion == "" {
 			t.Errorf("%s: bomFormat %q specVersion %q", f, s.BOMFormat, s.SpecVersion)
@@ -416,8 +415,8 @@ func (r *release) archives(t *testing.T) {
 		if got := binaryPlatform(t, files[exe]); got != p {
 			t.Errorf("%s: %s is a %s binary", name, exe, got)
 		}
-		sbom := readSBOM(t, filepath.Join(r.dist, "sbom", "kubectl-scim_"+version+"_"+os_+"_"+arch+".cdx.json"))
-		if got, want := sbom.property("cdx:gomod:binary:hash:SHA-256"), sha256Hex(files[exe]); got != want {
+		bom := readSBOM(t, filepath.Join(r.dist, "kubectl-scim_"+version+"_"+os_+"_"+arch+".cdx.json"))
+		if got, want := bom.property("cdx:gomod:binary:hash:SHA-256"), sha256Hex(files[exe]); got != want {
 			t.Errorf("%s: the SBOM describes a binary of sha256 %s, the archive holds %s", name, got, want)
 		}
 	}
