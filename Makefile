@@ -64,6 +64,7 @@ test: verify vet ## Verify, then run every test against a real kube-apiserver an
 	@# controllers' envtest suite runs on two Ginkgo processes (its restart specs are Serial).
 	@assets="$$(hack/envtest-bins.sh)"; \
 	$(MAKE) --no-print-directory test-e2e > test-e2e.out 2>&1 & e2e=$$!; \
+	$(MAKE) --no-print-directory test-release > test-release.out 2>&1 & release=$$!; \
 	echo "go test, and the controller suite on 2 Ginkgo processes, beside the e2e suite (control plane from $$assets; logs: test.log, test-controller.log, test-e2e.log)"; \
 	failed=""; \
 	KUBEBUILDER_ASSETS="$$assets" go test $$(go list ./... | grep -v '/internal/controller$$') -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; failed="go test"; }; \
@@ -76,6 +77,7 @@ test: verify vet ## Verify, then run every test against a real kube-apiserver an
 	fi; \
 	wait $$e2e || failed="$$failed test-e2e"; \
 	cat test-e2e.out; \
+	wait $$release || failed="$$failed test-release"; cat test-release.out; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED ($$failed)"; exit 1; fi
 
 .PHONY: test-alerts

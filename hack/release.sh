@@ -62,8 +62,8 @@ if [[ "$COSIGN_KEY" != *://* ]]; then
   [ -n "${COSIGN_PASSWORD+set}" ] || die "COSIGN_PASSWORD must be set (to the key's password; empty if it has none)"
   export COSIGN_PASSWORD
 fi
-for c in go git sha256sum tar gzip zip flock; do
-  command -v "$c" >/dev/null || die "$c is needed (Debian: apt-get install $( [ "$c" = sha256sum ] && echo coreutils || echo "$c"))"
+for c in go:golang git:git sha256sum:coreutils tar:tar gzip:gzip zip:zip flock:util-linux; do
+  command -v "${c%%:*}" >/dev/null || die "${c%%:*} is needed (Debian: apt-get install ${c#*:})"
 done
 
 if [ "$DIST" = dist ]; then
@@ -168,6 +168,7 @@ images_registry() {
         --tag "$REGISTRY/$img:$VERSION" --metadata-file "$WORK/$img.json" --push .
       DIGEST[$img]="$(sed -n 's/.*"containerimage.digest": *"\(sha256:[0-9a-f]*\)".*/\1/p' "$WORK/$img.json")"
     else
+      "$CONTAINER_TOOL" manifest rm "localhost/$img:$VERSION" >/dev/null 2>&1 || true # a list left by an earlier run
       run "$CONTAINER_TOOL" build --platform "$platforms" "${target[@]}" "${args[@]}" \
         --label org.opencontainers.image.version="$VERSION" --manifest "localhost/$img:$VERSION" .
       run "$CONTAINER_TOOL" manifest push --all --format oci "${registry_flags[@]}" \
