@@ -89,6 +89,8 @@ if [ -n "$final" ]; then
   git tag --points-at HEAD | grep -qx "$VERSION" || die "HEAD is not tagged $VERSION: git tag -a $VERSION -m $VERSION (docs/releasing.md)"
   [ -f cosign.pub ] || die "no cosign.pub committed: commit the release key's public key as cosign.pub first (docs/releasing.md, Keys)"
   cmp -s cosign.pub "$DIST/cosign.pub" || die "COSIGN_KEY is not the key of the committed cosign.pub"
+  committed="$(sed -n 's/^version: *//p' charts/scim-operator/Chart.yaml)"
+  [ "$committed" = "$CHART_VERSION" ] || say "warning: charts/scim-operator/Chart.yaml says version $committed; the release publishes the chart as $CHART_VERSION"
 else
   say "pre-release $VERSION: not checked against a tag, a clean tree or the committed cosign.pub"
 fi

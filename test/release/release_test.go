@@ -554,12 +554,16 @@ func (r *release) chart(t *testing.T) {
 	if chart.Name != "scim-operator" || chart.Version != chartVersion || chart.AppVersion != version {
 		t.Errorf("helm show chart: %+v", chart)
 	}
-	// Installed as it is, the chart runs the image of this release.
-	manifests := helm("template", "scim-operator", pulled, "--namespace", "scim-operator-system", "--kube-version", "1.36.0")
-	if want := `image: "` + r.registry + "/scim-operator:" + version + `"`; !strings.Contains(manifests, want) {
-		t.Errorf("helm template of the pulled chart has no %s:\n%s", want, grepLines(manifests, "image:"))
+	// Installed as it is, the chart runs the images of this release (the SCIM server: its demo).
+	manifests := helm("template", "scim-operator", pulled, "--namespace", "scim-operator-system",
+		"--kube-version", "1.36.0", "--set", "demo.enabled=true")
+	for _, img := range []string{"scim-operator", "scim-server"} {
+		if want := r.registry + "/" + img + ":" + version; !strings.Contains(manifests, `image: "`+want+`"`) &&
+			!strings.Contains(manifests, "image: "+want+"\n") {
+			t.Errorf("helm template of the pulled chart runs no %s:\n%s", want, grepLines(manifests, "image:"))
+		}
 	}
-	fmt.Printf("release: chart: helm pull %s --version %s: the tgz of SHA256SUMS, appVersion %s, runs %s/scim-operator:%s\n",
+	fmt.Printf("release: chart: helm pull %s --version %s: the tgz of SHA256SUMS, appVersion %s, runs %s/{scim-operator,scim-server}:%s\n",
 		ref, chartVersion, version, r.registry, version)
 }
 
