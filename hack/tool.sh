@@ -56,7 +56,7 @@ if [ -x "$BIN" ]; then
   echo "$BIN"
   exit 0
 fi
-command -v go >/dev/null || { say "go is needed to build $name (Go 1.26: https://go.dev/dl is not reachable here; install it from your distribution)"; exit 1; }
+command -v go >/dev/null || { say "go is needed to build $name: install Go 1.26 or later and put it on PATH"; exit 1; }
 
 mkdir -p "$DEST"
 # One build at a time per tool (make test and a shell may both ask).
