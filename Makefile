@@ -64,6 +64,7 @@ test: verify vet ## Verify, then run every test against a real kube-apiserver an
 	@# controllers' envtest suite runs on two Ginkgo processes (its restart specs are Serial).
 	@assets="$$(hack/envtest-bins.sh)"; \
 	$(MAKE) --no-print-directory test-e2e > test-e2e.out 2>&1 & e2e=$$!; \
+	$(MAKE) --no-print-directory test-release > test-release.out 2>&1 & release=$$!; \
 	echo "go test, and the controller suite on 2 Ginkgo processes, beside the e2e suite (control plane from $$assets; logs: test.log, test-controller.log, test-e2e.log)"; \
 	failed=""; \
 	KUBEBUILDER_ASSETS="$$assets" go test $$(go list ./... | grep -v '/internal/controller$$') -count=1 -v -coverprofile cover.out > test.log 2>&1 || { cat test.log; failed="go test"; }; \
@@ -76,6 +77,7 @@ test: verify vet ## Verify, then run every test against a real kube-apiserver an
 	fi; \
 	wait $$e2e || failed="$$failed test-e2e"; \
 	cat test-e2e.out; \
+	wait $$release || failed="$$failed test-release"; cat test-release.out; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED ($$failed)"; exit 1; fi
 
 .PHONY: test-alerts
@@ -234,3 +236,21 @@ dashboard-png: ## Run the bench recording the operator's metrics (bench-series.j
 .PHONY: dashboard-render
 dashboard-render: ## Render docs/dashboard.png from bench-series.json with the queries of config/grafana/scim-operator.json.
 	go -C hack/dashboard run . -series $(CURDIR)/bench-series.json -dashboard $(CURDIR)/config/grafana/scim-operator.json -out $(CURDIR)/docs/dashboard.png
+
+##@ Release
+
+# Where make release pushes the images (REGISTRY/scim-operator, REGISTRY/scim-server) and the chart
+# (oci://REGISTRY/charts/scim-operator); log in first (docker/podman login, helm registry login).
+REGISTRY ?= ghcr.io/nhi-dev
+DIST ?= dist
+.PHONY: release
+release: ## Build, sign and push a release: VERSION=vX.Y.Z COSIGN_KEY=path (+ COSIGN_PASSWORD), REGISTRY, DIST (dist), BUILD_FROM=host (offline): docs/releasing.md.
+	@VERSION="$(if $(filter command line environment,$(origin VERSION)),$(VERSION))" REGISTRY="$(REGISTRY)" DIST="$(DIST)" \
+	BUILD_FROM="$(BUILD_FROM)" CONTAINER_TOOL="$(CONTAINER_TOOL)" GO_IMAGE="$(GO_IMAGE)" BASE_IMAGE="$(BASE_IMAGE)" \
+	PLAIN_HTTP="$(PLAIN_HTTP)" COSIGN_KEY="$(COSIGN_KEY)" hack/release.sh
+
+.PHONY: test-release
+test-release: ## Release into a local registry with a throwaway key, then verify it as users would (and that tampering fails).
+	@echo "go test -tags release ./test/release (full log in test-release.log)"; \
+	go test -tags release ./test/release/ -count=1 -v -timeout 30m > test-release.log 2>&1 || { cat test-release.log; echo "make test-release: FAILED"; exit 1; }
+	@grep -E '^(ok|FAIL)\s|^release: ' test-release.log

@@ -3,7 +3,9 @@
 # (default bin/image): the static binaries of the operator and the reference SCIM server, the host's CA certificates and an
 # /etc/passwd and /etc/group naming 65532 nonroot, as distroless static:nonroot has them.
 #
-# Usage: hack/image-context.sh [DIR]     Env: VERSION (stamped into --version), GOARCH
+# Usage: hack/image-context.sh [DIR]     Env: VERSION (stamped into --version), GOARCH (the binaries'
+#        architecture, default the host's: GOARCH=arm64 for a linux/arm64 image; make release builds both)
+# The binaries are left in DIR between runs, so go build relinks only when they are out of date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${1:-bin/image}"
@@ -18,7 +20,7 @@ if [ -z "$ca" ]; then
   exit 1
 fi
 
-rm -rf "$DIR"
+rm -rf "${DIR:?}/etc"
 mkdir -p "$DIR/etc/ssl/certs"
 CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o "$DIR/manager" ./cmd
 CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w" -o "$DIR/scimserver" ./test/scimserver/cmd

@@ -35,17 +35,28 @@ ensure() {
     say "podman is not installed and there is no apt-get to install it: install podman (and runc)"
     return 3
   fi
+  # make test's suites may ask at once (the e2e suite and the release test): one installs, the
+  # others wait for it (two apt-get at once fail on dpkg's lock). The lock is closed before podman runs.
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/podman-install.lock"
+  flock 9
+  if command -v podman >/dev/null && command -v runc >/dev/null; then
+    exec 9>&-
+    return 0
+  fi
   say "installing podman and runc with apt-get (about 30 s)"
   local log
   log="$(mktemp)"
   if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc; } >"$log" 2>&1; then
     tail -20 "$log" >&2
     rm -f "$log"
+    exec 9>&-
     command -v podman >/dev/null && return 0
     say "apt-get could not install podman (output above)"
     return 3
   fi
   rm -f "$log"
+  exec 9>&-
 }
 
 ensure
