@@ -97,7 +97,7 @@ func collectorType(c prometheus.Collector) string {
 // constMetricTypes maps the metric names of prometheus.NewDesc("name", ...) variables to the
 // type their MustNewConstMetric(desc, prometheus.XValue, ...) calls give them.
 func constMetricTypes(root string) (map[string]string, error) {
-	descNames := map[string]string{} // variable -> metric name
+	descNames := map[string]string{}  // variable -> metric name
 	valueTypes := map[string]string{} // variable -> counter|gauge|untyped
 	err := walkDirs(root, func(f *ast.File) {
 		ast.Inspect(f, func(n ast.Node) bool {
