@@ -1,7 +1,8 @@
 // Package plugin is kubectl scim: the operator's governance view and incident controls from a
 // terminal. inventory lists identities with owner, targets, state, expiry and review due; why
 // explains one identity's state; review records an attestation; revoke suspends an identity on
-// every target and waits until the targets confirm it.
+// every target and waits until the targets confirm it; plan shows what the operator would do on
+// targets in Observe mode; import writes ServiceIdentities for a provider's existing accounts.
 package plugin
 
 import (
@@ -97,6 +98,7 @@ access is still justified; it records reviews and suspends an identity on every 
 	cmd.SetOut(o.Out)
 	cmd.SetErr(o.ErrOut)
 	o.ConfigFlags.AddFlags(cmd.PersistentFlags())
-	cmd.AddCommand(newInventoryCommand(o), newWhyCommand(o), newReviewCommand(o), newRevokeCommand(o), newJWKSCommand(o))
+	cmd.AddCommand(newInventoryCommand(o), newWhyCommand(o), newReviewCommand(o), newRevokeCommand(o), newJWKSCommand(o),
+		newPlanCommand(o))
 	return cmd
 }
