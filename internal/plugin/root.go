@@ -99,6 +99,6 @@ access is still justified; it records reviews and suspends an identity on every 
 	cmd.SetErr(o.ErrOut)
 	o.ConfigFlags.AddFlags(cmd.PersistentFlags())
 	cmd.AddCommand(newInventoryCommand(o), newWhyCommand(o), newReviewCommand(o), newRevokeCommand(o), newJWKSCommand(o),
-		newPlanCommand(o))
+		newPlanCommand(o), newImportCommand(o))
 	return cmd
 }
