@@ -542,7 +542,10 @@ func writePlanSummary(w io.Writer, r *PlanReport, now time.Time) error {
 		}
 		p.line("  actions:  %s", orDash(clean(strings.Join(counts, ", "), 512)))
 		orphans := fmt.Sprintf("%d account(s) of this cluster without an identity", t.Plan.Orphans)
-		if t.Plan.OrphanAction != "" {
+		switch {
+		case t.Plan.Orphans == 0:
+			orphans = "none (every account of this cluster has its identity)"
+		case t.Plan.OrphanAction != "":
 			orphans += "; the orphan policy would " + orphanVerb(t.Plan.OrphanAction, t.Plan.Orphans)
 		}
 		p.line("  orphans:  %s", clean(orphans, 512))
