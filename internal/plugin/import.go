@@ -163,7 +163,6 @@ type importResult struct {
 	pageSize  int
 	owned     int // with an externalId
 	claimed   int // claimed by an identity (userName or id)
-	unchecked string
 	manifests []manifest
 }
 
