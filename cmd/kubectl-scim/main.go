@@ -1,4 +1,4 @@
-// Command kubectl-scim is the kubectl plugin of scim-operator: `kubectl scim inventory|why|review|revoke`.
+// Command kubectl-scim is the kubectl plugin of scim-operator: `kubectl scim inventory|why|review|revoke|jwks|plan|import`.
 // Install it by copying the binary onto PATH (make install-plugin).
 package main
 

@@ -89,7 +89,9 @@ func newCommand(o *Options) *cobra.Command {
 		Use:   "kubectl-scim",
 		Short: "Governance and incident controls for scim-operator's ServiceIdentities",
 		Long: `kubectl scim shows who owns each non-human identity, where it has accounts, and whether its
-access is still justified; it records reviews and suspends an identity on every target at once.`,
+access is still justified; it records reviews and suspends an identity on every target at once.
+To bring an application that already has accounts under the operator, plan shows what the
+operator would do on a target in Observe mode, and import writes manifests for its accounts.`,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl scim"},
 		SilenceUsage:  true,
 		SilenceErrors: false,
