@@ -242,7 +242,7 @@ func buildPlan(ctx context.Context, dyn dynamic.Interface, ns string, all bool, 
 				if e.UserName != "" {
 					acc.UserName = e.UserName
 				}
-				acc.Plan = e.Plan
+				acc.Plan = withoutRepeats(e.Plan)
 			}
 			if id.Status.ObservedGeneration != id.Generation {
 				acc.Stale = fmt.Sprintf("the operator has not planned the latest spec yet (generation %d of %d)", id.Status.ObservedGeneration, id.Generation)
@@ -592,5 +592,23 @@ func sortedCounts(in []scimv1.PlanCount) []scimv1.PlanCount {
 		}
 		return oi < oj
 	})
+	return out
+}
+
+// withoutRepeats is the plan with each change listed once (the same path, current and desired
+// value recorded twice says nothing more).
+func withoutRepeats(p *scimv1.AccountPlan) *scimv1.AccountPlan {
+	if p == nil || len(p.Changes) < 2 {
+		return p
+	}
+	out := p.DeepCopy()
+	out.Changes = out.Changes[:0]
+	seen := map[scimv1.AttributeChange]bool{}
+	for _, c := range p.Changes {
+		if !seen[c] {
+			seen[c] = true
+			out.Changes = append(out.Changes, c)
+		}
+	}
 	return out
 }
