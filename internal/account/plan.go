@@ -109,27 +109,32 @@ func (a *Session) Plan(ctx context.Context, knownID string, joined, groups []str
 			return scimv1.AccountPlan{}, nil, err
 		}
 	}
+	if user == nil && a.matchAttr != scimv1.MatchUserName {
+		// What a create would meet: an account holding the userName (a 409, then the lookup by
+		// userName of findOrCreate) is a conflict, or one the adoption policy takes over.
+		var err error
+		if user, adopted, err = a.byUserName(ctx); err != nil {
+			if o := outcome.Classify(err); o.Reason == scimv1.ReasonAccountConflict {
+				return scimv1.AccountPlan{Action: scimv1.PlanConflict, Reason: status.Truncate(err.Error(), 512)}, nil, nil
+			}
+			return scimv1.AccountPlan{}, nil, err
+		}
+	}
 	if user == nil {
-		return scimv1.AccountPlan{Action: scimv1.PlanCreate, GroupsAdded: bounded(groups)}, nil, nil
+		p := scimv1.AccountPlan{Action: scimv1.PlanCreate, GroupsAdded: bounded(groups)}
+		p.Changes = planChanges(a.Desired, scim.Resource{})
+		return p, nil, nil
 	}
 	p := scimv1.AccountPlan{Action: scimv1.PlanNone}
 	want, have := sets.New(groups...), sets.New(joined...)
 	if adopted {
-		joined = nil
 		have = sets.New[string]()
 		p.Action = scimv1.PlanAdopt
-		p.Changes = append(p.Changes, scimv1.AttributeChange{Path: "externalId", Desired: jsonValue(a.externalID)})
 	}
 	p.GroupsAdded, p.GroupsRemoved = bounded(sets.List(want.Difference(have))), bounded(sets.List(have.Difference(want)))
-	for _, c := range scim.Changes(a.Desired, user) {
-		ch := scimv1.AttributeChange{Path: status.Truncate(c.Op.Path, 256), Desired: jsonValue(c.Desired)}
-		if c.Present {
-			ch.Current = jsonValue(c.Current)
-		}
-		if len(p.Changes) < 32 {
-			p.Changes = append(p.Changes, ch)
-		}
-		if strings.EqualFold(c.Op.Path, "active") && c.Desired == false && p.Action != scimv1.PlanAdopt {
+	p.Changes = planChanges(a.Desired, user)
+	for _, c := range p.Changes {
+		if strings.EqualFold(c.Path, "active") && c.Desired == "false" && p.Action != scimv1.PlanAdopt {
 			p.Action = scimv1.PlanDeactivate
 		}
 	}
@@ -137,6 +142,22 @@ func (a *Session) Plan(ctx context.Context, knownID string, joined, groups []str
 		p.Action = scimv1.PlanUpdate
 	}
 	return p, user, nil
+}
+
+// planChanges are the attributes that would change, as status shows them (at most 32).
+func planChanges(desired, current scim.Resource) []scimv1.AttributeChange {
+	var out []scimv1.AttributeChange
+	for _, c := range scim.Changes(desired, current) {
+		if len(out) == 32 {
+			break
+		}
+		ch := scimv1.AttributeChange{Path: status.Truncate(c.Op.Path, 256), Desired: jsonValue(c.Desired)}
+		if c.Present {
+			ch.Current = jsonValue(c.Current)
+		}
+		out = append(out, ch)
+	}
+	return out
 }
 
 // jsonValue shows a value as bounded JSON.

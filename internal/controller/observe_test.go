@@ -142,6 +142,21 @@ var _ = Describe("Observe mode", func() {
 		}).Should(Succeed())
 	})
 
+	It("plans a Conflict, not a Create, for a userName another system's account holds", func() {
+		srv := ownServer(testToken)
+		ns := newNamespace(ctx)
+		srv.Users.Put(map[string]any{"userName": "hr-sync." + ns, "externalId": "other-cluster/hr-sync", "active": true})
+		t := createTarget(ctx, ns, "app", testToken, func(t *scimv1.ScimTarget) {
+			t.Spec.Endpoint = srv.Endpoint()
+			t.Spec.Mode = scimv1.ModeObserve
+		})
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		Expect(k8s.Create(ctx, newIdentity(ns, "hr-sync", "app"))).To(Succeed())
+		Eventually(planOf(ctx, ns, "hr-sync")).Should(And(planAction(scimv1.PlanConflict),
+			HaveField("Reason", ContainSubstring("another externalId"))))
+		Expect(writes(srv)).To(BeEmpty())
+	})
+
 	It("never writes through the client of an Observe target, whatever asks", func() {
 		srv := ownServer(testToken)
 		ns := newNamespace(ctx)
