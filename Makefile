@@ -115,10 +115,10 @@ fuzz: ## Run each fuzz target of the SCIM client for FUZZTIME (seed corpus in in
 	done
 
 .PHONY: test-e2e
-test-e2e: ## End-to-end suite: real control plane with garbage collection, operator binary, kubectl.
+test-e2e: ## End-to-end suites: real control plane with garbage collection, operator binary and image, kubectl; the README's quick start on a cluster of its own (beside it).
 	@assets="$$(hack/envtest-bins.sh)"; echo "go test -tags e2e ./test/e2e (full log in test-e2e.log)"; \
-	KUBEBUILDER_ASSETS="$$assets" go test -tags e2e ./test/e2e/ -count=1 -v -timeout 20m > test-e2e.log 2>&1 || { cat test-e2e.log; echo "make test-e2e: FAILED"; exit 1; }
-	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|revocation latency:|operator killed|leader failover:|garbage collector picked|^container image:|e2e suite ran' test-e2e.log
+	KUBEBUILDER_ASSETS="$$assets" go test -tags e2e ./test/e2e/ ./test/quickstart/ -count=1 -v -timeout 20m > test-e2e.log 2>&1 || { cat test-e2e.log; echo "make test-e2e: FAILED"; exit 1; }
+	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|revocation latency:|operator killed|leader failover:|garbage collector picked|^container image:|e2e suite ran|^quick start:' test-e2e.log
 
 .PHONY: chart-test
 chart-test: ## Helm chart: lint, render, server-side dry-run on a local kube-apiserver, same CRDs/RBAC as config/default (make test runs it too).

@@ -1,6 +1,6 @@
 //go:build e2e
 
-package e2e
+package quickstart
 
 import (
 	"bytes"
@@ -32,6 +32,9 @@ import (
 
 	"github.com/nhi-dev/scim-operator/test/controlplane"
 )
+
+// operatorNS is where the README installs the chart.
+const operatorNS = "scim-operator-system"
 
 // The README's quick start, run verbatim on an empty cluster of its own: the commands between
 // the README's "quickstart" marker and the end of the next code block, each through bash with
@@ -105,6 +108,7 @@ var _ = Describe("The README's quick start", Ordered, func() {
 		Expect(os.Symlink(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), filepath.Join(bin, "kubectl"))).To(Succeed())
 
 		var transcript bytes.Buffer
+		start := time.Now()
 		for _, c := range commands {
 			By("$ " + c)
 			cmd := exec.Command("bash", "-euo", "pipefail", "-c", c)
@@ -115,6 +119,7 @@ var _ = Describe("The README's quick start", Ordered, func() {
 			fmt.Fprintf(&transcript, "$ %s\n%s", c, out)
 			Expect(err).NotTo(HaveOccurred(), "%s\n%s\nthe node: %s", c, out, node.logs())
 		}
+		fmt.Printf("quick start: the README's %d commands, from helm install to the account inactive, in %s\n", len(commands), time.Since(start).Round(100*time.Millisecond))
 		Expect(os.WriteFile(filepath.Join(workDir, "quickstart.txt"), transcript.Bytes(), 0o644)).To(Succeed())
 		GinkgoWriter.Print(transcript.String())
 		AddReportEntry("quick start transcript", transcript.String())
