@@ -293,7 +293,11 @@ type ScimTargetSpec struct {
 	// not ours) may be taken over when its userName matches an identity's. Never (the
 	// default): the identity is Stalled with reason AccountConflict and the account is never
 	// written to or deleted. IfNoExternalID: an account with no externalId at all is adopted
-	// (its externalId is set to ours); an account with another externalId never is.
+	// (its externalId is set to ours); an account with another externalId never is. Named:
+	// only the account an identity's spec.adopt names (on a ScimTarget spec.adopt is honoured
+	// under Never too; on a ClusterScimTarget, shared with tenants, only under Named or
+	// IfNoExternalID). Adoption never re-activates an account, and on a ClusterScimTarget
+	// never takes one that belongs to a group the guardrails do not allow.
 	// +kubebuilder:default=Never
 	// +optional
 	Adoption AdoptionPolicy `json:"adoption,omitempty"`
@@ -386,12 +390,17 @@ type OwnerInactivePolicy struct {
 }
 
 // AdoptionPolicy says which existing accounts an identity may take over.
-// +kubebuilder:validation:Enum=Never;IfNoExternalID
+// +kubebuilder:validation:Enum=Never;Named;IfNoExternalID
 type AdoptionPolicy string
 
 const (
-	// AdoptionNever never takes over an account whose externalId is not this cluster's id for the identity.
+	// AdoptionNever never takes over an account whose externalId is not this cluster's id for
+	// the identity, but for the one an identity's spec.adopt names on a ScimTarget (whose
+	// credentials are the tenant's own).
 	AdoptionNever AdoptionPolicy = "Never"
+	// AdoptionNamed takes over only the account an identity's spec.adopt names, on either
+	// kind: the way a ClusterScimTarget's admin lets `kubectl scim import` manifests adopt.
+	AdoptionNamed AdoptionPolicy = "Named"
 	// AdoptionIfNoExternalID takes over an account with the identity's userName and no externalId.
 	AdoptionIfNoExternalID AdoptionPolicy = "IfNoExternalID"
 )

@@ -101,8 +101,10 @@ type ServiceIdentitySpec struct {
 	// adopt names one existing account (not this cluster's: no externalId) that the identity
 	// may take over, as `kubectl scim import` writes it: the operator adopts exactly that
 	// account, only while it still has this id, this userName and no externalId, stamps this
-	// cluster's externalId on it, and never adopts anything else. It works on ClusterScimTargets
-	// too, within their guardrails.
+	// cluster's externalId on it, and never adopts anything else. On a ClusterScimTarget it is
+	// honoured only when the target's spec.adoption is Named (or IfNoExternalID), within its
+	// guardrails. An inactive account is adopted only with spec.suspend set (adoption never
+	// re-activates one).
 	// +optional
 	Adopt *AdoptAccount `json:"adopt,omitempty"`
 	// expiresAt deprovisions the identity at this time (RFC 3339, e.g. 2030-01-01T00:00:00Z).

@@ -660,7 +660,11 @@ func (d *Deprovisioner) stillOrphan(ctx context.Context, a *Session, u scim.Reso
 // SessionFor prepares the SCIM calls for si's account on t, with the circuit breaker.
 func (d *Deprovisioner) SessionFor(si *scimv1.ServiceIdentity, t *targets.Target, c *scim.Client) *Session {
 	a := d.sessionOn(t, c, ExternalID(d.ClusterID, si), si.EffectiveUserName())
-	a.adopt = AdoptOn(si, t)
+	if a.adopt = AdoptOn(si, t); a.adopt != nil {
+		if a.adoptRefused = adoptAllowed(t); a.adoptRefused != "" {
+			a.adopt = nil
+		}
+	}
 	return a
 }
 

@@ -37,51 +37,95 @@ func AdoptOn(si *scimv1.ServiceIdentity, t *targets.Target) *scimv1.AdoptAccount
 	return ad
 }
 
+// adoptAllowed says why spec.adopt is not honoured on t ("" when it is): a ClusterScimTarget,
+// whose credentials its admin lends to tenants, adopts named accounts only when its
+// spec.adoption is Named or IfNoExternalID.
+func adoptAllowed(t *targets.Target) string {
+	if !t.ClusterScoped() || t.Spec.Adoption == scimv1.AdoptionNamed || t.Spec.Adoption == scimv1.AdoptionIfNoExternalID {
+		return ""
+	}
+	return fmt.Sprintf("spec.adopt is not honoured on %s: its spec.adoption is Never (its admin sets adoption: Named to let imported accounts be adopted)", t.Key())
+}
+
 // find looks the account up without creating one: the account carrying our externalId (or,
 // matching by userName, ours or one the adoption policy lets us take over), else the one
 // spec.adopt names. adopted: the account is not ours yet.
 func (a *Session) find(ctx context.Context) (scim.Resource, bool, error) {
-	if a.matchAttr == scimv1.MatchUserName {
-		found, adopted, err := a.byUserName(ctx)
-		if err != nil || found != nil {
-			return found, adopted, err
-		}
-	} else {
+	if a.adopt != nil || a.adoptRefused != "" {
+		// An identity that names its account: ours if it already carries our externalId, else
+		// exactly that account or nothing.
 		found, err := a.byExternalID(ctx)
 		if err != nil || found != nil {
 			return found, false, err
 		}
+		if a.adoptRefused != "" {
+			return nil, false, fmt.Errorf("%w: %s", outcome.ErrConflict, a.adoptRefused)
+		}
+		return a.adoptNamed(ctx)
 	}
-	if a.adopt == nil {
-		return nil, false, nil
+	if a.matchAttr == scimv1.MatchUserName {
+		return a.byUserName(ctx)
 	}
-	return a.adoptNamed(ctx)
+	found, err := a.byExternalID(ctx)
+	return found, false, err
 }
 
 // adoptNamed reads the account spec.adopt names and takes it over only while it is exactly
-// what was imported: that id, that userName (the identity's own) and no externalId at all.
-// An account that is gone is not adopted (a new one is created); one that changed is a
-// conflict, left untouched.
+// what was imported (adoptable). Whatever differs, the answer is the same and names nothing of
+// the account: a tenant learns no other account's attributes through spec.adopt.
 func (a *Session) adoptNamed(ctx context.Context) (scim.Resource, bool, error) {
 	user, err := a.Read(ctx, a.adopt.ID)
-	if scim.IsNotFound(err) {
-		return nil, false, nil
+	if err != nil && !scim.IsNotFound(err) {
+		return nil, false, fmt.Errorf("reading the account spec.adopt names on %s: %w", a.t.Key(), err)
+	}
+	if err == nil && a.Ours(user) {
+		return user, false, nil
+	}
+	if err == nil {
+		err = a.adoptable(ctx, user)
+	} else {
+		err = a.notAsImported()
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("reading account %s (spec.adopt) on %s: %w", scim.Sanitize(a.adopt.ID, 64), a.t.Key(), err)
-	}
-	name := scim.Sanitize(dialect.AccountName(user, a.kind), 256)
-	switch {
-	case a.Ours(user):
-		return user, false, nil
-	case user.ExternalID() != "":
-		return nil, false, fmt.Errorf("%w: the account spec.adopt names (id %s) on %s now carries an externalId: it is someone else's and is left untouched",
-			outcome.ErrConflict, scim.Sanitize(a.adopt.ID, 64), a.t.Key())
-	case !strings.EqualFold(name, a.adopt.UserName) || !strings.EqualFold(name, a.userName):
-		return nil, false, fmt.Errorf("%w: the account spec.adopt names (id %s) on %s has userName %q, not %q as imported and as the identity's: it is left untouched",
-			outcome.ErrConflict, scim.Sanitize(a.adopt.ID, 64), a.t.Key(), name, a.adopt.UserName)
+		return nil, false, err
 	}
 	return user, true, nil
+}
+
+// notAsImported is the one answer for an account spec.adopt names that is not what was imported.
+func (a *Session) notAsImported() error {
+	return fmt.Errorf("%w: the account spec.adopt names on %s is not the one imported (gone, renamed, or owned by another system now): "+
+		"it is left untouched; import it again", outcome.ErrConflict, a.t.Key())
+}
+
+// adoptable checks an account spec.adopt names, just read: that id, the userName imported (the
+// identity's own), no externalId; active only if the identity may have it active (adoption never
+// re-activates an account), and in no group GroupAllowed refuses.
+func (a *Session) adoptable(ctx context.Context, user scim.Resource) error {
+	name := dialect.AccountName(user, a.kind)
+	if user.ID() != a.adopt.ID || user.ExternalID() != "" || !strings.EqualFold(name, a.adopt.UserName) || !strings.EqualFold(name, a.userName) {
+		return a.notAsImported()
+	}
+	if active, present := user.Active(); present && !active {
+		if want, _ := a.Desired.Active(); want {
+			return fmt.Errorf("%w: the account spec.adopt names on %s is inactive, and adopting never re-activates an account: "+
+				"set spec.suspend: true to adopt it as it is, then resume it", outcome.ErrConflict, a.t.Key())
+		}
+	}
+	if a.GroupAllowed == nil {
+		return nil
+	}
+	groups, err := a.c.Find(ctx, groupsEndpoint, "members.value", user.ID())
+	if err != nil {
+		return fmt.Errorf("reading the groups of the account spec.adopt names on %s: %w", a.t.Key(), err)
+	}
+	for _, g := range groups {
+		if !a.GroupAllowed(g.Str("displayName")) {
+			return fmt.Errorf("%w: the account spec.adopt names on %s belongs to a group the target's guardrails do not allow: it is left untouched",
+				outcome.ErrConflict, a.t.Key())
+		}
+	}
+	return nil
 }
 
 // Plan is what provisioning would do to the account, with reads only: the lookups of Ensure,

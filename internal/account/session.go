@@ -28,8 +28,13 @@ type Session struct {
 	Desired   scim.Resource
 	matchAttr scimv1.MatchAttribute
 	adoption  scimv1.AdoptionPolicy
-	// adopt is the identity's spec.adopt when it names an account on this target.
-	adopt *scimv1.AdoptAccount
+	// adopt is the identity's spec.adopt when it names an account on this target; adoptRefused
+	// says why it is not honoured there (a ClusterScimTarget that does not allow it).
+	adopt        *scimv1.AdoptAccount
+	adoptRefused string
+	// GroupAllowed, when set, tells the groups an adopted account may already belong to (a
+	// ClusterScimTarget's guardrails); an account in any other is not adopted.
+	GroupAllowed func(displayName string) bool
 	// kind is the resource type the target's accounts are made as (User, Agent...).
 	kind dialect.AccountType
 	// dialects records what the provider answered that discovery did not say.
@@ -317,6 +322,12 @@ func (a *Session) update(ctx context.Context, user scim.Resource) (scim.Resource
 			}
 			if !a.Ours(user) && (!adoptable || user.ExternalID() != "") {
 				return nil, fmt.Errorf("%w: account %s on %s changed owner while being updated; it is left untouched", outcome.ErrConflict, id, a.t.Key())
+			}
+			if !a.Ours(user) && a.adopt != nil {
+				// Being adopted: the whole check again (a rename in between is not ours to undo).
+				if err := a.adoptable(ctx, user); err != nil {
+					return nil, err
+				}
 			}
 			continue
 		}

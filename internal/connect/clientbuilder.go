@@ -5,6 +5,7 @@ package connect
 
 import (
 	"context"
+
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 
@@ -77,6 +80,9 @@ type SecretClientBuilder struct {
 	Guard *AddressGuard
 	// Metrics records every SCIM request (nil: not recorded).
 	Metrics *metrics.Metrics
+	// Modes, when set, is read (the manager's cache) before each write a client sends: a target
+	// switched to Observe since the client was made refuses it.
+	Modes client.Reader
 	// SlotsPerTarget bounds the requests in flight to one target (scim.Slots, which keeps a
 	// quarter more for revocations), so a target that hangs holds a bounded share of the
 	// workers; <= 0 means 2. Set it before the first ForTarget.
@@ -183,7 +189,32 @@ func (b *SecretClientBuilder) ForTarget(ctx context.Context, t *targets.Target) 
 		Observer:          b.Metrics.Observer(t.Key()),
 		FilterUnsupported: caps != nil && caps.Filter != nil && !*caps.Filter,
 		ReadOnly:          t.Spec.Mode == scimv1.ModeObserve,
+		ReadOnlyNow:       b.observing(t),
 	})
+}
+
+// observing reads t's mode from Modes at each write: true when the target is in Observe mode
+// now, or cannot be read (a write is refused rather than risked).
+func (b *SecretClientBuilder) observing(t *targets.Target) func() bool {
+	if b.Modes == nil {
+		return nil
+	}
+	kind, key := t.Kind, client.ObjectKey{Namespace: t.Namespace, Name: t.Name}
+	return func() bool {
+		var mode scimv1.TargetMode
+		var err error
+		if kind == scimv1.KindClusterScimTarget {
+			obj := &scimv1.ClusterScimTarget{}
+			err, mode = b.Modes.Get(context.Background(), key, obj), obj.Spec.Mode
+		} else {
+			obj := &scimv1.ScimTarget{}
+			err, mode = b.Modes.Get(context.Background(), key, obj), obj.Spec.Mode
+		}
+		if apierrors.IsNotFound(err) {
+			return false // a target being deleted (served from its snapshot) keeps its last mode
+		}
+		return err != nil || mode == scimv1.ModeObserve
+	}
 }
 
 // tenantSlots are the request slots shared by every ScimTarget of t's namespace (nil for a

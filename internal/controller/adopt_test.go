@@ -13,9 +13,9 @@ import (
 var _ = Describe("spec.adopt: taking over exactly the account an import named", func() {
 	ctx := context.Background()
 
-	It("adopts the named account on a ClusterScimTarget whose target-wide adoption is Never, and stamps our externalId", func() {
+	It("adopts the named account on a ClusterScimTarget whose adoption is Named, and stamps our externalId", func() {
 		ns := newNamespace(ctx)
-		cst := clusterTarget(ctx, "adopt", []string{ns})
+		cst := clusterTarget(ctx, "adopt", []string{ns}, func(c *scimv1.ClusterScimTarget) { c.Spec.Adoption = scimv1.AdoptionNamed })
 		id := scimSrv.Users.Put(map[string]any{"userName": "legacy-bot." + ns, "displayName": "made by hand", "active": true})
 		si := newIdentity(ns, "legacy-bot")
 		si.Spec.TargetRefs = []scimv1.TargetReference{{Kind: scimv1.KindClusterScimTarget, Name: cst.Name}}

@@ -100,6 +100,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	clients.Credentials, clients.Recheck, clients.Metrics = credentials, cfg.CredentialRecheck, m
 	clients.Guard = connect.NewAddressGuard(cfg.NamespacedTargetAllowedCIDRs, cfg.NamespacedTargetDeniedCIDRs)
 	clients.SlotsPerTarget = cfg.requestsPerTarget()
+	clients.Modes = mgr.GetClient() // the cache: a switch to Observe stops writes already under way
 	rec := mgr.GetEventRecorder("scim-operator")
 	revocations := m.Revocations
 	breaker := breaker.New(mgr.GetClient(), mgr.GetAPIReader(), cfg.ClusterResourceNamespace, cfg.Clock)

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -499,6 +500,10 @@ func (im *importer) manifests(ctx context.Context, t *targets.Target, offered []
 		}
 		if withdrawn != "" {
 			m.Warnings = append(m.Warnings, withdrawn)
+		}
+		if t.ClusterScoped() && t.Spec.Adoption != scimv1.AdoptionNamed && t.Spec.Adoption != scimv1.AdoptionIfNoExternalID {
+			m.Warnings = append(m.Warnings, fmt.Sprintf("%s has spec.adoption %q: it honours spec.adopt only once its admin sets adoption: Named",
+				t.Key(), cmp.Or(string(t.Spec.Adoption), string(scimv1.AdoptionNever))))
 		}
 		m.Object = importedIdentity{APIVersion: scimv1.GroupVersion.String(), Kind: "ServiceIdentity",
 			Metadata: importedMeta{Name: si.Name, Namespace: si.Namespace}, Spec: si.Spec}

@@ -312,7 +312,7 @@ var _ = Describe("kubectl scim import from a ClusterScimTarget", Ordered, func()
 			StringData: map[string]string{"token": importToken}})).To(Succeed())
 		Expect(k8s.Create(ctx, &scimv1.ClusterScimTarget{ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: scimv1.ClusterScimTargetSpec{
-				ScimTargetSpec: scimv1.ScimTargetSpec{Endpoint: srv.Endpoint(), AllowInsecureHTTP: true, Mode: scimv1.ModeObserve,
+				ScimTargetSpec: scimv1.ScimTargetSpec{Endpoint: srv.Endpoint(), AllowInsecureHTTP: true, Mode: scimv1.ModeObserve, Adoption: scimv1.AdoptionNamed,
 					Auth: scimv1.Auth{BearerToken: &scimv1.BearerTokenAuth{SecretKeyRef: scimv1.SecretKeySelector{Name: name + "-token", Key: "token"}}}},
 				AllowedNamespaces: &scimv1.AllowedNamespaces{Names: []string{ns}},
 			}})).To(Succeed())

@@ -95,6 +95,10 @@ type Options struct {
 	// ReadOnly refuses every request but GET with ErrReadOnly before anything is sent: the
 	// client of a target in Observe mode can read, never write.
 	ReadOnly bool
+	// ReadOnlyNow, when set, is asked before each request but GET: true refuses it as ReadOnly
+	// does, so a target switched to Observe stops a client made before the switch at its next
+	// write.
+	ReadOnlyNow func() bool
 }
 
 // Refresher is an Authenticator whose credential can be dropped and fetched again (OAuth2):
@@ -207,7 +211,7 @@ func (r request) label() string { return r.method + " " + Sanitize(r.path, maxPa
 // (a Secret) reads it again once and retries if it changed. 429 and 503 with Retry-After are not
 // waited for here: the error carries the wait for the caller to schedule.
 func (c *Client) do(ctx context.Context, r request) (*response, error) {
-	if c.opts.ReadOnly && r.method != http.MethodGet {
+	if r.method != http.MethodGet && (c.opts.ReadOnly || c.opts.ReadOnlyNow != nil && c.opts.ReadOnlyNow()) {
 		return nil, fmt.Errorf("%s: %w", r.label(), ErrReadOnly)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)

@@ -205,7 +205,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.Servi
 	p.desired, p.blocked = r.desired(ctx, si, expErr, pol)
 	if p.desired == nil && si.Spec.Suspend {
 		// The kill switch does not wait for a spec that can be provisioned.
-		return r.reconcileSuspended(ctx, si, "spec.suspend is set: every account is deactivated; the spec cannot be provisioned: "+
+		return r.reconcileSuspended(ctx, si, "spec.suspend is set: every account is to be deactivated; the spec cannot be provisioned: "+
 			blockedSummary(p.blocked), scimv1.ReasonInvalidSpec, 0)
 	}
 	// The owner is there: record it (after desired, which may have added the ownerReference of
@@ -270,6 +270,10 @@ func (r *Reconciler) reconcileSuspended(ctx context.Context, si *scimv1.ServiceI
 	}
 	gen := si.Generation
 	conds := &si.Status.Conditions
+	if planned := plannedRevocations(si); len(planned) > 0 {
+		why = "Observe mode: nothing was written, no account is deactivated (the plan: " + strings.Join(planned, "; ") + "); " + why
+	}
+	why = status.Truncate(why, 1024)
 	if c := meta.FindStatusCondition(*conds, scimv1.ConditionReady); c == nil || c.Reason != reason {
 		r.Recorder.Eventf(si, nil, "Warning", reason, "Suspend", status.Truncate(why, 512))
 	}

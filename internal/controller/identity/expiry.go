@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -27,9 +28,17 @@ func (r *Reconciler) reconcileExpired(ctx context.Context, si *scimv1.ServiceIde
 	conds := &si.Status.Conditions
 	wasExpired := meta.IsStatusConditionTrue(*conds, scimv1.ConditionExpired)
 	msg := fmt.Sprintf("Expired at %s; accounts deprovisioned per deletionPolicy. Extend spec.ttl or spec.expiresAt to provision again", exp)
+	planned := plannedRevocations(si)
+	if len(planned) > 0 {
+		msg = fmt.Sprintf("Expired at %s; Observe mode: nothing was written (the plan: %s). Extend spec.ttl or spec.expiresAt to provision again",
+			exp, strings.Join(planned, "; "))
+	}
+	msg = status.Truncate(msg, 1024)
 	status.Set(conds, gen, scimv1.ConditionExpired, metav1.ConditionTrue, scimv1.ReasonExpired, msg)
 	status.Stall(conds, &si.Status.ObservedGeneration, gen, scimv1.ReasonExpired, msg)
-	if !wasExpired {
+	if !wasExpired && len(planned) > 0 {
+		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonExpired, "Deprovision", msg)
+	} else if !wasExpired {
 		now := metav1.NewTime(r.now())
 		si.Status.DeprovisionedAt = &now
 		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonExpired, "Deprovision", msg)

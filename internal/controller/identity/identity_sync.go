@@ -58,12 +58,17 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 		}
 		if si.Spec.Suspend {
 			// The kill switch does not wait for a spec the guardrails allow.
+			note := "; spec.suspend is set: any account here is deactivated"
 			if off, _ := entry.AccountOff(); !off || r.Flags.IsFlagged(key) {
-				if out := r.Deprovisioner.Target(ctx, si, entry, account.Revocation{Cause: account.CauseSuspended, Kill: "spec.suspend is set"}); !out.OK() {
+				out := r.Deprovisioner.Target(ctx, si, entry, account.Revocation{Cause: account.CauseSuspended, Kill: "spec.suspend is set"})
+				if !out.OK() {
 					return out, 0
 				}
+				if out.Observed != "" {
+					note = "; spec.suspend is set, but the target is in Observe mode: nothing is written, the account would be " + out.Observed
+				}
 			}
-			entry.Message = status.Truncate(err.Error()+"; spec.suspend is set: any account here is deactivated", 512)
+			entry.Message = status.Truncate(err.Error()+note, 512)
 			return outcome.Outcome{Stalled: entry.Message, Reason: scimv1.ReasonGuardrail}, 0
 		}
 		return r.entryFailed(entry, outcome.Outcome{Stalled: err.Error(), Reason: scimv1.ReasonGuardrail}), 0
@@ -84,20 +89,24 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 		}
 		return out, interval
 	}
-	entry.Plan = nil // enforced: what happens is what the status records
+	// An account planned in Observe mode is provisioned once enforced, whatever else says it is
+	// in step (the plan may hold a change the sweeps do not compare, such as a group left).
+	planned := entry.Plan != nil && entry.Plan.Action != scimv1.PlanNone
 	wantState := scimv1.TargetStateProvisioned
 	if si.Spec.Suspend {
 		wantState = scimv1.TargetStateSuspended // governance suspends through the account.Deprovisioner instead (reconcileSuspended)
 	}
-	inStep := entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
+	inStep := !planned && entry.State == wantState && entry.ID != "" && si.Status.ObservedGeneration == si.Generation
 	if wait, skip := checkDue(inStep && !forced && !r.Flags.IsFlagged(key), targets.SweepCovers(t, r.now()),
 		r.lastVerified(key, entry), r.now(), interval); skip {
+		entry.Plan = nil // a None left from Observe mode: the account is in step
 		return outcome.Outcome{}, wait
 	}
 
 	if err := r.provision(ctx, si, t, entry, desired, wantState, inStep); err != nil {
 		return r.entryFailed(entry, outcome.Classify(err)), 0
 	}
+	entry.Plan = nil // enforced: what happened is what the status records
 	r.Flags.Clear(key)
 	return outcome.Outcome{}, interval
 }
@@ -112,7 +121,7 @@ func (r *Reconciler) observe(ctx context.Context, si *scimv1.ServiceIdentity, t 
 	if err != nil {
 		return r.entryFailed(entry, outcome.Classify(err))
 	}
-	acct := r.Deprovisioner.SessionFor(si, t, c)
+	acct := r.sessionFor(si, t, c)
 	acct.Desired = desired
 	plan, user, err := acct.Plan(ctx, entry.ID, entry.Groups, si.Spec.Groups)
 	if err != nil {
@@ -133,6 +142,17 @@ func (r *Reconciler) observe(ctx context.Context, si *scimv1.ServiceIdentity, t 
 	}
 	entry.Message = status.Truncate(fmt.Sprintf("Observe mode: would %s; nothing is written", describePlan(plan)), 512)
 	return outcome.Outcome{Observed: describePlan(plan)}
+}
+
+// sessionFor is the identity's session on t; on a ClusterScimTarget an account it adopts may
+// belong only to groups the target's guardrails allow the identity's namespace.
+func (r *Reconciler) sessionFor(si *scimv1.ServiceIdentity, t *targets.Target, c *scim.Client) *account.Session {
+	acct := r.Deprovisioner.SessionFor(si, t, c)
+	if t.ClusterScoped() {
+		g := governance.GuardrailsOf(t)
+		acct.GroupAllowed = func(name string) bool { return g.GroupAllowed(name, si.Namespace) }
+	}
+	return acct
 }
 
 // recordPlan puts plan on the entry, keeping the time of an identical earlier plan (no status
@@ -205,7 +225,7 @@ func (r *Reconciler) provision(ctx context.Context, si *scimv1.ServiceIdentity, 
 	if err != nil {
 		return err
 	}
-	acct := r.Deprovisioner.SessionFor(si, t, c)
+	acct := r.sessionFor(si, t, c)
 	acct.Desired = desired
 	user, adopted, updated, err := acct.Ensure(ctx, entry.ID)
 	if err != nil {
@@ -349,8 +369,15 @@ func (r *Reconciler) accessRefused(ctx context.Context, si *scimv1.ServiceIdenti
 	key := targets.VerifiedKey(si, t.Key())
 	if _, done := r.memory.withdrawn.Load(key); !done {
 		had := entry.ID != ""
-		if out := r.Deprovisioner.Target(ctx, si, entry, account.Revocation{Cause: account.CauseWithdrawn, Kill: account.Killed(si)}); !out.OK() {
+		out := r.Deprovisioner.Target(ctx, si, entry, account.Revocation{Cause: account.CauseWithdrawn, Kill: account.Killed(si)})
+		if !out.OK() {
 			return out
+		}
+		if out.Observed != "" {
+			// Nothing was withdrawn: nothing is remembered as done, and nothing says it was.
+			msg := refusal + "; Observe mode: nothing is written, the withdrawal would " + out.Observed
+			entry.Message = status.Truncate(msg, 512)
+			return outcome.Outcome{Stalled: msg, Reason: scimv1.ReasonNamespaceForbidden}
 		}
 		r.memory.withdrawn.Store(key, true)
 		if had {
