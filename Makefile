@@ -168,7 +168,7 @@ undeploy: ## Remove what make deploy installed. Refuses while ServiceIdentities 
 	@n=$$(kubectl get serviceidentities -A --no-headers 2>/dev/null | wc -l); \
 	if [ "$$n" -gt 0 ] && [ -z "$(REVOKE)" ]; then \
 		echo "undeploy: $$n ServiceIdentities exist. Removing the operator first would leave their finalizers (and CRD deletion) stuck and their accounts active."; \
-		echo "  make undeploy REVOKE=1   deletes every ServiceIdentity, waits until the operator has revoked their accounts, then uninstalls"; \
+		echo "  make undeploy REVOKE=1   deletes every ServiceIdentity, waits until the operator has revoked their accounts, then uninstalls (remove the workloads' scim.nhi.dev/targets annotations first, or they make new identities)"; \
 		echo "  to keep the accounts, see docs/upgrade.md#uninstall"; exit 1; fi; \
 	if [ "$$n" -gt 0 ]; then \
 		kubectl delete serviceidentities --all -A --wait=false && \
