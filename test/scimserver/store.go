@@ -43,10 +43,59 @@ type Store struct {
 	srv     *Server  // quirks and group clean-up
 	core    schema.Schema
 	exts    []schema.Schema
+	// byUnique indexes the records by their unique attribute, lower-cased (a real provider's
+	// index): a uniqueness check costs a map lookup, not a pass over every record.
+	byUnique map[string]map[string]bool
+	// byExternalID indexes the records by externalId (case-exact).
+	byExternalID map[string]map[string]bool
 }
 
 func newStore(kind, unique string, srv *Server, core schema.Schema, exts ...schema.Schema) *Store {
-	return &Store{kind: kind, unique: unique, records: map[string]*record{}, srv: srv, core: core, exts: exts}
+	return &Store{kind: kind, unique: unique, records: map[string]*record{}, srv: srv, core: core, exts: exts,
+		byUnique: map[string]map[string]bool{}, byExternalID: map[string]map[string]bool{}}
+}
+
+// keys are a record's index keys: its unique attribute lower-cased, and its externalId.
+type keys struct{ unique, external string }
+
+func (s *Store) keysOf(attrs map[string]any) keys {
+	ext, _ := attrs["externalId"].(string)
+	return keys{unique: s.uniqueKey(attrs), external: ext}
+}
+
+// index moves record id from the index entries of was to those of now. Callers hold mu.
+func (s *Store) index(id string, was, now keys) {
+	move(s.byUnique, id, was.unique, now.unique)
+	move(s.byExternalID, id, was.external, now.external)
+}
+
+// uniqueKey is the index key of attributes: their unique attribute, lower-cased ("" for none).
+func (s *Store) uniqueKey(attrs map[string]any) string {
+	if s.unique == "" {
+		return ""
+	}
+	v, _ := attrs[s.unique].(string)
+	return strings.ToLower(v)
+}
+
+// move moves id from idx's entry was to its entry now ("": none).
+func move(idx map[string]map[string]bool, id, was, now string) {
+	if was == now {
+		return
+	}
+	if ids := idx[was]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(idx, was)
+		}
+	}
+	if now == "" {
+		return
+	}
+	if idx[now] == nil {
+		idx[now] = map[string]bool{}
+	}
+	idx[now][id] = true
 }
 
 // version is the record's ETag: a weak revision counter, or a strong hash of its
@@ -82,18 +131,12 @@ func (s *Store) toResource(rec *record) scim.Resource {
 }
 
 func (s *Store) conflict(attrs map[string]any, exceptID string) bool {
-	if s.unique == "" {
+	key := s.uniqueKey(attrs)
+	if key == "" {
 		return false
 	}
-	v, _ := attrs[s.unique].(string)
-	if v == "" {
-		return false
-	}
-	for id, rec := range s.records {
-		if id == exceptID {
-			continue
-		}
-		if other, _ := rec.attrs[s.unique].(string); strings.EqualFold(other, v) {
+	for id := range s.byUnique[key] {
+		if id != exceptID {
 			return true
 		}
 	}
@@ -137,6 +180,7 @@ func (s *Store) Create(_ *http.Request, attributes scim.ResourceAttributes) (sci
 		}
 	}
 	s.records[rec.id] = rec
+	s.index(rec.id, keys{}, s.keysOf(attrs))
 	return s.toResource(rec), nil
 }
 
@@ -175,8 +219,22 @@ func (s *Store) GetAll(r *http.Request, params scim.ListRequestParams) (scim.Pag
 	m := s.matcher()
 	caseSensitive := m.caseSensitive
 	attr, value, indexed := s.eqLookup(expr)
-	for _, rec := range s.records {
-		if indexed {
+	prefixAttr, prefix, byPrefix := s.swLookup(expr)
+	candidates := s.records
+	if indexed && attr == "externalId" {
+		candidates = make(map[string]*record, len(s.byExternalID[value]))
+		for id := range s.byExternalID[value] {
+			candidates[id] = s.records[id]
+		}
+	}
+	for _, rec := range candidates {
+		if byPrefix {
+			// `externalId sw "..."`, a sweep's filter: a plain string comparison.
+			got, _ := rec.attrs[prefixAttr].(string)
+			if !strings.HasPrefix(got, prefix) {
+				continue
+			}
+		} else if indexed {
 			// What a provider's index on id, externalId or the unique attribute (userName,
 			// caseExact false in RFC 7643) answers, without the generic filter evaluation.
 			got, _ := rec.attrs[attr].(string)
@@ -199,15 +257,13 @@ func (s *Store) GetAll(r *http.Request, params scim.ListRequestParams) (scim.Pag
 		recs = append(recs, rec)
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].seq < recs[j].seq })
-	matched := make([]scim.Resource, 0, len(recs))
-	for _, rec := range recs {
-		matched = append(matched, s.toResource(rec))
-	}
-	page := scim.Page{TotalResults: len(matched), Resources: []scim.Resource{}}
+	// Only the page asked for is copied out.
+	page := scim.Page{TotalResults: len(recs), Resources: []scim.Resource{}}
 	start := max(params.StartIndex, 1) - 1
-	if start < len(matched) && params.Count > 0 {
-		end := min(start+params.Count, len(matched))
-		page.Resources = matched[start:end]
+	if start < len(recs) && params.Count > 0 {
+		for _, rec := range recs[start:min(start+params.Count, len(recs))] {
+			page.Resources = append(page.Resources, s.toResource(rec))
+		}
 	}
 	return page, nil
 }
@@ -234,6 +290,7 @@ func (s *Store) Delete(r *http.Request, id string) error {
 		s.mu.Unlock()
 		return err
 	}
+	s.index(id, s.keysOf(s.records[id].attrs), keys{})
 	delete(s.records, id)
 	s.mu.Unlock()
 	s.deleted(id)
@@ -294,6 +351,7 @@ func (s *Store) write(r *http.Request, id string, change func(attrs map[string]a
 	if s.conflict(attrs, id) {
 		return scim.Resource{}, scimerrors.ScimErrorUniqueness
 	}
+	s.index(id, s.keysOf(rec.attrs), s.keysOf(attrs))
 	rec.attrs = attrs
 	rec.version++
 	rec.modified = time.Now().UTC()
@@ -361,7 +419,9 @@ func (s *Store) Mutate(id string, fn func(attrs map[string]any)) bool {
 	if !ok {
 		return false
 	}
+	was := s.keysOf(rec.attrs)
 	fn(rec.attrs)
+	s.index(id, was, s.keysOf(rec.attrs))
 	rec.version++
 	rec.modified = time.Now().UTC()
 	return true
@@ -371,7 +431,10 @@ func (s *Store) Mutate(id string, fn func(attrs map[string]any)) bool {
 // deleted User leaves its groups unless the StaleMembers quirk is on).
 func (s *Store) Remove(id string) {
 	s.mu.Lock()
-	_, ok := s.records[id]
+	rec, ok := s.records[id]
+	if ok {
+		s.index(id, s.keysOf(rec.attrs), keys{})
+	}
 	delete(s.records, id)
 	s.mu.Unlock()
 	if ok {
@@ -523,6 +586,18 @@ func (s *Store) eqLookup(expr filter.Expression) (attr, value string, ok bool) {
 		}
 	}
 	return "", "", false
+}
+
+// swLookup recognises `externalId sw "<string>"` (case-exact, as externalId is), the filter of
+// a sweep.
+func (s *Store) swLookup(expr filter.Expression) (attr, prefix string, ok bool) {
+	e, isAttr := expr.(*filter.AttributeExpression)
+	if !isAttr || e.Operator != filter.SW || e.AttributePath.SubAttribute != nil || e.AttributePath.URIPrefix != nil ||
+		!strings.EqualFold(e.AttributePath.AttributeName, "externalId") {
+		return "", "", false
+	}
+	v, isString := e.CompareValue.(string)
+	return "externalId", v, isString
 }
 
 // exprMatches evaluates `attr eq "value"` (and and/or of them) against a multi-valued item.
