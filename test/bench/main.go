@@ -105,8 +105,10 @@ type bench struct {
 	// floorStatus is how long the floor's status writes took.
 	floorStatus time.Duration
 	// hungN, limited: the sizes of the hung-target and rate-limited scenarios.
-	hungN   int
-	limited rateLimitedScenario
+	hungN int
+	// hungRuns is how many times in a row the hung-target scenario is played.
+	hungRuns int
+	limited  rateLimitedScenario
 	// unhinderedP99 is the p99 of the first revocation, the reference of the one while a
 	// target hangs.
 	unhinderedP99 float64
@@ -116,6 +118,7 @@ type bench struct {
 func main() {
 	n := flag.Int("n", 1000, "identities for provisioning and revocation (also retired while another target hangs)")
 	memN := flag.Int("memory-n", 10000, "identities Ready in their own namespace for memory, the sweep's cost and the namespace deletion (0 skips)")
+	hungRuns := flag.Int("hung-runs", 5, "consecutive runs of the hung-target scenario; its target is met when each run is")
 	hungN := flag.Int("hung-n", 50, "identities updated, and as many created, on a target that hangs while -n owners are deleted (0 skips the scenario)")
 	var rl rateLimitedScenario
 	flag.IntVar(&rl.n, "rate-limited-n", 40, "identities retired during a provisioning wave on a rate-limited target (0 skips the scenario)")
@@ -134,7 +137,7 @@ func main() {
 	flag.Parse()
 	start := time.Now()
 	b := &bench{res: &results{N: *n, MemoryN: *memN, Concurrency: *conc, SCIMLatency: latency.String(), AdmissionPolicy: *admission, StartedAt: start.UTC().Format(time.RFC3339)},
-		manager: *manager, conc: *conc, profile: *profile, latency: *latency, admission: *admission, hungN: *hungN, limited: rl}
+		manager: *manager, conc: *conc, profile: *profile, latency: *latency, admission: *admission, hungN: *hungN, hungRuns: max(*hungRuns, 1), limited: rl}
 	b.res.Profiles = map[string][]string{}
 	// Ctrl-C stops every process the bench started.
 	sig := make(chan os.Signal, 1)
@@ -287,7 +290,7 @@ func (b *bench) run(n, memN int) error {
 		return err
 	}
 	if b.hungN > 0 {
-		if err := b.revokeWhileHung(ctx, n); err != nil {
+		if err := b.revokeWhileHungRuns(ctx, n, b.hungRuns); err != nil {
 			return fmt.Errorf("revocation while a target hangs: %w", err)
 		}
 	}
