@@ -230,6 +230,11 @@ BENCH_ARGS ?=
 bench: build ## Every performance target of DESIGN.md section 6 next to its measured value and floor, one table (flags: BENCH_ARGS="-n 1000 -memory-n 10000 -out bench-results.json").
 	assets="$$(hack/envtest-bins.sh)"; KUBEBUILDER_ASSETS="$$assets" go run ./test/bench $(BENCH_ARGS)
 
+SCALE ?= 1000,10000,50000
+.PHONY: bench-scale
+bench-scale: build ## Per-identity cost (CPU, Kubernetes writes, SCIM requests, RSS) of provisioning, a sweep and revocation at each size of SCALE (default 1000,10000,50000; not part of make test).
+	assets="$$(hack/envtest-bins.sh)"; KUBEBUILDER_ASSETS="$$assets" go run ./test/bench -scale $(SCALE) -hung-n 0 -memory-n 0 $(BENCH_ARGS)
+
 .PHONY: dashboard-png
 dashboard-png: ## Run the bench recording the operator's metrics (bench-series.json), then render docs/dashboard.png.
 	$(MAKE) --no-print-directory bench BENCH_ARGS="$(BENCH_ARGS) -metrics-series $(CURDIR)/bench-series.json"

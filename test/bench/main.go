@@ -108,7 +108,9 @@ type bench struct {
 	hungN int
 	// hungRuns is how many times in a row the hung-target scenario is played.
 	hungRuns int
-	limited  rateLimitedScenario
+	// scale are the sizes of the scaling curve (-scale); none runs the targets instead.
+	scale   []int
+	limited rateLimitedScenario
 	// unhinderedP99 is the p99 of the first revocation, the reference of the one while a
 	// target hangs.
 	unhinderedP99 float64
@@ -118,6 +120,7 @@ type bench struct {
 func main() {
 	n := flag.Int("n", 1000, "identities for provisioning and revocation (also retired while another target hangs)")
 	memN := flag.Int("memory-n", 10000, "identities Ready in their own namespace for memory, the sweep's cost and the namespace deletion (0 skips)")
+	scale := flag.String("scale", "", "comma-separated sizes (e.g. 1000,10000,50000): run only the scaling curve, provisioning, a sweep and a namespace deletion at each size (make bench-scale)")
 	hungRuns := flag.Int("hung-runs", 5, "consecutive runs of the hung-target scenario; its target is met when each run is")
 	hungN := flag.Int("hung-n", 50, "identities updated, and as many created, on a target that hangs while -n owners are deleted (0 skips the scenario)")
 	var rl rateLimitedScenario
@@ -137,7 +140,7 @@ func main() {
 	flag.Parse()
 	start := time.Now()
 	b := &bench{res: &results{N: *n, MemoryN: *memN, Concurrency: *conc, SCIMLatency: latency.String(), AdmissionPolicy: *admission, StartedAt: start.UTC().Format(time.RFC3339)},
-		manager: *manager, conc: *conc, profile: *profile, latency: *latency, admission: *admission, hungN: *hungN, hungRuns: max(*hungRuns, 1), limited: rl}
+		manager: *manager, conc: *conc, profile: *profile, latency: *latency, admission: *admission, hungN: *hungN, hungRuns: max(*hungRuns, 1), scale: parseSizes(*scale), limited: rl}
 	b.res.Profiles = map[string][]string{}
 	// Ctrl-C stops every process the bench started.
 	sig := make(chan os.Signal, 1)
@@ -273,6 +276,9 @@ func (b *bench) run(n, memN int) error {
 
 	fmt.Printf("\n%-62s %12s %-8s %s\n", "figure", "value", "unit", "target")
 	b.res.add("operator RSS, idle", idle, "MiB", "")
+	if len(b.scale) > 0 {
+		return b.scaleCurve(ctx)
+	}
 
 	bare, err := b.bareLoop(ctx, n)
 	if err != nil {
@@ -764,4 +770,21 @@ func (b *bench) heapTop() []string {
 		fmt.Println("    " + l)
 	}
 	return lines
+}
+
+// parseSizes reads -scale's comma-separated sizes; a malformed one stops the bench.
+func parseSizes(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: -scale %q: %q is not a positive number\n", s, f)
+			os.Exit(2)
+		}
+		out = append(out, n)
+	}
+	return out
 }
