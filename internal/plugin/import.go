@@ -366,7 +366,7 @@ func (im *importer) claims(ctx context.Context, t *targets.Target) (claimSet, ma
 		ids, err = listIdentities(ctx, im.dyn, im.namespace)
 	}
 	if err != nil {
-		return cs, nil, fmt.Errorf("listing serviceidentities: %w", err)
+		return cs, nil, err
 	}
 	key := targetKey{Kind: t.Kind, Namespace: t.Namespace, Name: t.Name}
 	for _, id := range ids {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -107,33 +106,17 @@ func (r Record) ownerCell() string {
 	return fmt.Sprintf("%s (%s)", orDash(r.Owner), r.OwnerState)
 }
 
-// listRecords lists the identities of ns (all: metav1.NamespaceAll) page by page, as records
-// sorted by namespace and name.
+// listRecords lists the identities of ns (all: metav1.NamespaceAll) as records sorted by
+// namespace and name.
 func listRecords(ctx context.Context, dyn dynamic.Interface, ns string, now time.Time) ([]Record, error) {
-	var records []Record
-	opts := metav1.ListOptions{Limit: 500}
-	for {
-		list, err := dyn.Resource(identities).Namespace(ns).List(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("listing serviceidentities: %w", err)
-		}
-		for i := range list.Items {
-			id, err := decodeIdentity(&list.Items[i])
-			if err != nil {
-				return nil, err
-			}
-			records = append(records, recordOf(id, now))
-		}
-		if opts.Continue = list.GetContinue(); opts.Continue == "" {
-			break
-		}
+	ids, err := listIdentities(ctx, dyn, ns)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(records, func(i, j int) bool {
-		if records[i].Namespace != records[j].Namespace {
-			return records[i].Namespace < records[j].Namespace
-		}
-		return records[i].Name < records[j].Name
-	})
+	records := make([]Record, 0, len(ids))
+	for _, id := range ids {
+		records = append(records, recordOf(id, now))
+	}
 	return records, nil
 }
 

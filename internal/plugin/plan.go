@@ -94,7 +94,7 @@ func listIdentities(ctx context.Context, dyn dynamic.Interface, ns string) ([]*i
 	for {
 		list, err := dyn.Resource(identities).Namespace(ns).List(ctx, opts)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("listing serviceidentities: %w", err)
 		}
 		for i := range list.Items {
 			id, err := decodeIdentity(&list.Items[i])
@@ -217,7 +217,7 @@ func buildPlan(ctx context.Context, dyn dynamic.Interface, ns string, all bool, 
 	}
 	ids, err := listIdentities(ctx, dyn, listNS)
 	if err != nil {
-		return nil, fmt.Errorf("listing serviceidentities: %w", err)
+		return nil, err
 	}
 	report := &PlanReport{Accounts: []PlanAccount{}, Targets: []PlanTarget{}}
 	byKey := map[targetKey]*PlanTarget{}
