@@ -103,8 +103,7 @@ func walkDirs(root string, fn func(*ast.File)) error {
 	})
 }
 
-// commentText is a doc comment as one line, without the leading name repeated by Go style
-// ("ReasonX: ..." or "ReasonX marks ...").
+// commentText is a doc comment as one line.
 func commentText(cg *ast.CommentGroup) string {
 	if cg == nil {
 		return ""
@@ -112,7 +111,7 @@ func commentText(cg *ast.CommentGroup) string {
 	return strings.Join(strings.Fields(cg.Text()), " ")
 }
 
-// contractKey is the kind of a scim.nhi.dev/ name, read off its constant's name.
+// contractKind is the kind of a scim.nhi.dev/ name, read off its constant's name.
 func contractKind(c constant) string {
 	switch {
 	case strings.HasSuffix(c.name, "Finalizer"):

@@ -245,7 +245,7 @@ func (d *Deprovisioner) plan(ctx context.Context, a *Session, entry *scimv1.Iden
 			}
 		}
 	}
-	if len(p.Changes) == 0 && p.Action == scimv1.PlanDeactivate {
+	if p.Action == scimv1.PlanDeactivate {
 		p.Changes = []scimv1.AttributeChange{{Path: "active", Current: "true", Desired: "false"}}
 	}
 	if p.Action != scimv1.PlanNone {
