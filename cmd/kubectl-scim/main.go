@@ -5,13 +5,11 @@ package main
 import (
 	"os"
 
-	"k8s.io/cli-runtime/pkg/genericiooptions"
-
 	"github.com/nhi-dev/scim-operator/internal/plugin"
 )
 
 func main() {
-	cmd := plugin.NewCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	cmd := plugin.NewCommand(plugin.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
 	if err := cmd.Execute(); err != nil {
 		os.Exit(1)
 	}

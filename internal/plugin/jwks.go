@@ -31,7 +31,7 @@ scim-operator-system).`,
 			if err != nil {
 				return err
 			}
-			ns, _, err := o.ConfigFlags.ToRawKubeConfigLoader().Namespace()
+			ns, err := o.ConfigFlags.Namespace()
 			if err != nil {
 				return err
 			}

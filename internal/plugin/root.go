@@ -14,8 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/dynamic"
 	eventsclient "k8s.io/client-go/kubernetes/typed/events/v1"
 
@@ -32,8 +30,8 @@ var identities = schema.GroupVersionResource{Group: scimv1.GroupVersion.Group, V
 // Options are what every subcommand shares: the kubeconfig flags, the output streams and the
 // clock.
 type Options struct {
-	ConfigFlags *genericclioptions.ConfigFlags
-	genericiooptions.IOStreams
+	ConfigFlags *ConfigFlags
+	IOStreams
 	// Now tells the time (time.Now when nil); tests fix it.
 	Now func() time.Time
 }
@@ -52,7 +50,7 @@ func (o *Options) clients() (dynamic.Interface, eventsclient.EventsV1Interface, 
 	if err != nil {
 		return nil, nil, "", err
 	}
-	ns, _, err := o.ConfigFlags.ToRawKubeConfigLoader().Namespace()
+	ns, err := o.ConfigFlags.Namespace()
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -80,8 +78,8 @@ func getIdentity(ctx context.Context, dyn dynamic.Interface, ns, name string) (*
 }
 
 // NewCommand returns the kubectl scim command with its subcommands.
-func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
-	return newCommand(&Options{ConfigFlags: genericclioptions.NewConfigFlags(true), IOStreams: streams})
+func NewCommand(streams IOStreams) *cobra.Command {
+	return newCommand(&Options{ConfigFlags: NewConfigFlags(), IOStreams: streams})
 }
 
 func newCommand(o *Options) *cobra.Command {

@@ -16,8 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -144,8 +142,8 @@ func kubectlScim(ctx context.Context, now time.Time, args ...string) result {
 func kubectlScimAs(ctx context.Context, kubeconfigPath string, now time.Time, args ...string) result {
 	var out, errOut bytes.Buffer
 	o := &Options{
-		ConfigFlags: genericclioptions.NewConfigFlags(false),
-		IOStreams:   genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
+		ConfigFlags: NewConfigFlags(),
+		IOStreams:   IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
 	}
 	if !now.IsZero() {
 		o.Now = func() time.Time { return now }
