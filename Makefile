@@ -141,8 +141,8 @@ build: ## Build the operator (bin/manager), the reference SCIM server (bin/scims
 
 PLUGIN_DIR ?= $(HOME)/.local/bin
 .PHONY: install-plugin
-install-plugin: ## Build kubectl-scim and copy it into PLUGIN_DIR (default ~/.local/bin, which must be on PATH): then `kubectl scim`.
-	go build -o bin/kubectl-scim ./cmd/kubectl-scim
+install-plugin: ## Build kubectl-scim stripped, as the release does, and copy it into PLUGIN_DIR (default ~/.local/bin, which must be on PATH): then `kubectl scim`.
+	go build -trimpath -ldflags="-s -w" -o bin/kubectl-scim ./cmd/kubectl-scim
 	install -D -m 0755 bin/kubectl-scim $(PLUGIN_DIR)/kubectl-scim
 
 .PHONY: run
