@@ -161,6 +161,16 @@ const BreakerReleaseAnnotation = "scim.nhi.dev/release-breaker"
 // orphans are reported, instead of at the next interval.
 const SweepRequestedAnnotation = "scim.nhi.dev/sweep-requested-at"
 
+// WorkloadAtCreationAnnotation on an identity names the workload that owned it when it was
+// created ("Kind/name/uid" of its ownerReference of a workload kind), set by config/admission's
+// MutatingAdmissionPolicy (or, without it, by the operator with the finalizer, before any
+// account is created). The operator records the owner on status.workload with the identity's
+// first status; until that write lands, this annotation is the owner on record, so that an
+// owner deleted with orphan propagation while the operator was down (the garbage collector
+// then removes the ownerReference) still retires the identity. It is not read once the
+// identity has a status.
+const WorkloadAtCreationAnnotation = "scim.nhi.dev/workload-at-creation"
+
 // WorkloadKinds are the kinds whose annotations ask for an identity, and the kinds
 // spec.workloadRef may name.
 var WorkloadKinds = []schema.GroupVersionKind{

@@ -59,6 +59,22 @@ var _ = Describe("The admission policy of config/admission", func() {
 		Expect(created("example.com/keep")).To(Equal([]string{"example.com/keep", scimv1.DeprovisionFinalizer}))
 		Expect(created(scimv1.DeprovisionFinalizer)).To(Equal([]string{scimv1.DeprovisionFinalizer}))
 
+		// The owning workload is stamped, replacing what the request said; other owners are not.
+		owned := func(annotations map[string]string, owners ...metav1.OwnerReference) map[string]string {
+			si := newIdentity(ns.Name, "", "absent")
+			si.GenerateName, si.Annotations, si.OwnerReferences = "owned-", annotations, owners
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			return si.Annotations
+		}
+		robot := metav1.OwnerReference{APIVersion: "v1", Kind: "ServiceAccount", Name: "robot", UID: "uid-1"}
+		web := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: "uid-2"}
+		other := metav1.OwnerReference{APIVersion: "example.com/v1", Kind: "Widget", Name: "w", UID: "uid-3"}
+		Expect(owned(nil, robot)).To(Equal(map[string]string{scimv1.WorkloadAtCreationAnnotation: "ServiceAccount/robot/uid-1"}))
+		Expect(owned(map[string]string{"keep": "me", scimv1.WorkloadAtCreationAnnotation: "ServiceAccount/forged/uid-9"}, other, web)).
+			To(Equal(map[string]string{"keep": "me", scimv1.WorkloadAtCreationAnnotation: "Deployment/web/uid-2"}))
+		Expect(owned(nil, other)).To(BeEmpty())
+		Expect(owned(nil)).To(BeEmpty())
+
 		// GitOps with server-side apply: the finalizer set at creation is nobody's field, so
 		// applying the same manifest again (or a changed one) leaves it in place.
 		manifest := func(displayName string) *unstructured.Unstructured {

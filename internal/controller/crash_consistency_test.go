@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -97,7 +98,7 @@ var _ = Describe("What a crash must not lose", func() {
 		Expect(writes()).To(Equal(sent), "an empty memory cost writes to the provider, not only reads")
 	})
 
-	It("records the target and the owning workload before the first call that creates the account", func() {
+	It("records the owner spec.workloadRef names before the first call, and no target", func() {
 		ns := readyTargetNamespace(ctx)
 		d := deployment(ns, "first-call", nil)
 		Expect(k8s.Create(ctx, d)).To(Succeed())
@@ -108,9 +109,11 @@ var _ = Describe("What a crash must not lose", func() {
 		Expect(k8s.Create(ctx, si)).To(Succeed())
 		Eventually(held).Should(BeClosed())
 
-		// The POST is in flight: a kill now must find both on record.
-		Expect(statusEntry(ctx, si, "acme")(Default)).To(HaveField("State", scimv1.TargetStatePending))
+		// The POST is in flight: the owner (whose ownerReference the operator added after the
+		// identity's creation, so nothing stamped it) is on record; the target need not be.
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
 		Expect(si.Status.Workload).To(And(Not(BeNil()), HaveField("UID", d.UID)), "the owner is recorded before the account exists")
+		Expect(si.Status.Targets).To(BeEmpty(), "a new target costs no write before its first call")
 		release()
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	})
@@ -170,5 +173,104 @@ var _ = Describe("What a crash must not lose", func() {
 		Expect(si.Status.Targets).To(ConsistOf(HaveField("Name", "acme")))
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue(), "nothing holds the finalizer")
+	})
+})
+
+// killAfterPost stops the manager once the target has served the POST that creates the
+// identity's account, before the operator reads the answer, as a kill -9 there would: the
+// account exists, and nothing after the POST is written.
+func killAfterPost(ns, name string) <-chan struct{} {
+	stopped := make(chan struct{})
+	var once sync.Once
+	names := bodyNames(externalIDOf(ns, name))
+	scimSrv.Faults.Add(func(r *http.Request) *scimserver.Fault {
+		fired := false
+		if r.Method == http.MethodPost && names(r) {
+			once.Do(func() { fired = true })
+		}
+		if !fired {
+			return nil
+		}
+		return &scimserver.Fault{Served: func() { stopMgr(); close(stopped) }}
+	})
+	return stopped
+}
+
+// A new identity's first pass writes nothing before its POST but the finalizer, with its owner
+// stamped in the same write (the admission policy does both at creation). A kill right after
+// the POST so leaves an account that no status names: these specs prove what finds it.
+var _ = Describe("A new identity's account created just before a kill", Serial, func() {
+	ctx := context.Background()
+	AfterEach(func() { scimSrv.Faults.Clear() })
+
+	// killedAfterFirstPost creates an identity owned by a new ServiceAccount and stops the
+	// manager once its account is created, and checks what the kill left.
+	killedAfterFirstPost := func(name string) (string, *corev1.ServiceAccount, *scimv1.ServiceIdentity) {
+		ns := readyTargetNamespace(ctx)
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner-" + name}}
+		Expect(k8s.Create(ctx, sa)).To(Succeed())
+		si := newIdentity(ns, name, "acme")
+		si.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: sa.Name, UID: sa.UID}}
+		stopped := killAfterPost(ns, name)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(stopped, "30s").Should(BeClosed())
+		Eventually(mgrDone, "30s").Should(BeClosed())
+
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		Expect(si.Status.Targets).To(BeEmpty(), "no status write before the POST")
+		Expect(si.Status.Conditions).To(BeEmpty())
+		Expect(si.Finalizers).To(ContainElement(scimv1.DeprovisionFinalizer))
+		Expect(si.Annotations).To(HaveKeyWithValue(scimv1.WorkloadAtCreationAnnotation, "ServiceAccount/"+sa.Name+"/"+string(sa.UID)),
+			"the owner stamped with the finalizer, before the POST")
+		Expect(accountsWithExternalID(ns, name)()).To(ConsistOf(HaveKeyWithValue("active", true)))
+		return ns, sa, si
+	}
+	revoked := func(ns, name string) func() []map[string]any {
+		return func() []map[string]any {
+			var active []map[string]any
+			for _, u := range accountsWithExternalID(ns, name)() {
+				if u["active"] != false {
+					active = append(active, u)
+				}
+			}
+			return active
+		}
+	}
+
+	It("is adopted when the spec still names the target", func() {
+		ns, _, si := killedAfterFirstPost("kept")
+		id := accountsWithExternalID(ns, "kept")()[0]["id"]
+		startManager()
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		Expect(statusEntry(ctx, si, "acme")(Default)).To(HaveField("ID", id), "the account the POST made, found by its externalId")
+		Expect(accountsWithExternalID(ns, "kept")()).To(HaveLen(1))
+	})
+
+	It("is deprovisioned by the target's next sweep when the targetRef was removed before the restart", func() {
+		ns, _, si := killedAfterFirstPost("dropped")
+		update(ctx, si, func(s *scimv1.ServiceIdentity) { s.Spec.TargetRefs = []scimv1.TargetReference{{Name: "elsewhere"}} })
+		startManager()
+		// Nothing names the account until a sweep lists it: the trade of writing nothing first.
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse))
+		Expect(revoked(ns, "dropped")()).To(HaveLen(1))
+
+		sweep := sweepNow(ctx, &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}})
+		Expect(sweep.Flagged).To(BeNumerically(">=", 1), "the account of an identity that no longer names the target")
+		Eventually(revoked(ns, "dropped"), "10s").Should(BeEmpty())
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		Expect(si.Status.Targets).NotTo(ContainElement(HaveField("Name", "acme")))
+		Consistently(revoked(ns, "dropped"), "1s").Should(BeEmpty())
+	})
+
+	It("is revoked when the owner was deleted with orphan propagation before the restart, through the owner stamped at creation", func() {
+		ns, sa, si := killedAfterFirstPost("orphaned")
+		// What the garbage collector does for --cascade=orphan: the ownerReference goes, then the owner.
+		update(ctx, si, func(s *scimv1.ServiceIdentity) { s.OwnerReferences = nil })
+		Expect(k8s.Delete(ctx, sa)).To(Succeed())
+		startManager()
+		Eventually(revoked(ns, "orphaned"), "10s").Should(BeEmpty())
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
+		Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring(sa.Name))
+		Consistently(revoked(ns, "orphaned"), "1s").Should(BeEmpty(), "and not provisioned again")
 	})
 })

@@ -87,10 +87,33 @@ var _ = Describe("A namespace being deleted", func() {
 		// The suite has no namespace controller: the namespace stays Terminating and the
 		// identities stay, as they do for minutes in a large namespace of a real cluster.
 		Expect(k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		versions := map[string]string{}
 		for _, n := range names {
 			Eventually(accountsWithExternalID(ns, n)).Should(BeEmpty(), n)
 			si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: n}}
-			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+			versions[n] = si.ResourceVersion
+		}
+		// Within the grace (Config.NamespaceGrace, 6 s here) the namespace controller deletes
+		// the identities, and their deletion records the revocation: nothing is written before.
+		Consistently(func() map[string]string {
+			now := map[string]string{}
+			for _, n := range names {
+				si := &scimv1.ServiceIdentity{}
+				Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: n}, si)).To(Succeed())
+				now[n] = si.ResourceVersion
+			}
+			return now
+		}, "1500ms", "100ms").Should(Equal(versions), "a write on an identity the namespace controller is about to delete")
+		// The kill switch does not wait for the grace: `kubectl scim revoke` reads the status.
+		first := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names[0]}}
+		update(ctx, first, func(si *scimv1.ServiceIdentity) { si.Spec.Suspend = true })
+		Eventually(get(ctx, first), "2s").Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
+		// Without a namespace controller, the others record the revocation after the grace.
+		for _, n := range names {
+			si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: n}}
+			Eventually(get(ctx, si), "15s").
+				Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse, scimv1.ReasonOwnerDeleted))
 			Expect(condition(si, scimv1.ConditionReady).Message).To(ContainSubstring("namespace " + ns + " is being deleted"))
 			Expect(si.DeletionTimestamp.IsZero()).To(BeTrue(), "revoked before its own deletion")
 		}

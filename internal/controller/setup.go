@@ -62,6 +62,10 @@ type Config struct {
 	// SecurityEventMaxWait bounds the wait a receiver's Retry-After schedules before the next
 	// attempt (<= 0: secevent.MaxRetryAfter).
 	SecurityEventMaxWait time.Duration
+	// NamespaceGrace: an identity whose namespace is being deleted, its accounts revoked, is
+	// left this long to the namespace controller before its status records the revocation
+	// (<= 0: identity.DefaultNamespaceGrace).
+	NamespaceGrace time.Duration
 }
 
 // requestsPerTarget is MaxConcurrentRequestsPerTarget with its default.
@@ -139,6 +143,6 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, Watched: watchedSet(cfg), Revocations: revocations, Metrics: m, Deprovisioner: deprovisioner,
-		Flags: flags, SecurityEvents: cfg.SecurityEvents != nil,
+		Flags: flags, SecurityEvents: cfg.SecurityEvents != nil, NamespaceGrace: cfg.NamespaceGrace,
 	}).SetupWithManager(mgr)
 }

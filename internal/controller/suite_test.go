@@ -149,6 +149,9 @@ func startManager() {
 		// Secrets are not watched: a rotation the target does not answer with a 401 or 403 (a
 		// token it still accepts, a wrong one replaced) is picked up within this interval.
 		CredentialRecheck: 2 * time.Second,
+		// The suite has no namespace controller: an identity of a namespace being deleted
+		// records its revocation after this (5 minutes in production).
+		NamespaceGrace: 6 * time.Second,
 		// The reference SCIM server and the specs' httptest servers listen on 127.0.0.1,
 		// which namespaced targets may not reach without this allowance.
 		NamespacedTargetAllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"k8s.io/utils/clock"
@@ -43,7 +44,19 @@ func FinalizersPatch(before []string) client.Patch {
 	return finalizersJSONPatch{before: slices.Clone(before)}
 }
 
-type finalizersJSONPatch struct{ before []string }
+// FinalizersAndAnnotationPatch is FinalizersPatch that also sets one annotation, to the value
+// it has on the object when the patch is sent. beforeAnnotations are the object's annotations
+// as read: with none, the whole map is added, and the resourceVersion is tested too, so that
+// annotations written meanwhile are not replaced.
+func FinalizersAndAnnotationPatch(before []string, beforeAnnotations map[string]string, annotation string) client.Patch {
+	return finalizersJSONPatch{before: slices.Clone(before), annotation: annotation, hadAnnotations: beforeAnnotations != nil}
+}
+
+type finalizersJSONPatch struct {
+	before         []string
+	annotation     string
+	hadAnnotations bool
+}
 
 func (p finalizersJSONPatch) Type() types.PatchType { return types.JSONPatchType }
 
@@ -56,7 +69,21 @@ func (p finalizersJSONPatch) Data(obj client.Object) ([]byte, error) {
 	if after == nil {
 		after = []string{}
 	}
-	return json.Marshal([]map[string]any{test, {"op": "add", "path": "/metadata/finalizers", "value": after}})
+	ops := []map[string]any{test, {"op": "add", "path": "/metadata/finalizers", "value": after}}
+	if p.annotation != "" {
+		value := obj.GetAnnotations()[p.annotation]
+		if p.hadAnnotations {
+			// RFC 6901: "~" and "/" in a key are escaped.
+			key := strings.NewReplacer("~", "~0", "/", "~1").Replace(p.annotation)
+			ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations/" + key, "value": value})
+		} else {
+			if len(p.before) > 0 {
+				ops = append(ops, map[string]any{"op": "test", "path": "/metadata/resourceVersion", "value": obj.GetResourceVersion()})
+			}
+			ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations", "value": map[string]string{p.annotation: value}})
+		}
+	}
+	return json.Marshal(ops)
 }
 
 // Of returns the status conditions of any kind this operator serves.

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -46,6 +47,30 @@ func (f *SweepFlags) Flag(ctx context.Context, si *scimv1.ServiceIdentity, targe
 	case f.wake <- ev:
 	case <-ctx.Done():
 	}
+}
+
+// Mark flags the identity's account on target without waking the identity: its next pass,
+// whatever wakes it, reads the account.
+func (f *SweepFlags) Mark(si *scimv1.ServiceIdentity, target string) {
+	if f != nil {
+		f.flagged.Store(VerifiedKey(si, target), struct{}{})
+	}
+}
+
+// Targets are the keys of the targets on which the identity's account is flagged.
+func (f *SweepFlags) Targets(si *scimv1.ServiceIdentity) []string {
+	if f == nil {
+		return nil
+	}
+	var out []string
+	prefix := VerifiedKey(si, "")
+	f.flagged.Range(func(k, _ any) bool {
+		if target, ok := strings.CutPrefix(k.(string), prefix); ok {
+			out = append(out, target)
+		}
+		return true
+	})
+	return out
 }
 
 func (f *SweepFlags) IsFlagged(key string) bool {

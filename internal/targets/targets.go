@@ -6,6 +6,7 @@ package targets
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -49,6 +50,19 @@ func Key(kind, namespace, name string) string {
 		return kind + "/" + name
 	}
 	return kind + "/" + namespace + "/" + name
+}
+
+// RefOf is the reference, from an identity in identityNamespace, to the target of key; false
+// when key names no target that identity could reference (a ScimTarget of another namespace).
+func RefOf(key, identityNamespace string) (scimv1.TargetReference, bool) {
+	parts := strings.Split(key, "/")
+	switch {
+	case len(parts) == 2 && parts[0] == scimv1.KindClusterScimTarget && parts[1] != "":
+		return scimv1.TargetReference{Kind: scimv1.KindClusterScimTarget, Name: parts[1]}, true
+	case len(parts) == 3 && parts[0] == scimv1.KindScimTarget && parts[1] == identityNamespace && parts[2] != "":
+		return scimv1.TargetReference{Kind: scimv1.KindScimTarget, Name: parts[2]}, true
+	}
+	return scimv1.TargetReference{}, false
 }
 
 // RefKey is the Key of the target ref names, from an identity in identityNamespace.

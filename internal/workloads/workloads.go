@@ -6,6 +6,7 @@ package workloads
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -54,12 +55,40 @@ func Keys(si *scimv1.ServiceIdentity) []string {
 
 // OwnerOf is the workload that owns the identity: its ownerReference of a workload kind,
 // else the one status recorded (the garbage collector removes the ownerReference when it
-// orphans the identity).
+// orphans the identity), else, before any status was written, the one stamped at creation.
 func OwnerOf(si *scimv1.ServiceIdentity) *scimv1.WorkloadOwner {
 	if w := Referenced(si); w != nil {
 		return w
 	}
-	return si.Status.Workload
+	if si.Status.Workload != nil {
+		return si.Status.Workload
+	}
+	return Stamped(si)
+}
+
+// Stamped is the owner the identity's WorkloadAtCreationAnnotation names, while nothing is
+// recorded on its status yet (no condition: no status write of the identity controller has
+// landed); nil otherwise, or when the annotation does not name a workload kind.
+func Stamped(si *scimv1.ServiceIdentity) *scimv1.WorkloadOwner {
+	v := si.Annotations[scimv1.WorkloadAtCreationAnnotation]
+	if v == "" || len(si.Status.Conditions) > 0 || si.Status.Workload != nil {
+		return nil
+	}
+	parts := strings.Split(v, "/")
+	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+		return nil
+	}
+	for _, gvk := range scimv1.WorkloadKinds {
+		if gvk.Kind == parts[0] {
+			return &scimv1.WorkloadOwner{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: parts[1], UID: types.UID(parts[2])}
+		}
+	}
+	return nil
+}
+
+// Stamp is the WorkloadAtCreationAnnotation value naming w.
+func Stamp(w *scimv1.WorkloadOwner) string {
+	return w.Kind + "/" + w.Name + "/" + string(w.UID)
 }
 
 // Referenced is the workload an ownerReference of si names, if any.

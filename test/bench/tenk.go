@@ -73,7 +73,11 @@ func (b *bench) tenThousand(ctx context.Context, memN int, idle float64) error {
 	if err := b.waitReady(keys(bigNS, names), 20*time.Minute); err != nil {
 		return err
 	}
-	b.res.add(fmt.Sprintf("%d identities created -> all Ready", memN), time.Since(start).Seconds(), "s", "")
+	took := time.Since(start)
+	b.res.add(fmt.Sprintf("%d identities created -> all Ready", memN), took.Seconds(), "s", "")
+	if f, ok := b.floors[memN]; ok {
+		b.addProvisioningTarget(memN, took, f)
+	}
 	time.Sleep(3 * time.Second)
 	rss, err := b.rss()
 	if err != nil {
@@ -222,6 +226,7 @@ func (b *bench) deleteNamespace(ctx context.Context, srv *scimserver.Server, rev
 	b.res.add("  floor: its wall time", floorWall.Seconds(), "s", "")
 	srv.ResetCounts()
 	hBefore := b.revocationHistogram()
+	apiBefore := b.apiserverRequests()
 	qBefore, cpuBefore := b.queueStats(), cpuSeconds()
 	start := time.Now()
 	if err := b.k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: bigNS}}); err != nil {
@@ -231,20 +236,12 @@ func (b *bench) deleteNamespace(ctx context.Context, srv *scimserver.Server, rev
 		return fmt.Errorf("namespace deletion: %w", err)
 	}
 	wall, cpuAfter, qAfter := time.Since(start).Seconds(), cpuSeconds(), b.queueStats()
-	lat, marked, operator := make([]float64, n), make([]float64, 0, n), make([]float64, 0, n)
+	lat := make([]float64, n)
 	for i, id := range ids {
 		at, _ := rev.when(id)
 		lat[i] = at.Sub(start).Seconds()
-		if d, ok := b.ready.deletingAt(key(bigNS, names[i])); ok {
-			marked = append(marked, d.Sub(start).Seconds())
-			operator = append(operator, at.Sub(d).Seconds())
-		}
 	}
-	pct, pMarked, pOperator := percentiles(lat), percentiles(marked), percentiles(operator)
-	b.res.add("namespace deleted -> identity marked for deletion (namespace controller), p50", pMarked(0.50), "s", "")
-	b.res.add("namespace deleted -> identity marked for deletion, p99", pMarked(0.99), "s", "")
-	b.res.add("identity marked -> account inactive (the operator's share), p50", pOperator(0.50), "s", "")
-	b.res.add("identity marked -> account inactive, p99", pOperator(0.99), "s", "")
+	pct := percentiles(lat)
 	b.res.add(fmt.Sprintf("revocation latency at %d, namespace deleted -> account inactive, p50", n), pct(0.50), "s", "")
 	b.res.add(fmt.Sprintf("revocation latency at %d, p90", n), pct(0.90), "s", "")
 	ratio := pct(0.99) / floorP(0.99)
@@ -252,10 +249,11 @@ func (b *bench) deleteNamespace(ctx context.Context, srv *scimserver.Server, rev
 	b.res.add(fmt.Sprintf("revocation latency at %d, max", n), lat[len(lat)-1], "s", "")
 	b.addQueue("namespace deletion", qBefore, qAfter)
 	b.addCPU("namespace deletion", cpuBefore, cpuAfter, wall)
+	b.addAPIRequests("namespace deletion, to the last account inactive", apiBefore, b.apiserverRequests(), n)
 	b.target(fmt.Sprintf("revocation latency p99, namespace of %d identities deleted, against the floor", n), "<= 2x floor", ratio, "x",
 		fmt.Sprintf("%.2fx (%.3f s)", ratio, pct(0.99)),
-		fmt.Sprintf("floor p99 %.3f s: a bare client's PATCH, DELETE, read-back of %d accounts; namespace deleted -> identity marked p99 %.3f s; marked -> inactive p99 %.3f s",
-			floorP(0.99), n, pMarked(0.99), pOperator(0.99)),
+		fmt.Sprintf("floor p99 %.3f s: a bare client's PATCH, DELETE, read-back of %d accounts; the namespace controller marked the first identity for deletion %.3f s after the namespace's",
+			floorP(0.99), n, b.firstMarked(bigNS, names, start)),
 		ratio <= 2)
 
 	// The namespace goes once every identity's finalizer is removed.
@@ -266,6 +264,17 @@ func (b *bench) deleteNamespace(ctx context.Context, srv *scimserver.Server, rev
 		return fmt.Errorf("namespace %s never went: %w", bigNS, err)
 	}
 	b.res.add("namespace deleted -> gone", time.Since(start).Seconds(), "s", "")
+	// The namespace controller's pace, read once it is done: when it marked each identity.
+	marked := make([]float64, 0, n)
+	for _, name := range names {
+		if d, ok := b.ready.deletingAt(key(bigNS, name)); ok {
+			marked = append(marked, d.Sub(start).Seconds())
+		}
+	}
+	pMarked := percentiles(marked)
+	b.res.add("namespace deleted -> identity marked for deletion (namespace controller), first", pMarked(0), "s", "")
+	b.res.add("namespace deleted -> identity marked for deletion, p50", pMarked(0.50), "s", "")
+	b.res.add("namespace deleted -> identity marked for deletion, p99", pMarked(0.99), "s", "")
 	b.addRevocationHistogram("namespace deletion", hBefore)
 	writesAfter, err := b.kubeWrites()
 	if err != nil {
@@ -276,4 +285,16 @@ func (b *bench) deleteNamespace(ctx context.Context, srv *scimserver.Server, rev
 	perRevocation := float64(counts["GET Users?filter"]+counts["GET Users/{id}"]+counts["PATCH Users/{id}"]+counts["DELETE Users/{id}"]) / float64(n)
 	b.res.add("SCIM requests per revocation, namespace deletion", perRevocation, "req", "")
 	return nil
+}
+
+// firstMarked is how long after start the first of the identities was seen marked for
+// deletion (-1: none yet).
+func (b *bench) firstMarked(namespace string, names []string, start time.Time) float64 {
+	first := -1.0
+	for _, name := range names {
+		if d, ok := b.ready.deletingAt(key(namespace, name)); ok && (first < 0 || d.Sub(start).Seconds() < first) {
+			first = d.Sub(start).Seconds()
+		}
+	}
+	return first
 }

@@ -68,6 +68,9 @@ type Reconciler struct {
 	Revocations *metrics.RevocationClock
 	// Metrics records drift corrections (nil: not recorded).
 	Metrics *metrics.Metrics
+	// NamespaceGrace: an identity whose namespace is being deleted, revoked, is left this long
+	// to the namespace controller before its status records it (<= 0: DefaultNamespaceGrace).
+	NamespaceGrace time.Duration
 	// Deprovisioner is the one path that takes accounts away (shared with the revoker and the
 	// target controllers' orphan clean-up).
 	Deprovisioner *account.Deprovisioner
@@ -126,6 +129,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 		if err := status.Patch(ctx, r, si, base, false); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
+			r.unrecorded(si, base)
 		}
 	}()
 
@@ -137,6 +141,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	return r.reconcileNormal(ctx, si, base)
 }
 
+// unrecorded flags the accounts a pass provisioned on targets its status did not record, when
+// that status could not be written: the next pass reads each again, and deprovisions it
+// should the spec no longer name the target by then (strays).
+func (r *Reconciler) unrecorded(si, base *scimv1.ServiceIdentity) {
+	recorded := targets.IndexEntries(si.Namespace, base.Status.Targets)
+	for _, e := range si.Status.Targets {
+		if key := targets.Key(e.Kind, si.Namespace, e.Name); e.ID != "" && recorded[key] == nil {
+			r.Flags.Mark(si, key)
+		}
+	}
+}
+
 // finalizers puts DeprovisionFinalizer on a live identity and, when security events are
 // configured, SecurityEventsFinalizer (the outbox of its tokens outlives its deletion until
 // they are delivered); without security events, nothing would ever release the latter, so it
@@ -144,6 +160,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 func (r *Reconciler) finalizers(ctx context.Context, si *scimv1.ServiceIdentity) error {
 	patch := status.FinalizersPatch(si.GetFinalizers())
 	changed := false
+	if w := workloads.Referenced(si); w != nil && si.DeletionTimestamp.IsZero() && len(si.Status.Conditions) == 0 &&
+		!controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
+		// Without the admission policy, the owner is stamped here, in the same write, as the
+		// policy does at creation (record relies on it to write nothing before the first call).
+		patch = status.FinalizersAndAnnotationPatch(si.GetFinalizers(), si.GetAnnotations(), scimv1.WorkloadAtCreationAnnotation)
+		metav1.SetMetaDataAnnotation(&si.ObjectMeta, scimv1.WorkloadAtCreationAnnotation, workloads.Stamp(w))
+	}
 	if si.DeletionTimestamp.IsZero() {
 		changed = controllerutil.AddFinalizer(si, scimv1.DeprovisionFinalizer)
 		if r.SecurityEvents {
@@ -197,6 +220,13 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.Servi
 		return ctrl.Result{}, err
 	} else if why != "" {
 		failed, _ := r.Deprovisioner.Identity(ctx, si, account.Revocation{Cause: account.CauseRetired, Kill: kill})
+		if wait := r.namespaceGrace(ctx, si); len(failed) == 0 && wait > 0 {
+			// Revoked; the namespace controller deletes the identity next, and its deletion
+			// records the revocation (from this process's memory of it, or by reading the
+			// targets again after a restart). Nothing is written meanwhile.
+			si.Status = *base.Status.DeepCopy()
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
 		return r.reconcileOwnerRetired(si, failed, why)
 	}
 	if govWhy != "" {
@@ -219,6 +249,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.Servi
 		}
 	}
 	p.entries = targets.IndexEntries(si.Namespace, si.Status.Targets)
+	r.strays(si, p)
 	r.sync(ctx, si, p)
 	r.drop(ctx, si, p)
 	return r.report(si, p)
@@ -320,31 +351,33 @@ func (r *Reconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, ex
 }
 
 // record puts on status, before any call that could create or reactivate an account, what a
-// crash must not lose: a Pending entry for every target the spec names that has none or whose
-// entry says Deprovisioned (expiry extended, access given back), and the owning workload. An
-// account created or reactivated there is then always on record: a targetRef removed, an
-// expiry reached again, or an owner deleted while the operator was down after the call is
-// still looked up by externalId and deprovisioned. It costs one status write per new (identity,
-// target) pair or owner, none at resyncs. The write is optimistically locked: a conflict means
-// this pass saw an old status, and it is retried on a fresh one.
+// crash must not lose and nothing else would find. An entry that says Deprovisioned (expiry
+// extended, access given back) becomes Pending: a kill after the call would otherwise leave an
+// active account behind an entry every later revocation trusts. The owning workload is
+// recorded unless it was stamped at creation (WorkloadAtCreationAnnotation): an owner deleted
+// with orphan propagation while the operator was down must still retire the identity.
+//
+// A target named for the first time is not recorded: a kill after its POST leaves an account
+// that every later pass finds by its externalId while the spec names the target (expiry, the
+// kill switch, governance, a retirement and the deletion all look the spec's targets up), and
+// that the target's sweep finds when the targetRef was removed meanwhile (sweep.go: an
+// identity's active account on a target it neither names nor has on record is flagged, and
+// its next pass deprovisions it as a dropped target). A new identity's provisioning so costs
+// its Ready status and one Event, no write before the call. The write, when there is one, is
+// optimistically locked: a conflict means this pass saw an old status, and it is retried on a
+// fresh one.
 func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentity) error {
-	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
-	changed := !equality.Semantic.DeepEqual(base.Status.Workload, si.Status.Workload)
-	for _, ref := range si.Spec.TargetRefs {
-		key := targets.RefKey(ref, si.Namespace)
-		switch e := entries[key]; {
-		case e == nil:
-			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
-				Message: "Recorded before the first call to the target"}
-			si.Status.Targets = append(si.Status.Targets, e)
-			entries[key] = &e
-			changed = true
-		case e.State == scimv1.TargetStateDeprovisioned:
-			for i := range si.Status.Targets {
-				if t := &si.Status.Targets[i]; targets.Key(t.Kind, si.Namespace, t.Name) == key {
-					t.State, t.Message = scimv1.TargetStatePending, "Recorded before provisioning again"
-				}
-			}
+	changed := false
+	if w := si.Status.Workload; w != nil && !equality.Semantic.DeepEqual(base.Status.Workload, w) {
+		stamped := workloads.Stamped(base)
+		changed = stamped == nil || stamped.UID != w.UID
+	}
+	for i := range si.Status.Targets {
+		if t := &si.Status.Targets[i]; t.State == scimv1.TargetStateDeprovisioned && slices.ContainsFunc(si.Spec.TargetRefs,
+			func(ref scimv1.TargetReference) bool {
+				return targets.RefKey(ref, si.Namespace) == targets.Key(t.Kind, si.Namespace, t.Name)
+			}) {
+			t.State, t.Message = scimv1.TargetStatePending, "Recorded before provisioning again"
 			changed = true
 		}
 	}
@@ -357,6 +390,25 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	base.Status = *si.Status.DeepCopy()
 	base.ResourceVersion = si.ResourceVersion
 	return nil
+}
+
+// strays adds to the pass the targets on which a sweep (or a pass whose status write failed)
+// flagged an account of the identity that its spec no longer names and its status never
+// recorded: drop deprovisions them as dropped targets.
+func (r *Reconciler) strays(si *scimv1.ServiceIdentity, p *syncPass) {
+	for _, key := range r.Flags.Targets(si) {
+		if p.entries[key] != nil || slices.ContainsFunc(si.Spec.TargetRefs, func(ref scimv1.TargetReference) bool {
+			return targets.RefKey(ref, si.Namespace) == key
+		}) {
+			continue
+		}
+		ref, ok := targets.RefOf(key, si.Namespace)
+		if !ok {
+			r.Flags.Clear(targets.VerifiedKey(si, key))
+			continue
+		}
+		p.entries[key] = &scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending}
+	}
 }
 
 // sync makes the account on each referenced target match the spec.
@@ -402,7 +454,10 @@ func (r *Reconciler) drop(ctx context.Context, si *scimv1.ServiceIdentity, p *sy
 		if out := r.Deprovisioner.Target(ctx, si, entry, account.Revocation{Cause: account.CauseDropped, Kill: account.Killed(si)}); !out.OK() {
 			p.outcomes[key] = out
 			p.next = append(p.next, *entry)
-		} else if off, _ := entry.AccountOff(); !off && r.targetLives(ctx, si, entry) {
+			continue
+		}
+		r.Flags.Clear(targets.VerifiedKey(si, key))
+		if off, _ := entry.AccountOff(); !off && r.targetLives(ctx, si, entry) {
 			// An account Orphan left active stays on record, so the kill switch, governance,
 			// a withdrawal and the sweeps keep seeing it (and nobody is told it is off).
 			p.next = append(p.next, *entry)
@@ -465,6 +520,11 @@ func (r *Reconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]outc
 		return ctrl.Result{RequeueAfter: f.RetryAfter}, nil
 	}
 	wasReady := meta.IsStatusConditionTrue(*conds, scimv1.ConditionReady)
+	// A new identity's first provisioning is told by its Ready condition alone (its
+	// lastTransitionTime is when): an Event there would be a second Kubernetes write per new
+	// identity that no process reads. Becoming Ready again after anything else (a failure, a
+	// suspension, a revocation) is an Event.
+	first := meta.FindStatusCondition(*conds, scimv1.ConditionReady) == nil
 	if len(f.Observed) > 0 {
 		msg := fmt.Sprintf("Observe mode: nothing written for account %q; the plan: %s", si.Status.UserName, strings.Join(f.Observed, "; "))
 		if n := len(outcomes) - len(f.Observed); n > 0 {
@@ -478,7 +538,7 @@ func (r *Reconciler) finish(si *scimv1.ServiceIdentity, outcomes map[string]outc
 		msg = fmt.Sprintf("Account %q suspended (active=false) on %d target(s)", si.Status.UserName, len(outcomes))
 	}
 	status.Succeed(conds, &si.Status.ObservedGeneration, gen, scimv1.ReasonProvisioned, msg)
-	if !wasReady {
+	if !wasReady && !first {
 		r.Recorder.Eventf(si, nil, "Normal", scimv1.ReasonProvisioned, "Provision", msg)
 	}
 	return ctrl.Result{}, nil

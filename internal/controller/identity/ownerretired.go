@@ -34,6 +34,17 @@ import (
 // three (status, Event, finalizer), while the accounts go at once through the revoker.
 const OwnerRetiredGrace = 5 * time.Second
 
+// DefaultNamespaceGrace is how long, by default, the identity controller leaves an identity
+// whose namespace is being deleted, its accounts revoked, to the namespace controller before
+// it records the revocation on the identity itself (Reconciler.NamespaceGrace). The namespace
+// controller marks every object of the namespace for deletion, at the API server's pace (one
+// object at a time: 10,000 identities took 95 s on two cores), and the identity's deletion then
+// records the revocation with one Event and the finalizer's release. A namespace's deletion so
+// costs two Kubernetes writes per identity instead of four, and none of them while accounts
+// are being revoked. An identity still there after the grace (no namespace controller running)
+// gets its status and Event; so does one whose kill switch is set, at once.
+const DefaultNamespaceGrace = 5 * time.Minute
+
 // workloadEvents enqueues the identities of a workload: on creation (spec.workloadRef waits
 // for it) and on deletion, which is also noted so the accounts are revoked at once instead of
 // after the garbage collector has deleted the identity.
@@ -129,7 +140,7 @@ func (r *Reconciler) ownerRetired(ctx context.Context, si *scimv1.ServiceIdentit
 	if why := r.retiredByEvent(si); why != "" {
 		return why, nil
 	}
-	if why, err := r.namespaceTerminating(ctx, si.Namespace); why != "" || err != nil {
+	if why, _, err := r.namespaceTerminating(ctx, si.Namespace); why != "" || err != nil {
 		return why, err
 	}
 	w := workloads.OwnerOf(si)
@@ -155,8 +166,11 @@ func (r *Reconciler) retiredByEvent(si *scimv1.ServiceIdentity) string {
 		return seen.why // confirmed earlier; the garbage collector may since have orphaned the identity
 	}
 	owners := si.OwnerReferences
-	if w := si.Status.Workload; w != nil { // the owner on record, whose ownerReference may be gone already
-		owners = append(slices.Clip(owners), metav1.OwnerReference{Kind: w.Kind, Name: w.Name, UID: w.UID})
+	// The owner on record (or stamped at creation), whose ownerReference may be gone already.
+	for _, w := range []*scimv1.WorkloadOwner{si.Status.Workload, workloads.Stamped(si)} {
+		if w != nil {
+			owners = append(slices.Clip(owners), metav1.OwnerReference{Kind: w.Kind, Name: w.Name, UID: w.UID})
+		}
 	}
 	for _, o := range owners {
 		if o.UID == seen.workload {
@@ -195,15 +209,32 @@ func (r *Reconciler) reconcileOwnerRetired(si *scimv1.ServiceIdentity, outcomes 
 // namespaceTerminating reports an identity whose namespace is being deleted: everything in it
 // goes, so its accounts are revoked at once rather than when the namespace controller, which
 // deletes a large namespace's objects over minutes, reaches the identity.
-func (r *Reconciler) namespaceTerminating(ctx context.Context, namespace string) (string, error) {
+// It also returns when the namespace's deletion started.
+func (r *Reconciler) namespaceTerminating(ctx context.Context, namespace string) (string, time.Time, error) {
 	ns := &corev1.Namespace{}
 	if err := r.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
-		return "", client.IgnoreNotFound(err)
+		return "", time.Time{}, client.IgnoreNotFound(err)
 	}
 	if ns.DeletionTimestamp.IsZero() {
-		return "", nil
+		return "", time.Time{}, nil
 	}
-	return "namespace " + namespace + " is being deleted", nil
+	return "namespace " + namespace + " is being deleted", ns.DeletionTimestamp.Time, nil
+}
+
+// namespaceGrace reports how much longer an identity whose namespace is being deleted is left
+// to the namespace controller before its revocation is recorded on it (0: no longer, its
+// namespace is not being deleted, or its kill switch is set: `kubectl scim revoke` waits for
+// the status).
+func (r *Reconciler) namespaceGrace(ctx context.Context, si *scimv1.ServiceIdentity) time.Duration {
+	why, since, err := r.namespaceTerminating(ctx, si.Namespace)
+	if why == "" || err != nil || si.Spec.Suspend {
+		return 0
+	}
+	grace := r.NamespaceGrace
+	if grace <= 0 {
+		grace = DefaultNamespaceGrace
+	}
+	return max(since.Add(grace).Sub(r.now()), 0)
 }
 
 // namespaceDeletionStarted passes the update that sets a namespace's deletionTimestamp.

@@ -375,6 +375,12 @@ func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
 		case err != nil:
 			return err
 		}
+		if !s.concerns(si) {
+			if err := s.stray(ctx, si, u); err != nil {
+				return err
+			}
+			continue
+		}
 		if !duplicate && s.inStep(si, u) {
 			s.status.Checked++
 			continue
@@ -435,6 +441,27 @@ func (s *sweep) references(si *scimv1.ServiceIdentity) bool {
 		}
 	}
 	return false
+}
+
+// stray flags the identity of an active account on this target that the identity neither
+// references nor has on record: provisioned by a process killed before it could record it,
+// with the targetRef removed before the next one started (identity.Reconciler.record). Its
+// reconcile deprovisions it as a dropped target. Only the namespaces the target serves are
+// woken, once per sweep and account, and an inactive account (deactivated already) is left
+// alone; so is an identity being deleted, whose finalizer looks every target of its spec up.
+func (s *sweep) stray(ctx context.Context, si *scimv1.ServiceIdentity, u scim.Resource) error {
+	if active, present := u.Active(); !present || !active || !si.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	refusal, err := targets.NamespaceAllowed(ctx, s.r.Client, s.t, si.Namespace)
+	if err != nil || refusal != "" {
+		return err
+	}
+	s.status.Flagged++
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	s.r.Flags.Flag(ctx, si, s.t.Key())
+	return nil
 }
 
 // flag hands the identity to its reconcile, when the identity has a part in this target: it
