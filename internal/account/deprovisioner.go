@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -113,7 +114,15 @@ type Deprovisioner struct {
 func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity, rv Revocation) (map[string]outcome.Outcome, bool) {
 	cause := rv.Cause
 	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
-	for _, ref := range si.Spec.TargetRefs {
+	refs := slices.Clone(si.Spec.TargetRefs)
+	// And the targets where a sweep, or a pass whose status could not be written, found an
+	// account of the identity that neither its spec nor its status names.
+	for _, key := range d.Flags.Targets(si) {
+		if ref, ok := targets.RefOf(key, si.Namespace); ok {
+			refs = append(refs, ref)
+		}
+	}
+	for _, ref := range refs {
 		if entries[targets.RefKey(ref, si.Namespace)] == nil {
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
 			si.Status.Targets = append(si.Status.Targets, e)
@@ -206,7 +215,17 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 		return d.plan(ctx, acct, entry, policy, rv)
 	}
 	entry.Plan = nil
+	recorded := ""
+	if off, _ := entry.AccountOff(); !off {
+		recorded = entry.ID
+	}
 	ids, err := d.accounts(ctx, acct, entry, policy)
+	if err == nil && len(ids) == 0 && recorded != "" {
+		// The account status last recorded active is gone or off already: revoked by a process
+		// that could not record it (killed, or within a namespace's grace). Its confirmation
+		// still gets its Security Event Token.
+		ids = []string{recorded}
+	}
 	if err == nil {
 		err = d.evidence(ctx, si, acct, entry, ids, policy)
 	}

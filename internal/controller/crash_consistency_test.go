@@ -246,17 +246,16 @@ var _ = Describe("A new identity's account created just before a kill", Serial, 
 		Expect(accountsWithExternalID(ns, "kept")()).To(HaveLen(1))
 	})
 
-	It("is deprovisioned by the target's next sweep when the targetRef was removed before the restart", func() {
+	It("is deprovisioned by the sweep the next process makes of each target when the targetRef was removed before the restart", func() {
 		ns, _, si := killedAfterFirstPost("dropped")
 		update(ctx, si, func(s *scimv1.ServiceIdentity) { s.Spec.TargetRefs = []scimv1.TargetReference{{Name: "elsewhere"}} })
 		startManager()
-		// Nothing names the account until a sweep lists it: the trade of writing nothing first.
-		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse))
-		Expect(revoked(ns, "dropped")()).To(HaveLen(1))
-
-		sweep := sweepNow(ctx, &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}})
-		Expect(sweep.Flagged).To(BeNumerically(">=", 1), "the account of an identity that no longer names the target")
-		Eventually(revoked(ns, "dropped"), "10s").Should(BeEmpty())
+		// Nothing names the account but its externalId: the sweep lists it, flags the identity
+		// (which no longer names the target) and its reconcile deprovisions it as dropped.
+		Eventually(revoked(ns, "dropped"), "15s").Should(BeEmpty())
+		t := &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+		Expect(t.Status.Sweep).NotTo(BeNil(), "swept by the new process")
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
 		Expect(si.Status.Targets).NotTo(ContainElement(HaveField("Name", "acme")))
 		Consistently(revoked(ns, "dropped"), "1s").Should(BeEmpty())

@@ -147,7 +147,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 func (r *Reconciler) unrecorded(si, base *scimv1.ServiceIdentity) {
 	recorded := targets.IndexEntries(si.Namespace, base.Status.Targets)
 	for _, e := range si.Status.Targets {
-		if key := targets.Key(e.Kind, si.Namespace, e.Name); e.ID != "" && recorded[key] == nil {
+		// Also without an id: a POST whose answer was lost may have created the account.
+		if key := targets.Key(e.Kind, si.Namespace, e.Name); recorded[key] == nil {
 			r.Flags.Mark(si, key)
 		}
 	}
@@ -351,33 +352,49 @@ func (r *Reconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, ex
 }
 
 // record puts on status, before any call that could create or reactivate an account, what a
-// crash must not lose and nothing else would find. An entry that says Deprovisioned (expiry
-// extended, access given back) becomes Pending: a kill after the call would otherwise leave an
-// active account behind an entry every later revocation trusts. The owning workload is
-// recorded unless it was stamped at creation (WorkloadAtCreationAnnotation): an owner deleted
-// with orphan propagation while the operator was down must still retire the identity.
+// crash must not lose and nothing else would find:
+//   - an entry that says Deprovisioned (expiry extended, access given back) becomes Pending: a
+//     kill after the call would otherwise leave an active account behind an entry every later
+//     revocation trusts;
+//   - a ClusterScimTarget named for the first time gets a Pending entry: its provider is
+//     shared, and an account there exists only once the identity's status can say so (a
+//     tenant whose status cannot be written gets none, and the kill switch never reports an
+//     account it could not record);
+//   - the owning workload, unless it was stamped at creation (WorkloadAtCreationAnnotation):
+//     an owner deleted with orphan propagation while the operator was down must still retire
+//     the identity.
 //
-// A target named for the first time is not recorded: a kill after its POST leaves an account
-// that every later pass finds by its externalId while the spec names the target (expiry, the
-// kill switch, governance, a retirement and the deletion all look the spec's targets up), and
-// that the target's sweep finds when the targetRef was removed meanwhile (sweep.go: an
-// identity's active account on a target it neither names nor has on record is flagged, and
-// its next pass deprovisions it as a dropped target). A new identity's provisioning so costs
-// its Ready status and one Event, no write before the call. The write, when there is one, is
-// optimistically locked: a conflict means this pass saw an old status, and it is retried on a
-// fresh one.
+// A namespace's own ScimTarget named for the first time is not recorded: its provider is the
+// tenant's, and a kill after its POST leaves an account that every later pass finds by its
+// externalId while the spec names the target (expiry, the kill switch, governance, a
+// retirement and the deletion all look the spec's targets up), and that the sweep each new
+// process makes of the target finds when the targetRef was removed meanwhile (an identity's
+// active account on a target it neither names nor has on record is flagged, and deprovisioned
+// as a dropped target). A new identity on its namespace's targets so costs its Ready status
+// alone. The write, when there is one, is optimistically locked: a conflict means this pass saw
+// an old status, and it is retried on a fresh one.
 func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentity) error {
 	changed := false
 	if w := si.Status.Workload; w != nil && !equality.Semantic.DeepEqual(base.Status.Workload, w) {
 		stamped := workloads.Stamped(base)
 		changed = stamped == nil || stamped.UID != w.UID
 	}
-	for i := range si.Status.Targets {
-		if t := &si.Status.Targets[i]; t.State == scimv1.TargetStateDeprovisioned && slices.ContainsFunc(si.Spec.TargetRefs,
-			func(ref scimv1.TargetReference) bool {
-				return targets.RefKey(ref, si.Namespace) == targets.Key(t.Kind, si.Namespace, t.Name)
-			}) {
-			t.State, t.Message = scimv1.TargetStatePending, "Recorded before provisioning again"
+	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
+	for _, ref := range si.Spec.TargetRefs {
+		key := targets.RefKey(ref, si.Namespace)
+		switch e := entries[key]; {
+		case e == nil && ref.ClusterScoped():
+			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
+				Message: "Recorded before the first call to the target"}
+			si.Status.Targets = append(si.Status.Targets, e)
+			entries[key] = &e
+			changed = true
+		case e != nil && e.State == scimv1.TargetStateDeprovisioned:
+			for i := range si.Status.Targets {
+				if t := &si.Status.Targets[i]; targets.Key(t.Kind, si.Namespace, t.Name) == key {
+					t.State, t.Message = scimv1.TargetStatePending, "Recorded before provisioning again"
+				}
+			}
 			changed = true
 		}
 	}

@@ -124,6 +124,9 @@ func identityKeysOf(si *scimv1.ServiceIdentity) identityKeys {
 
 // forgetIdentity drops what this process remembers of an identity that is gone.
 func (r *Reconciler) forgetIdentity(si *scimv1.ServiceIdentity) {
+	for _, key := range r.Flags.Targets(si) { // strays included
+		r.Flags.Clear(targets.VerifiedKey(si, key))
+	}
 	r.forgetKeys(identityKeysOf(si))
 	r.memory.known.Delete(client.ObjectKeyFromObject(si))
 }

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
@@ -135,7 +136,14 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 	interval := targets.SweepInterval(t)
 	last := r.lastSweep(t)
 	requested := status.Truncate(t.Object.GetAnnotations()[scimv1.SweepRequestedAnnotation], 256)
-	if due := sweepDue(last.sweep, requested, interval, status.Clock(r.Clock).Now()); due > 0 {
+	due := sweepDue(last.sweep, requested, interval, status.Clock(r.Clock).Now())
+	if _, swept := r.memory.sweeps.Load(t.Key()); !swept {
+		// A process sweeps each target once when it starts, whatever the interval: an account
+		// its predecessor created and was killed before recording, whose targetRef went
+		// meanwhile, is found now rather than at the next interval (identity.Reconciler.record).
+		due = 0
+	}
+	if due > 0 {
 		t.Status.Sweep, t.Status.Orphans = last.sweep, last.orphans
 		return due, nil
 	}
@@ -364,7 +372,13 @@ func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
 		duplicate := s.seen.Has(ext)
 		s.seen.Insert(ext)
 		si := &scimv1.ServiceIdentity{}
-		switch err := s.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, si); {
+		err := s.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, si)
+		if err == nil && !si.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
+			// Its deprovisioning is over (another finalizer holds the object): an account
+			// still listed is no identity's any more.
+			err = apierrors.NewNotFound(scimv1.GroupVersion.WithResource("serviceidentities").GroupResource(), name)
+		}
+		switch {
 		case apierrors.IsNotFound(err):
 			orphan := scim.Resource{"id": u.ID(), "userName": dialect.AccountName(u, s.kind), "externalId": ext}
 			if active, present := u.Active(); present {
@@ -376,8 +390,8 @@ func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
 			return err
 		}
 		if !s.concerns(si) {
-			if err := s.stray(ctx, si, u); err != nil {
-				return err
+			if !duplicate {
+				s.stray(ctx, si, u)
 			}
 			continue
 		}
@@ -443,25 +457,21 @@ func (s *sweep) references(si *scimv1.ServiceIdentity) bool {
 	return false
 }
 
-// stray flags the identity of an active account on this target that the identity neither
-// references nor has on record: provisioned by a process killed before it could record it,
-// with the targetRef removed before the next one started (identity.Reconciler.record). Its
-// reconcile deprovisions it as a dropped target. Only the namespaces the target serves are
-// woken, once per sweep and account, and an inactive account (deactivated already) is left
-// alone; so is an identity being deleted, whose finalizer looks every target of its spec up.
-func (s *sweep) stray(ctx context.Context, si *scimv1.ServiceIdentity, u scim.Resource) error {
-	if active, present := u.Active(); !present || !active || !si.DeletionTimestamp.IsZero() {
-		return nil
-	}
-	refusal, err := targets.NamespaceAllowed(ctx, s.r.Client, s.t, si.Namespace)
-	if err != nil || refusal != "" {
-		return err
+// stray flags the identity of an account on this target that the identity neither references
+// nor has on record, when the target is its namespace's own ScimTarget: provisioned by a process
+// killed before it could record it, with the targetRef removed before the next one started
+// (identity.Reconciler.record; a ClusterScimTarget is always recorded first, so a shared
+// provider never wakes identities that did not name it). Its next pass, or its finalizer,
+// deprovisions it as a dropped target. An account that shows active false is left alone (it is
+// deactivated already, and would be flagged at every sweep); one that does not say is not.
+func (s *sweep) stray(ctx context.Context, si *scimv1.ServiceIdentity, u scim.Resource) {
+	if active, present := u.Active(); s.t.ClusterScoped() || (present && !active) {
+		return
 	}
 	s.status.Flagged++
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	s.r.Flags.Flag(ctx, si, s.t.Key())
-	return nil
 }
 
 // flag hands the identity to its reconcile, when the identity has a part in this target: it
