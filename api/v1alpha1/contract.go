@@ -171,6 +171,14 @@ const SweepRequestedAnnotation = "scim.nhi.dev/sweep-requested-at"
 // identity has a status.
 const WorkloadAtCreationAnnotation = "scim.nhi.dev/workload-at-creation"
 
+// TargetsAtCreationAnnotation on an identity names the targets its spec referenced when it was
+// created ("Kind/name", comma-separated), set with WorkloadAtCreationAnnotation and read, like
+// it, only until the identity's first status is written: a new identity's account on a
+// namespace's own ScimTarget is created before anything is written on status, and a targetRef
+// removed while the operator was down right after that POST is still looked up by externalId
+// and deprovisioned. (A ClusterScimTarget is recorded on status before its first call.)
+const TargetsAtCreationAnnotation = "scim.nhi.dev/targets-at-creation"
+
 // WorkloadKinds are the kinds whose annotations ask for an identity, and the kinds
 // spec.workloadRef may name.
 var WorkloadKinds = []schema.GroupVersionKind{

@@ -114,9 +114,9 @@ type Deprovisioner struct {
 func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity, rv Revocation) (map[string]outcome.Outcome, bool) {
 	cause := rv.Cause
 	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
-	refs := slices.Clone(si.Spec.TargetRefs)
-	// And the targets where a sweep, or a pass whose status could not be written, found an
-	// account of the identity that neither its spec nor its status names.
+	// And, before its first status, the targets it was created with; and those where a pass
+	// of this process provisioned an account it could not record.
+	refs := append(slices.Clone(si.Spec.TargetRefs), targets.Stamped(si)...)
 	for _, key := range d.Flags.Targets(si) {
 		if ref, ok := targets.RefOf(key, si.Namespace); ok {
 			refs = append(refs, ref)

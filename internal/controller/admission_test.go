@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 var _ = Describe("The admission policy of config/admission", func() {
@@ -69,11 +70,22 @@ var _ = Describe("The admission policy of config/admission", func() {
 		robot := metav1.OwnerReference{APIVersion: "v1", Kind: "ServiceAccount", Name: "robot", UID: "uid-1"}
 		web := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: "uid-2"}
 		other := metav1.OwnerReference{APIVersion: "example.com/v1", Kind: "Widget", Name: "w", UID: "uid-3"}
-		Expect(owned(nil, robot)).To(Equal(map[string]string{scimv1.WorkloadAtCreationAnnotation: "ServiceAccount/robot/uid-1"}))
-		Expect(owned(map[string]string{"keep": "me", scimv1.WorkloadAtCreationAnnotation: "ServiceAccount/forged/uid-9"}, other, web)).
-			To(Equal(map[string]string{"keep": "me", scimv1.WorkloadAtCreationAnnotation: "Deployment/web/uid-2"}))
-		Expect(owned(nil, other)).To(BeEmpty())
-		Expect(owned(nil)).To(BeEmpty())
+		const targetsStamp = "ScimTarget/absent"
+		Expect(owned(nil, robot)).To(Equal(map[string]string{scimv1.WorkloadAtCreationAnnotation: "ServiceAccount/robot/uid-1",
+			scimv1.TargetsAtCreationAnnotation: targetsStamp}))
+		Expect(owned(map[string]string{"keep": "me", scimv1.WorkloadAtCreationAnnotation: "ServiceAccount/forged/uid-9",
+			scimv1.TargetsAtCreationAnnotation: "ScimTarget/forged"}, other, web)).
+			To(Equal(map[string]string{"keep": "me", scimv1.WorkloadAtCreationAnnotation: "Deployment/web/uid-2",
+				scimv1.TargetsAtCreationAnnotation: targetsStamp}))
+		Expect(owned(nil, other)).To(Equal(map[string]string{scimv1.TargetsAtCreationAnnotation: targetsStamp}))
+		// Both kinds of target, in the spec's order; the stamp reads back as the spec.
+		si := newIdentity(ns.Name, "", "absent")
+		si.GenerateName = "two-"
+		si.Spec.TargetRefs = append(si.Spec.TargetRefs, scimv1.TargetReference{Kind: scimv1.KindClusterScimTarget, Name: "corp"})
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Expect(si.Annotations).To(HaveKeyWithValue(scimv1.TargetsAtCreationAnnotation, "ScimTarget/absent,ClusterScimTarget/corp"))
+		Expect(targets.Stamped(si)).To(Equal([]scimv1.TargetReference{{Kind: scimv1.KindScimTarget, Name: "absent"},
+			{Kind: scimv1.KindClusterScimTarget, Name: "corp"}}))
 
 		// GitOps with server-side apply: the finalizer set at creation is nobody's field, so
 		// applying the same manifest again (or a changed one) leaves it in place.

@@ -98,7 +98,7 @@ var _ = Describe("What a crash must not lose", func() {
 		Expect(writes()).To(Equal(sent), "an empty memory cost writes to the provider, not only reads")
 	})
 
-	It("records the owner spec.workloadRef names before the first call, and no target", func() {
+	It("records the owner spec.workloadRef names before the first call, with the target in the same write", func() {
 		ns := readyTargetNamespace(ctx)
 		d := deployment(ns, "first-call", nil)
 		Expect(k8s.Create(ctx, d)).To(Succeed())
@@ -110,10 +110,11 @@ var _ = Describe("What a crash must not lose", func() {
 		Eventually(held).Should(BeClosed())
 
 		// The POST is in flight: the owner (whose ownerReference the operator added after the
-		// identity's creation, so nothing stamped it) is on record; the target need not be.
+		// identity's creation, so nothing stamped it) is on record, and the first status write
+		// ends what the stamps say, so the targets they name are recorded with it.
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
 		Expect(si.Status.Workload).To(And(Not(BeNil()), HaveField("UID", d.UID)), "the owner is recorded before the account exists")
-		Expect(si.Status.Targets).To(BeEmpty(), "a new target costs no write before its first call")
+		Expect(si.Status.Targets).To(ConsistOf(HaveField("State", scimv1.TargetStatePending)))
 		release()
 		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 	})
@@ -222,6 +223,7 @@ var _ = Describe("A new identity's account created just before a kill", Serial, 
 		Expect(si.Finalizers).To(ContainElement(scimv1.DeprovisionFinalizer))
 		Expect(si.Annotations).To(HaveKeyWithValue(scimv1.WorkloadAtCreationAnnotation, "ServiceAccount/"+sa.Name+"/"+string(sa.UID)),
 			"the owner stamped with the finalizer, before the POST")
+		Expect(si.Annotations).To(HaveKeyWithValue(scimv1.TargetsAtCreationAnnotation, "ScimTarget/acme"), "and the targets")
 		Expect(accountsWithExternalID(ns, name)()).To(ConsistOf(HaveKeyWithValue("active", true)))
 		return ns, sa, si
 	}
@@ -246,16 +248,13 @@ var _ = Describe("A new identity's account created just before a kill", Serial, 
 		Expect(accountsWithExternalID(ns, "kept")()).To(HaveLen(1))
 	})
 
-	It("is deprovisioned by the sweep the next process makes of each target when the targetRef was removed before the restart", func() {
+	It("is deprovisioned at the restart when the targetRef was removed meanwhile, through the targets stamped at creation", func() {
 		ns, _, si := killedAfterFirstPost("dropped")
 		update(ctx, si, func(s *scimv1.ServiceIdentity) { s.Spec.TargetRefs = []scimv1.TargetReference{{Name: "elsewhere"}} })
 		startManager()
-		// Nothing names the account but its externalId: the sweep lists it, flags the identity
-		// (which no longer names the target) and its reconcile deprovisions it as dropped.
-		Eventually(revoked(ns, "dropped"), "15s").Should(BeEmpty())
-		t := &scimv1.ScimTarget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}}
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
-		Expect(t.Status.Sweep).NotTo(BeNil(), "swept by the new process")
+		// Neither the spec nor the status names the account's target any more; the stamp does,
+		// and the pass deprovisions it there as a dropped target.
+		Eventually(revoked(ns, "dropped"), "10s").Should(BeEmpty())
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
 		Expect(si.Status.Targets).NotTo(ContainElement(HaveField("Name", "acme")))
 		Consistently(revoked(ns, "dropped"), "1s").Should(BeEmpty())

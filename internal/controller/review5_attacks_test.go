@@ -60,26 +60,33 @@ var _ = Describe("Review 5: accounts no status names", func() {
 			"an account on a shared provider that no status could name")
 	})
 
-	It("a shared provider listing an account of an identity that never named it wakes nothing and changes nothing", func() {
+	It("two targets on one provider: the sweep of either leaves the accounts the other provisioned alone", func() {
 		srv := ownServer(testToken)
 		at := func(e *string) { *e = srv.Endpoint() }
 		ns := newNamespace(ctx)
-		cst := clusterTarget(ctx, "lister", []string{ns}, func(t *scimv1.ClusterScimTarget) { at(&t.Spec.Endpoint) })
+		cst := clusterTarget(ctx, "same-provider", []string{ns}, func(t *scimv1.ClusterScimTarget) { at(&t.Spec.Endpoint) })
 		own := createTarget(ctx, ns, "own", testToken, func(t *scimv1.ScimTarget) { at(&t.Spec.Endpoint) })
 		Eventually(get(ctx, own)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
-		si := newIdentity(ns, "bystander", "own")
-		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
-		// Both targets are the same server here: its listing shows the bystander's account,
-		// active, to the sweep of the ClusterScimTarget the bystander never named.
-		version := si.ResourceVersion
-		sweep := sweepNow(ctx, cst)
-		Expect(sweep.Flagged).To(BeZero())
-		Consistently(func() string {
-			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
-			return si.ResourceVersion
-		}, "2s", "200ms").Should(Equal(version), "the bystander was written")
-		Expect(accountsWithExternalIDOn(srv, ns, "bystander")()).To(ConsistOf(HaveKeyWithValue("active", true)))
-		Expect(si.Status.Targets).To(ConsistOf(HaveField("Name", "own")))
+		onOwn, onShared := newIdentity(ns, "on-own", "own"), clusterIdentity(ns, "on-shared", cst.Name)
+		for _, si := range []*scimv1.ServiceIdentity{onOwn, onShared} {
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		}
+		versions := func() []string {
+			var out []string
+			for _, si := range []*scimv1.ServiceIdentity{onOwn, onShared} {
+				Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+				out = append(out, si.ResourceVersion)
+			}
+			return out
+		}
+		before := versions()
+		// Each sweep lists both accounts (same provider, same namespace's externalIds).
+		Expect(sweepNow(ctx, cst).Flagged).To(BeZero())
+		Expect(sweepNow(ctx, own).Flagged).To(BeZero())
+		Consistently(versions, "2s", "200ms").Should(Equal(before), "an identity was written")
+		for _, name := range []string{"on-own", "on-shared"} {
+			Expect(accountsWithExternalIDOn(srv, ns, name)()).To(ConsistOf(HaveKeyWithValue("active", true)), name)
+		}
 	})
 })

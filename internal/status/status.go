@@ -44,17 +44,17 @@ func FinalizersPatch(before []string) client.Patch {
 	return finalizersJSONPatch{before: slices.Clone(before)}
 }
 
-// FinalizersAndAnnotationPatch is FinalizersPatch that also sets one annotation, to the value
-// it has on the object when the patch is sent. beforeAnnotations are the object's annotations
-// as read: with none, the whole map is added, and the resourceVersion is tested too, so that
-// annotations written meanwhile are not replaced.
-func FinalizersAndAnnotationPatch(before []string, beforeAnnotations map[string]string, annotation string) client.Patch {
-	return finalizersJSONPatch{before: slices.Clone(before), annotation: annotation, hadAnnotations: beforeAnnotations != nil}
+// FinalizersAndAnnotationsPatch is FinalizersPatch that also sets annotations, to the values
+// they have on the object when the patch is sent. beforeAnnotations are the object's
+// annotations as read: with none, the whole map is added, and the resourceVersion is tested
+// too, so that annotations written meanwhile are not replaced.
+func FinalizersAndAnnotationsPatch(before []string, beforeAnnotations map[string]string, annotations ...string) client.Patch {
+	return finalizersJSONPatch{before: slices.Clone(before), annotations: annotations, hadAnnotations: beforeAnnotations != nil}
 }
 
 type finalizersJSONPatch struct {
 	before         []string
-	annotation     string
+	annotations    []string
 	hadAnnotations bool
 }
 
@@ -70,17 +70,22 @@ func (p finalizersJSONPatch) Data(obj client.Object) ([]byte, error) {
 		after = []string{}
 	}
 	ops := []map[string]any{test, {"op": "add", "path": "/metadata/finalizers", "value": after}}
-	if p.annotation != "" {
-		value := obj.GetAnnotations()[p.annotation]
+	if len(p.annotations) > 0 {
+		values := map[string]string{}
+		for _, a := range p.annotations {
+			values[a] = obj.GetAnnotations()[a]
+		}
 		if p.hadAnnotations {
-			// RFC 6901: "~" and "/" in a key are escaped.
-			key := strings.NewReplacer("~", "~0", "/", "~1").Replace(p.annotation)
-			ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations/" + key, "value": value})
+			for _, a := range p.annotations {
+				// RFC 6901: "~" and "/" in a key are escaped.
+				key := strings.NewReplacer("~", "~0", "/", "~1").Replace(a)
+				ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations/" + key, "value": values[a]})
+			}
 		} else {
 			if len(p.before) > 0 {
 				ops = append(ops, map[string]any{"op": "test", "path": "/metadata/resourceVersion", "value": obj.GetResourceVersion()})
 			}
-			ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations", "value": map[string]string{p.annotation: value}})
+			ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations", "value": values})
 		}
 	}
 	return json.Marshal(ops)

@@ -52,6 +52,32 @@ func Key(kind, namespace, name string) string {
 	return kind + "/" + namespace + "/" + name
 }
 
+// Stamped are the targets the identity's TargetsAtCreationAnnotation names, while nothing is
+// recorded on its status yet (no condition, no entry); nil otherwise.
+func Stamped(si *scimv1.ServiceIdentity) []scimv1.TargetReference {
+	v := si.Annotations[scimv1.TargetsAtCreationAnnotation]
+	if v == "" || len(si.Status.Conditions) > 0 || len(si.Status.Targets) > 0 {
+		return nil
+	}
+	var refs []scimv1.TargetReference
+	for _, part := range strings.Split(v, ",") {
+		kind, name, ok := strings.Cut(strings.TrimSpace(part), "/")
+		if ok && name != "" && !strings.Contains(name, "/") && (kind == scimv1.KindScimTarget || kind == scimv1.KindClusterScimTarget) {
+			refs = append(refs, scimv1.TargetReference{Kind: kind, Name: name})
+		}
+	}
+	return refs
+}
+
+// Stamp is the TargetsAtCreationAnnotation value naming refs.
+func Stamp(refs []scimv1.TargetReference) string {
+	parts := make([]string, 0, len(refs))
+	for _, ref := range refs {
+		parts = append(parts, ref.TargetKind()+"/"+ref.Name)
+	}
+	return strings.Join(parts, ",")
+}
+
 // RefOf is the reference, from an identity in identityNamespace, to the target of key; false
 // when key names no target that identity could reference (a ScimTarget of another namespace).
 func RefOf(key, identityNamespace string) (scimv1.TargetReference, bool) {

@@ -142,8 +142,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 }
 
 // unrecorded flags the accounts a pass provisioned on targets its status did not record, when
-// that status could not be written: the next pass reads each again, and deprovisions it
-// should the spec no longer name the target by then (strays).
+// that status could not be written: the next pass reads each again, and every revocation path
+// (strays, account.Deprovisioner.Identity) deprovisions it should the spec no longer name the
+// target by then.
 func (r *Reconciler) unrecorded(si, base *scimv1.ServiceIdentity) {
 	recorded := targets.IndexEntries(si.Namespace, base.Status.Targets)
 	for _, e := range si.Status.Targets {
@@ -161,12 +162,18 @@ func (r *Reconciler) unrecorded(si, base *scimv1.ServiceIdentity) {
 func (r *Reconciler) finalizers(ctx context.Context, si *scimv1.ServiceIdentity) error {
 	patch := status.FinalizersPatch(si.GetFinalizers())
 	changed := false
-	if w := workloads.Referenced(si); w != nil && si.DeletionTimestamp.IsZero() && len(si.Status.Conditions) == 0 &&
+	if si.DeletionTimestamp.IsZero() && len(si.Status.Conditions) == 0 && len(si.Status.Targets) == 0 &&
 		!controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
-		// Without the admission policy, the owner is stamped here, in the same write, as the
-		// policy does at creation (record relies on it to write nothing before the first call).
-		patch = status.FinalizersAndAnnotationPatch(si.GetFinalizers(), si.GetAnnotations(), scimv1.WorkloadAtCreationAnnotation)
-		metav1.SetMetaDataAnnotation(&si.ObjectMeta, scimv1.WorkloadAtCreationAnnotation, workloads.Stamp(w))
+		// Without the admission policy, the targets and the owner are stamped here, in the same
+		// write, as the policy does at creation (record relies on them to write nothing before
+		// the first call to a namespace's own target).
+		stamps, read := []string{scimv1.TargetsAtCreationAnnotation}, si.GetAnnotations()
+		metav1.SetMetaDataAnnotation(&si.ObjectMeta, scimv1.TargetsAtCreationAnnotation, targets.Stamp(si.Spec.TargetRefs))
+		if w := workloads.Referenced(si); w != nil {
+			stamps = append(stamps, scimv1.WorkloadAtCreationAnnotation)
+			metav1.SetMetaDataAnnotation(&si.ObjectMeta, scimv1.WorkloadAtCreationAnnotation, workloads.Stamp(w))
+		}
+		patch = status.FinalizersAndAnnotationsPatch(si.GetFinalizers(), read, stamps...)
 	}
 	if si.DeletionTimestamp.IsZero() {
 		changed = controllerutil.AddFinalizer(si, scimv1.DeprovisionFinalizer)
@@ -380,10 +387,14 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 		changed = stamped == nil || stamped.UID != w.UID
 	}
 	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
+	var stamped []string
+	for _, ref := range targets.Stamped(base) {
+		stamped = append(stamped, targets.RefKey(ref, si.Namespace))
+	}
 	for _, ref := range si.Spec.TargetRefs {
 		key := targets.RefKey(ref, si.Namespace)
 		switch e := entries[key]; {
-		case e == nil && ref.ClusterScoped():
+		case e == nil && (ref.ClusterScoped() || !slices.Contains(stamped, key)):
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
 				Message: "Recorded before the first call to the target"}
 			si.Status.Targets = append(si.Status.Targets, e)
@@ -401,6 +412,16 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	if !changed {
 		return nil
 	}
+	// The first status write ends what the stamp says: a target named at creation and no longer
+	// in the spec, which may hold an account, is recorded here instead.
+	for _, ref := range targets.Stamped(base) {
+		if key := targets.RefKey(ref, si.Namespace); entries[key] == nil {
+			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
+				Message: "Named when the identity was created"}
+			si.Status.Targets = append(si.Status.Targets, e)
+			entries[key] = &e
+		}
+	}
 	if err := status.Patch(ctx, r, si, base, true); err != nil {
 		return fmt.Errorf("recording the targets before provisioning: %w", err)
 	}
@@ -409,11 +430,16 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	return nil
 }
 
-// strays adds to the pass the targets on which a sweep (or a pass whose status write failed)
-// flagged an account of the identity that its spec no longer names and its status never
-// recorded: drop deprovisions them as dropped targets.
+// strays adds to the pass the targets that may hold an account of the identity that its spec
+// no longer names and its status never recorded: those it was created with
+// (TargetsAtCreationAnnotation, until its first status), and those a pass of this process
+// provisioned but could not record (unrecorded). drop deprovisions them as dropped targets.
 func (r *Reconciler) strays(si *scimv1.ServiceIdentity, p *syncPass) {
-	for _, key := range r.Flags.Targets(si) {
+	keys := r.Flags.Targets(si)
+	for _, ref := range targets.Stamped(si) {
+		keys = append(keys, targets.RefKey(ref, si.Namespace))
+	}
+	for _, key := range keys {
 		if p.entries[key] != nil || slices.ContainsFunc(si.Spec.TargetRefs, func(ref scimv1.TargetReference) bool {
 			return targets.RefKey(ref, si.Namespace) == key
 		}) {

@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
@@ -136,14 +135,7 @@ func (r *Reconciler) sweepIfDue(ctx context.Context, t *targets.Target) (time.Du
 	interval := targets.SweepInterval(t)
 	last := r.lastSweep(t)
 	requested := status.Truncate(t.Object.GetAnnotations()[scimv1.SweepRequestedAnnotation], 256)
-	due := sweepDue(last.sweep, requested, interval, status.Clock(r.Clock).Now())
-	if _, swept := r.memory.sweeps.Load(t.Key()); !swept {
-		// A process sweeps each target once when it starts, whatever the interval: an account
-		// its predecessor created and was killed before recording, whose targetRef went
-		// meanwhile, is found now rather than at the next interval (identity.Reconciler.record).
-		due = 0
-	}
-	if due > 0 {
+	if due := sweepDue(last.sweep, requested, interval, status.Clock(r.Clock).Now()); due > 0 {
 		t.Status.Sweep, t.Status.Orphans = last.sweep, last.orphans
 		return due, nil
 	}
@@ -372,13 +364,7 @@ func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
 		duplicate := s.seen.Has(ext)
 		s.seen.Insert(ext)
 		si := &scimv1.ServiceIdentity{}
-		err := s.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, si)
-		if err == nil && !si.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
-			// Its deprovisioning is over (another finalizer holds the object): an account
-			// still listed is no identity's any more.
-			err = apierrors.NewNotFound(scimv1.GroupVersion.WithResource("serviceidentities").GroupResource(), name)
-		}
-		switch {
+		switch err := s.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, si); {
 		case apierrors.IsNotFound(err):
 			orphan := scim.Resource{"id": u.ID(), "userName": dialect.AccountName(u, s.kind), "externalId": ext}
 			if active, present := u.Active(); present {
@@ -388,12 +374,6 @@ func (s *sweep) page(ctx context.Context, page []scim.Resource) error {
 			continue
 		case err != nil:
 			return err
-		}
-		if !s.concerns(si) {
-			if !duplicate {
-				s.stray(ctx, si, u)
-			}
-			continue
 		}
 		if !duplicate && s.inStep(si, u) {
 			s.status.Checked++
@@ -455,23 +435,6 @@ func (s *sweep) references(si *scimv1.ServiceIdentity) bool {
 		}
 	}
 	return false
-}
-
-// stray flags the identity of an account on this target that the identity neither references
-// nor has on record, when the target is its namespace's own ScimTarget: provisioned by a process
-// killed before it could record it, with the targetRef removed before the next one started
-// (identity.Reconciler.record; a ClusterScimTarget is always recorded first, so a shared
-// provider never wakes identities that did not name it). Its next pass, or its finalizer,
-// deprovisions it as a dropped target. An account that shows active false is left alone (it is
-// deactivated already, and would be flagged at every sweep); one that does not say is not.
-func (s *sweep) stray(ctx context.Context, si *scimv1.ServiceIdentity, u scim.Resource) {
-	if active, present := u.Active(); s.t.ClusterScoped() || (present && !active) {
-		return
-	}
-	s.status.Flagged++
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	s.r.Flags.Flag(ctx, si, s.t.Key())
 }
 
 // flag hands the identity to its reconcile, when the identity has a part in this target: it
