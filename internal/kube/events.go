@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -39,6 +40,25 @@ func EnqueueAfter(d time.Duration, fn handler.MapFunc) handler.EventHandler {
 func AnnotationChanged(key string) predicate.Funcs {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		return e.ObjectOld.GetAnnotations()[key] != e.ObjectNew.GetAnnotations()[key]
+	}}
+}
+
+// AnnotationsChangedExcept passes updates that change any annotation but those named: the
+// ones a controller writes itself need not wake it again.
+func AnnotationsChangedExcept(keys ...string) predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()
+		for k, v := range n {
+			if ov, ok := o[k]; (!ok || ov != v) && !slices.Contains(keys, k) {
+				return true
+			}
+		}
+		for k := range o {
+			if _, ok := n[k]; !ok && !slices.Contains(keys, k) {
+				return true
+			}
+		}
+		return false
 	}}
 }
 

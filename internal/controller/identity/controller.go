@@ -638,7 +638,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr), false).
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{clock: r.Revocations},
+			predicate.GenerationChangedPredicate{}, deletionPredicate{clock: r.Revocations},
+			// The stamps this controller writes with the finalizer (without the admission policy)
+			// do not wake it again: the pass that wrote them goes on.
+			kube.AnnotationsChangedExcept(scimv1.TargetsAtCreationAnnotation, scimv1.WorkloadAtCreationAnnotation),
 			kube.OwnersChanged{}))).
 		Watches(&scimv1.ScimTarget{}, handler.EnqueueRequestsFromMapFunc(r.identitiesForTarget(scimv1.KindScimTarget)),
 			builder.WithPredicates(targets.Changed{})).
