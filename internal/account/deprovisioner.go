@@ -216,14 +216,14 @@ func (d *Deprovisioner) Target(ctx context.Context, si *scimv1.ServiceIdentity, 
 	}
 	entry.Plan = nil
 	recorded := ""
-	if off, _ := entry.AccountOff(); !off {
-		recorded = entry.ID
+	if entry.Revocation == nil || entry.Revocation.Result != scimv1.RevocationNotFound {
+		recorded = entry.ID // an account on record that no evidence says is gone yet
 	}
 	ids, err := d.accounts(ctx, acct, entry, policy)
 	if err == nil && len(ids) == 0 && recorded != "" {
-		// The account status last recorded active is gone or off already: revoked by a process
-		// that could not record it (killed, or within a namespace's grace). Its confirmation
-		// still gets its Security Event Token.
+		// The account on record is gone or off already: revoked by a process that could not
+		// record it (killed, or within a namespace's grace). Its confirmation still gets its
+		// Security Event Token.
 		ids = []string{recorded}
 	}
 	if err == nil {

@@ -78,6 +78,8 @@ var _ = Describe("The admission policy of config/admission", func() {
 			To(Equal(map[string]string{"keep": "me", scimv1.WorkloadAtCreationAnnotation: "Deployment/web/uid-2",
 				scimv1.TargetsAtCreationAnnotation: targetsStamp}))
 		Expect(owned(nil, other)).To(Equal(map[string]string{scimv1.TargetsAtCreationAnnotation: targetsStamp}))
+		Expect(owned(map[string]string{scimv1.WorkloadAtCreationAnnotation: "ServiceAccount/copied/uid-8"})).
+			To(Equal(map[string]string{scimv1.TargetsAtCreationAnnotation: targetsStamp}), "a copied owner stamp without an owner")
 		// Both kinds of target, in the spec's order; the stamp reads back as the spec.
 		si := newIdentity(ns.Name, "", "absent")
 		si.GenerateName = "two-"

@@ -6,6 +6,7 @@ package targets
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -59,15 +61,26 @@ func Stamped(si *scimv1.ServiceIdentity) []scimv1.TargetReference {
 	if v == "" || len(si.Status.Conditions) > 0 || len(si.Status.Targets) > 0 {
 		return nil
 	}
+	parts := strings.Split(v, ",")
+	if len(parts) > MaxStampedTargets {
+		return nil // not a stamp the admission policy or the operator wrote: a spec holds fewer
+	}
 	var refs []scimv1.TargetReference
-	for _, part := range strings.Split(v, ",") {
+	for _, part := range parts {
 		kind, name, ok := strings.Cut(strings.TrimSpace(part), "/")
-		if ok && name != "" && !strings.Contains(name, "/") && (kind == scimv1.KindScimTarget || kind == scimv1.KindClusterScimTarget) {
-			refs = append(refs, scimv1.TargetReference{Kind: kind, Name: name})
+		ref := scimv1.TargetReference{Kind: kind, Name: name}
+		if ok && len(validation.IsDNS1123Subdomain(name)) == 0 && (kind == scimv1.KindScimTarget || kind == scimv1.KindClusterScimTarget) &&
+			!slices.Contains(refs, ref) {
+			refs = append(refs, ref)
 		}
 	}
 	return refs
 }
+
+// MaxStampedTargets bounds the targets a TargetsAtCreationAnnotation may name (spec.targetRefs
+// holds at most as many): a longer one is ignored, so that no identity can make each of its
+// passes look up thousands of targets.
+const MaxStampedTargets = 32
 
 // Stamp is the TargetsAtCreationAnnotation value naming refs.
 func Stamp(refs []scimv1.TargetReference) string {

@@ -172,6 +172,10 @@ func (r *Reconciler) finalizers(ctx context.Context, si *scimv1.ServiceIdentity)
 		if w := workloads.Referenced(si); w != nil {
 			stamps = append(stamps, scimv1.WorkloadAtCreationAnnotation)
 			metav1.SetMetaDataAnnotation(&si.ObjectMeta, scimv1.WorkloadAtCreationAnnotation, workloads.Stamp(w))
+		} else if _, stale := si.Annotations[scimv1.WorkloadAtCreationAnnotation]; stale {
+			// One the request carried (a copy of another identity): emptied, so it names nobody.
+			stamps = append(stamps, scimv1.WorkloadAtCreationAnnotation)
+			si.Annotations[scimv1.WorkloadAtCreationAnnotation] = ""
 		}
 		patch = status.FinalizersAndAnnotationsPatch(si.GetFinalizers(), read, stamps...)
 	}
@@ -620,6 +624,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			for _, e := range si.Status.Targets {
 				keys = append(keys, targets.Key(e.Kind, si.Namespace, e.Name))
+			}
+			// And, before the first status, the targets it was created with: a target that may
+			// hold an account made just before a kill is not released until that is settled.
+			for _, ref := range targets.Stamped(si) {
+				keys = append(keys, targets.RefKey(ref, si.Namespace))
 			}
 			return keys
 		}); err != nil {
