@@ -27,32 +27,7 @@ var _ = Describe("Review 5: accounts no status names", func() {
 		cst := clusterTarget(ctx, "unwritable", []string{ns})
 		// What a tenant can do to its own identity's status (an object grown to the size
 		// limit, say), played by a policy that refuses every status write in the namespace.
-		policy := &admissionv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "refuse-status-"},
-			Spec: admissionv1.ValidatingAdmissionPolicySpec{
-				FailurePolicy: ptr.To(admissionv1.Fail),
-				MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionv1.RuleWithOperations{Operations: []admissionv1.OperationType{admissionv1.Update},
-						Rule: admissionv1.Rule{APIGroups: []string{scimv1.GroupVersion.Group}, APIVersions: []string{"*"},
-							Resources: []string{"serviceidentities/status"}}}}}},
-				Validations: []admissionv1.Validation{{Expression: "false", Message: "status is not writable here"}},
-			}}
-		Expect(k8s.Create(ctx, policy)).To(Succeed())
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
-		binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
-				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-				MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-					MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}}}}
-		Expect(k8s.Create(ctx, binding)).To(Succeed())
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
-		// The policy is in force once a status write of a probe is refused.
-		probe := clusterIdentity(ns, "probe", "absent")
-		Expect(k8s.Create(ctx, probe)).To(Succeed())
-		Eventually(func() error {
-			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(probe), probe)).To(Succeed())
-			probe.Status.UserName = time.Now().String()
-			return k8s.Status().Update(ctx, probe)
-		}).Should(MatchError(ContainSubstring("status is not writable here")))
+		DeferCleanup(refuseStatusWrites(ctx, ns))
 
 		si := clusterIdentity(ns, "unrecordable", cst.Name)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
@@ -90,3 +65,39 @@ var _ = Describe("Review 5: accounts no status names", func() {
 		}
 	})
 })
+
+// refuseStatusWrites makes the API server refuse every status write of an identity in ns (a
+// ValidatingAdmissionPolicy), once that is in force, and returns what lifts it again.
+func refuseStatusWrites(ctx context.Context, ns string) func() {
+	GinkgoHelper()
+	policy := &admissionv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "refuse-status-"},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{Operations: []admissionv1.OperationType{admissionv1.Update},
+					Rule: admissionv1.Rule{APIGroups: []string{scimv1.GroupVersion.Group}, APIVersions: []string{"*"},
+						Resources: []string{"serviceidentities/status"}}}}}},
+			Validations: []admissionv1.Validation{{Expression: "false", Message: "status is not writable here"}},
+		}}
+	Expect(k8s.Create(ctx, policy)).To(Succeed())
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}}}}
+	Expect(k8s.Create(ctx, binding)).To(Succeed())
+	probe := newIdentity(ns, "status-probe", "absent")
+	probe.Annotations = map[string]string{scimv1.ForceOrphanAnnotation: "true"}
+	Expect(k8s.Create(ctx, probe)).To(Succeed())
+	write := func() error {
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(probe), probe)).To(Succeed())
+		probe.Status.UserName = time.Now().String()
+		return k8s.Status().Update(ctx, probe)
+	}
+	Eventually(write).Should(MatchError(ContainSubstring("status is not writable here")))
+	return func() {
+		Expect(k8s.Delete(ctx, binding)).To(Succeed())
+		Expect(k8s.Delete(ctx, policy)).To(Succeed())
+		Eventually(write).Should(Succeed())
+	}
+}
