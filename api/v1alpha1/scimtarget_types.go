@@ -156,6 +156,10 @@ type Capabilities struct {
 	// maxResults is the largest page the provider returns.
 	// +optional
 	MaxResults *int32 `json:"maxResults,omitempty"`
+	// cursorPaging: lists can be paged with a cursor (RFC 9865, pagination.cursor in the
+	// ServiceProviderConfig); sweeps then page by cursor instead of startIndex.
+	// +optional
+	CursorPaging *bool `json:"cursorPaging,omitempty"`
 }
 
 // Compatibility adapts the client to service providers that read the RFC differently.

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
@@ -183,3 +184,33 @@ var _ = Describe("Sweeps: one list per target checks every account", func() {
 func countOf(list []string, v string) int {
 	return len(slices.DeleteFunc(slices.Clone(list), func(s string) bool { return s != v }))
 }
+
+var _ = Describe("A sweep of a provider that pages with a cursor (RFC 9865)", func() {
+	ctx := context.Background()
+
+	It("pages by cursor where startIndex paging would see the first page again and again", func() {
+		p, ok := scimserver.ProfileNamed("cursor-paging")
+		Expect(ok).To(BeTrue())
+		srv, err := scimserver.New(testToken, scimserver.WithProfile(p))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(srv.Start("127.0.0.1:0")).To(Succeed())
+		DeferCleanup(srv.Stop)
+		ns := newNamespace(ctx)
+		// 450 accounts of this cluster whose identities are gone: the sweep must see them all.
+		for i := range 450 {
+			srv.Users.Put(map[string]any{"userName": fmt.Sprintf("gone-%03d.%s", i, ns),
+				"externalId": externalIDOf(ns, fmt.Sprintf("gone-%03d", i)), "active": true})
+		}
+		t := createTarget(ctx, ns, "paged", testToken, func(t *scimv1.ScimTarget) { t.Spec.Endpoint = srv.Endpoint() })
+		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		Expect(t.Status.Capabilities).NotTo(BeNil())
+		Expect(t.Status.Capabilities.CursorPaging).To(Equal(ptr.To(true)), "advertised in pagination.cursor")
+		srv.ResetCounts()
+		sweep := sweepNow(ctx, t)
+		Expect(sweep.Message).To(BeEmpty())
+		Expect(sweep.Accounts).To(BeEquivalentTo(450))
+		Expect(t.Status.Orphans).NotTo(BeNil())
+		Expect(t.Status.Orphans.Count).To(BeEquivalentTo(450))
+		Expect(srv.RequestCounts()["GET Users?filter"]).To(Equal(3), "three pages of 200, by cursor")
+	})
+})

@@ -585,13 +585,12 @@ func matches(r Resource, attr, value string) bool {
 // List reads one page of resources of kind; startIndex is 1-based. Users and Groups without
 // an id are ErrMalformedResponse.
 func (c *Client) List(ctx context.Context, kind, filter string, startIndex, count int) (*ListResponse, error) {
-	list, _, err := c.page(ctx, kind, filter, startIndex, count)
+	list, _, err := c.page(ctx, kind, filter, url.Values{"startIndex": {strconv.Itoa(startIndex)}, "count": {strconv.Itoa(count)}})
 	return list, err
 }
 
-// page reads one page and reports the size of its body.
-func (c *Client) page(ctx context.Context, kind, filter string, startIndex, count int) (*ListResponse, int, error) {
-	q := url.Values{"startIndex": {strconv.Itoa(startIndex)}, "count": {strconv.Itoa(count)}}
+// page reads one page (q: its paging parameters) and reports the size of its body.
+func (c *Client) page(ctx context.Context, kind, filter string, q url.Values) (*ListResponse, int, error) {
 	if filter != "" {
 		q.Set("filter", filter)
 	}
@@ -644,6 +643,18 @@ func (c *Client) ListAll(ctx context.Context, kind, filter string, pageSize, max
 // the deadline) and the walk stops with that error: a truncated list would make accounts look
 // absent, so callers must not act on the pages seen before an error.
 func (c *Client) EachPage(ctx context.Context, kind, filter string, pageSize, maxPages int, fn func([]Resource) error) error {
+	return c.eachPage(ctx, kind, filter, pageSize, maxPages, false, fn)
+}
+
+// EachPageByCursor is EachPage paged with a cursor (RFC 9865), for a provider whose
+// ServiceProviderConfig advertises pagination.cursor: the first request sends an empty cursor,
+// each next one the nextCursor of the page before, until a page has none. The same bounds
+// apply; a provider that hands back the cursor it was just given is ErrPageRepeated.
+func (c *Client) EachPageByCursor(ctx context.Context, kind, filter string, pageSize, maxPages int, fn func([]Resource) error) error {
+	return c.eachPage(ctx, kind, filter, pageSize, maxPages, true, fn)
+}
+
+func (c *Client) eachPage(ctx context.Context, kind, filter string, pageSize, maxPages int, byCursor bool, fn func([]Resource) error) error {
 	if maxPages <= 0 || maxPages > c.opts.MaxListPages {
 		maxPages = c.opts.MaxListPages
 	}
@@ -651,10 +662,14 @@ func (c *Client) EachPage(ctx context.Context, kind, filter string, pageSize, ma
 	defer cancel()
 	var total int64
 	items := 0
-	start := 1
+	start, cursor := 1, ""
 	var prev []Resource
 	for page := 0; page < maxPages; page++ {
-		list, size, err := c.page(ctx, kind, filter, start, pageSize)
+		q := url.Values{"startIndex": {strconv.Itoa(start)}, "count": {strconv.Itoa(pageSize)}}
+		if byCursor {
+			q = url.Values{"cursor": {cursor}, "count": {strconv.Itoa(pageSize)}}
+		}
+		list, size, err := c.page(ctx, kind, filter, q)
 		if err != nil {
 			return err
 		}
@@ -673,6 +688,16 @@ func (c *Client) EachPage(ctx context.Context, kind, filter string, pageSize, ma
 		}
 		if err := fn(list.Resources); err != nil {
 			return err
+		}
+		if byCursor {
+			if list.NextCursor == "" {
+				return nil
+			}
+			if list.NextCursor == cursor {
+				return fmt.Errorf("SCIM GET /%s: %w: %w: nextCursor %q is the cursor of the page it answers", kind, ErrMalformedResponse, ErrPageRepeated, Sanitize(cursor, 64))
+			}
+			cursor = list.NextCursor
+			continue
 		}
 		start += len(list.Resources)
 		if !morePages(list, pageSize, start) {

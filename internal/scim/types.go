@@ -123,6 +123,8 @@ type ServiceProviderConfig struct {
 	Bulk       bool
 	Sort       bool
 	MaxResults int
+	// CursorPaging: lists can be paged with a cursor (RFC 9865, pagination.cursor).
+	CursorPaging bool
 }
 
 type supported struct {
@@ -136,6 +138,10 @@ type rawServiceProviderConfig struct {
 	ETag   supported `json:"etag"`
 	Bulk   supported `json:"bulk"`
 	Sort   supported `json:"sort"`
+	// RFC 9865 §3.
+	Pagination struct {
+		Cursor flexBool `json:"cursor"`
+	} `json:"pagination"`
 }
 
 // ParseServiceProviderConfig parses a ServiceProviderConfig body.
@@ -150,7 +156,8 @@ func ParseServiceProviderConfig(body []byte) (*ServiceProviderConfig, error) {
 		ETag:       bool(raw.ETag.Supported),
 		Bulk:       bool(raw.Bulk.Supported),
 		Sort:       bool(raw.Sort.Supported),
-		MaxResults: int(raw.Filter.MaxResults),
+		MaxResults:   int(raw.Filter.MaxResults),
+		CursorPaging: bool(raw.Pagination.Cursor),
 	}, nil
 }
 
@@ -160,6 +167,8 @@ type ListResponse struct {
 	StartIndex   int
 	ItemsPerPage int
 	Resources    []Resource
+	// NextCursor is the cursor of the next page (RFC 9865); "" when this is the last.
+	NextCursor string
 }
 
 // ParseListResponse parses a ListResponse, tolerating "resources" for "Resources" and
@@ -171,6 +180,7 @@ func ParseListResponse(body []byte) (*ListResponse, error) {
 		ItemsPerPage flexInt    `json:"itemsPerPage"`
 		Resources    []Resource `json:"Resources"`
 		Lower        []Resource `json:"resources"`
+		NextCursor   string     `json:"nextCursor"`
 	}
 	// encoding/json prefers the exact key, so each spelling lands in its own field.
 	if err := decodeBounded(body, DefaultMaxValues, &raw); err != nil {
@@ -185,6 +195,7 @@ func ParseListResponse(body []byte) (*ListResponse, error) {
 		StartIndex:   int(raw.StartIndex),
 		ItemsPerPage: int(raw.ItemsPerPage),
 		Resources:    res,
+		NextCursor:   raw.NextCursor,
 	}, nil
 }
 

@@ -61,7 +61,8 @@ func (s *Server) dialect(next http.Handler) http.Handler {
 		if q.IgnoresAttributes {
 			attributes, excluded = nil, nil
 		}
-		reshapeBody := len(attributes) > 0 || len(excluded) > 0 || q.NoETags || q.TotalResultsPageSize
+		cursor := r.Context().Value(cursorKey{}) != nil
+		reshapeBody := len(attributes) > 0 || len(excluded) > 0 || q.NoETags || q.TotalResultsPageSize || cursor
 		noContent := r.Method == http.MethodPatch && q.PatchNoContent
 		dropLocation := r.Method == http.MethodPost && q.NoLocation
 		if !reshapeBody && !noContent && !dropLocation {
@@ -81,7 +82,7 @@ func (s *Server) dialect(next http.Handler) http.Handler {
 			w.Header().Del("Etag")
 		}
 		if status/100 == 2 && reshapeBody && len(body) > 0 {
-			body = reshape(body, store.core.ID, attributes, excluded, q)
+			body = reshape(body, store.core.ID, attributes, excluded, q, cursor)
 			w.Header().Del("Content-Length")
 		}
 		if noContent && status == http.StatusOK {
@@ -140,6 +141,23 @@ func (s *Server) listRequest(w http.ResponseWriter, r *http.Request, q Quirks, s
 		query.Del("startIndex")
 		changed = true
 	}
+	ctx := r.Context()
+	if q.CursorPaging && query.Has("cursor") {
+		// RFC 9865: the cursor this server issues is the index of the page's first resource.
+		start := 1
+		if c := query.Get("cursor"); c != "" {
+			n, err := strconv.Atoi(strings.TrimPrefix(c, "at-"))
+			if !strings.HasPrefix(c, "at-") || err != nil || n < 1 {
+				writeError(w, http.StatusBadRequest, "invalidCursor", "The cursor was not issued by this server.")
+				return r, true
+			}
+			start = n
+		}
+		query.Del("cursor")
+		query.Set("startIndex", strconv.Itoa(start))
+		ctx = context.WithValue(ctx, cursorKey{}, true)
+		changed = true
+	}
 	if q.MaxPageSize > 0 {
 		if n, err := strconv.Atoi(query.Get("count")); err != nil || n > q.MaxPageSize {
 			query.Set("count", strconv.Itoa(q.MaxPageSize))
@@ -149,7 +167,7 @@ func (s *Server) listRequest(w http.ResponseWriter, r *http.Request, q Quirks, s
 	if !changed {
 		return r, false
 	}
-	r = r.Clone(context.WithValue(r.Context(), filterKey{}, parsed))
+	r = r.Clone(context.WithValue(ctx, filterKey{}, parsed))
 	r.URL.RawQuery = query.Encode()
 	return r, false
 }
@@ -157,8 +175,11 @@ func (s *Server) listRequest(w http.ResponseWriter, r *http.Request, q Quirks, s
 // filterKey holds the parsed filter of a list request in its context (nil: no filter).
 type filterKey struct{}
 
+// cursorKey marks a list request paged by cursor (RFC 9865): its answer gets nextCursor.
+type cursorKey struct{}
+
 // reshape rewrites a resource or list body: projection, no meta.version, page-size totals.
-func reshape(body []byte, coreURN string, attributes, excluded []string, q Quirks) []byte {
+func reshape(body []byte, coreURN string, attributes, excluded []string, q Quirks, cursor bool) []byte {
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	var m map[string]any
@@ -177,6 +198,14 @@ func reshape(body []byte, coreURN string, attributes, excluded []string, q Quirk
 		for i, item := range list {
 			if res, ok := item.(map[string]any); ok {
 				list[i] = one(res)
+			}
+		}
+		if cursor {
+			// The next page's cursor while more resources follow (RFC 9865 §2.2).
+			start, _ := strconv.Atoi(fmt.Sprint(m["startIndex"]))
+			total, _ := strconv.Atoi(fmt.Sprint(m["totalResults"]))
+			if next := max(start, 1) + len(list); len(list) > 0 && next <= total {
+				m["nextCursor"] = "at-" + strconv.Itoa(next)
 			}
 		}
 		if q.TotalResultsPageSize {

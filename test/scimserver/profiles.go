@@ -62,6 +62,11 @@ type Quirks struct {
 	// MaxPageSize caps the resources per list page (and the SPC's filter.maxResults);
 	// 0 means the server's default of 200.
 	MaxPageSize int
+	// CursorPaging: lists page with a cursor (RFC 9865): a request with the `cursor` query
+	// parameter (empty for the first page) is answered with `nextCursor` while more resources
+	// follow, and the ServiceProviderConfig advertises `pagination.cursor`. A cursor the server
+	// did not issue is 400 invalidCursor.
+	CursorPaging bool
 }
 
 // FilterFailure is how a server answers a filter it cannot parse.
@@ -100,6 +105,12 @@ func Profiles() []Profile {
 				EqOnly: true, PatchNoContent: true, NoETags: true, MaxMemberOps: 100,
 				IgnoresStartIndex: true, IgnoresAttributes: true, MaxPageSize: 100,
 			},
+		},
+		{
+			Name: "cursor-paging",
+			Description: "Lists page with a cursor (RFC 9865), advertised in the ServiceProviderConfig; " +
+				"startIndex is ignored, so index paging sees the first page again and again.",
+			Quirks: Quirks{CursorPaging: true, IgnoresStartIndex: true},
 		},
 		{
 			Name:        "scim2-204",

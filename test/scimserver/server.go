@@ -143,6 +143,11 @@ func (s *Server) spc(q Quirks) map[string]any {
 		}},
 		"meta": map[string]any{"resourceType": "ServiceProviderConfig", "location": BasePath + "/ServiceProviderConfig"},
 	}
+	if q.CursorPaging {
+		// RFC 9865 §3.
+		m["pagination"] = map[string]any{"cursor": true, "index": !q.IgnoresStartIndex, "defaultPaginationMethod": "cursor",
+			"defaultPageSize": maxResults, "maxPageSize": maxResults, "cursorTimeout": 3600}
+	}
 	if s.agents {
 		// draft-abbey-scim-agent-extension-00 §4.1.
 		m["agentExtension"] = map[string]any{"supported": true, "agentsSupported": true, "agenticApplicationsSupported": false}

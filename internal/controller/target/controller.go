@@ -397,6 +397,7 @@ func capabilities(cfg *scim.ServiceProviderConfig, compat *scimv1.Compatibility)
 	maxResults := int32(cfg.MaxResults)
 	caps := &scimv1.Capabilities{
 		Patch: b(cfg.Patch), Filter: b(cfg.Filter), ETag: b(cfg.ETag), Bulk: b(cfg.Bulk), Sort: b(cfg.Sort), MaxResults: &maxResults,
+		CursorPaging: b(cfg.CursorPaging),
 	}
 	if compat != nil && compat.ServiceProviderConfigOverride != nil {
 		o := compat.ServiceProviderConfigOverride
@@ -405,6 +406,7 @@ func capabilities(cfg *scim.ServiceProviderConfig, compat *scimv1.Compatibility)
 			src *bool
 		}{
 			{&caps.Patch, o.Patch}, {&caps.Filter, o.Filter}, {&caps.ETag, o.ETag}, {&caps.Bulk, o.Bulk}, {&caps.Sort, o.Sort},
+			{&caps.CursorPaging, o.CursorPaging},
 		} {
 			if p.src != nil {
 				*p.dst = b(*p.src)

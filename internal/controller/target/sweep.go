@@ -313,12 +313,16 @@ func (s *sweep) run(ctx context.Context) error {
 	}
 	s.status.Listing = scimv1.SweepFiltered
 	page := func(p []scim.Resource) error { return s.page(ctx, p) }
-	err := s.c.EachPage(ctx, s.kind.Endpoint, "externalId sw "+scim.Quote(filter), pageSize, 0, page)
+	each := s.c.EachPage
+	if caps := s.t.Status.Capabilities; caps != nil && caps.CursorPaging != nil && *caps.CursorPaging {
+		each = s.c.EachPageByCursor // RFC 9865: no startIndex drift while accounts come and go
+	}
+	err := each(ctx, s.kind.Endpoint, "externalId sw "+scim.Quote(filter), pageSize, 0, page)
 	if err != nil && refusedFilter(err) {
 		s.reset()
 		s.status.Listing = scimv1.SweepUnfiltered
 		s.status.Message = status.Truncate("The provider refused the filter externalId sw ("+err.Error()+"); every account is listed and this cluster's are picked out", 512)
-		err = s.c.EachPage(ctx, s.kind.Endpoint, "", pageSize, 0, page)
+		err = each(ctx, s.kind.Endpoint, "", pageSize, 0, page)
 		if err != nil && (refusedFilter(err) || errors.Is(err, scim.ErrLimitExceeded)) {
 			s.reset()
 			s.status = scimv1.SweepStatus{Listing: scimv1.SweepPerIdentity,
