@@ -654,6 +654,10 @@ func (c *Client) EachPageByCursor(ctx context.Context, kind, filter string, page
 	return c.eachPage(ctx, kind, filter, pageSize, maxPages, true, fn)
 }
 
+// maxCursor bounds a nextCursor the client sends back: a provider cannot make every
+// request of a walk carry a payload of its choosing.
+const maxCursor = 4096
+
 func (c *Client) eachPage(ctx context.Context, kind, filter string, pageSize, maxPages int, byCursor bool, fn func([]Resource) error) error {
 	if maxPages <= 0 || maxPages > c.opts.MaxListPages {
 		maxPages = c.opts.MaxListPages
@@ -692,6 +696,9 @@ func (c *Client) eachPage(ctx context.Context, kind, filter string, pageSize, ma
 		if byCursor {
 			if list.NextCursor == "" {
 				return nil
+			}
+			if len(list.NextCursor) > maxCursor {
+				return fmt.Errorf("SCIM GET /%s: %w: a nextCursor of %d bytes (at most %d)", kind, ErrMalformedResponse, len(list.NextCursor), maxCursor)
 			}
 			if list.NextCursor == cursor {
 				return fmt.Errorf("SCIM GET /%s: %w: %w: nextCursor %q is the cursor of the page it answers", kind, ErrMalformedResponse, ErrPageRepeated, Sanitize(cursor, 64))

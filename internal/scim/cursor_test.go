@@ -94,3 +94,20 @@ func TestEachPageByCursorRefusesALoopingCursor(t *testing.T) {
 		t.Fatalf("got %v after %d requests; want ErrPageRepeated naming nextCursor after 2", err, n.Load())
 	}
 }
+
+func TestEachPageByCursorRefusesAHugeCursor(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/scim+json")
+		_, _ = fmt.Fprintf(w, `{"totalResults":2,"Resources":[{"id":"u-1","userName":"u"}],"nextCursor":%q}`, strings.Repeat("c", maxCursor+1))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(srv.URL, Options{Auth: BearerToken("token")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.EachPageByCursor(context.Background(), "Users", "", 1, 0, func([]Resource) error { return nil })
+	if !errors.Is(err, ErrMalformedResponse) {
+		t.Fatalf("got %v, want ErrMalformedResponse", err)
+	}
+}
+
