@@ -110,4 +110,3 @@ func TestEachPageByCursorRefusesAHugeCursor(t *testing.T) {
 		t.Fatalf("got %v, want ErrMalformedResponse", err)
 	}
 }
-

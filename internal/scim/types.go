@@ -151,11 +151,11 @@ func ParseServiceProviderConfig(body []byte) (*ServiceProviderConfig, error) {
 		return nil, fmt.Errorf("%w: ServiceProviderConfig: %s", ErrMalformedResponse, Sanitize(err.Error(), maxProviderText))
 	}
 	return &ServiceProviderConfig{
-		Patch:      bool(raw.Patch.Supported),
-		Filter:     bool(raw.Filter.Supported),
-		ETag:       bool(raw.ETag.Supported),
-		Bulk:       bool(raw.Bulk.Supported),
-		Sort:       bool(raw.Sort.Supported),
+		Patch:        bool(raw.Patch.Supported),
+		Filter:       bool(raw.Filter.Supported),
+		ETag:         bool(raw.ETag.Supported),
+		Bulk:         bool(raw.Bulk.Supported),
+		Sort:         bool(raw.Sort.Supported),
 		MaxResults:   int(raw.Filter.MaxResults),
 		CursorPaging: bool(raw.Pagination.Cursor),
 	}, nil
