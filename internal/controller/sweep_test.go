@@ -205,6 +205,11 @@ var _ = Describe("A sweep of a provider that pages with a cursor (RFC 9865)", fu
 		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		Expect(t.Status.Capabilities).NotTo(BeNil())
 		Expect(t.Status.Capabilities.CursorPaging).To(Equal(ptr.To(true)), "advertised in pagination.cursor")
+		// The sweep a target gets once Ready is over before the one counted here.
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+			g.Expect(t.Status.Sweep).NotTo(BeNil())
+		}).Should(Succeed())
 		srv.ResetCounts()
 		sweep := sweepNow(ctx, t)
 		Expect(sweep.Message).To(BeEmpty())
