@@ -114,15 +114,7 @@ type Deprovisioner struct {
 func (d *Deprovisioner) Identity(ctx context.Context, si *scimv1.ServiceIdentity, rv Revocation) (map[string]outcome.Outcome, bool) {
 	cause := rv.Cause
 	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
-	// And, before its first status, the targets it was created with; and those where a pass
-	// of this process provisioned an account it could not record.
-	refs := append(slices.Clone(si.Spec.TargetRefs), targets.Stamped(si)...)
-	for _, key := range d.Flags.Targets(si) {
-		if ref, ok := targets.RefOf(key, si.Namespace); ok {
-			refs = append(refs, ref)
-		}
-	}
-	for _, ref := range refs {
+	for _, ref := range append(slices.Clone(si.Spec.TargetRefs), d.Flags.MayHold(si)...) {
 		if entries[targets.RefKey(ref, si.Namespace)] == nil {
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name}
 			si.Status.Targets = append(si.Status.Targets, e)

@@ -378,11 +378,10 @@ func (r *Reconciler) desired(ctx context.Context, si *scimv1.ServiceIdentity, ex
 // A namespace's own ScimTarget named for the first time is not recorded: its provider is the
 // tenant's, and a kill after its POST leaves an account that every later pass finds by its
 // externalId while the spec names the target (expiry, the kill switch, governance, a
-// retirement and the deletion all look the spec's targets up), and that the sweep each new
-// process makes of the target finds when the targetRef was removed meanwhile (an identity's
-// active account on a target it neither names nor has on record is flagged, and deprovisioned
-// as a dropped target). A new identity on its namespace's targets so costs its Ready status
-// alone. The write, when there is one, is optimistically locked: a conflict means this pass saw
+// retirement and the deletion all look the spec's targets up), and through the targets stamped
+// at creation (TargetsAtCreationAnnotation) when the targetRef was removed meanwhile: they are
+// looked up and deprovisioned as dropped targets. A new identity on its namespace's targets so
+// costs its Ready status alone. The write, when there is one, is optimistically locked: a conflict means this pass saw
 // an old status, and it is retried on a fresh one.
 func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentity) error {
 	changed := false
@@ -391,8 +390,9 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 		changed = stamped == nil || stamped.UID != w.UID
 	}
 	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
+	stampedRefs := targets.Stamped(base)
 	var stamped []string
-	for _, ref := range targets.Stamped(base) {
+	for _, ref := range stampedRefs {
 		stamped = append(stamped, targets.RefKey(ref, si.Namespace))
 	}
 	for _, ref := range si.Spec.TargetRefs {
@@ -418,7 +418,7 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	}
 	// The first status write ends what the stamp says: a target named at creation and no longer
 	// in the spec, which may hold an account, is recorded here instead.
-	for _, ref := range targets.Stamped(base) {
+	for _, ref := range stampedRefs {
 		if key := targets.RefKey(ref, si.Namespace); entries[key] == nil {
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
 				Message: "Named when the identity was created"}
@@ -434,24 +434,15 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	return nil
 }
 
-// strays adds to the pass the targets that may hold an account of the identity that its spec
-// no longer names and its status never recorded: those it was created with
-// (TargetsAtCreationAnnotation, until its first status), and those a pass of this process
-// provisioned but could not record (unrecorded). drop deprovisions them as dropped targets.
+// strays adds to the pass the targets that may hold an account of the identity that neither
+// its spec nor its status names (targets.SweepFlags.MayHold): drop deprovisions them as
+// dropped targets.
 func (r *Reconciler) strays(si *scimv1.ServiceIdentity, p *syncPass) {
-	keys := r.Flags.Targets(si)
-	for _, ref := range targets.Stamped(si) {
-		keys = append(keys, targets.RefKey(ref, si.Namespace))
-	}
-	for _, key := range keys {
-		if p.entries[key] != nil || slices.ContainsFunc(si.Spec.TargetRefs, func(ref scimv1.TargetReference) bool {
-			return targets.RefKey(ref, si.Namespace) == key
+	for _, ref := range r.Flags.MayHold(si) {
+		key := targets.RefKey(ref, si.Namespace)
+		if p.entries[key] != nil || slices.ContainsFunc(si.Spec.TargetRefs, func(spec scimv1.TargetReference) bool {
+			return targets.RefKey(spec, si.Namespace) == key
 		}) {
-			continue
-		}
-		ref, ok := targets.RefOf(key, si.Namespace)
-		if !ok {
-			r.Flags.Clear(targets.VerifiedKey(si, key))
 			continue
 		}
 		p.entries[key] = &scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending}
