@@ -28,15 +28,24 @@ func benchServer(b *testing.B, n int) *Server {
 
 func benchGet(b *testing.B, s *Server, query string) {
 	b.Helper()
-	req, _ := http.NewRequest(http.MethodGet, s.Endpoint()+"/Users?"+query, nil)
+	benchDo(b, s, http.MethodGet, "/Users?"+query, "", http.StatusOK)
+}
+
+// benchDo sends one request and reads its answer, which must have status want.
+func benchDo(b *testing.B, s *Server, method, path, body string, want int) {
+	b.Helper()
+	req, _ := http.NewRequest(method, s.Endpoint()+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer t")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/scim+json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		b.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != want {
 		b.Fatal(resp.Status)
 	}
 }
@@ -71,17 +80,6 @@ func BenchmarkCreate(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		body := fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"new-%d.ns","externalId":"c1/ns/new-%d"}`, i, i)
-		req, _ := http.NewRequest(http.MethodPost, s.Endpoint()+"/Users", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer t")
-		req.Header.Set("Content-Type", "application/scim+json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			b.Fatal(resp.Status)
-		}
+		benchDo(b, s, http.MethodPost, "/Users", body, http.StatusCreated)
 	}
 }
