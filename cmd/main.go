@@ -59,6 +59,7 @@ func main() {
 		requestsPerTarget                                  int
 		allowedCIDRs, deniedCIDRs                          string
 		watchNamespaces                                    string
+		stampsGuarded                                      bool
 	)
 	metrics.bind(flag.CommandLine)
 	flag.BoolVar(&printVersion, "version", false, "Print the version and exit.")
@@ -76,10 +77,17 @@ func main() {
 		"How long credentials read from a target's Secrets are used before they are read again. The operator may only "+
 			"get Secrets (no list, no watch), so a rotated Secret is picked up within this interval, or at once when the "+
 			"target answers 401 or 403 to the old credentials.")
-	flag.Float64Var(&qps, "kube-api-qps", 500, "Kubernetes API client QPS. Provisioning an identity costs about 3 writes "+
-		"(its status twice, the Pending record and the result, and an Event) and revoking one about 4 (status, Event, finalizer), so this bounds how fast a burst "+
-		"of new or deleted identities is processed (make bench measures the current figures); API Priority and Fairness "+
-		"still protects the API server.")
+	flag.Float64Var(&qps, "kube-api-qps", 500, "Kubernetes API client QPS. Provisioning a new identity costs 1 write (its "+
+		"Ready status; 2 on a ClusterScimTarget without --creation-stamps-guarded, a Pending record first; 1 more without the "+
+		"finalizer admission policy) and revoking one about 2 (status, finalizer), so this bounds how fast a burst of new or "+
+		"deleted identities is processed (make bench measures the current figures); API Priority and Fairness still "+
+		"protects the API server.")
+	flag.BoolVar(&stampsGuarded, "creation-stamps-guarded", false,
+		"Set when config/admission's creation-stamps and status-writers ValidatingAdmissionPolicies are installed (the chart "+
+			"and config/default set it with them): only the operator can then forge or change the targets stamped on a "+
+			"ServiceIdentity at creation or write its status, so a new identity's account on a ClusterScimTarget is created "+
+			"without first writing a Pending record on its status. Unset, that record is written first: a tenant whose "+
+			"status cannot be written then gets no account on a shared provider.")
 	flag.IntVar(&burst, "kube-api-burst", 1000, "Kubernetes API client burst.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the pprof endpoint; \"0\" disables it.")
 	flag.IntVar(&requestsPerTarget, "max-concurrent-requests-per-target", 0,
@@ -189,6 +197,7 @@ func main() {
 		NamespacedTargetDeniedCIDRs:    denied,
 		SecurityEvents:                 publisher,
 		SecurityEventMaxAge:            events.MaxAge,
+		StampsGuarded:                  stampsGuarded,
 	}); err != nil {
 		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)

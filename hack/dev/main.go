@@ -98,7 +98,9 @@ func run(assets, manager, dir, scimAddr, token string, smoke bool) error {
 	op := exec.Command(manager, "--kubeconfig", cp.Kubeconfig, "--metrics-bind-address", "127.0.0.1:18081",
 		"--health-probe-bind-address", "127.0.0.1:18082", "--cluster-resource-namespace", "scim-operator-system",
 		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
-		"--namespaced-target-allowed-cidrs", "127.0.0.1/32")
+		"--namespaced-target-allowed-cidrs", "127.0.0.1/32",
+		// config/admission is installed, as config/default's Deployment says.
+		"--creation-stamps-guarded")
 	op.Stdout, op.Stderr = logFile, logFile
 	op.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := op.Start(); err != nil {

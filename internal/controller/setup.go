@@ -66,6 +66,10 @@ type Config struct {
 	// left this long to the namespace controller before its status records the revocation
 	// (<= 0: identity.DefaultNamespaceGrace).
 	NamespaceGrace time.Duration
+	// StampsGuarded: config/admission's creation-stamps and status-writers policies are
+	// installed, so no one but the operator can forge or change an identity's creation stamps
+	// or write its status (identity.Reconciler.StampsGuarded).
+	StampsGuarded bool
 }
 
 // requestsPerTarget is MaxConcurrentRequestsPerTarget with its default.
@@ -144,5 +148,6 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, Watched: watchedSet(cfg), Revocations: revocations, Metrics: m, Deprovisioner: deprovisioner,
 		Flags: flags, SecurityEvents: cfg.SecurityEvents != nil, NamespaceGrace: cfg.NamespaceGrace,
+		StampsGuarded: cfg.StampsGuarded,
 	}).SetupWithManager(mgr)
 }

@@ -152,6 +152,9 @@ func startManager() {
 		// The suite has no namespace controller: an identity of a namespace being deleted
 		// records its revocation after this (5 minutes in production).
 		NamespaceGrace: 6 * time.Second,
+		// As config/default and the chart run it (creation_stamps_test.go installs the policies
+		// where a spec attacks the stamps; restartManager plays an install without them).
+		StampsGuarded: stampsGuarded,
 		// The reference SCIM server and the specs' httptest servers listen on 127.0.0.1,
 		// which namespaced targets may not reach without this allowance.
 		NamespacedTargetAllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
@@ -164,6 +167,27 @@ func startManager() {
 		defer close(mgrDone)
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
+}
+
+// stampsGuarded is the manager's Config.StampsGuarded (true: as config/default runs it).
+var stampsGuarded = true
+
+// restartManager restarts the suite's manager with Config.StampsGuarded set to guarded, and
+// the suite's own again when the spec ends. Serial specs only.
+func restartManager(guarded bool) {
+	GinkgoHelper()
+	stop := func() {
+		stopMgr()
+		Eventually(mgrDone, "30s").Should(BeClosed())
+	}
+	stop()
+	stampsGuarded = guarded
+	startManager()
+	DeferCleanup(func() {
+		stop()
+		stampsGuarded = true
+		startManager()
+	})
 }
 
 var _ = AfterSuite(func() {

@@ -22,8 +22,15 @@ func TestStamped(t *testing.T) {
 	if got := stamped(Stamp(refs)); fmt.Sprint(got) != fmt.Sprint(refs) {
 		t.Errorf("round trip: got %v, want %v", got, refs)
 	}
-	if got := stamped("ScimTarget/app,ScimTarget/app, ScimTarget/Bad_Name,Secret/x,ScimTarget/a/b,ScimTarget/"); fmt.Sprint(got) != fmt.Sprint(refs[:1]) {
-		t.Errorf("duplicates and names that are no target's are dropped: got %v", got)
+	if got := stamped("ScimTarget/app,ScimTarget/app, ScimTarget/app"); fmt.Sprint(got) != fmt.Sprint(refs[:1]) {
+		t.Errorf("duplicates are dropped: got %v", got)
+	}
+	// A part that names no target a spec can reference (a targetRef name with a comma splits
+	// into parts of its choosing) discredits the whole stamp.
+	for _, bad := range []string{"ScimTarget/Bad_Name", "Secret/x", "ScimTarget/a/b", "ScimTarget/", "app"} {
+		if got := stamped("ScimTarget/app," + bad); got != nil {
+			t.Errorf("a stamp with %q: got %v, want none", bad, got)
+		}
 	}
 	many := make([]string, MaxStampedTargets+1)
 	for i := range many {

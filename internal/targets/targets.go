@@ -69,8 +69,12 @@ func Stamped(si *scimv1.ServiceIdentity) []scimv1.TargetReference {
 	for _, part := range parts {
 		kind, name, ok := strings.Cut(strings.TrimSpace(part), "/")
 		ref := scimv1.TargetReference{Kind: kind, Name: name}
-		if ok && len(validation.IsDNS1123Subdomain(name)) == 0 && (kind == scimv1.KindScimTarget || kind == scimv1.KindClusterScimTarget) &&
-			!slices.Contains(refs, ref) {
+		if !ok || len(validation.IsDNS1123Subdomain(name)) > 0 || (kind != scimv1.KindScimTarget && kind != scimv1.KindClusterScimTarget) {
+			// Not a stamp of names only targets can have (a targetRef name with a comma would
+			// split into parts naming other targets): none of it is trusted.
+			return nil
+		}
+		if !slices.Contains(refs, ref) {
 			refs = append(refs, ref)
 		}
 	}

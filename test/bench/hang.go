@@ -121,7 +121,7 @@ func (b *bench) revokeWhileHung(ctx context.Context, n, run int) (float64, error
 	b.srv.ResetCounts()
 	hBefore := b.revocationHistogram()
 	qBefore, cpuBefore, start := b.queueStats(), cpuSeconds(), time.Now()
-	lat, _, _, err := b.retire(ctx, healthy, ids, b.revoked)
+	lat, _, _, err := b.retire(ctx, fmt.Sprintf("run %d: revocation while a target hangs", run), healthy, ids, b.revoked)
 	if err != nil {
 		return 0, err
 	}

@@ -105,6 +105,8 @@ type bench struct {
 	floors map[int]provisioningFloor
 	// hungN, limited: the sizes of the hung-target and rate-limited scenarios.
 	hungN int
+	// deleteRate paces the owner deletions of every retirement (0: unpaced).
+	deleteRate float64
 	// hungRuns is how many times in a row the hung-target scenario is played.
 	hungRuns int
 	// scale are the sizes of the scaling curve (-scale); none runs the targets instead.
@@ -121,6 +123,7 @@ func main() {
 	memN := flag.Int("memory-n", 10000, "identities Ready in their own namespace for memory, the sweep's cost and the namespace deletion (0 skips)")
 	scale := flag.String("scale", "", "comma-separated sizes (e.g. 1000,10000,50000): run only the scaling curve, provisioning, a sweep and a namespace deletion at each size (make bench-scale)")
 	hungRuns := flag.Int("hung-runs", 5, "consecutive runs of the hung-target scenario; its target is met when each run is")
+	deleteRate := flag.Float64("owner-delete-rate", 250, "owners deleted per second when identities are retired (the unhindered and the hung-target revocations alike, so that they meet the same load); 0: as fast as the API server answers 32 clients")
 	hungN := flag.Int("hung-n", 50, "identities updated, and as many created, on a target that hangs while -n owners are deleted (0 skips the scenario)")
 	var rl rateLimitedScenario
 	flag.IntVar(&rl.n, "rate-limited-n", 40, "identities retired during a provisioning wave on a rate-limited target (0 skips the scenario)")
@@ -139,7 +142,7 @@ func main() {
 	flag.Parse()
 	start := time.Now()
 	b := &bench{res: &results{N: *n, MemoryN: *memN, Concurrency: *conc, SCIMLatency: latency.String(), AdmissionPolicy: *admission, StartedAt: start.UTC().Format(time.RFC3339)},
-		manager: *manager, conc: *conc, profile: *profile, latency: *latency, admission: *admission, hungN: *hungN, hungRuns: max(*hungRuns, 1), scale: parseSizes(*scale), limited: rl}
+		manager: *manager, conc: *conc, profile: *profile, latency: *latency, admission: *admission, hungN: *hungN, hungRuns: max(*hungRuns, 1), deleteRate: *deleteRate, scale: parseSizes(*scale), limited: rl}
 	b.res.Profiles = map[string][]string{}
 	// Ctrl-C stops every process the bench started.
 	sig := make(chan os.Signal, 1)
@@ -377,6 +380,10 @@ func (b *bench) startOperator() error {
 		"--max-concurrent-reconciles", strconv.Itoa(b.conc), "--cluster-resource-namespace", ns,
 		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
 		"--namespaced-target-allowed-cidrs", "127.0.0.1/32")
+	if b.admission {
+		// As config/default runs it with config/admission's policies.
+		b.op.Args = append(b.op.Args, "--creation-stamps-guarded")
+	}
 	b.op.Args = append(b.op.Args, strings.Fields(extraArgs)...)
 	b.op.Stdout, b.op.Stderr = log, log
 	if err := b.op.Start(); err != nil {

@@ -117,7 +117,7 @@ func (b *bench) rateLimited(ctx context.Context) error {
 	}
 	postsBefore := srv.Requests(http.MethodPost, "Users")
 	counted.on.Store(true)
-	_, start, last, err := b.retire(ctx, retired, ids, rev)
+	_, start, last, err := b.retire(ctx, "rate-limited", retired, ids, rev)
 	if err != nil {
 		created.Wait()
 		return err

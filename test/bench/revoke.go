@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -90,11 +92,21 @@ func waitRevoked(rev *revocations, ids []string, timeout time.Duration) (time.Ti
 // parallel; the garbage collector deletes the identities) and returns, per identity, owner
 // deleted -> its account (ids, on the server rev watches) deactivated or deleted, when the
 // first delete was sent and when the last account was revoked.
-func (b *bench) retire(ctx context.Context, names, ids []string, rev *revocations) (lat []float64, start, last time.Time, err error) {
+func (b *bench) retire(ctx context.Context, phase string, names, ids []string, rev *revocations) (lat []float64, start, last time.Time, err error) {
 	deletedAt := make([]time.Time, len(names))
 	bg := metav1.DeletePropagationBackground
+	// The same pace in every scenario that retires owners, so that their latencies are
+	// compared under the same offered load (an unpaced burst goes as fast as the API server
+	// happens to answer, which varies with what else it does).
+	pace := rate.NewLimiter(rate.Inf, 1)
+	if b.deleteRate > 0 {
+		pace = rate.NewLimiter(rate.Limit(b.deleteRate), 1)
+	}
 	start = time.Now()
 	if err := parallel(len(names), 32, func(i int) error {
+		if err := pace.Wait(ctx); err != nil {
+			return err
+		}
 		o := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ownerOf(names[i])}}
 		err := b.k8s.Delete(ctx, o, &client.DeleteOptions{PropagationPolicy: &bg})
 		deletedAt[i] = time.Now()
@@ -102,6 +114,7 @@ func (b *bench) retire(ctx context.Context, names, ids []string, rev *revocation
 	}); err != nil {
 		return nil, start, last, err
 	}
+	b.res.add("  "+phase+": owners deleted per second", float64(len(names))/slices.MaxFunc(deletedAt, time.Time.Compare).Sub(start).Seconds(), "/s", "")
 	if last, err = waitRevoked(rev, ids, 5*time.Minute); err != nil {
 		return nil, start, last, err
 	}
@@ -150,7 +163,7 @@ func (b *bench) revoke(ctx context.Context, n int) error {
 	}
 	hBefore := b.revocationHistogram()
 	qBefore, cpuBefore, start := b.queueStats(), cpuSeconds(), time.Now()
-	lat, _, _, err := b.retire(ctx, names, ids, b.revoked)
+	lat, _, _, err := b.retire(ctx, "revocation", names, ids, b.revoked)
 	if err != nil {
 		return fmt.Errorf("revocation: %w", err)
 	}

@@ -2,6 +2,7 @@ package chart
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,19 @@ func TestConfigDefaultPoliciesFollowTheInstall(t *testing.T) {
 			if sw, want := policy("status-writers"), "'system:serviceaccount:"+ns+":"+sa+"'"; !strings.Contains(sw, want) {
 				t.Errorf("status-writers does not name the operator's service account %s: %s", want, sw)
 			}
+			// The operator relies on the creation stamps only where the policy guarding them is
+			// installed, and the policy lets that operator (and no one else) write them.
+			args, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+			guarded := strings.Contains(fmt.Sprint(args), "--creation-stamps-guarded")
+			hasPolicy := find(objs, "ValidatingAdmissionPolicy", prefix+"scim-operator-creation-stamps") != nil
+			if guarded != hasPolicy || guarded != (base == "default") {
+				t.Errorf("--creation-stamps-guarded %v with the creation-stamps policy installed %v", guarded, hasPolicy)
+			}
+			if hasPolicy {
+				if cs, want := policy("creation-stamps"), "'system:serviceaccount:"+ns+":"+sa+"'"; !strings.Contains(cs, want) {
+					t.Errorf("creation-stamps does not name the operator's service account %s: %s", want, cs)
+				}
+			}
 			// The cluster-resource namespace is the operator's own (--cluster-resource-namespace
 			// defaults to POD_NAMESPACE).
 			if sa := policy("secret-access"); !strings.Contains(sa, `"expression":"'`+ns+`'","name":"clusterResourceNamespace"`) {
@@ -112,6 +126,35 @@ func TestNotesWarnAboutTheClusterResourceNamespace(t *testing.T) {
 	} {
 		if n := notes(t, args...); !strings.Contains(n, "WARNING: clusterResourceNamespace is") {
 			t.Errorf("%v: no warning about a shared cluster-resource namespace:\n%s", args, n)
+		}
+	}
+}
+
+// The chart starts the operator with --creation-stamps-guarded exactly when it installs the
+// creation-stamps policies and status-writers.
+func TestChartGuardsCreationStampsWithTheirPolicies(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--kube-version", "1.36.0"}, true},
+		{[]string{"--kube-version", "1.35.0"}, false}, // no MutatingAdmissionPolicy v1
+		{[]string{"--kube-version", "1.36.0", "--set", "admissionPolicies.creationStamps=false"}, false},
+		{[]string{"--kube-version", "1.36.0", "--set", "admissionPolicies.statusWriters=false"}, false},
+		{[]string{"--kube-version", "1.30.0", "--set", "admissionPolicies.creationStamps=true"}, true},
+	} {
+		objs := parse(t, mustRender(t, c.args...))
+		containers, _, _ := unstructured.NestedSlice(find(objs, "Deployment", "").Object, "spec", "template", "spec", "containers")
+		guarded := strings.Contains(fmt.Sprint(containers), "--creation-stamps-guarded")
+		policy := false
+		for _, o := range objs {
+			policy = policy || (o.GetKind() == "ValidatingAdmissionPolicy" && strings.HasSuffix(o.GetName(), "creation-stamps"))
+		}
+		if guarded != c.want {
+			t.Errorf("%v: --creation-stamps-guarded %v, want %v", c.args, guarded, c.want)
+		}
+		if c.want && !policy {
+			t.Errorf("%v: guarded without the creation-stamps policy", c.args)
 		}
 	}
 }

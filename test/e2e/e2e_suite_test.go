@@ -190,7 +190,9 @@ func operatorArgs(kubeconfig, metrics string) []string {
 		// HTTPS with authentication and authorisation by the API server, as deployed.
 		"--metrics-bind-address", metrics, "--health-probe-bind-address", "0", "--leader-elect",
 		// The reference SCIM server is on loopback, which namespaced targets may not reach otherwise.
-		"--namespaced-target-allowed-cidrs", "127.0.0.1/32"}
+		"--namespaced-target-allowed-cidrs", "127.0.0.1/32",
+		// As config/default's Deployment: its creation-stamps and status-writers policies are installed.
+		"--creation-stamps-guarded"}
 }
 
 func (o *operatorProcess) stop(sig syscall.Signal) {

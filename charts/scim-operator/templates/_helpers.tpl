@@ -143,3 +143,11 @@ would win, silently).
   "kube-api-qps" "kubeAPI.qps"
   "kube-api-burst" "kubeAPI.burst") }}
 {{- end }}
+
+{{/*
+Whether the creation-stamps policies are installed along with status-writers, so that the
+operator runs with --creation-stamps-guarded. Renders "true" or nothing.
+*/}}
+{{- define "scim-operator.creationStampsGuarded" -}}
+{{- if and (include "scim-operator.policyEnabled" (list . "creationStamps" .Values.admissionPolicies.creationStamps "1.36.0")) (include "scim-operator.policyEnabled" (list . "statusWriters" .Values.admissionPolicies.statusWriters "1.30.0")) }}true{{ end }}
+{{- end }}

@@ -71,6 +71,11 @@ type Reconciler struct {
 	// NamespaceGrace: an identity whose namespace is being deleted, revoked, is left this long
 	// to the namespace controller before its status records it (<= 0: DefaultNamespaceGrace).
 	NamespaceGrace time.Duration
+	// StampsGuarded says the creation stamps cannot be forged or changed by anyone but the
+	// operator (config/admission's creation-stamps and status-writers policies are installed):
+	// a new identity's account on a ClusterScimTarget is then, like one on its namespace's own
+	// ScimTarget, created before anything is written on its status.
+	StampsGuarded bool
 	// Deprovisioner is the one path that takes accounts away (shared with the revoker and the
 	// target controllers' orphan clean-up).
 	Deprovisioner *account.Deprovisioner
@@ -127,6 +132,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		if released || equality.Semantic.DeepEqual(base.Status, si.Status) {
 			return
 		}
+		keepStamped(si, base)
 		if err := status.Patch(ctx, r, si, base, false); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 			r.unrecorded(si, base)
@@ -139,6 +145,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return res, err
 	}
 	return r.reconcileNormal(ctx, si, base)
+}
+
+// keepStamped puts on the first status the identity gets every target stamped at its creation
+// that the status does not name (as Pending: an account may be there): that write ends what the
+// stamp says, whatever the pass did (a spec that cannot be provisioned writes conditions and no
+// entry), so nothing the stamp recorded is lost with it.
+func keepStamped(si, base *scimv1.ServiceIdentity) {
+	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
+	for _, ref := range targets.Stamped(base) {
+		if key := targets.RefKey(ref, si.Namespace); entries[key] == nil {
+			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
+				Message: "Named when the identity was created"}
+			si.Status.Targets = append(si.Status.Targets, e)
+			entries[key] = &e
+		}
+	}
 }
 
 // unrecorded flags the accounts a pass provisioned on targets its status did not record, when
@@ -167,12 +189,22 @@ func (r *Reconciler) finalizers(ctx context.Context, si *scimv1.ServiceIdentity)
 		// Without the admission policy, the targets and the owner are stamped here, in the same
 		// write, as the policy does at creation (record relies on them to write nothing before
 		// the first call to a namespace's own target).
-		stamps, read := []string{scimv1.TargetsAtCreationAnnotation}, si.GetAnnotations()
-		metav1.SetMetaDataAnnotation(&si.ObjectMeta, scimv1.TargetsAtCreationAnnotation, targets.Stamp(si.Spec.TargetRefs))
-		if w := workloads.Referenced(si); w != nil {
+		// Stamped already (the finalizer was removed before any status was written): a pass may
+		// have created accounts on what the stamps name, so they stay as they are (record writes
+		// a Pending entry first for a target they do not name).
+		var stamps []string
+		read := si.GetAnnotations()
+		if targets.Stamped(si) == nil {
+			stamps = append(stamps, scimv1.TargetsAtCreationAnnotation)
+			metav1.SetMetaDataAnnotation(&si.ObjectMeta, scimv1.TargetsAtCreationAnnotation, targets.Stamp(si.Spec.TargetRefs))
+		}
+		_, stale := si.Annotations[scimv1.WorkloadAtCreationAnnotation]
+		switch w := workloads.Referenced(si); {
+		case workloads.Stamped(si) != nil:
+		case w != nil:
 			stamps = append(stamps, scimv1.WorkloadAtCreationAnnotation)
 			metav1.SetMetaDataAnnotation(&si.ObjectMeta, scimv1.WorkloadAtCreationAnnotation, workloads.Stamp(w))
-		} else if _, stale := si.Annotations[scimv1.WorkloadAtCreationAnnotation]; stale {
+		case stale:
 			// One the request carried (a copy of another identity): emptied, so it names nobody.
 			stamps = append(stamps, scimv1.WorkloadAtCreationAnnotation)
 			si.Annotations[scimv1.WorkloadAtCreationAnnotation] = ""
@@ -257,7 +289,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.Servi
 	si.Status.Workload = workloads.Referenced(si)
 	if p.desired != nil {
 		if err := r.record(ctx, si, base); err != nil {
-			return ctrl.Result{}, err
+			return r.unrecordable(ctx, si, p, err)
 		}
 	}
 	p.entries = targets.IndexEntries(si.Namespace, si.Status.Targets)
@@ -265,6 +297,25 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.Servi
 	r.sync(ctx, si, p)
 	r.drop(ctx, si, p)
 	return r.report(si, p)
+}
+
+// unrecordable ends the pass of an identity whose record could not be written (err): nothing is
+// created or reactivated, but no withdrawal waits for the write either, since a tenant may make
+// its identity's status unwritable on purpose. With the kill switch (or governance) holding the
+// identity, every account is deactivated; otherwise the accounts on the targets the spec no
+// longer names (on status, stamped at creation, or flagged by a sweep) are taken away.
+func (r *Reconciler) unrecordable(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass, err error) (ctrl.Result, error) {
+	if kill := account.Killed(si); kill != "" {
+		_, _ = r.Deprovisioner.Identity(ctx, si, account.Revocation{Cause: account.CauseSuspended, Kill: kill})
+		return ctrl.Result{}, err
+	}
+	p.entries = targets.IndexEntries(si.Namespace, si.Status.Targets)
+	r.strays(si, p)
+	for _, ref := range si.Spec.TargetRefs {
+		p.seen[targets.RefKey(ref, si.Namespace)] = true
+	}
+	r.drop(ctx, si, p)
+	return ctrl.Result{}, err
 }
 
 // syncPass carries one reconcile of a live identity through its phases.
@@ -398,7 +449,7 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	for _, ref := range si.Spec.TargetRefs {
 		key := targets.RefKey(ref, si.Namespace)
 		switch e := entries[key]; {
-		case e == nil && (ref.ClusterScoped() || !slices.Contains(stamped, key)):
+		case e == nil && (!slices.Contains(stamped, key) || ref.ClusterScoped() && !r.StampsGuarded):
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
 				Message: "Recorded before the first call to the target"}
 			si.Status.Targets = append(si.Status.Targets, e)
@@ -418,14 +469,7 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	}
 	// The first status write ends what the stamp says: a target named at creation and no longer
 	// in the spec, which may hold an account, is recorded here instead.
-	for _, ref := range stampedRefs {
-		if key := targets.RefKey(ref, si.Namespace); entries[key] == nil {
-			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
-				Message: "Named when the identity was created"}
-			si.Status.Targets = append(si.Status.Targets, e)
-			entries[key] = &e
-		}
-	}
+	keepStamped(si, base)
 	if err := status.Patch(ctx, r, si, base, true); err != nil {
 		return fmt.Errorf("recording the targets before provisioning: %w", err)
 	}

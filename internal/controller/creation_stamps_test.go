@@ -1,0 +1,345 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+)
+
+// installPolicies creates the admission policies of a config/admission file, each bound only
+// to namespaces with these labels, until the spec ends.
+func installPolicies(ctx context.Context, file string, nsLabels map[string]string) {
+	GinkgoHelper()
+	selector := &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels}}
+	for _, doc := range strings.Split(string(admissionFile(file)), "\n---\n") {
+		var kind struct{ Kind string }
+		Expect(yaml.Unmarshal([]byte(doc), &kind)).To(Succeed())
+		var obj client.Object
+		switch kind.Kind {
+		case "ValidatingAdmissionPolicy":
+			p := &admissionv1.ValidatingAdmissionPolicy{}
+			Expect(yaml.UnmarshalStrict([]byte(doc), p)).To(Succeed())
+			obj = p
+		case "MutatingAdmissionPolicy":
+			p := &admissionv1.MutatingAdmissionPolicy{}
+			Expect(yaml.UnmarshalStrict([]byte(doc), p)).To(Succeed())
+			obj = p
+		case "ValidatingAdmissionPolicyBinding":
+			b := &admissionv1.ValidatingAdmissionPolicyBinding{}
+			Expect(yaml.UnmarshalStrict([]byte(doc), b)).To(Succeed())
+			b.Spec.PolicyName, b.Spec.MatchResources = "test-"+b.Spec.PolicyName, selector
+			obj = b
+		case "MutatingAdmissionPolicyBinding":
+			b := &admissionv1.MutatingAdmissionPolicyBinding{}
+			Expect(yaml.UnmarshalStrict([]byte(doc), b)).To(Succeed())
+			b.Spec.PolicyName, b.Spec.MatchResources = "test-"+b.Spec.PolicyName, selector
+			obj = b
+		default:
+			Fail("not an admission policy: " + kind.Kind)
+		}
+		obj.SetName("test-" + obj.GetName() + "-" + nsLabels["scim-test/creation-stamps"])
+		if b, ok := obj.(*admissionv1.ValidatingAdmissionPolicyBinding); ok {
+			b.Spec.PolicyName += "-" + nsLabels["scim-test/creation-stamps"]
+		}
+		if b, ok := obj.(*admissionv1.MutatingAdmissionPolicyBinding); ok {
+			b.Spec.PolicyName += "-" + nsLabels["scim-test/creation-stamps"]
+		}
+		Expect(k8s.Create(ctx, obj)).To(Succeed())
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, obj)).To(Succeed()) })
+	}
+}
+
+// labelled is a namespace of the spec carrying labels.
+func labelled(ctx context.Context, labels map[string]string) string {
+	GinkgoHelper()
+	ns := newNamespace(ctx)
+	Expect(k8s.Patch(ctx, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace",
+		"metadata": map[string]any{"name": ns, "labels": labels}}}, client.Merge)).To(Succeed())
+	return ns
+}
+
+// activeAccounts are the accounts of the identity ns/name that are not inactive.
+func activeAccounts(ns, name string) func() []map[string]any {
+	return func() []map[string]any {
+		var active []map[string]any
+		for _, u := range accountsWithExternalID(ns, name)() {
+			if u["active"] != false {
+				active = append(active, u)
+			}
+		}
+		return active
+	}
+}
+
+var _ = Describe("The creation stamps, guarded by config/admission's creation-stamps policy", func() {
+	ctx := context.Background()
+	const tenant = "stamp-tenant"
+	tenantRule := rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
+		Verbs: []string{"get", "list", "create", "update", "patch"}}
+	stamps := func(ctx context.Context, si *scimv1.ServiceIdentity) func(Gomega) map[string]string {
+		return func(g Gomega) map[string]string {
+			got := &scimv1.ServiceIdentity{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), got)).To(Succeed())
+			out := map[string]string{}
+			for _, k := range []string{scimv1.TargetsAtCreationAnnotation, scimv1.WorkloadAtCreationAnnotation} {
+				if v, ok := got.Annotations[k]; ok {
+					out[k] = v
+				}
+			}
+			return out
+		}
+	}
+
+	It("refuses a tenant's forged stamps at creation, and a change without the mutating policy", func() {
+		labels := map[string]string{"scim-test/creation-stamps": "validate"}
+		ns := labelled(ctx, labels)
+		grant(ctx, ns, tenant, tenantRule)
+		c := impersonating(tenant)
+		vap := strings.Split(string(admissionFile("creation-stamps-policy.yaml")), "\n---\n")[:2]
+		// The ValidatingAdmissionPolicy alone (a failed mutating one), bound to this namespace.
+		policy := &admissionv1.ValidatingAdmissionPolicy{}
+		Expect(yaml.UnmarshalStrict([]byte(vap[0]), policy)).To(Succeed())
+		policy.Name = "test-creation-stamps-validate"
+		Expect(k8s.Create(ctx, policy)).To(Succeed())
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
+		binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+				MatchResources:    &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: labels}}}}
+		Expect(k8s.Create(ctx, binding)).To(Succeed())
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+
+		create := func(name string, annotations map[string]string, owners ...metav1.OwnerReference) error {
+			si := newIdentity(ns, name, "absent")
+			si.Spec.TargetRefs = append(si.Spec.TargetRefs, scimv1.TargetReference{Kind: scimv1.KindClusterScimTarget, Name: "corp"})
+			si.Annotations, si.OwnerReferences = annotations, owners
+			return c.Create(ctx, si)
+		}
+		const refused = "are set at creation by the scim-operator"
+		// A stamp naming fewer targets than the spec: the account on ClusterScimTarget corp would
+		// be on no record.
+		Eventually(func() error {
+			return create("fewer", map[string]string{scimv1.TargetsAtCreationAnnotation: "ScimTarget/absent"})
+		}).Should(MatchError(ContainSubstring(refused)))
+		Expect(create("other-owner", map[string]string{scimv1.TargetsAtCreationAnnotation: "ScimTarget/absent,ClusterScimTarget/corp",
+			scimv1.WorkloadAtCreationAnnotation: "ServiceAccount/someone/uid-9"})).To(MatchError(ContainSubstring(refused)))
+		// None, or the ones the spec and the owner give, are what the mutating policy would write.
+		Expect(create("none", nil)).To(Succeed())
+		robot := metav1.OwnerReference{APIVersion: "v1", Kind: "ServiceAccount", Name: "robot", UID: "uid-1"}
+		Expect(create("true", map[string]string{scimv1.TargetsAtCreationAnnotation: "ScimTarget/absent,ClusterScimTarget/corp",
+			scimv1.WorkloadAtCreationAnnotation: "ServiceAccount/robot/uid-1"}, robot)).To(Succeed())
+
+		// The operator stamps "none" with its finalizer (it may); the tenant may then change
+		// neither stamp, nor remove one.
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "none"}}
+		Eventually(stamps(ctx, si)).Should(HaveKeyWithValue(scimv1.TargetsAtCreationAnnotation, "ScimTarget/absent,ClusterScimTarget/corp"))
+		const changed = "only the scim-operator may change them"
+		for _, patch := range []string{
+			`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":"ScimTarget/absent"}}}`,
+			`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":null}}}`,
+			`{"metadata":{"annotations":{"scim.nhi.dev/workload-at-creation":"ServiceAccount/robot/uid-1"}}}`,
+		} {
+			Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch)))).
+				To(MatchError(ContainSubstring(changed)), patch)
+		}
+		// Other changes pass.
+		Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
+			[]byte(`{"metadata":{"annotations":{"example.com/note":"hi"}},"spec":{"displayName":"Renamed"}}`)))).To(Succeed())
+	})
+
+	It("keeps them through a tenant's update, replace or server-side apply that would drop or change them", func() {
+		labels := map[string]string{"scim-test/creation-stamps": "keep"}
+		ns := labelled(ctx, labels)
+		grant(ctx, ns, tenant, tenantRule)
+		c := impersonating(tenant)
+		installPolicies(ctx, "creation-stamps-policy.yaml", labels)
+
+		// A manifest applied by GitOps (server-side apply), without stamps.
+		manifest := func(displayName string) *unstructured.Unstructured {
+			return &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": scimv1.GroupVersion.String(), "kind": "ServiceIdentity",
+				"metadata": map[string]any{"namespace": ns, "name": "from-git"},
+				"spec": map[string]any{"displayName": displayName, "targetRefs": []any{
+					map[string]any{"name": "absent"}, map[string]any{"kind": "ClusterScimTarget", "name": "corp"}}},
+			}}
+		}
+		Expect(c.Patch(ctx, manifest("From Git"), client.Apply, client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
+		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-git"}}
+		want := map[string]string{scimv1.TargetsAtCreationAnnotation: "ScimTarget/absent,ClusterScimTarget/corp"}
+		Eventually(stamps(ctx, si)).Should(Equal(want), "stamped by the operator with its finalizer")
+
+		// Once the policies are in force (a probe's stamp is changed until then), a change of a
+		// stamp is put back.
+		probe := newIdentity(ns, "probe", "absent")
+		Expect(k8s.Create(ctx, probe)).To(Succeed())
+		Eventually(stamps(ctx, probe)).Should(HaveKey(scimv1.TargetsAtCreationAnnotation))
+		attempt := 0
+		Eventually(func(g Gomega) bool {
+			before := stamps(ctx, probe)(g)
+			attempt++
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":"ScimTarget/try-%d"}}}`, attempt)
+			g.Expect(c.Patch(ctx, probe.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
+			return reflect.DeepEqual(stamps(ctx, probe)(g), before)
+		}).Should(BeTrue())
+		Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
+			[]byte(`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":"ScimTarget/absent"}}}`)))).To(Succeed())
+		Expect(stamps(ctx, si)(Default)).To(Equal(want), "changed")
+		Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
+			[]byte(`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":null}}}`)))).To(Succeed())
+		Expect(stamps(ctx, si)(Default)).To(Equal(want), "removed")
+		// A stamp the identity never had is not the mutating policy's to remove: refused.
+		Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
+			[]byte(`{"metadata":{"annotations":{"scim.nhi.dev/workload-at-creation":"ServiceAccount/x/y"}}}`)))).
+			To(MatchError(ContainSubstring("only the scim-operator may change them")))
+
+		// A replace (PUT) of the object without annotations.
+		Expect(c.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		si.Annotations = nil
+		si.Spec.DisplayName = "Replaced"
+		Expect(c.Update(ctx, si)).To(Succeed())
+		Expect(stamps(ctx, si)(Default)).To(Equal(want))
+		Expect(si.Spec.DisplayName).To(Equal("Replaced"))
+
+		// The same manifest applied again, and a changed one.
+		Expect(c.Patch(ctx, manifest("From Git"), client.Apply, client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
+		Expect(c.Patch(ctx, manifest("From Git, changed"), client.Apply, client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
+		Expect(stamps(ctx, si)(Default)).To(Equal(want))
+	})
+
+	It("the kill switch deactivates the account of an identity whose status cannot be written, whatever its spec names", func() {
+		ns := newNamespace(ctx)
+		cst := clusterTarget(ctx, "kill-unwritable", []string{ns})
+		DeferCleanup(refuseStatusWrites(ctx, ns))
+		si := clusterIdentity(ns, "stuck", cst.Name)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(accountsWithExternalID(ns, "stuck")).Should(ConsistOf(HaveKeyWithValue("active", true)))
+		// A target the stamp does not name needs a record before its first call, which cannot
+		// be written; the kill switch does not wait for it.
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Spec.TargetRefs = append(si.Spec.TargetRefs, scimv1.TargetReference{Name: "later"})
+			si.Spec.Suspend = true
+		})
+		Eventually(activeAccounts(ns, "stuck"), "10s").Should(BeEmpty())
+	})
+
+	It("creates a new identity's account on a ClusterScimTarget before writing anything on its status", func() {
+		ns := newNamespace(ctx)
+		cst := clusterTarget(ctx, "first-post", []string{ns})
+		si := clusterIdentity(ns, "unrecorded-yet", cst.Name)
+		held, release := holdWrites(bodyNames(externalIDOf(ns, "unrecorded-yet")))
+		DeferCleanup(release)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(held).Should(BeClosed())
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		Expect(si.Status.Targets).To(BeEmpty(), "the POST is in flight and nothing was written before it")
+		Expect(si.Annotations).To(HaveKeyWithValue(scimv1.TargetsAtCreationAnnotation, "ClusterScimTarget/"+cst.Name),
+			"the stamp is the record")
+		release()
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+	})
+})
+
+var _ = Describe("An identity on a ClusterScimTarget whose status cannot be written, creation stamps guarded", Serial, func() {
+	ctx := context.Background()
+
+	It("gets an account the stamp records, which a tenant cannot unrecord: dropping the target across a restart takes it away", func() {
+		const tenant = "stamp-attacker"
+		labels := map[string]string{"scim-test/creation-stamps": "unwritable"}
+		ns := labelled(ctx, labels)
+		grant(ctx, ns, tenant, rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
+			Verbs: []string{"get", "list", "create", "update", "patch"}})
+		c := impersonating(tenant)
+		installPolicies(ctx, "creation-stamps-policy.yaml", labels)
+		cst := clusterTarget(ctx, "shared", []string{ns})
+		// What a tenant can do to its own identity's status (an object grown to the size limit,
+		// say), played by a policy that refuses every status write in the namespace.
+		allow := refuseStatusWrites(ctx, ns)
+		DeferCleanup(allow)
+
+		si := clusterIdentity(ns, "bloated", cst.Name)
+		Expect(c.Create(ctx, si)).To(Succeed())
+		Eventually(accountsWithExternalID(ns, "bloated")).Should(ConsistOf(HaveKeyWithValue("active", true)))
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		Expect(si.Status.Targets).To(BeEmpty())
+		Expect(si.Annotations).To(HaveKeyWithValue(scimv1.TargetsAtCreationAnnotation, "ClusterScimTarget/"+cst.Name))
+
+		// The operator goes down; meanwhile the tenant drops the target and the stamp, which is
+		// put back (or, should the mutating policy fail, the change refused).
+		stopMgr()
+		Eventually(mgrDone, "30s").Should(BeClosed())
+		DeferCleanup(func() {
+			select {
+			case <-mgrDone:
+				startManager()
+			default:
+			}
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
+				[]byte(`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":null}},"spec":{"targetRefs":[{"name":"elsewhere"}]}}`)))).To(Succeed())
+		}).Should(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+		Expect(si.Spec.TargetRefs).To(ConsistOf(HaveField("Name", "elsewhere")))
+		Expect(si.Annotations).To(HaveKeyWithValue(scimv1.TargetsAtCreationAnnotation, "ClusterScimTarget/"+cst.Name))
+
+		// Back up with an empty memory: the stamped target, in neither spec nor status, is
+		// deprovisioned as a dropped target.
+		startManager()
+		Eventually(activeAccounts(ns, "bloated"), "10s").Should(BeEmpty())
+		Consistently(activeAccounts(ns, "bloated"), "1s").Should(BeEmpty())
+	})
+
+	It("keeps what the stamp recorded on the first status, even one written by a pass that provisions nothing", func() {
+		const tenant = "stamp-attacker"
+		labels := map[string]string{"scim-test/creation-stamps": "first-status"}
+		ns := labelled(ctx, labels)
+		grant(ctx, ns, tenant, rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
+			Verbs: []string{"get", "list", "create", "update", "patch"}})
+		c := impersonating(tenant)
+		installPolicies(ctx, "creation-stamps-policy.yaml", labels)
+		cst := clusterTarget(ctx, "shared-first", []string{ns})
+		allow := sync.OnceFunc(refuseStatusWrites(ctx, ns))
+		DeferCleanup(allow)
+
+		si := clusterIdentity(ns, "blocked", cst.Name)
+		Expect(c.Create(ctx, si)).To(Succeed())
+		Eventually(accountsWithExternalID(ns, "blocked")).Should(ConsistOf(HaveKeyWithValue("active", true)))
+		// A spec that cannot be provisioned (its workload does not exist): the pass writes
+		// conditions and no entry of its own, and that first status ends what the stamp says.
+		Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
+			[]byte(`{"spec":{"workloadRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"missing"}}}`)))).To(Succeed())
+		allow()
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionFalse))
+		Expect(si.Status.Targets).To(ContainElement(And(HaveField("Name", cst.Name), HaveField("Kind", scimv1.KindClusterScimTarget))),
+			"the stamped target is on the first status")
+
+		// The operator's memory goes; the tenant then drops the target: the status entry finds it.
+		stopMgr()
+		Eventually(mgrDone, "30s").Should(BeClosed())
+		DeferCleanup(func() {
+			select {
+			case <-mgrDone:
+				startManager()
+			default:
+			}
+		})
+		Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
+			[]byte(`{"spec":{"workloadRef":null,"targetRefs":[{"name":"elsewhere"}]}}`)))).To(Succeed())
+		startManager()
+		Eventually(activeAccounts(ns, "blocked"), "10s").Should(BeEmpty())
+	})
+})
