@@ -86,8 +86,9 @@ func main() {
 		"Set when config/admission's creation-stamps and status-writers ValidatingAdmissionPolicies are installed (the chart "+
 			"and config/default set it with them): only the operator can then forge or change the targets stamped on a "+
 			"ServiceIdentity at creation or write its status, so a new identity's account on a ClusterScimTarget is created "+
-			"without first writing a Pending record on its status. Unset, that record is written first: a tenant whose "+
-			"status cannot be written then gets no account on a shared provider.")
+			"without first writing a Pending record on its status. The operator relies on them only while it finds both in "+
+			"force (labelled scim.nhi.dev/guards, failurePolicy Fail, a binding that denies) and logs when that changes. "+
+			"Unset, that record is written first: a tenant whose status cannot be written then gets no account on a shared provider.")
 	flag.IntVar(&burst, "kube-api-burst", 1000, "Kubernetes API client burst.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the pprof endpoint; \"0\" disables it.")
 	flag.IntVar(&requestsPerTarget, "max-concurrent-requests-per-target", 0,

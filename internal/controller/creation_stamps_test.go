@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/stampguard"
 )
 
 // installPolicies creates the admission policies of a config/admission file, each bound only
@@ -61,6 +62,16 @@ func installPolicies(ctx context.Context, file string, nsLabels map[string]strin
 		Expect(k8s.Create(ctx, obj)).To(Succeed())
 		DeferCleanup(func() { Expect(k8s.Delete(ctx, obj)).To(Succeed()) })
 	}
+}
+
+// guardStamps installs the policies --creation-stamps-guarded relies on (creation-stamps and
+// status-writers), bound to namespaces with these labels, and waits until the operator finds
+// them in force.
+func guardStamps(ctx context.Context, nsLabels map[string]string) {
+	GinkgoHelper()
+	installPolicies(ctx, "creation-stamps-policy.yaml", nsLabels)
+	installPolicies(ctx, "status-writers-policy.yaml", nsLabels)
+	Eventually(func() error { return stampguard.InForce(ctx, k8s) }).Should(Succeed())
 }
 
 // labelled is a namespace of the spec carrying labels.
@@ -221,7 +232,9 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 	})
 
 	It("the kill switch deactivates the account of an identity whose status cannot be written, whatever its spec names", func() {
-		ns := newNamespace(ctx)
+		labels := map[string]string{"scim-test/creation-stamps": "kill"}
+		ns := labelled(ctx, labels)
+		guardStamps(ctx, labels)
 		cst := clusterTarget(ctx, "kill-unwritable", []string{ns})
 		DeferCleanup(refuseStatusWrites(ctx, ns))
 		si := clusterIdentity(ns, "stuck", cst.Name)
@@ -236,20 +249,29 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 		Eventually(activeAccounts(ns, "stuck"), "10s").Should(BeEmpty())
 	})
 
-	It("creates a new identity's account on a ClusterScimTarget before writing anything on its status", func() {
-		ns := newNamespace(ctx)
+	It("writes a Pending record first while the policies the flag promises are not found, and nothing before the POST once they are", func() {
+		labels := map[string]string{"scim-test/creation-stamps": "first-post"}
+		ns := labelled(ctx, labels)
 		cst := clusterTarget(ctx, "first-post", []string{ns})
-		si := clusterIdentity(ns, "unrecorded-yet", cst.Name)
-		held, release := holdWrites(bodyNames(externalIDOf(ns, "unrecorded-yet")))
-		DeferCleanup(release)
-		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(held).Should(BeClosed())
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
-		Expect(si.Status.Targets).To(BeEmpty(), "the POST is in flight and nothing was written before it")
-		Expect(si.Annotations).To(HaveKeyWithValue(scimv1.TargetsAtCreationAnnotation, "ClusterScimTarget/"+cst.Name),
-			"the stamp is the record")
-		release()
-		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		first := func(name string) []scimv1.IdentityTargetStatus {
+			si := clusterIdentity(ns, name, cst.Name)
+			held, release := holdWrites(bodyNames(externalIDOf(ns, name)))
+			DeferCleanup(release)
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+			Eventually(held).Should(BeClosed())
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
+			Expect(si.Annotations).To(HaveKeyWithValue(scimv1.TargetsAtCreationAnnotation, "ClusterScimTarget/"+cst.Name))
+			whilePosting := si.Status.Targets
+			release()
+			Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+			return whilePosting
+		}
+		Expect(stampguard.InForce(ctx, k8s)).To(MatchError(ContainSubstring("creation-stamps or status-writers")))
+		Expect(first("unguarded")).To(ConsistOf(HaveField("State", scimv1.TargetStatePending)),
+			"recorded before the POST: the stamps are not guarded")
+
+		guardStamps(ctx, labels)
+		Expect(first("guarded")).To(BeEmpty(), "the POST is in flight and nothing was written before it: the stamp is the record")
 	})
 })
 
@@ -263,7 +285,7 @@ var _ = Describe("An identity on a ClusterScimTarget whose status cannot be writ
 		grant(ctx, ns, tenant, rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
 			Verbs: []string{"get", "list", "create", "update", "patch"}})
 		c := impersonating(tenant)
-		installPolicies(ctx, "creation-stamps-policy.yaml", labels)
+		guardStamps(ctx, labels)
 		cst := clusterTarget(ctx, "shared", []string{ns})
 		// What a tenant can do to its own identity's status (an object grown to the size limit,
 		// say), played by a policy that refuses every status write in the namespace.
@@ -310,7 +332,7 @@ var _ = Describe("An identity on a ClusterScimTarget whose status cannot be writ
 		grant(ctx, ns, tenant, rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
 			Verbs: []string{"get", "list", "create", "update", "patch"}})
 		c := impersonating(tenant)
-		installPolicies(ctx, "creation-stamps-policy.yaml", labels)
+		guardStamps(ctx, labels)
 		cst := clusterTarget(ctx, "shared-first", []string{ns})
 		allow := sync.OnceFunc(refuseStatusWrites(ctx, ns))
 		DeferCleanup(allow)

@@ -43,6 +43,7 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/outcome"
 	"github.com/nhi-dev/scim-operator/internal/scim"
+	"github.com/nhi-dev/scim-operator/internal/stampguard"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 	"github.com/nhi-dev/scim-operator/internal/workloads"
@@ -449,7 +450,7 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	for _, ref := range si.Spec.TargetRefs {
 		key := targets.RefKey(ref, si.Namespace)
 		switch e := entries[key]; {
-		case e == nil && (!slices.Contains(stamped, key) || ref.ClusterScoped() && !r.StampsGuarded):
+		case e == nil && (!slices.Contains(stamped, key) || ref.ClusterScoped() && !r.stampsGuarded(ctx)):
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
 				Message: "Recorded before the first call to the target"}
 			si.Status.Targets = append(si.Status.Targets, e)
@@ -476,6 +477,25 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	base.Status = *si.Status.DeepCopy()
 	base.ResourceVersion = si.ResourceVersion
 	return nil
+}
+
+// stampsGuarded says whether the stamps of a new identity may stand for the record of its
+// ClusterScimTargets: StampsGuarded is set and the admission policies it promises are found in
+// force (stampguard.InForce); a change either way is logged.
+func (r *Reconciler) stampsGuarded(ctx context.Context) bool {
+	if !r.StampsGuarded {
+		return false
+	}
+	err := stampguard.InForce(ctx, r.Client)
+	if was := r.memory.guarded.Swap(err == nil); was != (err == nil) || !r.memory.guardSeen.Swap(true) {
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "--creation-stamps-guarded is set but the creation stamps are not guarded: "+
+				"a Pending record is written before a new identity's first call to a ClusterScimTarget")
+		} else {
+			logf.FromContext(ctx).Info("The creation stamps are guarded: a new identity's account on a ClusterScimTarget is created before its status is written")
+		}
+	}
+	return err == nil
 }
 
 // strays adds to the pass the targets that may hold an account of the identity that neither

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -26,6 +27,9 @@ type memory struct {
 	retired sync.Map
 	// known: identity name -> identityKeys, the keys of the entries above for that identity.
 	known sync.Map
+	// guarded is whether the creation stamps were last found guarded; guardSeen, whether that
+	// was looked at yet (both only for logging a change).
+	guarded, guardSeen atomic.Bool
 }
 
 // retirement is what the watch saw of an identity's workload: its deletion (the workload's UID),
