@@ -21,57 +21,55 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/stampguard"
 )
 
-// installPolicies creates the admission policies of a config/admission file, each bound only
-// to namespaces with these labels, until the spec ends.
-func installPolicies(ctx context.Context, file string, nsLabels map[string]string) {
+// installPolicies creates the admission policies of a config/admission file, named with
+// suffix, each bound only to namespaces with these labels (nil: everywhere, as installed),
+// until the spec ends.
+func installPolicies(ctx context.Context, file, suffix string, nsLabels map[string]string) {
 	GinkgoHelper()
-	selector := &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels}}
+	var match *admissionv1.MatchResources
+	if nsLabels != nil {
+		match = &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels}}
+	}
+	name := func(n string) string { return "test-" + n + "-" + suffix }
 	for _, doc := range strings.Split(string(admissionFile(file)), "\n---\n") {
 		var kind struct{ Kind string }
 		Expect(yaml.Unmarshal([]byte(doc), &kind)).To(Succeed())
 		var obj client.Object
 		switch kind.Kind {
 		case "ValidatingAdmissionPolicy":
-			p := &admissionv1.ValidatingAdmissionPolicy{}
-			Expect(yaml.UnmarshalStrict([]byte(doc), p)).To(Succeed())
-			obj = p
+			obj = &admissionv1.ValidatingAdmissionPolicy{}
 		case "MutatingAdmissionPolicy":
-			p := &admissionv1.MutatingAdmissionPolicy{}
-			Expect(yaml.UnmarshalStrict([]byte(doc), p)).To(Succeed())
-			obj = p
+			obj = &admissionv1.MutatingAdmissionPolicy{}
 		case "ValidatingAdmissionPolicyBinding":
-			b := &admissionv1.ValidatingAdmissionPolicyBinding{}
-			Expect(yaml.UnmarshalStrict([]byte(doc), b)).To(Succeed())
-			b.Spec.PolicyName, b.Spec.MatchResources = "test-"+b.Spec.PolicyName, selector
-			obj = b
+			obj = &admissionv1.ValidatingAdmissionPolicyBinding{}
 		case "MutatingAdmissionPolicyBinding":
-			b := &admissionv1.MutatingAdmissionPolicyBinding{}
-			Expect(yaml.UnmarshalStrict([]byte(doc), b)).To(Succeed())
-			b.Spec.PolicyName, b.Spec.MatchResources = "test-"+b.Spec.PolicyName, selector
-			obj = b
+			obj = &admissionv1.MutatingAdmissionPolicyBinding{}
 		default:
 			Fail("not an admission policy: " + kind.Kind)
 		}
-		obj.SetName("test-" + obj.GetName() + "-" + nsLabels["scim-test/creation-stamps"])
-		if b, ok := obj.(*admissionv1.ValidatingAdmissionPolicyBinding); ok {
-			b.Spec.PolicyName += "-" + nsLabels["scim-test/creation-stamps"]
+		Expect(yaml.UnmarshalStrict([]byte(doc), obj)).To(Succeed())
+		switch b := obj.(type) {
+		case *admissionv1.ValidatingAdmissionPolicyBinding:
+			b.Spec.PolicyName, b.Spec.MatchResources = name(b.Spec.PolicyName), match
+		case *admissionv1.MutatingAdmissionPolicyBinding:
+			b.Spec.PolicyName, b.Spec.MatchResources = name(b.Spec.PolicyName), match
 		}
-		if b, ok := obj.(*admissionv1.MutatingAdmissionPolicyBinding); ok {
-			b.Spec.PolicyName += "-" + nsLabels["scim-test/creation-stamps"]
-		}
+		obj.SetName(name(obj.GetName()))
 		Expect(k8s.Create(ctx, obj)).To(Succeed())
 		DeferCleanup(func() { Expect(k8s.Delete(ctx, obj)).To(Succeed()) })
 	}
 }
 
-// guardStamps installs the policies --creation-stamps-guarded relies on (creation-stamps and
-// status-writers), bound to namespaces with these labels, and waits until the operator finds
-// them in force.
-func guardStamps(ctx context.Context, nsLabels map[string]string) {
+// guardStamps installs, for the whole cluster as config/default does, the policies
+// --creation-stamps-guarded relies on (creation-stamps and status-writers), and waits until
+// the operator finds them in force; when the spec ends, until it no longer does.
+func guardStamps(ctx context.Context) {
 	GinkgoHelper()
-	installPolicies(ctx, "creation-stamps-policy.yaml", nsLabels)
-	installPolicies(ctx, "status-writers-policy.yaml", nsLabels)
-	Eventually(func() error { return stampguard.InForce(ctx, k8s) }).Should(Succeed())
+	guarded := func() float64 { return metricValue("scim_operator_creation_stamps_guarded", nil) }
+	DeferCleanup(func() { Eventually(guarded).Should(BeZero()) })
+	installPolicies(ctx, "creation-stamps-policy.yaml", "guard", nil)
+	installPolicies(ctx, "status-writers-policy.yaml", "guard", nil)
+	Eventually(guarded).Should(Equal(1.0))
 }
 
 // labelled is a namespace of the spec carrying labels.
@@ -177,7 +175,7 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 		ns := labelled(ctx, labels)
 		grant(ctx, ns, tenant, tenantRule)
 		c := impersonating(tenant)
-		installPolicies(ctx, "creation-stamps-policy.yaml", labels)
+		installPolicies(ctx, "creation-stamps-policy.yaml", labels["scim-test/creation-stamps"], labels)
 
 		// A manifest applied by GitOps (server-side apply), without stamps.
 		manifest := func(displayName string) *unstructured.Unstructured {
@@ -234,7 +232,7 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 	It("the kill switch deactivates the account of an identity whose status cannot be written, whatever its spec names", func() {
 		labels := map[string]string{"scim-test/creation-stamps": "kill"}
 		ns := labelled(ctx, labels)
-		guardStamps(ctx, labels)
+		guardStamps(ctx)
 		cst := clusterTarget(ctx, "kill-unwritable", []string{ns})
 		DeferCleanup(refuseStatusWrites(ctx, ns))
 		si := clusterIdentity(ns, "stuck", cst.Name)
@@ -247,6 +245,22 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 			si.Spec.Suspend = true
 		})
 		Eventually(activeAccounts(ns, "stuck"), "10s").Should(BeEmpty())
+	})
+
+	It("a target that withdraws the namespace takes the account of an identity whose record cannot be written away", func() {
+		ns := newNamespace(ctx)
+		guardStamps(ctx)
+		cst := clusterTarget(ctx, "withdraw-unwritable", []string{ns})
+		DeferCleanup(refuseStatusWrites(ctx, ns))
+		si := clusterIdentity(ns, "held", cst.Name)
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(accountsWithExternalID(ns, "held")).Should(ConsistOf(HaveKeyWithValue("active", true)))
+		// A target the stamp does not name: every pass now needs a record it cannot write.
+		update(ctx, si, func(si *scimv1.ServiceIdentity) {
+			si.Spec.TargetRefs = append(si.Spec.TargetRefs, scimv1.TargetReference{Name: "later"})
+		})
+		allowOnly(ctx, cst, "someone-else")
+		Eventually(activeAccounts(ns, "held"), "10s").Should(BeEmpty())
 	})
 
 	It("writes a Pending record first while the policies the flag promises are not found, and nothing before the POST once they are", func() {
@@ -267,10 +281,11 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 			return whilePosting
 		}
 		Expect(stampguard.InForce(ctx, k8s)).To(MatchError(ContainSubstring("creation-stamps or status-writers")))
+		Expect(metricValue("scim_operator_creation_stamps_guarded", nil)).To(BeZero())
 		Expect(first("unguarded")).To(ConsistOf(HaveField("State", scimv1.TargetStatePending)),
 			"recorded before the POST: the stamps are not guarded")
 
-		guardStamps(ctx, labels)
+		guardStamps(ctx)
 		Expect(first("guarded")).To(BeEmpty(), "the POST is in flight and nothing was written before it: the stamp is the record")
 	})
 })
@@ -285,7 +300,7 @@ var _ = Describe("An identity on a ClusterScimTarget whose status cannot be writ
 		grant(ctx, ns, tenant, rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
 			Verbs: []string{"get", "list", "create", "update", "patch"}})
 		c := impersonating(tenant)
-		guardStamps(ctx, labels)
+		guardStamps(ctx)
 		cst := clusterTarget(ctx, "shared", []string{ns})
 		// What a tenant can do to its own identity's status (an object grown to the size limit,
 		// say), played by a policy that refuses every status write in the namespace.
@@ -332,7 +347,7 @@ var _ = Describe("An identity on a ClusterScimTarget whose status cannot be writ
 		grant(ctx, ns, tenant, rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
 			Verbs: []string{"get", "list", "create", "update", "patch"}})
 		c := impersonating(tenant)
-		guardStamps(ctx, labels)
+		guardStamps(ctx)
 		cst := clusterTarget(ctx, "shared-first", []string{ns})
 		allow := sync.OnceFunc(refuseStatusWrites(ctx, ns))
 		DeferCleanup(allow)

@@ -24,6 +24,7 @@ type Metrics struct {
 	drift           *prometheus.CounterVec
 	orphans         *prometheus.GaugeVec
 	revocation      prometheus.Histogram
+	stampsGuarded   prometheus.Gauge
 	states          *stateCollector
 	// Revocations remembers when deletions were first seen, for the revocation histogram
 	// (shared by the workload and identity controllers and the Deprovisioner).
@@ -56,6 +57,10 @@ func New(reader client.Reader, c clock.PassiveClock) *Metrics {
 			Help:    "From the deletion of a ServiceIdentity (or of its workload) to every target confirming the account is gone.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300},
 		}),
+		stampsGuarded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scim_operator_creation_stamps_guarded",
+			Help: "1 while --creation-stamps-guarded is set and the creation-stamps and status-writers admission policies are found in force (a new identity's account on a ClusterScimTarget is then created before its status is written); 0 otherwise.",
+		}),
 		states: &stateCollector{reader: reader},
 	}
 	m.Revocations = newRevocationClock(c, m.revocation)
@@ -66,7 +71,7 @@ func New(reader client.Reader, c clock.PassiveClock) *Metrics {
 // earlier Setup in this process (a manager restarted in tests) is replaced: the newest
 // instruments are the ones served.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.drift, m.orphans, m.revocation, m.states} {
+	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.drift, m.orphans, m.revocation, m.stampsGuarded, m.states} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -79,6 +84,18 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// StampsGuarded sets scim_operator_creation_stamps_guarded.
+func (m *Metrics) StampsGuarded(guarded bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if guarded {
+		v = 1
+	}
+	m.stampsGuarded.Set(v)
 }
 
 // statusCodes are the HTTP status codes the code label of scim_operator_scim_requests_total

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -33,8 +34,9 @@ var Required = []string{CreationStamps, StatusWriters}
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingadmissionpolicies;validatingadmissionpolicybindings,verbs=get;list;watch
 
 // InForce says whether every required guard is in force: a ValidatingAdmissionPolicy labelled
-// with it, failurePolicy Fail, and a binding of it whose actions include Deny. When not, the
-// error says what is missing.
+// with it, with failurePolicy Fail, no match conditions and no parameters, and a binding of it
+// that denies, to every object (no match resources narrower than the policy's, no parameters).
+// When not, the error says what is missing.
 func InForce(ctx context.Context, c client.Reader) error {
 	policies := &admissionv1.ValidatingAdmissionPolicyList{}
 	if err := c.List(ctx, policies, client.HasLabels{Label}); err != nil {
@@ -44,14 +46,18 @@ func InForce(ctx context.Context, c client.Reader) error {
 	if err := c.List(ctx, bindings); err != nil {
 		return fmt.Errorf("listing ValidatingAdmissionPolicyBindings: %w", err)
 	}
+	return check(policies.Items, bindings.Items)
+}
+
+func check(policies []admissionv1.ValidatingAdmissionPolicy, bindings []admissionv1.ValidatingAdmissionPolicyBinding) error {
 	var missing []string
 	for _, guard := range Required {
-		if !inForce(guard, policies.Items, bindings.Items) {
+		if !inForce(guard, policies, bindings) {
 			missing = append(missing, guard)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("no ValidatingAdmissionPolicy labelled %s=%s with failurePolicy Fail and a binding that denies",
+		return fmt.Errorf("no ValidatingAdmissionPolicy labelled %s=%s with failurePolicy Fail, bound to every object with Deny",
 			Label, strings.Join(missing, " or "))
 	}
 	return nil
@@ -59,15 +65,24 @@ func InForce(ctx context.Context, c client.Reader) error {
 
 func inForce(guard string, policies []admissionv1.ValidatingAdmissionPolicy, bindings []admissionv1.ValidatingAdmissionPolicyBinding) bool {
 	for _, p := range policies {
-		if p.Labels[Label] != guard || !p.DeletionTimestamp.IsZero() ||
+		if p.Labels[Label] != guard || !p.DeletionTimestamp.IsZero() || len(p.Spec.MatchConditions) > 0 || p.Spec.ParamKind != nil ||
 			(p.Spec.FailurePolicy != nil && *p.Spec.FailurePolicy != admissionv1.Fail) {
 			continue
 		}
 		for _, b := range bindings {
-			if b.Spec.PolicyName == p.Name && b.DeletionTimestamp.IsZero() && slices.Contains(b.Spec.ValidationActions, admissionv1.Deny) {
+			if b.Spec.PolicyName == p.Name && b.DeletionTimestamp.IsZero() && b.Spec.ParamRef == nil &&
+				slices.Contains(b.Spec.ValidationActions, admissionv1.Deny) && everything(b.Spec.MatchResources) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// everything says whether a binding's match resources leave the policy's own alone.
+func everything(m *admissionv1.MatchResources) bool {
+	empty := func(s *metav1.LabelSelector) bool {
+		return s == nil || len(s.MatchLabels) == 0 && len(s.MatchExpressions) == 0
+	}
+	return m == nil || empty(m.NamespaceSelector) && empty(m.ObjectSelector) && len(m.ResourceRules) == 0 && len(m.ExcludeResourceRules) == 0
 }

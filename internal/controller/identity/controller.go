@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -149,10 +150,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 }
 
 // keepStamped puts on the first status the identity gets every target stamped at its creation
-// that the status does not name (as Pending: an account may be there): that write ends what the
+// that the status does not name (as Pending: an account may be there), and the stamped owner
+// when it names none: that write ends what the
 // stamp says, whatever the pass did (a spec that cannot be provisioned writes conditions and no
 // entry), so nothing the stamp recorded is lost with it.
 func keepStamped(si, base *scimv1.ServiceIdentity) {
+	if si.Status.Workload == nil {
+		// And the owner: a first status from a pass that did not record it (suspended, expired,
+		// governed) would otherwise end the stamp that says which workload retires the identity.
+		si.Status.Workload = workloads.Stamped(base)
+	}
 	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
 	for _, ref := range targets.Stamped(base) {
 		if key := targets.RefKey(ref, si.Namespace); entries[key] == nil {
@@ -304,17 +311,19 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, si, base *scimv1.Servi
 // created or reactivated, but no withdrawal waits for the write either, since a tenant may make
 // its identity's status unwritable on purpose. With the kill switch (or governance) holding the
 // identity, every account is deactivated; otherwise the accounts on the targets the spec no
-// longer names (on status, stamped at creation, or flagged by a sweep) are taken away.
+// longer names (on status, stamped at creation, or flagged by a sweep), and on those that no
+// longer allow its namespace, are taken away.
 func (r *Reconciler) unrecordable(ctx context.Context, si *scimv1.ServiceIdentity, p *syncPass, err error) (ctrl.Result, error) {
 	if kill := account.Killed(si); kill != "" {
 		_, _ = r.Deprovisioner.Identity(ctx, si, account.Revocation{Cause: account.CauseSuspended, Kill: kill})
 		return ctrl.Result{}, err
 	}
+	// The pass of a spec that cannot be provisioned: targets that refuse the namespace are
+	// withdrawn from, nothing is created.
+	p.desired = nil
 	p.entries = targets.IndexEntries(si.Namespace, si.Status.Targets)
 	r.strays(si, p)
-	for _, ref := range si.Spec.TargetRefs {
-		p.seen[targets.RefKey(ref, si.Namespace)] = true
-	}
+	r.sync(ctx, si, p)
 	r.drop(ctx, si, p)
 	return ctrl.Result{}, err
 }
@@ -450,7 +459,7 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 	for _, ref := range si.Spec.TargetRefs {
 		key := targets.RefKey(ref, si.Namespace)
 		switch e := entries[key]; {
-		case e == nil && (!slices.Contains(stamped, key) || ref.ClusterScoped() && !r.stampsGuarded(ctx)):
+		case e == nil && (!slices.Contains(stamped, key) || ref.ClusterScoped() && !r.stampsGuarded()):
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
 				Message: "Recorded before the first call to the target"}
 			si.Status.Targets = append(si.Status.Targets, e)
@@ -480,22 +489,39 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 }
 
 // stampsGuarded says whether the stamps of a new identity may stand for the record of its
-// ClusterScimTargets: StampsGuarded is set and the admission policies it promises are found in
-// force (stampguard.InForce); a change either way is logged.
-func (r *Reconciler) stampsGuarded(ctx context.Context) bool {
-	if !r.StampsGuarded {
-		return false
-	}
+// ClusterScimTargets: StampsGuarded is set and the admission policies it promises were last
+// found in force (guardChanged).
+func (r *Reconciler) stampsGuarded() bool { return r.StampsGuarded && r.memory.guarded.Load() }
+
+// guardChanged looks again whether the policies the creation stamps rely on are in force
+// (stampguard.InForce), after an event of a ValidatingAdmissionPolicy or a binding, and logs a
+// change. When they are no longer, every identity without a status yet is looked at again: a
+// target stamped without a Pending record gets one (the stamp could be changed from now on).
+func (r *Reconciler) guardChanged(ctx context.Context, _ client.Object) []reconcile.Request {
 	err := stampguard.InForce(ctx, r.Client)
-	if was := r.memory.guarded.Swap(err == nil); was != (err == nil) || !r.memory.guardSeen.Swap(true) {
-		if err != nil {
-			logf.FromContext(ctx).Error(err, "--creation-stamps-guarded is set but the creation stamps are not guarded: "+
-				"a Pending record is written before a new identity's first call to a ClusterScimTarget")
-		} else {
-			logf.FromContext(ctx).Info("The creation stamps are guarded: a new identity's account on a ClusterScimTarget is created before its status is written")
+	r.Metrics.StampsGuarded(err == nil)
+	if was := r.memory.guarded.Swap(err == nil); was == (err == nil) {
+		return nil
+	}
+	log := logf.FromContext(ctx)
+	if err == nil {
+		log.Info("The creation stamps are guarded: a new identity's account on a ClusterScimTarget is created before its status is written")
+		return nil
+	}
+	log.Error(err, "--creation-stamps-guarded is set but the creation stamps are not guarded (any more): "+
+		"a Pending record is written before a new identity's first call to a ClusterScimTarget")
+	list := &scimv1.ServiceIdentityList{}
+	if err := r.List(ctx, list); err != nil {
+		log.Error(err, "Listing the identities whose creation stamps may be their only record")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if targets.Stamped(&list.Items[i]) != nil {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 		}
 	}
-	return err == nil
+	return reqs
 }
 
 // strays adds to the pass the targets that may hold an account of the identity that neither
@@ -700,7 +726,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := r.setupRevoker(mgr); err != nil {
 		return err
 	}
-	return r.watchWorkloads(ctrl.NewControllerManagedBy(mgr), false).
+	b := r.watchWorkloads(ctrl.NewControllerManagedBy(mgr), false)
+	if r.StampsGuarded {
+		// Whether the policies the flag promises are in force, from their events (the controller
+		// starts once their informers synced: without RBAC to read them, the manager fails at
+		// start rather than a reconcile waiting).
+		b = b.Watches(&admissionv1.ValidatingAdmissionPolicy{}, handler.EnqueueRequestsFromMapFunc(r.guardChanged)).
+			Watches(&admissionv1.ValidatingAdmissionPolicyBinding{}, handler.EnqueueRequestsFromMapFunc(r.guardChanged))
+	}
+	return b.
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, deletionPredicate{clock: r.Revocations},
 			// The stamps this controller writes with the finalizer (without the admission policy)

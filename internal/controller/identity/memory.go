@@ -27,9 +27,9 @@ type memory struct {
 	retired sync.Map
 	// known: identity name -> identityKeys, the keys of the entries above for that identity.
 	known sync.Map
-	// guarded is whether the creation stamps were last found guarded; guardSeen, whether that
-	// was looked at yet (both only for logging a change).
-	guarded, guardSeen atomic.Bool
+	// guarded is whether the creation stamps were last found guarded (stampguard). Empty: not
+	// guarded until the policies' informers say they are.
+	guarded atomic.Bool
 }
 
 // retirement is what the watch saw of an identity's workload: its deletion (the workload's UID),
