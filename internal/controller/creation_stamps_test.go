@@ -118,19 +118,8 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 		ns := labelled(ctx, labels)
 		grant(ctx, ns, tenant, tenantRule)
 		c := impersonating(tenant)
-		vap := strings.Split(string(admissionFile("creation-stamps-policy.yaml")), "\n---\n")[:2]
 		// The ValidatingAdmissionPolicy alone (a failed mutating one), bound to this namespace.
-		policy := &admissionv1.ValidatingAdmissionPolicy{}
-		Expect(yaml.UnmarshalStrict([]byte(vap[0]), policy)).To(Succeed())
-		policy.Name = "test-creation-stamps-validate"
-		Expect(k8s.Create(ctx, policy)).To(Succeed())
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
-		binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
-				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-				MatchResources:    &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: labels}}}}
-		Expect(k8s.Create(ctx, binding)).To(Succeed())
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+		installValidatingPolicy(ctx, "creation-stamps-policy.yaml", labels)
 
 		create := func(name string, annotations map[string]string, owners ...metav1.OwnerReference) error {
 			si := newIdentity(ns, name, "absent")
@@ -229,36 +218,32 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 		Expect(stamps(ctx, si)(Default)).To(Equal(want))
 	})
 
-	It("the kill switch deactivates the account of an identity whose status cannot be written, whatever its spec names", func() {
-		labels := map[string]string{"scim-test/creation-stamps": "kill"}
-		ns := labelled(ctx, labels)
+	// unrecordable makes, with the stamps guarded, an identity on a ClusterScimTarget whose
+	// status cannot be written, waits for its account, then adds a target the stamp does not
+	// name (with mutate): every pass now needs a record before its first call, which cannot be
+	// written.
+	unrecordable := func(name string, mutate func(*scimv1.ServiceIdentity)) (string, *scimv1.ClusterScimTarget) {
+		ns := newNamespace(ctx)
 		guardStamps(ctx)
-		cst := clusterTarget(ctx, "kill-unwritable", []string{ns})
+		cst := clusterTarget(ctx, name, []string{ns})
 		DeferCleanup(refuseStatusWrites(ctx, ns))
-		si := clusterIdentity(ns, "stuck", cst.Name)
+		si := clusterIdentity(ns, name, cst.Name)
 		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(accountsWithExternalID(ns, "stuck")).Should(ConsistOf(HaveKeyWithValue("active", true)))
-		// A target the stamp does not name needs a record before its first call, which cannot
-		// be written; the kill switch does not wait for it.
+		Eventually(accountsWithExternalID(ns, name)).Should(ConsistOf(HaveKeyWithValue("active", true)))
 		update(ctx, si, func(si *scimv1.ServiceIdentity) {
 			si.Spec.TargetRefs = append(si.Spec.TargetRefs, scimv1.TargetReference{Name: "later"})
-			si.Spec.Suspend = true
+			mutate(si)
 		})
+		return ns, cst
+	}
+
+	It("the kill switch deactivates the account of an identity whose status cannot be written, whatever its spec names", func() {
+		ns, _ := unrecordable("stuck", func(si *scimv1.ServiceIdentity) { si.Spec.Suspend = true })
 		Eventually(activeAccounts(ns, "stuck"), "10s").Should(BeEmpty())
 	})
 
 	It("a target that withdraws the namespace takes the account of an identity whose record cannot be written away", func() {
-		ns := newNamespace(ctx)
-		guardStamps(ctx)
-		cst := clusterTarget(ctx, "withdraw-unwritable", []string{ns})
-		DeferCleanup(refuseStatusWrites(ctx, ns))
-		si := clusterIdentity(ns, "held", cst.Name)
-		Expect(k8s.Create(ctx, si)).To(Succeed())
-		Eventually(accountsWithExternalID(ns, "held")).Should(ConsistOf(HaveKeyWithValue("active", true)))
-		// A target the stamp does not name: every pass now needs a record it cannot write.
-		update(ctx, si, func(si *scimv1.ServiceIdentity) {
-			si.Spec.TargetRefs = append(si.Spec.TargetRefs, scimv1.TargetReference{Name: "later"})
-		})
+		ns, cst := unrecordable("held", func(*scimv1.ServiceIdentity) {})
 		allowOnly(ctx, cst, "someone-else")
 		Eventually(activeAccounts(ns, "held"), "10s").Should(BeEmpty())
 	})
@@ -292,39 +277,38 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 
 var _ = Describe("An identity on a ClusterScimTarget whose status cannot be written, creation stamps guarded", Serial, func() {
 	ctx := context.Background()
-
-	It("gets an account the stamp records, which a tenant cannot unrecord: dropping the target across a restart takes it away", func() {
-		const tenant = "stamp-attacker"
-		labels := map[string]string{"scim-test/creation-stamps": "unwritable"}
+	const tenant = "stamp-attacker"
+	// tenantAccount makes, with the stamps guarded, a namespace whose identities' status cannot
+	// be written (what a tenant can do to its own identity, an object grown to the size limit,
+	// say, played by a policy that refuses every status write there) and the tenant's identity
+	// name on a ClusterScimTarget; it returns once the account exists, with the tenant's client
+	// and what lifts the refusal.
+	tenantAccount := func(name string) (*scimv1.ServiceIdentity, *scimv1.ClusterScimTarget, client.Client, func()) {
+		labels := map[string]string{"scim-test/creation-stamps": name}
 		ns := labelled(ctx, labels)
 		grant(ctx, ns, tenant, rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
 			Verbs: []string{"get", "list", "create", "update", "patch"}})
 		c := impersonating(tenant)
 		guardStamps(ctx)
-		cst := clusterTarget(ctx, "shared", []string{ns})
-		// What a tenant can do to its own identity's status (an object grown to the size limit,
-		// say), played by a policy that refuses every status write in the namespace.
-		allow := refuseStatusWrites(ctx, ns)
+		cst := clusterTarget(ctx, name, []string{ns})
+		allow := sync.OnceFunc(refuseStatusWrites(ctx, ns))
 		DeferCleanup(allow)
-
-		si := clusterIdentity(ns, "bloated", cst.Name)
+		si := clusterIdentity(ns, name, cst.Name)
 		Expect(c.Create(ctx, si)).To(Succeed())
-		Eventually(accountsWithExternalID(ns, "bloated")).Should(ConsistOf(HaveKeyWithValue("active", true)))
+		Eventually(accountsWithExternalID(ns, name)).Should(ConsistOf(HaveKeyWithValue("active", true)))
+		return si, cst, c, allow
+	}
+
+	It("gets an account the stamp records, which a tenant cannot unrecord: dropping the target across a restart takes it away", func() {
+		si, cst, c, _ := tenantAccount("bloated")
+		ns := si.Namespace
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(si), si)).To(Succeed())
 		Expect(si.Status.Targets).To(BeEmpty())
 		Expect(si.Annotations).To(HaveKeyWithValue(scimv1.TargetsAtCreationAnnotation, "ClusterScimTarget/"+cst.Name))
 
 		// The operator goes down; meanwhile the tenant drops the target and the stamp, which is
 		// put back (or, should the mutating policy fail, the change refused).
-		stopMgr()
-		Eventually(mgrDone, "30s").Should(BeClosed())
-		DeferCleanup(func() {
-			select {
-			case <-mgrDone:
-				startManager()
-			default:
-			}
-		})
+		killManager()
 		Eventually(func(g Gomega) {
 			g.Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
 				[]byte(`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":null}},"spec":{"targetRefs":[{"name":"elsewhere"}]}}`)))).To(Succeed())
@@ -341,20 +325,8 @@ var _ = Describe("An identity on a ClusterScimTarget whose status cannot be writ
 	})
 
 	It("keeps what the stamp recorded on the first status, even one written by a pass that provisions nothing", func() {
-		const tenant = "stamp-attacker"
-		labels := map[string]string{"scim-test/creation-stamps": "first-status"}
-		ns := labelled(ctx, labels)
-		grant(ctx, ns, tenant, rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
-			Verbs: []string{"get", "list", "create", "update", "patch"}})
-		c := impersonating(tenant)
-		guardStamps(ctx)
-		cst := clusterTarget(ctx, "shared-first", []string{ns})
-		allow := sync.OnceFunc(refuseStatusWrites(ctx, ns))
-		DeferCleanup(allow)
-
-		si := clusterIdentity(ns, "blocked", cst.Name)
-		Expect(c.Create(ctx, si)).To(Succeed())
-		Eventually(accountsWithExternalID(ns, "blocked")).Should(ConsistOf(HaveKeyWithValue("active", true)))
+		si, cst, c, allow := tenantAccount("blocked")
+		ns := si.Namespace
 		// A spec that cannot be provisioned (its workload does not exist): the pass writes
 		// conditions and no entry of its own, and that first status ends what the stamp says.
 		Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
@@ -365,15 +337,7 @@ var _ = Describe("An identity on a ClusterScimTarget whose status cannot be writ
 			"the stamped target is on the first status")
 
 		// The operator's memory goes; the tenant then drops the target: the status entry finds it.
-		stopMgr()
-		Eventually(mgrDone, "30s").Should(BeClosed())
-		DeferCleanup(func() {
-			select {
-			case <-mgrDone:
-				startManager()
-			default:
-			}
-		})
+		killManager()
 		Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
 			[]byte(`{"spec":{"workloadRef":null,"targetRefs":[{"name":"elsewhere"}]}}`)))).To(Succeed())
 		startManager()

@@ -190,6 +190,21 @@ func restartManager(guarded bool) {
 	})
 }
 
+// killManager stops the suite's manager (its memory goes with it) until the spec starts it
+// again; should the spec fail before that, the next specs still get a manager.
+func killManager() {
+	GinkgoHelper()
+	stopMgr()
+	Eventually(mgrDone, "30s").Should(BeClosed())
+	DeferCleanup(func() {
+		select {
+		case <-mgrDone:
+			startManager()
+		default:
+		}
+	})
+}
+
 var _ = AfterSuite(func() {
 	if stopMgr != nil {
 		stopMgr()

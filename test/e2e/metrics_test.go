@@ -76,6 +76,9 @@ var _ = Describe("The metrics endpoint", func() {
 			g.Expect(s.body).To(ContainSubstring("controller_runtime_reconcile_total"))
 		}).Should(Succeed())
 		Expect(s.body).To(MatchRegexp(`(?m)^scim_operator_identities\{state="Ready"\} \d+$`))
+		// config/default installs the policies --creation-stamps-guarded relies on, and the
+		// operator's RBAC lets it see them.
+		Expect(s.body).To(MatchRegexp(`(?m)^scim_operator_creation_stamps_guarded 1$`))
 		Expect(s.proto).To(Equal("HTTP/1.1"), "HTTP/2 is off unless --enable-http2")
 	})
 
