@@ -60,11 +60,21 @@ func main() {
 		allowedCIDRs, deniedCIDRs                          string
 		watchNamespaces                                    string
 		stampsGuarded                                      bool
+		leaseDuration, renewDeadline, retryPeriod          time.Duration
 	)
 	metrics.bind(flag.CommandLine)
 	flag.BoolVar(&printVersion, "version", false, "Print the version and exit.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles.")
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second,
+		"With --leader-elect: how long a standby waits after the leader last renewed its lease before it takes over (a leader "+
+			"that stops on SIGTERM releases the lease at once; one that crashes holds it this long).")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second,
+		"With --leader-elect: how long the leader keeps trying to renew its lease before it stops leading (and exits); "+
+			"less than --leader-elect-lease-duration.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second,
+		"With --leader-elect: how often the leader renews its lease and a standby tries to take it; less than "+
+			"--leader-elect-renew-deadline.")
 	flag.StringVar(&clusterID, "cluster-id", "", "Prefix of every externalId; default the UID of the kube-system namespace.")
 	flag.StringVar(&clusterResourceNS, "cluster-resource-namespace", "",
 		"Namespace holding the Secrets of ClusterScimTargets, the operator's credential snapshots (which keep a target's "+
@@ -132,6 +142,11 @@ func main() {
 		os.Exit(1)
 	}
 
+	if !(0 < retryPeriod && retryPeriod < renewDeadline && renewDeadline < leaseDuration) {
+		log.Error(nil, "Invalid leader election timing: want 0 < --leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration",
+			"retryPeriod", retryPeriod, "renewDeadline", renewDeadline, "leaseDuration", leaseDuration)
+		os.Exit(1)
+	}
 	namespaces, err := controller.ParseNamespaces(watchNamespaces)
 	if err != nil {
 		log.Error(err, "Invalid --watch-namespaces")
@@ -157,6 +172,9 @@ func main() {
 		// Out of a cluster there is no pod namespace file; elect in the operator's namespace.
 		LeaderElectionNamespace:       clusterResourceNS,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retryPeriod,
 	}
 	// Secrets are got from the API server by name, never listed, watched or cached.
 	controller.ConfigureManager(&mgrOpts)
