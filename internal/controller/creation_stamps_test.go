@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"strings"
 	"sync"
 
@@ -60,6 +59,38 @@ func installPolicies(ctx context.Context, file, suffix string, nsLabels map[stri
 	}
 }
 
+// awaitStampPolicies waits until the API server enforces the creation-stamps policies in
+// namespace ns: a tenant's forged stamp is refused at creation (the validating policy), and a
+// tenant's change of a stamp is put back (the mutating one).
+func awaitStampPolicies(ctx context.Context, ns string) {
+	GinkgoHelper()
+	const user = "stamp-probe"
+	grant(ctx, ns, user, rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
+		Verbs: []string{"get", "create", "patch"}})
+	c := impersonating(user)
+	Eventually(func() error {
+		forged := newIdentity(ns, "", "absent")
+		forged.GenerateName, forged.Annotations = "forged-", map[string]string{scimv1.TargetsAtCreationAnnotation: "ScimTarget/other"}
+		return c.Create(ctx, forged)
+	}).Should(MatchError(ContainSubstring("are set at creation by the scim-operator")))
+	probe := newIdentity(ns, "", "absent")
+	probe.GenerateName, probe.Annotations = "probe-", map[string]string{scimv1.TargetsAtCreationAnnotation: "ScimTarget/absent"}
+	Expect(c.Create(ctx, probe)).To(Succeed())
+	stamp := func(g Gomega) string {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(probe), probe)).To(Succeed())
+		return probe.Annotations[scimv1.TargetsAtCreationAnnotation]
+	}
+	attempt := 0
+	Eventually(func(g Gomega) {
+		before := stamp(g)
+		attempt++
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":"ScimTarget/try-%d"}}}`, attempt)
+		// Refused while only the validating policy is in force, changed while neither is.
+		g.Expect(c.Patch(ctx, probe.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
+		g.Expect(stamp(g)).To(Equal(before))
+	}).Should(Succeed())
+}
+
 // guardStamps installs, for the whole cluster as config/default does, the policies
 // --creation-stamps-guarded relies on (creation-stamps and status-writers), and waits until
 // the operator finds them in force; when the spec ends, until it no longer does.
@@ -70,6 +101,7 @@ func guardStamps(ctx context.Context) {
 	installPolicies(ctx, "creation-stamps-policy.yaml", "guard", nil)
 	installPolicies(ctx, "status-writers-policy.yaml", "guard", nil)
 	Eventually(guarded).Should(Equal(1.0))
+	awaitStampPolicies(ctx, newNamespace(ctx))
 }
 
 // labelled is a namespace of the spec carrying labels.
@@ -180,19 +212,8 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 		want := map[string]string{scimv1.TargetsAtCreationAnnotation: "ScimTarget/absent,ClusterScimTarget/corp"}
 		Eventually(stamps(ctx, si)).Should(Equal(want), "stamped by the operator with its finalizer")
 
-		// Once the policies are in force (a probe's stamp is changed until then), a change of a
-		// stamp is put back.
-		probe := newIdentity(ns, "probe", "absent")
-		Expect(k8s.Create(ctx, probe)).To(Succeed())
-		Eventually(stamps(ctx, probe)).Should(HaveKey(scimv1.TargetsAtCreationAnnotation))
-		attempt := 0
-		Eventually(func(g Gomega) bool {
-			before := stamps(ctx, probe)(g)
-			attempt++
-			patch := fmt.Sprintf(`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":"ScimTarget/try-%d"}}}`, attempt)
-			g.Expect(c.Patch(ctx, probe.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
-			return reflect.DeepEqual(stamps(ctx, probe)(g), before)
-		}).Should(BeTrue())
+		// Once the policies are in force, a change of a stamp is put back.
+		awaitStampPolicies(ctx, ns)
 		Expect(c.Patch(ctx, si.DeepCopy(), client.RawPatch(types.MergePatchType,
 			[]byte(`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":"ScimTarget/absent"}}}`)))).To(Succeed())
 		Expect(stamps(ctx, si)(Default)).To(Equal(want), "changed")

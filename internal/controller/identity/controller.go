@@ -499,7 +499,8 @@ func (r *Reconciler) stampsGuarded() bool { return r.StampsGuarded && r.memory.g
 // target stamped without a Pending record gets one (the stamp could be changed from now on).
 func (r *Reconciler) guardChanged(ctx context.Context, _ client.Object) []reconcile.Request {
 	err := stampguard.InForce(ctx, r.Client)
-	r.Metrics.StampsGuarded(err == nil)
+	// Shown once this is done: the identities looked at again are those that exist now.
+	defer r.Metrics.StampsGuarded(err == nil)
 	if was := r.memory.guarded.Swap(err == nil); was == (err == nil) {
 		return nil
 	}
