@@ -202,11 +202,14 @@ BASE_IMAGE ?=
 BUILD_FROM ?= registry
 
 .PHONY: docker-build
+# IMAGE_CONTEXT: the build context of BUILD_FROM=host (its binaries go to IMAGE_CONTEXT/bin/image);
+# builds that may run at once (the e2e and quick-start suites) each name their own.
+IMAGE_CONTEXT ?= .
 docker-build: ## Build the operator image IMG and the reference SCIM server's SCIM_SERVER_IMG (BUILD_FROM=host: offline, from binaries built here; VERSION is stamped into --version).
 ifeq ($(BUILD_FROM),host)
-	VERSION=$(VERSION) hack/image-context.sh bin/image
-	$(CONTAINER_TOOL) build -t $(IMG) --target offline .
-	$(CONTAINER_TOOL) build -t $(SCIM_SERVER_IMG) --target scim-server-offline .
+	VERSION=$(VERSION) hack/image-context.sh $(IMAGE_CONTEXT)/bin/image
+	$(CONTAINER_TOOL) build -t $(IMG) --target offline -f Dockerfile $(IMAGE_CONTEXT)
+	$(CONTAINER_TOOL) build -t $(SCIM_SERVER_IMG) --target scim-server-offline -f Dockerfile $(IMAGE_CONTEXT)
 else
 	$(CONTAINER_TOOL) build -t $(IMG) --build-arg VERSION=$(VERSION) \
 		$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .

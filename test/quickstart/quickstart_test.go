@@ -75,7 +75,9 @@ var _ = Describe("The README's quick start", Ordered, func() {
 		DeferCleanup(func() { Expect(os.RemoveAll(storage)).To(Succeed()) })
 		appVersion := chartAppVersion()
 		build := exec.Command("make", "--no-print-directory", "docker-build", "BUILD_FROM=host", "CONTAINER_TOOL=hack/podman.sh",
-			"IMG=ghcr.io/nhi-dev/scim-operator:"+appVersion, "SCIM_SERVER_IMG=ghcr.io/nhi-dev/scim-server:"+appVersion, "VERSION="+appVersion)
+			"IMG=ghcr.io/nhi-dev/scim-operator:"+appVersion, "SCIM_SERVER_IMG=ghcr.io/nhi-dev/scim-server:"+appVersion, "VERSION="+appVersion,
+			// A context of its own: the e2e suite builds its image at the same time.
+			"IMAGE_CONTEXT=bin/quickstart")
 		build.Dir = root
 		build.Env = append(os.Environ(), "PODMAN_ROOT="+storage)
 		out, err = build.CombinedOutput()
