@@ -212,8 +212,13 @@ var _ = Describe("ServiceIdentity", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(own.Start("127.0.0.1:0")).To(Succeed())
 		DeferCleanup(own.Stop)
-		// Observed by the operator (Ready) before the identity exists
-		fastTarget(ctx, ns, "fast", func(t *scimv1.ScimTarget) { t.Spec.Endpoint = own.Endpoint() })
+		// Observed by the operator (Ready) before the identity exists, and the sweep a target
+		// gets once Ready (a list, GET Users?filter too) over before the requests are counted.
+		t := fastTarget(ctx, ns, "fast", func(t *scimv1.ScimTarget) { t.Spec.Endpoint = own.Endpoint() })
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+			g.Expect(t.Status.Sweep).NotTo(BeNil())
+		}).Should(Succeed())
 		userRequests := func() map[string]int {
 			out := map[string]int{}
 			for k, v := range own.RequestCounts() {
