@@ -62,14 +62,14 @@ test: verify vet ## Verify, then run every test against a real kube-apiserver an
 	@# The end-to-end suites and the release test share no process with the others (their own
 	@# control planes, operators, SCIM servers, registry): they run beside them, and their
 	@# summaries are printed at the end. go test of the other packages runs beside the
-	@# controllers' envtest suite, which runs on two Ginkgo processes (its restart specs are Serial).
+	@# controllers' envtest suite, which runs on three Ginkgo processes (its restart specs are Serial; the suite waits on its API servers more than on the two cores).
 	@assets="$$(hack/envtest-bins.sh)"; \
 	$(MAKE) --no-print-directory test-e2e > test-e2e.out 2>&1 & e2e=$$!; \
 	$(MAKE) --no-print-directory test-release > test-release.out 2>&1 & release=$$!; \
-	echo "go test, and the controller suite on 2 Ginkgo processes, beside the e2e suite (control plane from $$assets; logs: test.log, test-controller.log, test-e2e.log)"; \
+	echo "go test, and the controller suite on 3 Ginkgo processes, beside the e2e suite (control plane from $$assets; logs: test.log, test-controller.log, test-e2e.log)"; \
 	failed=""; \
 	KUBEBUILDER_ASSETS="$$assets" go test $$(go list ./... | grep -v '/internal/controller$$') -count=1 -v -coverprofile cover.out > test.log 2>&1 & unit=$$!; \
-	KUBEBUILDER_ASSETS="$$assets" go run github.com/onsi/ginkgo/v2/ginkgo -p --procs=2 --timeout=20m --cover --coverprofile=cover-controller.out \
+	KUBEBUILDER_ASSETS="$$assets" go run github.com/onsi/ginkgo/v2/ginkgo -p --procs=3 --timeout=20m --cover --coverprofile=cover-controller.out \
 		--output-dir=. ./internal/controller > test-controller.log 2>&1 || { cat test-controller.log; failed="$$failed controller suite"; }; \
 	wait $$unit || { cat test.log; failed="go test $$failed"; }; \
 	if [ -z "$$failed" ]; then \
