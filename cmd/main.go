@@ -142,7 +142,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	if !(0 < retryPeriod && retryPeriod < renewDeadline && renewDeadline < leaseDuration) {
+	if retryPeriod <= 0 || retryPeriod >= renewDeadline || renewDeadline >= leaseDuration {
 		log.Error(nil, "Invalid leader election timing: want 0 < --leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration",
 			"retryPeriod", retryPeriod, "renewDeadline", renewDeadline, "leaseDuration", leaseDuration)
 		os.Exit(1)

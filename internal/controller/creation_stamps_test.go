@@ -207,7 +207,7 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 					map[string]any{"name": "absent"}, map[string]any{"kind": "ClusterScimTarget", "name": "corp"}}},
 			}}
 		}
-		Expect(c.Patch(ctx, manifest("From Git"), client.Apply, client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
+		Expect(c.Apply(ctx, client.ApplyConfigurationFromUnstructured(manifest("From Git")), client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
 		si := &scimv1.ServiceIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-git"}}
 		want := map[string]string{scimv1.TargetsAtCreationAnnotation: "ScimTarget/absent,ClusterScimTarget/corp"}
 		Eventually(stamps(ctx, si)).Should(Equal(want), "stamped by the operator with its finalizer")
@@ -234,8 +234,8 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 		Expect(si.Spec.DisplayName).To(Equal("Replaced"))
 
 		// The same manifest applied again, and a changed one.
-		Expect(c.Patch(ctx, manifest("From Git"), client.Apply, client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
-		Expect(c.Patch(ctx, manifest("From Git, changed"), client.Apply, client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
+		Expect(c.Apply(ctx, client.ApplyConfigurationFromUnstructured(manifest("From Git")), client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
+		Expect(c.Apply(ctx, client.ApplyConfigurationFromUnstructured(manifest("From Git, changed")), client.FieldOwner("gitops"), client.ForceOwnership)).To(Succeed())
 		Expect(stamps(ctx, si)(Default)).To(Equal(want))
 	})
 
