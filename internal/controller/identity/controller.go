@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -506,6 +507,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// start rather than a reconcile waiting).
 		b = b.Watches(&admissionv1.ValidatingAdmissionPolicy{}, handler.EnqueueRequestsFromMapFunc(r.guardChanged)).
 			Watches(&admissionv1.ValidatingAdmissionPolicyBinding{}, handler.EnqueueRequestsFromMapFunc(r.guardChanged))
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			r.reportUnguarded(ctx, mgr.GetCache())
+			return nil
+		})); err != nil {
+			return err
+		}
 	}
 	return b.
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.Or(

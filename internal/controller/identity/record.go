@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -186,6 +187,19 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 // ClusterScimTargets: StampsGuarded is set and the admission policies it promises were last
 // found in force (guardChanged).
 func (r *Reconciler) stampsGuarded() bool { return r.StampsGuarded && r.memory.guarded.Load() }
+
+// reportUnguarded says once, at start, when the flag promises policies that are not there at
+// all (guardChanged only hears of those that exist): the error is logged and the metric shows 0.
+func (r *Reconciler) reportUnguarded(ctx context.Context, c cache.Cache) {
+	if !c.WaitForCacheSync(ctx) {
+		return
+	}
+	if err := stampguard.InForce(ctx, r.Client); err != nil && !r.memory.guarded.Load() {
+		r.Metrics.StampsGuarded(false)
+		ctrl.Log.WithName("stampguard").Error(err, "--creation-stamps-guarded is set but the creation stamps are not guarded: "+
+			"a Pending record is written before a new identity's first call to a ClusterScimTarget")
+	}
+}
 
 // guardChanged looks again whether the policies the creation stamps rely on are in force
 // (stampguard.InForce), after an event of a ValidatingAdmissionPolicy or a binding, and logs a
