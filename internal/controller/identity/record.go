@@ -32,17 +32,21 @@ import (
 
 // keepStamped puts on the first status the identity gets every target stamped at its creation
 // that the status does not name (as Pending: an account may be there), and the stamped owner
-// when it names none: that write ends what the
-// stamp says, whatever the pass did (a spec that cannot be provisioned writes conditions and no
-// entry), so nothing the stamp recorded is lost with it.
+// when it names none: that write ends what the stamp says, whatever the pass did (a spec that
+// cannot be provisioned writes conditions and no entry), so nothing the stamp recorded is lost
+// with it. On every later write (base has a status) it does nothing.
 func keepStamped(si, base *scimv1.ServiceIdentity) {
 	if si.Status.Workload == nil {
 		// And the owner: a first status from a pass that did not record it (suspended, expired,
 		// governed) would otherwise end the stamp that says which workload retires the identity.
 		si.Status.Workload = workloads.Stamped(base)
 	}
+	stamped := targets.Stamped(base)
+	if len(stamped) == 0 {
+		return
+	}
 	entries := targets.IndexEntries(si.Namespace, si.Status.Targets)
-	for _, ref := range targets.Stamped(base) {
+	for _, ref := range stamped {
 		if key := targets.RefKey(ref, si.Namespace); entries[key] == nil {
 			e := scimv1.IdentityTargetStatus{Kind: ref.TargetKind(), Name: ref.Name, State: scimv1.TargetStatePending,
 				Message: "Named when the identity was created"}
@@ -77,10 +81,9 @@ func (r *Reconciler) finalizers(ctx context.Context, si *scimv1.ServiceIdentity)
 		!controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) {
 		// Without the admission policy, the targets and the owner are stamped here, in the same
 		// write, as the policy does at creation (record relies on them to write nothing before
-		// the first call to a namespace's own target).
-		// Stamped already (the finalizer was removed before any status was written): a pass may
-		// have created accounts on what the stamps name, so they stay as they are (record writes
-		// a Pending entry first for a target they do not name).
+		// the first call). Stamps already there (the finalizer was removed before any status was
+		// written) stay as they are: a pass may have created accounts on what they name, and
+		// record writes a Pending entry first for a target they do not name.
 		var stamps []string
 		read := si.GetAnnotations()
 		if targets.Stamped(si) == nil {
@@ -188,6 +191,10 @@ func (r *Reconciler) record(ctx context.Context, si, base *scimv1.ServiceIdentit
 // found in force (guardChanged).
 func (r *Reconciler) stampsGuarded() bool { return r.StampsGuarded && r.memory.guarded.Load() }
 
+// unguarded is what is logged when the flag promises policies that are not in force.
+const unguarded = "--creation-stamps-guarded is set but the creation stamps are not guarded: " +
+	"a Pending record is written before a new identity's first call to a ClusterScimTarget"
+
 // reportUnguarded says once, at start, when the flag promises policies that are not there at
 // all (guardChanged only hears of those that exist): the error is logged and the metric shows 0.
 func (r *Reconciler) reportUnguarded(ctx context.Context, c cache.Cache) {
@@ -196,8 +203,7 @@ func (r *Reconciler) reportUnguarded(ctx context.Context, c cache.Cache) {
 	}
 	if err := stampguard.InForce(ctx, r.Client); err != nil && !r.memory.guarded.Load() {
 		r.Metrics.StampsGuarded(false)
-		ctrl.Log.WithName("stampguard").Error(err, "--creation-stamps-guarded is set but the creation stamps are not guarded: "+
-			"a Pending record is written before a new identity's first call to a ClusterScimTarget")
+		ctrl.Log.WithName("stampguard").Error(err, unguarded)
 	}
 }
 
@@ -217,8 +223,7 @@ func (r *Reconciler) guardChanged(ctx context.Context, _ client.Object) []reconc
 		log.Info("The creation stamps are guarded: a new identity's account on a ClusterScimTarget is created before its status is written")
 		return nil
 	}
-	log.Error(err, "--creation-stamps-guarded is set but the creation stamps are not guarded (any more): "+
-		"a Pending record is written before a new identity's first call to a ClusterScimTarget")
+	log.Error(err, unguarded)
 	list := &scimv1.ServiceIdentityList{}
 	if err := r.List(ctx, list); err != nil {
 		log.Error(err, "Listing the identities whose creation stamps may be their only record")
