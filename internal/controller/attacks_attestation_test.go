@@ -3,64 +3,32 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 )
-
-// reviewPolicyDocs are the documents of config/admission/review-attestation-policy.yaml.
-func reviewPolicyDocs() []string {
-	GinkgoHelper()
-	docs := strings.Split(string(admissionFile("review-attestation-policy.yaml")), "\n---\n")
-	Expect(docs).To(HaveLen(4))
-	return docs
-}
 
 // installReviewRecorder creates the review-attestation MutatingAdmissionPolicy, bound (unlike
 // the shipped binding) only to namespaces with these labels, until the spec ends.
 func installReviewRecorder(ctx context.Context, nsLabels map[string]string) {
 	GinkgoHelper()
-	policy := &admissionv1.MutatingAdmissionPolicy{}
-	Expect(yaml.UnmarshalStrict([]byte(reviewPolicyDocs()[0]), policy)).To(Succeed())
-	Expect(policy.Kind).To(Equal("MutatingAdmissionPolicy"))
-	policy.Name = "test-" + policy.Name
-	Expect(k8s.Create(ctx, policy)).To(Succeed())
-	DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
-	binding := &admissionv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-		Spec: admissionv1.MutatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
-			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels}}}}
-	Expect(k8s.Create(ctx, binding)).To(Succeed())
-	DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+	installPolicies(ctx, "review-attestation-policy.yaml", "", nsLabels, "MutatingAdmissionPolicy")
 }
 
-// installReviewValidator creates the review-attestation ValidatingAdmissionPolicy, bound only to
-// namespaces with these labels, until the spec ends.
+// installReviewValidator creates the review-attestation ValidatingAdmissionPolicy, bound only
+// to namespaces with these labels, until the spec ends.
 func installReviewValidator(ctx context.Context, nsLabels map[string]string) {
 	GinkgoHelper()
-	policy := &admissionv1.ValidatingAdmissionPolicy{}
-	Expect(yaml.UnmarshalStrict([]byte(reviewPolicyDocs()[2]), policy)).To(Succeed())
-	Expect(policy.Kind).To(Equal("ValidatingAdmissionPolicy"))
-	policy.Name = "test-" + policy.Name
-	Expect(k8s.Create(ctx, policy)).To(Succeed())
-	DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
-	binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
-			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-			MatchResources:    &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels}}}}
-	Expect(k8s.Create(ctx, binding)).To(Succeed())
-	DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+	installPolicies(ctx, "review-attestation-policy.yaml", "", nsLabels, "ValidatingAdmissionPolicy")
 }
 
 // attestation is the annotations of an attestation at t by the suite's admin (every verb), as

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,23 +143,51 @@ func admissionFile(name string) []byte {
 		"$(SCIM_OPERATOR_SERVICE_ACCOUNT)", "scim-operator-controller-manager").Replace(string(data)))
 }
 
-// installValidatingPolicy creates the ValidatingAdmissionPolicy of a config/admission file,
-// bound (unlike the shipped binding) only to namespaces with these labels, until the spec ends.
-func installValidatingPolicy(ctx context.Context, file string, nsLabels map[string]string) {
+// installPolicies creates the admission policies of a config/admission file (only those of
+// kinds, when given, with their bindings), named test-<name>[-suffix], each bound only to
+// namespaces with these labels (nil: everywhere, as installed), until the spec ends.
+func installPolicies(ctx context.Context, file, suffix string, nsLabels map[string]string, kinds ...string) {
 	GinkgoHelper()
-	data := admissionFile(file)
-	policy := &admissionv1.ValidatingAdmissionPolicy{}
-	Expect(yaml.UnmarshalStrict([]byte(strings.Split(string(data), "\n---\n")[0]), policy)).To(Succeed())
-	Expect(policy.Kind).To(Equal("ValidatingAdmissionPolicy"))
-	policy.Name = "test-" + policy.Name
-	Expect(k8s.Create(ctx, policy)).To(Succeed())
-	DeferCleanup(func() { Expect(k8s.Delete(ctx, policy)).To(Succeed()) })
-	binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
-			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-			MatchResources:    &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels}}}}
-	Expect(k8s.Create(ctx, binding)).To(Succeed())
-	DeferCleanup(func() { Expect(k8s.Delete(ctx, binding)).To(Succeed()) })
+	var match *admissionv1.MatchResources
+	if nsLabels != nil {
+		match = &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels}}
+	}
+	name := func(n string) string {
+		if suffix == "" {
+			return "test-" + n
+		}
+		return "test-" + n + "-" + suffix
+	}
+	for _, doc := range strings.Split(string(admissionFile(file)), "\n---\n") {
+		var kind struct{ Kind string }
+		Expect(yaml.Unmarshal([]byte(doc), &kind)).To(Succeed())
+		if len(kinds) > 0 && !slices.Contains(kinds, strings.TrimSuffix(kind.Kind, "Binding")) {
+			continue
+		}
+		var obj client.Object
+		switch kind.Kind {
+		case "ValidatingAdmissionPolicy":
+			obj = &admissionv1.ValidatingAdmissionPolicy{}
+		case "MutatingAdmissionPolicy":
+			obj = &admissionv1.MutatingAdmissionPolicy{}
+		case "ValidatingAdmissionPolicyBinding":
+			obj = &admissionv1.ValidatingAdmissionPolicyBinding{}
+		case "MutatingAdmissionPolicyBinding":
+			obj = &admissionv1.MutatingAdmissionPolicyBinding{}
+		default:
+			Fail("not an admission policy: " + kind.Kind)
+		}
+		Expect(yaml.UnmarshalStrict([]byte(doc), obj)).To(Succeed())
+		switch b := obj.(type) {
+		case *admissionv1.ValidatingAdmissionPolicyBinding:
+			b.Spec.PolicyName, b.Spec.MatchResources = name(b.Spec.PolicyName), match
+		case *admissionv1.MutatingAdmissionPolicyBinding:
+			b.Spec.PolicyName, b.Spec.MatchResources = name(b.Spec.PolicyName), match
+		}
+		obj.SetName(name(obj.GetName()))
+		Expect(k8s.Create(ctx, obj)).To(Succeed())
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, obj)).To(Succeed()) })
+	}
 }
 
 // impersonating is a client of the suite's API server acting as user.
@@ -197,7 +226,7 @@ var _ = Describe("Attacks on credentials", func() {
 		// for any namespaceSelector, to cluster-scoped objects: ClusterScimTargets).
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "secret-access-", Labels: map[string]string{"scim-test/secret-access": "on"}}}
 		Expect(k8s.Create(ctx, ns)).To(Succeed())
-		installValidatingPolicy(ctx, "secret-access-policy.yaml", ns.Labels)
+		installPolicies(ctx, "secret-access-policy.yaml", "", ns.Labels, "ValidatingAdmissionPolicy")
 
 		// The tenant's own SCIM server, which would receive the token: it accepts any.
 		theirs, tokensSeen := recordingServer()

@@ -394,7 +394,7 @@ var _ = Describe("Attacks by a tenant", func() {
 			Expect(k8s.Get(ctx, client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
 			nsObj.Labels = map[string]string{"scim-test/status-writers": "on"}
 			Expect(k8s.Update(ctx, nsObj)).To(Succeed())
-			installValidatingPolicy(ctx, "status-writers-policy.yaml", nsObj.Labels)
+			installPolicies(ctx, "status-writers-policy.yaml", "", nsObj.Labels, "ValidatingAdmissionPolicy")
 			grant(ctx, ns, "mallory", rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group},
 				Resources: []string{"serviceidentities", "serviceidentities/status"}, Verbs: []string{"get", "update", "patch"}})
 			mallory := impersonating("mallory")

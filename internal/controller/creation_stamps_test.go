@@ -3,66 +3,25 @@ package controller
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/stampguard"
 )
 
-// installPolicies creates the admission policies of a config/admission file, named with
-// suffix, each bound only to namespaces with these labels (nil: everywhere, as installed),
-// until the spec ends.
-func installPolicies(ctx context.Context, file, suffix string, nsLabels map[string]string) {
-	GinkgoHelper()
-	var match *admissionv1.MatchResources
-	if nsLabels != nil {
-		match = &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels}}
-	}
-	name := func(n string) string { return "test-" + n + "-" + suffix }
-	for _, doc := range strings.Split(string(admissionFile(file)), "\n---\n") {
-		var kind struct{ Kind string }
-		Expect(yaml.Unmarshal([]byte(doc), &kind)).To(Succeed())
-		var obj client.Object
-		switch kind.Kind {
-		case "ValidatingAdmissionPolicy":
-			obj = &admissionv1.ValidatingAdmissionPolicy{}
-		case "MutatingAdmissionPolicy":
-			obj = &admissionv1.MutatingAdmissionPolicy{}
-		case "ValidatingAdmissionPolicyBinding":
-			obj = &admissionv1.ValidatingAdmissionPolicyBinding{}
-		case "MutatingAdmissionPolicyBinding":
-			obj = &admissionv1.MutatingAdmissionPolicyBinding{}
-		default:
-			Fail("not an admission policy: " + kind.Kind)
-		}
-		Expect(yaml.UnmarshalStrict([]byte(doc), obj)).To(Succeed())
-		switch b := obj.(type) {
-		case *admissionv1.ValidatingAdmissionPolicyBinding:
-			b.Spec.PolicyName, b.Spec.MatchResources = name(b.Spec.PolicyName), match
-		case *admissionv1.MutatingAdmissionPolicyBinding:
-			b.Spec.PolicyName, b.Spec.MatchResources = name(b.Spec.PolicyName), match
-		}
-		obj.SetName(name(obj.GetName()))
-		Expect(k8s.Create(ctx, obj)).To(Succeed())
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, obj)).To(Succeed()) })
-	}
-}
-
 // awaitStampPolicies waits until the API server enforces the creation-stamps policies in
 // namespace ns: a tenant's forged stamp is refused at creation (the validating policy), and a
-// tenant's change of a stamp is put back (the mutating one).
-func awaitStampPolicies(ctx context.Context, ns string) {
+// tenant's change of a stamp is put back (the mutating one). It returns what waits, once they
+// are deleted, until the API server no longer applies them (a tenant's change sticks).
+func awaitStampPolicies(ctx context.Context, ns string) (gone func()) {
 	GinkgoHelper()
 	const user = "stamp-probe"
 	grant(ctx, ns, user, rbacv1.PolicyRule{APIGroups: []string{scimv1.GroupVersion.Group}, Resources: []string{"serviceidentities"},
@@ -89,19 +48,37 @@ func awaitStampPolicies(ctx context.Context, ns string) {
 		g.Expect(c.Patch(ctx, probe.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
 		g.Expect(stamp(g)).To(Equal(before))
 	}).Should(Succeed())
+	return func() {
+		GinkgoHelper()
+		Eventually(func(g Gomega) {
+			attempt++
+			want := fmt.Sprintf("ScimTarget/try-%d", attempt)
+			g.Expect(c.Patch(ctx, probe.DeepCopy(), client.RawPatch(types.MergePatchType,
+				[]byte(`{"metadata":{"annotations":{"scim.nhi.dev/targets-at-creation":"`+want+`"}}}`)))).To(Succeed())
+			g.Expect(stamp(g)).To(Equal(want))
+		}).Should(Succeed())
+	}
 }
 
 // guardStamps installs, for the whole cluster as config/default does, the policies
 // --creation-stamps-guarded relies on (creation-stamps and status-writers), and waits until
-// the operator finds them in force; when the spec ends, until it no longer does.
+// the operator finds them in force and the API server enforces them; when the spec ends, until
+// neither does any more (the next spec on this API server meets nothing of them).
 func guardStamps(ctx context.Context) {
 	GinkgoHelper()
 	guarded := func() float64 { return metricValue("scim_operator_creation_stamps_guarded", nil) }
-	DeferCleanup(func() { Eventually(guarded).Should(BeZero()) })
+	probes := newNamespace(ctx)
+	var gone func()
+	DeferCleanup(func() { // after the policies' deletion, before the namespace's purge
+		Eventually(guarded).Should(BeZero())
+		if gone != nil {
+			gone()
+		}
+	})
 	installPolicies(ctx, "creation-stamps-policy.yaml", "guard", nil)
 	installPolicies(ctx, "status-writers-policy.yaml", "guard", nil)
 	Eventually(guarded).Should(Equal(1.0))
-	awaitStampPolicies(ctx, newNamespace(ctx))
+	gone = awaitStampPolicies(ctx, probes)
 }
 
 // labelled is a namespace of the spec carrying labels.
@@ -151,7 +128,7 @@ var _ = Describe("The creation stamps, guarded by config/admission's creation-st
 		grant(ctx, ns, tenant, tenantRule)
 		c := impersonating(tenant)
 		// The ValidatingAdmissionPolicy alone (a failed mutating one), bound to this namespace.
-		installValidatingPolicy(ctx, "creation-stamps-policy.yaml", labels)
+		installPolicies(ctx, "creation-stamps-policy.yaml", "", labels, "ValidatingAdmissionPolicy")
 
 		create := func(name string, annotations map[string]string, owners ...metav1.OwnerReference) error {
 			si := newIdentity(ns, name, "absent")
