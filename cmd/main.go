@@ -119,6 +119,8 @@ func main() {
 			"cluster-scoped and always watched.")
 	opts := zap.Options{Development: false}
 	var events secevent.Flags
+	var ssfOpts ssfFlags
+	ssfOpts.bind(flag.CommandLine)
 	events.Bind(flag.CommandLine)
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -201,6 +203,11 @@ func main() {
 		log.Error(err, "Unable to set up security events")
 		os.Exit(1)
 	}
+	ssfCfg, err := ssfOpts.config(events, clusterResourceNS)
+	if err != nil {
+		log.Error(err, "Invalid Shared Signals transmitter flags")
+		os.Exit(1)
+	}
 	log.Info("Starting", "version", version, "clusterID", clusterID, "clusterResourceNamespace", clusterResourceNS,
 		"watchNamespaces", namespaces)
 	if err := controller.Setup(mgr, controller.Config{
@@ -216,6 +223,7 @@ func main() {
 		NamespacedTargetDeniedCIDRs:    denied,
 		SecurityEvents:                 publisher,
 		SecurityEventMaxAge:            events.MaxAge,
+		SSF:                            ssfCfg,
 		StampsGuarded:                  stampsGuarded,
 	}); err != nil {
 		log.Error(err, "Unable to set up the controllers")

@@ -246,6 +246,15 @@ type RevocationEvidence struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Format=date-time
 	SecurityEventDeliveredAt *metav1.Time `json:"securityEventDeliveredAt,omitempty"`
+	// streams is where the token of this revocation is for each SecurityEventStream that
+	// records it: written before the token is offered to the stream, so a restart or a leader
+	// change neither loses it nor offers it again once acknowledged.
+	// +optional
+	// +listType=map
+	// +listMapKey=stream
+	// +listMapKey=event
+	// +kubebuilder:validation:MaxItems=16
+	Streams []StreamEvent `json:"streams,omitempty"`
 }
 
 // SecurityEventDelivery is where the Security Event Token of a revocation is.
@@ -525,3 +534,29 @@ func (r TargetReference) TargetKind() string {
 // ClusterScoped reports whether the reference names a ClusterScimTarget, which serves many
 // namespaces; a ScimTarget serves its own.
 func (r TargetReference) ClusterScoped() bool { return r.TargetKind() == KindClusterScimTarget }
+
+// StreamUndelivered reports whether the evidence holds a token still to be delivered to a
+// SecurityEventStream.
+func (e *RevocationEvidence) StreamUndelivered() bool {
+	if e == nil {
+		return false
+	}
+	for i := range e.Streams {
+		if e.Streams[i].Delivery == SecurityEventPending {
+			return true
+		}
+	}
+	return false
+}
+
+// HoldsSecurityEvents reports whether a token on si's status is still to be delivered, to the
+// receiver of the --security-events-* flags or to a SecurityEventStream: the identity keeps
+// SecurityEventsFinalizer until none is.
+func (si *ServiceIdentity) HoldsSecurityEvents() bool {
+	for i := range si.Status.Targets {
+		if ev := si.Status.Targets[i].Revocation; ev.SecurityEventUndelivered() || ev.StreamUndelivered() {
+			return true
+		}
+	}
+	return false
+}

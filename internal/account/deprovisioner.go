@@ -91,6 +91,9 @@ type Deprovisioner struct {
 	// SecurityEvents, when set, is sent a signed Security Event Token (RISC account-disabled
 	// or account-purged) for each account a target confirmed revoked.
 	SecurityEvents *secevent.Publisher
+	// Streams, when set, names the Shared Signals streams that record each confirmation's
+	// token, in the same status write as the evidence.
+	Streams StreamRecorder
 	// Clock tells the time of the evidence (nil: the real clock).
 	Clock clock.PassiveClock
 	// Flags are the identities a sweep found out of step: a revoked account active again is
@@ -328,21 +331,32 @@ func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity
 		return nil // confirmed before: keep the time and the token recorded for it
 	}
 	entry.Revocation = &scimv1.RevocationEvidence{Result: result, ConfirmedAt: metav1.NewTime(status.Clock(d.Clock).Now())}
-	d.publish(a, entry, ids)
+	d.publish(ctx, si, a, entry, ids)
 	return nil
+}
+
+// StreamRecorder names the Shared Signals streams that record a revocation's token
+// (ssf.Recorder).
+type StreamRecorder interface {
+	Marks(ctx context.Context, namespace string, result scimv1.RevocationResult) []scimv1.StreamEvent
 }
 
 // publish records on the entry the Security Event Token of its confirmed revocation: a fresh
 // jti and the subject, Pending. Nothing is sent here: the entry is the outbox, written with
 // the evidence, and the security-event controller sends what it holds (securityEventEvent)
 // once it is on the API server, again after a restart, until the receiver accepts it.
-func (d *Deprovisioner) publish(a *Session, entry *scimv1.IdentityTargetStatus, ids []string) {
-	if d.SecurityEvents == nil || len(ids) == 0 {
+func (d *Deprovisioner) publish(ctx context.Context, si *scimv1.ServiceIdentity, a *Session, entry *scimv1.IdentityTargetStatus, ids []string) {
+	if d.SecurityEvents == nil && d.Streams == nil || len(ids) == 0 {
 		return
 	}
 	entry.Revocation.SecurityEvent = secevent.NewJTI()
 	entry.Revocation.SecurityEventSubject = secevent.SCIMResource(a.c.Endpoint(), a.kind.Endpoint, ids[0]).Member("uri")
-	entry.Revocation.SecurityEventDelivery = scimv1.SecurityEventPending
+	if d.SecurityEvents != nil {
+		entry.Revocation.SecurityEventDelivery = scimv1.SecurityEventPending
+	}
+	if d.Streams != nil {
+		entry.Revocation.Streams = d.Streams.Marks(ctx, si.Namespace, entry.Revocation.Result)
+	}
 }
 
 // onRecord deprovisions the account on record without looking it up first: the deactivating

@@ -1,8 +1,15 @@
 package controller
 
 import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
 	"net/netip"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -18,12 +25,14 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/controller/identity"
 	"github.com/nhi-dev/scim-operator/internal/controller/secevents"
+	"github.com/nhi-dev/scim-operator/internal/controller/streams"
 	"github.com/nhi-dev/scim-operator/internal/controller/target"
 	"github.com/nhi-dev/scim-operator/internal/controller/workload"
 	"github.com/nhi-dev/scim-operator/internal/dialect"
 	"github.com/nhi-dev/scim-operator/internal/governance"
 	"github.com/nhi-dev/scim-operator/internal/metrics"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
+	"github.com/nhi-dev/scim-operator/internal/ssf"
 	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
@@ -66,6 +75,8 @@ type Config struct {
 	// left this long to the namespace controller before its status records the revocation
 	// (<= 0: identity.DefaultNamespaceGrace).
 	NamespaceGrace time.Duration
+	// SSF, when set, runs the Shared Signals transmitter and its SecurityEventStreams.
+	SSF *SSFConfig
 	// StampsGuarded: config/admission's creation-stamps and status-writers policies are
 	// installed, so no one but the operator can forge or change an identity's creation stamps
 	// or write its status (identity.Reconciler.StampsGuarded).
@@ -116,6 +127,12 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	deprovisioner := &account.Deprovisioner{Flags: flags, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Breaker: breaker,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
 		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &dialect.Observed{Clock: cfg.Clock}}
+	if cfg.SSF != nil {
+		if err := setupSSF(mgr, cfg, rec); err != nil {
+			return err
+		}
+		deprovisioner.Streams = &ssf.Recorder{Reader: mgr.GetClient(), OperatorNamespace: cfg.ClusterResourceNamespace}
+	}
 	for _, kind := range []string{scimv1.KindScimTarget, scimv1.KindClusterScimTarget} {
 		tr := &target.Reconciler{
 			Client: mgr.GetClient(), Kind: kind, Clients: clients, Recorder: rec,
@@ -147,7 +164,71 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clients: clients, Recorder: rec,
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles, Clock: cfg.Clock, Watched: watchedSet(cfg), Revocations: revocations, Metrics: m, Deprovisioner: deprovisioner,
-		Flags: flags, SecurityEvents: cfg.SecurityEvents != nil, NamespaceGrace: cfg.NamespaceGrace,
+		Flags: flags, SecurityEvents: cfg.SecurityEvents != nil || cfg.SSF != nil, NamespaceGrace: cfg.NamespaceGrace,
 		StampsGuarded: cfg.StampsGuarded,
 	}).SetupWithManager(mgr)
+}
+
+// SSFConfig is the Shared Signals transmitter's (the --ssf-* flags).
+type SSFConfig struct {
+	// Addr is the transmitter's HTTPS listen address.
+	Addr string
+	// CertDir holds its serving certificate, tls.crt and tls.key.
+	CertDir string
+	// Issuer is the cluster-wide issuer, the https URL receivers reach the transmitter at.
+	Issuer string
+	// KeySecret holds the signing key (tls.key or key.pem, optional kid), read again every
+	// KeyRecheck (<= 0: a minute).
+	KeySecret  types.NamespacedName
+	KeyRecheck time.Duration
+	// MaxPending backlogs a stream holding this many tokens (<= 0: streams.DefaultMaxPending).
+	MaxPending int
+	// MaxPollWait bounds a long poll (<= 0: ssf.DefaultMaxPollWait).
+	MaxPollWait time.Duration
+	// Listen replaces net.Listen on Addr (tests); PushClient replaces push delivery's HTTP
+	// client (tests).
+	Listen     func() (net.Listener, error)
+	PushClient *http.Client
+}
+
+// setupSSF adds the transmitter (on every replica), its signing key and the stream
+// controllers.
+func setupSSF(mgr ctrl.Manager, cfg Config, rec recorder.EventRecorder) error {
+	c := cfg.SSF
+	ctx := context.Background()
+	if err := ssf.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	maxAge := cfg.SecurityEventMaxAge
+	if maxAge <= 0 {
+		maxAge = secevents.DefaultMaxAge
+	}
+	recheck := c.KeyRecheck
+	if recheck <= 0 {
+		recheck = time.Minute
+	}
+	keys := &ssf.Keys{Reader: mgr.GetAPIReader(), Secret: c.KeySecret, Recheck: recheck, Retain: maxAge, Clock: cfg.Clock}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := keys.Load(lctx); err != nil {
+		return fmt.Errorf("shared signals: %w", err)
+	}
+	auth, err := ssf.NewAuth(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return err
+	}
+	server := &ssf.Server{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Auth: auth, Keys: keys, Issuer: c.Issuer,
+		OperatorNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Clock: cfg.Clock, MaxPollWait: c.MaxPollWait}
+	if err := mgr.Add(keys); err != nil {
+		return err
+	}
+	if err := mgr.Add(&ssf.Listener{Server: server, Addr: c.Addr, CertDir: c.CertDir, Listen: c.Listen}); err != nil {
+		return err
+	}
+	sc := &streams.Config{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Server: server, Recorder: rec, Clock: cfg.Clock,
+		MaxAge: maxAge, MaxPending: c.MaxPending, HTTPClient: c.PushClient}
+	if err := (&streams.IdentityReconciler{Config: sc}).SetupWithManager(mgr, max(cfg.MaxConcurrentReconciles/2, 1)); err != nil {
+		return err
+	}
+	return (&streams.StreamReconciler{Config: sc}).SetupWithManager(mgr)
 }

@@ -120,8 +120,15 @@ func (s *Signer) PublicJWKS() jose.JSONWebKeySet {
 	return jose.JSONWebKeySet{Keys: []jose.JSONWebKey{s.public}}
 }
 
+// PublicKey is the verification key as a JWK.
+func (s *Signer) PublicKey() jose.JSONWebKey { return s.public }
+
 // Sign returns the SET as a compact JWS.
-func (s *Signer) Sign(c Claims) (string, error) {
+func (s *Signer) Sign(c Claims) (string, error) { return s.SignClaims(c) }
+
+// SignClaims returns a SET with any claims (a Shared Signals stream's, whose events and aud
+// Claims does not hold) as a compact JWS.
+func (s *Signer) SignClaims(c any) (string, error) {
 	payload, err := json.Marshal(c)
 	if err != nil {
 		return "", fmt.Errorf("encoding the SET claims: %w", err)

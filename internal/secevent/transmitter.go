@@ -153,6 +153,9 @@ func (p RetryPolicy) Backoff(n int, retryAfter time.Duration, jitter float64) ti
 type TransmitterOptions struct {
 	// Token is sent as "Authorization: Bearer <Token>" when not empty.
 	Token string
+	// AuthorizationHeader, when Token is empty, is sent as the whole Authorization header (a
+	// Shared Signals stream's authorization_header).
+	AuthorizationHeader string
 	// Timeout bounds each attempt; DefaultTimeout when zero.
 	Timeout time.Duration
 	// Retry bounds Deliver's retries; DefaultRetryPolicy's values where zero.
@@ -170,6 +173,7 @@ type Transmitter struct {
 	url      string
 	receiver string // scheme://host, for errors
 	token    string
+	authz    string
 	timeout  time.Duration
 	retry    RetryPolicy
 	clock    clock.Clock
@@ -192,6 +196,7 @@ func NewTransmitter(receiverURL string, opts TransmitterOptions) (*Transmitter, 
 		url:      u.String(),
 		receiver: u.Scheme + "://" + u.Host,
 		token:    opts.Token,
+		authz:    opts.AuthorizationHeader,
 		timeout:  opts.Timeout,
 		retry:    opts.Retry.withDefaults(),
 		clock:    opts.Clock,
@@ -309,6 +314,8 @@ func (t *Transmitter) send(ctx context.Context, set string) error {
 	req.Header.Set("User-Agent", "scim-operator")
 	if t.token != "" {
 		req.Header.Set("Authorization", "Bearer "+t.token)
+	} else if t.authz != "" {
+		req.Header.Set("Authorization", t.authz)
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {

@@ -88,8 +88,8 @@ func TestChartMatchesConfigDefault(t *testing.T) {
 		t.Logf("RBAC: the same %d (role kind or manager, scope, group, resource, verb) grants in both", len(grants))
 	}
 
-	if n := count(chart, "CustomResourceDefinition"); n != 3 {
-		t.Errorf("the chart renders %d CRDs, want 3", n)
+	if n := count(chart, "CustomResourceDefinition"); n != 4 {
+		t.Errorf("the chart renders %d CRDs, want 4", n)
 	}
 	if d := compareObjects(chart, kustomize, "CustomResourceDefinition"); d != "" {
 		t.Errorf("the chart's CRDs differ from config/default's:\n%s", d)

@@ -99,9 +99,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return res, sendErr
 	}
 	// The deprovision finalizer goes only after the evidence, and the tokens with it, are on
-	// status: before that there is nothing here to wait for yet.
+	// status: before that there is nothing here to wait for yet. Tokens recorded for Shared
+	// Signals streams hold it too (the streams controller releases it then).
 	if !si.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) &&
-		controllerutil.ContainsFinalizer(si, scimv1.SecurityEventsFinalizer) && !hasUndeliveredSecurityEvent(si) {
+		controllerutil.ContainsFinalizer(si, scimv1.SecurityEventsFinalizer) && !si.HoldsSecurityEvents() {
 		patch := status.FinalizersPatch(si.GetFinalizers())
 		controllerutil.RemoveFinalizer(si, scimv1.SecurityEventsFinalizer)
 		if err := r.Patch(ctx, si, patch); err != nil && !apierrors.IsNotFound(err) {

@@ -1,0 +1,342 @@
+// Package streams runs the Shared Signals streams: it pushes the tokens recorded for push
+// streams on the identities' status (the outbox), gives up tokens too old, releases an
+// identity's security-events finalizer once none of its tokens waits, and keeps each
+// SecurityEventStream's status (what is delivered, what waits, Ready).
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/kube"
+	"github.com/nhi-dev/scim-operator/internal/secevent"
+	"github.com/nhi-dev/scim-operator/internal/ssf"
+	"github.com/nhi-dev/scim-operator/internal/status"
+)
+
+const (
+	// OutboxFinalizer holds a SecurityEventStream until its tokens are taken off the
+	// identities' outbox (they would otherwise hold deleted identities for ever).
+	OutboxFinalizer = "scim.nhi.dev/stream-outbox"
+	// DefaultMaxPending is how many tokens a stream holds before it is backlogged.
+	DefaultMaxPending = 10000
+	baseDelay         = time.Second
+	maxDelay          = 5 * time.Minute
+)
+
+// Config is what both reconcilers share.
+type Config struct {
+	client.Client
+	// APIReader reads push streams' authorization Secrets (never cached).
+	APIReader client.Reader
+	Server    *ssf.Server
+	Recorder  recorder.EventRecorder
+	Clock     clock.PassiveClock
+	// MaxAge: a token not delivered this long after its revocation is given up.
+	MaxAge time.Duration
+	// MaxPending backlogs a stream holding this many tokens (DefaultMaxPending when zero).
+	MaxPending int
+	// HTTPClient replaces push delivery's client (tests).
+	HTTPClient *http.Client
+
+	mu        sync.Mutex
+	notBefore map[types.UID]time.Time // a push receiver's Retry-After
+}
+
+// IdentityReconciler pushes an identity's tokens to push streams, gives up old ones and
+// releases the identity's SecurityEventsFinalizer once none waits.
+type IdentityReconciler struct {
+	*Config
+}
+
+// +kubebuilder:rbac:groups=scim.nhi.dev,resources=securityeventstreams,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=scim.nhi.dev,resources=securityeventstreams/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=scim.nhi.dev,resources=securityeventstreams/finalizers,verbs=update
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// Reconcile implements reconcile.Reconciler.
+func (r *IdentityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	si := &scimv1.ServiceIdentity{}
+	if err := r.Get(ctx, req.NamespacedName, si); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	base := si.DeepCopy()
+	r.giveUp(si)
+	res, pushErr := r.push(ctx, si)
+	if !equality.Semantic.DeepEqual(base.Status, si.Status) {
+		if err := status.Patch(ctx, r, si, base, true); err != nil {
+			return ctrl.Result{}, errors.Join(pushErr, fmt.Errorf("recording the delivery of stream tokens: %w", err))
+		}
+	}
+	if pushErr != nil || res.RequeueAfter > 0 {
+		return res, pushErr
+	}
+	if !si.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) &&
+		controllerutil.ContainsFinalizer(si, scimv1.SecurityEventsFinalizer) && !si.HoldsSecurityEvents() {
+		patch := status.FinalizersPatch(si.GetFinalizers())
+		controllerutil.RemoveFinalizer(si, scimv1.SecurityEventsFinalizer)
+		if err := r.Patch(ctx, si, patch); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("removing finalizer %s: %w", scimv1.SecurityEventsFinalizer, err)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+func (c *Config) maxAge() time.Duration {
+	if c.MaxAge > 0 {
+		return c.MaxAge
+	}
+	return secevent.DefaultMaxAge
+}
+
+// giveUp marks GivenUp every stream token older than MaxAge.
+func (r *IdentityReconciler) giveUp(si *scimv1.ServiceIdentity) {
+	now := status.Clock(r.Clock).Now()
+	for i := range si.Status.Targets {
+		ev := si.Status.Targets[i].Revocation
+		if ev == nil || now.Sub(ev.ConfirmedAt.Time) <= r.maxAge() {
+			continue
+		}
+		for j := range ev.Streams {
+			if m := &ev.Streams[j]; m.Delivery == scimv1.SecurityEventPending {
+				m.Delivery, m.At = scimv1.SecurityEventGivenUp, &metav1.Time{Time: now}
+				r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonSecurityEventGivenUp, "SecurityEvent",
+					"The %s token of the revocation on %s was not delivered to stream %s within %s; it is no longer offered",
+					shortEvent(m.Event), si.Status.Targets[i].Name, m.Stream, r.maxAge())
+			}
+		}
+	}
+}
+
+func shortEvent(uri string) string { return uri[strings.LastIndexAny(uri, "/:")+1:] }
+
+// push sends si's Pending tokens of enabled push streams, one attempt each.
+func (r *IdentityReconciler) push(ctx context.Context, si *scimv1.ServiceIdentity) (ctrl.Result, error) {
+	keys := map[string]bool{}
+	for i := range si.Status.Targets {
+		if ev := si.Status.Targets[i].Revocation; ev != nil {
+			for _, m := range ev.Streams {
+				if m.Delivery == scimv1.SecurityEventPending {
+					keys[m.Stream] = true
+				}
+			}
+		}
+	}
+	now := status.Clock(r.Clock).Now()
+	for key := range keys {
+		ns, name, _ := strings.Cut(key, "/")
+		st := &scimv1.SecurityEventStream{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, st); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue // its finalizer took its tokens off the outbox, or is about to
+			}
+			return ctrl.Result{}, err
+		}
+		if st.Spec.Delivery.Method != scimv1.StreamPush || ssfState(st) != scimv1.StreamEnabled || !st.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if wait := r.waitLeft(st.UID, now); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+		tokens, err := r.Server.Tokens(si, st)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if len(tokens) == 0 {
+			continue
+		}
+		tx, err := r.transmitter(ctx, st)
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("stream %s: %w", key, err)
+		}
+		for _, tok := range tokens {
+			if res, stop, err := r.deliver(ctx, si, st, tx, tok, now); stop {
+				return res, err
+			}
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// deliver sends one token and records the answer on its mark; stop ends the pass.
+func (r *IdentityReconciler) deliver(ctx context.Context, si *scimv1.ServiceIdentity, st *scimv1.SecurityEventStream,
+	tx *secevent.Transmitter, tok ssf.Token, now time.Time) (ctrl.Result, bool, error) {
+	err := tx.Send(ctx, tok.SET)
+	var de *secevent.DeliveryError
+	switch {
+	case err == nil:
+		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventDelivered, &metav1.Time{Time: now}
+	case ctx.Err() != nil:
+		return ctrl.Result{}, true, ctx.Err()
+	case secevent.IsRetryable(err) && errors.As(err, &de) && de.RetryAfter > 0:
+		wait := min(de.RetryAfter, secevent.MaxRetryAfter)
+		r.waitUntil(st.UID, now.Add(wait))
+		return ctrl.Result{RequeueAfter: wait}, true, nil
+	case secevent.IsRetryable(err):
+		return ctrl.Result{}, true, fmt.Errorf("stream %s, token %s: %w", ssf.StreamKey(st), tok.JTI, err)
+	default:
+		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventRefused, &metav1.Time{Time: now}
+		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonSecurityEventRefused, "SecurityEvent",
+			"Stream %s refused token %s: %s", ssf.StreamKey(st), tok.JTI, status.Truncate(err.Error(), 512))
+	}
+	return ctrl.Result{}, false, nil
+}
+
+// transmitter is the push client of st, with its authorization header read afresh.
+func (c *Config) transmitter(ctx context.Context, st *scimv1.SecurityEventStream) (*secevent.Transmitter, error) {
+	opts := secevent.TransmitterOptions{HTTPClient: c.HTTPClient}
+	if ref := st.Spec.Delivery.AuthorizationSecretRef; ref != nil {
+		var sec corev1.Secret
+		if err := c.APIReader.Get(ctx, types.NamespacedName{Namespace: st.Namespace, Name: ref.Name}, &sec); err != nil {
+			return nil, fmt.Errorf("reading the authorization Secret %s: %w", ref.Name, err)
+		}
+		v := strings.TrimSpace(string(sec.Data[ref.Key]))
+		if v == "" || strings.ContainsAny(v, "\r\n") {
+			return nil, fmt.Errorf("the authorization Secret %s has no single-line value in %q", ref.Name, ref.Key)
+		}
+		opts.AuthorizationHeader = v
+	}
+	return secevent.NewTransmitter(st.Spec.Delivery.EndpointURL, opts)
+}
+
+func (c *Config) waitUntil(uid types.UID, t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.notBefore == nil {
+		c.notBefore = map[types.UID]time.Time{}
+	}
+	if t.After(c.notBefore[uid]) {
+		c.notBefore[uid] = t
+	}
+}
+
+func (c *Config) waitLeft(uid types.UID, now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.notBefore[uid].Sub(now)
+}
+
+func ssfState(st *scimv1.SecurityEventStream) scimv1.StreamState {
+	if st.Spec.State == "" {
+		return scimv1.StreamEnabled
+	}
+	return st.Spec.State
+}
+
+// holdsStreamTokens: si has a Pending stream token, or waits for its finalizer's release.
+func holdsStreamTokens(o client.Object) bool {
+	si, ok := o.(*scimv1.ServiceIdentity)
+	if !ok {
+		return false
+	}
+	for i := range si.Status.Targets {
+		if si.Status.Targets[i].Revocation.StreamUndelivered() {
+			return true
+		}
+	}
+	return !si.DeletionTimestamp.IsZero() && controllerutil.ContainsFinalizer(si, scimv1.SecurityEventsFinalizer)
+}
+
+// SetupWithManager registers the identity reconciler; it sees identities holding stream
+// tokens, and those being deleted that carry the security-events finalizer.
+func (r *IdentityReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.NewPredicateFuncs(holdsStreamTokens))).
+		// A push stream enabled again, or its Retry-After over: its identities are looked at.
+		Watches(&scimv1.SecurityEventStream{}, handler.EnqueueRequestsFromMapFunc(r.identitiesOf),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: max(workers, 1),
+			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](baseDelay, maxDelay),
+			NewQueue:                kube.NewNamespaceFairQueue,
+		}).
+		Named("streamdelivery").
+		Complete(r)
+}
+
+// identitiesOf are the identities holding a Pending token of the stream o.
+func (c *Config) identitiesOf(ctx context.Context, o client.Object) []reconcile.Request {
+	st, ok := o.(*scimv1.SecurityEventStream)
+	if !ok {
+		return nil
+	}
+	var list scimv1.ServiceIdentityList
+	if err := c.List(ctx, &list, client.MatchingFields{ssf.IndexPendingStream: ssf.StreamKey(st)}); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing the identities of a stream", "stream", ssf.StreamKey(st))
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return out
+}
+
+// dropTokens takes st's tokens off every identity's outbox (the stream is going).
+func (c *Config) dropTokens(ctx context.Context, st *scimv1.SecurityEventStream) error {
+	var list scimv1.ServiceIdentityList
+	if err := c.List(ctx, &list, client.MatchingFields{ssf.IndexPendingStream: ssf.StreamKey(st)}); err != nil {
+		return err
+	}
+	key, uid := ssf.StreamKey(st), string(st.UID)
+	for i := range list.Items {
+		nn := client.ObjectKeyFromObject(&list.Items[i])
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			si := &scimv1.ServiceIdentity{}
+			if err := c.APIReader.Get(ctx, nn, si); err != nil {
+				return client.IgnoreNotFound(err)
+			}
+			base := si.DeepCopy()
+			for j := range si.Status.Targets {
+				ev := si.Status.Targets[j].Revocation
+				if ev == nil {
+					continue
+				}
+				kept := ev.Streams[:0]
+				for _, m := range ev.Streams {
+					if m.Stream != key || m.UID != uid {
+						kept = append(kept, m)
+					}
+				}
+				ev.Streams = kept
+				if len(ev.Streams) == 0 {
+					ev.Streams = nil
+				}
+			}
+			if equality.Semantic.DeepEqual(base.Status, si.Status) {
+				return nil
+			}
+			return status.Patch(ctx, c.Client, si, base, true)
+		})
+		if err != nil {
+			return fmt.Errorf("taking stream %s's tokens off %s: %w", key, nn, err)
+		}
+	}
+	return nil
+}
