@@ -173,3 +173,9 @@ func FormatCIDRs(ps []netip.Prefix) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// HTTPClient is a client that dials only what the guard allows, through no proxy, following
+// no redirect (a Shared Signals push stream's endpoint, a URL a tenant chose).
+func (g *AddressGuard) HTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{Transport: guardedRoundTripper{base: g.transport()}, CheckRedirect: noRedirects, Timeout: timeout}
+}

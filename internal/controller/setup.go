@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"time"
 
@@ -185,10 +184,8 @@ type SSFConfig struct {
 	MaxPending int
 	// MaxPollWait bounds a long poll (<= 0: ssf.DefaultMaxPollWait).
 	MaxPollWait time.Duration
-	// Listen replaces net.Listen on Addr (tests); PushClient replaces push delivery's HTTP
-	// client (tests).
-	Listen     func() (net.Listener, error)
-	PushClient *http.Client
+	// Listen replaces net.Listen on Addr (tests).
+	Listen func() (net.Listener, error)
 }
 
 // setupSSF adds the transmitter (on every replica), its signing key and the stream
@@ -226,7 +223,8 @@ func setupSSF(mgr ctrl.Manager, cfg Config, rec recorder.EventRecorder) error {
 		return err
 	}
 	sc := &streams.Config{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Server: server, Recorder: rec, Clock: cfg.Clock,
-		MaxAge: maxAge, MaxPending: c.MaxPending, HTTPClient: c.PushClient}
+		MaxAge: maxAge, MaxPending: c.MaxPending, OperatorNamespace: cfg.ClusterResourceNamespace,
+		Guard: connect.NewAddressGuard(cfg.NamespacedTargetAllowedCIDRs, cfg.NamespacedTargetDeniedCIDRs)}
 	if err := (&streams.IdentityReconciler{Config: sc}).SetupWithManager(mgr, max(cfg.MaxConcurrentReconciles/2, 1)); err != nil {
 		return err
 	}

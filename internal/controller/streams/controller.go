@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/lru"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/kube"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/ssf"
@@ -61,11 +62,18 @@ type Config struct {
 	MaxAge time.Duration
 	// MaxPending backlogs a stream holding this many tokens (DefaultMaxPending when zero).
 	MaxPending int
-	// HTTPClient replaces push delivery's client (tests).
-	HTTPClient *http.Client
+	// OperatorNamespace holds the cluster-wide streams, which the cluster admin declares.
+	OperatorNamespace string
+	// Guard decides what a tenant's push stream may dial (the namespaced ScimTargets' guard):
+	// its endpoint is a URL the tenant chose.
+	Guard *connect.AddressGuard
 
 	mu        sync.Mutex
 	notBefore map[types.UID]time.Time // a push receiver's Retry-After
+	// accepted remembers the jtis this process pushed and saw accepted (bounded), until their
+	// status write is sure to have landed: a pass whose write lost a conflict, or that read a
+	// cache not yet showing it, records them without pushing them twice.
+	accepted *lru.Cache
 }
 
 // IdentityReconciler pushes an identity's tokens to push streams, gives up old ones and
@@ -187,13 +195,23 @@ func (r *IdentityReconciler) push(ctx context.Context, si *scimv1.ServiceIdentit
 // deliver sends one token and records the answer on its mark; stop ends the pass.
 func (r *IdentityReconciler) deliver(ctx context.Context, si *scimv1.ServiceIdentity, st *scimv1.SecurityEventStream,
 	tx *secevent.Transmitter, tok ssf.Token, now time.Time) (ctrl.Result, bool, error) {
+	if at, ok := r.accepted.Get(tok.JTI); ok {
+		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventDelivered, &metav1.Time{Time: at.(time.Time)}
+		return ctrl.Result{}, false, nil
+	}
 	err := tx.Send(ctx, tok.SET)
 	var de *secevent.DeliveryError
 	switch {
 	case err == nil:
+		r.accepted.Add(tok.JTI, now)
 		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventDelivered, &metav1.Time{Time: now}
 	case ctx.Err() != nil:
 		return ctrl.Result{}, true, ctx.Err()
+	case errors.Is(err, connect.ErrAddressNotAllowed):
+		// A tenant's endpoint at an address the guard refuses: it will not be allowed later.
+		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventRefused, &metav1.Time{Time: now}
+		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonSecurityEventRefused, "SecurityEvent",
+			"Stream %s: token %s not pushed: the endpoint resolves to an address a namespace's stream may not reach", ssf.StreamKey(st), tok.JTI)
 	case secevent.IsRetryable(err) && errors.As(err, &de) && de.RetryAfter > 0:
 		wait := min(de.RetryAfter, secevent.MaxRetryAfter)
 		r.waitUntil(st.UID, now.Add(wait))
@@ -210,7 +228,10 @@ func (r *IdentityReconciler) deliver(ctx context.Context, si *scimv1.ServiceIden
 
 // transmitter is the push client of st, with its authorization header read afresh.
 func (c *Config) transmitter(ctx context.Context, st *scimv1.SecurityEventStream) (*secevent.Transmitter, error) {
-	opts := secevent.TransmitterOptions{HTTPClient: c.HTTPClient}
+	opts := secevent.TransmitterOptions{}
+	if st.Namespace != c.OperatorNamespace {
+		opts.HTTPClient = c.Guard.HTTPClient(2 * secevent.DefaultTimeout)
+	}
 	if ref := st.Spec.Delivery.AuthorizationSecretRef; ref != nil {
 		var sec corev1.Secret
 		if err := c.APIReader.Get(ctx, types.NamespacedName{Namespace: st.Namespace, Name: ref.Name}, &sec); err != nil {
@@ -266,6 +287,7 @@ func holdsStreamTokens(o client.Object) bool {
 // SetupWithManager registers the identity reconciler; it sees identities holding stream
 // tokens, and those being deleted that carry the security-events finalizer.
 func (r *IdentityReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
+	r.accepted = lru.New(4096)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&scimv1.ServiceIdentity{}, builder.WithPredicates(predicate.NewPredicateFuncs(holdsStreamTokens))).
 		// A push stream enabled again, or its Retry-After over: its identities are looked at.

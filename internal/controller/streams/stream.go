@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/ssf"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -147,7 +149,7 @@ func (r *StreamReconciler) pushVerification(ctx context.Context, st *scimv1.Secu
 		return err
 	}
 	if err := tx.Send(ctx, tok); err != nil {
-		if !secevent.IsRetryable(err) {
+		if !secevent.IsRetryable(err) || errors.Is(err, connect.ErrAddressNotAllowed) {
 			st.Status.Verification = nil // refused: sending it again will not change the answer
 		}
 		return fmt.Errorf("verification event: %w", err)
