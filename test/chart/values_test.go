@@ -129,7 +129,7 @@ func TestKubeAPIFlags(t *testing.T) {
 // leave the chart passing one the binary refuses at start.
 func TestChartFlagsAreManagerFlags(t *testing.T) {
 	var src strings.Builder
-	for _, f := range []string{"main.go", "metrics.go"} {
+	for _, f := range []string{"main.go", "metrics.go", "ssf.go"} {
 		b, err := os.ReadFile(filepath.Join(root, "cmd", f))
 		if err != nil {
 			t.Fatal(err)
