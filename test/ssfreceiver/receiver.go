@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -32,7 +33,10 @@ type Receiver struct {
 	Metadata map[string]any
 	// Stream is the configuration of the stream this receiver created or chose.
 	Stream map[string]any
-	keys   jwk.Set
+	// Trace, when set, gets every request and answer (bearer token and signatures elided), to
+	// show an exchange in the documentation.
+	Trace io.Writer
+	keys  jwk.Set
 }
 
 // Event is one verified Security Event Token.
@@ -56,8 +60,11 @@ func WellKnown(issuer string) (string, error) {
 }
 
 // Discover reads the transmitter's metadata and its JWK Set.
-func Discover(ctx context.Context, hc *http.Client, issuer, token string) (*Receiver, error) {
+func Discover(ctx context.Context, hc *http.Client, issuer, token string, opts ...Option) (*Receiver, error) {
 	r := &Receiver{HTTP: hc, Token: token, Issuer: issuer}
+	for _, o := range opts {
+		o(r)
+	}
 	wk, err := WellKnown(issuer)
 	if err != nil {
 		return nil, err
@@ -78,8 +85,19 @@ func Discover(ctx context.Context, hc *http.Client, issuer, token string) (*Rece
 	return r, nil
 }
 
+// Option configures Discover.
+type Option func(*Receiver)
+
+// WithTrace writes the exchange to w (Receiver.Trace).
+func WithTrace(w io.Writer) Option { return func(r *Receiver) { r.Trace = w } }
+
 // RefreshKeys fetches the JWK Set again (after a key rotation).
 func (r *Receiver) RefreshKeys(ctx context.Context) error {
+	if r.Trace != nil {
+		if _, err := r.do(ctx, http.MethodGet, r.Metadata["jwks_uri"].(string), nil, http.StatusOK, nil); err != nil {
+			return err
+		}
+	}
 	keys, err := jwk.Fetch(ctx, r.Metadata["jwks_uri"].(string), jwk.WithHTTPClient(r.HTTP))
 	if err != nil {
 		return fmt.Errorf("fetching the JWK Set: %w", err)
@@ -318,6 +336,9 @@ func (r *Receiver) do(ctx context.Context, method, u string, body any, want int,
 	}
 	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if r.Trace != nil {
+		r.trace(req, body, resp, b)
+	}
 	if resp.StatusCode != want {
 		return resp, &StatusError{Code: resp.StatusCode, Body: string(b)}
 	}
@@ -327,4 +348,38 @@ func (r *Receiver) do(ctx context.Context, method, u string, body any, want int,
 		}
 	}
 	return resp, nil
+}
+
+var jwsLike = regexp.MustCompile(`"(eyJ[A-Za-z0-9_-]{8})[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"`)
+
+// trace writes one exchange: the request line, its JSON body, the status and the answer's
+// JSON, indented, with compact JWS values cut to their first characters.
+func (r *Receiver) trace(req *http.Request, body any, resp *http.Response, answer []byte) {
+	show := func(b []byte) string {
+		var v any
+		if json.Unmarshal(b, &v) != nil {
+			return string(b)
+		}
+		out, _ := json.MarshalIndent(v, "", "  ")
+		return jwsLike.ReplaceAllString(string(out), `"$1…"`)
+	}
+	fmt.Fprintf(r.Trace, "%s %s\n", req.Method, req.URL.RequestURI())
+	if r.Token != "" {
+		fmt.Fprintf(r.Trace, "Authorization: Bearer <the receiver's ServiceAccount token>\n")
+	}
+	if body != nil {
+		b, _ := json.Marshal(body)
+		fmt.Fprintf(r.Trace, "\n%s\n", show(b))
+	}
+	fmt.Fprintf(r.Trace, "\n→ %d %s\n", resp.StatusCode, http.StatusText(resp.StatusCode))
+	if len(answer) > 0 {
+		fmt.Fprintf(r.Trace, "\n%s\n", show(answer))
+	}
+	fmt.Fprintf(r.Trace, "\n---\n\n")
+}
+
+// Decode returns a verified token's claims as the receiver read them (for a trace).
+func Decode(ev Event) string {
+	b, _ := json.MarshalIndent(ev.Claims, "", "  ")
+	return string(b)
 }

@@ -2,6 +2,8 @@ package streams_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -67,7 +69,14 @@ var _ = Describe("A receiver written from the specifications", func() {
 		nsIssuer := issuer + "/namespaces/" + ns
 
 		By("discovering the namespace's issuer and its keys")
-		r, err := ssfreceiver.Discover(ctx, tlsClient, nsIssuer, token)
+		var opts []ssfreceiver.Option
+		if path := os.Getenv("SSF_TRACE"); path != "" { // docs/security-events.md shows this exchange
+			f, err := os.Create(path)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(f.Close)
+			opts = append(opts, ssfreceiver.WithTrace(f))
+		}
+		r, err := ssfreceiver.Discover(ctx, tlsClient, nsIssuer, token, opts...)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(r.Metadata).To(HaveKeyWithValue("spec_version", "1_0"))
 		Expect(r.Metadata["delivery_methods_supported"]).To(ContainElements("urn:ietf:rfc:8935", "urn:ietf:rfc:8936"))
@@ -102,6 +111,11 @@ var _ = Describe("A receiver written from the specifications", func() {
 			Expect(e.Claims["toe"]).To(BeNumerically(">", 0))
 		}
 		risc, scimEv := ofType(evs, riscPurged)[0], ofType(evs, scimDelete)[0]
+		if r.Trace != nil {
+			for _, e := range []ssfreceiver.Event{risc, scimEv} {
+				_, _ = fmt.Fprintf(r.Trace, "# the claims of %s, verified\n\n%s\n\n---\n\n", e.JTI, ssfreceiver.Decode(e))
+			}
+		}
 		Expect(risc.SubID).To(HaveKeyWithValue("format", "uri"))
 		Expect(risc.SubID["uri"]).To(Equal(scimSrv.Endpoint() + "/Users/" + accountID))
 		Expect(scimEv.SubID).To(Equal(map[string]any{"format": "scim", "uri": "/Users/" + accountID,
