@@ -180,7 +180,10 @@ func eventReasons(root string, contract []constant) ([]event, error) {
 		if out[i].reason != out[j].reason {
 			return out[i].reason < out[j].reason
 		}
-		return out[i].typ < out[j].typ
+		if out[i].typ != out[j].typ {
+			return out[i].typ < out[j].typ
+		}
+		return out[i].pkg < out[j].pkg
 	})
 	return out, err
 }
