@@ -338,7 +338,7 @@ func (d *Deprovisioner) evidence(ctx context.Context, si *scimv1.ServiceIdentity
 // StreamRecorder names the Shared Signals streams that record a revocation's token
 // (ssf.Recorder).
 type StreamRecorder interface {
-	Marks(ctx context.Context, namespace string, result scimv1.RevocationResult) []scimv1.StreamEvent
+	Marks(ctx context.Context, namespace, kind string, result scimv1.RevocationResult) []scimv1.StreamEvent
 }
 
 // publish records on the entry the Security Event Token of its confirmed revocation: a fresh
@@ -355,7 +355,7 @@ func (d *Deprovisioner) publish(ctx context.Context, si *scimv1.ServiceIdentity,
 		entry.Revocation.SecurityEventDelivery = scimv1.SecurityEventPending
 	}
 	if d.Streams != nil {
-		entry.Revocation.Streams = d.Streams.Marks(ctx, si.Namespace, entry.Revocation.Result)
+		entry.Revocation.Streams = d.Streams.Marks(ctx, si.Namespace, entry.Kind, entry.Revocation.Result)
 	}
 }
 

@@ -3,6 +3,7 @@ package ssf
 import (
 	"context"
 	"crypto"
+	"fmt"
 	"sync"
 	"time"
 
@@ -47,8 +48,13 @@ func (k *Keys) Load(ctx context.Context) error {
 	defer k.mu.Unlock()
 	if old := k.current; old != nil {
 		oldKey, newKey := old.PublicKey(), signer.PublicKey()
-		if oldKey.KeyID == newKey.KeyID && sameKey(oldKey, newKey) {
+		if sameKey(oldKey, newKey) && oldKey.KeyID == newKey.KeyID {
 			return nil
+		}
+		if oldKey.KeyID == newKey.KeyID {
+			// Two keys under one kid: a receiver could not tell which verifies a token.
+			return fmt.Errorf("the key in Secret %s changed but its kid %q did not: give the new key another kid, "+
+				"or leave kid out (the key's thumbprint is its kid then); the previous key stays in use", k.Secret, newKey.KeyID)
 		}
 		k.retired = append(k.retired, retiredKey{key: oldKey, until: now.Add(k.Retain)})
 		logf.FromContext(ctx).Info("Shared Signals signing key rotated", "kid", newKey.KeyID, "retired", oldKey.KeyID)

@@ -111,6 +111,9 @@ func pendingOf(si *scimv1.ServiceIdentity, stream *scimv1.SecurityEventStream) [
 	return out
 }
 
+// scimEventPrefix begins every SCIM event type (RFC 9967).
+const scimEventPrefix = "urn:ietf:params:scim:event:"
+
 // setClaims are a stream token's claims (RFC 8417 as the SSF profiles it: no sub, no exp,
 // sub_id at the top level, one event).
 type setClaims struct {
@@ -133,7 +136,7 @@ func claimsOf(p pendingToken, stream *scimv1.SecurityEventStream, iss, clusterID
 		Subject: map[string]string{"format": "uri", "uri": p.evidence.SecurityEventSubject},
 		Events:  map[string]map[string]any{p.event: {}},
 	}
-	if strings.HasPrefix(p.event, "urn:ietf:params:scim:event:") {
+	if strings.HasPrefix(p.event, scimEventPrefix) {
 		// RFC 9967's subject: the resource's path relative to the service's base URI, and
 		// the externalId the operator gave it.
 		c.Subject = map[string]string{"format": "scim", "uri": scimPath(p.evidence.SecurityEventSubject)}

@@ -3,6 +3,7 @@ package ssf
 import (
 	"context"
 	"sort"
+	"strings"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -12,7 +13,8 @@ import (
 )
 
 // MaxStreamsPerRevocation bounds the streams one revocation's tokens are recorded for (the
-// evidence's streams list holds at most 16 entries, one per stream and event type).
+// evidence's streams list holds at most 16 entries, one per stream and event type): half for
+// the cluster's streams, half for the namespace's, so neither can crowd the other out.
 const MaxStreamsPerRevocation = 16
 
 // ReasonBacklogged is the Ready reason of a stream that holds MaxPending tokens: no more are
@@ -20,28 +22,37 @@ const MaxStreamsPerRevocation = 16
 const ReasonBacklogged = "Backlogged"
 
 // Recorder names the streams that record a revocation's tokens, from the cache: the streams of
-// the identity's namespace and those of the operator's namespace, that are not disabled, not
+// the operator's namespace and those of the identity's namespace, that are not disabled, not
 // being deleted and not backlogged, each for the event types it is delivered.
 type Recorder struct {
 	Reader            client.Reader
 	OperatorNamespace string
 }
 
-// Marks are the Pending entries for a revocation confirmed with result in namespace.
-func (r *Recorder) Marks(ctx context.Context, namespace string, result scimv1.RevocationResult) []scimv1.StreamEvent {
-	var streams []scimv1.SecurityEventStream
+// Marks are the Pending entries for a revocation confirmed with result in namespace, on a
+// target of kind.
+func (r *Recorder) Marks(ctx context.Context, namespace, kind string, result scimv1.RevocationResult) []scimv1.StreamEvent {
+	var out []scimv1.StreamEvent
 	for _, ns := range []string{r.OperatorNamespace, namespace} {
 		var list scimv1.SecurityEventStreamList
 		if err := r.Reader.List(ctx, &list, client.InNamespace(ns)); err != nil {
-			logf.FromContext(ctx).Error(err, "Listing the Shared Signals streams; the revocation's tokens are not recorded for them")
+			logf.FromContext(ctx).Error(err, "Listing the Shared Signals streams; the revocation's tokens are not recorded for them", "namespace", ns)
 			continue
 		}
-		streams = append(streams, list.Items...)
+		cluster := ns == r.OperatorNamespace
+		out = append(out, marksOf(ctx, list.Items, cluster && kind != scimv1.KindClusterScimTarget, result)...)
 		if ns == namespace {
 			break
 		}
 	}
-	// Oldest first: when more than the bound ask, the streams created first keep theirs.
+	return out
+}
+
+// marksOf are the marks of one scope's streams, oldest first, at most half the bound. riscOnly
+// leaves out the SCIM events (RFC 9967), whose subject is a path on the target (/Users/<id>)
+// and does not name the target: on the cluster's streams a tenant's own SCIM server could
+// otherwise make a token that reads as the deletion of an account elsewhere.
+func marksOf(ctx context.Context, streams []scimv1.SecurityEventStream, riscOnly bool, result scimv1.RevocationResult) []scimv1.StreamEvent {
 	sort.SliceStable(streams, func(i, j int) bool {
 		return streams[i].CreationTimestamp.Before(&streams[j].CreationTimestamp)
 	})
@@ -52,9 +63,12 @@ func (r *Recorder) Marks(ctx context.Context, namespace string, result scimv1.Re
 			continue
 		}
 		for _, ev := range Events(result, Delivered(st.Spec.EventsRequested)) {
-			if len(out) == MaxStreamsPerRevocation {
-				logf.FromContext(ctx).Info("More Shared Signals streams than a revocation records; the newest are left out",
-					"namespace", namespace, "bound", MaxStreamsPerRevocation)
+			if riscOnly && strings.HasPrefix(ev, scimEventPrefix) {
+				continue
+			}
+			if len(out) == MaxStreamsPerRevocation/2 {
+				logf.FromContext(ctx).Info("More Shared Signals streams in a namespace than a revocation records; the newest are left out",
+					"namespace", st.Namespace, "bound", MaxStreamsPerRevocation/2)
 				return out
 			}
 			out = append(out, scimv1.StreamEvent{Stream: StreamKey(st), UID: string(st.UID), Event: ev,

@@ -6,11 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
+	"k8s.io/utils/lru"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,12 +38,16 @@ const (
 	DefaultMaxPollWait = 20 * time.Second
 	// DefaultMaxEvents is how many tokens a poll without maxEvents gets at most.
 	DefaultMaxEvents = 100
-	// maxRequestBytes bounds a request body.
-	maxRequestBytes = 256 << 10
+	// maxRequestBytes bounds a request body (1,000 acknowledgements of 32-character jtis fit).
+	maxRequestBytes = 64 << 10
 	// maxAcks bounds the jtis one poll acknowledges or reports errors for.
 	maxAcks = 1000
 	// pollInterval is how often a long poll looks for a token.
 	pollInterval = 200 * time.Millisecond
+	// MinVerificationInterval is the least time between two verification requests of a stream
+	// while the first waits (min_verification_interval): each is a write, and on a push stream
+	// a request to the receiver.
+	MinVerificationInterval = 5 * time.Second
 	// specVersion is the SSF version the metadata names.
 	specVersion = "1_0"
 )
@@ -59,6 +69,65 @@ type Server struct {
 	Clock     clock.PassiveClock
 	// MaxPollWait bounds a long poll (DefaultMaxPollWait when zero).
 	MaxPollWait time.Duration
+
+	// CallerRate overrides DefaultCallerRate (requests per second per remote address).
+	CallerRate rate.Limit
+
+	once    sync.Once
+	signed  *lru.Cache // jti and kid → the token: a poll that acknowledges nothing signs nothing again
+	callers *lru.Cache // remote address → its rate.Limiter
+}
+
+// DefaultCallerRate bounds the requests per second one remote address makes (twice that in a
+// burst), before any TokenReview: a flood of bogus tokens costs the API server nothing past it.
+// Behind an Ingress every receiver shares the Ingress's address, hence a generous default.
+const DefaultCallerRate = 50
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.signed = lru.New(20000)
+		s.callers = lru.New(4096)
+	})
+}
+
+// sign signs claims, or returns the token already signed for its jti with the same key.
+func (s *Server) sign(signer *secevent.Signer, c setClaims) (string, error) {
+	s.init()
+	key := c.ID + "/" + signer.KeyID()
+	if tok, ok := s.signed.Get(key); ok {
+		return tok.(string), nil
+	}
+	tok, err := signer.SignClaims(c)
+	if err == nil {
+		s.signed.Add(key, tok)
+	}
+	return tok, err
+}
+
+// limited answers 429 to a remote address over its rate.
+func (s *Server) limited(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.init()
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		l, ok := s.callers.Get(host)
+		if !ok {
+			lim := s.CallerRate
+			if lim <= 0 {
+				lim = DefaultCallerRate
+			}
+			l = rate.NewLimiter(lim, 2*int(lim))
+			s.callers.Add(host, l)
+		}
+		if !l.(*rate.Limiter).Allow() {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "", "too many requests from this address")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Handler routes the transmitter's endpoints: the cluster-wide issuer at the root, each
@@ -74,7 +143,7 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST "+prefix+"/ssf/verify", s.scoped(s.verify))
 		mux.HandleFunc("POST "+prefix+"/ssf/poll/{stream}", s.scoped(s.poll))
 	}
-	return mux
+	return s.limited(mux)
 }
 
 // scope is the namespace an endpoint serves and its issuer.
@@ -179,6 +248,7 @@ func (s *Server) config(st *scimv1.SecurityEventStream) StreamConfig {
 		StreamID: st.Name, Issuer: s.issuerOfStream(st), Audience: st.Spec.Audience,
 		EventsSupported: Supported, EventsRequested: st.Spec.EventsRequested, EventsDelivered: Delivered(st.Spec.EventsRequested),
 		Description: st.Spec.Description, Delivery: &DeliveryConfig{Method: MethodPoll},
+		MinVerificationInterval: int(MinVerificationInterval.Seconds()),
 	}
 	if st.Spec.Delivery.Method == scimv1.StreamPush {
 		c.Delivery = &DeliveryConfig{Method: MethodPush, EndpointURL: st.Spec.Delivery.EndpointURL}
@@ -260,17 +330,17 @@ func (s *Server) getStream(w http.ResponseWriter, r *http.Request, sc scope, id 
 // c to spec; replace clears what c leaves out (PUT).
 func receiverSpec(spec *scimv1.SecurityEventStreamSpec, c StreamConfig, replace bool) error {
 	if c.EventsRequested != nil || replace {
+		if len(c.EventsRequested) > 32 {
+			return errors.New("events_requested holds more than 32 event types")
+		}
 		spec.EventsRequested = nil
 		for _, e := range c.EventsRequested {
 			if len(e) > 256 {
 				return errors.New("an events_requested entry is longer than 256 characters")
 			}
-			if !slices.Contains(spec.EventsRequested, e) {
+			if !slices.Contains(spec.EventsRequested, e) { // at most 32: quadratic is 1,024 comparisons
 				spec.EventsRequested = append(spec.EventsRequested, e)
 			}
-		}
-		if len(spec.EventsRequested) > 32 {
-			return errors.New("events_requested holds more than 32 event types")
 		}
 	}
 	if c.Description != "" || replace {
@@ -476,9 +546,15 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, sc scope) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "state is longer than 256 characters")
 		return
 	}
+	tooSoon := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		st, ok := s.getStream(w, r, sc, req.StreamID)
 		if !ok {
+			return errAnswered
+		}
+		now := status.Clock(s.Clock).Now()
+		if v := st.Status.Verification; v != nil && now.Sub(v.RequestedAt.Time) < MinVerificationInterval {
+			tooSoon = true
 			return errAnswered
 		}
 		// One verification waits at a time: a new request replaces the one not yet taken.
@@ -487,6 +563,9 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, sc scope) {
 		return s.Client.Status().Update(r.Context(), st)
 	})
 	switch {
+	case tooSoon:
+		w.Header().Set("Retry-After", strconv.Itoa(int(MinVerificationInterval.Seconds())))
+		writeError(w, http.StatusTooManyRequests, "", fmt.Sprintf("at most one verification per %s while one waits", MinVerificationInterval))
 	case errors.Is(err, errAnswered):
 	case err != nil:
 		s.writeAPIError(w, r, "recording the verification", err)
@@ -570,7 +649,7 @@ func (s *Server) offer(ctx context.Context, st *scimv1.SecurityEventStream, max 
 	now := status.Clock(s.Clock).Now()
 	iss := s.issuerOfStream(st)
 	if st.Status.Verification != nil {
-		tok, err := signer.SignClaims(verificationClaims(st, iss, now))
+		tok, err := s.sign(signer, verificationClaims(st, iss, now))
 		if err != nil {
 			return nil, false, err
 		}
@@ -597,7 +676,7 @@ func (s *Server) offer(ctx context.Context, st *scimv1.SecurityEventStream, max 
 			more = true
 			break
 		}
-		tok, err := signer.SignClaims(claimsOf(p, st, iss, s.ClusterID, now))
+		tok, err := s.sign(signer, claimsOf(p, st, iss, s.ClusterID, now))
 		if err != nil {
 			return nil, false, err
 		}
@@ -622,7 +701,7 @@ func (s *Server) Tokens(si *scimv1.ServiceIdentity, st *scimv1.SecurityEventStre
 	now := status.Clock(s.Clock).Now()
 	var out []Token
 	for _, p := range pendingOf(si, st) {
-		tok, err := signer.SignClaims(claimsOf(p, st, s.issuerOfStream(st), s.ClusterID, now))
+		tok, err := s.sign(signer, claimsOf(p, st, s.issuerOfStream(st), s.ClusterID, now))
 		if err != nil {
 			return nil, err
 		}
@@ -685,7 +764,13 @@ func (s *Server) settle(ctx context.Context, st *scimv1.SecurityEventStream, req
 			return err
 		}
 		for i := range list.Items {
-			holders[client.ObjectKeyFromObject(&list.Items[i])] = true
+			// Only an identity holding that jti Pending for this very stream is read and
+			// written (another stream's jti costs nothing).
+			for _, p := range pendingOf(&list.Items[i], st) {
+				if p.jti == jti {
+					holders[client.ObjectKeyFromObject(&list.Items[i])] = true
+				}
+			}
 		}
 	}
 	now := metav1.NewTime(status.Clock(s.Clock).Now())

@@ -363,19 +363,21 @@ func (r *Receiver) trace(req *http.Request, body any, resp *http.Response, answe
 		out, _ := json.MarshalIndent(v, "", "  ")
 		return jwsLike.ReplaceAllString(string(out), `"$1…"`)
 	}
-	fmt.Fprintf(r.Trace, "%s %s\n", req.Method, req.URL.RequestURI())
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s\n", req.Method, req.URL.RequestURI())
 	if r.Token != "" {
-		fmt.Fprintf(r.Trace, "Authorization: Bearer <the receiver's ServiceAccount token>\n")
+		b.WriteString("Authorization: Bearer <the receiver's ServiceAccount token>\n")
 	}
 	if body != nil {
-		b, _ := json.Marshal(body)
-		fmt.Fprintf(r.Trace, "\n%s\n", show(b))
+		raw, _ := json.Marshal(body)
+		fmt.Fprintf(&b, "\n%s\n", show(raw))
 	}
-	fmt.Fprintf(r.Trace, "\n→ %d %s\n", resp.StatusCode, http.StatusText(resp.StatusCode))
+	fmt.Fprintf(&b, "\n→ %d %s\n", resp.StatusCode, http.StatusText(resp.StatusCode))
 	if len(answer) > 0 {
-		fmt.Fprintf(r.Trace, "\n%s\n", show(answer))
+		fmt.Fprintf(&b, "\n%s\n", show(answer))
 	}
-	fmt.Fprintf(r.Trace, "\n---\n\n")
+	b.WriteString("\n---\n\n")
+	_, _ = io.WriteString(r.Trace, b.String())
 }
 
 // Decode returns a verified token's claims as the receiver read them (for a trace).

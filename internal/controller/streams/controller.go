@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,9 @@ type Config struct {
 	// its endpoint is a URL the tenant chose.
 	Guard *connect.AddressGuard
 
+	clientOnce sync.Once
+	guarded    *http.Client // every push goes through the guard, on one pool of connections
+
 	mu        sync.Mutex
 	notBefore map[types.UID]time.Time // a push receiver's Retry-After
 	// accepted remembers the jtis this process pushed and saw accepted (bounded), until their
@@ -102,7 +106,7 @@ func (r *IdentityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			return ctrl.Result{}, errors.Join(pushErr, fmt.Errorf("recording the delivery of stream tokens: %w", err))
 		}
 	}
-	if pushErr != nil || res.RequeueAfter > 0 {
+	if pushErr != nil {
 		return res, pushErr
 	}
 	if !si.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(si, scimv1.DeprovisionFinalizer) &&
@@ -113,7 +117,25 @@ func (r *IdentityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			return ctrl.Result{}, fmt.Errorf("removing finalizer %s: %w", scimv1.SecurityEventsFinalizer, err)
 		}
 	}
-	return ctrl.Result{}, nil
+	// A token nobody takes (a poll stream not polled, a paused one) is given up on time, not
+	// at the next unrelated change: the identity may be waiting for it to be deleted.
+	return sooner(res, r.giveUpIn(si)), nil
+}
+
+// giveUpIn is how long until the first of si's Pending stream tokens is older than MaxAge
+// (0: none is Pending).
+func (r *IdentityReconciler) giveUpIn(si *scimv1.ServiceIdentity) time.Duration {
+	now := status.Clock(r.Clock).Now()
+	var in time.Duration
+	for i := range si.Status.Targets {
+		if ev := si.Status.Targets[i].Revocation; ev.StreamUndelivered() {
+			d := max(ev.ConfirmedAt.Add(r.maxAge()).Sub(now), 0) + time.Second
+			if in == 0 || d < in {
+				in = d
+			}
+		}
+	}
+	return in
 }
 
 func (c *Config) maxAge() time.Duration {
@@ -157,47 +179,69 @@ func (r *IdentityReconciler) push(ctx context.Context, si *scimv1.ServiceIdentit
 		}
 	}
 	now := status.Clock(r.Clock).Now()
+	// One stream waiting out a Retry-After, or failing, does not hold back the others: each
+	// is tried, and the pass comes back for the earliest.
+	var res ctrl.Result
+	var errs []error
 	for key := range keys {
 		ns, name, _ := strings.Cut(key, "/")
 		st := &scimv1.SecurityEventStream{}
 		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, st); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue // its finalizer took its tokens off the outbox, or is about to
+			if !apierrors.IsNotFound(err) { // gone: its finalizer took its tokens off the outbox, or is about to
+				errs = append(errs, err)
 			}
-			return ctrl.Result{}, err
+			continue
 		}
 		if st.Spec.Delivery.Method != scimv1.StreamPush || ssfState(st) != scimv1.StreamEnabled || !st.DeletionTimestamp.IsZero() {
 			continue
 		}
 		if wait := r.waitLeft(st.UID, now); wait > 0 {
-			return ctrl.Result{RequeueAfter: wait}, nil
+			res = sooner(res, wait)
+			continue
 		}
 		tokens, err := r.Server.Tokens(si, st)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if len(tokens) == 0 {
+		if err != nil || len(tokens) == 0 {
+			errs = append(errs, err)
 			continue
 		}
 		tx, err := r.transmitter(ctx, st)
 		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("stream %s: %w", key, err)
+			r.Recorder.Eventf(st, nil, "Warning", ReasonStreamDeliveryFailed, "Push", "%s", status.Truncate(err.Error(), 512))
+			errs = append(errs, fmt.Errorf("stream %s: %w", key, err))
+			continue
 		}
 		for _, tok := range tokens {
-			if res, stop, err := r.deliver(ctx, si, st, tx, tok, now); stop {
-				return res, err
+			wait, stop, err := r.deliver(ctx, st, tx, tok, now)
+			res = sooner(res, wait)
+			if stop {
+				errs = append(errs, err)
+				break
 			}
 		}
 	}
-	return ctrl.Result{}, nil
+	return res, errors.Join(errs...)
 }
 
-// deliver sends one token and records the answer on its mark; stop ends the pass.
-func (r *IdentityReconciler) deliver(ctx context.Context, si *scimv1.ServiceIdentity, st *scimv1.SecurityEventStream,
-	tx *secevent.Transmitter, tok ssf.Token, now time.Time) (ctrl.Result, bool, error) {
+// sooner is res with RequeueAfter lowered to wait (when wait > 0).
+func sooner(res ctrl.Result, wait time.Duration) ctrl.Result {
+	if wait > 0 && (res.RequeueAfter == 0 || wait < res.RequeueAfter) {
+		res.RequeueAfter = wait
+	}
+	return res
+}
+
+// ReasonStreamDeliveryFailed is the Warning Event on a stream whose push failed; the
+// receiver's answer, or why it could not be reached, is in its message. It is recorded on the
+// stream, not on the identities, whose owners may not be the stream's.
+const ReasonStreamDeliveryFailed = "StreamDeliveryFailed"
+
+// deliver sends one token and records the answer on its mark; stop ends the stream's pass (a
+// Retry-After to wait out, or an error for the backoff).
+func (r *IdentityReconciler) deliver(ctx context.Context, st *scimv1.SecurityEventStream,
+	tx *secevent.Transmitter, tok ssf.Token, now time.Time) (time.Duration, bool, error) {
 	if at, ok := r.accepted.Get(tok.JTI); ok {
 		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventDelivered, &metav1.Time{Time: at.(time.Time)}
-		return ctrl.Result{}, false, nil
+		return 0, false, nil
 	}
 	err := tx.Send(ctx, tok.SET)
 	var de *secevent.DeliveryError
@@ -206,36 +250,51 @@ func (r *IdentityReconciler) deliver(ctx context.Context, si *scimv1.ServiceIden
 		r.accepted.Add(tok.JTI, now)
 		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventDelivered, &metav1.Time{Time: now}
 	case ctx.Err() != nil:
-		return ctrl.Result{}, true, ctx.Err()
+		return 0, true, ctx.Err()
 	case errors.Is(err, connect.ErrAddressNotAllowed):
-		// A tenant's endpoint at an address the guard refuses: it will not be allowed later.
-		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventRefused, &metav1.Time{Time: now}
-		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonSecurityEventRefused, "SecurityEvent",
-			"Stream %s: token %s not pushed: the endpoint resolves to an address a namespace's stream may not reach", ssf.StreamKey(st), tok.JTI)
+		// An endpoint at an address the guard refuses (or a name that does not resolve, which
+		// reads the same): retried with backoff until --security-events-max-age, should the
+		// name resolve elsewhere or the allowed ranges change.
+		r.Recorder.Eventf(st, nil, "Warning", ReasonStreamDeliveryFailed, "Push",
+			"not pushed: the endpoint does not resolve, or resolves to an address streams may not reach (--namespaced-target-allowed-cidrs)")
+		return 0, true, fmt.Errorf("stream %s: %w", ssf.StreamKey(st), err)
 	case secevent.IsRetryable(err) && errors.As(err, &de) && de.RetryAfter > 0:
 		wait := min(de.RetryAfter, secevent.MaxRetryAfter)
 		r.waitUntil(st.UID, now.Add(wait))
-		return ctrl.Result{RequeueAfter: wait}, true, nil
+		return wait, true, nil
 	case secevent.IsRetryable(err):
-		return ctrl.Result{}, true, fmt.Errorf("stream %s, token %s: %w", ssf.StreamKey(st), tok.JTI, err)
+		r.Recorder.Eventf(st, nil, "Warning", ReasonStreamDeliveryFailed, "Push", "%s", status.Truncate(err.Error(), 512))
+		return 0, true, fmt.Errorf("stream %s, token %s: %w", ssf.StreamKey(st), tok.JTI, err)
 	default:
 		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventRefused, &metav1.Time{Time: now}
-		r.Recorder.Eventf(si, nil, "Warning", scimv1.ReasonSecurityEventRefused, "SecurityEvent",
-			"Stream %s refused token %s: %s", ssf.StreamKey(st), tok.JTI, status.Truncate(err.Error(), 512))
+		r.Recorder.Eventf(st, nil, "Warning", scimv1.ReasonSecurityEventRefused, "Push",
+			"the receiver refused token %s: %s", tok.JTI, status.Truncate(err.Error(), 512))
 	}
-	return ctrl.Result{}, false, nil
+	return 0, false, nil
 }
 
-// transmitter is the push client of st, with its authorization header read afresh.
+// AnnotationPushEndpoint binds an authorization Secret to the one push endpoint its value may
+// be sent to: the operator reads Secrets anywhere, so a stream's author could otherwise name a
+// Secret it may not read and have its value sent to an endpoint of its choosing.
+const AnnotationPushEndpoint = "scim.nhi.dev/ssf-push-endpoint"
+
+// transmitter is the push client of st, with its authorization header read afresh. Every push
+// stream dials through the guard of namespaced targets, whoever declared it: its endpoint can
+// be set by whoever may update the stream, through kubectl or the SSF API.
 func (c *Config) transmitter(ctx context.Context, st *scimv1.SecurityEventStream) (*secevent.Transmitter, error) {
-	opts := secevent.TransmitterOptions{}
-	if st.Namespace != c.OperatorNamespace {
-		opts.HTTPClient = c.Guard.HTTPClient(2 * secevent.DefaultTimeout)
-	}
+	c.clientOnce.Do(func() { c.guarded = c.Guard.HTTPClient(2 * secevent.DefaultTimeout) })
+	opts := secevent.TransmitterOptions{HTTPClient: c.guarded}
 	if ref := st.Spec.Delivery.AuthorizationSecretRef; ref != nil {
 		var sec corev1.Secret
-		if err := c.APIReader.Get(ctx, types.NamespacedName{Namespace: st.Namespace, Name: ref.Name}, &sec); err != nil {
-			return nil, fmt.Errorf("reading the authorization Secret %s: %w", ref.Name, err)
+		err := c.APIReader.Get(ctx, types.NamespacedName{Namespace: st.Namespace, Name: ref.Name}, &sec)
+		// One message whether the Secret is missing or not bound: it tells nothing of Secrets
+		// the stream's author may not read.
+		if err != nil || sec.Annotations[AnnotationPushEndpoint] != st.Spec.Delivery.EndpointURL {
+			if err != nil && !apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("reading the authorization Secret %s: %w", ref.Name, err)
+			}
+			return nil, fmt.Errorf("the authorization Secret %s does not exist or is not bound to this endpoint "+
+				"(annotation %s: %s)", ref.Name, AnnotationPushEndpoint, st.Spec.Delivery.EndpointURL)
 		}
 		v := strings.TrimSpace(string(sec.Data[ref.Key]))
 		if v == "" || strings.ContainsAny(v, "\r\n") {

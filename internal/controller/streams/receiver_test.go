@@ -187,30 +187,32 @@ var _ = Describe("A receiver written from the specifications", func() {
 		a, b := newNamespace(ctx), newNamespace(ctx)
 		ra, err := ssfreceiver.Discover(ctx, tlsClient, issuer+"/namespaces/"+a, receiverToken(ctx, a, "siem", receiverRules...))
 		Expect(err).NotTo(HaveOccurred())
-		_, err = ra.CreateStream(ctx, []string{riscPurged}, nil)
+		_, err = ra.CreateStream(ctx, []string{riscPurged, scimDelete}, nil)
 		Expect(err).NotTo(HaveOccurred())
 		rc, err := ssfreceiver.Discover(ctx, tlsClient, issuer, receiverToken(ctx, operatorNS, "soc-"+a, receiverRules...))
 		Expect(err).NotTo(HaveOccurred())
-		_, err = rc.CreateStream(ctx, []string{riscPurged}, nil)
+		_, err = rc.CreateStream(ctx, []string{riscPurged, scimDelete}, nil)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func(ctx context.Context) { _ = rc.DeleteStream(ctx) })
 		for _, ns := range []string{a, b} {
 			createTarget(ctx, ns, "app")
 			Expect(k8s.Delete(ctx, provisioned(ctx, ns, "job", "app"))).To(Succeed())
 		}
+		// The cluster's stream: both namespaces' revocations, and only their RISC tokens: an RFC
+		// 9967 subject (/Users/<id>) does not name the target, and a tenant's own SCIM server
+		// chooses the ids of its namespaced targets.
 		evs := pollUntil(ctx, rc, func(evs []ssfreceiver.Event) bool { return len(evs) >= 2 })
-		var uris []string
-		for _, e := range evs {
-			uris = append(uris, e.Claims["txn"].(string))
-		}
-		Expect(uris).To(HaveLen(2))
-		evs = pollUntil(ctx, ra, func(evs []ssfreceiver.Event) bool { return len(evs) == 1 })
-		Expect(strings.Contains(evs[0].SubID["uri"].(string), "/Users/")).To(BeTrue())
+		Expect(types(evs)).To(ConsistOf(riscPurged, riscPurged))
+		Expect(evs[0].Claims["txn"]).NotTo(Equal(evs[1].Claims["txn"]))
+		// The namespace's stream: its own revocation, as both kinds of token.
+		evs = pollUntil(ctx, ra, func(evs []ssfreceiver.Event) bool { return len(evs) == 2 })
+		Expect(types(evs)).To(ConsistOf(riscPurged, scimDelete))
+		Expect(strings.Contains(ofType(evs, riscPurged)[0].SubID["uri"].(string), "/Users/")).To(BeTrue())
 		Consistently(func() int {
 			evs, _, err := ra.Poll(ctx, 100, nil, true)
 			Expect(err).NotTo(HaveOccurred())
 			return len(evs)
-		}, "1s").Should(Equal(1))
+		}, "1s").Should(Equal(2))
 		// Acknowledge everything so the identities go.
 		for _, r := range []*ssfreceiver.Receiver{ra, rc} {
 			evs, _, err := r.Poll(ctx, 100, nil, true)

@@ -20,6 +20,7 @@ import (
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/connect"
+	"github.com/nhi-dev/scim-operator/internal/kube"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/ssf"
 	"github.com/nhi-dev/scim-operator/internal/status"
@@ -165,8 +166,11 @@ func (r *StreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&scimv1.SecurityEventStream{}).
 		Watches(&scimv1.ServiceIdentity{}, handler.EnqueueRequestsFromMapFunc(streamsOf)).
 		WithOptions(controller.Options{
-			MaxConcurrentReconciles: 2,
+			// A push of a verification event waits on the receiver: enough workers, and
+			// namespaces taken in turn, that one tenant's slow receivers do not hold the others.
+			MaxConcurrentReconciles: 4,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](baseDelay, maxDelay),
+			NewQueue:                kube.NewNamespaceFairQueue,
 		}).
 		Named("securityeventstream").
 		Complete(r)

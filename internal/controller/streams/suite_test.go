@@ -53,6 +53,8 @@ const (
 	scimToken     = "ssf-suite-token"
 	// maxPending is the suite's --ssf-max-pending: small, so a backlog is quick to make.
 	maxPending = 4
+	// maxAge is the suite's --security-events-max-age.
+	maxAge = 20 * time.Second
 )
 
 var (
@@ -145,7 +147,10 @@ func startManager() {
 	Expect(controller.Setup(mgr, controller.Config{
 		ClusterID: testClusterID, ClusterResourceNamespace: operatorNS,
 		MaxConcurrentReconciles: 4, SCIMTimeout: 2 * time.Second,
-		NamespaceGrace:               6 * time.Second,
+		NamespaceGrace: 6 * time.Second,
+		// A token not delivered within this is given up (24h in production): short, so the
+		// give-up spec is quick; long enough for every other spec's receiver to take its tokens.
+		SecurityEventMaxAge:          maxAge,
 		NamespacedTargetAllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		SSF: &controller.SSFConfig{
 			Issuer: issuer, CertDir: certDir, KeySecret: client.ObjectKey{Namespace: operatorNS, Name: "ssf-key"},
