@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 
+	"github.com/nhi-dev/scim-operator/internal/connect"
 	"github.com/nhi-dev/scim-operator/internal/controller"
 	"github.com/nhi-dev/scim-operator/internal/controller/streams"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
@@ -14,6 +15,7 @@ import (
 // ssfFlags are the Shared Signals transmitter's settings.
 type ssfFlags struct {
 	addr, issuer, certDir, keySecret string
+	clusterPushAllowed               string
 	maxPending                       int
 }
 
@@ -29,6 +31,9 @@ func (f *ssfFlags) bind(fs *flag.FlagSet) {
 		"Secret ([namespace/]name; default namespace: the cluster resource namespace) holding the PEM key the "+
 			"transmitter signs with, in tls.key or key.pem, and optionally its kid; read again every minute (a key "+
 			"replaced stays in the JWK Set for --security-events-max-age). Default: --security-events-key-secret.")
+	fs.StringVar(&f.clusterPushAllowed, "ssf-cluster-push-allowed-cidrs", "",
+		"Comma-separated CIDRs the push streams of the operator's namespace may reach besides what "+
+			"--namespaced-target-allowed-cidrs allows (a SIEM inside the cluster); a namespace's streams never may.")
 	fs.IntVar(&f.maxPending, "ssf-max-pending", streams.DefaultMaxPending,
 		"Tokens a stream holds for its receiver before it is backlogged (no more recorded until the receiver takes some).")
 }
@@ -59,5 +64,10 @@ func (f *ssfFlags) config(events secevent.Flags, defaultNamespace string) (*cont
 	if f.maxPending <= 0 {
 		return nil, errors.New("--ssf-max-pending must be positive")
 	}
-	return &controller.SSFConfig{Addr: f.addr, CertDir: f.certDir, Issuer: f.issuer, KeySecret: ref, MaxPending: f.maxPending}, nil
+	allowed, err := connect.ParseCIDRs(f.clusterPushAllowed)
+	if err != nil {
+		return nil, fmt.Errorf("--ssf-cluster-push-allowed-cidrs: %w", err)
+	}
+	return &controller.SSFConfig{Addr: f.addr, CertDir: f.certDir, Issuer: f.issuer, KeySecret: ref, MaxPending: f.maxPending,
+		ClusterPushAllowedCIDRs: allowed}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -182,6 +183,9 @@ type SSFConfig struct {
 	KeyRecheck time.Duration
 	// MaxPending backlogs a stream holding this many tokens (<= 0: streams.DefaultMaxPending).
 	MaxPending int
+	// ClusterPushAllowedCIDRs are what the push streams of the operator's namespace may reach
+	// besides NamespacedTargetAllowedCIDRs.
+	ClusterPushAllowedCIDRs []netip.Prefix
 	// MaxPollWait bounds a long poll (<= 0: ssf.DefaultMaxPollWait).
 	MaxPollWait time.Duration
 	// Listen replaces net.Listen on Addr (tests).
@@ -224,7 +228,9 @@ func setupSSF(mgr ctrl.Manager, cfg Config, rec recorder.EventRecorder) error {
 	}
 	sc := &streams.Config{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Server: server, Recorder: rec, Clock: cfg.Clock,
 		MaxAge: maxAge, MaxPending: c.MaxPending, OperatorNamespace: cfg.ClusterResourceNamespace,
-		Guard: connect.NewAddressGuard(cfg.NamespacedTargetAllowedCIDRs, cfg.NamespacedTargetDeniedCIDRs)}
+		Guard: connect.NewAddressGuard(cfg.NamespacedTargetAllowedCIDRs, cfg.NamespacedTargetDeniedCIDRs),
+		ClusterGuard: connect.NewAddressGuard(append(slices.Clone(cfg.NamespacedTargetAllowedCIDRs), c.ClusterPushAllowedCIDRs...),
+			cfg.NamespacedTargetDeniedCIDRs)}
 	if err := (&streams.IdentityReconciler{Config: sc}).SetupWithManager(mgr, max(cfg.MaxConcurrentReconciles/2, 1)); err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ type Signer struct {
 	alg    jose.SignatureAlgorithm
 	kid    string
 	public jose.JSONWebKey
+	key    crypto.Signer
 }
 
 // ParsePrivateKeyPEM reads the first private key block of PEM data (a kubernetes.io/tls
@@ -105,7 +106,7 @@ func NewSigner(key crypto.Signer, kid string) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the JWS signer: %w", err)
 	}
-	return &Signer{signer: js, alg: alg, kid: kid, public: public}, nil
+	return &Signer{signer: js, alg: alg, kid: kid, public: public, key: key}, nil
 }
 
 // KeyID is the kid header of every SET this signer signs.
@@ -118,6 +119,18 @@ func (s *Signer) Algorithm() string { return string(s.alg) }
 // hand it to them.
 func (s *Signer) PublicJWKS() jose.JSONWebKeySet {
 	return jose.JSONWebKeySet{Keys: []jose.JSONWebKey{s.public}}
+}
+
+// WithKeyID is a signer of the same key under another kid.
+func (s *Signer) WithKeyID(kid string) (*Signer, error) { return NewSigner(s.key, kid) }
+
+// Thumbprint is the key's RFC 7638 thumbprint (SHA-256, base64url).
+func (s *Signer) Thumbprint() string {
+	tp, err := s.public.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString(tp)
 }
 
 // PublicKey is the verification key as a JWK.

@@ -2,8 +2,6 @@ package ssf
 
 import (
 	"context"
-	"crypto"
-	"fmt"
 	"sync"
 	"time"
 
@@ -38,35 +36,32 @@ type retiredKey struct {
 }
 
 // Load reads the Secret and makes its key the signing key; the key it replaces is retired.
+// A kid given in the Secret gets the key's thumbprint appended ("<kid>-<8 characters>"), so a
+// key rotated under the same kid (cert-manager renewing tls.key) is still told apart, by every
+// replica alike; without one, the thumbprint is the kid.
 func (k *Keys) Load(ctx context.Context) error {
 	signer, err := secevent.LoadSigner(ctx, k.Reader, k.Secret)
 	if err != nil {
 		return err
+	}
+	if tp := signer.Thumbprint(); signer.KeyID() != tp && len(tp) >= 8 {
+		if signer, err = signer.WithKeyID(signer.KeyID() + "-" + tp[:8]); err != nil {
+			return err
+		}
 	}
 	now := k.clock().Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if old := k.current; old != nil {
 		oldKey, newKey := old.PublicKey(), signer.PublicKey()
-		if sameKey(oldKey, newKey) && oldKey.KeyID == newKey.KeyID {
-			return nil
-		}
 		if oldKey.KeyID == newKey.KeyID {
-			// Two keys under one kid: a receiver could not tell which verifies a token.
-			return fmt.Errorf("the key in Secret %s changed but its kid %q did not: give the new key another kid, "+
-				"or leave kid out (the key's thumbprint is its kid then); the previous key stays in use", k.Secret, newKey.KeyID)
+			return nil // the same key (the kid holds its thumbprint)
 		}
 		k.retired = append(k.retired, retiredKey{key: oldKey, until: now.Add(k.Retain)})
 		logf.FromContext(ctx).Info("Shared Signals signing key rotated", "kid", newKey.KeyID, "retired", oldKey.KeyID)
 	}
 	k.current = signer
 	return nil
-}
-
-func sameKey(a, b jose.JSONWebKey) bool {
-	ta, err1 := a.Thumbprint(crypto.SHA256)
-	tb, err2 := b.Thumbprint(crypto.SHA256)
-	return err1 == nil && err2 == nil && string(ta) == string(tb)
 }
 
 // Signer is the current signing key (nil before Load succeeded).
@@ -89,7 +84,9 @@ func (k *Keys) JWKS() jose.JSONWebKeySet {
 	for _, r := range k.retired {
 		if now.Before(r.until) {
 			kept = append(kept, r)
-			set.Keys = append(set.Keys, r.key)
+			if k.current == nil || r.key.KeyID != k.current.KeyID() { // a key rotated back is listed once
+				set.Keys = append(set.Keys, r.key)
+			}
 		}
 	}
 	k.retired = kept

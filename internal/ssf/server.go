@@ -45,8 +45,8 @@ const (
 	// pollInterval is how often a long poll looks for a token.
 	pollInterval = 200 * time.Millisecond
 	// MinVerificationInterval is the least time between two verification requests of a stream
-	// while the first waits (min_verification_interval): each is a write, and on a push stream
-	// a request to the receiver.
+	// (min_verification_interval): each is a write, and on a push stream a request to the
+	// receiver.
 	MinVerificationInterval = 5 * time.Second
 	// specVersion is the SSF version the metadata names.
 	specVersion = "1_0"
@@ -72,11 +72,20 @@ type Server struct {
 
 	// CallerRate overrides DefaultCallerRate (requests per second per remote address).
 	CallerRate rate.Limit
+	// WriterRate overrides DefaultWriterRate (writes per second per authenticated user).
+	WriterRate rate.Limit
 
-	once    sync.Once
-	signed  *lru.Cache // jti and kid → the token: a poll that acknowledges nothing signs nothing again
-	callers *lru.Cache // remote address → its rate.Limiter
+	once     sync.Once
+	signed   *lru.Cache // jti and kid → the token: a poll that acknowledges nothing signs nothing again
+	callers  *lru.Cache // remote address → its rate.Limiter
+	writers  *lru.Cache // user name → its rate.Limiter
+	verified *lru.Cache // stream UID → when its last verification was asked for
 }
+
+// DefaultWriterRate bounds the writes per second one user makes through the API (twice that
+// in a burst): each is a write to the API server by the operator's ServiceAccount, and a
+// verification on a push stream a request to the receiver.
+const DefaultWriterRate = 10
 
 // DefaultCallerRate bounds the requests per second one remote address makes (twice that in a
 // burst), before any TokenReview: a flood of bogus tokens costs the API server nothing past it.
@@ -87,13 +96,29 @@ func (s *Server) init() {
 	s.once.Do(func() {
 		s.signed = lru.New(20000)
 		s.callers = lru.New(4096)
+		s.writers = lru.New(4096)
+		s.verified = lru.New(4096)
 	})
+}
+
+// allow takes a token from key's limiter in limiters (made at rate r, or def when r is 0).
+func allow(limiters *lru.Cache, key string, r, def rate.Limit) bool {
+	if r <= 0 {
+		r = def
+	}
+	l, ok := limiters.Get(key)
+	if !ok {
+		l = rate.NewLimiter(r, 2*int(r))
+		limiters.Add(key, l)
+	}
+	return l.(*rate.Limiter).Allow()
 }
 
 // sign signs claims, or returns the token already signed for its jti with the same key.
 func (s *Server) sign(signer *secevent.Signer, c setClaims) (string, error) {
 	s.init()
-	key := c.ID + "/" + signer.KeyID()
+	// The audience is part of the key: a stream whose audience changed gets its tokens again.
+	key := c.ID + "/" + signer.KeyID() + "/" + strings.Join(c.Audience, "\x00")
 	if tok, ok := s.signed.Get(key); ok {
 		return tok.(string), nil
 	}
@@ -112,16 +137,7 @@ func (s *Server) limited(h http.Handler) http.Handler {
 		if err != nil {
 			host = r.RemoteAddr
 		}
-		l, ok := s.callers.Get(host)
-		if !ok {
-			lim := s.CallerRate
-			if lim <= 0 {
-				lim = DefaultCallerRate
-			}
-			l = rate.NewLimiter(lim, 2*int(lim))
-			s.callers.Add(host, l)
-		}
-		if !l.(*rate.Limiter).Allow() {
+		if !allow(s.callers, host, s.CallerRate, DefaultCallerRate) {
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusTooManyRequests, "", "too many requests from this address")
 			return
@@ -227,6 +243,17 @@ func (s *Server) allowed(w http.ResponseWriter, r *http.Request, u user.Info, sc
 	return true
 }
 
+// writeAllowed takes one of u's writes; false when the request was answered 429.
+func (s *Server) writeAllowed(w http.ResponseWriter, u user.Info) bool {
+	s.init()
+	if !allow(s.writers, u.GetName(), s.WriterRate, DefaultWriterRate) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "", "too many writes by "+u.GetName())
+		return false
+	}
+	return true
+}
+
 // bodyFor authenticates the caller, reads the body (whose stream_id the authorization needs)
 // and checks verb on that stream; false when the request was answered.
 func (s *Server) bodyFor(w http.ResponseWriter, r *http.Request, sc scope, verb string, v any, streamID func() string) bool {
@@ -239,7 +266,7 @@ func (s *Server) bodyFor(w http.ResponseWriter, r *http.Request, sc scope, verb 
 		writeError(w, http.StatusBadRequest, "invalid_request", "stream_id is required")
 		return false
 	}
-	return s.allowed(w, r, u, sc, verb, id, "")
+	return s.allowed(w, r, u, sc, verb, id, "") && s.writeAllowed(w, u)
 }
 
 // config is st as the SSF API shows it.
@@ -392,7 +419,7 @@ func (s *Server) fixedMatch(st *scimv1.SecurityEventStream, c StreamConfig) erro
 
 func (s *Server) createStream(w http.ResponseWriter, r *http.Request, sc scope) {
 	u := s.authorized(w, r, sc, "create", "", "")
-	if u == nil {
+	if u == nil || !s.writeAllowed(w, u) {
 		return
 	}
 	var c StreamConfig
@@ -464,7 +491,7 @@ func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request, sc scope) 
 		}
 		return
 	}
-	if s.authorized(w, r, sc, "delete", id, "") == nil {
+	if u := s.authorized(w, r, sc, "delete", id, ""); u == nil || !s.writeAllowed(w, u) {
 		return
 	}
 	if _, ok := s.getStream(w, r, sc, id); !ok {
@@ -546,17 +573,21 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, sc scope) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "state is longer than 256 characters")
 		return
 	}
-	tooSoon := false
+	tooSoon, uid := false, ""
+	s.init()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		st, ok := s.getStream(w, r, sc, req.StreamID)
 		if !ok {
 			return errAnswered
 		}
 		now := status.Clock(s.Clock).Now()
-		if v := st.Status.Verification; v != nil && now.Sub(v.RequestedAt.Time) < MinVerificationInterval {
+		last, seen := s.verified.Get(string(st.UID))
+		if v := st.Status.Verification; v != nil && now.Sub(v.RequestedAt.Time) < MinVerificationInterval ||
+			seen && now.Sub(last.(time.Time)) < MinVerificationInterval {
 			tooSoon = true
 			return errAnswered
 		}
+		uid = string(st.UID)
 		// One verification waits at a time: a new request replaces the one not yet taken.
 		st.Status.Verification = &scimv1.StreamVerification{JTI: secevent.NewJTI(), State: req.State,
 			RequestedAt: metav1.NewTime(status.Clock(s.Clock).Now())}
@@ -570,17 +601,23 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, sc scope) {
 	case err != nil:
 		s.writeAPIError(w, r, "recording the verification", err)
 	default:
+		// Counted once written (a conflict retried above is not a second request).
+		s.verified.Add(uid, status.Clock(s.Clock).Now())
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
 
 func (s *Server) poll(w http.ResponseWriter, r *http.Request, sc scope) {
 	id := r.PathValue("stream")
-	if s.authorized(w, r, sc, "update", id, "poll") == nil {
+	u := s.authorized(w, r, sc, "update", id, "poll")
+	if u == nil {
 		return
 	}
 	var req PollRequest
 	if !readJSON(w, r, &req) {
+		return
+	}
+	if len(req.Ack)+len(req.SetErrs) > 0 && !s.writeAllowed(w, u) { // acknowledgements are writes
 		return
 	}
 	if len(req.Ack)+len(req.SetErrs) > maxAcks {
@@ -656,7 +693,8 @@ func (s *Server) offer(ctx context.Context, st *scimv1.SecurityEventStream, max 
 		sets[st.Status.Verification.JTI] = tok
 	}
 	var list scimv1.ServiceIdentityList
-	if err := s.Client.List(ctx, &list, client.MatchingFields{IndexPendingStream: StreamKey(st)}); err != nil {
+	// Read only, never changed: the cache's objects, not copies of each.
+	if err := s.Client.List(ctx, &list, client.MatchingFields{IndexPendingStream: StreamKey(st)}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, false, err
 	}
 	var pending []pendingToken
@@ -731,10 +769,14 @@ func (s *Server) settle(ctx context.Context, st *scimv1.SecurityEventStream, req
 	for _, jti := range req.Ack {
 		outcome[jti] = scimv1.SecurityEventDelivered
 	}
+	logged := false
 	for jti, e := range req.SetErrs {
 		outcome[jti] = scimv1.SecurityEventRefused
-		logf.FromContext(ctx).Info("Shared Signals receiver refused a token", "stream", StreamKey(st), "jti", truncate(jti, 64),
-			"err", truncate(e.Err, 64), "description", truncate(e.Description, 256))
+		if !logged { // one line per poll, whatever the receiver sends
+			logged = true
+			logf.FromContext(ctx).Info("Shared Signals receiver refused tokens", "stream", StreamKey(st), "count", len(req.SetErrs),
+				"first", truncate(jti, 64), "err", truncate(e.Err, 64), "description", truncate(e.Description, 256))
+		}
 	}
 	if len(outcome) == 0 {
 		return nil
@@ -760,7 +802,7 @@ func (s *Server) settle(ctx context.Context, st *scimv1.SecurityEventStream, req
 	holders := map[types.NamespacedName]bool{}
 	for jti := range outcome {
 		var list scimv1.ServiceIdentityList
-		if err := s.Client.List(ctx, &list, client.MatchingFields{IndexPendingJTI: jti}); err != nil {
+		if err := s.Client.List(ctx, &list, client.MatchingFields{IndexPendingJTI: jti}, client.UnsafeDisableDeepCopy); err != nil {
 			return err
 		}
 		for i := range list.Items {

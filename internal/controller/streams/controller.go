@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -65,12 +66,21 @@ type Config struct {
 	MaxPending int
 	// OperatorNamespace holds the cluster-wide streams, which the cluster admin declares.
 	OperatorNamespace string
-	// Guard decides what a tenant's push stream may dial (the namespaced ScimTargets' guard):
-	// its endpoint is a URL the tenant chose.
+	// Guard decides what a namespace's push stream may dial (the namespaced ScimTargets'
+	// guard): its endpoint is a URL whoever may update the stream chose.
 	Guard *connect.AddressGuard
+	// ClusterGuard decides what a push stream of the operator's namespace may dial: Guard's
+	// ranges plus --ssf-cluster-push-allowed-cidrs (a SIEM inside the cluster), which no
+	// tenant's stream gets.
+	ClusterGuard *connect.AddressGuard
 
 	clientOnce sync.Once
-	guarded    *http.Client // every push goes through the guard, on one pool of connections
+	guarded    *http.Client // every push goes through a guard, on one pool of connections each
+	cluster    *http.Client
+	// failing holds, by stream UID, why its last push failed (cleared by a success): the
+	// stream's Ready condition says it; changed wakes the stream's pass when it changes.
+	failing map[types.UID]string
+	changed chan event.GenericEvent
 
 	mu        sync.Mutex
 	notBefore map[types.UID]time.Time // a push receiver's Retry-After
@@ -206,6 +216,7 @@ func (r *IdentityReconciler) push(ctx context.Context, si *scimv1.ServiceIdentit
 		}
 		tx, err := r.transmitter(ctx, st)
 		if err != nil {
+			r.fail(st, err.Error())
 			r.Recorder.Eventf(st, nil, "Warning", ReasonStreamDeliveryFailed, "Push", "%s", status.Truncate(err.Error(), 512))
 			errs = append(errs, fmt.Errorf("stream %s: %w", key, err))
 			continue
@@ -248,10 +259,12 @@ func (r *IdentityReconciler) deliver(ctx context.Context, st *scimv1.SecurityEve
 	switch {
 	case err == nil:
 		r.accepted.Add(tok.JTI, now)
+		r.fail(st, "")
 		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventDelivered, &metav1.Time{Time: now}
 	case ctx.Err() != nil:
 		return 0, true, ctx.Err()
 	case errors.Is(err, connect.ErrAddressNotAllowed):
+		r.fail(st, "the endpoint does not resolve, or resolves to an address streams may not reach")
 		// An endpoint at an address the guard refuses (or a name that does not resolve, which
 		// reads the same): retried with backoff until --security-events-max-age, should the
 		// name resolve elsewhere or the allowed ranges change.
@@ -263,6 +276,7 @@ func (r *IdentityReconciler) deliver(ctx context.Context, st *scimv1.SecurityEve
 		r.waitUntil(st.UID, now.Add(wait))
 		return wait, true, nil
 	case secevent.IsRetryable(err):
+		r.fail(st, err.Error())
 		r.Recorder.Eventf(st, nil, "Warning", ReasonStreamDeliveryFailed, "Push", "%s", status.Truncate(err.Error(), 512))
 		return 0, true, fmt.Errorf("stream %s, token %s: %w", ssf.StreamKey(st), tok.JTI, err)
 	default:
@@ -282,8 +296,17 @@ const AnnotationPushEndpoint = "scim.nhi.dev/ssf-push-endpoint"
 // stream dials through the guard of namespaced targets, whoever declared it: its endpoint can
 // be set by whoever may update the stream, through kubectl or the SSF API.
 func (c *Config) transmitter(ctx context.Context, st *scimv1.SecurityEventStream) (*secevent.Transmitter, error) {
-	c.clientOnce.Do(func() { c.guarded = c.Guard.HTTPClient(2 * secevent.DefaultTimeout) })
+	c.clientOnce.Do(func() {
+		c.guarded = c.Guard.HTTPClient(2 * secevent.DefaultTimeout)
+		c.cluster = c.guarded
+		if c.ClusterGuard != nil {
+			c.cluster = c.ClusterGuard.HTTPClient(2 * secevent.DefaultTimeout)
+		}
+	})
 	opts := secevent.TransmitterOptions{HTTPClient: c.guarded}
+	if st.Namespace == c.OperatorNamespace {
+		opts.HTTPClient = c.cluster
+	}
 	if ref := st.Spec.Delivery.AuthorizationSecretRef; ref != nil {
 		var sec corev1.Secret
 		err := c.APIReader.Get(ctx, types.NamespacedName{Namespace: st.Namespace, Name: ref.Name}, &sec)
@@ -303,6 +326,36 @@ func (c *Config) transmitter(ctx context.Context, st *scimv1.SecurityEventStream
 		opts.AuthorizationHeader = v
 	}
 	return secevent.NewTransmitter(st.Spec.Delivery.EndpointURL, opts)
+}
+
+// fail records why st's push failed ("" clears it), and has the stream's Ready say so when
+// that changes.
+func (c *Config) fail(st *scimv1.SecurityEventStream, why string) {
+	why = status.Truncate(why, 1024)
+	c.mu.Lock()
+	if c.failing == nil {
+		c.failing = map[types.UID]string{}
+	}
+	changed := c.failing[st.UID] != why
+	if why == "" {
+		delete(c.failing, st.UID)
+	} else {
+		c.failing[st.UID] = why
+	}
+	c.mu.Unlock()
+	if changed {
+		select {
+		case c.changed <- event.GenericEvent{Object: st}:
+		default: // full: the stream's next pass reads the map all the same
+		}
+	}
+}
+
+// failure is why st's last push failed ("" if it did not).
+func (c *Config) failure(uid types.UID) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failing[uid]
 }
 
 func (c *Config) waitUntil(uid types.UID, t time.Time) {

@@ -15,8 +15,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/connect"
@@ -111,7 +113,15 @@ func (r *StreamReconciler) ready(st *scimv1.SecurityEventStream, pending int) {
 		// Hysteresis: a backlogged stream records again once half its backlog is taken.
 		was != nil && was.Reason == ssf.ReasonBacklogged && pending > maxPending/2
 	var c metav1.Condition
+	failing := ""
+	if st.Spec.Delivery.Method == scimv1.StreamPush && pending > 0 {
+		failing = r.failure(st.UID)
+	}
 	switch {
+	case failing != "":
+		c = metav1.Condition{Status: metav1.ConditionFalse, Reason: "DeliveryFailing", Message: fmt.Sprintf(
+			"%d tokens wait; the last push failed: %s", pending, failing)}
+		st.Status.LastError = failing
 	case backlogged:
 		c = metav1.Condition{Status: metav1.ConditionFalse, Reason: ssf.ReasonBacklogged, Message: fmt.Sprintf(
 			"%d tokens wait for the receiver (at most %d are held); new revocations are not recorded for this stream until it takes some", pending, maxPending)}
@@ -162,9 +172,12 @@ func (r *StreamReconciler) pushVerification(ctx context.Context, st *scimv1.Secu
 // SetupWithManager registers the stream reconciler; a change of an identity's stream tokens
 // updates the streams' counts.
 func (r *StreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.changed = make(chan event.GenericEvent, 1024)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&scimv1.SecurityEventStream{}).
 		Watches(&scimv1.ServiceIdentity{}, handler.EnqueueRequestsFromMapFunc(streamsOf)).
+		// A push failing, or succeeding again, on an identity's pass.
+		WatchesRawSource(source.Channel(r.changed, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			// A push of a verification event waits on the receiver: enough workers, and
 			// namespaces taken in turn, that one tenant's slow receivers do not hold the others.

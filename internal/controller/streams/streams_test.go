@@ -58,6 +58,8 @@ func pushStream(ctx context.Context, ns, name, url, auth string) *scimv1.Securit
 		},
 	}
 	Expect(k8s.Create(ctx, st)).To(Succeed())
+	// A stream of the operator's namespace left behind would take every later spec's tokens.
+	DeferCleanup(func(ctx context.Context) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, st))).To(Succeed()) })
 	Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(st), st)).To(Succeed())
 		c := apimeta.FindStatusCondition(st.Status.Conditions, "Ready")
@@ -116,11 +118,37 @@ var _ = Describe("Push streams", func() {
 		}
 		Consistently(recv.Requests, "1s").Should(BeZero())
 
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tenant), tenant)).To(Succeed())
+			c := apimeta.FindStatusCondition(tenant.Status.Conditions, "Ready")
+			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(c.Reason).To(Equal("DeliveryFailing"))
+			g.Expect(tenant.Status.LastError).To(ContainSubstring("may not reach"))
+		}, "45s").Should(Succeed())
+
 		By("the identity waits for its tokens until the streams go")
 		Expect(gone(ctx, si)()).To(BeFalse())
 		Expect(k8s.Delete(ctx, tenant)).To(Succeed())
 		Expect(k8s.Delete(ctx, cluster)).To(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue())
+	})
+
+	It("reach a SIEM inside the cluster from the cluster's streams only (--ssf-cluster-push-allowed-cidrs)", func(ctx SpecContext) {
+		recv := setreceiver.New(setreceiver.Options{Issuer: issuer, Audience: "https://siem.example/", Keys: transmitterKeys(ctx)})
+		Expect(recv.Start("127.0.0.3:0")).To(Succeed())
+		DeferCleanup(recv.Stop)
+		ns := newNamespace(ctx)
+		createTarget(ctx, ns, "app")
+		tenant := pushStream(ctx, ns, "internal", recv.URL(), "Bearer x")
+		pushStream(ctx, operatorNS, "siem-"+ns, recv.URL(), "Bearer x")
+		si := provisioned(ctx, ns, "batch", "app")
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(recv.Accepted).Should(HaveLen(1))
+		Expect(recv.Accepted()[0].Issuer).To(Equal(issuer), "the cluster's stream")
+		Eventually(func() []string { return eventsOn(ctx, tenant) }).Should(ContainElement(ContainSubstring("may not reach")))
+		Expect(k8s.Delete(ctx, tenant)).To(Succeed())
+		Eventually(gone(ctx, si)).Should(BeTrue())
+		Expect(recv.Accepted()).To(HaveLen(1))
 	})
 
 	It("send an authorization Secret only to the endpoint it is bound to", func(ctx SpecContext) {
@@ -282,7 +310,7 @@ var _ = Describe("The signing key", func() {
 	It("is rotated without a restart; the old key stays published", Serial, func(ctx SpecContext) {
 		before := transmitterKeys(ctx)
 		Expect(before.Keys).To(HaveLen(1))
-		Expect(before.Keys[0].KeyID).To(Equal("2026-12"))
+		Expect(before.Keys[0].KeyID).To(HavePrefix("2026-12-"), "the Secret's kid and the key's thumbprint")
 		Expect(before.Keys[0].Algorithm).To(Equal("RS256"))
 		next := keySecret("ssf-key", "2027-01")
 		cur := &corev1.Secret{}
@@ -294,7 +322,7 @@ var _ = Describe("The signing key", func() {
 			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(old), cur)).To(Succeed())
 			cur.Data = old.Data
 			Expect(k8s.Update(ctx, cur)).To(Succeed())
-			Eventually(func() string { return transmitterKeys(ctx).Keys[0].KeyID }).Should(Equal("2026-12"))
+			Eventually(func() string { return transmitterKeys(ctx).Keys[0].KeyID }).Should(HavePrefix("2026-12-"))
 		})
 		Eventually(func() []string {
 			var kids []string
@@ -302,7 +330,7 @@ var _ = Describe("The signing key", func() {
 				kids = append(kids, k.KeyID)
 			}
 			return kids
-		}).Should(Equal([]string{"2027-01", "2026-12"}))
+		}).Should(HaveExactElements(HavePrefix("2027-01-"), before.Keys[0].KeyID))
 
 		By("a receiver verifies a token signed with the new key")
 		ns := newNamespace(ctx)

@@ -155,7 +155,9 @@ func startManager() {
 		SSF: &controller.SSFConfig{
 			Issuer: issuer, CertDir: certDir, KeySecret: client.ObjectKey{Namespace: operatorNS, Name: "ssf-key"},
 			KeyRecheck: time.Second, MaxPending: maxPending, MaxPollWait: 2 * time.Second,
-			Listen: func() (net.Listener, error) { return net.Listen("tcp", ssfAddr) },
+			// A SIEM inside the cluster, which only the cluster's streams may reach.
+			ClusterPushAllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.3/32")},
+			Listen:                  func() (net.Listener, error) { return net.Listen("tcp", ssfAddr) },
 		},
 	})).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
