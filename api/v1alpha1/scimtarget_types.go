@@ -18,6 +18,21 @@ type SecretKeySelector struct {
 	Key string `json:"key"`
 }
 
+// TargetEvents is how the operator checks the Security Event Tokens a provider pushes (RFC
+// 8935): the bearer token it presents, and the issuer and keys of its tokens. The Secrets are
+// read where the target's other Secrets are.
+type TargetEvents struct {
+	// issuer is the iss the provider's tokens carry.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Issuer string `json:"issuer"`
+	// jwksSecretRef selects the key holding the provider's JWK Set (JSON), which verifies its
+	// tokens.
+	JWKSSecretRef SecretKeySelector `json:"jwksSecretRef"`
+	// tokenSecretRef selects the key holding the bearer token the provider presents.
+	TokenSecretRef SecretKeySelector `json:"tokenSecretRef"`
+}
+
 // SecretReference names a whole Secret whose keys are fixed by the field that uses it.
 type SecretReference struct {
 	// name of the Secret.
@@ -287,6 +302,13 @@ type ScimTargetSpec struct {
 	// compatibility adapts the client to the service provider.
 	// +optional
 	Compatibility *Compatibility `json:"compatibility,omitempty"`
+	// events lets the provider push its SCIM events (RFC 9967) to the operator's Shared
+	// Signals endpoint (--ssf-bind-address), at
+	// <ssf issuer>/scim-events/namespaces/<namespace>/scimtargets/<name> (or
+	// /scim-events/clusterscimtargets/<name>): an account of ours changed, re-activated or
+	// deleted there is read and corrected at once, not at the next sweep.
+	// +optional
+	Events *TargetEvents `json:"events,omitempty"`
 	// orphans configures orphan detection.
 	// +optional
 	Orphans *Orphans `json:"orphans,omitempty"`

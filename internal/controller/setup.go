@@ -128,7 +128,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		ClusterID: cfg.ClusterID, ClusterResourceNamespace: cfg.ClusterResourceNamespace, Revocations: revocations,
 		SecurityEvents: cfg.SecurityEvents, Clock: cfg.Clock, Dialects: &dialect.Observed{Clock: cfg.Clock}}
 	if cfg.SSF != nil {
-		if err := setupSSF(mgr, cfg, rec); err != nil {
+		if err := setupSSF(mgr, cfg, rec, flags); err != nil {
 			return err
 		}
 		deprovisioner.Streams = &ssf.Recorder{Reader: mgr.GetClient(), OperatorNamespace: cfg.ClusterResourceNamespace}
@@ -194,7 +194,7 @@ type SSFConfig struct {
 
 // setupSSF adds the transmitter (on every replica), its signing key and the stream
 // controllers.
-func setupSSF(mgr ctrl.Manager, cfg Config, rec recorder.EventRecorder) error {
+func setupSSF(mgr ctrl.Manager, cfg Config, rec recorder.EventRecorder, flags *targets.SweepFlags) error {
 	c := cfg.SSF
 	ctx := context.Background()
 	if err := ssf.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
@@ -219,7 +219,8 @@ func setupSSF(mgr ctrl.Manager, cfg Config, rec recorder.EventRecorder) error {
 		return err
 	}
 	server := &ssf.Server{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Auth: auth, Keys: keys, Issuer: c.Issuer,
-		OperatorNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Clock: cfg.Clock, MaxPollWait: c.MaxPollWait}
+		OperatorNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Clock: cfg.Clock, MaxPollWait: c.MaxPollWait,
+		Flags: flags}
 	if err := mgr.Add(keys); err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ import (
 	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/status"
+	"github.com/nhi-dev/scim-operator/internal/targets"
 )
 
 const (
@@ -69,6 +70,9 @@ type Server struct {
 	Clock     clock.PassiveClock
 	// MaxPollWait bounds a long poll (DefaultMaxPollWait when zero).
 	MaxPollWait time.Duration
+	// Flags is told of the accounts a provider's SCIM event is about: their identities read
+	// them at once.
+	Flags *targets.SweepFlags
 
 	// CallerRate overrides DefaultCallerRate (requests per second per remote address).
 	CallerRate rate.Limit
@@ -80,6 +84,7 @@ type Server struct {
 	callers  *lru.Cache // remote address → its rate.Limiter
 	writers  *lru.Cache // user name → its rate.Limiter
 	verified *lru.Cache // stream UID → when its last verification was asked for
+	secrets  *lru.Cache // a target's events Secrets, for secretTTL
 }
 
 // DefaultWriterRate bounds the writes per second one user makes through the API (twice that
@@ -98,6 +103,7 @@ func (s *Server) init() {
 		s.callers = lru.New(4096)
 		s.writers = lru.New(4096)
 		s.verified = lru.New(4096)
+		s.secrets = lru.New(1024)
 	})
 }
 
@@ -159,6 +165,9 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST "+prefix+"/ssf/verify", s.scoped(s.verify))
 		mux.HandleFunc("POST "+prefix+"/ssf/poll/{stream}", s.scoped(s.poll))
 	}
+	// A target's provider pushes its SCIM events (RFC 9967) here (providerevents.go).
+	mux.HandleFunc("POST /scim-events/namespaces/{ns}/scimtargets/{name}", s.providerEvents)
+	mux.HandleFunc("POST /scim-events/clusterscimtargets/{name}", s.providerEvents)
 	return s.limited(mux)
 }
 

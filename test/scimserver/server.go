@@ -40,6 +40,8 @@ type Server struct {
 	quirks Quirks
 
 	listener loopback.Server
+	// events pushes SCIM events when the server was made WithEvents.
+	events *eventSender
 }
 
 // New returns a server that accepts `Authorization: Bearer <token>` ("" accepts any request).
@@ -92,7 +94,7 @@ func New(token string, opts ...Option) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/scim/", http.StripPrefix("/scim", protocol))
 	// Counted first, so requests a fault answers are counted too: they are what clients sent.
-	s.handler = s.count(s.Faults.wrap(s.authenticate(s.dialect(mux))))
+	s.handler = s.count(s.Faults.wrap(s.authenticate(s.emit(s.dialect(mux)))))
 	return s, nil
 }
 
@@ -147,6 +149,10 @@ func (s *Server) spc(q Quirks) map[string]any {
 		// RFC 9865 §3.
 		m["pagination"] = map[string]any{"cursor": true, "index": !q.IgnoresStartIndex, "defaultPaginationMethod": "cursor",
 			"defaultPageSize": maxResults, "maxPageSize": maxResults, "cursorTimeout": 3600}
+	}
+	if s.events != nil {
+		// RFC 9967 section 4.
+		m["securityEvents"] = map[string]any{"asyncRequest": "none", "eventUris": eventURIs}
 	}
 	if s.agents {
 		// draft-abbey-scim-agent-extension-00 §4.1.
