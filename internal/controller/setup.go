@@ -220,7 +220,7 @@ func setupSSF(mgr ctrl.Manager, cfg Config, rec recorder.EventRecorder, flags *t
 	}
 	server := &ssf.Server{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Auth: auth, Keys: keys, Issuer: c.Issuer,
 		OperatorNamespace: cfg.ClusterResourceNamespace, ClusterID: cfg.ClusterID, Clock: cfg.Clock, MaxPollWait: c.MaxPollWait,
-		Flags: flags}
+		Flags: flags, Elected: mgr.Elected()}
 	if err := mgr.Add(keys); err != nil {
 		return err
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -23,6 +23,12 @@ import (
 	"github.com/nhi-dev/scim-operator/internal/secevent"
 	"github.com/nhi-dev/scim-operator/internal/status"
 	"github.com/nhi-dev/scim-operator/internal/targets"
+)
+
+// maxJWKSBytes and maxJWKSKeys bound a target's JWK Set: verifying costs what it holds.
+const (
+	maxJWKSBytes = 64 << 10
+	maxJWKSKeys  = 16
 )
 
 // provEventPrefix begins the RFC 9967 provisioning events (create, patch, put, delete,
@@ -45,21 +51,40 @@ func (s *Server) providerEvents(w http.ResponseWriter, r *http.Request) {
 	if r.PathValue("ns") != "" {
 		kind, ns = scimv1.KindScimTarget, r.PathValue("ns")
 	}
-	t, ok := s.eventTarget(w, r, kind, ns, name)
-	if !ok {
+	// Before the caller is authenticated, every failure reads the same: a 401 tells nothing of
+	// which targets exist or take events, or how they are configured.
+	unauthorized := func() {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="scim-operator"`)
+		writeError(w, http.StatusUnauthorized, secevent.ErrCodeAuthenticationFailed, "the bearer token is not the target's")
+	}
+	t := s.eventTarget(r.Context(), kind, ns, name)
+	if t == nil {
+		unauthorized()
 		return
 	}
-	ev := t.Spec.Events
-	token, err := s.secretValue(r.Context(), t.SecretNamespace, ev.TokenSecretRef)
+	token, err := s.secretValue(r.Context(), t.SecretNamespace, t.Spec.Events.TokenSecretRef)
 	if err != nil {
-		logf.FromContext(r.Context()).Error(err, "Reading a target's events token", "target", t.Key())
-		writeError(w, http.StatusServiceUnavailable, "", "the target's token could not be read; try again")
+		logf.FromContext(r.Context()).V(1).Info("A target's events token cannot be read", "target", t.Key(), "error", err.Error())
+		unauthorized()
 		return
 	}
 	got, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !found || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="scim-operator"`)
-		writeError(w, http.StatusUnauthorized, secevent.ErrCodeAuthenticationFailed, "the bearer token is not the target's")
+		unauthorized()
+		return
+	}
+	// Flags are read by the leader's identity controller only: a replica that does not lead
+	// asks the provider to send the token again (RFC 8935 transmitters retry a 503), which the
+	// Service may then route to the leader.
+	if !s.leading() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "", "this replica does not lead; send the token again")
+		return
+	}
+	s.init()
+	if !allow(s.targetEvents, t.Key(), 0, DefaultTargetEventRate) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "", "too many events for this target")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
@@ -77,56 +102,73 @@ func (s *Server) providerEvents(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// eventTarget is the target a push names, when it takes events; it answers 404 otherwise.
-func (s *Server) eventTarget(w http.ResponseWriter, r *http.Request, kind, ns, name string) (*targets.Target, bool) {
+// DefaultTargetEventRate bounds the events per second one target's provider pushes (twice
+// that in a burst): each may cost a reconcile and a SCIM read.
+const DefaultTargetEventRate = 20
+
+// leading reports whether this replica leads (always, without leader election).
+func (s *Server) leading() bool {
+	if s.Elected == nil {
+		return true
+	}
+	select {
+	case <-s.Elected:
+		return true
+	default:
+		return false
+	}
+}
+
+// eventTarget is the target a push names, when it takes events (nil otherwise).
+func (s *Server) eventTarget(ctx context.Context, kind, ns, name string) *targets.Target {
+	if len(validation.IsDNS1123Subdomain(name)) > 0 || ns != "" && len(validation.IsDNS1123Label(ns)) > 0 {
+		return nil
+	}
 	var obj client.Object = &scimv1.ClusterScimTarget{}
 	if kind == scimv1.KindScimTarget {
 		obj = &scimv1.ScimTarget{}
 	}
-	err := s.Client.Get(r.Context(), types.NamespacedName{Namespace: ns, Name: name}, obj)
-	if err != nil {
-		if !apierrors.IsNotFound(err) {
-			logf.FromContext(r.Context()).Error(err, "Reading a target for its events")
-		}
-		writeError(w, http.StatusNotFound, "", "no target here takes events")
-		return nil, false
+	if err := s.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj); err != nil {
+		return nil // not found, or a namespace this operator does not watch
 	}
 	t := targets.OfObject(obj, s.OperatorNamespace)
 	if t == nil || t.Spec.Events == nil {
-		writeError(w, http.StatusNotFound, "", "no target here takes events")
-		return nil, false
+		return nil
 	}
-	return t, true
+	return t
 }
 
 // secretTTL is how long a Secret read for a provider's push is used before it is read again:
-// a provider pushing many events costs the API server one read per Secret per secretTTL.
+// a provider pushing many events costs the API server one read per Secret per secretTTL, and
+// a Secret that cannot be read one failed read.
 const secretTTL = 10 * time.Second
 
 type cachedSecret struct {
 	value string
+	err   error
 	at    time.Time
 }
 
 // secretValue reads one key of a Secret in namespace (from the API server: Secrets are never
-// in the manager's cache), kept for secretTTL.
+// in the manager's cache), kept for secretTTL, failures too.
 func (s *Server) secretValue(ctx context.Context, namespace string, ref scimv1.SecretKeySelector) (string, error) {
 	s.init()
 	key := namespace + "/" + ref.Name + "/" + ref.Key
 	now := status.Clock(s.Clock).Now()
 	if c, ok := s.secrets.Get(key); ok && now.Sub(c.(cachedSecret).at) < secretTTL {
-		return c.(cachedSecret).value, nil
+		return c.(cachedSecret).value, c.(cachedSecret).err
 	}
 	var sec corev1.Secret
-	if err := s.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &sec); err != nil {
-		return "", err
-	}
+	err := s.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &sec)
 	v := strings.TrimSpace(string(sec.Data[ref.Key]))
-	if v == "" {
-		return "", fmt.Errorf("secret %s/%s has no %q", namespace, ref.Name, ref.Key)
+	if err == nil && v == "" {
+		err = fmt.Errorf("secret %s/%s has no %q", namespace, ref.Name, ref.Key)
 	}
-	s.secrets.Add(key, cachedSecret{value: v, at: now})
-	return v, nil
+	if err != nil {
+		v = ""
+	}
+	s.secrets.Add(key, cachedSecret{value: v, err: err, at: now})
+	return v, err
 }
 
 // providerClaims are the claims of a provider's token the operator reads.
@@ -147,8 +189,8 @@ func (s *Server) verifyProviderToken(r *http.Request, t *targets.Target, body []
 		return c, secevent.ErrCodeInvalidKey, "the target's JWK Set could not be read"
 	}
 	var keys jose.JSONWebKeySet
-	if err := json.Unmarshal([]byte(raw), &keys); err != nil {
-		return c, secevent.ErrCodeInvalidKey, "the target's JWK Set is not one"
+	if len(raw) > maxJWKSBytes || json.Unmarshal([]byte(raw), &keys) != nil || len(keys.Keys) > maxJWKSKeys {
+		return c, secevent.ErrCodeInvalidKey, fmt.Sprintf("the target's JWK Set is not one of at most %d keys", maxJWKSKeys)
 	}
 	jws, err := jose.ParseSignedCompact(strings.TrimSpace(string(body)), signatureAlgorithms)
 	if err != nil || len(jws.Signatures) != 1 {
@@ -158,14 +200,14 @@ func (s *Server) verifyProviderToken(r *http.Request, t *targets.Target, body []
 	if typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, secevent.MediaType) {
 		return c, secevent.ErrCodeInvalidRequest, "the token's typ is not secevent+jwt"
 	}
-	var payload []byte
-	for _, k := range keys.Key(hdr.KeyID) {
-		if payload, err = jws.Verify(k.Public()); err == nil {
-			break
-		}
+	// One key per kid, one verification per token.
+	matches := keys.Key(hdr.KeyID)
+	if len(matches) != 1 {
+		return c, secevent.ErrCodeInvalidKey, "the target's JWK Set has no single key with the token's kid"
 	}
-	if payload == nil {
-		return c, secevent.ErrCodeInvalidKey, "no key of the target's JWK Set verifies the token"
+	payload, err := jws.Verify(matches[0].Public())
+	if err != nil {
+		return c, secevent.ErrCodeInvalidKey, "the key with the token's kid does not verify it"
 	}
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return c, secevent.ErrCodeInvalidRequest, "the token's claims are not JSON"
@@ -200,7 +242,9 @@ func (s *Server) flagAccount(ctx context.Context, t *targets.Target, c providerC
 		si := &list.Items[i]
 		for _, e := range si.Status.Targets {
 			if e.ID == id && targets.Key(e.Kind, si.Namespace, e.Name) == t.Key() {
-				s.Flags.Flag(ctx, si, t.Key())
+				fctx, cancel := context.WithTimeout(ctx, time.Second) // the wake is a hint: the flag stays
+				s.Flags.Flag(fctx, si, t.Key())
+				cancel()
 				n++
 			}
 		}
@@ -220,7 +264,7 @@ func accountID(sub map[string]any) string {
 		return ""
 	}
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if len(parts) < 2 || parts[len(parts)-1] == "" {
+	if len(parts) < 2 || parts[len(parts)-1] == "" || parts[len(parts)-2] != "Users" && parts[len(parts)-2] != "Agents" {
 		return ""
 	}
 	return parts[len(parts)-1]

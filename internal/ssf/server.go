@@ -73,6 +73,8 @@ type Server struct {
 	// Flags is told of the accounts a provider's SCIM event is about: their identities read
 	// them at once.
 	Flags *targets.SweepFlags
+	// Elected is closed once this replica leads (mgr.Elected()); nil: it always does.
+	Elected <-chan struct{}
 
 	// CallerRate overrides DefaultCallerRate (requests per second per remote address).
 	CallerRate rate.Limit
@@ -85,6 +87,8 @@ type Server struct {
 	writers  *lru.Cache // user name → its rate.Limiter
 	verified *lru.Cache // stream UID → when its last verification was asked for
 	secrets  *lru.Cache // a target's events Secrets, for secretTTL
+	// targetEvents limits each target's events (target key → its rate.Limiter).
+	targetEvents *lru.Cache
 }
 
 // DefaultWriterRate bounds the writes per second one user makes through the API (twice that
@@ -104,6 +108,7 @@ func (s *Server) init() {
 		s.writers = lru.New(4096)
 		s.verified = lru.New(4096)
 		s.secrets = lru.New(1024)
+		s.targetEvents = lru.New(4096)
 	})
 }
 

@@ -37,7 +37,9 @@ func eventsProvider(ctx context.Context, ns, name string) (*scimserver.Server, s
 	DeferCleanup(srv.Stop)
 	Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-token"},
 		StringData: map[string]string{"token": scimToken, "events-token": "provider-push", "jwks.json": string(ev.JWKS())}})).To(Succeed())
-	ref := func(key string) scimv1.SecretKeySelector { return scimv1.SecretKeySelector{Name: name + "-token", Key: key} }
+	ref := func(key string) scimv1.SecretKeySelector {
+		return scimv1.SecretKeySelector{Name: name + "-token", Key: key}
+	}
 	Expect(k8s.Create(ctx, &scimv1.ScimTarget{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: scimv1.ScimTargetSpec{Endpoint: srv.Endpoint(), AllowInsecureHTTP: true,
@@ -156,12 +158,15 @@ var _ = Describe("A provider's SCIM events (RFC 9967)", func() {
 			code, errCode := push(tc.bearer, tc.tok)
 			Expect([]any{code, errCode}).To(Equal([]any{tc.code, tc.err}))
 		}
-		By("a target that takes no events, or none at all, is not found")
+		By("a target that takes no events, or none at all, reads as a wrong token (nothing is told before authentication)")
 		createTarget(ctx, ns, "plain")
 		for _, name := range []string{"plain", "nope"} {
 			url := issuer + "/scim-events/namespaces/" + ns + "/scimtargets/" + name
-			Eventually(func() int { c, _ := pushTo(url, "provider-push", token(key, "provider-1", providerIssuer, url)); return c }).
-				Should(Equal(http.StatusNotFound))
+			Eventually(func() int {
+				c, _ := pushTo(url, "provider-push", token(key, "provider-1", providerIssuer, url))
+				return c
+			}).
+				Should(Equal(http.StatusUnauthorized))
 		}
 	})
 })
