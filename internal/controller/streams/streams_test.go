@@ -173,6 +173,17 @@ var _ = Describe("Push streams", func() {
 	})
 })
 
+// pollReceiver is a receiver with the receiver's Role in ns and a poll stream of its
+// issuer requesting account-purged.
+func pollReceiver(ctx context.Context, ns string) *ssfreceiver.Receiver {
+	GinkgoHelper()
+	r, err := ssfreceiver.Discover(ctx, tlsClient, issuer+"/namespaces/"+ns, receiverToken(ctx, ns, "siem", receiverRules...))
+	Expect(err).NotTo(HaveOccurred())
+	_, err = r.CreateStream(ctx, []string{riscPurged}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	return r
+}
+
 // eventsOn are the messages of the Events recorded on o.
 func eventsOn(ctx context.Context, o client.Object) []string {
 	var evs corev1.EventList
@@ -190,10 +201,7 @@ var _ = Describe("A stream's state", func() {
 	It("holds tokens while paused, records none while disabled, and delivers what it held once enabled", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
 		createTarget(ctx, ns, "app")
-		r, err := ssfreceiver.Discover(ctx, tlsClient, issuer+"/namespaces/"+ns, receiverToken(ctx, ns, "siem", receiverRules...))
-		Expect(err).NotTo(HaveOccurred())
-		_, err = r.CreateStream(ctx, []string{riscPurged}, nil)
-		Expect(err).NotTo(HaveOccurred())
+		r := pollReceiver(ctx, ns)
 
 		st, err := r.SetStatus(ctx, "paused", "maintenance")
 		Expect(err).NotTo(HaveOccurred())
@@ -231,10 +239,7 @@ var _ = Describe("A stream's state", func() {
 	It("lets go of the identities waiting for a stream when the stream is deleted", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
 		createTarget(ctx, ns, "app")
-		r, err := ssfreceiver.Discover(ctx, tlsClient, issuer+"/namespaces/"+ns, receiverToken(ctx, ns, "siem", receiverRules...))
-		Expect(err).NotTo(HaveOccurred())
-		_, err = r.CreateStream(ctx, []string{riscPurged}, nil)
-		Expect(err).NotTo(HaveOccurred())
+		r := pollReceiver(ctx, ns)
 		si := provisioned(ctx, ns, "waits", "app")
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		pollUntil(ctx, r, func(evs []ssfreceiver.Event) bool { return len(evs) == 1 })
@@ -247,10 +252,7 @@ var _ = Describe("A stream's state", func() {
 	It("is backlogged when its receiver stops taking tokens, and records again once it takes some", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
 		createTarget(ctx, ns, "app")
-		r, err := ssfreceiver.Discover(ctx, tlsClient, issuer+"/namespaces/"+ns, receiverToken(ctx, ns, "siem", receiverRules...))
-		Expect(err).NotTo(HaveOccurred())
-		_, err = r.CreateStream(ctx, []string{riscPurged}, nil)
-		Expect(err).NotTo(HaveOccurred())
+		r := pollReceiver(ctx, ns)
 		key := client.ObjectKey{Namespace: ns, Name: r.StreamID()}
 		var ids []*scimv1.ServiceIdentity
 		for i := range maxPending {
@@ -274,7 +276,7 @@ var _ = Describe("A stream's state", func() {
 
 		By("the receiver takes them: the stream records again")
 		evs := pollUntil(ctx, r, func(evs []ssfreceiver.Event) bool { return len(evs) == maxPending })
-		_, _, err = r.Poll(ctx, 0, jtis(evs), true)
+		_, _, err := r.Poll(ctx, 0, jtis(evs), true)
 		Expect(err).NotTo(HaveOccurred())
 		for _, si := range ids {
 			Eventually(gone(ctx, si)).Should(BeTrue())
@@ -291,10 +293,7 @@ var _ = Describe("A token nobody takes", func() {
 	It("is given up after the maximum age, and the deleted identity goes then", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
 		createTarget(ctx, ns, "app")
-		r, err := ssfreceiver.Discover(ctx, tlsClient, issuer+"/namespaces/"+ns, receiverToken(ctx, ns, "siem", receiverRules...))
-		Expect(err).NotTo(HaveOccurred())
-		_, err = r.CreateStream(ctx, []string{riscPurged}, nil)
-		Expect(err).NotTo(HaveOccurred())
+		pollReceiver(ctx, ns) // a stream nobody polls
 		si := provisioned(ctx, ns, "forgotten", "app")
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(func() []scimv1.StreamEvent { return streamMarks(ctx, si) }).Should(HaveLen(1))
@@ -334,10 +333,7 @@ var _ = Describe("The signing key", func() {
 
 		By("a receiver verifies a token signed with the new key")
 		ns := newNamespace(ctx)
-		r, err := ssfreceiver.Discover(ctx, tlsClient, issuer+"/namespaces/"+ns, receiverToken(ctx, ns, "siem", receiverRules...))
-		Expect(err).NotTo(HaveOccurred())
-		_, err = r.CreateStream(ctx, []string{riscPurged}, nil)
-		Expect(err).NotTo(HaveOccurred())
+		r := pollReceiver(ctx, ns)
 		Expect(r.Verify(ctx, "after-rotation")).To(Succeed())
 		pollUntil(ctx, r, func(evs []ssfreceiver.Event) bool { return len(evs) == 1 })
 	})
