@@ -424,3 +424,37 @@ func (t *Transmitter) Deliver(ctx context.Context, set string) error {
 		}
 	}
 }
+
+// Verdict is what one delivery attempt's answer means for its token.
+type Verdict int
+
+const (
+	// Accepted: the receiver took it.
+	Accepted Verdict = iota
+	// Canceled: the caller's context ended; no answer to judge.
+	Canceled
+	// WaitAndRetry: the receiver asked to be left alone for a while (Retry-After); send it again then.
+	WaitAndRetry
+	// Retry: a retryable failure (no answer, 408, 429, 5xx); send it again after a backoff.
+	Retry
+	// Refused: the receiver will never take it (4xx, a redirect, a token that cannot be built).
+	Refused
+)
+
+// Judge classifies the error of Send for ctx; for WaitAndRetry it also returns the wait the
+// receiver asked for, cut to maxWait.
+func Judge(ctx context.Context, err error, maxWait time.Duration) (Verdict, time.Duration) {
+	var de *DeliveryError
+	switch {
+	case err == nil:
+		return Accepted, 0
+	case ctx.Err() != nil:
+		return Canceled, 0
+	case IsRetryable(err) && errors.As(err, &de) && de.RetryAfter > 0:
+		return WaitAndRetry, min(de.RetryAfter, maxWait)
+	case IsRetryable(err):
+		return Retry, 0
+	default:
+		return Refused, 0
+	}
+}

@@ -454,3 +454,27 @@ func TestDeliverGivesUp(t *testing.T) {
 		g.Eventually(done).Should(Receive(MatchError(context.Canceled)))
 	})
 }
+
+func TestJudge(t *testing.T) {
+	ctx := context.Background()
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, tc := range []struct {
+		ctx     context.Context
+		err     error
+		verdict Verdict
+		wait    time.Duration
+	}{
+		{ctx, nil, Accepted, 0},
+		{canceled, context.Canceled, Canceled, 0},
+		{ctx, &DeliveryError{Status: 429, Retryable: true, RetryAfter: 2 * time.Hour}, WaitAndRetry, time.Hour},
+		{ctx, &DeliveryError{Status: 503, Retryable: true, RetryAfter: time.Minute}, WaitAndRetry, time.Minute},
+		{ctx, &DeliveryError{Status: 502, Retryable: true}, Retry, 0},
+		{ctx, &DeliveryError{Status: 400, Code: ErrCodeInvalidKey}, Refused, 0},
+		{ctx, errors.New("the token could not be built"), Refused, 0},
+	} {
+		if v, w := Judge(tc.ctx, tc.err, time.Hour); v != tc.verdict || w != tc.wait {
+			t.Errorf("Judge(%v) = %v, %v; want %v, %v", tc.err, v, w, tc.verdict, tc.wait)
+		}
+	}
+}

@@ -182,22 +182,19 @@ func (r *Reconciler) deliver(ctx context.Context, si *scimv1.ServiceIdentity, ev
 	now time.Time) (ctrl.Result, bool, error) {
 	log := logf.FromContext(ctx)
 	err := r.Publisher.Send(ctx, ev.SecurityEvent, securityEventOf(si, ev))
-	var de *secevent.DeliveryError
-	switch {
-	case err == nil:
+	switch verdict, wait := secevent.Judge(ctx, err, r.maxWait()); verdict {
+	case secevent.Accepted:
 		r.accepted.Add(ev.SecurityEvent, now)
 		ev.SecurityEventDelivery = scimv1.SecurityEventDelivered
 		ev.SecurityEventDeliveredAt = &metav1.Time{Time: now}
 		log.V(1).Info("Security event delivered", "target", target, "jti", ev.SecurityEvent)
-	case ctx.Err() != nil:
+	case secevent.Canceled:
 		return ctrl.Result{}, true, ctx.Err()
-	case secevent.IsRetryable(err) && errors.As(err, &de) && de.RetryAfter > 0:
-		wait := min(de.RetryAfter, r.maxWait())
+	case secevent.WaitAndRetry:
 		r.waitUntil(now.Add(wait))
-		log.Info("Security event receiver asked to wait", "target", target, "jti", ev.SecurityEvent,
-			"retryAfter", de.RetryAfter, "next", wait)
+		log.Info("Security event receiver asked to wait", "target", target, "jti", ev.SecurityEvent, "next", wait)
 		return ctrl.Result{RequeueAfter: wait}, true, nil
-	case secevent.IsRetryable(err):
+	case secevent.Retry:
 		return ctrl.Result{}, true, fmt.Errorf("security event %s for %s: %w", ev.SecurityEvent, target, err)
 	default:
 		// Refused (400, 401, 403, a redirect), or a token that cannot be built: sending the

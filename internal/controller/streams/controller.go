@@ -255,27 +255,26 @@ func (r *IdentityReconciler) deliver(ctx context.Context, st *scimv1.SecurityEve
 		return 0, false, nil
 	}
 	err := tx.Send(ctx, tok.SET)
-	var de *secevent.DeliveryError
-	switch {
-	case err == nil:
-		r.accepted.Add(tok.JTI, now)
-		r.fail(st, "")
-		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventDelivered, &metav1.Time{Time: now}
-	case ctx.Err() != nil:
-		return 0, true, ctx.Err()
-	case errors.Is(err, connect.ErrAddressNotAllowed):
-		r.fail(st, "the endpoint does not resolve, or resolves to an address streams may not reach")
+	if errors.Is(err, connect.ErrAddressNotAllowed) {
 		// An endpoint at an address the guard refuses (or a name that does not resolve, which
 		// reads the same): retried with backoff until --security-events-max-age, should the
 		// name resolve elsewhere or the allowed ranges change.
+		r.fail(st, "the endpoint does not resolve, or resolves to an address streams may not reach")
 		r.Recorder.Eventf(st, nil, "Warning", ReasonStreamDeliveryFailed, "Push",
 			"not pushed: the endpoint does not resolve, or resolves to an address streams may not reach (--namespaced-target-allowed-cidrs)")
 		return 0, true, fmt.Errorf("stream %s: %w", ssf.StreamKey(st), err)
-	case secevent.IsRetryable(err) && errors.As(err, &de) && de.RetryAfter > 0:
-		wait := min(de.RetryAfter, secevent.MaxRetryAfter)
+	}
+	switch verdict, wait := secevent.Judge(ctx, err, secevent.MaxRetryAfter); verdict {
+	case secevent.Accepted:
+		r.accepted.Add(tok.JTI, now)
+		r.fail(st, "")
+		tok.Mark.Delivery, tok.Mark.At = scimv1.SecurityEventDelivered, &metav1.Time{Time: now}
+	case secevent.Canceled:
+		return 0, true, ctx.Err()
+	case secevent.WaitAndRetry:
 		r.waitUntil(st.UID, now.Add(wait))
 		return wait, true, nil
-	case secevent.IsRetryable(err):
+	case secevent.Retry:
 		r.fail(st, err.Error())
 		r.Recorder.Eventf(st, nil, "Warning", ReasonStreamDeliveryFailed, "Push", "%s", status.Truncate(err.Error(), 512))
 		return 0, true, fmt.Errorf("stream %s, token %s: %w", ssf.StreamKey(st), tok.JTI, err)
