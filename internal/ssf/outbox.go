@@ -97,6 +97,8 @@ type pendingToken struct {
 	identity *scimv1.ServiceIdentity
 	evidence *scimv1.RevocationEvidence
 	event    string
+	// mark is the token's entry on the identity's status (to record its outcome on).
+	mark *scimv1.StreamEvent
 }
 
 // pendingOf lists the Pending tokens of stream on si.
@@ -105,7 +107,7 @@ func pendingOf(si *scimv1.ServiceIdentity, stream *scimv1.SecurityEventStream) [
 	key, uid := StreamKey(stream), string(stream.UID)
 	eachPending(si, func(ev *scimv1.RevocationEvidence, m *scimv1.StreamEvent) {
 		if m.Stream == key && m.UID == uid {
-			out = append(out, pendingToken{jti: JTI(ev.SecurityEvent, uid, m.Event), identity: si, evidence: ev, event: m.Event})
+			out = append(out, pendingToken{jti: JTI(ev.SecurityEvent, uid, m.Event), identity: si, evidence: ev, event: m.Event, mark: m})
 		}
 	})
 	return out

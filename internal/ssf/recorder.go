@@ -81,7 +81,7 @@ func marksOf(ctx context.Context, streams []scimv1.SecurityEventStream, riscOnly
 // Records reports whether tokens are recorded for st: it is not disabled, not being deleted
 // and not backlogged.
 func Records(st *scimv1.SecurityEventStream) bool {
-	if !st.DeletionTimestamp.IsZero() || stateOf(st) == scimv1.StreamDisabled {
+	if !st.DeletionTimestamp.IsZero() || StateOf(st) == scimv1.StreamDisabled {
 		return false
 	}
 	c := apimeta.FindStatusCondition(st.Status.Conditions, "Ready")

@@ -536,7 +536,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, sc scope) {
 		if !ok {
 			return
 		}
-		writeJSON(w, http.StatusOK, StreamStatus{StreamID: st.Name, Status: string(stateOf(st)), Reason: st.Spec.StateReason})
+		writeJSON(w, http.StatusOK, StreamStatus{StreamID: st.Name, Status: string(StateOf(st)), Reason: st.Spec.StateReason})
 	case http.MethodPost:
 		var req StreamStatus
 		if !s.bodyFor(w, r, sc, "update", &req, func() string { return req.StreamID }) {
@@ -563,7 +563,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, sc scope) {
 		case err != nil:
 			s.writeAPIError(w, r, "updating the stream's status", err)
 		default:
-			writeJSON(w, http.StatusOK, StreamStatus{StreamID: out.Name, Status: string(stateOf(out)), Reason: out.Spec.StateReason})
+			writeJSON(w, http.StatusOK, StreamStatus{StreamID: out.Name, Status: string(StateOf(out)), Reason: out.Spec.StateReason})
 		}
 	default:
 		w.Header().Set("Allow", "GET, POST")
@@ -571,7 +571,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, sc scope) {
 	}
 }
 
-func stateOf(st *scimv1.SecurityEventStream) scimv1.StreamState {
+// StateOf is st's SSF status, enabled when unset.
+func StateOf(st *scimv1.SecurityEventStream) scimv1.StreamState {
 	if st.Spec.State == "" {
 		return scimv1.StreamEnabled
 	}
@@ -690,7 +691,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, sc scope) {
 // first, then the revocations oldest first. A stream not enabled is offered none.
 func (s *Server) offer(ctx context.Context, st *scimv1.SecurityEventStream, max int) (map[string]string, bool, error) {
 	sets := map[string]string{}
-	if stateOf(st) != scimv1.StreamEnabled {
+	if StateOf(st) != scimv1.StreamEnabled {
 		return sets, false, nil
 	}
 	signer := s.Keys.Signer()
@@ -757,11 +758,7 @@ func (s *Server) Tokens(si *scimv1.ServiceIdentity, st *scimv1.SecurityEventStre
 		if err != nil {
 			return nil, err
 		}
-		for k := range p.evidence.Streams {
-			if m := &p.evidence.Streams[k]; m.Stream == StreamKey(st) && m.UID == string(st.UID) && m.Event == p.event {
-				out = append(out, Token{JTI: p.jti, Event: p.event, SET: tok, Mark: m})
-			}
-		}
+		out = append(out, Token{JTI: p.jti, Event: p.event, SET: tok, Mark: p.mark})
 	}
 	return out, nil
 }
@@ -830,7 +827,6 @@ func (s *Server) settle(ctx context.Context, st *scimv1.SecurityEventStream, req
 		}
 	}
 	now := metav1.NewTime(status.Clock(s.Clock).Now())
-	key, uid := StreamKey(st), string(st.UID)
 	for nn := range holders {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			si := &scimv1.ServiceIdentity{}
@@ -844,12 +840,7 @@ func (s *Server) settle(ctx context.Context, st *scimv1.SecurityEventStream, req
 				if !ok {
 					continue
 				}
-				for k := range p.evidence.Streams {
-					m := &p.evidence.Streams[k]
-					if m.Stream == key && m.UID == uid && m.Event == p.event {
-						m.Delivery, m.At, changed = d, &now, true
-					}
-				}
+				p.mark.Delivery, p.mark.At, changed = d, &now, true
 			}
 			if !changed {
 				return nil

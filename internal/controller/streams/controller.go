@@ -202,7 +202,7 @@ func (r *IdentityReconciler) push(ctx context.Context, si *scimv1.ServiceIdentit
 			}
 			continue
 		}
-		if st.Spec.Delivery.Method != scimv1.StreamPush || ssfState(st) != scimv1.StreamEnabled || !st.DeletionTimestamp.IsZero() {
+		if st.Spec.Delivery.Method != scimv1.StreamPush || ssf.StateOf(st) != scimv1.StreamEnabled || !st.DeletionTimestamp.IsZero() {
 			continue
 		}
 		if wait := r.waitLeft(st.UID, now); wait > 0 {
@@ -372,13 +372,6 @@ func (c *Config) waitLeft(uid types.UID, now time.Time) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.notBefore[uid].Sub(now)
-}
-
-func ssfState(st *scimv1.SecurityEventStream) scimv1.StreamState {
-	if st.Spec.State == "" {
-		return scimv1.StreamEnabled
-	}
-	return st.Spec.State
 }
 
 // holdsStreamTokens: si has a Pending stream token, or waits for its finalizer's release.

@@ -125,9 +125,9 @@ func (r *StreamReconciler) ready(st *scimv1.SecurityEventStream, pending int) {
 	case backlogged:
 		c = metav1.Condition{Status: metav1.ConditionFalse, Reason: ssf.ReasonBacklogged, Message: fmt.Sprintf(
 			"%d tokens wait for the receiver (at most %d are held); new revocations are not recorded for this stream until it takes some", pending, maxPending)}
-	case ssfState(st) == scimv1.StreamPaused:
+	case ssf.StateOf(st) == scimv1.StreamPaused:
 		c = metav1.Condition{Status: metav1.ConditionTrue, Reason: "Paused", Message: "paused: tokens are recorded and held, not delivered" + reasonOf(st)}
-	case ssfState(st) == scimv1.StreamDisabled:
+	case ssf.StateOf(st) == scimv1.StreamDisabled:
 		c = metav1.Condition{Status: metav1.ConditionTrue, Reason: "Disabled", Message: "disabled: no token is recorded or delivered" + reasonOf(st)}
 	case st.Spec.Delivery.Method == scimv1.StreamPush:
 		c = metav1.Condition{Status: metav1.ConditionTrue, Reason: "Enabled", Message: "tokens are pushed to " + st.Spec.Delivery.EndpointURL}
@@ -148,7 +148,7 @@ func reasonOf(st *scimv1.SecurityEventStream) string {
 // pushVerification pushes the waiting verification event of an enabled push stream and
 // clears it once accepted.
 func (r *StreamReconciler) pushVerification(ctx context.Context, st *scimv1.SecurityEventStream) error {
-	if st.Status.Verification == nil || st.Spec.Delivery.Method != scimv1.StreamPush || ssfState(st) != scimv1.StreamEnabled {
+	if st.Status.Verification == nil || st.Spec.Delivery.Method != scimv1.StreamPush || ssf.StateOf(st) != scimv1.StreamEnabled {
 		return nil
 	}
 	tok, err := r.Server.VerificationToken(st)
