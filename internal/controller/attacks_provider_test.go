@@ -350,12 +350,20 @@ var _ = Describe("Attacks by a hostile SCIM provider or its network position", f
 			ids = append(ids, si)
 		}
 		for _, si := range ids {
+			// A cap ends a paging provider after up to 500 round trips or 33 MiB; on a loaded
+			// machine the call's SCIM deadline (2 s in this suite) may end it first. Either ending
+			// is bounded, and the maxStart checks below fail if the caps are gone; the exact caps
+			// are internal/scim's bounds_test.
+			ended := ContainSubstring("SCIM response exceeds a limit")
+			if si.Spec.TargetRefs[0].Name != "one-huge-answer" {
+				ended = Or(ended, ContainSubstring("context deadline exceeded"))
+			}
 			Eventually(get(ctx, si), "30s").Should(WithTransform(func(si *scimv1.ServiceIdentity) string {
 				if c := condition(si, scimv1.ConditionReady); c != nil {
 					return c.Message
 				}
 				return ""
-			}, ContainSubstring("SCIM response exceeds a limit")), si.Name)
+			}, ended), si.Name)
 			Expect(si.Status.Targets).To(HaveLen(1))
 			Expect(si.Status.Targets[0].ID).To(BeEmpty(), "nothing from a refused list is taken for an account")
 		}
