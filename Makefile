@@ -117,10 +117,10 @@ fuzz: ## Run each fuzz target of the SCIM client for FUZZTIME executions (seed c
 	done
 
 .PHONY: test-e2e
-test-e2e: ## End-to-end suites: real control plane with garbage collection, operator binary and image, kubectl; the README's quick start on a cluster of its own (beside it).
+test-e2e: ## End-to-end suites: real control plane with garbage collection, operator binary and image, kubectl; beside it, the chart's Pods on a real kubelet node of its own (the README's quick start, metrics Service, failover, apply -k).
 	@assets="$$(hack/envtest-bins.sh)"; echo "go test -tags e2e ./test/e2e (full log in test-e2e.log)"; \
 	KUBEBUILDER_ASSETS="$$assets" go test -tags e2e ./test/e2e/ ./test/quickstart/ -count=1 -v -timeout 20m > test-e2e.log 2>&1 || { cat test-e2e.log; echo "make test-e2e: FAILED"; exit 1; }
-	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|revocation latency:|operator killed|leader failover:|garbage collector picked|^container image:|e2e suite ran|^quick start:' test-e2e.log
+	@grep -E '^(ok|FAIL)\s|Ran [0-9]+ of [0-9]+ Specs|revocation latency:|operator killed|leader failover:|garbage collector picked|^container image:|e2e suite ran|^quick start:|^node:' test-e2e.log
 
 .PHONY: chart-test
 chart-test: ## Helm chart: lint, render, server-side dry-run on a local kube-apiserver, same CRDs/RBAC as config/default (make test runs it too).

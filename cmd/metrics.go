@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/nhi-dev/scim-operator/internal/kubeauth"
 )
 
 // version is stamped at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -43,7 +44,7 @@ func (m *metricsFlags) options() (metricsserver.Options, *certwatcher.CertWatche
 	if !m.secure {
 		return opts, nil, nil
 	}
-	opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	opts.FilterProvider = kubeauth.MetricsFilter
 	if !m.http2 {
 		opts.TLSOpts = append(opts.TLSOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}

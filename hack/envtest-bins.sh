@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Provides kube-apiserver, etcd, kube-controller-manager and kubectl for tests and `make dev`.
+# Provides kube-apiserver, etcd, kube-controller-manager and kubectl for tests and `make dev`;
+# with the argument `node`, kubelet, kube-proxy and kube-scheduler for the suite that runs the
+# chart's Pods on a real node (test/node), in the same directory.
 #
 # 1. Already cached?            -> print the directory and exit (a second run takes well under a second).
 # 2. Try the usual downloads    -> envtest tarball (kube-apiserver, etcd, kubectl) and dl.k8s.io
@@ -8,7 +10,7 @@
 #    (k8s.io/kubernetes cannot be `go install`ed because its go.mod replaces staging modules
 #    with local folders; the wrapper replaces them with the published k8s.io/* modules).
 #
-# Usage: hack/envtest-bins.sh            prints the directory holding the binaries (last line of stdout)
+# Usage: hack/envtest-bins.sh [node]     prints the directory holding the binaries (last line of stdout)
 # Env:   K8S_VERSION (default 1.37.2), SCIM_OPERATOR_CACHE (default ~/.cache/scim-operator)
 set -euo pipefail
 
@@ -17,7 +19,11 @@ CACHE="${SCIM_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scim-operator}"
 OS="$(go env GOOS)"
 ARCH="$(go env GOARCH)"
 DEST="$CACHE/k8s/${K8S_VERSION}-${OS}-${ARCH}"
-BINS=(kube-apiserver etcd kube-controller-manager kubectl)
+case "${1:-}" in
+  "") BINS=(kube-apiserver etcd kube-controller-manager kubectl) ;;
+  node) BINS=(kubelet kube-proxy kube-scheduler) ;;
+  *) echo "usage: $0 [node]" >&2; exit 2 ;;
+esac
 
 say() { echo "envtest-bins: $*" >&2; }
 
@@ -40,11 +46,19 @@ fetch() { # url out
 }
 
 try_download() {
+  local b
+  if [ "${1:-}" = node ]; then
+    for b in "${BINS[@]}"; do
+      say "trying $b from dl.k8s.io"
+      fetch "https://dl.k8s.io/release/v${K8S_VERSION}/bin/${OS}/${ARCH}/$b" "$TMP/$b" || { say "download not reachable"; return 1; }
+    done
+    for b in "${BINS[@]}"; do install -m 0755 "$TMP/$b" "$DEST/$b"; done
+    return 0
+  fi
   say "trying the envtest download for v${K8S_VERSION} (${OS}/${ARCH})"
   local url="https://github.com/kubernetes-sigs/controller-tools/releases/download/envtest-v${K8S_VERSION}/envtest-v${K8S_VERSION}-${OS}-${ARCH}.tar.gz"
   fetch "$url" "$TMP/envtest.tgz" || { say "download not reachable (${url})"; return 1; }
   tar -xzf "$TMP/envtest.tgz" -C "$TMP"
-  local b
   for b in kube-apiserver etcd kubectl; do
     install -m 0755 "$TMP/controller-tools/envtest/$b" "$DEST/$b"
   done
@@ -74,30 +88,32 @@ build_from_proxy() {
   } > "$mod/go.mod"
   local etcd_version
   etcd_version="$(sed -n 's#^[[:space:]]*go.etcd.io/etcd/server/v3 \(v[^ ]*\).*#\1#p' "$gomod" | head -1)"
-  say "etcd version named by kubernetes: ${etcd_version}"
+  local mods=("k8s.io/kubernetes@v${K8S_VERSION}") pkgs=() b
+  for b in "${BINS[@]}"; do
+    case "$b" in
+      # The etcd main package is go.etcd.io/etcd/server/v3, so go build names the binary "server".
+      etcd) mods+=("go.etcd.io/etcd/server/v3@${etcd_version}"); pkgs+=(go.etcd.io/etcd/server/v3) ;;
+      *) pkgs+=("k8s.io/kubernetes/cmd/$b") ;;
+    esac
+  done
   (
     cd "$mod"
     export GOFLAGS=-mod=mod CGO_ENABLED=0
-    go get "k8s.io/kubernetes@v${K8S_VERSION}" "go.etcd.io/etcd/server/v3@${etcd_version}" >&2
-    say "go build kube-apiserver kube-controller-manager kubectl etcd"
+    go get "${mods[@]}" >&2
+    say "go build ${BINS[*]}"
     local vpkg=k8s.io/component-base/version
     local minor="${K8S_VERSION#*.}"; minor="${minor%%.*}"
     go build -trimpath -o "$TMP/out/" \
       -ldflags="-s -w -X ${vpkg}.gitVersion=v${K8S_VERSION} -X ${vpkg}.gitMajor=${K8S_VERSION%%.*} -X ${vpkg}.gitMinor=${minor} -X ${vpkg}.gitTreeState=clean" \
-      k8s.io/kubernetes/cmd/kube-apiserver \
-      k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kubectl \
-      go.etcd.io/etcd/server/v3 >&2
+      "${pkgs[@]}" >&2
   )
-  install -m 0755 "$TMP/out/kube-apiserver" "$DEST/kube-apiserver"
-  install -m 0755 "$TMP/out/kube-controller-manager" "$DEST/kube-controller-manager"
-  install -m 0755 "$TMP/out/kubectl" "$DEST/kubectl"
-  # The etcd main package is go.etcd.io/etcd/server/v3, so go build names the binary "server".
-  install -m 0755 "$TMP/out/server" "$DEST/etcd"
+  for b in "${BINS[@]}"; do
+    if [ "$b" = etcd ]; then install -m 0755 "$TMP/out/server" "$DEST/etcd"; else install -m 0755 "$TMP/out/$b" "$DEST/$b"; fi
+  done
 }
 
 start=$(date +%s)
-if ! try_download; then
+if ! try_download "${1:-}"; then
   build_from_proxy
 fi
 complete || { say "binaries incomplete in $DEST"; exit 1; }

@@ -8,7 +8,7 @@
 #   - CONTAINERS_CONF pointing at $PODMAN_ROOT/containers.conf with `default_ulimits = []`
 #     (raising the default ulimits is refused there).
 # When podman is missing it is installed from the distribution's packages (podman, runc) if this
-# runs as root with apt-get; otherwise it exits 3 and says why.
+# runs as root with apt-get (hack/apt-ensure.sh); otherwise it exits 3 and says why.
 #
 # Usage: hack/podman.sh <podman arguments>   e.g. hack/podman.sh build -t scim-operator:dev .
 #        hack/podman.sh --ensure             install if needed; exit 0 when podman can be used
@@ -22,41 +22,11 @@ ROOT="${PODMAN_ROOT:-$CACHE/podman}"
 say() { echo "podman.sh: $*" >&2; }
 
 ensure() {
-  if command -v podman >/dev/null && command -v runc >/dev/null; then
+  # Without root or apt-get, a podman without runc still works on many machines (crun).
+  if command -v podman >/dev/null && { [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; }; then
     return 0
   fi
-  if [ "$(id -u)" != 0 ]; then
-    command -v podman >/dev/null && return 0
-    say "podman is not installed and this is not root: install podman (and runc), e.g. sudo apt-get install -y podman runc"
-    return 3
-  fi
-  if ! command -v apt-get >/dev/null; then
-    command -v podman >/dev/null && return 0
-    say "podman is not installed and there is no apt-get to install it: install podman (and runc)"
-    return 3
-  fi
-  # make test's suites may ask at once (the e2e suite and the release test): one installs, the
-  # others wait for it (two apt-get at once fail on dpkg's lock). The lock is closed before podman runs.
-  mkdir -p "$CACHE"
-  exec 9>"$CACHE/podman-install.lock"
-  flock 9
-  if command -v podman >/dev/null && command -v runc >/dev/null; then
-    exec 9>&-
-    return 0
-  fi
-  say "installing podman and runc with apt-get (about 30 s)"
-  local log
-  log="$(mktemp)"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc; } >"$log" 2>&1; then
-    tail -20 "$log" >&2
-    rm -f "$log"
-    exec 9>&-
-    command -v podman >/dev/null && return 0
-    say "apt-get could not install podman (output above)"
-    return 3
-  fi
-  rm -f "$log"
-  exec 9>&-
+  "$(dirname "$0")/apt-ensure.sh" "podman runc" podman runc
 }
 
 ensure

@@ -5,10 +5,11 @@ package quickstart
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,82 +17,167 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/nhi-dev/scim-operator/test/controlplane"
+	scimv1 "github.com/nhi-dev/scim-operator/api/v1alpha1"
+	"github.com/nhi-dev/scim-operator/test/node"
+	"github.com/nhi-dev/scim-operator/test/scimserver"
 )
 
-// operatorNS is where the README installs the chart.
-const operatorNS = "scim-operator-system"
+const (
+	// operatorNS is where the README installs the chart.
+	operatorNS = "scim-operator-system"
+	// pauseImage is the quick start's workload image and the Pod sandbox's: test/node/pause.
+	pauseImage = "registry.k8s.io/pause:3.10"
+	// leaseName is the operator's leader-election Lease.
+	leaseName = "scim-operator.scim.nhi.dev"
+)
 
-// The README's quick start, run verbatim on an empty cluster of its own: the commands between
-// the README's "quickstart" marker and the end of the next code block, each through bash with
-// helm and kubectl on PATH. This suite has no kubelet, so it plays the node for the Deployments
-// the chart makes in the operator's namespace: it runs one replica of each from the images
-// `make docker-build BUILD_FROM=host` builds (podman, the pod's securityContext, its service
-// account token mounted where Kubernetes mounts it). A pod that talks to the API server runs on
-// the host's network (the API server listens on loopback) and resolves the cluster's Service
-// names to the containers behind them; the others get their own network namespace.
-var _ = Describe("The README's quick start", Ordered, func() {
+// chartPods selects the chart's operator Pods (not its demo SCIM server's).
+var chartPods = map[string]string{"app.kubernetes.io/component": "controller-manager"}
+
+// The operator as users run it: the chart's (and config/default's) Pods on a real kubelet,
+// containerd and runc, with the CNI bridge, kube-proxy and a cluster DNS (test/node), on an
+// empty cluster of this suite's own. Nothing is pulled: the images `make docker-build
+// BUILD_FROM=host` builds are imported into containerd under the names the chart and
+// config/default pull. The specs run in order on the one cluster: the README's quick start
+// verbatim, the metrics Service, a leader Pod deleted during a mass revocation, then
+// `helm uninstall` and `kubectl apply -k config/default`.
+var _ = Describe("The operator's Pods on a real node", Ordered, func() {
 	var (
-		qcp     *controlplane.ControlPlane
-		qk8s    client.Client
-		node    *fakeNode
-		storage string
+		n      *node.Node
+		k8s    client.Client
+		cs     *kubernetes.Clientset
+		bin    string // helm and kubectl, for the README's commands
+		assets = os.Getenv("KUBEBUILDER_ASSETS")
 	)
+	ctx := context.Background()
+
+	// run runs a shell command as the README's reader would, with helm and kubectl on PATH.
+	run := func(c string) (string, error) {
+		cmd := exec.Command("bash", "-euo", "pipefail", "-c", c)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "KUBECONFIG="+n.Kubeconfig,
+			"HELM_CACHE_HOME="+filepath.Join(workDir, "helm-cache"), "HELM_CONFIG_HOME="+filepath.Join(workDir, "helm-config"),
+			"HELM_DATA_HOME="+filepath.Join(workDir, "helm-data"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	mustRun := func(c string) string {
+		GinkgoHelper()
+		out, err := run(c)
+		Expect(err).NotTo(HaveOccurred(), "%s\n%s", c, out)
+		return out
+	}
 
 	BeforeAll(func() {
-		ensure := exec.Command(filepath.Join(root, "hack", "podman.sh"), "--ensure")
-		out, err := ensure.CombinedOutput()
-		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 3 {
-			Skip("podman is needed to run the chart's pods: " + strings.TrimSpace(string(out)))
+		if os.Geteuid() != 0 {
+			Skip("a kubelet node needs root (containerd, iptables, network namespaces)")
 		}
-		Expect(err).NotTo(HaveOccurred(), string(out))
+		for _, ensure := range [][]string{
+			{"podman.sh", "--ensure"},
+			{"apt-ensure.sh", "containerd ctr runc iptables ip /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/portmap",
+				"containerd", "runc", "containernetworking-plugins", "iptables", "iproute2"},
+		} {
+			out, err := exec.Command(filepath.Join(root, "hack", ensure[0]), ensure[1:]...).CombinedOutput()
+			if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 3 {
+				Skip("the node's host packages: " + strings.TrimSpace(string(out)))
+			}
+			Expect(err).NotTo(HaveOccurred(), string(out))
+		}
 
-		By("starting an empty cluster of its own: etcd, kube-apiserver, kube-controller-manager")
-		dir := filepath.Join(workDir, "quickstart")
-		qcp, err = controlplane.Start(controlplane.Options{Assets: os.Getenv("KUBEBUILDER_ASSETS"), Dir: dir, ControllerManager: true})
+		By("kubelet, kube-proxy and kube-scheduler: hack/envtest-bins.sh node (built once, cached beside the control plane)")
+		out, err := exec.Command(filepath.Join(root, "hack", "envtest-bins.sh"), "node").Output()
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { Expect(qcp.Stop()).To(Succeed()) })
-		scheme := runtime.NewScheme()
-		utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-		qk8s, err = client.New(qcp.Config, client.Options{Scheme: scheme})
-		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.TrimSpace(string(out))).To(Equal(assets), "hack/envtest-bins.sh node caches beside the control plane")
 
-		By("building the chart's two images offline, under the names the chart pulls")
-		storage = filepath.Join(workDir, "podman-quickstart")
+		By("building the chart's two images and the pause image offline, under the names they are pulled by")
+		start := time.Now()
+		storage := filepath.Join(workDir, "podman")
 		DeferCleanup(func() { Expect(os.RemoveAll(storage)).To(Succeed()) })
 		appVersion := chartAppVersion()
+		images := []string{"ghcr.io/nhi-dev/scim-operator:" + appVersion, "ghcr.io/nhi-dev/scim-server:" + appVersion, pauseImage}
 		build := exec.Command("make", "--no-print-directory", "docker-build", "BUILD_FROM=host", "CONTAINER_TOOL=hack/podman.sh",
-			"IMG=ghcr.io/nhi-dev/scim-operator:"+appVersion, "SCIM_SERVER_IMG=ghcr.io/nhi-dev/scim-server:"+appVersion, "VERSION="+appVersion,
+			"IMG="+images[0], "SCIM_SERVER_IMG="+images[1], "VERSION="+appVersion,
 			// A context of its own: the e2e suite builds its image at the same time.
 			"IMAGE_CONTEXT=bin/quickstart")
 		build.Dir = root
 		build.Env = append(os.Environ(), "PODMAN_ROOT="+storage)
 		out, err = build.CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), string(out))
+		podman := node.Podman{Root: root, Storage: storage}
+		Expect(podman.BuildPause(filepath.Join(workDir, "pause"), pauseImage)).To(Succeed())
+		tars, err := podman.Save(workDir, images...)
+		Expect(err).NotTo(HaveOccurred())
+		built := time.Since(start)
 
-		node = &fakeNode{k8s: qk8s, cp: qcp, storage: storage, namespace: operatorNS, dir: filepath.Join(dir, "node"),
-			running: map[string]*podContainer{}}
-		ctx, cancel := context.WithCancel(context.Background())
-		go node.run(ctx)
+		By("starting the node: control plane, containerd, kubelet, kube-proxy, DNS")
+		start = time.Now()
+		n, err = node.Start(ctx, node.Options{Assets: assets, Dir: filepath.Join(workDir, "node"), Images: tars, SandboxImage: pauseImage})
+		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() {
-			cancel()
-			node.stop()
+			start := time.Now()
+			Expect(n.Stop()).To(Succeed())
+			fmt.Printf("node: stopped and the host cleaned in %s\n", time.Since(start).Round(100*time.Millisecond))
 		})
+		fmt.Printf("node: images built in %s; node Ready in %s\n", built.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
+
+		scheme := runtime.NewScheme()
+		utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+		utilruntime.Must(scimv1.AddToScheme(scheme))
+		k8s, err = client.New(n.Config, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		cs, err = kubernetes.NewForConfig(n.Config)
+		Expect(err).NotTo(HaveOccurred())
+
+		bin = filepath.Join(workDir, "bin")
+		Expect(os.MkdirAll(bin, 0o755)).To(Succeed())
+		helm, err := exec.Command(filepath.Join(root, "hack", "helm.sh")).Output()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.Symlink(strings.TrimSpace(string(helm)), filepath.Join(bin, "helm"))).To(Succeed())
+		Expect(os.Symlink(filepath.Join(assets, "kubectl"), filepath.Join(bin, "kubectl"))).To(Succeed())
 	})
+
+	// podsReady waits until the operator's Deployment has want Pods (matching labels), each
+	// Ready through its probes and never restarted, and returns them.
+	podsReady := func(labels map[string]string, want int) []corev1.Pod {
+		GinkgoHelper()
+		var pods corev1.PodList
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.List(ctx, &pods, client.InNamespace(operatorNS), client.MatchingLabels(labels))).To(Succeed())
+			var ready int
+			for _, p := range pods.Items {
+				if p.DeletionTimestamp != nil {
+					continue
+				}
+				for _, c := range p.Status.Conditions {
+					if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+						ready++
+					}
+				}
+				for _, st := range p.Status.ContainerStatuses {
+					g.Expect(st.RestartCount).To(BeZero(), "%s restarted:\n%s", p.Name, podLogs(ctx, cs, p))
+				}
+			}
+			g.Expect(ready).To(Equal(want), "Ready operator Pods")
+		}, "3m").Should(Succeed(), func() string { return n.LogTails(15) })
+		return pods.Items
+	}
 
 	It("gets from helm install to a Deployment deleted and its account inactive, with the README's commands", func() {
 		commands := quickstartCommands(filepath.Join(root, "README.md"))
@@ -102,24 +188,13 @@ var _ = Describe("The README's quick start", Ordered, func() {
 			Expect(string(guide)).To(ContainSubstring(c), "docs/quickstart.md walks through the README's commands")
 		}
 
-		bin := filepath.Join(workDir, "quickstart-bin")
-		Expect(os.MkdirAll(bin, 0o755)).To(Succeed())
-		helm, err := exec.Command(filepath.Join(root, "hack", "helm.sh")).Output()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(os.Symlink(strings.TrimSpace(string(helm)), filepath.Join(bin, "helm"))).To(Succeed())
-		Expect(os.Symlink(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), filepath.Join(bin, "kubectl"))).To(Succeed())
-
 		var transcript bytes.Buffer
 		start := time.Now()
 		for _, c := range commands {
 			By("$ " + c)
-			cmd := exec.Command("bash", "-euo", "pipefail", "-c", c)
-			cmd.Dir = root
-			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "KUBECONFIG="+qcp.Kubeconfig,
-				"HELM_CACHE_HOME="+filepath.Join(workDir, "helm-cache"), "HELM_CONFIG_HOME="+filepath.Join(workDir, "helm-config"))
-			out, err := cmd.CombinedOutput()
+			out, err := run(c)
 			fmt.Fprintf(&transcript, "$ %s\n%s", c, out)
-			Expect(err).NotTo(HaveOccurred(), "%s\n%s\nthe node: %s", c, out, node.logs())
+			Expect(err).NotTo(HaveOccurred(), "%s\n%s\nthe node:\n%s", c, out, n.LogTails(15))
 		}
 		fmt.Printf("quick start: the README's %d commands, from helm install to the account inactive, in %s\n", len(commands), time.Since(start).Round(100*time.Millisecond))
 		Expect(os.WriteFile(filepath.Join(workDir, "quickstart.txt"), transcript.Bytes(), 0o644)).To(Succeed())
@@ -129,25 +204,279 @@ var _ = Describe("The README's quick start", Ordered, func() {
 		By("the last command printed the evidence")
 		Expect(transcript.String()).To(MatchRegexp(`Account "deployment-report-agent\.quickstart" revoked on every target`))
 
-		By("the demo SCIM server holds the account, inactive")
+		By("the demo SCIM server, reached through its Service, holds the account, inactive")
 		Eventually(func(g Gomega) {
-			users, err := node.scimUsers(`userName eq "deployment-report-agent.quickstart"`)
+			users, err := demoUsers(ctx, k8s, `userName eq "deployment-report-agent.quickstart"`)
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(users).To(HaveLen(1))
 			g.Expect(users[0]["active"]).To(BeFalse())
 		}).Should(Succeed())
+
+		By("the chart's two operator Pods are Ready through their probes, on the node")
+		for _, p := range podsReady(chartPods, 2) {
+			Expect(p.Spec.NodeName).To(Equal(node.Name))
+			Expect(p.Spec.Containers[0].ReadinessProbe).NotTo(BeNil())
+			Expect(p.Spec.Containers[0].LivenessProbe).NotTo(BeNil())
+		}
+	})
+
+	It("serves metrics through its Service to an authorised token only", func() {
+		var svcs corev1.ServiceList
+		Expect(k8s.List(ctx, &svcs, client.InNamespace(operatorNS))).To(Succeed())
+		var metricsURL string
+		for _, s := range svcs.Items {
+			for _, p := range s.Spec.Ports {
+				if p.Name == "https" && strings.Contains(s.Name, "metrics") {
+					metricsURL = fmt.Sprintf("https://%s:%d/metrics", s.Spec.ClusterIP, p.Port)
+				}
+			}
+		}
+		Expect(metricsURL).NotTo(BeEmpty(), "the chart's metrics Service")
+
+		By("a scraper bound to the chart's metrics-reader ClusterRole, and a stranger bound to nothing")
+		for _, name := range []string{"scraper", "stranger"} {
+			Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}})).To(Succeed())
+		}
+		Expect(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "scraper-metrics"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "scim-operator-metrics-reader"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "default", Name: "scraper"}},
+		})).To(Succeed())
+		token := func(sa string) string {
+			GinkgoHelper()
+			tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			return tr.Status.Token
+		}
+		// The endpoint's certificate is self-signed (metrics.certSecret is empty); what is tested
+		// here is who may read it.
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // see above
+		get := func(bearer string) (int, string, error) {
+			req, err := http.NewRequest(http.MethodGet, metricsURL, nil)
+			if err != nil {
+				return 0, "", err
+			}
+			if bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+bearer)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return 0, "", err
+			}
+			defer resp.Body.Close()
+			var b bytes.Buffer
+			_, err = b.ReadFrom(resp.Body)
+			return resp.StatusCode, b.String(), err
+		}
+		scraper, stranger := token("scraper"), token("stranger")
+		// Both Pods serve it, and the Service picks one per connection: ask several times.
+		for range 6 {
+			Eventually(func(g Gomega) {
+				code, body, err := get(scraper)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(code).To(Equal(http.StatusOK), body)
+				g.Expect(body).To(ContainSubstring("scim_operator_creation_stamps_guarded"), "a series every replica serves, leader or not")
+			}).Should(Succeed())
+			code, _, err := get(stranger)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(http.StatusForbidden), "a token without get on /metrics")
+			code, _, err = get("")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(http.StatusUnauthorized), "no token")
+			code, _, err = get("not-a-token")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(http.StatusUnauthorized), "a token the API server does not know")
+		}
+	})
+
+	It("fails over to the other Pod, which performs a mass revocation", func() {
+		const count = 40
+		By(fmt.Sprintf("%d identities on the demo target, Ready", count))
+		for i := range count {
+			si := &scimv1.ServiceIdentity{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "quickstart", Name: fmt.Sprintf("bot-%02d", i), Labels: map[string]string{"wave": "failover"}},
+				Spec:       scimv1.ServiceIdentitySpec{TargetRefs: []scimv1.TargetReference{{Kind: "ClusterScimTarget", Name: "demo"}}},
+			}
+			Expect(k8s.Create(ctx, si)).To(Succeed())
+		}
+		Eventually(func(g Gomega) {
+			var list scimv1.ServiceIdentityList
+			g.Expect(k8s.List(ctx, &list, client.InNamespace("quickstart"), client.MatchingLabels{"wave": "failover"})).To(Succeed())
+			g.Expect(list.Items).To(HaveLen(count))
+			for _, si := range list.Items {
+				g.Expect(meta(si.Status.Conditions, scimv1.ConditionReady)).To(Equal(metav1.ConditionTrue), si.Name)
+			}
+		}, "2m").Should(Succeed())
+
+		holder := func() string {
+			lease := &coordinationv1.Lease{}
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: leaseName}, lease); err != nil || lease.Spec.HolderIdentity == nil {
+				return ""
+			}
+			pod, _, _ := strings.Cut(*lease.Spec.HolderIdentity, "_")
+			return pod
+		}
+		leader := holder()
+		Expect(leader).NotTo(BeEmpty())
+		By("deleting the leader Pod " + leader + " at once (no grace period)")
+		start := time.Now()
+		Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: leader}}, client.GracePeriodSeconds(0))).To(Succeed())
+		var standby string
+		Eventually(func(g Gomega) {
+			standby = holder()
+			g.Expect(standby).NotTo(BeEmpty())
+			g.Expect(standby).NotTo(Equal(leader))
+		}, "60s").Should(Succeed(), "the standby Pod takes the lease")
+		tookOver := time.Since(start)
+
+		By("deleting every identity: the new leader " + standby + " revokes every account")
+		start = time.Now()
+		Expect(k8s.DeleteAllOf(ctx, &scimv1.ServiceIdentity{}, client.InNamespace("quickstart"), client.MatchingLabels{"wave": "failover"})).To(Succeed())
+		Eventually(func(g Gomega) {
+			var list scimv1.ServiceIdentityList
+			g.Expect(k8s.List(ctx, &list, client.InNamespace("quickstart"), client.MatchingLabels{"wave": "failover"})).To(Succeed())
+			g.Expect(list.Items).To(BeEmpty())
+		}, "2m").Should(Succeed())
+		revoked := time.Since(start)
+		users, err := demoUsers(ctx, k8s, `userName sw "bot-"`)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(users).To(HaveLen(count))
+		for _, u := range users {
+			Expect(u["active"]).To(BeFalse(), "%v", u["userName"])
+		}
+		By("every Deprovisioned Event was reported by " + standby)
+		Eventually(func(g Gomega) {
+			var events eventsv1.EventList
+			g.Expect(k8s.List(ctx, &events, client.InNamespace("quickstart"))).To(Succeed())
+			var by []string // reportingInstance: the controller's name, "-", the Pod's
+			for _, e := range events.Items {
+				if e.Reason == "Deprovisioned" && strings.HasPrefix(e.Regarding.Name, "bot-") {
+					by = append(by, e.ReportingInstance)
+				}
+			}
+			g.Expect(by).To(HaveLen(count))
+			g.Expect(by).To(HaveEach(HaveSuffix("-" + standby)))
+		}).Should(Succeed())
+		fmt.Printf("node: leader Pod deleted; the standby Pod held the lease %s later and revoked %d accounts in %s\n",
+			tookOver.Round(100*time.Millisecond), count, revoked.Round(10*time.Millisecond))
+		podsReady(chartPods, 2) // the ReplicaSet's replacement joins
+	})
+
+	It("uninstalls with helm and installs with kubectl apply -k config/default", func() {
+		By("docs/quickstart.md's clean up, verbatim: the quick start's objects, then the release (the CRDs stay)")
+		for _, c := range codeBlockAfter(filepath.Join(root, "docs", "quickstart.md"), "## Clean up") {
+			By("$ " + c)
+			mustRun(c)
+		}
+		Eventually(func(g Gomega) {
+			var pods corev1.PodList
+			g.Expect(k8s.List(ctx, &pods, client.InNamespace(operatorNS))).To(Succeed())
+			g.Expect(pods.Items).To(BeEmpty())
+		}).Should(Succeed(), "the release's Pods are gone")
+
+		By("$ kubectl apply -k config/default")
+		mustRun("kubectl apply -k config/default")
+		podsReady(map[string]string{"app.kubernetes.io/name": "scim-operator"}, 1)
+
+		By("a ClusterScimTarget on the reference SCIM server (the host's, through the node's address) and an identity on it")
+		backend := startHostSCIMServer(n.HostIP)
+		mustRun(fmt.Sprintf(`kubectl apply -f - <<'EOF'
+apiVersion: v1
+kind: Secret
+metadata: {name: host-scim-token, namespace: scim-operator-system}
+stringData: {token: %s}
+---
+apiVersion: scim.nhi.dev/v1alpha1
+kind: ClusterScimTarget
+metadata: {name: host}
+spec:
+  endpoint: %s
+  allowInsecureHTTP: true
+  auth: {bearerToken: {secretKeyRef: {name: host-scim-token, key: token}}}
+  deletionPolicy: Delete
+  allowedNamespaces: {names: [kustomized]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: kustomized}
+---
+apiVersion: scim.nhi.dev/v1alpha1
+kind: ServiceIdentity
+metadata: {name: nightly-export, namespace: kustomized}
+spec:
+  targetRefs: [{kind: ClusterScimTarget, name: host}]
+EOF`, backend.token, backend.endpoint))
+		mustRun("kubectl wait -n kustomized serviceidentity/nightly-export --for=condition=Ready --timeout=2m")
+		Expect(backend.userNames()).To(ConsistOf("nightly-export.kustomized"))
+		mustRun("kubectl delete -n kustomized serviceidentity/nightly-export --wait --timeout=1m")
+		Expect(backend.userNames()).To(BeEmpty(), "deletionPolicy Delete")
 	})
 })
+
+func meta(conds []metav1.Condition, t string) metav1.ConditionStatus {
+	for _, c := range conds {
+		if c.Type == t {
+			return c.Status
+		}
+	}
+	return metav1.ConditionUnknown
+}
+
+// demoUsers lists the Users of the chart's demo SCIM server matching filter, through its Service.
+func demoUsers(ctx context.Context, k8s client.Client, filter string) ([]map[string]any, error) {
+	var svc corev1.Service
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: "scim-operator-scim-server"}, &svc); err != nil {
+		return nil, err
+	}
+	var s corev1.Secret
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: "scim-operator-demo-scim-token"}, &s); err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		fmt.Sprintf("http://%s:8080/scim/v2/Users?count=500&filter=%s", svc.Spec.ClusterIP, url.QueryEscape(filter)), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+string(s.Data["token"]))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Resources []map[string]any `json:"Resources"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, fmt.Errorf("%s: %w", resp.Status, err)
+	}
+	return list.Resources, nil
+}
+
+// podLogs is the last lines of a Pod's first container, through the kubelet.
+func podLogs(ctx context.Context, cs *kubernetes.Clientset, p corev1.Pod) string {
+	tail := int64(40)
+	b, err := cs.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{TailLines: &tail, Previous: true}).DoRaw(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
 
 // quickstartCommands are the lines of the first code block after the README's quickstart marker.
 func quickstartCommands(readme string) []string {
 	GinkgoHelper()
-	b, err := os.ReadFile(readme)
+	return codeBlockAfter(readme, "<!-- quickstart:")
+}
+
+// codeBlockAfter is the commands (lines but comments) of the first sh code block after marker.
+func codeBlockAfter(file, marker string) []string {
+	GinkgoHelper()
+	b, err := os.ReadFile(file)
 	Expect(err).NotTo(HaveOccurred())
-	_, after, ok := strings.Cut(string(b), "<!-- quickstart:")
-	Expect(ok).To(BeTrue(), "the README has no quickstart marker")
+	_, after, ok := strings.Cut(string(b), marker)
+	Expect(ok).To(BeTrue(), "%s has no %q", file, marker)
 	m := regexp.MustCompile("(?s)```sh\n(.*?)```").FindStringSubmatch(after)
-	Expect(m).NotTo(BeNil(), "no sh code block after the quickstart marker")
+	Expect(m).NotTo(BeNil(), "no sh code block after %q in %s", marker, file)
 	var cmds []string
 	for _, l := range strings.Split(m[1], "\n") {
 		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
@@ -169,322 +498,27 @@ func chartAppVersion() string {
 	return chart.AppVersion
 }
 
-// fakeNode runs one replica of each Deployment of a namespace with podman.
-type fakeNode struct {
-	k8s       client.Client
-	cp        *controlplane.ControlPlane
-	storage   string
-	namespace string
-	dir       string
-
-	mu      sync.Mutex
-	running map[string]*podContainer // by Deployment name
-	log     bytes.Buffer
+// hostSCIM is the reference SCIM server on the node's address, for Pods to reach.
+type hostSCIM struct {
+	srv      *scimserver.Server
+	token    string
+	endpoint string
 }
 
-type podContainer struct {
-	name, ip string
-	host     bool
-	labels   map[string]string
+func startHostSCIMServer(hostIP string) *hostSCIM {
+	GinkgoHelper()
+	const token = "host-token"
+	srv, err := scimserver.New(token)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(srv.Start(net.JoinHostPort(hostIP, "0"))).To(Succeed())
+	DeferCleanup(srv.Stop)
+	return &hostSCIM{srv: srv, token: token, endpoint: srv.Endpoint()}
 }
 
-func (n *fakeNode) podman(args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(root, "hack", "podman.sh"), args...)
-	cmd.Env = append(os.Environ(), "PODMAN_ROOT="+n.storage)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if err != nil {
-		return stdout.String(), fmt.Errorf("podman %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
-}
-
-func (n *fakeNode) logf(format string, args ...any) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	fmt.Fprintf(&n.log, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
-}
-
-func (n *fakeNode) logs() string {
-	n.mu.Lock()
-	s := n.log.String()
+func (h *hostSCIM) userNames() []string {
 	var names []string
-	for _, c := range n.running {
-		names = append(names, c.name)
+	for _, u := range h.srv.Users.All() {
+		names = append(names, fmt.Sprint(u["userName"]))
 	}
-	n.mu.Unlock()
-	for _, name := range names {
-		cmd := exec.Command(filepath.Join(root, "hack", "podman.sh"), "logs", "--tail", "40", name)
-		cmd.Env = append(os.Environ(), "PODMAN_ROOT="+n.storage)
-		out, _ := cmd.CombinedOutput() // the operator logs to stderr
-		s += "\n--- " + name + " ---\n" + string(out)
-	}
-	return s
-}
-
-// run starts the Deployments' pods as they appear: first those that need no API server (their
-// own network namespace), then the others on the host's network, with the Services' names
-// resolving to the containers already running.
-func (n *fakeNode) run(ctx context.Context) {
-	defer GinkgoRecover()
-	for ctx.Err() == nil {
-		list := &appsv1.DeploymentList{}
-		if err := n.k8s.List(ctx, list, client.InNamespace(n.namespace)); err == nil {
-			n.startAll(ctx, list.Items)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-// startAll starts the Deployments not running yet: those that need no API server first, then,
-// once every one of them runs, the others.
-func (n *fakeNode) startAll(ctx context.Context, deployments []appsv1.Deployment) {
-	for _, host := range []bool{false, true} {
-		for i := range deployments {
-			d := &deployments[i]
-			if n.isRunning(d.Name) || usesAPI(&d.Spec.Template.Spec) != host {
-				continue
-			}
-			c, err := n.start(ctx, d, host)
-			if err != nil {
-				n.logf("starting %s: %v", d.Name, err)
-				return
-			}
-			n.mu.Lock()
-			n.running[d.Name] = c
-			n.mu.Unlock()
-		}
-	}
-}
-
-func (n *fakeNode) isRunning(name string) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.running[name] != nil
-}
-
-func (n *fakeNode) stop() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, c := range n.running {
-		_, _ = n.podman("rm", "--force", "--time", "10", c.name)
-	}
-	_, _ = n.podman("rmi", "--all", "--force")
-}
-
-// usesAPI: the pod mounts its service account token (it talks to the API server).
-func usesAPI(spec *corev1.PodSpec) bool {
-	return spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken
-}
-
-func (n *fakeNode) start(ctx context.Context, d *appsv1.Deployment, host bool) (*podContainer, error) {
-	spec := d.Spec.Template.Spec
-	if len(spec.Containers) != 1 {
-		return nil, fmt.Errorf("%d containers: this node runs one", len(spec.Containers))
-	}
-	c := spec.Containers[0]
-	name := "qs-" + d.Name
-	args := []string{"run", "--detach", "--name", name, "--hostname", name}
-	sec := c.SecurityContext
-	if sec != nil && sec.RunAsUser != nil {
-		gid := *sec.RunAsUser
-		if sec.RunAsGroup != nil {
-			gid = *sec.RunAsGroup
-		}
-		args = append(args, "--user", fmt.Sprintf("%d:%d", *sec.RunAsUser, gid))
-	}
-	if sec != nil && sec.ReadOnlyRootFilesystem != nil && *sec.ReadOnlyRootFilesystem {
-		args = append(args, "--read-only", "--read-only-tmpfs=false")
-	}
-	if sec != nil && sec.AllowPrivilegeEscalation != nil && !*sec.AllowPrivilegeEscalation {
-		args = append(args, "--security-opt", "no-new-privileges")
-	}
-	if sec != nil && sec.Capabilities != nil {
-		for _, drop := range sec.Capabilities.Drop {
-			args = append(args, "--cap-drop", string(drop))
-		}
-	}
-	env, err := n.env(ctx, d, c)
-	if err != nil {
-		return nil, err
-	}
-	if host {
-		tokenDir, err := n.serviceAccountToken(d, spec.ServiceAccountName)
-		if err != nil {
-			return nil, err
-		}
-		u, err := url.Parse(n.cp.Config.Host)
-		if err != nil {
-			return nil, err
-		}
-		env = append(env, "KUBERNETES_SERVICE_HOST="+u.Hostname(), "KUBERNETES_SERVICE_PORT="+u.Port())
-		args = append(args, "--network", "host", "--volume", tokenDir+":/var/run/secrets/kubernetes.io/serviceaccount:ro")
-		hosts, err := n.serviceHosts(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, h := range hosts {
-			args = append(args, "--add-host", h)
-		}
-	}
-	for _, e := range env {
-		args = append(args, "--env", e)
-	}
-	args = append(args, c.Image)
-	for _, a := range c.Args {
-		args = append(args, expandEnv(a, env))
-	}
-	if _, err := n.podman(args...); err != nil {
-		return nil, err
-	}
-	pc := &podContainer{name: name, host: host, labels: d.Spec.Template.Labels}
-	if !host {
-		ip, err := n.podman("inspect", name, "--format", "{{.NetworkSettings.IPAddress}}")
-		if err != nil {
-			return nil, err
-		}
-		pc.ip = strings.TrimSpace(ip)
-	}
-	n.logf("started %s (image %s, host network %v, address %s)", name, c.Image, host, pc.ip)
-	return pc, nil
-}
-
-// env resolves the container's environment as the kubelet does, for the sources the chart uses.
-func (n *fakeNode) env(ctx context.Context, d *appsv1.Deployment, c corev1.Container) ([]string, error) {
-	var env []string
-	for _, e := range c.Env {
-		v := e.Value
-		switch src := e.ValueFrom; {
-		case src == nil:
-		case src.FieldRef != nil && src.FieldRef.FieldPath == "metadata.namespace":
-			v = d.Namespace
-		case src.FieldRef != nil && src.FieldRef.FieldPath == "metadata.name":
-			v = d.Name
-		case src.ResourceFieldRef != nil:
-			q, ok := c.Resources.Limits[corev1.ResourceName(strings.TrimPrefix(src.ResourceFieldRef.Resource, "limits."))]
-			if !ok {
-				continue // no limit: the kubelet gives the node's allocatable; leave it unset here
-			}
-			div := src.ResourceFieldRef.Divisor
-			if div.IsZero() {
-				v = q.String()
-			} else {
-				v = fmt.Sprint((q.Value() + div.Value() - 1) / div.Value())
-			}
-		case src.SecretKeyRef != nil:
-			s := &corev1.Secret{}
-			if err := n.k8s.Get(ctx, client.ObjectKey{Namespace: d.Namespace, Name: src.SecretKeyRef.Name}, s); err != nil {
-				return nil, err
-			}
-			v = string(s.Data[src.SecretKeyRef.Key])
-		default:
-			return nil, fmt.Errorf("env %s: a source this node does not resolve", e.Name)
-		}
-		env = append(env, e.Name+"="+expandEnv(v, env))
-	}
-	return env, nil
-}
-
-// serviceAccountToken writes what the kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount.
-func (n *fakeNode) serviceAccountToken(d *appsv1.Deployment, sa string) (string, error) {
-	cmd := n.cp.Kubectl(context.Background(), "create", "token", sa, "-n", d.Namespace, "--duration=2h")
-	token, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("a token for %s/%s: %w", d.Namespace, sa, err)
-	}
-	dir := filepath.Join(n.dir, d.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	files := map[string][]byte{"token": bytes.TrimSpace(token), "ca.crt": n.cp.Config.CAData, "namespace": []byte(d.Namespace)}
-	for f, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil { // read by the container's user
-			return "", err
-		}
-	}
-	return dir, nil
-}
-
-// serviceHosts are /etc/hosts entries (name:address) for every Service whose selector matches
-// a container already running in its own network namespace.
-func (n *fakeNode) serviceHosts(ctx context.Context) ([]string, error) {
-	svcs := &corev1.ServiceList{}
-	if err := n.k8s.List(ctx, svcs); err != nil {
-		return nil, err
-	}
-	var hosts []string
-	for _, s := range svcs.Items {
-		if len(s.Spec.Selector) == 0 {
-			continue
-		}
-		n.mu.Lock()
-		running := maps.Clone(n.running)
-		n.mu.Unlock()
-		for _, c := range running {
-			if c.ip != "" && labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(c.labels)) {
-				for _, name := range []string{s.Name + "." + s.Namespace + ".svc", s.Name + "." + s.Namespace + ".svc.cluster.local"} {
-					hosts = append(hosts, name+":"+c.ip)
-				}
-			}
-		}
-	}
-	return hosts, nil
-}
-
-// scimUsers asks the demo SCIM server (the container behind the chart's scim-server Service)
-// for the Users matching filter, with the token of the chart's Secret.
-func (n *fakeNode) scimUsers(filter string) ([]map[string]any, error) {
-	var ip string
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for name, c := range n.running {
-		if strings.HasSuffix(name, "-scim-server") {
-			ip = c.ip
-		}
-	}
-	if ip == "" {
-		return nil, fmt.Errorf("the demo SCIM server is not running")
-	}
-	s := &corev1.Secret{}
-	if err := n.k8s.Get(context.Background(), client.ObjectKey{Namespace: n.namespace, Name: "scim-operator-demo-scim-token"}, s); err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequest(http.MethodGet, "http://"+ip+":8080/scim/v2/Users?filter="+url.QueryEscape(filter), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+string(s.Data["token"]))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var list struct {
-		Resources []map[string]any `json:"Resources"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return nil, fmt.Errorf("%s: %w", resp.Status, err)
-	}
-	return list.Resources, nil
-}
-
-// envRef is a $(NAME) reference in a container's env value or args.
-var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
-
-// expandEnv replaces $(NAME) by the value of an earlier variable, as the kubelet does; an
-// unknown reference stays as written.
-func expandEnv(v string, env []string) string {
-	return envRef.ReplaceAllStringFunc(v, func(ref string) string {
-		name := envRef.FindStringSubmatch(ref)[1]
-		for i := len(env) - 1; i >= 0; i-- {
-			if k, val, _ := strings.Cut(env[i], "="); k == name {
-				return val
-			}
-		}
-		return ref
-	})
+	return names
 }

@@ -1,8 +1,10 @@
 //go:build e2e
 
-// Package quickstart runs the README's quick start verbatim on an empty cluster of its own (see
-// quickstart_test.go). It is a package of its own so that `make test-e2e` runs it beside the
-// end-to-end suite, which shares one control plane among its specs.
+// Package quickstart runs the operator as users do, as Pods on a real node of a cluster of its
+// own (test/node): the README's quick start verbatim, then the metrics Service, leader failover
+// between Pods and `kubectl apply -k config/default` (see quickstart_test.go). It is a package
+// of its own so that `make test-e2e` runs it beside the end-to-end suite, which shares one
+// control plane among its specs.
 package quickstart
 
 import (
@@ -31,5 +33,8 @@ var _ = BeforeSuite(func() {
 	var err error
 	root, err = filepath.Abs(filepath.Join("..", ".."))
 	Expect(err).NotTo(HaveOccurred())
-	workDir = GinkgoT().TempDir()
+	// Short: containerd's sockets live under it (a Unix socket's path has at most 107 bytes).
+	workDir, err = os.MkdirTemp("", "scim-qs-")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(os.RemoveAll, workDir)
 })

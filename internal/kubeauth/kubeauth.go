@@ -1,0 +1,121 @@
+// Package kubeauth decides who may call the operator's HTTP endpoints (the metrics endpoint, the
+// Shared Signals transmitter): the bearer token through TokenReview, the request through
+// SubjectAccessReview, both cached briefly, with the API server's own delegating authenticator
+// and authorizer, so RBAC decides. Unlike controller-runtime's metrics filter, a token the API
+// server refuses is a 401, not a 500 with an error logged on every scrape.
+package kubeauth
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/apis/apiserver"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	authorizationv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/client-go/rest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+)
+
+// Auth authenticates and authorises callers.
+type Auth struct {
+	authn authenticator.Request
+	authz authorizer.Authorizer
+}
+
+// New builds Auth on the operator's API server connection.
+func New(cfg *rest.Config, httpClient *http.Client) (*Auth, error) {
+	tr, err := authenticationv1.NewForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, err
+	}
+	sar, err := authorizationv1.NewForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, err
+	}
+	backoff := &wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5}
+	authn, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{
+		Anonymous:                &apiserver.AnonymousAuthConfig{Enabled: false},
+		CacheTTL:                 10 * time.Second,
+		TokenAccessReviewClient:  tr,
+		TokenAccessReviewTimeout: 10 * time.Second,
+		WebhookRetryBackoff:      backoff,
+	}.New()
+	if err != nil {
+		return nil, fmt.Errorf("creating the authenticator: %w", err)
+	}
+	// A grant taken away stops working within AllowCacheTTL.
+	authz, err := authorizerfactory.DelegatingAuthorizerConfig{
+		SubjectAccessReviewClient: sar,
+		AllowCacheTTL:             10 * time.Second,
+		DenyCacheTTL:              5 * time.Second,
+		WebhookRetryBackoff:       backoff,
+	}.New()
+	if err != nil {
+		return nil, fmt.Errorf("creating the authorizer: %w", err)
+	}
+	return &Auth{authn: authn, authz: authz}, nil
+}
+
+// Authenticate returns the caller, or the HTTP status and message to answer with.
+func (a *Auth) Authenticate(r *http.Request) (user.Info, int, string) {
+	res, ok, err := a.authn.AuthenticateRequest(r)
+	switch {
+	case err != nil && !ok:
+		// An invalid or expired token is an authentication failure, not a server error.
+		return nil, http.StatusUnauthorized, "the bearer token was not accepted"
+	case !ok:
+		return nil, http.StatusUnauthorized, "a bearer token is required"
+	}
+	return res.User, 0, ""
+}
+
+// Authorize returns 0 when attrs are allowed, else the HTTP status to answer with: 403 when
+// refused, 503 when the API server could not say.
+func (a *Auth) Authorize(ctx context.Context, attrs authorizer.Attributes) int {
+	decision, _, err := a.authz.Authorize(ctx, attrs)
+	switch {
+	case err != nil:
+		return http.StatusServiceUnavailable
+	case decision != authorizer.DecisionAllow:
+		return http.StatusForbidden
+	}
+	return 0
+}
+
+// MetricsFilter is a metricsserver.Options.FilterProvider: the caller must be allowed the
+// request's verb on its path (get /metrics: the metrics-reader ClusterRole).
+func MetricsFilter(cfg *rest.Config, httpClient *http.Client) (metricsserver.Filter, error) {
+	a, err := New(cfg, httpClient)
+	if err != nil {
+		return nil, err
+	}
+	return func(log logr.Logger, next http.Handler) (http.Handler, error) {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u, code, msg := a.Authenticate(r)
+			if code != 0 {
+				http.Error(w, msg, code)
+				return
+			}
+			verb := strings.ToLower(r.Method)
+			switch code := a.Authorize(r.Context(), authorizer.AttributesRecord{User: u, Verb: verb, Path: r.URL.Path}); code {
+			case 0:
+				next.ServeHTTP(w, r)
+			case http.StatusForbidden:
+				log.V(4).Info("metrics request refused", "user", u.GetName(), "verb", verb, "path", r.URL.Path)
+				http.Error(w, fmt.Sprintf("%s may not %s %s", u.GetName(), verb, r.URL.Path), code)
+			default:
+				http.Error(w, "authorization could not be checked; try again", code)
+			}
+		}), nil
+	}, nil
+}
