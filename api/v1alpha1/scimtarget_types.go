@@ -565,6 +565,13 @@ type ResourceTypeStatus struct {
 	// schema is the resource type's core schema URN.
 	// +kubebuilder:validation:MaxLength=256
 	Schema string `json:"schema"`
+	// nameAttribute is the attribute that names an account of this type, read from the
+	// provider's /Schemas: agentUserName for an Agent of draft-wzdk-scim-agent-resource, name
+	// for one of draft-abbey-scim-agent-extension (also when the provider serves no /Schemas);
+	// empty means userName (a User) or, for an Agent recorded before this field, name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	NameAttribute string `json:"nameAttribute,omitempty"`
 	// message says how the choice was made (e.g. why Agent fell back to User).
 	// +optional
 	// +kubebuilder:validation:MaxLength=512

@@ -179,6 +179,23 @@ type OwnerStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	Message string `json:"message,omitempty"`
+	// accounts are the owner's active accounts in those directories that are also targets of
+	// this identity: an Agent there names its owner in owners (draft-wzdk-scim-agent-resource).
+	// +optional
+	// +listType=map
+	// +listMapKey=directory
+	// +kubebuilder:validation:MaxItems=8
+	Accounts []OwnerAccount `json:"accounts,omitempty"`
+}
+
+// OwnerAccount is the owner's account in one owner directory.
+type OwnerAccount struct {
+	// directory is the target looked up (kind/namespace/name).
+	// +kubebuilder:validation:MaxLength=256
+	Directory string `json:"directory"`
+	// id is the owner's account id there.
+	// +kubebuilder:validation:MaxLength=256
+	ID string `json:"id"`
 }
 
 // ReviewStatus is the identity's attestation record.

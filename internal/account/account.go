@@ -19,6 +19,7 @@ import (
 // spec.attributes; compared case-insensitively, as SCIM attribute names are.
 var reservedAttributes = []string{
 	"schemas", "id", "meta", "externalId", "userName", "active", "displayName", "userType", "groups",
+	"agentUserName", "owners", // an Agent's name and owners (draft-wzdk-scim-agent-resource)
 }
 
 func isReserved(name string) bool {

@@ -15,12 +15,15 @@ import (
 
 var _ = Describe("Resource types beyond User", func() {
 	ctx := context.Background()
+	var agentTargetWith func(ns string, agents bool, opts []scimserver.Option, more ...func(*scimv1.ScimTarget)) *scimserver.Server
 
 	// agentTarget starts a reference server (with the Agent resource type when agents) and a
 	// target on it that provisions identities as Agents.
-	agentTarget := func(ns string, agents bool) *scimserver.Server {
-		var opts []scimserver.Option
-		if agents {
+	agentTarget := func(ns string, agents bool, more ...func(*scimv1.ScimTarget)) *scimserver.Server {
+		return agentTargetWith(ns, agents, nil, more...)
+	}
+	agentTargetWith = func(ns string, agents bool, opts []scimserver.Option, more ...func(*scimv1.ScimTarget)) *scimserver.Server {
+		if agents && len(opts) == 0 {
 			opts = append(opts, scimserver.WithAgents())
 		}
 		srv, err := scimserver.New(testToken, opts...)
@@ -31,6 +34,9 @@ var _ = Describe("Resource types beyond User", func() {
 			t.Spec.Endpoint = srv.Endpoint()
 			t.Spec.ResourceType = "Agent"
 			t.Spec.ResyncInterval = scimv1.DurationOf(30 * time.Second)
+			for _, f := range more {
+				f(t)
+			}
 		})
 		Eventually(get(ctx, t)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
 		return srv
@@ -44,6 +50,7 @@ var _ = Describe("Resource types beyond User", func() {
 		Expect(t.Status.ResourceType).NotTo(BeNil())
 		Expect([]string{t.Status.ResourceType.Name, t.Status.ResourceType.Endpoint, t.Status.ResourceType.Schema}).
 			To(Equal([]string{"Agent", "/Agents", dialect.SchemaAgent}))
+		Expect(t.Status.ResourceType.NameAttribute).To(Equal("name"), "the provider's /Schemas has draft-abbey's Agent")
 
 		si := newIdentity(ns, "helpdesk", "agents")
 		si.Spec.DisplayName = "Helpdesk agent"
@@ -68,6 +75,52 @@ var _ = Describe("Resource types beyond User", func() {
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue())
 		Expect(agents()).To(BeEmpty())
+	})
+
+	It("makes draft-wzdk Agents: named by agentUserName, a displayName, and the owner as a reference to the owner's User", func() {
+		ns := newNamespace(ctx)
+		// The target is its own owner directory: the people's Users and the Agents they own.
+		srv := agentTargetWith(ns, true, []scimserver.Option{scimserver.WithWZDKAgents()}, func(t *scimv1.ScimTarget) {
+			t.Spec.Governance = &scimv1.Governance{OwnerDirectory: &scimv1.OwnerDirectory{Name: "agents"}}
+		})
+		alice := srv.Users.Put(map[string]any{"userName": "alice", "emails": []any{map[string]any{"value": "alice@example.com"}}, "active": true})
+		t := &scimv1.ScimTarget{}
+		Expect(k8s.Get(ctx, keyOf(ns, "agents"), t)).To(Succeed())
+		Expect(t.Status.ResourceType.NameAttribute).To(Equal("agentUserName"))
+		Expect(t.Status.ResourceType.Message).To(ContainSubstring("draft-wzdk"))
+
+		si := newIdentity(ns, "report-bot", "agents")
+		si.Spec.Owner = "alice@example.com"
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		Expect(si.Status.Owner).NotTo(BeNil())
+		Expect(si.Status.Owner.Accounts).To(ConsistOf(scimv1.OwnerAccount{Directory: "ScimTarget/" + ns + "/agents", ID: alice}))
+		agent := func() map[string]any {
+			for _, a := range srv.Agents.All() {
+				if a["externalId"] == externalIDOf(ns, "report-bot") {
+					return a
+				}
+			}
+			return nil
+		}
+		Eventually(agent).Should(SatisfyAll(
+			HaveKeyWithValue("agentUserName", "report-bot."+ns),
+			HaveKeyWithValue("displayName", "report-bot."+ns), // required: the name when the spec sets none
+			HaveKeyWithValue("active", true),
+			HaveKeyWithValue("owners", ConsistOf(SatisfyAll(
+				HaveKeyWithValue("value", alice), HaveKeyWithValue("$ref", srv.Endpoint()+"/Users/"+alice)))),
+			Not(HaveKey("name")),
+		))
+
+		By("the owner changes: the Agent names the new one")
+		bob := srv.Users.Put(map[string]any{"userName": "bob", "emails": []any{map[string]any{"value": "bob@example.com"}}, "active": true})
+		update(ctx, si, func(si *scimv1.ServiceIdentity) { si.Spec.Owner = "bob@example.com" })
+		Eventually(func() any { return agent()["owners"] }).Should(ConsistOf(HaveKeyWithValue("value", bob)))
+
+		By("suspended and deleted as any account")
+		Expect(k8s.Delete(ctx, si)).To(Succeed())
+		Eventually(gone(ctx, si)).Should(BeTrue())
+		Expect(agent()).To(BeNil())
 	})
 
 	It("falls back to a User with userType Agent where the provider has no Agents", func() {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -17,8 +18,10 @@ import (
 )
 
 // The resource types identities can be provisioned as. User is RFC 7643's; Agent is the IETF
-// SCIM agent drafts' (an Agent is named by "name", not "userName"); any other name is a
-// provider's own resource type found in /ResourceTypes, given the User attributes.
+// SCIM agent drafts' (an Agent is named by "agentUserName" in draft-wzdk-scim-agent-resource-00,
+// by "name" in the earlier draft-abbey-scim-agent-extension-00, which share the schema URN and
+// the endpoint: the provider's /Schemas tells which); any other name is a provider's own
+// resource type found in /ResourceTypes, given the User attributes.
 // UsersEndpoint is the SCIM User resource endpoint (RFC 7644 §3.2).
 const UsersEndpoint = "Users"
 
@@ -26,7 +29,7 @@ const (
 	resourceTypeUser  = "User"
 	resourceTypeAgent = "Agent"
 	// SchemaAgent is the core schema of the IETF SCIM agent drafts' Agent resource.
-	SchemaAgent = "urn:ietf:params:scim:schemas:core:2.0:Agent"
+	SchemaAgent = scim.SchemaAgent
 	// defaultUserType is spec.userType's schema default.
 	defaultUserType = "ServiceAccount"
 )
@@ -37,7 +40,8 @@ type AccountType struct {
 	Endpoint string
 	// schema is its core schema URN.
 	Schema string
-	// nameAttr is the attribute that holds the identity's userName: userName, or name for Agents.
+	// nameAttr is the attribute that holds the identity's userName: userName, or agentUserName
+	// or name for Agents.
 	NameAttr string
 	// userType, when set, is sent as userType when the spec sets none (Agent as a User).
 	userType string
@@ -58,10 +62,57 @@ func TypeOf(t *targets.Target) AccountType {
 		return k
 	}
 	k := AccountType{Endpoint: strings.TrimPrefix(rt.Endpoint, "/"), Schema: rt.Schema, NameAttr: "userName"}
-	if rt.Schema == SchemaAgent {
-		k.NameAttr = "name"
+	switch {
+	case rt.NameAttribute != "":
+		k.NameAttr = rt.NameAttribute
+	case rt.Schema == SchemaAgent:
+		k.NameAttr = AgentNameAbbey
 	}
 	return k
+}
+
+// The attributes that name an Agent in the two drafts.
+const (
+	AgentNameWZDK  = "agentUserName" // draft-wzdk-scim-agent-resource-00
+	AgentNameAbbey = "name"          // draft-abbey-scim-agent-extension-00
+)
+
+// IsWZDK reports whether accounts of k are draft-wzdk-scim-agent-resource Agents: they require
+// displayName and active, and may carry owners.
+func (k AccountType) IsWZDK() bool { return k.Schema == SchemaAgent && k.NameAttr == AgentNameWZDK }
+
+// agentNameAttribute reads the Agent schema from the provider's /Schemas: agentUserName
+// (draft-wzdk) or name (draft-abbey). A provider that serves no /Schemas (or no Agent schema in
+// it) gets name, as before the wzdk draft, and the message says so; a transient failure is an
+// error, since the choice is recorded for good.
+func agentNameAttribute(ctx context.Context, c *scim.Client) (string, string, error) {
+	schemas, err := c.Schemas(ctx)
+	if err != nil {
+		if scim.IsRetryable(err) || scim.IsUnauthorized(err) {
+			return "", "", fmt.Errorf("reading /Schemas to learn how an Agent is named: %w", err)
+		}
+		return AgentNameAbbey, fmt.Sprintf("/Schemas could not be read (%v): Agents are named by name (draft-abbey)", err), nil
+	}
+	for _, sc := range schemas {
+		if sc.Str("id") != SchemaAgent {
+			continue
+		}
+		attrs, _ := sc["attributes"].([]any)
+		var hasName bool
+		for _, a := range attrs {
+			m, _ := a.(map[string]any)
+			switch n, _ := m["name"].(string); {
+			case strings.EqualFold(n, AgentNameWZDK):
+				return AgentNameWZDK, "named by agentUserName (draft-wzdk-scim-agent-resource)", nil
+			case strings.EqualFold(n, AgentNameAbbey):
+				hasName = true
+			}
+		}
+		if hasName {
+			return AgentNameAbbey, "named by name (draft-abbey-scim-agent-extension)", nil
+		}
+	}
+	return AgentNameAbbey, "its schema is not in /Schemas: Agents are named by name (draft-abbey)", nil
 }
 
 // TypeReady reports why a target's accounts cannot be provisioned yet: its spec names a resource
@@ -109,8 +160,17 @@ func ResolveResourceType(ctx context.Context, c *scim.Client, want string) (*sci
 		if !match || !validEndpoint(endpoint) || schema == "" || len(schema) > 256 || !scim.IsSchemaURN(schema) {
 			continue
 		}
-		return &scimv1.ResourceTypeStatus{Name: scim.Sanitize(name, 64), Endpoint: endpoint, Schema: schema,
-			Message: fmt.Sprintf("The provider advertises resource type %s at %s", scim.Sanitize(name, 64), endpoint)}, nil
+		rs := &scimv1.ResourceTypeStatus{Name: scim.Sanitize(name, 64), Endpoint: endpoint, Schema: schema,
+			Message: fmt.Sprintf("The provider advertises resource type %s at %s", scim.Sanitize(name, 64), endpoint)}
+		if schema == SchemaAgent {
+			attr, how, err := agentNameAttribute(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			rs.NameAttribute = attr
+			rs.Message = status.Truncate(rs.Message+"; its Agents are "+how, 512)
+		}
+		return rs, nil
 	}
 	if want != resourceTypeAgent {
 		return nil, fmt.Errorf("%w: the provider's /ResourceTypes does not advertise resource type %s", errNotAdvertised, want)
@@ -137,8 +197,9 @@ func validEndpoint(e string) bool {
 	}) < 0
 }
 
-// AsType makes the desired User into the target's kind: an Agent is named by "name" and has
-// the Agent schema; a User standing in for an Agent says userType Agent (unless the spec sets
+// AsType makes the desired User into the target's kind: an Agent is named by its name
+// attribute (agentUserName or name) and has the Agent schema, and a draft-wzdk Agent without a
+// displayName gets its name as one; a User standing in for an Agent says userType Agent (unless the spec sets
 // one other than the default). u is not modified.
 func AsType(u scim.Resource, k AccountType) scim.Resource {
 	if k == UserType {
@@ -162,8 +223,36 @@ func AsType(u scim.Resource, k AccountType) scim.Resource {
 		delete(out, "userName")
 		delete(out, "userType") // a User attribute; an Agent has its own
 	}
+	if k.IsWZDK() {
+		// The draft requires displayName (and active, which the desired account always sets).
+		if _, ok := out["displayName"]; !ok {
+			out["displayName"] = out[k.NameAttr]
+		}
+	}
 	return out
 }
 
 // AccountName is the name an account carries in the attribute of its kind.
 func AccountName(u scim.Resource, k AccountType) string { return u.Str(k.NameAttr) }
+
+// WithOwners names the identity's owner in a draft-wzdk Agent's owners attribute: a reference
+// to the owner's User on the same target, when governance found the owner active there (the
+// target is also an owner directory; owner.accounts). Anywhere else an id would mean nothing
+// to the provider, so u is returned unchanged (as it is for any other kind of account).
+func WithOwners(u scim.Resource, k AccountType, t *targets.Target, owner *scimv1.OwnerStatus) scim.Resource {
+	if !k.IsWZDK() || owner == nil || owner.State != scimv1.OwnerActive {
+		return u
+	}
+	for _, a := range owner.Accounts {
+		if a.Directory != t.Key() || a.ID == "" {
+			continue
+		}
+		out := maps.Clone(u)
+		out["owners"] = []any{map[string]any{
+			"value": a.ID,
+			"$ref":  strings.TrimSuffix(t.Spec.Endpoint, "/") + "/" + UsersEndpoint + "/" + url.PathEscape(a.ID),
+		}}
+		return out
+	}
+	return u
+}

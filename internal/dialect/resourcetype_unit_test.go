@@ -77,3 +77,42 @@ func TestResourceTypeChoiceIsKept(t *testing.T) {
 		}
 	}
 }
+
+func TestWZDKAgents(t *testing.T) {
+	rt := &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Agents", Schema: SchemaAgent, NameAttribute: AgentNameWZDK}
+	tgt := &targets.Target{Kind: scimv1.KindScimTarget, Namespace: "ns", Name: "apps",
+		Spec: &scimv1.ScimTargetSpec{Endpoint: "https://apps.example.com/scim/v2/"}, Status: &scimv1.ScimTargetStatus{ResourceType: rt}}
+	k := TypeOf(tgt)
+	if !k.IsWZDK() || k.NameAttr != "agentUserName" {
+		t.Fatalf("kind %+v", k)
+	}
+	got := AsType(scim.Resource{"userName": "bot.ns", "active": true, "schemas": []any{scim.SchemaUser}}, k)
+	want := scim.Resource{"agentUserName": "bot.ns", "displayName": "bot.ns", "active": true, "schemas": []any{SchemaAgent}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("AsType = %v, want %v", got, want)
+	}
+	owner := &scimv1.OwnerStatus{State: scimv1.OwnerActive, Accounts: []scimv1.OwnerAccount{
+		{Directory: "ScimTarget/ns/people", ID: "elsewhere"}, {Directory: tgt.Key(), ID: "u 1"}}}
+	withOwners := WithOwners(got, k, tgt, owner)
+	wantOwners := []any{map[string]any{"value": "u 1", "$ref": "https://apps.example.com/scim/v2/Users/u%201"}}
+	if !reflect.DeepEqual(withOwners["owners"], wantOwners) {
+		t.Fatalf("owners = %v, want %v", withOwners["owners"], wantOwners)
+	}
+	if _, ok := got["owners"]; ok {
+		t.Fatal("WithOwners modified its input")
+	}
+	for name, tc := range map[string]struct {
+		k     AccountType
+		owner *scimv1.OwnerStatus
+	}{
+		"an abbey Agent has no owners to write":            {TypeOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Agents", Schema: SchemaAgent}}}), owner},
+		"a User has no owners":                             {UserType, owner},
+		"no owner status":                                  {k, nil},
+		"an inactive owner is not named":                   {k, &scimv1.OwnerStatus{State: scimv1.OwnerInactive, Accounts: owner.Accounts}},
+		"the owner's account is in another directory only": {k, &scimv1.OwnerStatus{State: scimv1.OwnerActive, Accounts: owner.Accounts[:1]}},
+	} {
+		if out := WithOwners(got, tc.k, tgt, tc.owner); out["owners"] != nil {
+			t.Errorf("%s: owners %v", name, out["owners"])
+		}
+	}
+}

@@ -5,9 +5,11 @@ package governance
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -169,6 +171,7 @@ func CapExpiry(si *scimv1.ServiceIdentity, exp *metav1.Time, p Policy) *metav1.T
 type ownerCheck struct {
 	state   scimv1.OwnerState
 	message string
+	id      string // the owner's account id, when active
 	at      time.Time
 }
 
@@ -242,17 +245,26 @@ func (g *Governor) checkOwner(ctx context.Context, si *scimv1.ServiceIdentity, p
 	now := g.now()
 	prev := si.Status.Owner
 	state, dirs, msg := scimv1.OwnerActive, []string{}, ""
+	var accounts []scimv1.OwnerAccount
 	for _, d := range p.directories {
-		dirs = append(dirs, targets.Key(d.ref.TargetKind(), d.namespace, d.ref.Name))
-		st, m := g.lookupOwner(ctx, si.Spec.Owner, d, p.recheck, fresh)
+		dirKey := targets.Key(d.ref.TargetKind(), d.namespace, d.ref.Name)
+		dirs = append(dirs, dirKey)
+		st, m, id := g.lookupOwner(ctx, si.Spec.Owner, d, p.recheck, fresh)
 		if ownerRank(st) > ownerRank(state) {
 			state, msg = st, m
 		}
+		// Only where an Agent of this identity can name it: the directory is one of its targets.
+		if st == scimv1.OwnerActive && id != "" && len(accounts) < 8 && slices.ContainsFunc(si.Spec.TargetRefs, func(ref scimv1.TargetReference) bool {
+			return targets.RefKey(ref, si.Namespace) == dirKey
+		}) {
+			accounts = append(accounts, scimv1.OwnerAccount{Directory: status.Truncate(dirKey, 256), ID: id})
+		}
 	}
-	next := &scimv1.OwnerStatus{State: state, Owner: status.Truncate(si.Spec.Owner, 256), Directory: status.Truncate(strings.Join(dirs, ", "), 256), Message: status.Truncate(msg, 512)}
+	next := &scimv1.OwnerStatus{State: state, Owner: status.Truncate(si.Spec.Owner, 256), Directory: status.Truncate(strings.Join(dirs, ", "), 256),
+		Message: status.Truncate(msg, 512), Accounts: accounts}
 	if state == scimv1.OwnerUnchecked && prev != nil && prev.State != scimv1.OwnerUnchecked && prev.Owner == next.Owner {
 		// The directory did not answer: the last answer stands (a grace keeps running, none starts).
-		next.State, next.Since = prev.State, prev.Since
+		next.State, next.Since, next.Accounts = prev.State, prev.Since, prev.Accounts
 		next.Message = status.Truncate(msg+"; the last answer stands", 512)
 	}
 	bad := next.State == scimv1.OwnerInactive || next.State == scimv1.OwnerMissing
@@ -301,34 +313,36 @@ func ownerRank(s scimv1.OwnerState) int {
 }
 
 // lookupOwner asks one directory about owner (cached for ttl, unless fresh: a resync request).
-func (g *Governor) lookupOwner(ctx context.Context, owner string, d directory, ttl time.Duration, fresh bool) (scimv1.OwnerState, string) {
+// It returns the owner's account id too, when active.
+func (g *Governor) lookupOwner(ctx context.Context, owner string, d directory, ttl time.Duration, fresh bool) (scimv1.OwnerState, string, string) {
 	if owner == "" {
-		return scimv1.OwnerMissing, "spec.owner is not set"
+		return scimv1.OwnerMissing, "spec.owner is not set", ""
 	}
 	if d.refused != "" {
-		return scimv1.OwnerUnchecked, d.refused
+		return scimv1.OwnerUnchecked, d.refused, ""
 	}
 	key := strings.Join([]string{d.ref.TargetKind(), d.namespace, d.ref.Name, d.attr, strings.ToLower(owner)}, "|")
 	if c, ok := g.owners.get(key, g.now(), ttl); ok && !fresh {
-		return c.state, c.message
+		return c.state, c.message, c.id
 	}
-	state, msg := g.askDirectory(ctx, owner, d)
+	state, msg, id := g.askDirectory(ctx, owner, d)
 	if state != scimv1.OwnerUnchecked {
-		g.owners.put(key, ownerCheck{state: state, message: msg, at: g.now()})
+		g.owners.put(key, ownerCheck{state: state, message: msg, id: id, at: g.now()})
 	}
-	return state, msg
+	return state, msg, id
 }
 
-// askDirectory looks the owner up in the directory target by userName or e-mail address.
-func (g *Governor) askDirectory(ctx context.Context, owner string, d directory) (scimv1.OwnerState, string) {
+// askDirectory looks the owner up in the directory target by userName or e-mail address; the
+// owner's account id comes back when the owner is active (one account: the first active one).
+func (g *Governor) askDirectory(ctx context.Context, owner string, d directory) (scimv1.OwnerState, string, string) {
 	dirKey := targets.Key(d.ref.TargetKind(), d.namespace, d.ref.Name)
 	t, err := targets.Get(ctx, g.Client, d.ref, d.namespace, g.ClusterResourceNamespace)
 	if err != nil {
-		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s: %v", dirKey, err)
+		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s: %v", dirKey, err), ""
 	}
 	c, err := g.Clients.ForTarget(ctx, t)
 	if err != nil {
-		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s: %v", dirKey, err)
+		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s: %v", dirKey, err), ""
 	}
 	filter := "userName eq " + scim.Quote(owner)
 	if d.attr == "emails" {
@@ -336,9 +350,9 @@ func (g *Governor) askDirectory(ctx context.Context, owner string, d directory) 
 	}
 	found, err := c.ListAll(ctx, dialect.UsersEndpoint, filter, 10, 1)
 	if err != nil {
-		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s did not answer: %v", dirKey, err)
+		return scimv1.OwnerUnchecked, fmt.Sprintf("owner directory %s did not answer: %v", dirKey, err), ""
 	}
-	seen, active := false, false
+	seen, active, id := false, false, ""
 	for _, u := range found {
 		if !ownerMatches(u, d.attr, owner) { // a provider that ignores the filter answers everyone
 			continue
@@ -347,23 +361,26 @@ func (g *Governor) askDirectory(ctx context.Context, owner string, d directory) 
 			continue // an account this operator made (an identity) is nobody's owner, not even its own
 		}
 		seen = true
-		if a, present := u.Active(); !present || a {
-			active = true
+		if a, present := u.Active(); (!present || a) && !active {
+			active, id = true, u.ID()
 		}
+	}
+	if len(id) > 256 || !utf8.ValidString(id) || strings.ContainsAny(id, "/?#") {
+		id = "" // not an id a reference can carry: the owner is active, and not named
 	}
 	switch {
 	case !seen && d.ref.ClusterScoped():
 		// The cluster's directory tells tenants whether a person is active, not whether they
 		// ever were: who exists in it is not theirs to learn.
-		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is not an active account in directory %s", owner, dirKey)
+		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is not an active account in directory %s", owner, dirKey), ""
 	case !seen:
-		return scimv1.OwnerMissing, fmt.Sprintf("owner %q has no account in directory %s", owner, dirKey)
+		return scimv1.OwnerMissing, fmt.Sprintf("owner %q has no account in directory %s", owner, dirKey), ""
 	case !active && d.ref.ClusterScoped():
-		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is not an active account in directory %s", owner, dirKey)
+		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is not an active account in directory %s", owner, dirKey), ""
 	case !active:
-		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is inactive in directory %s (the person left?)", owner, dirKey)
+		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is inactive in directory %s (the person left?)", owner, dirKey), ""
 	}
-	return scimv1.OwnerActive, ""
+	return scimv1.OwnerActive, "", id
 }
 
 // ownerMatches re-checks a directory's answer: its userName, or one of its e-mail addresses,

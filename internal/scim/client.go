@@ -576,7 +576,7 @@ func (c *Client) Schemas(ctx context.Context) ([]Resource, error) {
 func matches(r Resource, attr, value string) bool {
 	got := r.str(attr)
 	switch attr {
-	case "userName", "displayName", "name": // caseExact false (RFC 7643 §4.1.1; the agent drafts' name alike)
+	case "userName", "displayName", "name", "agentUserName": // caseExact false (RFC 7643 §4.1.1; the agent drafts' names alike)
 		return strings.EqualFold(got, value)
 	}
 	return got == value

@@ -119,7 +119,7 @@ func unassigned(v any) bool {
 // valueEqual compares one attribute's desired and current values.
 func valueEqual(name string, want, have any) bool {
 	switch {
-	case strings.EqualFold(name, "userName"):
+	case strings.EqualFold(name, "userName"), strings.EqualFold(name, "agentUserName"): // caseExact false
 		ws, wok := want.(string)
 		hs, hok := have.(string)
 		return wok && hok && strings.EqualFold(ws, hs)
@@ -258,13 +258,23 @@ var userAttributes = []string{
 	"addresses", "entitlements", "roles", "x509Certificates",
 }
 
+// agentAttributes are the writable attributes of the agent drafts' Agent (draft-wzdk-scim-agent-
+// resource-00: agentUserName, displayName, active, description, owners; draft-abbey-scim-agent-
+// extension-00 §5.1 the others), kept from current in the PUT of an Agent as userAttributes are
+// in a User's. groups is read-only in both.
+var agentAttributes = []string{
+	"id", "externalId", "agentUserName", "name", "displayName", "active", "description", "owners",
+	"agentType", "subject", "entitlements", "roles", "applications", "x509Certificates", "protocols", "parent",
+}
+
 // ReplaceBody is the body of a PUT (RFC 7644 §3.5.1) that applies desired to current and keeps
 // what others set. A PUT replaces the whole resource, so it carries:
 //   - every attribute desired sets (complex attributes and extensions merged into current's
 //     sub-attributes, as MergeForReplace does), password included when desired sets one;
-//   - from current, only the core User attributes (see userAttributes: never meta, password or
-//     groups), the enterprise extension, and the extensions desired sets. Anything else the
-//     provider returned is not echoed back: a hostile provider's body does not travel on;
+//   - from current, only the core attributes of its kind (userAttributes, or agentAttributes
+//     for an Agent: never meta, password or groups), the enterprise extension, and the
+//     extensions desired sets. Anything else the provider returned is not echoed back: a
+//     hostile provider's body does not travel on;
 //   - schemas: the core User schema, then the extensions the body carries, sorted.
 //
 // An attribute current spells in another case than desired is sent once, as desired spells it.
@@ -272,6 +282,10 @@ func ReplaceBody(desired, current Resource) Resource {
 	merged := MergeForReplace(desired, current)
 	out := Resource{}
 	var schemas []string
+	kept := userAttributes
+	if coreSchema(desired) == SchemaAgent {
+		kept = agentAttributes
+	}
 	for k, v := range merged {
 		_, fromDesired := lookupFold(desired, k)
 		switch {
@@ -281,7 +295,7 @@ func ReplaceBody(desired, current Resource) Resource {
 				out[k] = v
 				schemas = append(schemas, k)
 			}
-		case fromDesired || slices.ContainsFunc(userAttributes, func(a string) bool { return strings.EqualFold(a, k) }):
+		case fromDesired || slices.ContainsFunc(kept, func(a string) bool { return strings.EqualFold(a, k) }):
 			out[k] = v
 		}
 	}

@@ -11,8 +11,11 @@ import (
 
 // Schema URNs (RFC 7643 §8.7, RFC 7644 §3.5.2, §3.12).
 const (
-	SchemaUser               = "urn:ietf:params:scim:schemas:core:2.0:User"
-	SchemaGroup              = "urn:ietf:params:scim:schemas:core:2.0:Group"
+	SchemaUser  = "urn:ietf:params:scim:schemas:core:2.0:User"
+	SchemaGroup = "urn:ietf:params:scim:schemas:core:2.0:Group"
+	// SchemaAgent is the IETF agent drafts' Agent (draft-wzdk-scim-agent-resource-00,
+	// draft-abbey-scim-agent-extension-00).
+	SchemaAgent              = "urn:ietf:params:scim:schemas:core:2.0:Agent"
 	SchemaEnterpriseUser     = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 	SchemaPatchOp            = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 	SchemaListResponse       = "urn:ietf:params:scim:api:messages:2.0:ListResponse"

@@ -76,3 +76,49 @@ func AgentSchema() schema.Schema {
 		},
 	}
 }
+
+// AgentSchemaWZDK is the Agent resource schema of draft-wzdk-scim-agent-resource-00 ("SCIM
+// Agent Resource", Wahl, Zollner, Dingle, Kazzouzi, June 2026), the merger of the earlier agent
+// drafts: the same resource type, endpoint (/Agents) and schema URN as AgentSchema, but an
+// Agent is named by agentUserName, and agentUserName, displayName and active are REQUIRED;
+// description and owners (references to the owners' User resources) are optional. As read
+// from the documents citing it (its full text was not reachable from this project's machines),
+// the characteristics below that it does not state follow RFC 7643's userName and the earlier
+// draft's owners: agentUserName unique (server) and caseExact false, owners read-write with
+// value, $ref (User) and display; groups read-only, as a User's.
+func AgentSchemaWZDK() schema.Schema {
+	ref := func(name, desc string, mutability schema.AttributeMutability) schema.CoreAttribute {
+		return schema.ComplexCoreAttribute(schema.ComplexParams{
+			Name: name, Description: optional.NewString(desc), MultiValued: true, Mutability: mutability,
+			SubAttributes: []schema.SimpleParams{
+				schema.SimpleStringParams(schema.StringParams{Name: "value"}),
+				schema.SimpleReferenceParams(schema.ReferenceParams{Name: "$ref", ReferenceTypes: []schema.AttributeReferenceType{"User", "Group"}}),
+				schema.SimpleStringParams(schema.StringParams{Name: "display"}),
+			},
+		})
+	}
+	return schema.Schema{
+		ID:          SchemaAgent,
+		Name:        optional.NewString("Agent"),
+		Description: optional.NewString("Agent (draft-wzdk-scim-agent-resource-00)"),
+		Attributes: []schema.CoreAttribute{
+			schema.SimpleCoreAttribute(schema.SimpleStringParams(schema.StringParams{
+				Name:        "agentUserName",
+				Description: optional.NewString("The unique name of the Agent. REQUIRED."),
+				Required:    true,
+				Uniqueness:  schema.AttributeUniquenessServer(),
+			})),
+			schema.SimpleCoreAttribute(schema.SimpleStringParams(schema.StringParams{
+				Name: "displayName", Description: optional.NewString("The name of the Agent, suitable for display. REQUIRED."), Required: true,
+			})),
+			schema.SimpleCoreAttribute(schema.SimpleBooleanParams(schema.BooleanParams{
+				Name: "active", Description: optional.NewString("The Agent's administrative status. REQUIRED."), Required: true,
+			})),
+			schema.SimpleCoreAttribute(schema.SimpleStringParams(schema.StringParams{
+				Name: "description", Description: optional.NewString("The description of the Agent."),
+			})),
+			ref("owners", "The Users (or Groups) accountable for the Agent.", schema.AttributeMutabilityReadWrite()),
+			ref("groups", "Group membership (read-only).", schema.AttributeMutabilityReadOnly()),
+		},
+	}
+}

@@ -83,3 +83,46 @@ func TestNoAgentsWithoutWithAgents(t *testing.T) {
 		t.Errorf("/Schemas/<Agent>: %d", r.status)
 	}
 }
+
+func TestWZDKAgents(t *testing.T) {
+	srv, base := start(t, scimserver.WithWZDKAgents())
+	sch := call(t, base, "GET", "/Schemas/"+scimserver.SchemaAgent, "")
+	if sch.status != http.StatusOK {
+		t.Fatalf("/Schemas/<Agent>: %d %s", sch.status, sch.raw)
+	}
+	required := map[string]bool{}
+	for _, a := range sch.body["attributes"].([]any) {
+		m := a.(map[string]any)
+		required[m["name"].(string)] = m["required"] == true
+	}
+	if !required["agentUserName"] || !required["displayName"] || !required["active"] || required["owners"] {
+		t.Errorf("agentUserName, displayName and active are required, owners is not: %v", required)
+	}
+	if _, ok := required["name"]; ok {
+		t.Errorf("no name attribute in draft-wzdk: %v", required)
+	}
+	for _, body := range []string{
+		`{` + agentSchema + `,"displayName":"x","active":true}`,              // no agentUserName
+		`{` + agentSchema + `,"agentUserName":"bot","active":true}`,          // no displayName
+		`{` + agentSchema + `,"name":"bot","displayName":"x","active":true}`, // the abbey name
+	} {
+		if r := call(t, base, "POST", "/Agents", body); r.status != http.StatusBadRequest {
+			t.Errorf("%s: want 400, got %d %s", body, r.status, r.raw)
+		}
+	}
+	owner := srv.Users.Put(map[string]any{"userName": "alice@example.com", "active": true})
+	created := call(t, base, "POST", "/Agents", `{`+agentSchema+`,"agentUserName":"report-bot","displayName":"Reports","active":true,`+
+		`"owners":[{"value":"`+owner+`","$ref":"`+base+`/Users/`+owner+`"}]}`)
+	if created.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", created.status, created.raw)
+	}
+	if o, _ := created.body["owners"].([]any); len(o) != 1 || o[0].(map[string]any)["value"] != owner {
+		t.Errorf("owners: %v", created.body["owners"])
+	}
+	if r := call(t, base, "POST", "/Agents", `{`+agentSchema+`,"agentUserName":"REPORT-BOT","displayName":"x","active":true}`); r.status != http.StatusConflict {
+		t.Errorf("agentUserName is unique (case-insensitively): %d %s", r.status, r.raw)
+	}
+	if l := resources(call(t, base, "GET", "/Agents?filter="+q(`agentUserName eq "Report-Bot"`), "")); len(l) != 1 {
+		t.Errorf("filter on agentUserName: %v", l)
+	}
+}

@@ -187,6 +187,13 @@ func WithAgents() Option {
 	return func(s *Server) { s.agents = true }
 }
 
+// WithWZDKAgents serves /Agents as WithAgents does, with the Agent schema of
+// draft-wzdk-scim-agent-resource-00 (AgentSchemaWZDK: named by agentUserName, displayName and
+// active required, owners as references to Users).
+func WithWZDKAgents() Option {
+	return func(s *Server) { s.agents, s.wzdk = true, true }
+}
+
 // SetQuirks changes the server's behaviour at run time; safe while requests are served.
 func (s *Server) SetQuirks(q Quirks) {
 	s.qmu.Lock()

@@ -34,6 +34,7 @@ type Server struct {
 	handler http.Handler
 	stats   stats
 	agents  bool
+	wzdk    bool              // the Agents are draft-wzdk-scim-agent-resource's (named by agentUserName)
 	types   map[string]*Store // endpoint ("/Users") → store
 
 	qmu    sync.RWMutex
@@ -73,12 +74,16 @@ func New(token string, opts ...Option) (*Server, error) {
 		},
 	}
 	if s.agents {
-		s.Agents = newStore("Agent", "name", s, AgentSchema())
+		agentSchema, nameAttr := AgentSchema(), "name"
+		if s.wzdk {
+			agentSchema, nameAttr = AgentSchemaWZDK(), "agentUserName"
+		}
+		s.Agents = newStore("Agent", nameAttr, s, agentSchema)
 		s.types["/Agents"] = s.Agents
 		types = append(types, scim.ResourceType{
 			ID: optional.NewString("Agent"), Name: "Agent", Endpoint: "/Agents",
 			Description: optional.NewString("Agent identities"),
-			Schema:      AgentSchema(),
+			Schema:      agentSchema,
 			Handler:     s.Agents,
 		})
 	}

@@ -48,7 +48,8 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 	if err := dialect.TypeReady(t); err != nil {
 		return r.entryFailed(entry, outcome.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
 	}
-	desired = dialect.AsType(desired, dialect.TypeOf(t))
+	kind := dialect.TypeOf(t)
+	desired = dialect.WithOwners(dialect.AsType(desired, kind), kind, t, si.Status.Owner)
 	g := governance.GuardrailsOf(t)
 	if err := g.Check(t, si); err != nil {
 		// Nothing is provisioned. An account that exists keeps what it has until the spec

@@ -17,6 +17,7 @@ func main() {
 	token := flag.String("token", envOr("SCIM_SERVER_TOKEN", "dev-token"), "bearer token clients must send (default $SCIM_SERVER_TOKEN, else dev-token)")
 	profile := flag.String("profile", "rfc", "quirk profile: behave like this kind of provider (see test/scimserver/PROFILES.md): "+profileNames())
 	agents := flag.Bool("agents", false, "also serve the Agent resource type at /Agents (draft-abbey-scim-agent-extension-00)")
+	wzdk := flag.Bool("agents-wzdk", false, "also serve the Agent resource type at /Agents as draft-wzdk-scim-agent-resource-00 defines it (named by agentUserName)")
 	flag.Parse()
 
 	p, ok := scimserver.ProfileNamed(*profile)
@@ -25,7 +26,10 @@ func main() {
 		os.Exit(2)
 	}
 	opts := []scimserver.Option{scimserver.WithProfile(p)}
-	if *agents {
+	switch {
+	case *wzdk:
+		opts = append(opts, scimserver.WithWZDKAgents())
+	case *agents:
 		opts = append(opts, scimserver.WithAgents())
 	}
 	srv, err := scimserver.New(*token, opts...)
@@ -37,7 +41,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "listening:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("reference SCIM server on %s (profile %s, agents %v; bearer token from --token or $SCIM_SERVER_TOKEN)\n", srv.Endpoint(), p.Name, *agents)
+	fmt.Printf("reference SCIM server on %s (profile %s, agents %v; bearer token from --token or $SCIM_SERVER_TOKEN)\n", srv.Endpoint(), p.Name, *agents || *wzdk)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
