@@ -2,6 +2,7 @@ package governance
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,5 +35,22 @@ func TestOwnerChecksAreBounded(t *testing.T) {
 	zero.put("k", ownerCheck{at: now})
 	if _, ok := zero.get("k", now, time.Minute); !ok || zero.size != ownerCacheSize {
 		t.Errorf("zero value: cached %v, size %d", ok, zero.size)
+	}
+}
+
+func TestReferenceableOwnerID(t *testing.T) {
+	for id, want := range map[string]string{
+		"2819c223-7f76-453a-919d-413861904646": "2819c223-7f76-453a-919d-413861904646",
+		"user 1":                               "user 1",
+		"../admin":                             "",
+		"a?b":                                  "",
+		"a#b":                                  "",
+		"bad\x1b[2J":                           "",
+		"bad\xff":                              "",
+		strings.Repeat("x", 257):               "",
+	} {
+		if got := referenceable(id); got != want {
+			t.Errorf("referenceable(%q) = %q, want %q", id, got, want)
+		}
 	}
 }

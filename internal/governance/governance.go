@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -365,9 +366,7 @@ func (g *Governor) askDirectory(ctx context.Context, owner string, d directory) 
 			active, id = true, u.ID()
 		}
 	}
-	if len(id) > 256 || !utf8.ValidString(id) || strings.ContainsAny(id, "/?#") {
-		id = "" // not an id a reference can carry: the owner is active, and not named
-	}
+	id = referenceable(id)
 	switch {
 	case !seen && d.ref.ClusterScoped():
 		// The cluster's directory tells tenants whether a person is active, not whether they
@@ -381,6 +380,16 @@ func (g *Governor) askDirectory(ctx context.Context, owner string, d directory) 
 		return scimv1.OwnerInactive, fmt.Sprintf("owner %q is inactive in directory %s (the person left?)", owner, dirKey), ""
 	}
 	return scimv1.OwnerActive, "", id
+}
+
+// referenceable is id when an owners reference and the identity's status can carry it (a
+// directory's answer is provider input): at most 256 bytes of UTF-8, no control character, no
+// '/', '?' or '#'; else "" (the owner is active, and not named).
+func referenceable(id string) string {
+	if len(id) > 256 || !utf8.ValidString(id) || strings.ContainsAny(id, "/?#") || strings.ContainsFunc(id, unicode.IsControl) {
+		return ""
+	}
+	return id
 }
 
 // ownerMatches re-checks a directory's answer: its userName, or one of its e-mail addresses,
