@@ -26,6 +26,9 @@ func isReserved(name string) bool {
 	return slices.ContainsFunc(reservedAttributes, func(r string) bool { return strings.EqualFold(r, name) })
 }
 
+// coreSchemaPrefix starts every core schema URN (User, Group, Agent, a provider's own core type).
+const coreSchemaPrefix = "urn:ietf:params:scim:schemas:core:"
+
 // attrName is an attribute name as RFC 7643 §2.1 defines it (ATTRNAME); extension schema
 // URNs are checked by schemaURN. Anything else (a PATCH path, a filter, a dot) is refused,
 // so spec.attributes cannot smuggle a path such as `emails[type eq "work"]` or `name.x`.
@@ -88,8 +91,10 @@ func checkAttribute(k string, v any) error {
 		if !schemaURN.MatchString(k) {
 			return fmt.Errorf("spec.attributes: %q is not a schema URN", k)
 		}
-		if strings.HasPrefix(strings.ToLower(k), strings.ToLower(scim.SchemaUser)) {
-			return fmt.Errorf("spec.attributes may not use the core User schema URN (%q); set its attributes by name", k)
+		if strings.HasPrefix(strings.ToLower(k), coreSchemaPrefix) {
+			// A core schema's URN path is its core attributes (RFC 7644 §3.10): under the User's
+			// or an Agent's URN, reserved ones (active, externalId, owners, the name) would pass.
+			return fmt.Errorf("spec.attributes may not use a core schema URN (%q); set its attributes by name", k)
 		}
 		obj, ok := v.(map[string]any)
 		if !ok {

@@ -339,6 +339,8 @@ var _ = Describe("Attacks by a tenant", func() {
 			Entry("Active: true re-activating a suspended account", `{"Active":true}`),
 			Entry("EXTERNALID", `{"EXTERNALID":"someone-else"}`),
 			Entry("the core User schema URN", `{"urn:ietf:params:scim:schemas:core:2.0:User":{"active":true}}`),
+			Entry("the core Agent schema URN (its owners, its name)", `{"urn:ietf:params:scim:schemas:core:2.0:Agent":{"active":true,"owners":[{"value":"victim"}]}}`),
+			Entry("an Agent's owners", `{"Owners":[{"value":"victim"}]}`),
 			Entry("a PATCH path in a name", `{"emails[type eq \"work\"].value":"x@example.com"}`),
 		)
 	})

@@ -88,10 +88,12 @@ func (k AccountType) IsWZDK() bool { return k.Schema == SchemaAgent && k.NameAtt
 func agentNameAttribute(ctx context.Context, c *scim.Client) (string, string, error) {
 	schemas, err := c.Schemas(ctx)
 	if err != nil {
-		if scim.IsRetryable(err) || scim.IsUnauthorized(err) {
+		// Only a provider that does not serve /Schemas at all (404, 405, 501) decides it; any other
+		// failure is asked again, since the choice is kept for good.
+		if !scim.IsNotFound(err) && !scim.IsNotImplemented(err) {
 			return "", "", fmt.Errorf("reading /Schemas to learn how an Agent is named: %w", err)
 		}
-		return AgentNameAbbey, fmt.Sprintf("/Schemas could not be read (%v): Agents are named by name (draft-abbey)", err), nil
+		return AgentNameAbbey, fmt.Sprintf("/Schemas is not served (%v): Agents are named by name (draft-abbey)", err), nil
 	}
 	for _, sc := range schemas {
 		if sc.Str("id") != SchemaAgent {
@@ -218,7 +220,19 @@ func AsType(u scim.Resource, k AccountType) scim.Resource {
 		schemas[0] = k.Schema
 		out["schemas"] = schemas
 	}
+	for key := range out {
+		// The kind's own schema URN as a key is its core attributes (RFC 7644 §3.10), which
+		// spec.attributes may not set; DesiredUser refuses core URNs, this keeps it so.
+		if strings.EqualFold(key, k.Schema) && k.Schema != "" {
+			delete(out, key)
+		}
+	}
 	if k.NameAttr != "userName" {
+		for key := range out {
+			if strings.EqualFold(key, k.NameAttr) {
+				delete(out, key) // another spelling of the name attribute
+			}
+		}
 		out[k.NameAttr] = out["userName"]
 		delete(out, "userName")
 		delete(out, "userType") // a User attribute; an Agent has its own
@@ -237,22 +251,27 @@ func AccountName(u scim.Resource, k AccountType) string { return u.Str(k.NameAtt
 
 // WithOwners names the identity's owner in a draft-wzdk Agent's owners attribute: a reference
 // to the owner's User on the same target, when governance found the owner active there (the
-// target is also an owner directory; owner.accounts). Anywhere else an id would mean nothing
-// to the provider, so u is returned unchanged (as it is for any other kind of account).
+// target is also an owner directory; owner.accounts). Once that directory has said the owner is
+// missing or inactive (or gave no id a reference can carry), owners is removed. Anywhere else an
+// id would mean nothing to the provider, so u is returned unchanged (as it is for any other kind
+// of account, and while the directory has not answered).
 func WithOwners(u scim.Resource, k AccountType, t *targets.Target, owner *scimv1.OwnerStatus) scim.Resource {
-	if !k.IsWZDK() || owner == nil || owner.State != scimv1.OwnerActive {
+	if !k.IsWZDK() || owner == nil || owner.State == scimv1.OwnerUnchecked ||
+		!slices.Contains(strings.Split(owner.Directory, ", "), t.Key()) {
 		return u
 	}
-	for _, a := range owner.Accounts {
-		if a.Directory != t.Key() || a.ID == "" {
-			continue
-		}
-		out := maps.Clone(u)
-		out["owners"] = []any{map[string]any{
-			"value": a.ID,
-			"$ref":  strings.TrimSuffix(t.Spec.Endpoint, "/") + "/" + UsersEndpoint + "/" + url.PathEscape(a.ID),
-		}}
+	out := maps.Clone(u)
+	out["owners"] = nil // removed, unless the owner is active here
+	if owner.State != scimv1.OwnerActive {
 		return out
 	}
-	return u
+	for _, a := range owner.Accounts {
+		if a.Directory == t.Key() && a.ID != "" {
+			out["owners"] = []any{map[string]any{
+				"value": a.ID,
+				"$ref":  strings.TrimSuffix(t.Spec.Endpoint, "/") + "/" + UsersEndpoint + "/" + url.PathEscape(a.ID),
+			}}
+		}
+	}
+	return out
 }

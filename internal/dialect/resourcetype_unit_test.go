@@ -91,7 +91,7 @@ func TestWZDKAgents(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("AsType = %v, want %v", got, want)
 	}
-	owner := &scimv1.OwnerStatus{State: scimv1.OwnerActive, Accounts: []scimv1.OwnerAccount{
+	owner := &scimv1.OwnerStatus{State: scimv1.OwnerActive, Directory: "ScimTarget/ns/people, " + tgt.Key(), Accounts: []scimv1.OwnerAccount{
 		{Directory: "ScimTarget/ns/people", ID: "elsewhere"}, {Directory: tgt.Key(), ID: "u 1"}}}
 	withOwners := WithOwners(got, k, tgt, owner)
 	wantOwners := []any{map[string]any{"value": "u 1", "$ref": "https://apps.example.com/scim/v2/Users/u%201"}}
@@ -102,17 +102,30 @@ func TestWZDKAgents(t *testing.T) {
 		t.Fatal("WithOwners modified its input")
 	}
 	for name, tc := range map[string]struct {
-		k     AccountType
-		owner *scimv1.OwnerStatus
+		k       AccountType
+		owner   *scimv1.OwnerStatus
+		removed bool // owners: null (removed), else left out (untouched)
 	}{
-		"an abbey Agent has no owners to write":            {TypeOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Agents", Schema: SchemaAgent}}}), owner},
-		"a User has no owners":                             {UserType, owner},
-		"no owner status":                                  {k, nil},
-		"an inactive owner is not named":                   {k, &scimv1.OwnerStatus{State: scimv1.OwnerInactive, Accounts: owner.Accounts}},
-		"the owner's account is in another directory only": {k, &scimv1.OwnerStatus{State: scimv1.OwnerActive, Accounts: owner.Accounts[:1]}},
+		"an abbey Agent has no owners to write":      {TypeOf(&targets.Target{Status: &scimv1.ScimTargetStatus{ResourceType: &scimv1.ResourceTypeStatus{Name: "Agent", Endpoint: "/Agents", Schema: SchemaAgent}}}), owner, false},
+		"a User has no owners":                       {UserType, owner, false},
+		"no owner status":                            {k, nil, false},
+		"the directory did not answer":               {k, &scimv1.OwnerStatus{State: scimv1.OwnerUnchecked, Directory: owner.Directory}, false},
+		"the target is not an owner directory":       {k, &scimv1.OwnerStatus{State: scimv1.OwnerActive, Directory: "ScimTarget/ns/people", Accounts: owner.Accounts[:1]}, false},
+		"an inactive owner is removed":               {k, &scimv1.OwnerStatus{State: scimv1.OwnerInactive, Directory: owner.Directory}, true},
+		"an owner with no usable id here is removed": {k, &scimv1.OwnerStatus{State: scimv1.OwnerActive, Directory: owner.Directory, Accounts: owner.Accounts[:1]}, true},
 	} {
-		if out := WithOwners(got, tc.k, tgt, tc.owner); out["owners"] != nil {
-			t.Errorf("%s: owners %v", name, out["owners"])
+		out := WithOwners(got, tc.k, tgt, tc.owner)
+		v, present := out["owners"]
+		if v != nil || present != tc.removed {
+			t.Errorf("%s: owners %v (present %v)", name, v, present)
 		}
+	}
+
+	// The kind's own schema URN as a key (RFC 7644 §3.10: its core attributes) and another
+	// spelling of the name never reach the provider.
+	smuggled := AsType(scim.Resource{"userName": "bot.ns", "active": true, "AgentUserName": "ceo-bot",
+		"URN:IETF:PARAMS:SCIM:SCHEMAS:CORE:2.0:AGENT": map[string]any{"owners": []any{map[string]any{"value": "victim"}}}}, k)
+	if want := (scim.Resource{"agentUserName": "bot.ns", "displayName": "bot.ns", "active": true}); !reflect.DeepEqual(smuggled, want) {
+		t.Fatalf("AsType = %v, want %v", smuggled, want)
 	}
 }

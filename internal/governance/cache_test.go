@@ -47,6 +47,8 @@ func TestReferenceableOwnerID(t *testing.T) {
 		"a#b":                                  "",
 		"bad\x1b[2J":                           "",
 		"bad\xff":                              "",
+		"..":                                   "",
+		"rlo\u202eexe":                         "",
 		strings.Repeat("x", 257):               "",
 	} {
 		if got := referenceable(id); got != want {

@@ -254,11 +254,9 @@ func (g *Governor) checkOwner(ctx context.Context, si *scimv1.ServiceIdentity, p
 		if ownerRank(st) > ownerRank(state) {
 			state, msg = st, m
 		}
-		// Only where an Agent of this identity can name it: the directory is one of its targets.
-		if st == scimv1.OwnerActive && id != "" && len(accounts) < 8 && slices.ContainsFunc(si.Spec.TargetRefs, func(ref scimv1.TargetReference) bool {
-			return targets.RefKey(ref, si.Namespace) == dirKey
-		}) {
-			accounts = append(accounts, scimv1.OwnerAccount{Directory: status.Truncate(dirKey, 256), ID: id})
+		if st == scimv1.OwnerActive && id != "" && len(accounts) < 8 && !slices.ContainsFunc(accounts, func(a scimv1.OwnerAccount) bool { return a.Directory == dirKey }) &&
+			g.agentsNameOwners(ctx, si, d, dirKey) {
+			accounts = append(accounts, scimv1.OwnerAccount{Directory: dirKey, ID: id})
 		}
 	}
 	next := &scimv1.OwnerStatus{State: state, Owner: status.Truncate(si.Spec.Owner, 256), Directory: status.Truncate(strings.Join(dirs, ", "), 256),
@@ -382,11 +380,29 @@ func (g *Governor) askDirectory(ctx context.Context, owner string, d directory) 
 	return scimv1.OwnerActive, "", id
 }
 
+// agentsNameOwners reports whether the identity's account on directory d can name its owner:
+// d is one of the identity's targets, allows its namespace, and makes draft-wzdk Agents. Only
+// then is the owner's id recorded (status.owner.accounts): a tenant does not learn the ids of
+// a directory it cannot use.
+func (g *Governor) agentsNameOwners(ctx context.Context, si *scimv1.ServiceIdentity, d directory, dirKey string) bool {
+	if !slices.ContainsFunc(si.Spec.TargetRefs, func(ref scimv1.TargetReference) bool { return targets.RefKey(ref, si.Namespace) == dirKey }) {
+		return false
+	}
+	t, err := targets.Get(ctx, g.Client, d.ref, d.namespace, g.ClusterResourceNamespace)
+	if err != nil || !dialect.TypeOf(t).IsWZDK() {
+		return false
+	}
+	refusal, err := targets.NamespaceAllowed(ctx, g.Client, t, si.Namespace)
+	return err == nil && refusal == ""
+}
+
 // referenceable is id when an owners reference and the identity's status can carry it (a
-// directory's answer is provider input): at most 256 bytes of UTF-8, no control character, no
-// '/', '?' or '#'; else "" (the owner is active, and not named).
+// directory's answer is provider input): at most 256 bytes of UTF-8, no control or format
+// character (bidi overrides), no '/', '?' or '#', not "." or ".."; else "" (the owner is active,
+// and not named).
 func referenceable(id string) string {
-	if len(id) > 256 || !utf8.ValidString(id) || strings.ContainsAny(id, "/?#") || strings.ContainsFunc(id, unicode.IsControl) {
+	if len(id) > 256 || !utf8.ValidString(id) || strings.ContainsAny(id, "/?#") || id == "." || id == ".." ||
+		strings.ContainsFunc(id, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
 		return ""
 	}
 	return id

@@ -7,12 +7,17 @@ package kubeauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
@@ -70,6 +75,10 @@ func New(cfg *rest.Config, httpClient *http.Client) (*Auth, error) {
 func (a *Auth) Authenticate(r *http.Request) (user.Info, int, string) {
 	res, ok, err := a.authn.AuthenticateRequest(r)
 	switch {
+	case err != nil && reviewFailed(err):
+		// The API server could not be asked (down, throttling, the operator's RBAC): not the
+		// caller's fault, and not a verdict on the token.
+		return nil, http.StatusServiceUnavailable, "authentication could not be checked; try again"
 	case err != nil && !ok:
 		// An invalid or expired token is an authentication failure, not a server error.
 		return nil, http.StatusUnauthorized, "the bearer token was not accepted"
@@ -118,4 +127,19 @@ func MetricsFilter(cfg *rest.Config, httpClient *http.Client) (metricsserver.Fil
 			}
 		}), nil
 	}, nil
+}
+
+// reviewFailed tells a TokenReview that could not be made (the API server down or throttling,
+// the operator's RBAC) from a token the API server reviewed and refused: the authenticator
+// reports both as errors, the first as the client's error (an API status, a network or
+// context error), the second as the review's own message.
+func reviewFailed(err error) bool {
+	var agg utilerrors.Aggregate
+	if errors.As(err, &agg) {
+		return slices.ContainsFunc(agg.Errors(), reviewFailed)
+	}
+	var status apierrors.APIStatus
+	var netErr net.Error
+	return errors.As(err, &status) || errors.As(err, &netErr) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }

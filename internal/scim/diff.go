@@ -127,8 +127,41 @@ func valueEqual(name string, want, have any) bool {
 		if b, ok := flexBoolOf(have); ok { // some providers send "true"
 			have = b
 		}
+	case strings.EqualFold(name, "owners"):
+		// An Agent's owners are compared by value: a provider may write $ref its own way (its
+		// base URL, a relative one) or not at all, and add display.
+		w, h := referencedValues(want), referencedValues(have)
+		return w != nil && h != nil && slices.Equal(w, h)
 	}
 	return jsonEqual(want, have)
+}
+
+// referencedValues are the sorted values of a multi-valued reference attribute (owners), nil
+// when v is not a list of objects with string values.
+func referencedValues(v any) []string {
+	n, ok := normalize(v)
+	if !ok {
+		return nil
+	}
+	list, ok := n.([]any)
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(list))
+	for _, e := range list {
+		m, _ := e.(map[string]any)
+		val, ok := lookupFold(m, "value")
+		if !ok {
+			return nil
+		}
+		str, ok := val.(string)
+		if !ok {
+			return nil
+		}
+		out = append(out, str)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // jsonEqual reports whether have holds want, compared as JSON values: numbers by value,

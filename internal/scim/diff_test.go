@@ -340,3 +340,25 @@ func show(v any) string {
 	}
 	return string(b)
 }
+
+func TestOwnersComparedByValue(t *testing.T) {
+	desired := Resource{"owners": []any{map[string]any{"value": "u1", "$ref": "https://a.example/scim/v2/Users/u1"}}}
+	for name, tc := range map[string]struct {
+		current Resource
+		differs bool
+	}{
+		"the provider rewrote $ref and added display": {Resource{"owners": []any{map[string]any{"value": "u1", "$ref": "/Users/u1", "display": "Alice"}}}, false},
+		"the provider left $ref out":                  {Resource{"owners": []any{map[string]any{"value": "u1"}}}, false},
+		"another owner":                               {Resource{"owners": []any{map[string]any{"value": "u2"}}}, true},
+		"one more owner":                              {Resource{"owners": []any{map[string]any{"value": "u1"}, map[string]any{"value": "u2"}}}, true},
+		"no owners":                                   {Resource{}, true},
+		"owners that are not references":              {Resource{"owners": "u1"}, true},
+	} {
+		if got := len(Diff(desired, tc.current)) > 0; got != tc.differs {
+			t.Errorf("%s: differs %v, want %v", name, got, tc.differs)
+		}
+	}
+	if ops := Diff(Resource{"owners": nil}, Resource{"owners": []any{map[string]any{"value": "u1"}}}); len(ops) != 1 || ops[0].Op != "remove" {
+		t.Errorf("owners removed: %v", ops)
+	}
+}

@@ -68,7 +68,8 @@ type Node struct {
 	HostIP string
 
 	opts    Options
-	procs   []*process // in start order
+	sysctls map[string]string // the host's values before the node changed them
+	procs   []*process        // in start order
 	dns     *dnsServer
 	adminTk string
 }
@@ -88,7 +89,7 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{opts: opts, HostIP: hostIP}
+	n = &Node{opts: opts, HostIP: hostIP, sysctls: saveSysctls()}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w\n%s", err, n.LogTails(30))
@@ -347,7 +348,9 @@ kind: KubeProxyConfiguration
 mode: iptables
 clusterCIDR: %s
 clientConnection: {kubeconfig: %s}
-conntrack: {maxPerCore: 0}
+# Leave the host's conntrack settings, and 127/8 unreachable from outside (no route_localnet).
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+iptables: {localhostNodePorts: false}
 healthzBindAddress: 127.0.0.1:%d
 metricsBindAddress: 127.0.0.1:%d
 hostnameOverride: %s
@@ -529,4 +532,33 @@ func (n *Node) proc(name string) *process {
 		}
 	}
 	return nil
+}
+
+// changedSysctls are the kernel settings the kubelet, kube-proxy and the CNI bridge set on the
+// host (the kubelet's kernel tunables, forwarding, bridge netfilter, route_localnet): Stop
+// puts back what they were.
+var changedSysctls = []string{
+	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+	"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet", "net/bridge/bridge-nf-call-iptables",
+	"net/bridge/bridge-nf-call-ip6tables",
+}
+
+func saveSysctls() map[string]string {
+	saved := map[string]string{}
+	for _, k := range changedSysctls {
+		if b, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil {
+			saved[k] = strings.TrimSpace(string(b))
+		}
+	}
+	return saved
+}
+
+func restoreSysctls(saved map[string]string) {
+	for k, v := range saved {
+		path := filepath.Join("/proc/sys", k)
+		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) != v {
+			_ = os.WriteFile(path, []byte(v), 0o644)
+		}
+	}
 }

@@ -20,8 +20,8 @@ import (
 
 // Stop stops the node and removes what it left on the host: the Pods (through the CRI, so the
 // CNI plugin deletes their network namespaces and addresses), kube-proxy's and the kubelet's
-// iptables chains, containerd's shims and mounts, the bridge, the kubepods cgroups. It is safe
-// to call more than once.
+// iptables chains, containerd's shims and mounts, the bridge, the kubepods cgroups, and the
+// kernel settings they changed. It is safe to call more than once.
 func (n *Node) Stop() error {
 	var errs []error
 	for _, name := range []string{"kubelet", "kube-proxy"} {
@@ -54,6 +54,7 @@ func (n *Node) Stop() error {
 		}
 	}
 	removeCgroups()
+	restoreSysctls(n.sysctls)
 	if n.dns != nil {
 		n.dns.close()
 		n.dns = nil
