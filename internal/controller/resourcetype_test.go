@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -111,6 +112,11 @@ var _ = Describe("Resource types beyond User", func() {
 				HaveKeyWithValue("value", alice), HaveKeyWithValue("$ref", srv.Endpoint()+"/Users/"+alice)))),
 			Not(HaveKey("name")),
 		))
+
+		By("an administrator removes owners on the provider: the next sweep finds it, and the identity writes it back")
+		Expect(srv.Agents.Mutate(fmt.Sprint(agent()["id"]), func(a map[string]any) { delete(a, "owners") })).To(BeTrue())
+		sweepNow(ctx, t)
+		Eventually(func() any { return agent()["owners"] }).Should(ConsistOf(HaveKeyWithValue("value", alice)))
 
 		By("the owner changes: the Agent names the new one")
 		bob := srv.Users.Put(map[string]any{"userName": "bob", "emails": []any{map[string]any{"value": "bob@example.com"}}, "active": true})

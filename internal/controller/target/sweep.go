@@ -415,7 +415,8 @@ func (s *sweep) inStep(si *scimv1.ServiceIdentity, u scim.Resource) bool {
 	if err != nil {
 		return true // the spec is blocked; its reconcile says why
 	}
-	return len(scim.Diff(dialect.AsType(desired, s.kind), u)) == 0
+	// A draft-wzdk Agent's owners are part of what its account must be (dialect.WithOwners).
+	return len(scim.Diff(dialect.WithOwners(dialect.AsType(desired, s.kind), s.kind, s.t, si.Status.Owner), u)) == 0
 }
 
 func (s *sweep) entry(si *scimv1.ServiceIdentity) *scimv1.IdentityTargetStatus {
