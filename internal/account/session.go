@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"unicode/utf8"
 
@@ -108,6 +109,28 @@ func (a *Session) ifMatch(u scim.Resource) string {
 // the account there is used only if it carries our externalId. A new account costs one
 // lookup and one POST; an unchanged one costs one GET.
 func (a *Session) Ensure(ctx context.Context, knownID string) (user scim.Resource, adopted, updated bool, err error) {
+	user, adopted, updated, err = a.ensure(ctx, knownID)
+	if _, owners := a.Desired["owners"]; !owners || !scim.IsBadRequest(err) {
+		return user, adopted, updated, err
+	}
+	// A provider that will not take an Agent's owners (read-only there, or references it does
+	// not accept) must not hold the rest of the account back: without them, and when that
+	// works, its refusal is remembered for dialect.PatchRefusalTTL and shown on the target.
+	withOwners := a.Desired
+	a.Desired = maps.Clone(a.Desired)
+	delete(a.Desired, "owners")
+	user, adopted, updated, err2 := a.ensure(ctx, knownID)
+	if err2 != nil {
+		a.Desired = withOwners
+		return nil, false, false, err
+	}
+	a.dialects.Note(a.t.Key(), dialect.AdaptOwnersRefused, status.Truncate(fmt.Sprintf(
+		"The provider refused an Agent's owners (%v): Agents are written without owners for %s, then owners are tried again",
+		err, dialect.PatchRefusalTTL), 512))
+	return user, adopted, updated, nil
+}
+
+func (a *Session) ensure(ctx context.Context, knownID string) (user scim.Resource, adopted, updated bool, err error) {
 	if knownID != "" {
 		user, err = a.Read(ctx, knownID)
 		switch {

@@ -1,8 +1,11 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -127,6 +130,40 @@ var _ = Describe("Resource types beyond User", func() {
 		Expect(k8s.Delete(ctx, si)).To(Succeed())
 		Eventually(gone(ctx, si)).Should(BeTrue())
 		Expect(agent()).To(BeNil())
+	})
+
+	It("writes a draft-wzdk Agent without owners where the provider refuses them, and says so on the target", func() {
+		ns := newNamespace(ctx)
+		srv := agentTargetWith(ns, true, []scimserver.Option{scimserver.WithWZDKAgents()}, func(t *scimv1.ScimTarget) {
+			t.Spec.Governance = &scimv1.Governance{OwnerDirectory: &scimv1.OwnerDirectory{Name: "agents"}}
+		})
+		srv.Users.Put(map[string]any{"userName": "alice", "emails": []any{map[string]any{"value": "alice@example.com"}}, "active": true})
+		// owners are read-only on this provider: any write that carries them is refused.
+		srv.Faults.Add(func(r *http.Request) *scimserver.Fault {
+			if r.Body == nil || r.Method == http.MethodGet {
+				return nil
+			}
+			b, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			if bytes.Contains(b, []byte(`"owners"`)) {
+				return &scimserver.Fault{Status: http.StatusBadRequest, ScimType: "mutability", Detail: "owners is readOnly"}
+			}
+			return nil
+		})
+		si := newIdentity(ns, "report-bot", "agents")
+		si.Spec.Owner = "alice@example.com"
+		Expect(k8s.Create(ctx, si)).To(Succeed())
+		Eventually(get(ctx, si)).Should(HaveCondition(scimv1.ConditionReady, metav1.ConditionTrue))
+		Expect(srv.Agents.All()).To(ConsistOf(SatisfyAll(HaveKeyWithValue("agentUserName", "report-bot."+ns), Not(HaveKey("owners")))))
+		t := &scimv1.ScimTarget{}
+		Eventually(func() []scimv1.Adaptation {
+			Expect(k8s.Get(ctx, keyOf(ns, "agents"), t)).To(Succeed())
+			return t.Status.Adaptations
+		}).Should(ContainElement(SatisfyAll(
+			HaveField("Name", "OwnersRefused"), HaveField("Message", ContainSubstring("owners is readOnly")))))
+
+		By("a sweep does not count the missing owners as drift")
+		Expect(sweepNow(ctx, t).Flagged).To(BeZero())
 	})
 
 	It("falls back to a User with userType Agent where the provider has no Agents", func() {

@@ -25,7 +25,14 @@ const (
 	AdaptNoETags           = "NoETags"
 	AdaptPatchRefused      = "PatchRefused"
 	AdaptCaseInsensitive   = "UserNameMatchedOnClient"
+	AdaptOwnersRefused     = "OwnersRefused"
 )
+
+// OwnersRefused reports a provider that refused an Agent's owners (400) within
+// PatchRefusalTTL: Agents are written without owners until then (WithOwners is not applied).
+func (o *Observed) OwnersRefused(target string) bool {
+	return o.HasWithin(target, AdaptOwnersRefused, PatchRefusalTTL)
+}
 
 // Observed remembers, per target, what providers answered that discovery did not say:
 // a PATCH refused although advertised, a userName filter matched case-sensitively. Memory

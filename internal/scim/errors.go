@@ -102,6 +102,9 @@ func statusOf(err error) int {
 // IsNotFound reports a 404.
 func IsNotFound(err error) bool { return statusOf(err) == http.StatusNotFound }
 
+// IsBadRequest reports a 400.
+func IsBadRequest(err error) bool { return statusOf(err) == http.StatusBadRequest }
+
 // IsConflict reports a 409.
 func IsConflict(err error) bool { return statusOf(err) == http.StatusConflict }
 
