@@ -88,17 +88,30 @@ func (a *Auth) Authenticate(r *http.Request) (user.Info, int, string) {
 	return res.User, 0, ""
 }
 
-// Authorize returns 0 when attrs are allowed, else the HTTP status to answer with: 403 when
-// refused, 503 when the API server could not say.
-func (a *Auth) Authorize(ctx context.Context, attrs authorizer.Attributes) int {
+// Authorize returns 0 when attrs are allowed, else the HTTP status and message to answer with:
+// 403 saying who may not do what, 503 when the API server could not say.
+func (a *Auth) Authorize(ctx context.Context, attrs authorizer.Attributes) (int, string) {
 	decision, _, err := a.authz.Authorize(ctx, attrs)
 	switch {
 	case err != nil:
-		return http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable, "authorization could not be checked; try again"
 	case decision != authorizer.DecisionAllow:
-		return http.StatusForbidden
+		return http.StatusForbidden, refusal(attrs)
 	}
-	return 0
+	return 0, ""
+}
+
+// refusal says who may not do what: "<user> may not <verb> <path>", or for a resource
+// "<user> may not <verb> <resource>[/<subresource>] in namespace <ns>".
+func refusal(attrs authorizer.Attributes) string {
+	if !attrs.IsResourceRequest() {
+		return fmt.Sprintf("%s may not %s %s", attrs.GetUser().GetName(), attrs.GetVerb(), attrs.GetPath())
+	}
+	res := attrs.GetResource()
+	if sub := attrs.GetSubresource(); sub != "" {
+		res += "/" + sub
+	}
+	return fmt.Sprintf("%s may not %s %s in namespace %s", attrs.GetUser().GetName(), attrs.GetVerb(), res, attrs.GetNamespace())
 }
 
 // MetricsFilter is a metricsserver.Options.FilterProvider: the caller must be allowed the
@@ -115,16 +128,13 @@ func MetricsFilter(cfg *rest.Config, httpClient *http.Client) (metricsserver.Fil
 				http.Error(w, msg, code)
 				return
 			}
-			verb := strings.ToLower(r.Method)
-			switch code := a.Authorize(r.Context(), authorizer.AttributesRecord{User: u, Verb: verb, Path: r.URL.Path}); code {
-			case 0:
-				next.ServeHTTP(w, r)
-			case http.StatusForbidden:
-				log.V(4).Info("metrics request refused", "user", u.GetName(), "verb", verb, "path", r.URL.Path)
-				http.Error(w, fmt.Sprintf("%s may not %s %s", u.GetName(), verb, r.URL.Path), code)
-			default:
-				http.Error(w, "authorization could not be checked; try again", code)
+			code, msg = a.Authorize(r.Context(), authorizer.AttributesRecord{User: u, Verb: strings.ToLower(r.Method), Path: r.URL.Path})
+			if code != 0 {
+				log.V(4).Info("metrics request refused", "code", code, "reason", msg)
+				http.Error(w, msg, code)
+				return
 			}
+			next.ServeHTTP(w, r)
 		}), nil
 	}, nil
 }

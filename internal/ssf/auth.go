@@ -2,7 +2,6 @@ package ssf
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -33,25 +32,11 @@ type access struct {
 	verb, namespace, name, subresource string
 }
 
-// authenticate returns the caller, or the HTTP status and message to answer with.
-func (a *Auth) authenticate(r *http.Request) (user.Info, int, string) { return a.Authenticate(r) }
-
 // authorize reports whether u may do what; the status and message to answer with when not.
 func (a *Auth) authorize(ctx context.Context, u user.Info, what access) (int, string) {
-	switch code := a.Authorize(ctx, authorizer.AttributesRecord{
+	return a.Authorize(ctx, authorizer.AttributesRecord{
 		User: u, Verb: what.verb, Namespace: what.namespace, APIGroup: scimv1.GroupVersion.Group,
 		APIVersion: scimv1.GroupVersion.Version, Resource: "securityeventstreams", Subresource: what.subresource,
 		Name: what.name, ResourceRequest: true,
-	}); code {
-	case 0:
-		return 0, ""
-	case http.StatusForbidden:
-		res := "securityeventstreams"
-		if what.subresource != "" {
-			res += "/" + what.subresource
-		}
-		return code, fmt.Sprintf("%s may not %s %s in namespace %s", u.GetName(), what.verb, res, what.namespace)
-	default:
-		return code, "authorization could not be checked; try again"
-	}
+	})
 }

@@ -239,7 +239,7 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, sc scope, ve
 
 // authenticated is the caller; nil when the request was answered 401.
 func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) user.Info {
-	u, code, msg := s.Auth.authenticate(r)
+	u, code, msg := s.Auth.Authenticate(r)
 	if code != 0 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="scim-operator"`)
 		writeError(w, code, "", msg)
