@@ -249,6 +249,17 @@ func AsType(u scim.Resource, k AccountType) scim.Resource {
 // AccountName is the name an account carries in the attribute of its kind.
 func AccountName(u scim.Resource, k AccountType) string { return u.Str(k.NameAttr) }
 
+// AccountOf is the account desired makes on target t of kind k: AsType, then the owner of a
+// draft-wzdk Agent (WithOwners) unless the provider refused owners lately (o.OwnersRefused).
+// Provisioning and the sweeps' comparison both use it.
+func (o *Observed) AccountOf(desired scim.Resource, k AccountType, t *targets.Target, owner *scimv1.OwnerStatus) scim.Resource {
+	u := AsType(desired, k)
+	if o.OwnersRefused(t.Key()) {
+		return u
+	}
+	return WithOwners(u, k, t, owner)
+}
+
 // WithOwners names the identity's owner in a draft-wzdk Agent's owners attribute: a reference
 // to the owner's User on the same target, when governance found the owner active there (the
 // target is also an owner directory; owner.accounts). Once that directory has said the owner is
@@ -256,22 +267,21 @@ func AccountName(u scim.Resource, k AccountType) string { return u.Str(k.NameAtt
 // id would mean nothing to the provider, so u is returned unchanged (as it is for any other kind
 // of account, and while the directory has not answered).
 func WithOwners(u scim.Resource, k AccountType, t *targets.Target, owner *scimv1.OwnerStatus) scim.Resource {
-	if !k.IsWZDK() || owner == nil || owner.State == scimv1.OwnerUnchecked ||
-		!slices.Contains(strings.Split(owner.Directory, ", "), t.Key()) {
+	if !k.IsWZDK() || owner == nil || owner.State == scimv1.OwnerUnchecked {
 		return u
 	}
 	out := maps.Clone(u)
-	out["owners"] = nil // removed, unless the owner is active here
-	if owner.State != scimv1.OwnerActive {
+	if i := slices.IndexFunc(owner.Accounts, func(a scimv1.OwnerAccount) bool { return a.Directory == t.Key() && a.ID != "" }); i >= 0 && owner.State == scimv1.OwnerActive {
+		id := owner.Accounts[i].ID
+		out["owners"] = []any{map[string]any{
+			"value": id,
+			"$ref":  strings.TrimSuffix(t.Spec.Endpoint, "/") + "/" + UsersEndpoint + "/" + url.PathEscape(id),
+		}}
 		return out
 	}
-	for _, a := range owner.Accounts {
-		if a.Directory == t.Key() && a.ID != "" {
-			out["owners"] = []any{map[string]any{
-				"value": a.ID,
-				"$ref":  strings.TrimSuffix(t.Spec.Endpoint, "/") + "/" + UsersEndpoint + "/" + url.PathEscape(a.ID),
-			}}
-		}
+	if !slices.Contains(strings.Split(owner.Directory, ", "), t.Key()) {
+		return u // not an owner directory of this identity (or not named in the truncated list)
 	}
+	out["owners"] = nil // removed: the owner is not active here, or has no id a reference can carry
 	return out
 }

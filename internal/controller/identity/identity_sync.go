@@ -48,11 +48,7 @@ func (r *Reconciler) syncTarget(ctx context.Context, si *scimv1.ServiceIdentity,
 	if err := dialect.TypeReady(t); err != nil {
 		return r.entryFailed(entry, outcome.Outcome{Err: err, Reason: scimv1.ReasonProgressing}), 0
 	}
-	kind := dialect.TypeOf(t)
-	desired = dialect.AsType(desired, kind)
-	if !r.Deprovisioner.Dialects.OwnersRefused(t.Key()) {
-		desired = dialect.WithOwners(desired, kind, t, si.Status.Owner)
-	}
+	desired = r.Deprovisioner.Dialects.AccountOf(desired, dialect.TypeOf(t), t, si.Status.Owner)
 	g := governance.GuardrailsOf(t)
 	if err := g.Check(t, si); err != nil {
 		// Nothing is provisioned. An account that exists keeps what it has until the spec

@@ -415,13 +415,7 @@ func (s *sweep) inStep(si *scimv1.ServiceIdentity, u scim.Resource) bool {
 	if err != nil {
 		return true // the spec is blocked; its reconcile says why
 	}
-	// A draft-wzdk Agent's owners are part of what its account must be (dialect.WithOwners),
-	// unless the provider refuses them.
-	want := dialect.AsType(desired, s.kind)
-	if !s.r.Deprovisioner.Dialects.OwnersRefused(s.t.Key()) {
-		want = dialect.WithOwners(want, s.kind, s.t, si.Status.Owner)
-	}
-	return len(scim.Diff(want, u)) == 0
+	return len(scim.Diff(s.r.Deprovisioner.Dialects.AccountOf(desired, s.kind, s.t, si.Status.Owner), u)) == 0
 }
 
 func (s *sweep) entry(si *scimv1.ServiceIdentity) *scimv1.IdentityTargetStatus {
