@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +19,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/nhi-dev/scim-operator/test/process"
 )
 
 // Options configure Start.
@@ -43,9 +44,7 @@ type ControlPlane struct {
 	Config     *rest.Config
 	Kubeconfig string
 	opts       Options
-	kcm        *exec.Cmd
-	kcmDone    chan struct{}
-	kcmErr     error
+	kcm        *process.Process
 }
 
 // Start starts etcd, kube-apiserver and, if asked, kube-controller-manager, and writes an
@@ -96,12 +95,9 @@ func Start(opts Options) (*ControlPlane, error) {
 }
 
 func (cp *ControlPlane) startControllerManager() error {
-	logPath := filepath.Join(cp.opts.Dir, "kube-controller-manager.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(filepath.Join(cp.opts.Assets, "kube-controller-manager"),
+	// It has no health endpoint here (secure port off): Start watches it for 2 s instead.
+	kcm, err := process.Start("kube-controller-manager", filepath.Join(cp.opts.Dir, "kube-controller-manager.log"),
+		process.Options{Settle: 2 * time.Second}, filepath.Join(cp.opts.Assets, "kube-controller-manager"),
 		"--kubeconfig", cp.Kubeconfig,
 		"--authentication-kubeconfig", cp.Kubeconfig,
 		"--authorization-kubeconfig", cp.Kubeconfig,
@@ -118,35 +114,18 @@ func (cp *ControlPlane) startControllerManager() error {
 		"--concurrent-namespace-syncs", "5",
 		"-v", "1",
 	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
-		return fmt.Errorf("starting kube-controller-manager: %w", err)
+	if err != nil {
+		return err
 	}
-	cp.kcm = cmd
-	cp.kcmDone = make(chan struct{})
-	go func() { cp.kcmErr = cmd.Wait(); _ = logFile.Close(); close(cp.kcmDone) }()
-	// It has no health endpoint here (secure port off); give it a moment and check it is alive.
-	select {
-	case <-cp.kcmDone:
-		return fmt.Errorf("kube-controller-manager exited at start (%v); see %s", cp.kcmErr, logPath)
-	case <-time.After(2 * time.Second):
-	}
+	cp.kcm = kcm
 	return nil
 }
 
 // Stop stops every process; it is safe to call more than once.
 func (cp *ControlPlane) Stop() error {
 	var errs []error
-	if cp.kcm != nil && cp.kcm.Process != nil {
-		_ = syscall.Kill(-cp.kcm.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-cp.kcmDone:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cp.kcm.Process.Pid, syscall.SIGKILL)
-			<-cp.kcmDone
-		}
+	if cp.kcm != nil {
+		cp.kcm.Stop(10 * time.Second)
 		cp.kcm = nil
 	}
 	if cp.Env != nil {

@@ -23,7 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +30,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nhi-dev/scim-operator/test/process"
 )
 
 const (
@@ -68,8 +69,8 @@ type Node struct {
 	HostIP string
 
 	opts    Options
-	sysctls map[string]string // the host's values before the node changed them
-	procs   []*process        // in start order
+	sysctls map[string]string  // the host's values before the node changed them
+	procs   []*process.Process // in start order
 	dns     *dnsServer
 	adminTk string
 }
@@ -388,25 +389,13 @@ hostnameOverride: %s
 func (n *Node) LogTails(lines int) string {
 	var b strings.Builder
 	for _, p := range n.procs {
-		fmt.Fprintf(&b, "--- %s (%s)\n%s\n", p.name, p.log, tail(p.log, lines))
+		fmt.Fprintf(&b, "--- %s (%s)\n%s\n", p.Name, p.Log, process.Tail(p.Log, lines))
 	}
 	return b.String()
 }
 
 // Log is the path of a process's log ("kubelet", "containerd", ...).
 func (n *Node) Log(name string) string { return n.path("logs", name+".log") }
-
-func tail(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(l) > lines {
-		l = l[len(l)-lines:]
-	}
-	return strings.Join(l, "\n")
-}
 
 // defaultRouteIP is the IPv4 address of the interface the default route leaves by: Pods reach
 // the API server and the DNS there (loopback is their own).
@@ -477,57 +466,18 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, ok func() 
 	}
 }
 
-// process is one daemon of the node, in a process group of its own, logging to Dir/logs.
-type process struct {
-	name string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-func (n *Node) start(name, bin string, args ...string) (*process, error) {
-	p := &process{name: name, log: n.Log(name), done: make(chan struct{})}
-	f, err := os.Create(p.log)
+func (n *Node) start(name, bin string, args ...string) (*process.Process, error) {
+	p, err := process.Start(name, n.Log(name), process.Options{Dir: n.opts.Dir, DieWithParent: true, Settle: 200 * time.Millisecond}, bin, args...)
 	if err != nil {
 		return nil, err
 	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Dir = n.opts.Dir
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
 	n.procs = append(n.procs, p)
-	go func() { p.err = p.cmd.Wait(); _ = f.Close(); close(p.done) }()
-	select {
-	case <-p.done:
-		return nil, fmt.Errorf("%s exited at start (%v): %s", name, p.err, tail(p.log, 20))
-	case <-time.After(200 * time.Millisecond):
-	}
 	return p, nil
 }
 
-func (p *process) stop(grace time.Duration) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-func (n *Node) proc(name string) *process {
+func (n *Node) proc(name string) *process.Process {
 	for _, p := range n.procs {
-		if p.name == name {
+		if p.Name == name {
 			return p
 		}
 	}

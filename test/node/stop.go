@@ -26,16 +26,12 @@ func (n *Node) Stop() error {
 	var errs []error
 	for _, name := range []string{"kubelet", "kube-proxy"} {
 		if p := n.proc(name); p != nil {
-			p.stop(10 * time.Second)
+			p.Stop(10 * time.Second)
 		}
 	}
-	if p := n.proc("containerd"); p != nil {
-		select {
-		case <-p.done:
-		default:
-			if err := n.removeSandboxes(); err != nil {
-				errs = append(errs, fmt.Errorf("removing the Pod sandboxes: %w", err))
-			}
+	if p := n.proc("containerd"); p != nil && p.Running() {
+		if err := n.removeSandboxes(); err != nil {
+			errs = append(errs, fmt.Errorf("removing the Pod sandboxes: %w", err))
 		}
 	}
 	if _, err := os.Stat(n.bin("kube-proxy")); err == nil {
@@ -43,7 +39,7 @@ func (n *Node) Stop() error {
 	}
 	removeKubeletChains()
 	if p := n.proc("containerd"); p != nil {
-		p.stop(10 * time.Second)
+		p.Stop(10 * time.Second)
 	}
 	killShims(n.containerdSocket())
 	unmountUnder(n.opts.Dir)
@@ -65,7 +61,7 @@ func (n *Node) Stop() error {
 	for _, name := range cp {
 		go func() {
 			if p := n.proc(name); p != nil {
-				p.stop(10 * time.Second)
+				p.Stop(10 * time.Second)
 			}
 			done <- struct{}{}
 		}()
@@ -74,7 +70,7 @@ func (n *Node) Stop() error {
 		<-done
 	}
 	if p := n.proc("etcd"); p != nil {
-		p.stop(10 * time.Second)
+		p.Stop(10 * time.Second)
 	}
 	return errors.Join(errs...)
 }
